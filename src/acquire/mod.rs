@@ -1,0 +1,386 @@
+//! The acquire state machine, written once and driven two ways.
+//!
+//! [`Core::poll`] moves an acquisition forward as far as it can and says
+//! what it waits for through a [`Driver`]: a listener (an in-process
+//! release), an instant (the next backoff attempt, the deadline) or a task
+//! (an open or a kernel wait on a blocking thread). The async driver
+//! (`Acquire`'s `Future` impl) polls those with the task's context; the
+//! blocking driver parks the thread until one of them fires.
+//!
+//! The phases:
+//! 1. `Start`: find this handle's entry, or open the lock file (`Opening`).
+//! 2. Fast path: one attempt. If it fails, queue a slot.
+//! 3. `Queued`: listen on the slot *first*, then check it (the "try again
+//!    after registering" step, so a release in between is never missed),
+//!    then wait for listener | backoff | deadline | pool task, and repeat.
+//!
+//! Dropping the core in any phase gives back exactly what that phase holds
+//! (see `Drop`).
+
+mod driver;
+
+use std::fs::File;
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Instant;
+
+use event_listener::EventListener;
+
+pub(crate) use driver::{block_on, AsyncDriver};
+
+use crate::backoff::BackoffState;
+use crate::error::{Error, Op};
+use crate::lock::Handle;
+use crate::open::open_lock_file;
+use crate::registry::{Attempt, Entry, Progress, Slot};
+use crate::rt::Task;
+use crate::sys::{self, FileId};
+use crate::{FileLockGuard, LockMode, Wait, WaitStrategy};
+
+/// What a driver does for the state machine.
+pub(crate) trait Driver {
+    /// The current time on this acquisition's clock.
+    fn now(&mut self) -> Instant;
+    /// Polls an in-process wake-up.
+    fn poll_listener(&mut self, listener: &mut EventListener) -> Poll<()>;
+    /// Polls for `at` to arrive.
+    fn poll_until(&mut self, at: Instant) -> Poll<()>;
+    /// Starts `f`, which may block, in the way `work` calls for.
+    fn run<T: Send + 'static>(&mut self, work: Work, f: impl FnOnce() -> T + Send + 'static) -> Task<T>;
+    /// Polls a task started by `run`.
+    fn poll_task<T: Send + 'static>(&mut self, task: &mut Task<T>) -> Poll<io::Result<T>>;
+}
+
+/// The kinds of blocking work the state machine hands out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Work {
+    /// Opening (maybe creating) the lock file: short, but may block on a
+    /// slow filesystem.
+    Open,
+    /// A kernel wait for the lock: as long as the other holder keeps it.
+    KernelWait,
+}
+
+type Opened = Result<(File, FileId), Error>;
+
+/// What a blocking-pool kernel wait came back with.
+enum PoolOutcome {
+    /// A fresh descriptor of the entry's file, holding the lock.
+    Locked(File),
+    /// The path no longer names the entry's file.
+    Replaced,
+}
+
+struct Queued {
+    entry: Arc<Entry>,
+    slot: Arc<Slot>,
+    listener: Option<EventListener>,
+    /// When the head next retries the OS lock (backoff strategy).
+    retry_at: Option<Instant>,
+    /// A kernel wait in progress (blocking-pool strategy).
+    pool: Option<Task<io::Result<PoolOutcome>>>,
+    /// Whether this waiter was the head with nothing held at its last check.
+    turn: bool,
+}
+
+enum Phase {
+    Start,
+    Opening(Task<Opened>),
+    Queued(Queued),
+    Done,
+}
+
+/// One acquisition in progress.
+pub(crate) struct Core {
+    handle: Arc<Handle>,
+    mode: LockMode,
+    wait: Wait,
+    started: Option<Instant>,
+    deadline: Option<Instant>,
+    phase: Phase,
+    backoff: BackoffState,
+}
+
+impl std::fmt::Debug for Core {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let phase = match &self.phase {
+            Phase::Start => "start",
+            Phase::Opening(_) => "opening",
+            Phase::Queued(q) if q.turn => "contending",
+            Phase::Queued(_) => "queued",
+            Phase::Done => "done",
+        };
+        f.debug_struct("Acquire")
+            .field("path", &self.handle.path)
+            .field("mode", &self.mode)
+            .field("wait", &self.wait)
+            .field("phase", &phase)
+            .finish()
+    }
+}
+
+impl Core {
+    pub(crate) fn new(handle: Arc<Handle>, mode: LockMode, wait: Wait) -> Self {
+        let backoff = handle.options.backoff.start();
+        Core {
+            handle,
+            mode,
+            wait,
+            started: None,
+            deadline: None,
+            phase: Phase::Start,
+            backoff,
+        }
+    }
+
+    pub(crate) fn offloads_open(&self) -> bool {
+        self.handle.options.offload_open
+    }
+
+    pub(crate) fn has_deadline(&self) -> bool {
+        !matches!(self.wait, Wait::Forever)
+    }
+
+    fn finish(&mut self, result: Result<FileLockGuard, Error>) -> Poll<Result<FileLockGuard, Error>> {
+        // Replacing the phase without `cancel`: the caller has already
+        // settled the slot (acquired, or removed from the queue).
+        self.phase = Phase::Done;
+        Poll::Ready(result)
+    }
+
+    fn acquired(&mut self, entry: Arc<Entry>) -> Poll<Result<FileLockGuard, Error>> {
+        let guard = FileLockGuard::new(Arc::clone(&self.handle), entry, self.mode);
+        self.finish(Ok(guard))
+    }
+
+    fn error(&mut self, op: Op, e: io::Error) -> Poll<Result<FileLockGuard, Error>> {
+        let err = Error::io(&self.handle.path, op, e);
+        self.finish(Err(err))
+    }
+
+    /// Steps 1 and 2: the fast path on a resolved entry.
+    fn first_attempt(&mut self, entry: Arc<Entry>) -> Option<Poll<Result<FileLockGuard, Error>>> {
+        let enqueue = self.wait != Wait::TryOnce;
+        match entry.try_or_enqueue(self.mode, self.handle.verify_path(), enqueue) {
+            Ok(Attempt::Acquired) => Some(self.acquired(entry)),
+            Ok(Attempt::Busy) => Some(self.finish(Err(Error::would_block(&self.handle.path)))),
+            Ok(Attempt::Queued(slot)) => {
+                self.phase = Phase::Queued(Queued {
+                    entry,
+                    slot,
+                    listener: None,
+                    retry_at: None,
+                    pool: None,
+                    turn: false,
+                });
+                None
+            }
+            Ok(Attempt::Retired) => {
+                self.phase = Phase::Start;
+                None
+            }
+            Err(e) => Some(self.error(Op::Lock, e)),
+        }
+    }
+
+    /// Drives the acquisition as far as it goes without waiting.
+    pub(crate) fn poll<D: Driver>(&mut self, d: &mut D) -> Poll<Result<FileLockGuard, Error>> {
+        if self.started.is_none() {
+            let now = d.now();
+            self.started = Some(now);
+            self.deadline = match self.wait {
+                Wait::TryOnce => None,
+                wait => wait.deadline(now),
+            };
+        }
+        loop {
+            match &mut self.phase {
+                Phase::Done => {
+                    let e = io::Error::other("acquire future polled after it completed");
+                    return Poll::Ready(Err(Error::io(&self.handle.path, Op::Lock, e)));
+                }
+                Phase::Start => match self.handle.cached() {
+                    Some(entry) => {
+                        if let Some(done) = self.first_attempt(entry) {
+                            return done;
+                        }
+                    }
+                    None => {
+                        let handle = Arc::clone(&self.handle);
+                        let task = d.run(Work::Open, move || open_lock_file(&handle.path, &handle.options));
+                        self.phase = Phase::Opening(task);
+                    }
+                },
+                Phase::Opening(task) => match d.poll_task(task) {
+                    Poll::Ready(Ok(Ok((file, id)))) => {
+                        let entry = self.handle.adopt(file, id);
+                        if let Some(done) = self.first_attempt(entry) {
+                            return done;
+                        }
+                    }
+                    Poll::Ready(Ok(Err(e))) => return self.finish(Err(e)),
+                    Poll::Ready(Err(e)) => return self.error(Op::Open, e),
+                    Poll::Pending => {
+                        if let Some(deadline) = self.deadline {
+                            if d.poll_until(deadline).is_ready() {
+                                return self.timed_out(d);
+                            }
+                        }
+                        return Poll::Pending;
+                    }
+                },
+                Phase::Queued(_) => match self.poll_queued(d) {
+                    Step::Again => {}
+                    Step::Ready(r) => return r,
+                },
+            }
+        }
+    }
+
+    fn poll_queued<D: Driver>(&mut self, d: &mut D) -> Step {
+        let Phase::Queued(q) = &mut self.phase else {
+            return Step::Again;
+        };
+        // Listen before checking, so no notification falls in between.
+        if q.listener.is_none() {
+            q.listener = Some(q.slot.listen());
+        }
+
+        if let Some(task) = &mut q.pool {
+            if let Poll::Ready(out) = d.poll_task(task) {
+                q.pool = None;
+                match out {
+                    Ok(Ok(PoolOutcome::Locked(file))) => match q.entry.adopt_locked(&q.slot, file) {
+                        Progress::Acquired => {
+                            let entry = Arc::clone(&q.entry);
+                            return Step::Ready(self.acquired(entry));
+                        }
+                        Progress::Retired => {
+                            self.phase = Phase::Start;
+                            return Step::Again;
+                        }
+                        Progress::Waiting | Progress::Contending => {}
+                    },
+                    Ok(Ok(PoolOutcome::Replaced)) => q.entry.retire_if_idle(),
+                    Ok(Err(e)) | Err(e) => {
+                        q.entry.cancel(&q.slot);
+                        return Step::Ready(self.error(Op::Lock, e));
+                    }
+                }
+            }
+        }
+
+        match q.entry.advance(&q.slot, self.handle.verify_path()) {
+            Err(e) => return Step::Ready(self.error(Op::Lock, e)),
+            Ok(Progress::Acquired) => {
+                let entry = Arc::clone(&q.entry);
+                return Step::Ready(self.acquired(entry));
+            }
+            Ok(Progress::Retired) => {
+                self.phase = Phase::Start;
+                return Step::Again;
+            }
+            Ok(Progress::Waiting) => {
+                q.turn = false;
+                q.retry_at = None;
+            }
+            Ok(Progress::Contending) => {
+                if !q.turn {
+                    q.turn = true;
+                    self.backoff.reset();
+                }
+                match self.handle.options.strategy {
+                    WaitStrategy::Backoff => {
+                        if q.retry_at.is_none() {
+                            q.retry_at = Some(d.now() + self.backoff.next_delay());
+                        }
+                    }
+                    WaitStrategy::BlockingPool => {
+                        if q.pool.is_none() {
+                            let path = self.handle.path.clone();
+                            let file_mode = self.handle.options.file_mode;
+                            let (id, mode) = (q.entry.id(), self.mode);
+                            let verify = self.handle.options.verifies_identity();
+                            q.pool = Some(d.run(Work::KernelWait, move || {
+                                kernel_wait(path, file_mode, id, mode, verify)
+                            }));
+                            // Poll it once: the blocking driver may have run
+                            // it to completion already.
+                            return Step::Again;
+                        }
+                    }
+                }
+            }
+        }
+
+        if let Some(listener) = &mut q.listener {
+            if d.poll_listener(listener).is_ready() {
+                q.listener = None;
+                return Step::Again;
+            }
+        }
+        let wake = match (q.retry_at, self.deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if let Some(at) = wake {
+            if d.poll_until(at).is_ready() {
+                let now = d.now();
+                if self.deadline.is_some_and(|deadline| now >= deadline) {
+                    return Step::Ready(self.timed_out(d));
+                }
+                if q.retry_at.is_some_and(|r| now >= r) {
+                    q.retry_at = None;
+                }
+                return Step::Again;
+            }
+        }
+        Step::Ready(Poll::Pending)
+    }
+
+    fn timed_out<D: Driver>(&mut self, d: &mut D) -> Poll<Result<FileLockGuard, Error>> {
+        if let Phase::Queued(q) = &self.phase {
+            q.entry.cancel(&q.slot);
+        }
+        let waited = self.started.map(|s| d.now().saturating_duration_since(s)).unwrap_or_default();
+        let err = Error::timed_out(&self.handle.path, waited);
+        self.finish(Err(err))
+    }
+}
+
+enum Step {
+    Again,
+    Ready(Poll<Result<FileLockGuard, Error>>),
+}
+
+impl Drop for Core {
+    /// Cleanup keyed on the phase. `Opening`: the task is dropped, and its
+    /// file, if it opens one, is closed on its thread. `Queued`: the slot
+    /// leaves the queue (passing the turn on if it was at the head), a lock
+    /// it was handed is released, and a kernel wait in progress is
+    /// abandoned: its thread drops the descriptor it locked the moment the
+    /// kernel grants it, which releases it.
+    fn drop(&mut self) {
+        if let Phase::Queued(q) = &self.phase {
+            q.entry.cancel(&q.slot);
+        }
+    }
+}
+
+/// Runs on a blocking thread: opens a descriptor of its own (so abandoning
+/// it can never release a lock somebody else took through the entry's
+/// descriptor), checks it is the entry's file, and waits in the kernel.
+fn kernel_wait(path: PathBuf, file_mode: u32, id: FileId, mode: LockMode, verify: bool) -> io::Result<PoolOutcome> {
+    let file = sys::open(&path, file_mode)?;
+    match sys::identify(&file)? {
+        Ok(found) if found == id => {}
+        _ => return Ok(PoolOutcome::Replaced),
+    }
+    sys::lock_wait(&file, mode)?;
+    if verify && sys::path_id(&path)? != Some(id) {
+        return Ok(PoolOutcome::Replaced);
+    }
+    Ok(PoolOutcome::Locked(file))
+}

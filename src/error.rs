@@ -1,0 +1,280 @@
+//! The crate's one error type: which lock, what went wrong, and why.
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::sys::{self, NotFile};
+
+/// What went wrong, without the details. Match on it to decide what to do.
+///
+/// New kinds may be added in minor releases, so a `match` needs a wildcard
+/// arm.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// A single attempt ([`Wait::TryOnce`](crate::Wait::TryOnce), `try_lock`)
+    /// found the lock held in a conflicting mode, by another process or by
+    /// another guard in this one.
+    WouldBlock,
+    /// The lock was still held when the deadline passed.
+    /// [`Error::waited`] says how long the call waited.
+    TimedOut,
+    /// The lock file's parent directory is missing and could not be created
+    /// (permission, a file in the way, a read-only filesystem), or
+    /// [`LockOptions::create_parent`](crate::LockOptions::create_parent) is off.
+    CreateDir,
+    /// The lock path names something that is not a regular file: a
+    /// directory, a FIFO, a socket or a device.
+    NotAFile,
+    /// The lock path is a symbolic link. Lock files are never followed
+    /// through links, so that a link planted in a shared directory cannot
+    /// redirect the lock (or its creation) elsewhere.
+    Symlink,
+    /// The path cannot be a lock path at all: it is empty or contains a NUL
+    /// byte.
+    InvalidPath,
+    /// This platform or filesystem does not support file locks.
+    Unsupported,
+    /// Any other operating-system error (permission denied, read-only
+    /// filesystem, too many open files, ...); [`std::error::Error::source`]
+    /// has the `io::Error`.
+    Io,
+}
+
+/// The step that failed, for messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Op {
+    Open,
+    Lock,
+    Unlock,
+    Remove,
+    Inspect,
+    Wait,
+}
+
+impl Op {
+    fn verb(self) -> &'static str {
+        match self {
+            Op::Open => "open",
+            Op::Lock => "lock",
+            Op::Unlock => "unlock",
+            Op::Remove => "remove",
+            Op::Inspect => "inspect",
+            Op::Wait => "wait for",
+        }
+    }
+}
+
+/// An error from lockyard: the lock path, a [`kind`](Error::kind), and the
+/// underlying cause where there is one.
+///
+/// `Display` names the path and the cause, e.g.
+/// `timed out after 5.00 s waiting for lock data/state.lock`.
+///
+/// # Examples
+///
+/// ```
+/// use lockyard::{ErrorKind, FileLock};
+///
+/// let dir = tempfile::tempdir()?;
+/// let lock = FileLock::new(dir.path().join("state.lock"));
+/// let _held = lock.try_lock()?;
+/// let err = lock.try_lock().unwrap_err();
+/// assert_eq!(err.kind(), ErrorKind::WouldBlock);
+/// assert!(err.to_string().contains("state.lock"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Error {
+    kind: ErrorKind,
+    path: PathBuf,
+    op: Op,
+    source: Option<io::Error>,
+    waited: Option<Duration>,
+    detail: Option<Detail>,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Detail {
+    NotFile(NotFile),
+    Nul,
+    Empty,
+}
+
+impl Error {
+    pub(crate) fn would_block(path: &Path) -> Self {
+        Self::bare(ErrorKind::WouldBlock, path, Op::Lock)
+    }
+
+    pub(crate) fn timed_out(path: &Path, waited: Duration) -> Self {
+        let mut e = Self::bare(ErrorKind::TimedOut, path, Op::Wait);
+        e.waited = Some(waited);
+        e
+    }
+
+    pub(crate) fn not_a_file(path: &Path, what: NotFile) -> Self {
+        let kind = if what == NotFile::Symlink { ErrorKind::Symlink } else { ErrorKind::NotAFile };
+        let mut e = Self::bare(kind, path, Op::Open);
+        e.detail = Some(Detail::NotFile(what));
+        e
+    }
+
+    pub(crate) fn invalid_path(path: &Path, nul: bool) -> Self {
+        let mut e = Self::bare(ErrorKind::InvalidPath, path, Op::Open);
+        e.detail = Some(if nul { Detail::Nul } else { Detail::Empty });
+        e
+    }
+
+    pub(crate) fn create_dir(path: &Path, source: io::Error) -> Self {
+        let mut e = Self::bare(ErrorKind::CreateDir, path, Op::Open);
+        e.source = Some(source);
+        e
+    }
+
+    /// Classifies an OS error met while doing `op` on the lock at `path`.
+    pub(crate) fn io(path: &Path, op: Op, source: io::Error) -> Self {
+        let kind = if sys::is_unsupported(&source) {
+            ErrorKind::Unsupported
+        } else if op == Op::Open && sys::is_symlink_refusal(&source) {
+            ErrorKind::Symlink
+        } else if op == Op::Open && sys::is_directory(&source) {
+            ErrorKind::NotAFile
+        } else if op == Op::Open && sys::is_not_a_directory(&source) {
+            ErrorKind::CreateDir
+        } else {
+            ErrorKind::Io
+        };
+        let mut e = Self::bare(kind, path, op);
+        if kind == ErrorKind::NotAFile {
+            e.detail = Some(Detail::NotFile(NotFile::Directory));
+        }
+        e.source = Some(source);
+        e
+    }
+
+    fn bare(kind: ErrorKind, path: &Path, op: Op) -> Self {
+        Error {
+            kind,
+            path: path.to_path_buf(),
+            op,
+            source: None,
+            waited: None,
+            detail: None,
+        }
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// The lock file this error is about.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// For [`ErrorKind::TimedOut`], how long the call waited before giving
+    /// up; `None` for other kinds.
+    pub fn waited(&self) -> Option<Duration> {
+        self.waited
+    }
+
+    /// Whether this is [`ErrorKind::WouldBlock`] or [`ErrorKind::TimedOut`]:
+    /// the lock exists and works, somebody else simply has it.
+    pub fn is_contended(&self) -> bool {
+        matches!(self.kind, ErrorKind::WouldBlock | ErrorKind::TimedOut)
+    }
+
+    /// The operating-system error behind this one, if any.
+    pub fn io_error(&self) -> Option<&io::Error> {
+        self.source.as_ref()
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Error");
+        d.field("kind", &self.kind).field("path", &self.path);
+        if let Some(w) = self.waited {
+            d.field("waited", &w);
+        }
+        if let Some(s) = &self.source {
+            d.field("source", s);
+        }
+        d.finish()
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let path = self.path.display();
+        match self.kind {
+            ErrorKind::WouldBlock => write!(f, "lock {path} is held elsewhere"),
+            ErrorKind::TimedOut => {
+                let waited = self.waited.unwrap_or_default().as_secs_f64();
+                write!(f, "timed out after {waited:.2} s waiting for lock {path}")
+            }
+            ErrorKind::CreateDir => {
+                write!(f, "cannot create the directory for lock {path}")?;
+                self.write_source(f)
+            }
+            ErrorKind::NotAFile | ErrorKind::Symlink => {
+                let what = match self.detail {
+                    Some(Detail::NotFile(NotFile::Directory)) => "a directory",
+                    Some(Detail::NotFile(NotFile::Fifo)) => "a FIFO",
+                    Some(Detail::NotFile(NotFile::Socket)) => "a socket",
+                    Some(Detail::NotFile(NotFile::Device)) => "a device",
+                    Some(Detail::NotFile(NotFile::Other)) => "not a regular file",
+                    _ => "a symbolic link (lock files are never followed through links)",
+                };
+                write!(f, "lock path {path} is {what}")
+            }
+            ErrorKind::InvalidPath => match self.detail {
+                Some(Detail::Nul) => write!(f, "lock path {path:?} contains a NUL byte"),
+                _ => write!(f, "lock path is empty"),
+            },
+            ErrorKind::Unsupported => {
+                write!(f, "file locking is not supported for {path}")?;
+                self.write_source(f)
+            }
+            ErrorKind::Io => {
+                write!(f, "cannot {} lock file {path}", self.op.verb())?;
+                self.write_source(f)
+            }
+        }
+    }
+}
+
+impl Error {
+    fn write_source(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.source {
+            Some(s) => write!(f, ": {s}"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_ref().map(|e| e as _)
+    }
+}
+
+impl From<Error> for io::Error {
+    /// Keeps the whole lockyard error as the inner error, with the
+    /// `io::ErrorKind` a caller of std would expect: `WouldBlock`,
+    /// `TimedOut`, `Unsupported`, `InvalidInput`, or the OS error's own kind.
+    fn from(err: Error) -> io::Error {
+        let kind = match err.kind {
+            ErrorKind::WouldBlock => io::ErrorKind::WouldBlock,
+            ErrorKind::TimedOut => io::ErrorKind::TimedOut,
+            ErrorKind::Unsupported => io::ErrorKind::Unsupported,
+            ErrorKind::InvalidPath | ErrorKind::NotAFile | ErrorKind::Symlink => io::ErrorKind::InvalidInput,
+            ErrorKind::CreateDir | ErrorKind::Io => {
+                err.source.as_ref().map_or(io::ErrorKind::Other, io::Error::kind)
+            }
+        };
+        io::Error::new(kind, err)
+    }
+}

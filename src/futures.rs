@@ -1,0 +1,65 @@
+//! The public acquire future: a thin shell over the state machine.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use pin_project_lite::pin_project;
+
+use crate::acquire::{AsyncDriver, Core};
+use crate::rt::{Clock, Timer};
+use crate::{Error, FileLockGuard};
+
+pin_project! {
+    /// The future returned by [`FileLock::lock`](crate::FileLock::lock) and
+    /// its siblings. Resolves to a guard, or an error.
+    ///
+    /// It is `Send` and `'static`, so it can be spawned, raced with
+    /// `select!` or wrapped in a runtime's timeout.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping it at any point leaves no lock held, no queue slot or
+    /// listener registered and no descriptor open beyond the one the
+    /// [`FileLock`](crate::FileLock) keeps; if it had been handed the lock
+    /// or the turn to take it, the next waiter gets it instead.
+    #[must_use = "futures do nothing unless polled; the lock is not taken until this is awaited"]
+    pub struct Acquire {
+        core: Core,
+        clock: Option<Clock>,
+        #[pin]
+        timer: Timer,
+    }
+}
+
+impl Acquire {
+    pub(crate) fn new(core: Core) -> Self {
+        Acquire {
+            core,
+            clock: None,
+            timer: Timer::default(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Acquire {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.core.fmt(f)
+    }
+}
+
+impl Future for Acquire {
+    type Output = Result<FileLockGuard, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let offload_open = this.core.offloads_open();
+        let mut driver = AsyncDriver {
+            cx,
+            timer: this.timer.get_mut(),
+            clock: this.clock,
+            offload_open,
+        };
+        this.core.poll(&mut driver)
+    }
+}

@@ -1,0 +1,89 @@
+//! File locks that `.await` in any executor.
+//!
+//! lockyard takes exclusive and shared OS file locks (`flock(2)` on Unix,
+//! `LockFileEx` on Windows) from async code under any executor, or from
+//! blocking code, with explicit timeouts and guards that are safe to cancel.
+//!
+//! ```
+//! use std::time::Duration;
+//! use lockyard::FileLock;
+//!
+//! # futures_lite::future::block_on(async {
+//! # let dir = tempfile::tempdir()?;
+//! # let state = dir.path().join("state.json");
+//! let lock = FileLock::for_file(&state);                 // state.json.lock
+//! let guard = lock.lock().await?;                        // exclusive, waits
+//! drop(guard);
+//! let guard = lock.lock_shared().await?;                 // shared, waits
+//! drop(guard);
+//! let guard = lock.try_lock()?;                          // never waits
+//! drop(guard);
+//! let guard = lock.lock_timeout(Duration::from_secs(5)).await?;
+//! drop(guard);
+//! let guard = lock.lock_blocking()?;                     // sync code
+//! # drop(guard);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! ```
+//!
+//! # The model
+//!
+//! - **Per open file, not per process.** Locks behave as `flock` does: two
+//!   handles in one process exclude each other exactly as two processes do.
+//!   (POSIX `fcntl` locks, which a process never conflicts with, are not
+//!   used.)
+//! - **One queue per lock file per process.** All tasks and threads of a
+//!   process waiting for one lock file wait in a FIFO queue keyed by the
+//!   file's identity. A release wakes the next one directly; shared waiters
+//!   at the head are admitted together; a shared request never jumps an
+//!   earlier exclusive one. Only the head of the queue watches for *other
+//!   processes*, by retrying on an exponential [`Backoff`] (or, opt-in, by
+//!   parking one blocking-pool thread in the kernel: [`WaitStrategy`]). The
+//!   process uses one descriptor per lock file however many wait.
+//! - **Cancellation.** Dropping an [`Acquire`] future at any point gives
+//!   everything back; dropping a [`FileLockGuard`] releases the lock.
+//!   [`FileLockGuard::unlock`] releases it and reports errors.
+//! - **No reentrancy.** A task that holds a lock exclusively and asks for it
+//!   again waits for itself, forever with [`Wait::Forever`] (as with
+//!   `std::sync::Mutex`). Use [`Wait::TryOnce`] or a timeout where that can
+//!   happen.
+//! - **Fairness between processes** is the kernel's: a release lets any
+//!   process's waiter in; the next in-process waiter retries at once.
+//!
+//! # Runtimes
+//!
+//! | feature | what it changes |
+//! |---|---|
+//! | *(none)* | async-io timers and the `blocking` pool: works under any executor, including `futures::executor`, smol and async-std |
+//! | `tokio` | inside a tokio runtime, tokio's clock, timers and blocking pool, so `tokio::time::pause()` governs timeouts; outside one, nothing changes |
+//! | `smol`, `async-std` | nothing: these runtimes already use async-io and `blocking`; the features exist so a manifest can state them |
+//!
+//! # Platforms
+//!
+//! Unix: `flock(2)` through rustix. Windows: `LockFileEx` on one byte far
+//! past the end of the file, which conflicts with whole-file locks such as
+//! std's `File::lock` but leaves the file's content readable. Elsewhere
+//! every operation fails with [`ErrorKind::Unsupported`]. On NFS, `flock`
+//! is emulated with byte-range locks by Linux (since 2.6.12); the lock file
+//! is opened read-write because NFSv4 needs that for exclusive locks.
+#![deny(missing_docs, missing_debug_implementations, unsafe_code)]
+#![warn(rust_2018_idioms, unreachable_pub)]
+
+mod acquire;
+mod backoff;
+mod error;
+mod futures;
+mod guard;
+mod lock;
+mod open;
+mod options;
+mod registry;
+mod rt;
+mod sys;
+
+pub use crate::backoff::Backoff;
+pub use crate::error::{Error, ErrorKind};
+pub use crate::futures::Acquire;
+pub use crate::guard::FileLockGuard;
+pub use crate::lock::FileLock;
+pub use crate::options::{LockMode, LockOptions, Wait, WaitStrategy};

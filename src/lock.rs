@@ -1,0 +1,247 @@
+//! The `FileLock` handle: a lock path, its options, and the descriptor this
+//! process keeps open for it.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use crate::acquire::{self, Core};
+use crate::registry::{self, Entry};
+use crate::sys::FileId;
+use crate::{Acquire, Error, FileLockGuard, LockMode, LockOptions, Wait};
+
+/// What a `FileLock` and everything it spawned share.
+pub(crate) struct Handle {
+    pub(crate) path: PathBuf,
+    pub(crate) options: LockOptions,
+    entry: Mutex<Option<Arc<Entry>>>,
+}
+
+impl Handle {
+    /// The entry this handle resolved last, if it still stands for the file.
+    pub(crate) fn cached(&self) -> Option<Arc<Entry>> {
+        let slot = self.entry.lock().unwrap_or_else(PoisonError::into_inner);
+        slot.as_ref().filter(|e| !e.is_retired()).cloned()
+    }
+
+    /// Registers a freshly opened lock file and remembers its entry.
+    pub(crate) fn adopt(&self, file: File, id: FileId) -> Arc<Entry> {
+        let entry = registry::entry_for(file, id);
+        let old = self
+            .entry
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .replace(Arc::clone(&entry));
+        drop(old);
+        entry
+    }
+
+    /// The path to re-check after each lock, when identity checks are on.
+    pub(crate) fn verify_path(&self) -> Option<&Path> {
+        self.options.verifies_identity().then_some(self.path.as_path())
+    }
+
+    /// The path to delete on the last release, when that is asked for.
+    pub(crate) fn remove_path(&self) -> Option<&Path> {
+        self.options.remove_on_release.then_some(self.path.as_path())
+    }
+}
+
+/// A lock file: exclusive or shared, awaited in any executor or taken from
+/// blocking code.
+///
+/// A `FileLock` is cheap to create and to clone (clones share everything);
+/// creating one touches no file. The first acquisition opens the lock file,
+/// creating it and its parent directory if missing, and the handle keeps
+/// that descriptor for later acquisitions.
+///
+/// Locks follow `flock(2)` semantics on Unix and `LockFileEx` on Windows,
+/// and they exclude *within* a process exactly as *between* processes: two
+/// `FileLock`s for the same file (even through different paths) in one
+/// process never both hold it exclusively.
+///
+/// # Examples
+///
+/// ```
+/// use lockyard::FileLock;
+///
+/// # futures_lite::future::block_on(async {
+/// let dir = tempfile::tempdir()?;
+/// let lock = FileLock::for_file(dir.path().join("state.json"));
+/// assert!(lock.path().ends_with("state.json.lock"));
+///
+/// let guard = lock.lock().await?;        // exclusive
+/// // ... read, modify and write state.json ...
+/// guard.unlock()?;                       // or just drop it
+///
+/// let a = lock.lock_shared().await?;     // shared locks coexist
+/// let b = lock.try_lock_shared()?;
+/// # drop((a, b));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
+#[derive(Clone)]
+pub struct FileLock {
+    handle: Arc<Handle>,
+}
+
+impl std::fmt::Debug for FileLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileLock")
+            .field("path", &self.handle.path)
+            .field("options", &self.handle.options)
+            .finish()
+    }
+}
+
+impl FileLock {
+    /// A lock on the lock file at `path`, with default options.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self::with_options(path, LockOptions::default())
+    }
+
+    /// A lock guarding the data file `data`: the lock file is `data` with
+    /// `.lock` appended to its name (`state.json` → `state.json.lock`).
+    pub fn for_file(data: impl AsRef<Path>) -> Self {
+        Self::new(lock_path_for(data.as_ref()))
+    }
+
+    /// A lock guarding the data file `data`, with its lock file kept in the
+    /// separate directory `lock_dir` (`lock_dir/state.json.lock`). Only the
+    /// data file's name is used: data files with the same name in different
+    /// directories share a lock.
+    pub fn for_file_in(lock_dir: impl AsRef<Path>, data: impl AsRef<Path>) -> Self {
+        let name = lock_path_for(Path::new(data.as_ref().file_name().unwrap_or_default()));
+        Self::new(lock_dir.as_ref().join(name))
+    }
+
+    /// A lock on the lock file at `path` with the given options.
+    pub fn with_options(path: impl Into<PathBuf>, options: LockOptions) -> Self {
+        FileLock {
+            handle: Arc::new(Handle {
+                path: path.into(),
+                options,
+                entry: Mutex::new(None),
+            }),
+        }
+    }
+
+    /// The lock file's path.
+    pub fn path(&self) -> &Path {
+        &self.handle.path
+    }
+
+    /// The options this lock was created with.
+    pub fn options(&self) -> &LockOptions {
+        &self.handle.options
+    }
+
+    /// How many tasks or threads of this process are waiting for this lock
+    /// file right now (through any handle). Zero before the first
+    /// acquisition.
+    pub fn waiters(&self) -> usize {
+        self.handle.cached().map_or(0, |e| e.queued())
+    }
+
+    /// Acquires the lock exclusively, waiting as long as it takes.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future at any point gives back whatever it had: its
+    /// place in the queue, a lock it had just been handed, an open in
+    /// progress. Nothing stays held or registered, and the next waiter is
+    /// woken if it was owed the turn.
+    ///
+    /// # Errors
+    ///
+    /// Only for a lock that cannot be taken at all: see [`ErrorKind`](crate::ErrorKind).
+    pub fn lock(&self) -> Acquire {
+        self.acquire(LockMode::Exclusive, Wait::Forever)
+    }
+
+    /// Acquires the lock shared, waiting as long as it takes.
+    ///
+    /// Shared waiters queued together are admitted together. A shared
+    /// request queues behind an earlier exclusive one rather than jumping
+    /// it, so writers are not starved.
+    pub fn lock_shared(&self) -> Acquire {
+        self.acquire(LockMode::Shared, Wait::Forever)
+    }
+
+    /// Acquires the lock exclusively, failing with
+    /// [`ErrorKind::TimedOut`](crate::ErrorKind::TimedOut) after `timeout`.
+    pub fn lock_timeout(&self, timeout: Duration) -> Acquire {
+        self.acquire(LockMode::Exclusive, Wait::For(timeout))
+    }
+
+    /// Acquires the lock shared, failing with
+    /// [`ErrorKind::TimedOut`](crate::ErrorKind::TimedOut) after `timeout`.
+    pub fn lock_shared_timeout(&self, timeout: Duration) -> Acquire {
+        self.acquire(LockMode::Shared, Wait::For(timeout))
+    }
+
+    /// Acquires the lock in `mode`, waiting as `wait` says.
+    ///
+    /// The returned future is `'static` and `Send`: it can be spawned.
+    pub fn acquire(&self, mode: LockMode, wait: Wait) -> Acquire {
+        Acquire::new(Core::new(Arc::clone(&self.handle), mode, wait))
+    }
+
+    /// Takes the lock exclusively if that is possible right now.
+    ///
+    /// Never waits for the lock; the first call on a handle opens the lock
+    /// file on the calling thread.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::WouldBlock`](crate::ErrorKind::WouldBlock) if it is held
+    /// (or other tasks of this process are already queued for it).
+    pub fn try_lock(&self) -> Result<FileLockGuard, Error> {
+        self.acquire_blocking(LockMode::Exclusive, Wait::TryOnce)
+    }
+
+    /// Takes the lock shared if that is possible right now.
+    pub fn try_lock_shared(&self) -> Result<FileLockGuard, Error> {
+        self.acquire_blocking(LockMode::Shared, Wait::TryOnce)
+    }
+
+    /// Acquires the lock exclusively, blocking the calling thread.
+    ///
+    /// Do not call it on an async executor's thread; use
+    /// [`lock`](Self::lock) there.
+    pub fn lock_blocking(&self) -> Result<FileLockGuard, Error> {
+        self.acquire_blocking(LockMode::Exclusive, Wait::Forever)
+    }
+
+    /// Acquires the lock shared, blocking the calling thread.
+    pub fn lock_shared_blocking(&self) -> Result<FileLockGuard, Error> {
+        self.acquire_blocking(LockMode::Shared, Wait::Forever)
+    }
+
+    /// Acquires the lock exclusively, blocking the calling thread for at
+    /// most `timeout`.
+    pub fn lock_blocking_timeout(&self, timeout: Duration) -> Result<FileLockGuard, Error> {
+        self.acquire_blocking(LockMode::Exclusive, Wait::For(timeout))
+    }
+
+    /// Acquires the lock shared, blocking the calling thread for at most
+    /// `timeout`.
+    pub fn lock_shared_blocking_timeout(&self, timeout: Duration) -> Result<FileLockGuard, Error> {
+        self.acquire_blocking(LockMode::Shared, Wait::For(timeout))
+    }
+
+    /// Acquires the lock in `mode`, blocking the calling thread as `wait`
+    /// says. It runs the same state machine as [`acquire`](Self::acquire),
+    /// parking the thread between steps (no busy loop).
+    pub fn acquire_blocking(&self, mode: LockMode, wait: Wait) -> Result<FileLockGuard, Error> {
+        acquire::block_on(Core::new(Arc::clone(&self.handle), mode, wait))
+    }
+}
+
+/// `data` with `.lock` appended to its file name.
+fn lock_path_for(data: &Path) -> PathBuf {
+    let mut name = data.as_os_str().to_os_string();
+    name.push(".lock");
+    PathBuf::from(name)
+}

@@ -1,0 +1,53 @@
+//! Fallback for targets with neither Unix nor Windows locks: everything
+//! compiles, every lock operation answers `Unsupported`.
+
+use std::fs::File;
+use std::io;
+use std::path::Path;
+
+use super::{FileId, NotFile};
+use crate::LockMode;
+
+fn unsupported() -> io::Error {
+    io::Error::new(io::ErrorKind::Unsupported, "file locks are not supported on this platform")
+}
+
+pub(crate) fn open(_path: &Path, _mode: u32) -> io::Result<File> {
+    Err(unsupported())
+}
+
+pub(crate) fn identify(_file: &File) -> io::Result<Result<FileId, NotFile>> {
+    Err(unsupported())
+}
+
+pub(crate) fn path_id(_path: &Path) -> io::Result<Option<FileId>> {
+    Err(unsupported())
+}
+
+pub(crate) fn try_lock(_file: &File, _mode: LockMode) -> io::Result<bool> {
+    Err(unsupported())
+}
+
+pub(crate) fn lock_wait(_file: &File, _mode: LockMode) -> io::Result<()> {
+    Err(unsupported())
+}
+
+pub(crate) fn unlock(_file: &File) -> io::Result<()> {
+    Err(unsupported())
+}
+
+pub(crate) fn is_unsupported(err: &io::Error) -> bool {
+    err.kind() == io::ErrorKind::Unsupported
+}
+
+pub(crate) fn is_symlink_refusal(_err: &io::Error) -> bool {
+    false
+}
+
+pub(crate) fn is_not_a_directory(_err: &io::Error) -> bool {
+    false
+}
+
+pub(crate) fn is_directory(_err: &io::Error) -> bool {
+    false
+}

@@ -1,0 +1,131 @@
+//! Unix backend: `flock(2)` through rustix.
+//!
+//! `flock` locks belong to the open file description, so two `open()`s of
+//! one file in one process conflict exactly as two processes do; POSIX
+//! `fcntl` locks would not (they belong to the process and vanish when any
+//! descriptor of the file is closed).
+
+use std::fs::File;
+use std::io;
+use std::path::Path;
+
+use rustix::fs::{self as rfs, FileType, FlockOperation, Mode, OFlags};
+use rustix::io::Errno;
+
+use super::{FileId, NotFile};
+use crate::LockMode;
+
+/// Opens (creating if needed) the lock file at `path`.
+///
+/// `O_NOFOLLOW` refuses a symbolic link planted at the path, `O_CLOEXEC`
+/// keeps the lock out of spawned programs, `O_NONBLOCK` keeps a FIFO at the
+/// path from hanging the open, and read-write access is what NFSv4 needs for
+/// exclusive locks. When read-write is refused (another user's file, a
+/// read-only mount) an existing file is opened read-only instead: `flock`
+/// does not care about the access mode on local filesystems.
+pub(crate) fn open(path: &Path, mode: u32) -> io::Result<File> {
+    let common = OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NOCTTY | OFlags::NONBLOCK;
+    let perm = Mode::from_raw_mode(mode as rustix::fs::RawMode);
+    match retry(|| rfs::open(path, common | OFlags::RDWR | OFlags::CREATE, perm)) {
+        Ok(fd) => Ok(File::from(fd)),
+        Err(e @ (Errno::ACCESS | Errno::ROFS)) => match retry(|| rfs::open(path, common | OFlags::RDONLY, perm)) {
+            Ok(fd) => Ok(File::from(fd)),
+            // The file does not exist (or cannot be read either): the first
+            // error says why it could not be created.
+            Err(_) => Err(e.into()),
+        },
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The identity of an open lock file, or what it is if it is not a regular
+/// file.
+pub(crate) fn identify(file: &File) -> io::Result<Result<FileId, NotFile>> {
+    let st = rfs::fstat(file)?;
+    Ok(match FileType::from_raw_mode(st.st_mode) {
+        FileType::RegularFile => Ok(FileId {
+            device: st.st_dev as u64,
+            index: st.st_ino as u64,
+        }),
+        FileType::Directory => Err(NotFile::Directory),
+        FileType::Fifo => Err(NotFile::Fifo),
+        FileType::Socket => Err(NotFile::Socket),
+        FileType::CharacterDevice | FileType::BlockDevice => Err(NotFile::Device),
+        FileType::Symlink => Err(NotFile::Symlink),
+        _ => Err(NotFile::Other),
+    })
+}
+
+/// The identity of whatever is at `path` now (not following a final
+/// symlink), or `None` if nothing is.
+pub(crate) fn path_id(path: &Path) -> io::Result<Option<FileId>> {
+    match retry(|| rfs::lstat(path)) {
+        Ok(st) => Ok(Some(FileId {
+            device: st.st_dev as u64,
+            index: st.st_ino as u64,
+        })),
+        Err(Errno::NOENT) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// One non-blocking attempt: `Ok(true)` locked, `Ok(false)` held elsewhere.
+pub(crate) fn try_lock(file: &File, mode: LockMode) -> io::Result<bool> {
+    let op = match mode {
+        LockMode::Exclusive => FlockOperation::NonBlockingLockExclusive,
+        LockMode::Shared => FlockOperation::NonBlockingLockShared,
+    };
+    match retry(|| rfs::flock(file, op)) {
+        Ok(()) => Ok(true),
+        Err(Errno::WOULDBLOCK) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Blocks the calling thread in the kernel until the lock is granted.
+pub(crate) fn lock_wait(file: &File, mode: LockMode) -> io::Result<()> {
+    let op = match mode {
+        LockMode::Exclusive => FlockOperation::LockExclusive,
+        LockMode::Shared => FlockOperation::LockShared,
+    };
+    Ok(retry(|| rfs::flock(file, op))?)
+}
+
+/// Releases whatever lock this open file description holds.
+pub(crate) fn unlock(file: &File) -> io::Result<()> {
+    Ok(retry(|| rfs::flock(file, FlockOperation::Unlock))?)
+}
+
+/// Whether an OS error means "this filesystem or platform cannot lock".
+pub(crate) fn is_unsupported(err: &io::Error) -> bool {
+    let Some(code) = err.raw_os_error() else {
+        return err.kind() == io::ErrorKind::Unsupported;
+    };
+    let errno = Errno::from_raw_os_error(code);
+    errno == Errno::NOTSUP || errno == Errno::OPNOTSUPP || errno == Errno::NOSYS || errno == Errno::NOLCK
+}
+
+/// Whether an open error means the final path component is a symlink
+/// (`ELOOP` on Linux and macOS, `EMLINK` on FreeBSD).
+pub(crate) fn is_symlink_refusal(err: &io::Error) -> bool {
+    matches!(err.raw_os_error().map(Errno::from_raw_os_error), Some(Errno::LOOP | Errno::MLINK))
+}
+
+/// Whether an open error means something on the way is not a directory.
+pub(crate) fn is_not_a_directory(err: &io::Error) -> bool {
+    err.raw_os_error().map(Errno::from_raw_os_error) == Some(Errno::NOTDIR)
+}
+
+/// Whether an open error means the path itself is a directory.
+pub(crate) fn is_directory(err: &io::Error) -> bool {
+    err.raw_os_error().map(Errno::from_raw_os_error) == Some(Errno::ISDIR)
+}
+
+fn retry<T>(mut f: impl FnMut() -> rustix::io::Result<T>) -> rustix::io::Result<T> {
+    loop {
+        match f() {
+            Err(Errno::INTR) => continue,
+            other => return other,
+        }
+    }
+}
