@@ -1,0 +1,77 @@
+//! Helpers shared by the integration tests: temporary directories, child
+//! processes that re-run this test binary, and descriptor counting.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use lockyard::{Backoff, LockOptions};
+
+/// The environment variable that tells a re-executed test binary which
+/// child role to play.
+pub const ROLE_VAR: &str = "LOCKYARD_TEST_ROLE";
+
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("create temp dir")
+}
+
+/// Options whose backoff is so long that a waiter can only get the lock
+/// promptly by being woken by an in-process release.
+pub fn wake_only() -> LockOptions {
+    let hour = Duration::from_secs(3600);
+    LockOptions::new().backoff(Backoff::new(hour, 1, hour))
+}
+
+/// Starts this test binary again as a child running only `entry` (an
+/// `#[ignore]`d test that dispatches on [`ROLE_VAR`]), with `role` and
+/// `args` passed in the environment.
+pub fn spawn_child(entry: &str, role: &str, args: &[(&str, &str)]) -> Child {
+    let exe = std::env::current_exe().expect("current exe");
+    let mut cmd = Command::new(exe);
+    cmd.args([entry, "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+        .env(ROLE_VAR, role)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    for (k, v) in args {
+        cmd.env(k, v);
+    }
+    cmd.spawn().expect("spawn child test process")
+}
+
+/// Reads lines from a child's stdout until one equals `line`.
+pub fn wait_for_line(child: &mut Child, line: &str) {
+    use std::io::{BufRead, BufReader};
+    let out = child.stdout.as_mut().expect("piped stdout");
+    let mut reader = BufReader::new(out);
+    let mut buf = String::new();
+    loop {
+        buf.clear();
+        let n = reader.read_line(&mut buf).expect("read child stdout");
+        assert!(n > 0, "child exited before printing {line:?}");
+        if buf.trim_end() == line {
+            return;
+        }
+    }
+}
+
+/// Waits for a child and asserts it succeeded.
+pub fn expect_success(mut child: Child) {
+    let status = child.wait().expect("wait for child");
+    assert!(status.success(), "child failed: {status}");
+}
+
+/// Number of open descriptors of this process (Linux).
+#[cfg(target_os = "linux")]
+pub fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").expect("/proc/self/fd").count()
+}
+
+pub fn env_path(var: &str) -> PathBuf {
+    PathBuf::from(std::env::var_os(var).unwrap_or_else(|| panic!("{var} not set")))
+}
+
+pub fn exists(p: &Path) -> bool {
+    std::fs::symlink_metadata(p).is_ok()
+}
