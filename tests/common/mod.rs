@@ -40,18 +40,49 @@ pub fn spawn_child(entry: &str, role: &str, args: &[(&str, &str)]) -> Child {
     cmd.spawn().expect("spawn child test process")
 }
 
-/// Reads lines from a child's stdout until one equals `line`.
-pub fn wait_for_line(child: &mut Child, line: &str) {
-    use std::io::{BufRead, BufReader};
+/// Sends `msg` to the parent test. The test harness may have written
+/// part of a line already ("test child_main ... "), so messages are framed
+/// with markers rather than taken to be whole lines.
+pub fn say(msg: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "<<{msg}>>").expect("write to parent");
+    out.flush().expect("flush to parent");
+}
+
+/// The next framed message from a child, or `None` once its stdout closes.
+/// Reads byte by byte so nothing beyond the message is taken from the pipe.
+pub fn next_message(child: &mut Child) -> Option<String> {
+    use std::io::Read;
     let out = child.stdout.as_mut().expect("piped stdout");
-    let mut reader = BufReader::new(out);
-    let mut buf = String::new();
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
     loop {
-        buf.clear();
-        let n = reader.read_line(&mut buf).expect("read child stdout");
-        assert!(n > 0, "child exited before printing {line:?}");
-        if buf.trim_end() == line {
-            return;
+        let n = out.read(&mut byte).expect("read child stdout");
+        if n == 0 {
+            return None;
+        }
+        if byte[0] != b'\n' {
+            line.push(byte[0]);
+            continue;
+        }
+        let text = String::from_utf8_lossy(&line).into_owned();
+        line.clear();
+        if let Some(start) = text.find("<<") {
+            if let Some(len) = text[start + 2..].find(">>") {
+                return Some(text[start + 2..start + 2 + len].to_string());
+            }
+        }
+    }
+}
+
+/// Reads messages from a child until one equals `msg`.
+pub fn wait_for_line(child: &mut Child, msg: &str) {
+    loop {
+        match next_message(child) {
+            Some(m) if m == msg => return,
+            Some(_) => {}
+            None => panic!("child exited before saying {msg:?}"),
         }
     }
 }
