@@ -1,0 +1,170 @@
+//! The public surface: auto traits, path conventions, error conversions and
+//! messages, and tokio's paused clock.
+
+mod common;
+
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use lockyard::{Acquire, Backoff, Error, ErrorKind, FileLock, FileLockGuard, LockMode, LockOptions, Wait};
+use static_assertions::{assert_impl_all, assert_not_impl_any};
+
+use common::tempdir;
+
+// Handles are shared freely; guards and futures move between threads (a
+// guard can be sent to, or held across `.await` in, a spawned task).
+assert_impl_all!(FileLock: Send, Sync, Clone, std::fmt::Debug);
+assert_impl_all!(FileLockGuard: Send, Sync, std::fmt::Debug);
+assert_impl_all!(Acquire: Send, std::future::Future<Output = Result<FileLockGuard, Error>>, std::fmt::Debug);
+assert_impl_all!(Error: Send, Sync, std::error::Error, Into<io::Error>);
+assert_impl_all!(LockOptions: Send, Sync, Clone, std::fmt::Debug, Default);
+assert_impl_all!(Backoff: Send, Sync, Copy, std::fmt::Debug);
+assert_impl_all!(Wait: Send, Sync, Copy, std::fmt::Debug);
+// A guard is proof of holding the lock: it cannot be duplicated, and an
+// acquisition in progress cannot be either.
+assert_not_impl_any!(FileLockGuard: Clone, Copy);
+assert_not_impl_any!(Acquire: Clone, Copy);
+assert_not_impl_any!(Error: Clone);
+
+#[test]
+fn guards_are_owned_and_can_be_spawned() {
+    let dir = tempdir();
+    let lock = Arc::new(FileLock::new(dir.path().join("owned.lock")));
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(async {
+        let guard = lock.lock().await.unwrap();
+        // The guard is 'static: it outlives the borrow of `lock` and moves
+        // into another task, which releases it.
+        let released = tokio::spawn(async move {
+            assert!(guard.is_exclusive());
+            drop(guard);
+        });
+        released.await.unwrap();
+        let again = lock.try_lock().unwrap();
+        assert_eq!(again.mode(), LockMode::Exclusive);
+    });
+}
+
+#[test]
+fn path_conventions() {
+    assert_eq!(FileLock::new("a/state.lock").path(), Path::new("a/state.lock"));
+    assert_eq!(FileLock::for_file("data/state.json").path(), Path::new("data/state.json.lock"));
+    assert_eq!(FileLock::for_file("Makefile").path(), Path::new("Makefile.lock"));
+    assert_eq!(
+        FileLock::for_file_in("/run/locks", "data/state.json").path(),
+        Path::new("/run/locks/state.json.lock")
+    );
+}
+
+#[test]
+fn missing_parent_directories_are_created() {
+    let dir = tempdir();
+    let path = dir.path().join("a").join("b").join("x.lock");
+    let guard = FileLock::new(&path).try_lock().unwrap();
+    assert!(path.is_file());
+    assert_eq!(guard.path(), path);
+}
+
+#[cfg(unix)]
+#[test]
+fn lock_files_get_the_configured_mode() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempdir();
+    let path = dir.path().join("mode.lock");
+    let old = rustix::process::umask(rustix::fs::Mode::empty());
+    let guard = FileLock::with_options(&path, LockOptions::new().file_mode(0o640)).try_lock();
+    rustix::process::umask(old);
+    drop(guard.unwrap());
+    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o640);
+}
+
+#[test]
+fn errors_convert_to_io_errors() {
+    let dir = tempdir();
+    let lock = FileLock::new(dir.path().join("io.lock"));
+    let _held = lock.try_lock().unwrap();
+    let e: io::Error = lock.try_lock().unwrap_err().into();
+    assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+    assert!(e.to_string().contains("io.lock"));
+    let e: io::Error = lock.lock_blocking_timeout(Duration::from_millis(10)).unwrap_err().into();
+    assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+    let e: io::Error = FileLock::new("nul\0.lock").try_lock().unwrap_err().into();
+    assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+    let e: io::Error = FileLock::new(dir.path()).try_lock().unwrap_err().into();
+    assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+    // The lockyard error survives inside, for callers who downcast.
+    let inner = e.get_ref().and_then(|i| i.downcast_ref::<Error>()).unwrap();
+    assert_eq!(inner.kind(), ErrorKind::NotAFile);
+}
+
+#[test]
+fn messages_name_the_path_and_the_cause() {
+    let dir = tempdir();
+    let path = dir.path().join("msg.lock");
+    let lock = FileLock::new(&path);
+    let _held = lock.try_lock().unwrap();
+    let shown = path.display().to_string();
+
+    let e = lock.try_lock().unwrap_err();
+    assert_eq!(e.to_string(), format!("lock {shown} is held elsewhere"));
+    assert!(e.is_contended());
+    assert_eq!(e.waited(), None);
+
+    let e = lock.lock_blocking_timeout(Duration::from_millis(20)).unwrap_err();
+    let text = e.to_string();
+    assert!(text.starts_with("timed out after ") && text.ends_with(&format!("waiting for lock {shown}")), "{text}");
+    assert!(e.waited().unwrap() >= Duration::from_millis(20));
+
+    let e = FileLock::new(dir.path()).try_lock().unwrap_err();
+    let text = e.to_string();
+    assert!(text.contains(&dir.path().display().to_string()) && text.contains("directory"), "{text}");
+    assert!(!e.is_contended());
+}
+
+#[test]
+fn zero_timeout_is_one_attempt_and_reports_a_timeout() {
+    let dir = tempdir();
+    let lock = FileLock::new(dir.path().join("zero.lock"));
+    let _held = lock.try_lock().unwrap();
+    let e = lock.lock_blocking_timeout(Duration::ZERO).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::TimedOut);
+    let e = lock.acquire_blocking(LockMode::Exclusive, Wait::TryOnce).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::WouldBlock);
+    assert_eq!(lock.waiters(), 0);
+}
+
+/// Under the `tokio` feature, acquisitions inside a runtime use tokio's
+/// clock: with time paused, an hour-long timeout elapses at once, in
+/// virtual time.
+#[cfg(feature = "tokio")]
+#[tokio::test(start_paused = true)]
+async fn paused_tokio_clock_drives_timeouts_and_backoff() {
+    let dir = tempdir();
+    let path = dir.path().join("paused.lock");
+    // Held through a second handle with its own descriptor would be shared
+    // with ours (one descriptor per file per process), so hold it from a
+    // plain std file: a different open file description, like another
+    // process.
+    let other = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).unwrap();
+    other.lock().unwrap();
+    let lock = FileLock::new(&path);
+    let start = tokio::time::Instant::now();
+    let e = lock.lock_timeout(Duration::from_secs(3600)).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::TimedOut);
+    assert!(e.waited().unwrap() >= Duration::from_secs(3600));
+    assert!(tokio::time::Instant::now() - start >= Duration::from_secs(3600));
+    assert_eq!(lock.waiters(), 0);
+
+    // Backoff retries run on the same clock: released in virtual time, the
+    // waiter notices on its next retry.
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        other.unlock().unwrap();
+    });
+    let guard = lock.lock_timeout(Duration::from_secs(60)).await.unwrap();
+    assert!(tokio::time::Instant::now() - start >= Duration::from_secs(3610));
+    release.await.unwrap();
+    drop(guard);
+}

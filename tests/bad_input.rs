@@ -1,0 +1,201 @@
+//! Bad lock paths and exhausted resources: each gives a typed error that
+//! names the path and the cause; none panics, hangs or leaves a lock behind.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use lockyard::{Error, ErrorKind, FileLock, LockOptions};
+
+use common::{env_path, expect_success, next_message, say, spawn_child, tempdir, ROLE_VAR};
+
+/// Every way of taking the lock fails the same way, and the error names the
+/// path.
+fn all_fail(path: &Path, kind: ErrorKind) -> Error {
+    let lock = FileLock::new(path);
+    let errors = [
+        lock.try_lock().unwrap_err(),
+        lock.lock_blocking_timeout(Duration::from_millis(200)).unwrap_err(),
+        lock.lock_shared_blocking().unwrap_err(),
+        futures::executor::block_on(lock.lock()).unwrap_err(),
+        futures::executor::block_on(lock.lock_timeout(Duration::from_millis(200))).unwrap_err(),
+    ];
+    for e in &errors {
+        assert_eq!(e.kind(), kind, "{e}");
+        assert_eq!(e.path(), path);
+        let (shown, quoted) = (path.display().to_string(), format!("{path:?}"));
+        let text = e.to_string();
+        assert!(text.contains(&shown) || text.contains(&quoted), "{e}");
+    }
+    assert_eq!(lock.waiters(), 0);
+    errors.into_iter().next().unwrap()
+}
+
+#[test]
+fn directory_is_not_a_lock_file() {
+    let dir = tempdir();
+    let e = all_fail(dir.path(), ErrorKind::NotAFile);
+    assert!(e.to_string().contains("directory"), "{e}");
+}
+
+#[cfg(unix)]
+#[test]
+fn fifo_is_not_a_lock_file_and_does_not_hang() {
+    let dir = tempdir();
+    let path = dir.path().join("fifo.lock");
+    rustix::fs::mkfifoat(rustix::fs::CWD, &path, rustix::fs::Mode::from_raw_mode(0o600)).unwrap();
+    let e = all_fail(&path, ErrorKind::NotAFile);
+    assert!(e.to_string().contains("FIFO"), "{e}");
+}
+
+#[cfg(unix)]
+#[test]
+fn dangling_symlink_is_refused_and_not_followed() {
+    let dir = tempdir();
+    let target = dir.path().join("elsewhere.lock");
+    let path = dir.path().join("link.lock");
+    std::os::unix::fs::symlink(&target, &path).unwrap();
+    let e = all_fail(&path, ErrorKind::Symlink);
+    assert!(e.to_string().contains("symbolic link"), "{e}");
+    assert!(!target.exists(), "the link was followed and its target created");
+}
+
+#[cfg(unix)]
+#[test]
+fn symlink_to_a_real_file_is_refused() {
+    let dir = tempdir();
+    let target = dir.path().join("real.lock");
+    std::fs::write(&target, "").unwrap();
+    let path = dir.path().join("link.lock");
+    std::os::unix::fs::symlink(&target, &path).unwrap();
+    all_fail(&path, ErrorKind::Symlink);
+}
+
+#[test]
+fn a_file_in_the_way_of_the_parent() {
+    let dir = tempdir();
+    let blocker = dir.path().join("not-a-dir");
+    std::fs::write(&blocker, "").unwrap();
+    let path = blocker.join("sub").join("x.lock");
+    let e = all_fail(&path, ErrorKind::CreateDir);
+    assert!(e.io_error().is_some(), "the OS error is kept as the source");
+    // Directly below the file: open says ENOTDIR, still a directory problem.
+    all_fail(&blocker.join("x.lock"), ErrorKind::CreateDir);
+}
+
+#[test]
+fn missing_parent_is_an_error_when_creation_is_off() {
+    let dir = tempdir();
+    let path = dir.path().join("missing").join("x.lock");
+    let lock = FileLock::with_options(&path, LockOptions::new().create_parent(false));
+    assert_eq!(lock.try_lock().unwrap_err().kind(), ErrorKind::CreateDir);
+    assert!(!path.parent().unwrap().exists());
+}
+
+#[test]
+fn nul_and_empty_paths_are_invalid() {
+    let e = all_fail(Path::new("state\0.lock"), ErrorKind::InvalidPath);
+    assert!(e.to_string().contains("NUL"), "{e}");
+    all_fail(Path::new(""), ErrorKind::InvalidPath);
+}
+
+#[cfg(unix)]
+#[test]
+fn parent_without_permission() {
+    use std::os::unix::fs::PermissionsExt;
+    if rustix::process::geteuid().is_root() {
+        eprintln!("skipped: running as root, which bypasses directory permissions");
+        return;
+    }
+    let dir = tempdir();
+    let locked_dir = dir.path().join("ro");
+    std::fs::create_dir(&locked_dir).unwrap();
+    std::fs::set_permissions(&locked_dir, std::fs::Permissions::from_mode(0o500)).unwrap();
+    all_fail(&locked_dir.join("sub").join("x.lock"), ErrorKind::CreateDir);
+    let e = all_fail(&locked_dir.join("x.lock"), ErrorKind::Io);
+    assert_eq!(e.io_error().unwrap().kind(), std::io::ErrorKind::PermissionDenied);
+    std::fs::set_permissions(&locked_dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+}
+
+/// A read-only filesystem: an existing lock file still locks (opened
+/// read-only; `flock` does not need write access locally), a new one is a
+/// clear error. Needs a mount, so it runs only where this test may mount.
+#[cfg(target_os = "linux")]
+#[test]
+fn read_only_filesystem() {
+    use std::process::Command;
+    let dir = tempdir();
+    let mnt = dir.path();
+    let mount = |args: &[&str]| Command::new("mount").args(args).status().is_ok_and(|s| s.success());
+    if !mount(&["-t", "tmpfs", "tmpfs", mnt.to_str().unwrap()]) {
+        eprintln!("skipped: cannot mount a tmpfs here (needs root and CAP_SYS_ADMIN)");
+        return;
+    }
+    let existing = mnt.join("existing.lock");
+    std::fs::write(&existing, "").unwrap();
+    let remounted = mount(&["-o", "remount,ro", mnt.to_str().unwrap()]);
+    if remounted {
+        let existing_locks = FileLock::new(&existing).try_lock().map(drop);
+        let e = FileLock::new(mnt.join("new.lock")).try_lock().unwrap_err();
+        let e2 = FileLock::new(mnt.join("sub").join("new.lock")).try_lock().unwrap_err();
+        let unmounted = Command::new("umount").arg(mnt).status();
+        assert!(existing_locks.is_ok(), "existing lock file on a read-only mount: {:?}", existing_locks.err());
+        assert_eq!(e.kind(), ErrorKind::Io, "{e}");
+        assert!(e.to_string().contains("new.lock") && e.to_string().contains("Read-only"), "{e}");
+        assert_eq!(e2.kind(), ErrorKind::CreateDir, "{e2}");
+        assert!(unmounted.is_ok_and(|s| s.success()));
+    } else {
+        let _ = Command::new("umount").arg(mnt).status();
+        eprintln!("skipped: could not remount the tmpfs read-only");
+    }
+}
+
+/// Out of descriptors: a typed I/O error naming the path, and the lock
+/// works again once descriptors are free. Runs in a child, whose limit can
+/// be lowered without disturbing the other tests.
+#[cfg(unix)]
+#[test]
+fn descriptor_limit_reached() {
+    let dir = tempdir();
+    let path = dir.path().join("emfile.lock");
+    let mut child = spawn_child("child_main", "emfile", &[("LOCK", path.to_str().unwrap())]);
+    assert_eq!(next_message(&mut child).as_deref(), Some("ok"));
+    expect_success(child);
+}
+
+/// The entry point of child processes; does nothing unless started as one.
+#[test]
+#[ignore = "entry point for child processes started by the other tests in this file"]
+fn child_main() {
+    let Ok(role) = std::env::var(ROLE_VAR) else {
+        return;
+    };
+    let path = env_path("LOCK");
+    match role.as_str() {
+        #[cfg(unix)]
+        "emfile" => {
+            use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+            // Fill the descriptor table up to a low limit.
+            let old = getrlimit(Resource::Nofile);
+            setrlimit(Resource::Nofile, Rlimit { current: Some(64), maximum: old.maximum }).unwrap();
+            let mut hog = Vec::new();
+            while let Ok(f) = std::fs::File::open("/dev/null") {
+                hog.push(f);
+            }
+            let lock = FileLock::new(&path);
+            let e = lock.try_lock().unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Io, "{e}");
+            assert_eq!(e.io_error().and_then(|io| io.raw_os_error()), Some(rustix::io::Errno::MFILE.raw_os_error()));
+            assert!(e.to_string().contains("emfile.lock"), "{e}");
+            let e = futures::executor::block_on(lock.lock()).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Io, "{e}");
+            assert_eq!(lock.waiters(), 0);
+            drop(hog);
+            let guard = lock.try_lock().expect("lock once descriptors are free");
+            assert!(guard.is_exclusive());
+            say("ok");
+        }
+        other => panic!("unknown role {other}"),
+    }
+}
