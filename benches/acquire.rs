@@ -1,1 +1,169 @@
-fn main() {}
+//! Acquire + release cost, side by side with std's `File::lock` in the
+//! same run.
+//!
+//! - `uncontended`: one acquire and release of a free lock. The floor is
+//!   std's `File::lock`/`unlock` on a file that is already open (two
+//!   syscalls); lockyard keeps its descriptor open on the handle, so it
+//!   pays the same two syscalls plus its bookkeeping.
+//! - `handoff`: two waiters in one process take turns on one lock; the
+//!   figure is the time per acquisition. The floor is two threads blocking
+//!   in `flock` on two descriptors of the file.
+//!
+//! Run: `cargo bench --all-features --bench acquire`
+
+use std::fs::File;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use lockyard::FileLock;
+
+fn open(path: &std::path::Path) -> File {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .expect("open lock file")
+}
+
+fn uncontended(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut g = c.benchmark_group("uncontended");
+
+    let std_path = dir.path().join("std.lock");
+    let file = open(&std_path);
+    g.bench_function("std File::lock+unlock", |b| {
+        b.iter(|| {
+            file.lock().expect("lock");
+            file.unlock().expect("unlock");
+        })
+    });
+
+    let lock = FileLock::new(dir.path().join("blocking.lock"));
+    drop(lock.try_lock().expect("warm up"));
+    g.bench_function("lockyard lock_blocking", |b| {
+        b.iter(|| drop(lock.lock_blocking().expect("lock")))
+    });
+    g.bench_function("lockyard try_lock", |b| {
+        b.iter(|| drop(lock.try_lock().expect("lock")))
+    });
+
+    g.bench_function("lockyard lock().await (futures block_on)", |b| {
+        b.iter(|| drop(futures::executor::block_on(lock.lock()).expect("lock")))
+    });
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    g.bench_function("lockyard lock().await (tokio)", |b| {
+        b.iter(|| rt.block_on(async { drop(lock.lock().await.expect("lock")) }))
+    });
+    g.bench_function("tokio spawn_blocking(File::lock)", |b| {
+        let file = Arc::new(open(&std_path));
+        b.iter(|| {
+            rt.block_on(async {
+                let f = Arc::clone(&file);
+                tokio::task::spawn_blocking(move || f.lock())
+                    .await
+                    .expect("join")
+                    .expect("lock");
+                file.unlock().expect("unlock");
+            })
+        })
+    });
+    g.finish();
+}
+
+/// Time per acquisition when two waiters in one process take turns.
+fn handoff(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut g = c.benchmark_group("handoff");
+
+    let std_path = dir.path().join("std.lock");
+    g.bench_function("std File::lock, 2 threads", |b| {
+        b.iter_custom(|iters| {
+            let per_thread = iters.div_ceil(2);
+            let start = Instant::now();
+            let threads: Vec<_> = (0..2)
+                .map(|_| {
+                    let file = open(&std_path);
+                    std::thread::spawn(move || {
+                        for _ in 0..per_thread {
+                            file.lock().expect("lock");
+                            file.unlock().expect("unlock");
+                        }
+                    })
+                })
+                .collect();
+            for t in threads {
+                t.join().expect("thread");
+            }
+            start.elapsed()
+        })
+    });
+
+    let lock = FileLock::new(dir.path().join("tasks.lock"));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    g.bench_function("lockyard, 2 tokio tasks", |b| {
+        b.iter_custom(|iters| {
+            let per_task = iters.div_ceil(2);
+            rt.block_on(async {
+                let start = Instant::now();
+                let tasks: Vec<_> = (0..2)
+                    .map(|_| {
+                        let lock = lock.clone();
+                        tokio::spawn(async move {
+                            for _ in 0..per_task {
+                                let guard = lock.lock().await.expect("lock");
+                                tokio::task::yield_now().await;
+                                drop(guard);
+                            }
+                        })
+                    })
+                    .collect();
+                for t in tasks {
+                    t.await.expect("task");
+                }
+                start.elapsed()
+            })
+        })
+    });
+    g.bench_function("lockyard, 2 threads lock_blocking", |b| {
+        b.iter_custom(|iters| {
+            let per_thread = iters.div_ceil(2);
+            let start = Instant::now();
+            let threads: Vec<_> = (0..2)
+                .map(|_| {
+                    let lock = lock.clone();
+                    std::thread::spawn(move || {
+                        for _ in 0..per_thread {
+                            drop(lock.lock_blocking().expect("lock"));
+                        }
+                    })
+                })
+                .collect();
+            for t in threads {
+                t.join().expect("thread");
+            }
+            start.elapsed()
+        })
+    });
+    g.finish();
+}
+
+fn config() -> Criterion {
+    Criterion::default()
+        .sample_size(30)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+}
+
+criterion_group! { name = benches; config = config(); targets = uncontended, handoff }
+criterion_main!(benches);

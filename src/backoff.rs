@@ -149,7 +149,10 @@ mod tests {
         let mut s = Backoff::new(Duration::from_millis(8), 1, Duration::from_millis(8)).start();
         for _ in 0..1000 {
             let d = s.next_delay();
-            assert!(d >= Duration::from_millis(4) && d <= Duration::from_millis(8), "{d:?}");
+            assert!(
+                d >= Duration::from_millis(4) && d <= Duration::from_millis(8),
+                "{d:?}"
+            );
         }
     }
 
@@ -158,7 +161,9 @@ mod tests {
         let b = Backoff::new(Duration::from_millis(5), 0, Duration::from_millis(1));
         assert_eq!(b.factor(), 1);
         assert_eq!(b.max(), Duration::from_millis(5));
-        let mut s = Backoff::new(Duration::MAX, 3, Duration::MAX).jitter(false).start();
+        let mut s = Backoff::new(Duration::MAX, 3, Duration::MAX)
+            .jitter(false)
+            .start();
         assert_eq!(s.next_delay(), Duration::MAX);
         assert_eq!(s.next_delay(), Duration::MAX);
     }

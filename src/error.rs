@@ -114,7 +114,11 @@ impl Error {
     }
 
     pub(crate) fn not_a_file(path: &Path, what: NotFile) -> Self {
-        let kind = if what == NotFile::Symlink { ErrorKind::Symlink } else { ErrorKind::NotAFile };
+        let kind = if what == NotFile::Symlink {
+            ErrorKind::Symlink
+        } else {
+            ErrorKind::NotAFile
+        };
         let mut e = Self::bare(kind, path, Op::Open);
         e.detail = Some(Detail::NotFile(what));
         e
@@ -270,10 +274,13 @@ impl From<Error> for io::Error {
             ErrorKind::WouldBlock => io::ErrorKind::WouldBlock,
             ErrorKind::TimedOut => io::ErrorKind::TimedOut,
             ErrorKind::Unsupported => io::ErrorKind::Unsupported,
-            ErrorKind::InvalidPath | ErrorKind::NotAFile | ErrorKind::Symlink => io::ErrorKind::InvalidInput,
-            ErrorKind::CreateDir | ErrorKind::Io => {
-                err.source.as_ref().map_or(io::ErrorKind::Other, io::Error::kind)
+            ErrorKind::InvalidPath | ErrorKind::NotAFile | ErrorKind::Symlink => {
+                io::ErrorKind::InvalidInput
             }
+            ErrorKind::CreateDir | ErrorKind::Io => err
+                .source
+                .as_ref()
+                .map_or(io::ErrorKind::Other, io::Error::kind),
         };
         io::Error::new(kind, err)
     }

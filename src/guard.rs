@@ -29,7 +29,7 @@ use crate::LockMode;
 /// });
 /// worker.join().unwrap()?;
 /// assert!(lock.try_lock().is_ok());
-/// # Ok::<(), lockyard::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[must_use = "dropping the guard releases the lock at once"]
 pub struct FileLockGuard {
@@ -80,7 +80,11 @@ impl FileLockGuard {
     /// releases it.
     pub fn unlock(mut self) -> Result<(), Error> {
         self.held = false;
-        let op = if self.handle.remove_path().is_some() { Op::Remove } else { Op::Unlock };
+        let op = if self.handle.remove_path().is_some() {
+            Op::Remove
+        } else {
+            Op::Unlock
+        };
         self.entry
             .release(self.mode, self.handle.remove_path())
             .map_err(|e| Error::io(&self.handle.path, op, e))

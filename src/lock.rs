@@ -39,12 +39,16 @@ impl Handle {
 
     /// The path to re-check after each lock, when identity checks are on.
     pub(crate) fn verify_path(&self) -> Option<&Path> {
-        self.options.verifies_identity().then_some(self.path.as_path())
+        self.options
+            .verifies_identity()
+            .then_some(self.path.as_path())
     }
 
     /// The path to delete on the last release, when that is asked for.
     pub(crate) fn remove_path(&self) -> Option<&Path> {
-        self.options.remove_on_release.then_some(self.path.as_path())
+        self.options
+            .remove_on_release
+            .then_some(self.path.as_path())
     }
 }
 

@@ -28,7 +28,7 @@ pub enum LockMode {
 /// let lock = FileLock::new(dir.path().join("a.lock"));
 /// let guard = lock.acquire_blocking(LockMode::Shared, Wait::For(Duration::from_secs(1)))?;
 /// assert!(guard.is_shared());
-/// # Ok::<(), lockyard::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Wait {

@@ -348,7 +348,9 @@ impl Entry {
     pub(crate) fn release(&self, mode: LockMode, remove: Option<&Path>) -> io::Result<()> {
         let mut st = self.state();
         st.held = match (st.held, mode) {
-            (Held::Exclusive, LockMode::Exclusive) | (Held::Shared(1), LockMode::Shared) => Held::None,
+            (Held::Exclusive, LockMode::Exclusive) | (Held::Shared(1), LockMode::Shared) => {
+                Held::None
+            }
             (Held::Shared(n), LockMode::Shared) if n > 1 => {
                 st.held = Held::Shared(n - 1);
                 return Ok(());

@@ -8,7 +8,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use lockyard::{Acquire, Backoff, Error, ErrorKind, FileLock, FileLockGuard, LockMode, LockOptions, Wait};
+use lockyard::{
+    Acquire, Backoff, Error, ErrorKind, FileLock, FileLockGuard, LockMode, LockOptions, Wait,
+};
 use static_assertions::{assert_impl_all, assert_not_impl_any};
 
 use common::tempdir;
@@ -32,7 +34,11 @@ assert_not_impl_any!(Error: Clone);
 fn guards_are_owned_and_can_be_spawned() {
     let dir = tempdir();
     let lock = Arc::new(FileLock::new(dir.path().join("owned.lock")));
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let guard = lock.lock().await.unwrap();
         // The guard is 'static: it outlives the borrow of `lock` and moves
@@ -49,9 +55,18 @@ fn guards_are_owned_and_can_be_spawned() {
 
 #[test]
 fn path_conventions() {
-    assert_eq!(FileLock::new("a/state.lock").path(), Path::new("a/state.lock"));
-    assert_eq!(FileLock::for_file("data/state.json").path(), Path::new("data/state.json.lock"));
-    assert_eq!(FileLock::for_file("Makefile").path(), Path::new("Makefile.lock"));
+    assert_eq!(
+        FileLock::new("a/state.lock").path(),
+        Path::new("a/state.lock")
+    );
+    assert_eq!(
+        FileLock::for_file("data/state.json").path(),
+        Path::new("data/state.json.lock")
+    );
+    assert_eq!(
+        FileLock::for_file("Makefile").path(),
+        Path::new("Makefile.lock")
+    );
     assert_eq!(
         FileLock::for_file_in("/run/locks", "data/state.json").path(),
         Path::new("/run/locks/state.json.lock")
@@ -77,7 +92,10 @@ fn lock_files_get_the_configured_mode() {
     let guard = FileLock::with_options(&path, LockOptions::new().file_mode(0o640)).try_lock();
     rustix::process::umask(old);
     drop(guard.unwrap());
-    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o640);
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o640
+    );
 }
 
 #[test]
@@ -88,7 +106,10 @@ fn errors_convert_to_io_errors() {
     let e: io::Error = lock.try_lock().unwrap_err().into();
     assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
     assert!(e.to_string().contains("io.lock"));
-    let e: io::Error = lock.lock_blocking_timeout(Duration::from_millis(10)).unwrap_err().into();
+    let e: io::Error = lock
+        .lock_blocking_timeout(Duration::from_millis(10))
+        .unwrap_err()
+        .into();
     assert_eq!(e.kind(), io::ErrorKind::TimedOut);
     let e: io::Error = FileLock::new("nul\0.lock").try_lock().unwrap_err().into();
     assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
@@ -112,14 +133,23 @@ fn messages_name_the_path_and_the_cause() {
     assert!(e.is_contended());
     assert_eq!(e.waited(), None);
 
-    let e = lock.lock_blocking_timeout(Duration::from_millis(20)).unwrap_err();
+    let e = lock
+        .lock_blocking_timeout(Duration::from_millis(20))
+        .unwrap_err();
     let text = e.to_string();
-    assert!(text.starts_with("timed out after ") && text.ends_with(&format!("waiting for lock {shown}")), "{text}");
+    assert!(
+        text.starts_with("timed out after ")
+            && text.ends_with(&format!("waiting for lock {shown}")),
+        "{text}"
+    );
     assert!(e.waited().unwrap() >= Duration::from_millis(20));
 
     let e = FileLock::new(dir.path()).try_lock().unwrap_err();
     let text = e.to_string();
-    assert!(text.contains(&dir.path().display().to_string()) && text.contains("directory"), "{text}");
+    assert!(
+        text.contains(&dir.path().display().to_string()) && text.contains("directory"),
+        "{text}"
+    );
     assert!(!e.is_contended());
 }
 
@@ -130,7 +160,9 @@ fn zero_timeout_is_one_attempt_and_reports_a_timeout() {
     let _held = lock.try_lock().unwrap();
     let e = lock.lock_blocking_timeout(Duration::ZERO).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::TimedOut);
-    let e = lock.acquire_blocking(LockMode::Exclusive, Wait::TryOnce).unwrap_err();
+    let e = lock
+        .acquire_blocking(LockMode::Exclusive, Wait::TryOnce)
+        .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::WouldBlock);
     assert_eq!(lock.waiters(), 0);
 }
@@ -147,11 +179,19 @@ async fn paused_tokio_clock_drives_timeouts_and_backoff() {
     // with ours (one descriptor per file per process), so hold it from a
     // plain std file: a different open file description, like another
     // process.
-    let other = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).unwrap();
+    let other = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .unwrap();
     other.lock().unwrap();
     let lock = FileLock::new(&path);
     let start = tokio::time::Instant::now();
-    let e = lock.lock_timeout(Duration::from_secs(3600)).await.unwrap_err();
+    let e = lock
+        .lock_timeout(Duration::from_secs(3600))
+        .await
+        .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::TimedOut);
     assert!(e.waited().unwrap() >= Duration::from_secs(3600));
     assert!(tokio::time::Instant::now() - start >= Duration::from_secs(3600));

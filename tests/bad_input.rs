@@ -1,6 +1,9 @@
 //! Bad lock paths and exhausted resources: each gives a typed error that
 //! names the path and the cause; none panics, hangs or leaves a lock behind.
 
+// The child-process machinery below serves Unix-only checks.
+#![cfg_attr(not(unix), allow(unused))]
+
 mod common;
 
 use std::path::Path;
@@ -16,7 +19,8 @@ fn all_fail(path: &Path, kind: ErrorKind) -> Error {
     let lock = FileLock::new(path);
     let errors = [
         lock.try_lock().unwrap_err(),
-        lock.lock_blocking_timeout(Duration::from_millis(200)).unwrap_err(),
+        lock.lock_blocking_timeout(Duration::from_millis(200))
+            .unwrap_err(),
         lock.lock_shared_blocking().unwrap_err(),
         futures::executor::block_on(lock.lock()).unwrap_err(),
         futures::executor::block_on(lock.lock_timeout(Duration::from_millis(200))).unwrap_err(),
@@ -39,12 +43,17 @@ fn directory_is_not_a_lock_file() {
     assert!(e.to_string().contains("directory"), "{e}");
 }
 
-#[cfg(unix)]
+#[cfg(any(target_os = "linux", target_os = "android"))]
 #[test]
 fn fifo_is_not_a_lock_file_and_does_not_hang() {
     let dir = tempdir();
     let path = dir.path().join("fifo.lock");
-    rustix::fs::mkfifoat(rustix::fs::CWD, &path, rustix::fs::Mode::from_raw_mode(0o600)).unwrap();
+    rustix::fs::mkfifoat(
+        rustix::fs::CWD,
+        &path,
+        rustix::fs::Mode::from_raw_mode(0o600),
+    )
+    .unwrap();
     let e = all_fail(&path, ErrorKind::NotAFile);
     assert!(e.to_string().contains("FIFO"), "{e}");
 }
@@ -58,7 +67,10 @@ fn dangling_symlink_is_refused_and_not_followed() {
     std::os::unix::fs::symlink(&target, &path).unwrap();
     let e = all_fail(&path, ErrorKind::Symlink);
     assert!(e.to_string().contains("symbolic link"), "{e}");
-    assert!(!target.exists(), "the link was followed and its target created");
+    assert!(
+        !target.exists(),
+        "the link was followed and its target created"
+    );
 }
 
 #[cfg(unix)]
@@ -114,7 +126,10 @@ fn parent_without_permission() {
     std::fs::set_permissions(&locked_dir, std::fs::Permissions::from_mode(0o500)).unwrap();
     all_fail(&locked_dir.join("sub").join("x.lock"), ErrorKind::CreateDir);
     let e = all_fail(&locked_dir.join("x.lock"), ErrorKind::Io);
-    assert_eq!(e.io_error().unwrap().kind(), std::io::ErrorKind::PermissionDenied);
+    assert_eq!(
+        e.io_error().unwrap().kind(),
+        std::io::ErrorKind::PermissionDenied
+    );
     std::fs::set_permissions(&locked_dir, std::fs::Permissions::from_mode(0o700)).unwrap();
 }
 
@@ -127,7 +142,12 @@ fn read_only_filesystem() {
     use std::process::Command;
     let dir = tempdir();
     let mnt = dir.path();
-    let mount = |args: &[&str]| Command::new("mount").args(args).status().is_ok_and(|s| s.success());
+    let mount = |args: &[&str]| {
+        Command::new("mount")
+            .args(args)
+            .status()
+            .is_ok_and(|s| s.success())
+    };
     if !mount(&["-t", "tmpfs", "tmpfs", mnt.to_str().unwrap()]) {
         eprintln!("skipped: cannot mount a tmpfs here (needs root and CAP_SYS_ADMIN)");
         return;
@@ -138,11 +158,20 @@ fn read_only_filesystem() {
     if remounted {
         let existing_locks = FileLock::new(&existing).try_lock().map(drop);
         let e = FileLock::new(mnt.join("new.lock")).try_lock().unwrap_err();
-        let e2 = FileLock::new(mnt.join("sub").join("new.lock")).try_lock().unwrap_err();
+        let e2 = FileLock::new(mnt.join("sub").join("new.lock"))
+            .try_lock()
+            .unwrap_err();
         let unmounted = Command::new("umount").arg(mnt).status();
-        assert!(existing_locks.is_ok(), "existing lock file on a read-only mount: {:?}", existing_locks.err());
+        assert!(
+            existing_locks.is_ok(),
+            "existing lock file on a read-only mount: {:?}",
+            existing_locks.err()
+        );
         assert_eq!(e.kind(), ErrorKind::Io, "{e}");
-        assert!(e.to_string().contains("new.lock") && e.to_string().contains("Read-only"), "{e}");
+        assert!(
+            e.to_string().contains("new.lock") && e.to_string().contains("Read-only"),
+            "{e}"
+        );
         assert_eq!(e2.kind(), ErrorKind::CreateDir, "{e2}");
         assert!(unmounted.is_ok_and(|s| s.success()));
     } else {
@@ -178,7 +207,14 @@ fn child_main() {
             use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
             // Fill the descriptor table up to a low limit.
             let old = getrlimit(Resource::Nofile);
-            setrlimit(Resource::Nofile, Rlimit { current: Some(64), maximum: old.maximum }).unwrap();
+            setrlimit(
+                Resource::Nofile,
+                Rlimit {
+                    current: Some(64),
+                    maximum: old.maximum,
+                },
+            )
+            .unwrap();
             let mut hog = Vec::new();
             while let Ok(f) = std::fs::File::open("/dev/null") {
                 hog.push(f);
@@ -186,7 +222,10 @@ fn child_main() {
             let lock = FileLock::new(&path);
             let e = lock.try_lock().unwrap_err();
             assert_eq!(e.kind(), ErrorKind::Io, "{e}");
-            assert_eq!(e.io_error().and_then(|io| io.raw_os_error()), Some(rustix::io::Errno::MFILE.raw_os_error()));
+            assert_eq!(
+                e.io_error().and_then(|io| io.raw_os_error()),
+                Some(rustix::io::Errno::MFILE.raw_os_error())
+            );
             assert!(e.to_string().contains("emfile.lock"), "{e}");
             let e = futures::executor::block_on(lock.lock()).unwrap_err();
             assert_eq!(e.kind(), ErrorKind::Io, "{e}");

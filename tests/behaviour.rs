@@ -38,9 +38,12 @@ async fn exclusive_excludes_other_handles() {
     assert!(held.is_exclusive());
     let err = b.try_lock().unwrap_err();
     assert_eq!(err.kind(), ErrorKind::WouldBlock);
-    assert_eq!(b.try_lock_shared().unwrap_err().kind(), ErrorKind::WouldBlock);
+    assert_eq!(
+        b.try_lock_shared().unwrap_err().kind(),
+        ErrorKind::WouldBlock
+    );
     drop(held);
-    b.try_lock().unwrap();
+    drop(b.try_lock().unwrap());
 }
 
 async fn same_file_through_two_paths_is_one_lock() {
@@ -64,7 +67,7 @@ async fn shared_coexist_and_block_exclusive() {
     drop(r1);
     assert_eq!(other.try_lock().unwrap_err().kind(), ErrorKind::WouldBlock);
     drop(r2);
-    other.try_lock().unwrap();
+    drop(other.try_lock().unwrap());
 }
 
 async fn release_wakes_waiter_directly() {
@@ -85,11 +88,20 @@ async fn timeout_is_a_deadline() {
     let dir = tempdir();
     let lock = FileLock::new(dir.path().join("t.lock"));
     let _held = lock.lock().await.unwrap();
-    let err = lock.lock_timeout(Duration::from_millis(30)).await.unwrap_err();
+    let err = lock
+        .lock_timeout(Duration::from_millis(30))
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::TimedOut);
-    assert!(err.waited().unwrap() >= Duration::from_millis(30), "{err:?}");
+    assert!(
+        err.waited().unwrap() >= Duration::from_millis(30),
+        "{err:?}"
+    );
     assert!(err.to_string().contains("t.lock"), "{err}");
-    let err = lock.acquire(LockMode::Shared, Wait::For(Duration::ZERO)).await.unwrap_err();
+    let err = lock
+        .acquire(LockMode::Shared, Wait::For(Duration::ZERO))
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::TimedOut);
     assert_eq!(lock.waiters(), 0);
 }
@@ -98,10 +110,13 @@ async fn try_once_never_waits_or_queues() {
     let dir = tempdir();
     let lock = FileLock::new(dir.path().join("o.lock"));
     let _held = lock.lock_shared().await.unwrap();
-    let err = lock.acquire(LockMode::Exclusive, Wait::TryOnce).await.unwrap_err();
+    let err = lock
+        .acquire(LockMode::Exclusive, Wait::TryOnce)
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::WouldBlock);
     assert_eq!(lock.waiters(), 0);
-    lock.acquire(LockMode::Shared, Wait::TryOnce).await.unwrap();
+    drop(lock.acquire(LockMode::Shared, Wait::TryOnce).await.unwrap());
 }
 
 async fn dropped_waiter_passes_the_turn_on() {
@@ -116,7 +131,7 @@ async fn dropped_waiter_passes_the_turn_on() {
     drop(first);
     assert_eq!(lock.waiters(), 1);
     drop(held);
-    second.await.unwrap();
+    drop(second.await.unwrap());
 }
 
 async fn dropping_granted_shared_waiter_releases() {
@@ -129,7 +144,7 @@ async fn dropping_granted_shared_waiter_releases() {
     drop(writer);
     // ...and dropping it unpolled must give that grant back.
     drop(reader);
-    lock.try_lock().unwrap();
+    drop(lock.try_lock().unwrap());
 }
 
 async fn fifo_among_waiters() {
@@ -177,7 +192,7 @@ async fn shared_waiters_admitted_together_writers_not_jumped() {
     let gw = w2.await.unwrap();
     assert!(settle(&mut r3).await.is_none());
     drop(gw);
-    r3.await.unwrap();
+    drop(r3.await.unwrap());
 }
 
 async fn explicit_unlock_reports_and_releases() {
@@ -228,7 +243,7 @@ async fn racing_a_timer_leaves_nothing() {
     }
     assert_eq!(lock.waiters(), 0);
     drop(held);
-    lock.try_lock().unwrap();
+    drop(lock.try_lock().unwrap());
 }
 
 async fn remove_on_release_deletes_and_recreates() {
@@ -247,7 +262,10 @@ async fn remove_on_release_deletes_and_recreates() {
 
 async fn poll_once_fast_path_is_immediate() {
     let dir = tempdir();
-    let lock = FileLock::with_options(dir.path().join("p.lock"), LockOptions::new().offload_open(false));
+    let lock = FileLock::with_options(
+        dir.path().join("p.lock"),
+        LockOptions::new().offload_open(false),
+    );
     let mut fut = pin!(lock.lock());
     match future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await {
         Poll::Ready(Ok(g)) => drop(g),

@@ -9,10 +9,11 @@ use std::time::Duration;
 
 use lockyard::{ErrorKind, FileLock, LockMode, LockOptions, Wait, WaitStrategy};
 
-use common::{env_path, expect_success, next_message, say, spawn_child, tempdir, wait_for_line, ROLE_VAR};
+use common::{
+    env_path, expect_success, next_message, say, spawn_child, tempdir, wait_for_line, ROLE_VAR,
+};
 
 const ENTRY: &str = "child_main";
-
 
 fn mode_from_env() -> LockMode {
     match std::env::var("MODE").as_deref() {
@@ -40,7 +41,9 @@ fn child_main() {
         // Take the lock, say so, hold it until told to release.
         "hold" => {
             let lock = FileLock::new(&lock_path);
-            let guard = lock.acquire_blocking(mode_from_env(), Wait::Forever).unwrap();
+            let guard = lock
+                .acquire_blocking(mode_from_env(), Wait::Forever)
+                .unwrap();
             say("locked");
             wait_for_file(&env_path("RELEASE"));
             guard.unlock().unwrap();
@@ -59,7 +62,8 @@ fn child_main() {
         "wait" => {
             let lock = FileLock::new(&lock_path);
             say("waiting");
-            let guard = futures::executor::block_on(lock.lock_timeout(Duration::from_secs(60))).unwrap();
+            let guard =
+                futures::executor::block_on(lock.lock_timeout(Duration::from_secs(60))).unwrap();
             say("acquired");
             drop(guard);
         }
@@ -94,11 +98,21 @@ fn child_main() {
         }
         // 10,000 tasks wait on one lock with at most 1024 descriptors.
         "many_waiters" => {
-            let limit = rustix::process::Rlimit {
-                current: Some(1024),
-                maximum: rustix::process::getrlimit(rustix::process::Resource::Nofile).maximum,
-            };
-            rustix::process::setrlimit(rustix::process::Resource::Nofile, limit).unwrap();
+            // The default soft limit on most systems; the test proves the
+            // waiters do not need a descriptor each.
+            #[cfg(unix)]
+            {
+                use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+                let maximum = getrlimit(Resource::Nofile).maximum;
+                setrlimit(
+                    Resource::Nofile,
+                    Rlimit {
+                        current: Some(1024),
+                        maximum,
+                    },
+                )
+                .unwrap();
+            }
             many_waiters(&lock_path, 10_000);
             say("ok");
         }
@@ -119,7 +133,10 @@ fn child_main() {
 fn many_waiters(lock_path: &Path, n: usize) {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::{Arc, Mutex};
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let lock = FileLock::new(lock_path);
         let held = lock.lock().await.unwrap();
@@ -149,7 +166,10 @@ fn many_waiters(lock_path: &Path, n: usize) {
         }
         assert_eq!(acquired.load(Ordering::Relaxed), n);
         let order = order.lock().unwrap();
-        assert!(order.iter().copied().eq(0..n), "waiters were not served in FIFO order");
+        assert!(
+            order.iter().copied().eq(0..n),
+            "waiters were not served in FIFO order"
+        );
     });
 }
 
@@ -162,7 +182,11 @@ fn read_line(child: &mut std::process::Child) -> String {
 }
 
 fn try_in_child(lock: &Path, mode: &str) -> String {
-    let mut child = spawn_child(ENTRY, "try", &[("LOCK", lock.to_str().unwrap()), ("MODE", mode)]);
+    let mut child = spawn_child(
+        ENTRY,
+        "try",
+        &[("LOCK", lock.to_str().unwrap()), ("MODE", mode)],
+    );
     let line = read_line(&mut child);
     expect_success(child);
     line
@@ -195,7 +219,11 @@ fn shared_locks_coexist_across_processes_and_block_exclusive() {
     let mut holder = spawn_child(
         ENTRY,
         "hold",
-        &[("LOCK", path.to_str().unwrap()), ("MODE", "shared"), ("RELEASE", release.to_str().unwrap())],
+        &[
+            ("LOCK", path.to_str().unwrap()),
+            ("MODE", "shared"),
+            ("RELEASE", release.to_str().unwrap()),
+        ],
     );
     wait_for_line(&mut holder, "locked");
     assert!(lock.try_lock_shared().is_ok());
@@ -227,7 +255,10 @@ fn we_get_the_lock_after_another_process_releases() {
     let mut holder = spawn_child(
         ENTRY,
         "hold",
-        &[("LOCK", path.to_str().unwrap()), ("RELEASE", release.to_str().unwrap())],
+        &[
+            ("LOCK", path.to_str().unwrap()),
+            ("RELEASE", release.to_str().unwrap()),
+        ],
     );
     wait_for_line(&mut holder, "locked");
     let lock = FileLock::new(&path);
@@ -246,7 +277,10 @@ fn killed_holder_frees_the_lock() {
     let mut holder = spawn_child(
         ENTRY,
         "hold",
-        &[("LOCK", path.to_str().unwrap()), ("RELEASE", never.to_str().unwrap())],
+        &[
+            ("LOCK", path.to_str().unwrap()),
+            ("RELEASE", never.to_str().unwrap()),
+        ],
     );
     wait_for_line(&mut holder, "locked");
     let lock = FileLock::new(&path);
@@ -267,7 +301,10 @@ fn counter_stress_four_processes_four_tasks() {
             spawn_child(
                 ENTRY,
                 "counter",
-                &[("LOCK", path.to_str().unwrap()), ("DATA", data.to_str().unwrap())],
+                &[
+                    ("LOCK", path.to_str().unwrap()),
+                    ("DATA", data.to_str().unwrap()),
+                ],
             )
         })
         .collect();
@@ -295,7 +332,10 @@ fn kernel_wait_strategy_acquires_after_release() {
     let mut holder = spawn_child(
         ENTRY,
         "hold",
-        &[("LOCK", path.to_str().unwrap()), ("RELEASE", release.to_str().unwrap())],
+        &[
+            ("LOCK", path.to_str().unwrap()),
+            ("RELEASE", release.to_str().unwrap()),
+        ],
     );
     wait_for_line(&mut holder, "locked");
     let opts = LockOptions::new().wait_strategy(WaitStrategy::BlockingPool);
@@ -305,7 +345,8 @@ fn kernel_wait_strategy_acquires_after_release() {
         smol::block_on(async_lock.lock_timeout(Duration::from_secs(60))).map(|g| g.is_exclusive())
     });
     let blocking_lock = lock.clone();
-    let blocking = std::thread::spawn(move || blocking_lock.lock_blocking().map(|g| g.is_exclusive()));
+    let blocking =
+        std::thread::spawn(move || blocking_lock.lock_blocking().map(|g| g.is_exclusive()));
     std::thread::sleep(Duration::from_millis(50));
     std::fs::write(&release, "").unwrap();
     assert!(waiting.join().unwrap().unwrap());
@@ -325,7 +366,10 @@ fn abandoned_kernel_wait_releases_and_closes() {
 #[cfg(target_os = "linux")]
 fn abandoned_kernel_wait(path: &Path) {
     let release = release_signal(path.parent().unwrap());
-    let lock = FileLock::with_options(path, LockOptions::new().wait_strategy(WaitStrategy::BlockingPool));
+    let lock = FileLock::with_options(
+        path,
+        LockOptions::new().wait_strategy(WaitStrategy::BlockingPool),
+    );
     drop(lock.try_lock().unwrap()); // open the handle's descriptor first
     warm_up_reactor();
     let baseline = common::open_fds();
@@ -333,7 +377,10 @@ fn abandoned_kernel_wait(path: &Path) {
     let mut holder = spawn_child(
         ENTRY,
         "hold",
-        &[("LOCK", path.to_str().unwrap()), ("RELEASE", release.to_str().unwrap())],
+        &[
+            ("LOCK", path.to_str().unwrap()),
+            ("RELEASE", release.to_str().unwrap()),
+        ],
     );
     wait_for_line(&mut holder, "locked");
     smol::block_on(async {
@@ -358,7 +405,10 @@ fn abandoned_kernel_wait(path: &Path) {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    assert!(ok, "descriptor or lock left behind by an abandoned kernel wait");
+    assert!(
+        ok,
+        "descriptor or lock left behind by an abandoned kernel wait"
+    );
     drop(lock.try_lock().unwrap());
 }
 
@@ -384,7 +434,10 @@ fn dropped_futures(path: &Path) {
             assert!(futures_lite::future::poll_once(&mut f).await.is_none());
         }
         for _ in 0..20 {
-            let e = lock.lock_timeout(Duration::from_millis(1)).await.unwrap_err();
+            let e = lock
+                .lock_timeout(Duration::from_millis(1))
+                .await
+                .unwrap_err();
             assert_eq!(e.kind(), ErrorKind::TimedOut);
         }
     });

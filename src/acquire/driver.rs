@@ -43,7 +43,11 @@ impl Driver for AsyncDriver<'_, '_> {
         self.timer.poll_until(self.cx, clock, at)
     }
 
-    fn run<T: Send + 'static>(&mut self, work: Work, f: impl FnOnce() -> T + Send + 'static) -> Task<T> {
+    fn run<T: Send + 'static>(
+        &mut self,
+        work: Work,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Task<T> {
         if work == Work::Open && !self.offload_open {
             Task::inline(f)
         } else {
@@ -99,7 +103,11 @@ impl Driver for BlockingDriver {
         Poll::Pending
     }
 
-    fn run<T: Send + 'static>(&mut self, work: Work, f: impl FnOnce() -> T + Send + 'static) -> Task<T> {
+    fn run<T: Send + 'static>(
+        &mut self,
+        work: Work,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Task<T> {
         // Opening is done right here. A kernel wait parks this very thread
         // when there is no deadline to honour; with one, it goes to the pool
         // so this thread can give up on time.

@@ -48,7 +48,11 @@ pub(crate) trait Driver {
     /// Polls for `at` to arrive.
     fn poll_until(&mut self, at: Instant) -> Poll<()>;
     /// Starts `f`, which may block, in the way `work` calls for.
-    fn run<T: Send + 'static>(&mut self, work: Work, f: impl FnOnce() -> T + Send + 'static) -> Task<T>;
+    fn run<T: Send + 'static>(
+        &mut self,
+        work: Work,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Task<T>;
     /// Polls a task started by `run`.
     fn poll_task<T: Send + 'static>(&mut self, task: &mut Task<T>) -> Poll<io::Result<T>>;
 }
@@ -143,7 +147,10 @@ impl Core {
         !matches!(self.wait, Wait::Forever)
     }
 
-    fn finish(&mut self, result: Result<FileLockGuard, Error>) -> Poll<Result<FileLockGuard, Error>> {
+    fn finish(
+        &mut self,
+        result: Result<FileLockGuard, Error>,
+    ) -> Poll<Result<FileLockGuard, Error>> {
         // Replacing the phase without `cancel`: the caller has already
         // settled the slot (acquired, or removed from the queue).
         self.phase = Phase::Done;
@@ -209,7 +216,9 @@ impl Core {
                     }
                     None => {
                         let handle = Arc::clone(&self.handle);
-                        let task = d.run(Work::Open, move || open_lock_file(&handle.path, &handle.options));
+                        let task = d.run(Work::Open, move || {
+                            open_lock_file(&handle.path, &handle.options)
+                        });
                         self.phase = Phase::Opening(task);
                     }
                 },
@@ -252,17 +261,19 @@ impl Core {
             if let Poll::Ready(out) = d.poll_task(task) {
                 q.pool = None;
                 match out {
-                    Ok(Ok(PoolOutcome::Locked(file))) => match q.entry.adopt_locked(&q.slot, file) {
-                        Progress::Acquired => {
-                            let entry = Arc::clone(&q.entry);
-                            return Step::Ready(self.acquired(entry));
+                    Ok(Ok(PoolOutcome::Locked(file))) => {
+                        match q.entry.adopt_locked(&q.slot, file) {
+                            Progress::Acquired => {
+                                let entry = Arc::clone(&q.entry);
+                                return Step::Ready(self.acquired(entry));
+                            }
+                            Progress::Retired => {
+                                self.phase = Phase::Start;
+                                return Step::Again;
+                            }
+                            Progress::Waiting | Progress::Contending => {}
                         }
-                        Progress::Retired => {
-                            self.phase = Phase::Start;
-                            return Step::Again;
-                        }
-                        Progress::Waiting | Progress::Contending => {}
-                    },
+                    }
                     Ok(Ok(PoolOutcome::Replaced)) => q.entry.retire_if_idle(),
                     Ok(Err(e)) | Err(e) => {
                         q.entry.cancel(&q.slot);
@@ -344,7 +355,10 @@ impl Core {
         if let Phase::Queued(q) = &self.phase {
             q.entry.cancel(&q.slot);
         }
-        let waited = self.started.map(|s| d.now().saturating_duration_since(s)).unwrap_or_default();
+        let waited = self
+            .started
+            .map(|s| d.now().saturating_duration_since(s))
+            .unwrap_or_default();
         let err = Error::timed_out(&self.handle.path, waited);
         self.finish(Err(err))
     }
@@ -372,7 +386,13 @@ impl Drop for Core {
 /// Runs on a blocking thread: opens a descriptor of its own (so abandoning
 /// it can never release a lock somebody else took through the entry's
 /// descriptor), checks it is the entry's file, and waits in the kernel.
-fn kernel_wait(path: PathBuf, file_mode: u32, id: FileId, mode: LockMode, verify: bool) -> io::Result<PoolOutcome> {
+fn kernel_wait(
+    path: PathBuf,
+    file_mode: u32,
+    id: FileId,
+    mode: LockMode,
+    verify: bool,
+) -> io::Result<PoolOutcome> {
     let file = sys::open(&path, file_mode)?;
     match sys::identify(&file)? {
         Ok(found) if found == id => {}

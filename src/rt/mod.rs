@@ -63,7 +63,12 @@ enum TimerInner {
 impl Timer {
     /// Polls a wake-up at `at` on `clock`'s timer, arming or re-arming it as
     /// needed.
-    pub(crate) fn poll_until(&mut self, cx: &mut Context<'_>, clock: Clock, at: Instant) -> Poll<()> {
+    pub(crate) fn poll_until(
+        &mut self,
+        cx: &mut Context<'_>,
+        clock: Clock,
+        at: Instant,
+    ) -> Poll<()> {
         match (&mut self.inner, clock) {
             (TimerInner::AsyncIo(timer, armed), Clock::Std) => {
                 if *armed != at {

@@ -9,7 +9,10 @@ use super::{FileId, NotFile};
 use crate::LockMode;
 
 fn unsupported() -> io::Error {
-    io::Error::new(io::ErrorKind::Unsupported, "file locks are not supported on this platform")
+    io::Error::new(
+        io::ErrorKind::Unsupported,
+        "file locks are not supported on this platform",
+    )
 }
 
 pub(crate) fn open(_path: &Path, _mode: u32) -> io::Result<File> {

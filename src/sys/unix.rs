@@ -28,18 +28,24 @@ pub(crate) fn open(path: &Path, mode: u32) -> io::Result<File> {
     let perm = Mode::from_raw_mode(mode as rustix::fs::RawMode);
     match retry(|| rfs::open(path, common | OFlags::RDWR | OFlags::CREATE, perm)) {
         Ok(fd) => Ok(File::from(fd)),
-        Err(e @ (Errno::ACCESS | Errno::ROFS)) => match retry(|| rfs::open(path, common | OFlags::RDONLY, perm)) {
-            Ok(fd) => Ok(File::from(fd)),
-            // The file does not exist (or cannot be read either): the first
-            // error says why it could not be created.
-            Err(_) => Err(e.into()),
-        },
+        Err(e @ (Errno::ACCESS | Errno::ROFS)) => {
+            match retry(|| rfs::open(path, common | OFlags::RDONLY, perm)) {
+                Ok(fd) => Ok(File::from(fd)),
+                // The file does not exist (or cannot be read either): the first
+                // error says why it could not be created.
+                Err(_) => Err(e.into()),
+            }
+        }
         Err(e) => Err(e.into()),
     }
 }
 
+// The `as u64` casts below are no-ops on Linux but widen `dev_t`/`ino_t`
+// on platforms where they are narrower or signed (macOS `dev_t` is i32).
+
 /// The identity of an open lock file, or what it is if it is not a regular
 /// file.
+#[allow(clippy::unnecessary_cast)]
 pub(crate) fn identify(file: &File) -> io::Result<Result<FileId, NotFile>> {
     let st = rfs::fstat(file)?;
     Ok(match FileType::from_raw_mode(st.st_mode) {
@@ -58,6 +64,7 @@ pub(crate) fn identify(file: &File) -> io::Result<Result<FileId, NotFile>> {
 
 /// The identity of whatever is at `path` now (not following a final
 /// symlink), or `None` if nothing is.
+#[allow(clippy::unnecessary_cast)]
 pub(crate) fn path_id(path: &Path) -> io::Result<Option<FileId>> {
     match retry(|| rfs::lstat(path)) {
         Ok(st) => Ok(Some(FileId {
@@ -102,13 +109,19 @@ pub(crate) fn is_unsupported(err: &io::Error) -> bool {
         return err.kind() == io::ErrorKind::Unsupported;
     };
     let errno = Errno::from_raw_os_error(code);
-    errno == Errno::NOTSUP || errno == Errno::OPNOTSUPP || errno == Errno::NOSYS || errno == Errno::NOLCK
+    errno == Errno::NOTSUP
+        || errno == Errno::OPNOTSUPP
+        || errno == Errno::NOSYS
+        || errno == Errno::NOLCK
 }
 
 /// Whether an open error means the final path component is a symlink
 /// (`ELOOP` on Linux and macOS, `EMLINK` on FreeBSD).
 pub(crate) fn is_symlink_refusal(err: &io::Error) -> bool {
-    matches!(err.raw_os_error().map(Errno::from_raw_os_error), Some(Errno::LOOP | Errno::MLINK))
+    matches!(
+        err.raw_os_error().map(Errno::from_raw_os_error),
+        Some(Errno::LOOP | Errno::MLINK)
+    )
 }
 
 /// Whether an open error means something on the way is not a directory.

@@ -16,12 +16,15 @@ use std::os::windows::fs::OpenOptionsExt;
 use std::os::windows::io::AsRawHandle;
 use std::path::Path;
 
-use windows_sys::Win32::Foundation::{ERROR_LOCK_VIOLATION, ERROR_NOT_SUPPORTED, ERROR_INVALID_FUNCTION};
+use windows_sys::Win32::Foundation::{
+    ERROR_INVALID_FUNCTION, ERROR_LOCK_VIOLATION, ERROR_NOT_SUPPORTED,
+};
 use windows_sys::Win32::Storage::FileSystem::{
-    GetFileInformationByHandle, GetFileType, LockFileEx, FILE_TYPE_CHAR, FILE_TYPE_DISK, FILE_TYPE_PIPE, UnlockFile, BY_HANDLE_FILE_INFORMATION,
+    GetFileInformationByHandle, GetFileType, LockFileEx, UnlockFile, BY_HANDLE_FILE_INFORMATION,
     FILE_ATTRIBUTE_DIRECTORY, FILE_ATTRIBUTE_REPARSE_POINT, FILE_FLAG_BACKUP_SEMANTICS,
     FILE_FLAG_OPEN_REPARSE_POINT, FILE_SHARE_DELETE, FILE_SHARE_READ, FILE_SHARE_WRITE,
-    LOCKFILE_EXCLUSIVE_LOCK, LOCKFILE_FAIL_IMMEDIATELY,
+    FILE_TYPE_CHAR, FILE_TYPE_DISK, FILE_TYPE_PIPE, LOCKFILE_EXCLUSIVE_LOCK,
+    LOCKFILE_FAIL_IMMEDIATELY,
 };
 use windows_sys::Win32::System::IO::OVERLAPPED;
 
@@ -104,7 +107,11 @@ pub(crate) fn path_id(path: &Path) -> io::Result<Option<FileId>> {
 }
 
 fn lock_ex(file: &File, mode: LockMode, fail_immediately: bool) -> io::Result<()> {
-    let mut flags = if fail_immediately { LOCKFILE_FAIL_IMMEDIATELY } else { 0 };
+    let mut flags = if fail_immediately {
+        LOCKFILE_FAIL_IMMEDIATELY
+    } else {
+        0
+    };
     if mode == LockMode::Exclusive {
         flags |= LOCKFILE_EXCLUSIVE_LOCK;
     }
@@ -137,7 +144,15 @@ pub(crate) fn lock_wait(file: &File, mode: LockMode) -> io::Result<()> {
 pub(crate) fn unlock(file: &File) -> io::Result<()> {
     // SAFETY: the handle is valid while `file` lives; the range matches the
     // one locked in `lock_ex`.
-    let ok = unsafe { UnlockFile(file.as_raw_handle() as _, LOCK_OFFSET_LOW, LOCK_OFFSET_HIGH, 1, 0) };
+    let ok = unsafe {
+        UnlockFile(
+            file.as_raw_handle() as _,
+            LOCK_OFFSET_LOW,
+            LOCK_OFFSET_HIGH,
+            1,
+            0,
+        )
+    };
     if ok == 0 {
         return Err(io::Error::last_os_error());
     }

@@ -29,11 +29,17 @@ pub fn wake_only() -> LockOptions {
 pub fn spawn_child(entry: &str, role: &str, args: &[(&str, &str)]) -> Child {
     let exe = std::env::current_exe().expect("current exe");
     let mut cmd = Command::new(exe);
-    cmd.args([entry, "--exact", "--ignored", "--nocapture", "--test-threads=1"])
-        .env(ROLE_VAR, role)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+    cmd.args([
+        entry,
+        "--exact",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env(ROLE_VAR, role)
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::inherit());
     for (k, v) in args {
         cmd.env(k, v);
     }
@@ -96,7 +102,9 @@ pub fn expect_success(mut child: Child) {
 /// Number of open descriptors of this process (Linux).
 #[cfg(target_os = "linux")]
 pub fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").expect("/proc/self/fd").count()
+    std::fs::read_dir("/proc/self/fd")
+        .expect("/proc/self/fd")
+        .count()
 }
 
 pub fn env_path(var: &str) -> PathBuf {
