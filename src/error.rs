@@ -5,6 +5,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::record::HolderRecord;
 use crate::sys::{self, NotFile};
 
 /// What went wrong, without the details. Match on it to decide what to do.
@@ -37,6 +38,10 @@ pub enum ErrorKind {
     InvalidPath,
     /// This platform or filesystem does not support file locks.
     Unsupported,
+    /// A soft or lease lock this guard held was taken over: its lease lapsed
+    /// (or it was judged stale) and another process broke it. The guard's
+    /// fencing token is stale.
+    Lost,
     /// Any other operating-system error (permission denied, read-only
     /// filesystem, too many open files, ...); [`std::error::Error::source`]
     /// has the `io::Error`.
@@ -93,7 +98,43 @@ pub struct Error {
     source: Option<io::Error>,
     waited: Option<Duration>,
     detail: Option<Detail>,
+    holder: Option<Box<HolderRecord>>,
 }
+
+/// An `io::Error` payload saying the path is not a regular file; lets
+/// lower layers that speak `io::Error` report it precisely.
+#[derive(Debug)]
+pub(crate) struct NotFileError(pub(crate) NotFile);
+
+impl fmt::Display for NotFileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "not a regular file ({:?})", self.0)
+    }
+}
+
+impl std::error::Error for NotFileError {}
+
+impl NotFileError {
+    pub(crate) fn io(what: NotFile) -> io::Error {
+        io::Error::new(io::ErrorKind::InvalidInput, NotFileError(what))
+    }
+}
+
+/// The `io::Error` for a lock that was taken over.
+pub(crate) fn lost() -> io::Error {
+    io::Error::other(LostError)
+}
+
+#[derive(Debug)]
+struct LostError;
+
+impl fmt::Display for LostError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the lock was taken over by another holder")
+    }
+}
+
+impl std::error::Error for LostError {}
 
 #[derive(Clone, Copy, Debug)]
 enum Detail {
@@ -105,6 +146,10 @@ enum Detail {
 impl Error {
     pub(crate) fn would_block(path: &Path) -> Self {
         Self::bare(ErrorKind::WouldBlock, path, Op::Lock)
+    }
+
+    pub(crate) fn lost(path: &Path) -> Self {
+        Self::bare(ErrorKind::Lost, path, Op::Lock)
     }
 
     pub(crate) fn timed_out(path: &Path, waited: Duration) -> Self {
@@ -138,6 +183,12 @@ impl Error {
 
     /// Classifies an OS error met while doing `op` on the lock at `path`.
     pub(crate) fn io(path: &Path, op: Op, source: io::Error) -> Self {
+        if let Some(NotFileError(what)) = source.get_ref().and_then(|e| e.downcast_ref()) {
+            return Self::not_a_file(path, *what);
+        }
+        if source.get_ref().is_some_and(|e| e.is::<LostError>()) {
+            return Self::bare(ErrorKind::Lost, path, op);
+        }
         let kind = if sys::is_unsupported(&source) {
             ErrorKind::Unsupported
         } else if op == Op::Open && sys::is_symlink_refusal(&source) {
@@ -165,6 +216,7 @@ impl Error {
             source: None,
             waited: None,
             detail: None,
+            holder: None,
         }
     }
 
@@ -190,6 +242,17 @@ impl Error {
         matches!(self.kind, ErrorKind::WouldBlock | ErrorKind::TimedOut)
     }
 
+    /// For [`ErrorKind::WouldBlock`] and [`ErrorKind::TimedOut`], who held
+    /// the lock, when its holder record could be read.
+    pub fn holder(&self) -> Option<&HolderRecord> {
+        self.holder.as_deref()
+    }
+
+    pub(crate) fn with_holder(mut self, holder: Option<HolderRecord>) -> Self {
+        self.holder = holder.map(Box::new);
+        self
+    }
+
     /// The operating-system error behind this one, if any.
     pub fn io_error(&self) -> Option<&io::Error> {
         self.source.as_ref()
@@ -206,6 +269,9 @@ impl fmt::Debug for Error {
         if let Some(s) = &self.source {
             d.field("source", s);
         }
+        if let Some(h) = &self.holder {
+            d.field("holder", h);
+        }
         d.finish()
     }
 }
@@ -214,11 +280,19 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let path = self.path.display();
         match self.kind {
-            ErrorKind::WouldBlock => write!(f, "lock {path} is held elsewhere"),
+            ErrorKind::WouldBlock => match &self.holder {
+                Some(h) => write!(f, "lock {path} is held by {h}"),
+                None => write!(f, "lock {path} is held elsewhere"),
+            },
             ErrorKind::TimedOut => {
                 let waited = self.waited.unwrap_or_default().as_secs_f64();
-                write!(f, "timed out after {waited:.2} s waiting for lock {path}")
+                write!(f, "timed out after {waited:.2} s waiting for lock {path}")?;
+                match &self.holder {
+                    Some(h) => write!(f, ", held by {h}"),
+                    None => Ok(()),
+                }
             }
+            ErrorKind::Lost => write!(f, "lock {path} was taken over by another holder"),
             ErrorKind::CreateDir => {
                 write!(f, "cannot create the directory for lock {path}")?;
                 self.write_source(f)
@@ -277,6 +351,7 @@ impl From<Error> for io::Error {
             ErrorKind::InvalidPath | ErrorKind::NotAFile | ErrorKind::Symlink => {
                 io::ErrorKind::InvalidInput
             }
+            ErrorKind::Lost => io::ErrorKind::Other,
             ErrorKind::CreateDir | ErrorKind::Io => err
                 .source
                 .as_ref()

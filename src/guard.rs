@@ -4,8 +4,11 @@ use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use crate::error::{Error, Op};
 use crate::lock::Handle;
+use crate::record::HolderRecord;
 use crate::registry::Entry;
 use crate::LockMode;
 
@@ -37,15 +40,97 @@ pub struct FileLockGuard {
     entry: Arc<Entry>,
     mode: LockMode,
     held: bool,
+    record: Option<Arc<HolderRecord>>,
 }
 
 impl FileLockGuard {
     pub(crate) fn new(handle: Arc<Handle>, entry: Arc<Entry>, mode: LockMode) -> Self {
+        let record = match mode {
+            LockMode::Exclusive => entry.current_record(),
+            LockMode::Shared => None,
+        };
         FileLockGuard {
             handle,
             entry,
             mode,
             held: true,
+            record,
+        }
+    }
+
+    /// The holder record this acquisition published (exclusive locks with
+    /// metadata on; `None` for shared locks).
+    pub fn record(&self) -> Option<&HolderRecord> {
+        self.record.as_deref()
+    }
+
+    /// This acquisition's fencing token: pass it to the resource the lock
+    /// protects, which should refuse tokens lower than the highest it has
+    /// seen. `None` when no record was written.
+    pub fn token(&self) -> Option<u64> {
+        self.record.as_ref().map(|r| r.token())
+    }
+
+    /// Renews a lease (see [`LockOptions::lease`](crate::LockOptions::lease)):
+    /// its TTL starts again from now. A no-op for other locks.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Lost`](crate::ErrorKind::Lost) if the lease already
+    /// lapsed and another process took over; I/O errors otherwise.
+    pub fn refresh(&mut self) -> Result<(), Error> {
+        let result = self.entry.refresh(&self.handle);
+        if result.is_ok() {
+            if let Some(rec) = self.entry.current_record() {
+                self.record = Some(rec);
+            }
+        }
+        result.map_err(|e| Error::io(&self.handle.path, Op::Lock, e))
+    }
+
+    /// Whether this guard still holds its lock. Always `true` for OS locks,
+    /// which only the holder can release. For a soft lock or lease: whether
+    /// the lock file is still the one it published and the lease (if any)
+    /// has not lapsed. A `false` means another process may hold it now, and
+    /// this guard's fencing token is stale.
+    pub fn still_held(&self) -> Result<bool, Error> {
+        self.entry
+            .still_held(&self.handle)
+            .map_err(|e| Error::io(&self.handle.path, Op::Inspect, e))
+    }
+
+    /// Keeps a lease alive: renews it every third of its TTL, for as long as
+    /// it is polled. Run it beside the work (`select!`, `race`, `join`);
+    /// it only finishes when renewal fails, with the reason
+    /// ([`ErrorKind::Lost`](crate::ErrorKind::Lost) if another process took
+    /// over). For locks without a TTL it never finishes.
+    ///
+    /// Its timer is async-io's, so it runs under any executor.
+    pub async fn keep_alive(&mut self) -> Error {
+        let ttl = self.record.as_ref().and_then(|r| r.ttl());
+        let Some(ttl) = ttl else {
+            return std::future::pending().await;
+        };
+        let period = (ttl / 3).max(Duration::from_millis(1));
+        loop {
+            async_io::Timer::after(period).await;
+            if let Err(e) = self.refresh() {
+                return e;
+            }
+        }
+    }
+
+    /// Resolves when this guard no longer holds its lock (a lease that
+    /// lapsed or was taken over), checking every `every`; never for OS
+    /// locks. The "lost" signal to race against the work.
+    pub async fn lost(&self, every: Duration) -> Error {
+        loop {
+            async_io::Timer::after(every).await;
+            match self.still_held() {
+                Ok(true) => {}
+                Ok(false) => return Error::lost(&self.handle.path),
+                Err(e) => return e,
+            }
         }
     }
 
@@ -86,7 +171,7 @@ impl FileLockGuard {
             Op::Unlock
         };
         self.entry
-            .release(self.mode, self.handle.remove_path())
+            .release(self.mode, &self.handle)
             .map_err(|e| Error::io(&self.handle.path, op, e))
     }
 }
@@ -94,7 +179,7 @@ impl FileLockGuard {
 impl Drop for FileLockGuard {
     fn drop(&mut self) {
         if self.held {
-            let _ = self.entry.release(self.mode, self.handle.remove_path());
+            let _ = self.entry.release(self.mode, &self.handle);
         }
     }
 }

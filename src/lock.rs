@@ -7,13 +7,18 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use crate::acquire::{self, Core};
+use crate::record::{self, HolderRecord, LockKind};
 use crate::registry::{self, Entry};
-use crate::sys::FileId;
+use crate::sys::{self, FileId};
+use crate::{host, soft, stale};
 use crate::{Acquire, Error, FileLockGuard, LockMode, LockOptions, Wait};
 
 /// What a `FileLock` and everything it spawned share.
 pub(crate) struct Handle {
     pub(crate) path: PathBuf,
+    /// The file the registry entry stands for: the lock file itself, or a
+    /// soft lock's control file.
+    pub(crate) anchor: PathBuf,
     pub(crate) options: LockOptions,
     entry: Mutex<Option<Arc<Entry>>>,
 }
@@ -27,7 +32,7 @@ impl Handle {
 
     /// Registers a freshly opened lock file and remembers its entry.
     pub(crate) fn adopt(&self, file: File, id: FileId) -> Arc<Entry> {
-        let entry = registry::entry_for(file, id);
+        let entry = registry::entry_for(file, id, self.options.kind);
         let old = self
             .entry
             .lock()
@@ -35,6 +40,11 @@ impl Handle {
             .replace(Arc::clone(&entry));
         drop(old);
         entry
+    }
+
+    /// Whether this is an OS lock (as opposed to a soft lock or lease).
+    pub(crate) fn is_strict(&self) -> bool {
+        self.options.kind == LockKind::Strict
     }
 
     /// The path to re-check after each lock, when identity checks are on.
@@ -122,9 +132,15 @@ impl FileLock {
 
     /// A lock on the lock file at `path` with the given options.
     pub fn with_options(path: impl Into<PathBuf>, options: LockOptions) -> Self {
+        let path = path.into();
+        let anchor = match options.kind {
+            LockKind::Strict => path.clone(),
+            _ => soft::ctl_path(&path),
+        };
         FileLock {
             handle: Arc::new(Handle {
-                path: path.into(),
+                anchor,
+                path,
                 options,
                 entry: Mutex::new(None),
             }),
@@ -146,6 +162,64 @@ impl FileLock {
     /// acquisition.
     pub fn waiters(&self) -> usize {
         self.handle.cached().map_or(0, |e| e.queued())
+    }
+
+    /// Who holds the lock now, from its holder record: `None` if nobody
+    /// does (the record says released, there is none, or its holder is
+    /// provably dead). A holder on another machine cannot be checked and
+    /// is reported as long as its record says it holds the lock.
+    ///
+    /// Reading never creates or locks anything.
+    ///
+    /// # Errors
+    ///
+    /// When the path cannot be read (permission, not a regular file).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lockyard::{FileLock, LockOptions};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let lock = FileLock::with_options(dir.path().join("job.lock"), LockOptions::new().owner("indexer"));
+    /// assert!(lock.holder()?.is_none());
+    /// let guard = lock.try_lock()?;
+    /// let holder = lock.holder()?.expect("held");
+    /// assert_eq!(holder.pid(), std::process::id());
+    /// assert_eq!(holder.owner(), Some("indexer"));
+    /// assert_eq!(Some(holder.token()), guard.token());
+    /// drop(guard);
+    /// assert!(lock.holder()?.is_none());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn holder(&self) -> Result<Option<HolderRecord>, Error> {
+        let h = &self.handle;
+        if let Some(entry) = h.cached() {
+            if let Some(rec) = entry.current_record() {
+                return Ok(Some(HolderRecord::clone(&rec)));
+            }
+        }
+        let io_err = |e| Error::io(&h.path, crate::error::Op::Inspect, e);
+        let record = if h.is_strict() {
+            let Some(file) = sys::open_existing(&h.path).map_err(io_err)? else {
+                return Ok(None);
+            };
+            if let Err(what) = sys::identify(&file).map_err(io_err)? {
+                return Err(Error::not_a_file(&h.path, what));
+            }
+            record::read(&file).map_err(io_err)?.record()
+        } else {
+            match soft::inspect(&h.path).map_err(io_err)? {
+                None => return Ok(None),
+                Some(found) => {
+                    if stale::judge(&found.evidence(), &h.options).is_some() {
+                        return Ok(None);
+                    }
+                    found.record
+                }
+            }
+        };
+        Ok(record.filter(|r| r.is_held() && !host::me().provably_dead(r)))
     }
 
     /// Acquires the lock exclusively, waiting as long as it takes.

@@ -1,8 +1,11 @@
 //! What a caller can choose: lock mode, how long to wait, how to wait, and
 //! how the lock file is handled.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::record::LockKind;
+use crate::stale::StaleLock;
 use crate::Backoff;
 
 /// Exclusive (one holder) or shared (many holders, no exclusive one).
@@ -102,7 +105,36 @@ pub struct LockOptions {
     pub(crate) create_parent: bool,
     pub(crate) offload_open: bool,
     pub(crate) file_mode: u32,
+    pub(crate) kind: LockKind,
+    pub(crate) metadata: bool,
+    pub(crate) owner: Option<String>,
+    pub(crate) stale_after: Option<Duration>,
+    pub(crate) on_stale: Option<StaleHook>,
+    pub(crate) trust_os_lock: bool,
+    pub(crate) lease_ttl: Option<Duration>,
 }
+
+/// A user's `on_stale` decision function.
+#[derive(Clone)]
+pub(crate) struct StaleHook(pub(crate) Arc<dyn Fn(&StaleLock) -> bool + Send + Sync>);
+
+impl PartialEq for StaleHook {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for StaleHook {}
+
+impl std::fmt::Debug for StaleHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<on_stale hook>")
+    }
+}
+
+/// The default age after which a soft lock whose holder's liveness cannot
+/// be checked (another host, no lease) is considered abandoned.
+pub const DEFAULT_STALE_AFTER: Duration = Duration::from_secs(5 * 60);
 
 impl Default for LockOptions {
     fn default() -> Self {
@@ -114,6 +146,13 @@ impl Default for LockOptions {
             create_parent: true,
             offload_open: true,
             file_mode: 0o644,
+            kind: LockKind::Strict,
+            metadata: true,
+            owner: None,
+            stale_after: Some(DEFAULT_STALE_AFTER),
+            on_stale: None,
+            trust_os_lock: true,
+            lease_ttl: None,
         }
     }
 }
@@ -181,6 +220,78 @@ impl LockOptions {
     pub fn file_mode(mut self, mode: u32) -> Self {
         self.file_mode = mode;
         self
+    }
+
+    /// A soft lock: a sidecar file at the lock path, created with
+    /// `O_CREAT | O_EXCL` and holding the holder record, for filesystems
+    /// whose OS locks are missing or unreliable. See the crate docs'
+    /// "Which lock do I need".
+    ///
+    /// A companion file `<path>.ctl` stays beside it: it serialises the
+    /// breaking of stale locks and remembers the last fencing token. Soft
+    /// locks are exclusive; a shared request fails with
+    /// [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported).
+    pub fn soft(mut self) -> Self {
+        self.kind = LockKind::Soft;
+        self
+    }
+
+    /// A lease: a soft lock that lapses `ttl` after its last renewal unless
+    /// the holder renews it ([`FileLockGuard::refresh`](crate::FileLockGuard::refresh),
+    /// [`FileLockGuard::keep_alive`](crate::FileLockGuard::keep_alive)).
+    /// After that another process may take over, and the former holder's
+    /// [`still_held`](crate::FileLockGuard::still_held) turns false.
+    pub fn lease(mut self, ttl: Duration) -> Self {
+        self.kind = LockKind::Lease;
+        self.lease_ttl = Some(ttl);
+        self
+    }
+
+    /// Write a holder record on every exclusive acquisition (on by
+    /// default). Off saves a read and a write per acquisition and per
+    /// release, and leaves [`FileLock::holder`](crate::FileLock::holder)
+    /// and fencing tokens without data. Soft locks always write one.
+    pub fn metadata(mut self, on: bool) -> Self {
+        self.metadata = on;
+        self
+    }
+
+    /// An owner id recorded in the holder record, e.g. `ingestion-service-1`.
+    pub fn owner(mut self, owner: impl Into<String>) -> Self {
+        self.owner = Some(owner.into());
+        self
+    }
+
+    /// How old a soft lock must be before it is treated as abandoned when
+    /// its holder's liveness cannot be checked (a holder on another host,
+    /// or an unreadable record). `None` never breaks such a lock by age.
+    /// Five minutes by default. A holder proven alive is never broken by
+    /// age; a lease lapses by its own TTL.
+    pub fn stale_after(mut self, age: Option<Duration>) -> Self {
+        self.stale_after = age;
+        self
+    }
+
+    /// Called with each stale soft lock before it is broken; returning
+    /// `false` refuses the takeover (the acquisition keeps waiting). Use it
+    /// to log takeovers or to veto them.
+    pub fn on_stale(mut self, hook: impl Fn(&StaleLock) -> bool + Send + Sync + 'static) -> Self {
+        self.on_stale = Some(StaleHook(Arc::new(hook)));
+        self
+    }
+
+    /// Whether a free OS lock on a left-behind soft lock file proves its
+    /// holder (on this host) dead (on by default). Turn it off on
+    /// filesystems whose locks always succeed; liveness then rests on the
+    /// PID, process start time and boot id in the record.
+    pub fn trust_os_lock(mut self, on: bool) -> Self {
+        self.trust_os_lock = on;
+        self
+    }
+
+    /// The kind of lock.
+    pub fn lock_kind(&self) -> LockKind {
+        self.kind
     }
 
     /// The backoff schedule.

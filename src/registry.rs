@@ -24,12 +24,14 @@ use std::collections::hash_map::HashMap;
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 
 use event_listener::{Event, EventListener};
 
+use crate::lock::Handle;
+use crate::record::{self, HolderRecord, LockKind, Read, RecordState};
+use crate::soft::{self, SoftHeld, SoftTry};
 use crate::sys::{self, FileId};
 use crate::LockMode;
 
@@ -115,9 +117,16 @@ pub(crate) enum Progress {
 
 struct State {
     /// `None` once the entry is retired (closing it drops any OS lock).
+    /// For a soft lock, the control file.
     file: Option<File>,
     held: Held,
     queue: VecDeque<Arc<Slot>>,
+    /// The record of this process's exclusive hold, if one was written.
+    record: Option<Arc<HolderRecord>>,
+    /// The soft lock this process holds.
+    soft: Option<SoftHeld>,
+    /// The holder record seen by the last failed soft attempt.
+    last_busy: Option<HolderRecord>,
 }
 
 /// Result of one OS attempt under the mutex.
@@ -130,6 +139,7 @@ enum Os {
 /// A lock file as this process knows it.
 pub(crate) struct Entry {
     id: FileId,
+    kind: LockKind,
     retired: AtomicBool,
     state: Mutex<State>,
 }
@@ -153,7 +163,7 @@ fn registry() -> MutexGuard<'static, HashMap<FileId, Weak<Entry>>> {
 
 /// The live entry for the file `file` (whose identity is `id`), creating it
 /// from `file` if this process has none. A surplus `file` is closed.
-pub(crate) fn entry_for(file: File, id: FileId) -> Arc<Entry> {
+pub(crate) fn entry_for(file: File, id: FileId, kind: LockKind) -> Arc<Entry> {
     let mut map = registry();
     let existing = map.get(&id).and_then(Weak::upgrade);
     if let Some(entry) = &existing {
@@ -166,11 +176,15 @@ pub(crate) fn entry_for(file: File, id: FileId) -> Arc<Entry> {
     }
     let entry = Arc::new(Entry {
         id,
+        kind,
         retired: AtomicBool::new(false),
         state: Mutex::new(State {
             file: Some(file),
             held: Held::None,
             queue: VecDeque::new(),
+            record: None,
+            soft: None,
+            last_busy: None,
         }),
     });
     map.insert(id, Arc::downgrade(&entry));
@@ -223,7 +237,7 @@ impl Entry {
     pub(crate) fn try_or_enqueue(
         &self,
         mode: LockMode,
-        verify: Option<&Path>,
+        h: &Handle,
         enqueue: bool,
     ) -> io::Result<Attempt> {
         let mut st = self.state();
@@ -232,7 +246,7 @@ impl Entry {
         }
         if st.queue.is_empty() {
             match (st.held, mode) {
-                (Held::None, _) => match self.os_try(&mut st, mode, verify)? {
+                (Held::None, _) => match self.os_try(&mut st, mode, h)? {
                     Os::Locked => {
                         st.held = Held::one(mode);
                         return Ok(Attempt::Acquired);
@@ -260,7 +274,7 @@ impl Entry {
 
     /// A queued waiter checks where it stands, and takes the OS lock if it
     /// is its turn. An error removes the slot from the queue.
-    pub(crate) fn advance(&self, slot: &Arc<Slot>, verify: Option<&Path>) -> io::Result<Progress> {
+    pub(crate) fn advance(&self, slot: &Arc<Slot>, h: &Handle) -> io::Result<Progress> {
         let mut st = self.state();
         match slot.state.load(Ordering::Relaxed) {
             GRANTED => return Ok(Progress::Acquired),
@@ -271,7 +285,7 @@ impl Entry {
         if !at_head || st.held != Held::None {
             return Ok(Progress::Waiting);
         }
-        match self.os_try(&mut st, slot.mode, verify) {
+        match self.os_try(&mut st, slot.mode, h) {
             Ok(Os::Locked) => {
                 st.queue.pop_front();
                 st.held = Held::one(slot.mode);
@@ -294,7 +308,7 @@ impl Entry {
     /// A blocking-pool thread locked `file`, a fresh descriptor of this
     /// entry's file, on behalf of `slot`. Adopt it if the slot may still
     /// have the lock; otherwise `file` is dropped, which releases it.
-    pub(crate) fn adopt_locked(&self, slot: &Arc<Slot>, file: File) -> Progress {
+    pub(crate) fn adopt_locked(&self, slot: &Arc<Slot>, file: File, h: &Handle) -> Progress {
         let mut st = self.state();
         if st.file.is_none() || slot.state.load(Ordering::Relaxed) == RETIRED {
             return Progress::Retired;
@@ -306,6 +320,18 @@ impl Entry {
         // The old descriptor holds no lock (`held` is `None`); closing it is
         // harmless.
         st.file = Some(file);
+        if h.options.metadata {
+            match self.stamp(&mut st, slot.mode, h) {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.retire(st);
+                    return Progress::Retired;
+                }
+                Err(_) => {
+                    // Unreadable record: proceed as if metadata were off.
+                }
+            }
+        }
         st.queue.pop_front();
         st.held = Held::one(slot.mode);
         dispatch(&mut st);
@@ -314,12 +340,12 @@ impl Entry {
 
     /// The waiter behind `slot` gives up (dropped, timed out, failed). If it
     /// had been granted the lock without noticing, the lock is released.
-    pub(crate) fn cancel(&self, slot: &Arc<Slot>) {
+    pub(crate) fn cancel(&self, slot: &Arc<Slot>, h: &Handle) {
         let mut st = self.state();
         match slot.state.load(Ordering::Relaxed) {
             GRANTED => {
                 drop(st);
-                let _ = self.release(slot.mode, None);
+                let _ = self.release(slot.mode, h);
             }
             RETIRED => {}
             _ => {
@@ -342,10 +368,11 @@ impl Entry {
         }
     }
 
-    /// Releases one holder of `mode`. When the last holder goes, the OS lock
-    /// is released (after deleting the file at `remove`, if given, while
-    /// still holding it) and the next waiter is woken.
-    pub(crate) fn release(&self, mode: LockMode, remove: Option<&Path>) -> io::Result<()> {
+    /// Releases one holder of `mode`. When the last holder goes, the lock
+    /// is released (a strict lock file is deleted first when the handle
+    /// asks for it, while still locked; a soft lock's sidecar is deleted if
+    /// still ours) and the next waiter is woken.
+    pub(crate) fn release(&self, mode: LockMode, h: &Handle) -> io::Result<()> {
         let mut st = self.state();
         st.held = match (st.held, mode) {
             (Held::Exclusive, LockMode::Exclusive) | (Held::Shared(1), LockMode::Shared) => {
@@ -358,12 +385,28 @@ impl Entry {
             // Unreachable through the public API: guards are the only callers.
             _ => return Ok(()),
         };
+        let record = st.record.take();
+        if self.kind != LockKind::Strict {
+            let result = match (st.soft.take(), st.file.as_ref()) {
+                (Some(held), Some(ctl)) => soft::release(ctl, &h.path, held),
+                _ => Ok(()),
+            };
+            dispatch(&mut st);
+            return result;
+        }
         let Some(file) = st.file.as_ref() else {
             return Ok(());
         };
+        if let Some(rec) = record {
+            // Keep the record (and the last token) with a "released" mark;
+            // best effort, like the record itself.
+            let mut rec = HolderRecord::clone(&rec);
+            rec.state = RecordState::Released;
+            let _ = record::write(file, &rec);
+        }
         let mut result = Ok(());
         let mut retire = false;
-        if let Some(path) = remove.filter(|_| st.queue.is_empty()) {
+        if let Some(path) = h.remove_path().filter(|_| st.queue.is_empty()) {
             // Delete only what we locked, and only while still holding it:
             // a process that opened the file before the unlink then finds,
             // after locking, that the path no longer names its file.
@@ -392,14 +435,63 @@ impl Entry {
         result
     }
 
-    fn os_try(&self, st: &mut State, mode: LockMode, verify: Option<&Path>) -> io::Result<Os> {
+    /// The record of this process's current exclusive hold.
+    pub(crate) fn current_record(&self) -> Option<Arc<HolderRecord>> {
+        self.state().record.clone()
+    }
+
+    /// Who holds the lock, for an error saying it is busy: the last record
+    /// a soft attempt saw, or the strict lock file's record if it says
+    /// "held".
+    pub(crate) fn holder_for_error(&self) -> Option<HolderRecord> {
+        let mut st = self.state();
+        if self.kind != LockKind::Strict {
+            return st.last_busy.take();
+        }
+        if let Some(rec) = &st.record {
+            return Some(HolderRecord::clone(rec));
+        }
+        let file = st.file.as_ref()?;
+        record::read(file)
+            .ok()?
+            .record()
+            .filter(HolderRecord::is_held)
+    }
+
+    /// Renews this process's lease.
+    pub(crate) fn refresh(&self, h: &Handle) -> io::Result<()> {
+        let mut st = self.state();
+        let st = &mut *st;
+        match (st.soft.as_mut(), st.file.as_ref()) {
+            (Some(held), Some(ctl)) => {
+                soft::refresh(ctl, &h.path, held)?;
+                st.record = Some(Arc::new(held.record.clone()));
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether this process's soft lock or lease is still its own.
+    pub(crate) fn still_held(&self, h: &Handle) -> io::Result<bool> {
+        let st = self.state();
+        match &st.soft {
+            Some(held) => soft::still_held(&h.path, held),
+            None => Ok(st.held != Held::None),
+        }
+    }
+
+    fn os_try(&self, st: &mut State, mode: LockMode, h: &Handle) -> io::Result<Os> {
+        if self.kind != LockKind::Strict {
+            return self.soft_try(st, mode, h);
+        }
         let Some(file) = st.file.as_ref() else {
             return Ok(Os::Replaced);
         };
         if !sys::try_lock(file, mode)? {
             return Ok(Os::Busy);
         }
-        if let Some(path) = verify {
+        if let Some(path) = h.verify_path() {
             match sys::path_id(path) {
                 Ok(Some(id)) if id == self.id => {}
                 Ok(_) => {
@@ -412,7 +504,73 @@ impl Entry {
                 }
             }
         }
+        if h.options.metadata {
+            match self.stamp(st, mode, h) {
+                Ok(true) => {}
+                Ok(false) => {
+                    if let Some(file) = st.file.as_ref() {
+                        let _ = sys::unlock(file);
+                    }
+                    return Ok(Os::Replaced);
+                }
+                Err(e) => {
+                    if let Some(file) = st.file.as_ref() {
+                        let _ = sys::unlock(file);
+                    }
+                    return Err(e);
+                }
+            }
+        }
         Ok(Os::Locked)
+    }
+
+    /// Just locked a strict lock file: reads its record, and for an
+    /// exclusive hold writes ours with the next fencing token. `Ok(false)`
+    /// if the record says the file was removed by `clean_stale` (the path
+    /// no longer names this file: start over).
+    fn stamp(&self, st: &mut State, mode: LockMode, h: &Handle) -> io::Result<bool> {
+        let Some(file) = st.file.as_ref() else {
+            return Ok(false);
+        };
+        let last = match record::read(file)? {
+            Read::Record(r) if r.state == RecordState::Removed => return Ok(false),
+            Read::Record(r) => r.token,
+            // Empty or damaged: the clock floor of `next_token` keeps
+            // tokens increasing.
+            Read::Invalid(_) => 0,
+        };
+        if mode == LockMode::Exclusive {
+            let rec = soft::new_record(LockKind::Strict, mode, soft::next_token(last), &h.options);
+            // Best effort: a read-only lock file (another user's) cannot
+            // carry a record, and that must not stop the lock.
+            let _ = record::write(file, &rec);
+            st.record = Some(Arc::new(rec));
+        }
+        Ok(true)
+    }
+
+    fn soft_try(&self, st: &mut State, mode: LockMode, h: &Handle) -> io::Result<Os> {
+        if mode == LockMode::Shared {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "soft and lease locks are exclusive only",
+            ));
+        }
+        let Some(ctl) = st.file.as_ref() else {
+            return Ok(Os::Replaced);
+        };
+        match soft::try_acquire(ctl, &h.path, &h.options)? {
+            SoftTry::Locked(held) => {
+                st.record = Some(Arc::new(held.record.clone()));
+                st.soft = Some(held);
+                st.last_busy = None;
+                Ok(Os::Locked)
+            }
+            SoftTry::Busy(rec) => {
+                st.last_busy = rec;
+                Ok(Os::Busy)
+            }
+        }
     }
 
     /// Marks the entry retired, closes its descriptor and sends every

@@ -124,14 +124,34 @@ fn errors_convert_to_io_errors() {
 fn messages_name_the_path_and_the_cause() {
     let dir = tempdir();
     let path = dir.path().join("msg.lock");
-    let lock = FileLock::new(&path);
+    let lock = FileLock::with_options(&path, LockOptions::new().owner("indexer"));
     let _held = lock.try_lock().unwrap();
     let shown = path.display().to_string();
 
+    // With a holder record (the default), the message names the holder.
     let e = lock.try_lock().unwrap_err();
-    assert_eq!(e.to_string(), format!("lock {shown} is held elsewhere"));
+    let text = e.to_string();
+    let pid = std::process::id();
+    let prefix = format!("lock {shown} is held by pid {pid} on ");
+    assert!(text.starts_with(&prefix), "{text}");
+    assert!(
+        text.contains(" (owner \"indexer\") for ") && text.ends_with(" s"),
+        "{text}"
+    );
+    assert_eq!(e.holder().unwrap().pid(), pid);
     assert!(e.is_contended());
     assert_eq!(e.waited(), None);
+
+    // Without one, it says so plainly.
+    let bare_path = dir.path().join("bare.lock");
+    let bare = FileLock::with_options(&bare_path, LockOptions::new().metadata(false));
+    let _bare_held = bare.try_lock().unwrap();
+    let e = bare.try_lock().unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!("lock {} is held elsewhere", bare_path.display())
+    );
+    assert!(e.holder().is_none());
 
     let e = lock
         .lock_blocking_timeout(Duration::from_millis(20))
@@ -139,7 +159,7 @@ fn messages_name_the_path_and_the_cause() {
     let text = e.to_string();
     assert!(
         text.starts_with("timed out after ")
-            && text.ends_with(&format!("waiting for lock {shown}")),
+            && text.contains(&format!("waiting for lock {shown}, held by pid {pid}")),
         "{text}"
     );
     assert!(e.waited().unwrap() >= Duration::from_millis(20));

@@ -170,9 +170,13 @@ impl Core {
     /// Steps 1 and 2: the fast path on a resolved entry.
     fn first_attempt(&mut self, entry: Arc<Entry>) -> Option<Poll<Result<FileLockGuard, Error>>> {
         let enqueue = self.wait != Wait::TryOnce;
-        match entry.try_or_enqueue(self.mode, self.handle.verify_path(), enqueue) {
+        match entry.try_or_enqueue(self.mode, &self.handle, enqueue) {
             Ok(Attempt::Acquired) => Some(self.acquired(entry)),
-            Ok(Attempt::Busy) => Some(self.finish(Err(Error::would_block(&self.handle.path)))),
+            Ok(Attempt::Busy) => {
+                let err =
+                    Error::would_block(&self.handle.path).with_holder(entry.holder_for_error());
+                Some(self.finish(Err(err)))
+            }
             Ok(Attempt::Queued(slot)) => {
                 self.phase = Phase::Queued(Queued {
                     entry,
@@ -217,7 +221,7 @@ impl Core {
                     None => {
                         let handle = Arc::clone(&self.handle);
                         let task = d.run(Work::Open, move || {
-                            open_lock_file(&handle.path, &handle.options)
+                            open_lock_file(&handle.anchor, &handle.options)
                         });
                         self.phase = Phase::Opening(task);
                     }
@@ -262,7 +266,7 @@ impl Core {
                 q.pool = None;
                 match out {
                     Ok(Ok(PoolOutcome::Locked(file))) => {
-                        match q.entry.adopt_locked(&q.slot, file) {
+                        match q.entry.adopt_locked(&q.slot, file, &self.handle) {
                             Progress::Acquired => {
                                 let entry = Arc::clone(&q.entry);
                                 return Step::Ready(self.acquired(entry));
@@ -276,14 +280,14 @@ impl Core {
                     }
                     Ok(Ok(PoolOutcome::Replaced)) => q.entry.retire_if_idle(),
                     Ok(Err(e)) | Err(e) => {
-                        q.entry.cancel(&q.slot);
+                        q.entry.cancel(&q.slot, &self.handle);
                         return Step::Ready(self.error(Op::Lock, e));
                     }
                 }
             }
         }
 
-        match q.entry.advance(&q.slot, self.handle.verify_path()) {
+        match q.entry.advance(&q.slot, &self.handle) {
             Err(e) => return Step::Ready(self.error(Op::Lock, e)),
             Ok(Progress::Acquired) => {
                 let entry = Arc::clone(&q.entry);
@@ -302,7 +306,12 @@ impl Core {
                     q.turn = true;
                     self.backoff.reset();
                 }
-                match self.handle.options.strategy {
+                // A soft lock has no kernel wait to offer.
+                let strategy = match self.handle.is_strict() {
+                    true => self.handle.options.strategy,
+                    false => WaitStrategy::Backoff,
+                };
+                match strategy {
                     WaitStrategy::Backoff => {
                         if q.retry_at.is_none() {
                             q.retry_at = Some(d.now() + self.backoff.next_delay());
@@ -352,14 +361,16 @@ impl Core {
     }
 
     fn timed_out<D: Driver>(&mut self, d: &mut D) -> Poll<Result<FileLockGuard, Error>> {
+        let mut holder = None;
         if let Phase::Queued(q) = &self.phase {
-            q.entry.cancel(&q.slot);
+            q.entry.cancel(&q.slot, &self.handle);
+            holder = q.entry.holder_for_error();
         }
         let waited = self
             .started
             .map(|s| d.now().saturating_duration_since(s))
             .unwrap_or_default();
-        let err = Error::timed_out(&self.handle.path, waited);
+        let err = Error::timed_out(&self.handle.path, waited).with_holder(holder);
         self.finish(Err(err))
     }
 }
@@ -378,7 +389,7 @@ impl Drop for Core {
     /// kernel grants it, which releases it.
     fn drop(&mut self) {
         if let Phase::Queued(q) = &self.phase {
-            q.entry.cancel(&q.slot);
+            q.entry.cancel(&q.slot, &self.handle);
         }
     }
 }

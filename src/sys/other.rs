@@ -54,3 +54,11 @@ pub(crate) fn is_not_a_directory(_err: &io::Error) -> bool {
 pub(crate) fn is_directory(_err: &io::Error) -> bool {
     false
 }
+
+pub(crate) fn open_existing(_path: &Path) -> io::Result<Option<File>> {
+    Err(unsupported())
+}
+
+pub(crate) fn create_new(_path: &Path, _mode: u32) -> io::Result<File> {
+    Err(unsupported())
+}

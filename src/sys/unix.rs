@@ -142,3 +142,28 @@ fn retry<T>(mut f: impl FnMut() -> rustix::io::Result<T>) -> rustix::io::Result<
         }
     }
 }
+
+/// Opens an existing file read-only without following a final symlink or
+/// blocking on a FIFO; `None` if nothing is at `path`.
+pub(crate) fn open_existing(path: &Path) -> io::Result<Option<File>> {
+    let flags =
+        OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NOCTTY | OFlags::NONBLOCK | OFlags::RDONLY;
+    match retry(|| rfs::open(path, flags, Mode::empty())) {
+        Ok(fd) => Ok(Some(File::from(fd))),
+        Err(Errno::NOENT) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Creates a new file, failing with `AlreadyExists` if anything (even a
+/// dangling symlink) is at `path`.
+pub(crate) fn create_new(path: &Path, mode: u32) -> io::Result<File> {
+    let flags = OFlags::CLOEXEC
+        | OFlags::NOFOLLOW
+        | OFlags::NOCTTY
+        | OFlags::RDWR
+        | OFlags::CREATE
+        | OFlags::EXCL;
+    let perm = Mode::from_raw_mode(mode as rustix::fs::RawMode);
+    Ok(File::from(retry(|| rfs::open(path, flags, perm))?))
+}

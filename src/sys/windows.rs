@@ -175,3 +175,31 @@ pub(crate) fn is_not_a_directory(err: &io::Error) -> bool {
 pub(crate) fn is_directory(err: &io::Error) -> bool {
     err.kind() == io::ErrorKind::IsADirectory
 }
+
+/// Opens an existing file read-only, not following a reparse point;
+/// `None` if nothing is at `path`.
+pub(crate) fn open_existing(path: &Path) -> io::Result<Option<File>> {
+    let share = FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE;
+    match OpenOptions::new()
+        .read(true)
+        .share_mode(share)
+        .custom_flags(FILE_FLAG_OPEN_REPARSE_POINT | FILE_FLAG_BACKUP_SEMANTICS)
+        .open(path)
+    {
+        Ok(f) => Ok(Some(f)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Creates a new file, failing with `AlreadyExists` if one is at `path`.
+pub(crate) fn create_new(path: &Path, _mode: u32) -> io::Result<File> {
+    let share = FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE;
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .share_mode(share)
+        .custom_flags(FILE_FLAG_OPEN_REPARSE_POINT)
+        .open(path)
+}

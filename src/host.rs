@@ -1,0 +1,160 @@
+//! This process's identity (for the records it writes) and the liveness of
+//! the processes named in records it reads.
+
+use std::sync::OnceLock;
+
+use crate::record::HolderRecord;
+
+/// Who this process is, computed once.
+#[derive(Debug)]
+pub(crate) struct Me {
+    pub(crate) pid: u32,
+    pub(crate) host: String,
+    pub(crate) boot_id: Option<String>,
+    pub(crate) start_time: Option<u64>,
+}
+
+pub(crate) fn me() -> &'static Me {
+    static ME: OnceLock<Me> = OnceLock::new();
+    ME.get_or_init(|| {
+        let pid = std::process::id();
+        Me {
+            pid,
+            host: hostname(),
+            boot_id: boot_id(),
+            start_time: start_time(pid),
+        }
+    })
+}
+
+/// Whether the process a record names is alive, as far as this machine
+/// can tell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Liveness {
+    Alive,
+    /// No process has that PID.
+    Dead,
+    /// A process has that PID, but it started at another time: a reuse.
+    Reused,
+    /// The record comes from before this machine's last boot.
+    Rebooted,
+    /// The record comes from another machine, or this platform cannot tell.
+    Unknown,
+}
+
+impl Me {
+    /// Whether `record` was written on this machine during this boot (as
+    /// far as the record and this platform can tell).
+    pub(crate) fn same_host(&self, record: &HolderRecord) -> bool {
+        record.host == self.host
+    }
+
+    /// Whether the record's holder is known not to be running any more.
+    pub(crate) fn provably_dead(&self, record: &HolderRecord) -> bool {
+        matches!(
+            self.liveness(record),
+            Liveness::Dead | Liveness::Reused | Liveness::Rebooted
+        )
+    }
+
+    pub(crate) fn liveness(&self, record: &HolderRecord) -> Liveness {
+        if !self.same_host(record) {
+            return Liveness::Unknown;
+        }
+        if let (Some(theirs), Some(ours)) = (record.boot_id.as_deref(), self.boot_id.as_deref()) {
+            if theirs != ours {
+                return Liveness::Rebooted;
+            }
+        }
+        match pid_alive(record.pid) {
+            Some(false) => Liveness::Dead,
+            Some(true) => match (record.start_time, start_time(record.pid)) {
+                (Some(theirs), Some(now)) if theirs != now => Liveness::Reused,
+                _ => Liveness::Alive,
+            },
+            None => Liveness::Unknown,
+        }
+    }
+}
+
+fn hostname() -> String {
+    #[cfg(unix)]
+    {
+        let name = rustix::system::uname();
+        let name = name.nodename().to_string_lossy().into_owned();
+        if !name.is_empty() {
+            return name;
+        }
+    }
+    #[cfg(windows)]
+    if let Some(name) = std::env::var_os("COMPUTERNAME") {
+        return name.to_string_lossy().into_owned();
+    }
+    "localhost".to_string()
+}
+
+fn boot_id() -> Option<String> {
+    #[cfg(target_os = "linux")]
+    {
+        let id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+        let id = id.trim();
+        if !id.is_empty() && id.len() <= 64 {
+            return Some(id.to_string());
+        }
+    }
+    None
+}
+
+/// A process's start time in clock ticks since boot: field 22 of
+/// `/proc/PID/stat` (Linux). Fields are counted after the last `)`, since
+/// the command name (field 2) may itself contain spaces and parentheses.
+pub(crate) fn start_time(pid: u32) -> Option<u64> {
+    #[cfg(target_os = "linux")]
+    {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let after = &stat[stat.rfind(')')? + 1..];
+        // `after` starts at field 3; field 22 is the 20th from there.
+        return after.split_whitespace().nth(19)?.parse().ok();
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = pid;
+        None
+    }
+}
+
+/// `Some(alive)` when this platform can tell, `None` when it cannot.
+fn pid_alive(pid: u32) -> Option<bool> {
+    #[cfg(unix)]
+    {
+        let pid = i32::try_from(pid)
+            .ok()
+            .and_then(rustix::process::Pid::from_raw)?;
+        return match rustix::process::test_kill_process(pid) {
+            Ok(()) => Some(true),
+            // Exists, but belongs to another user.
+            Err(rustix::io::Errno::PERM) => Some(true),
+            Err(rustix::io::Errno::SRCH) => Some(false),
+            Err(_) => None,
+        };
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = pid;
+        None
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn knows_itself() {
+        let me = me();
+        assert_eq!(me.pid, std::process::id());
+        assert!(me.boot_id.is_some());
+        assert!(me.start_time.is_some());
+        assert_eq!(pid_alive(me.pid), Some(true));
+    }
+}

@@ -1,0 +1,390 @@
+//! Soft (sidecar) locks and leases: the lock is the existence of a file.
+//!
+//! # Files
+//! - `<path>`: the sidecar. It exists exactly while the lock is held (or
+//!   left behind by a dead holder); its content is the holder record.
+//! - `<path>.ctl`: the control file, never deleted. Its OS lock is the
+//!   *break lock*, and its content remembers the last fencing token.
+//!
+//! # Acquiring (hybrid design)
+//! The holder writes its record into a private temporary file, takes an
+//! OS lock on it, and only then publishes it with `link(2)`, which fails if
+//! the sidecar exists. So a published sidecar is always complete and, on a
+//! filesystem with working OS locks, always locked by a live holder: a
+//! successful try-lock of a left-behind sidecar proves its holder gone.
+//!
+//! # Breaking (why there is never a second holder)
+//! A stale sidecar is removed only under the break lock, after checking
+//! that the file at the path is still the one judged stale and judging it
+//! again. Every deletion of a sidecar (breaking it, or its holder
+//! releasing it) happens under the break lock, and creation only succeeds
+//! when nothing is at the path; so between the check and the `unlink` the
+//! file at the path cannot change, and the `unlink` removes exactly the
+//! stale file. Breakers racing each other are serialised; the losers find
+//! the path empty or holding a fresh, live sidecar.
+
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::error::{lost, NotFileError};
+use crate::host;
+use crate::record::{self, HolderRecord, LockKind, Read, RecordState};
+use crate::stale::{self, Evidence, StaleLock};
+use crate::sys::{self, FileId};
+use crate::{LockMode, LockOptions};
+
+/// A soft lock this process holds.
+#[derive(Debug)]
+pub(crate) struct SoftHeld {
+    /// The sidecar, open and OS-locked for as long as it is held.
+    file: File,
+    id: FileId,
+    pub(crate) record: HolderRecord,
+}
+
+/// Outcome of one soft attempt.
+pub(crate) enum SoftTry {
+    Locked(SoftHeld),
+    /// Held by someone else (record when readable).
+    Busy(Option<HolderRecord>),
+}
+
+/// The control file's path for a soft lock at `path`.
+pub(crate) fn ctl_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_os_string();
+    name.push(".ctl");
+    PathBuf::from(name)
+}
+
+/// A new record for this process.
+pub(crate) fn new_record(
+    kind: LockKind,
+    mode: LockMode,
+    token: u64,
+    opts: &LockOptions,
+) -> HolderRecord {
+    let me = host::me();
+    let now = SystemTime::now();
+    HolderRecord {
+        pid: me.pid,
+        kind,
+        state: RecordState::Held,
+        mode,
+        host: me.host.clone(),
+        boot_id: me.boot_id.clone(),
+        start_time: me.start_time,
+        acquired: now,
+        renewed: now,
+        ttl: if kind == LockKind::Lease {
+            opts.lease_ttl
+        } else {
+            None
+        },
+        owner: opts.owner.clone(),
+        token,
+    }
+}
+
+/// The next fencing token after `last`: one more, and never behind the
+/// clock in microseconds, so tokens keep increasing even when the file
+/// that remembered the last one is deleted (as long as the wall clock
+/// does not step back).
+pub(crate) fn next_token(last: u64) -> u64 {
+    let micros = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+        .unwrap_or(0);
+    last.saturating_add(1).max(micros)
+}
+
+/// One attempt to take the soft lock at `path`, breaking it first if it is
+/// stale. `ctl` is the open control file.
+pub(crate) fn try_acquire(ctl: &File, path: &Path, opts: &LockOptions) -> io::Result<SoftTry> {
+    let kind = if opts.kind == LockKind::Lease {
+        LockKind::Lease
+    } else {
+        LockKind::Soft
+    };
+    let mut seen_token = 0;
+    let mut holder = None;
+    // A few rounds: a sidecar can vanish or be broken between our steps.
+    for _ in 0..4 {
+        let token = next_token(read_token(ctl).max(seen_token));
+        let record = new_record(kind, LockMode::Exclusive, token, opts);
+        if let Some(held) = publish(path, record, opts.file_mode)? {
+            // Best effort: the clock floor in `next_token` covers a loss.
+            let _ = write_token(ctl, token);
+            return Ok(SoftTry::Locked(held));
+        }
+        let Some(found) = inspect(path)? else {
+            continue; // released in between: try again
+        };
+        if let Some(r) = &found.record {
+            seen_token = seen_token.max(r.token);
+        }
+        holder = found.record.clone();
+        let Some(reason) = stale::judge(&found.evidence(), opts) else {
+            return Ok(SoftTry::Busy(holder));
+        };
+        let verdict = StaleLock {
+            path: path.to_path_buf(),
+            record: found.record.clone(),
+            reason,
+        };
+        if let Some(hook) = &opts.on_stale {
+            if !(hook.0)(&verdict) {
+                return Ok(SoftTry::Busy(holder));
+            }
+        }
+        if !break_stale(ctl, path, found.id, opts)? {
+            return Ok(SoftTry::Busy(holder));
+        }
+    }
+    Ok(SoftTry::Busy(holder))
+}
+
+/// Removes the sidecar at `path` if it is still the file `id` and still
+/// stale, under the break lock. `Ok(false)` if another process holds the
+/// break lock (try later); `Ok(true)` if the path is worth another try.
+pub(crate) fn break_stale(
+    ctl: &File,
+    path: &Path,
+    id: FileId,
+    opts: &LockOptions,
+) -> io::Result<bool> {
+    if !sys::try_lock(ctl, LockMode::Exclusive)? {
+        return Ok(false);
+    }
+    let result = (|| {
+        let Some(found) = inspect(path)? else {
+            return Ok(true);
+        };
+        if found.id != id {
+            return Ok(true); // replaced: judge the new one afresh
+        }
+        if stale::judge(&found.evidence(), opts).is_none() {
+            return Ok(false);
+        }
+        drop(found);
+        match std::fs::remove_file(path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(true),
+            Err(e) => Err(e),
+        }
+    })();
+    let unlocked = sys::unlock(ctl);
+    let out = result?;
+    unlocked?;
+    Ok(out)
+}
+
+/// Releases a soft lock: deletes the sidecar if it is still ours. `Err`
+/// with a "lost" payload if it was broken meanwhile.
+pub(crate) fn release(ctl: &File, path: &Path, held: SoftHeld) -> io::Result<()> {
+    with_break_lock(ctl, || {
+        if sys::path_id(path)? == Some(held.id) {
+            std::fs::remove_file(path)
+        } else {
+            Err(lost())
+        }
+    })
+    // `held.file` closes here, dropping its OS lock.
+}
+
+/// Renews a lease: rewrites the record with a new renewal time, if the
+/// sidecar is still ours.
+pub(crate) fn refresh(ctl: &File, path: &Path, held: &mut SoftHeld) -> io::Result<()> {
+    with_break_lock(ctl, || {
+        if sys::path_id(path)? != Some(held.id) {
+            return Err(lost());
+        }
+        let mut rec = held.record.clone();
+        rec.renewed = SystemTime::now();
+        record::write(&held.file, &rec)?;
+        held.record = rec;
+        Ok(())
+    })
+}
+
+/// Whether the sidecar at `path` is still `held`'s, and its lease (if any)
+/// has not lapsed.
+pub(crate) fn still_held(path: &Path, held: &SoftHeld) -> io::Result<bool> {
+    if sys::path_id(path)? != Some(held.id) {
+        return Ok(false);
+    }
+    Ok(held
+        .record
+        .expires_at()
+        .is_none_or(|t| SystemTime::now() < t))
+}
+
+fn with_break_lock<T>(ctl: &File, f: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
+    // Breakers hold it for a few system calls at most.
+    sys::lock_wait(ctl, LockMode::Exclusive)?;
+    let out = f();
+    let unlocked = sys::unlock(ctl);
+    let out = out?;
+    unlocked?;
+    Ok(out)
+}
+
+/// Writes `record` into a private file, locks it, and links it into place.
+/// `None` if a sidecar already exists.
+fn publish(path: &Path, record: HolderRecord, mode: u32) -> io::Result<Option<SoftHeld>> {
+    let tmp = temp_path(path);
+    let file = sys::create_new(&tmp, mode)?;
+    let cleanup = TempFile(&tmp);
+    match sys::try_lock(&file, LockMode::Exclusive) {
+        Ok(_) => {}
+        // No OS locks here: liveness falls back to the record.
+        Err(e) if sys::is_unsupported(&e) => {}
+        Err(e) => return Err(e),
+    }
+    record::write(&file, &record)?;
+    let id = match sys::identify(&file)? {
+        Ok(id) => id,
+        Err(what) => return Err(NotFileError::io(what)),
+    };
+    match std::fs::hard_link(&tmp, path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    drop(cleanup);
+    Ok(Some(SoftHeld { file, id, record }))
+}
+
+/// Removes the temporary file when publishing ends, published or not (the
+/// published sidecar is another name for the same file).
+struct TempFile<'a>(&'a Path);
+
+impl Drop for TempFile<'_> {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(self.0);
+    }
+}
+
+/// `dir/.name.PID.RANDOM.tmp`: private to this attempt.
+fn temp_path(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = format!(
+        ".{name}.{}.{:016x}.tmp",
+        std::process::id(),
+        fastrand::u64(..)
+    );
+    path.with_file_name(tmp)
+}
+
+/// Whether `name` is a temporary file of a soft lock's publication.
+pub(crate) fn is_temp_name(name: &str) -> bool {
+    name.starts_with('.') && name.ends_with(".tmp")
+}
+
+/// A sidecar found at the path.
+pub(crate) struct Found {
+    pub(crate) id: FileId,
+    pub(crate) record: Option<HolderRecord>,
+    pub(crate) os_free: Option<bool>,
+    pub(crate) file_age: Duration,
+}
+
+impl Found {
+    pub(crate) fn evidence(&self) -> Evidence<'_> {
+        Evidence {
+            record: self.record.as_ref(),
+            os_free: self.os_free,
+            file_age: self.file_age,
+        }
+    }
+}
+
+/// Looks at the sidecar at `path` without disturbing a live holder: reads
+/// its record and tests its OS lock with a shared try-lock (which a
+/// read-only descriptor may take, even on NFS). `None` if there is none.
+pub(crate) fn inspect(path: &Path) -> io::Result<Option<Found>> {
+    let Some(file) = sys::open_existing(path)? else {
+        return Ok(None);
+    };
+    let id = match sys::identify(&file)? {
+        Ok(id) => id,
+        Err(what) => return Err(NotFileError::io(what)),
+    };
+    let record = match record::read(&file)? {
+        Read::Record(r) => Some(r),
+        Read::Invalid(_) => None,
+    };
+    let os_free = match sys::try_lock(&file, LockMode::Shared) {
+        Ok(true) => {
+            sys::unlock(&file)?;
+            Some(true)
+        }
+        Ok(false) => Some(false),
+        Err(e) if sys::is_unsupported(&e) => None,
+        Err(e) => return Err(e),
+    };
+    let file_age = file
+        .metadata()
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| SystemTime::now().duration_since(t).ok())
+        .unwrap_or_default();
+    Ok(Some(Found {
+        id,
+        record,
+        os_free,
+        file_age,
+    }))
+}
+
+/// The last fencing token the control file remembers (0 if none or
+/// unreadable).
+fn read_token(ctl: &File) -> u64 {
+    let mut buf = [0u8; 64];
+    let n = read_prefix(ctl, &mut buf).unwrap_or(0);
+    std::str::from_utf8(&buf[..n])
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("token ")))
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn write_token(ctl: &File, token: u64) -> io::Result<()> {
+    let text = format!("lockyard-ctl 1\ntoken {token}\n");
+    write_prefix(ctl, text.as_bytes())?;
+    ctl.set_len(text.len() as u64)
+}
+
+fn read_prefix(file: &File, buf: &mut [u8]) -> io::Result<usize> {
+    #[cfg(unix)]
+    return std::os::unix::fs::FileExt::read_at(file, buf, 0);
+    #[cfg(windows)]
+    return std::os::windows::fs::FileExt::seek_read(file, buf, 0);
+    #[cfg(not(any(unix, windows)))]
+    {
+        let _ = (file, buf);
+        Err(io::Error::from(io::ErrorKind::Unsupported))
+    }
+}
+
+fn write_prefix(file: &File, bytes: &[u8]) -> io::Result<()> {
+    #[cfg(unix)]
+    return std::os::unix::fs::FileExt::write_all_at(file, bytes, 0);
+    #[cfg(windows)]
+    {
+        let n = std::os::windows::fs::FileExt::seek_write(file, bytes, 0)?;
+        if n != bytes.len() {
+            return Err(io::Error::from(io::ErrorKind::WriteZero));
+        }
+        Ok(())
+    }
+    #[cfg(not(any(unix, windows)))]
+    {
+        let _ = (file, bytes);
+        Err(io::Error::from(io::ErrorKind::Unsupported))
+    }
+}

@@ -1,0 +1,141 @@
+//! Stale verdicts for soft and lease locks: when is a left-behind lock file
+//! provably abandoned?
+//!
+//! The rules, most decisive first:
+//! 1. A lease whose declared TTL has lapsed since its last renewal is stale,
+//!    whoever holds it: that is what a lease means.
+//! 2. A holder on this host (same host name, same boot):
+//!    - its OS lock on the sidecar still held: alive, never broken;
+//!    - a record from before the last boot: stale;
+//!    - its OS lock free (and OS locks trusted): it is gone, since a live
+//!      holder keeps that lock from before the file is published;
+//!    - otherwise (no OS locks here) its PID decides: no such process, or a
+//!      process with another start time (a reused PID), means stale.
+//! 3. A holder whose liveness cannot be checked (another host, unreadable
+//!    record) is stale only once older than `stale_after`, counted from its
+//!    last renewal (or the file's modification time).
+//!
+//! A holder proven alive is never broken by age.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use crate::host::{self, Liveness};
+use crate::record::HolderRecord;
+use crate::LockOptions;
+
+/// Why a soft lock was judged stale.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StaleReason {
+    /// Its holder (on this host) no longer holds the OS lock on it: the
+    /// holder is gone.
+    HolderGone,
+    /// Its holder's process (on this host) no longer exists.
+    ProcessDead,
+    /// Its holder's PID now belongs to a process that started at another
+    /// time.
+    PidReused,
+    /// It was taken before this machine last booted.
+    Rebooted,
+    /// Its lease lapsed: the holder declared a TTL and did not renew in time.
+    LeaseExpired,
+    /// Its holder's liveness cannot be checked and it is older than
+    /// `stale_after`.
+    TooOld(Duration),
+}
+
+impl fmt::Display for StaleReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StaleReason::HolderGone => f.write_str("its holder no longer holds the OS lock"),
+            StaleReason::ProcessDead => f.write_str("its holder process is dead"),
+            StaleReason::PidReused => f.write_str("its holder's PID was reused"),
+            StaleReason::Rebooted => f.write_str("it predates the last boot"),
+            StaleReason::LeaseExpired => f.write_str("its lease expired"),
+            StaleReason::TooOld(age) => write!(
+                f,
+                "it is {:.1} s old and its holder cannot be checked",
+                age.as_secs_f64()
+            ),
+        }
+    }
+}
+
+/// A stale lock about to be broken, as shown to an
+/// [`on_stale`](crate::LockOptions::on_stale) hook, or one that
+/// [`clean_stale`](crate::clean_stale) removed.
+#[derive(Clone, Debug)]
+pub struct StaleLock {
+    pub(crate) path: PathBuf,
+    pub(crate) record: Option<HolderRecord>,
+    pub(crate) reason: StaleReason,
+}
+
+impl StaleLock {
+    /// The lock file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Its holder record, if it could be read.
+    pub fn record(&self) -> Option<&HolderRecord> {
+        self.record.as_ref()
+    }
+
+    /// Why it is stale.
+    pub fn reason(&self) -> StaleReason {
+        self.reason
+    }
+}
+
+/// What is known about a left-behind lock file.
+pub(crate) struct Evidence<'a> {
+    pub(crate) record: Option<&'a HolderRecord>,
+    /// `Some(true)`: nobody holds an OS lock on it; `Some(false)`: somebody
+    /// does; `None`: OS locks do not work here.
+    pub(crate) os_free: Option<bool>,
+    /// Since the file was last modified.
+    pub(crate) file_age: Duration,
+}
+
+/// `None`: alive (or not provably dead). `Some(reason)`: stale.
+pub(crate) fn judge(ev: &Evidence<'_>, opts: &LockOptions) -> Option<StaleReason> {
+    let now = SystemTime::now();
+    let too_old = |age: Duration| match opts.stale_after {
+        Some(limit) if age > limit => Some(StaleReason::TooOld(age)),
+        _ => None,
+    };
+    let Some(rec) = ev.record else {
+        if ev.os_free == Some(false) {
+            return None;
+        }
+        return too_old(ev.file_age);
+    };
+    if let Some(expires) = rec.expires_at() {
+        if now > expires {
+            return Some(StaleReason::LeaseExpired);
+        }
+    }
+    let me = host::me();
+    if me.same_host(rec) {
+        if ev.os_free == Some(false) {
+            return None;
+        }
+        let liveness = me.liveness(rec);
+        if liveness == Liveness::Rebooted {
+            return Some(StaleReason::Rebooted);
+        }
+        if ev.os_free == Some(true) && opts.trust_os_lock {
+            return Some(StaleReason::HolderGone);
+        }
+        match liveness {
+            Liveness::Dead => return Some(StaleReason::ProcessDead),
+            Liveness::Reused => return Some(StaleReason::PidReused),
+            Liveness::Alive => return None,
+            Liveness::Rebooted | Liveness::Unknown => {}
+        }
+    }
+    too_old(now.duration_since(rec.renewed).unwrap_or_default())
+}
