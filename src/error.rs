@@ -191,9 +191,9 @@ impl Error {
         }
         let kind = if sys::is_unsupported(&source) {
             ErrorKind::Unsupported
-        } else if op == Op::Open && sys::is_symlink_refusal(&source) {
+        } else if sys::is_symlink_refusal(&source) {
             ErrorKind::Symlink
-        } else if op == Op::Open && sys::is_directory(&source) {
+        } else if sys::is_directory(&source) {
             ErrorKind::NotAFile
         } else if op == Op::Open && sys::is_not_a_directory(&source) {
             ErrorKind::CreateDir

@@ -71,6 +71,7 @@
 
 mod acquire;
 mod backoff;
+mod clean;
 mod error;
 mod futures;
 mod guard;
@@ -86,6 +87,7 @@ mod stale;
 mod sys;
 
 pub use crate::backoff::Backoff;
+pub use crate::clean::{clean_stale, CleanReport};
 pub use crate::error::{Error, ErrorKind};
 pub use crate::futures::Acquire;
 pub use crate::guard::FileLockGuard;

@@ -445,11 +445,11 @@ impl Entry {
     /// "held".
     pub(crate) fn holder_for_error(&self) -> Option<HolderRecord> {
         let mut st = self.state();
-        if self.kind != LockKind::Strict {
-            return st.last_busy.take();
-        }
         if let Some(rec) = &st.record {
             return Some(HolderRecord::clone(rec));
+        }
+        if self.kind != LockKind::Strict {
+            return st.last_busy.take();
         }
         let file = st.file.as_ref()?;
         record::read(file)

@@ -44,6 +44,9 @@ pub enum StaleReason {
     /// Its holder's liveness cannot be checked and it is older than
     /// `stale_after`.
     TooOld(Duration),
+    /// An OS lock file nobody holds (reported by
+    /// [`clean_stale`](crate::clean_stale)).
+    Unused,
 }
 
 impl fmt::Display for StaleReason {
@@ -54,6 +57,7 @@ impl fmt::Display for StaleReason {
             StaleReason::PidReused => f.write_str("its holder's PID was reused"),
             StaleReason::Rebooted => f.write_str("it predates the last boot"),
             StaleReason::LeaseExpired => f.write_str("its lease expired"),
+            StaleReason::Unused => f.write_str("nobody holds it"),
             StaleReason::TooOld(age) => write!(
                 f,
                 "it is {:.1} s old and its holder cannot be checked",

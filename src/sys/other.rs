@@ -62,3 +62,7 @@ pub(crate) fn open_existing(_path: &Path) -> io::Result<Option<File>> {
 pub(crate) fn create_new(_path: &Path, _mode: u32) -> io::Result<File> {
     Err(unsupported())
 }
+
+pub(crate) fn open_existing_rw(_path: &Path) -> io::Result<Option<File>> {
+    Err(unsupported())
+}

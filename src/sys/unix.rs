@@ -167,3 +167,15 @@ pub(crate) fn create_new(path: &Path, mode: u32) -> io::Result<File> {
     let perm = Mode::from_raw_mode(mode as rustix::fs::RawMode);
     Ok(File::from(retry(|| rfs::open(path, flags, perm))?))
 }
+
+/// Opens an existing file read-write, not following a final symlink and
+/// never creating; `None` if nothing is at `path`.
+pub(crate) fn open_existing_rw(path: &Path) -> io::Result<Option<File>> {
+    let flags =
+        OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NOCTTY | OFlags::NONBLOCK | OFlags::RDWR;
+    match retry(|| rfs::open(path, flags, Mode::empty())) {
+        Ok(fd) => Ok(Some(File::from(fd))),
+        Err(Errno::NOENT) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}

@@ -203,3 +203,20 @@ pub(crate) fn create_new(path: &Path, _mode: u32) -> io::Result<File> {
         .custom_flags(FILE_FLAG_OPEN_REPARSE_POINT)
         .open(path)
 }
+
+/// Opens an existing file read-write, never creating; `None` if nothing is
+/// at `path`.
+pub(crate) fn open_existing_rw(path: &Path) -> io::Result<Option<File>> {
+    let share = FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE;
+    match OpenOptions::new()
+        .read(true)
+        .write(true)
+        .share_mode(share)
+        .custom_flags(FILE_FLAG_OPEN_REPARSE_POINT)
+        .open(path)
+    {
+        Ok(f) => Ok(Some(f)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}

@@ -114,3 +114,66 @@ pub fn env_path(var: &str) -> PathBuf {
 pub fn exists(p: &Path) -> bool {
     std::fs::symlink_metadata(p).is_ok()
 }
+
+/// What a forged holder record says.
+pub struct Forged<'a> {
+    pub pid: u32,
+    pub kind: &'a str,
+    pub host: &'a str,
+    pub boot: Option<&'a str>,
+    pub start: Option<u64>,
+    /// Seconds since the Unix epoch.
+    pub acquired: u64,
+    pub ttl_secs: Option<u64>,
+    pub token: u64,
+}
+
+/// A holder record written from the format's description (not with the
+/// crate's own writer), so tests also pin the format down.
+pub fn forge_record(f: &Forged<'_>) -> Vec<u8> {
+    let opt = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+    let mut s = format!("{}\nlockyard-holder 1\n", f.pid);
+    s += &format!("kind {}\nstate held\nmode exclusive\n", f.kind);
+    s += &format!("host {}\n", f.host);
+    s += &format!("boot {}\n", opt(f.boot.map(str::to_string)));
+    s += &format!("start {}\n", opt(f.start.map(|v| v.to_string())));
+    s += &format!(
+        "acquired {}.000000000\nrenewed {}.000000000\n",
+        f.acquired, f.acquired
+    );
+    s += &format!(
+        "ttl {}\n",
+        opt(f.ttl_secs.map(|t| format!("{t}.000000000")))
+    );
+    s += &format!("owner forged\ntoken {}\n", f.token);
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in s.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    s += &format!("check {h:016x}\n");
+    s.into_bytes()
+}
+
+pub fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// This machine's host name and boot id as lockyard records them (read back
+/// from a record this process wrote).
+pub fn local_identity(dir: &Path) -> (String, Option<String>, Option<u64>) {
+    let lock = lockyard::FileLock::new(dir.join("identity-probe.lock"));
+    let guard = lock.try_lock().expect("probe lock");
+    let rec = guard.record().expect("record").clone();
+    (
+        rec.host().to_string(),
+        rec.boot_id().map(str::to_string),
+        rec.process_start(),
+    )
+}
+
+/// A PID no process has (above Linux's maximum).
+pub const DEAD_PID: u32 = 0x7fff_fff0;

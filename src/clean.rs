@@ -1,0 +1,194 @@
+//! `clean_stale`: remove what is provably unused from a lock directory.
+
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use crate::error::Op;
+use crate::record::{self, LockKind, Read, RecordState};
+use crate::soft;
+use crate::stale::{self, StaleLock, StaleReason};
+use crate::sys;
+use crate::{Error, LockMode, LockOptions};
+
+/// A publication's temporary file younger than this may still be in use.
+const TEMP_GRACE: Duration = Duration::from_secs(60);
+
+/// What [`clean_stale`] did.
+#[derive(Clone, Debug, Default)]
+pub struct CleanReport {
+    pub(crate) removed: Vec<StaleLock>,
+    pub(crate) kept: Vec<PathBuf>,
+}
+
+impl CleanReport {
+    /// The lock files removed, each with its record and the reason.
+    pub fn removed(&self) -> &[StaleLock] {
+        &self.removed
+    }
+
+    /// Lock files left alone: held, not provably stale, or not recognised
+    /// as lockyard lock files.
+    pub fn kept(&self) -> &[PathBuf] {
+        &self.kept
+    }
+}
+
+/// Removes the lock files in `dir` (not its subdirectories) that are
+/// provably unused, and reports what it removed. `options` decides what
+/// counts as stale for soft locks (`stale_after`, `trust_os_lock`,
+/// `on_stale`).
+///
+/// - A **strict** lock file with a holder record is removed when nobody
+///   holds it: it is locked first, marked "removed" in its record, and
+///   deleted while still locked. A process that opened it earlier and
+///   locks it afterwards reads that mark and starts over with a fresh file
+///   (this needs holder metadata, the default, or
+///   [`verify_identity`](LockOptions::verify_identity) in the processes
+///   that use the lock). Files without a record are kept: nothing says
+///   their users would notice.
+/// - A **soft** lock or **lease** is removed when stale, with the same
+///   protocol as a waiter breaking it.
+/// - Temporary files left by a soft-lock publication that crashed are
+///   removed once unlocked and older than a minute.
+/// - Control files (`*.ctl`) are kept: they hold the fencing-token history.
+///
+/// A held lock is never removed.
+///
+/// # Errors
+///
+/// When `dir` cannot be listed. Problems with single files leave them in
+/// [`CleanReport::kept`].
+///
+/// # Examples
+///
+/// ```
+/// use lockyard::{clean_stale, FileLock, LockOptions};
+///
+/// let dir = tempfile::tempdir()?;
+/// drop(FileLock::new(dir.path().join("old.lock")).try_lock()?);
+/// let held = FileLock::new(dir.path().join("busy.lock"));
+/// let _guard = held.try_lock()?;
+///
+/// let report = clean_stale(dir.path(), &LockOptions::new())?;
+/// assert_eq!(report.removed().len(), 1);
+/// assert!(report.removed()[0].path().ends_with("old.lock"));
+/// assert!(held.path().exists());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn clean_stale(dir: impl AsRef<Path>, options: &LockOptions) -> Result<CleanReport, Error> {
+    let dir = dir.as_ref();
+    let list_err = |e| Error::io(dir, Op::Inspect, e);
+    let mut report = CleanReport::default();
+    for entry in std::fs::read_dir(dir).map_err(list_err)? {
+        let entry = entry.map_err(list_err)?;
+        let path = entry.path();
+        let is_file = entry.file_type().map(|t| t.is_file()).unwrap_or(false);
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !is_file || name.ends_with(".ctl") {
+            continue;
+        }
+        let outcome = if soft::is_temp_name(&name) {
+            clean_temp(&path)
+        } else {
+            clean_one(&path, options)
+        };
+        match outcome {
+            Ok(Some(removed)) => report.removed.push(removed),
+            Ok(None) | Err(_) => report.kept.push(path),
+        }
+    }
+    Ok(report)
+}
+
+fn clean_one(path: &Path, options: &LockOptions) -> io::Result<Option<StaleLock>> {
+    let Some(file) = sys::open_existing_rw(path)? else {
+        return Ok(None);
+    };
+    let rec = match record::read(&file)? {
+        Read::Record(r) => r,
+        Read::Invalid(_) => return Ok(None),
+    };
+    if rec.kind == LockKind::Strict {
+        return clean_strict(path, &file, rec);
+    }
+    drop(file);
+    let Some(found) = soft::inspect(path)? else {
+        return Ok(None);
+    };
+    let Some(reason) = stale::judge(&found.evidence(), options) else {
+        return Ok(None);
+    };
+    let verdict = StaleLock {
+        path: path.to_path_buf(),
+        record: found.record.clone(),
+        reason,
+    };
+    if let Some(hook) = &options.on_stale {
+        if !(hook.0)(&verdict) {
+            return Ok(None);
+        }
+    }
+    let Some(ctl) = sys::open_existing_rw(&soft::ctl_path(path))? else {
+        // A sidecar without its control file was not made by lockyard.
+        return Ok(None);
+    };
+    if soft::break_stale(&ctl, path, found.id, options)? && sys::path_id(path)? != Some(found.id) {
+        Ok(Some(verdict))
+    } else {
+        Ok(None)
+    }
+}
+
+/// Removes an unheld strict lock file: lock, mark, unlink, unlock.
+fn clean_strict(
+    path: &Path,
+    file: &File,
+    mut rec: record::HolderRecord,
+) -> io::Result<Option<StaleLock>> {
+    if !sys::try_lock(file, LockMode::Exclusive)? {
+        return Ok(None);
+    }
+    let result = (|| {
+        let id = match sys::identify(file)? {
+            Ok(id) => id,
+            Err(_) => return Ok(None),
+        };
+        if sys::path_id(path)? != Some(id) {
+            return Ok(None);
+        }
+        let previous = rec.clone();
+        rec.state = RecordState::Removed;
+        record::write(file, &rec)?;
+        std::fs::remove_file(path)?;
+        Ok(Some(StaleLock {
+            path: path.to_path_buf(),
+            record: Some(previous),
+            reason: StaleReason::Unused,
+        }))
+    })();
+    sys::unlock(file)?;
+    result
+}
+
+fn clean_temp(path: &Path) -> io::Result<Option<StaleLock>> {
+    let Some(file) = sys::open_existing(path)? else {
+        return Ok(None);
+    };
+    let age = file
+        .metadata()?
+        .modified()
+        .ok()
+        .and_then(|t| SystemTime::now().duration_since(t).ok())
+        .unwrap_or_default();
+    if age < TEMP_GRACE || !sys::try_lock(&file, LockMode::Shared)? {
+        return Ok(None);
+    }
+    std::fs::remove_file(path)?;
+    Ok(Some(StaleLock {
+        path: path.to_path_buf(),
+        record: None,
+        reason: StaleReason::HolderGone,
+    }))
+}
