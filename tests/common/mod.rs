@@ -177,3 +177,16 @@ pub fn local_identity(dir: &Path) -> (String, Option<String>, Option<u64>) {
 
 /// A PID no process has (above Linux's maximum).
 pub const DEAD_PID: u32 = 0x7fff_fff0;
+
+/// Children that are killed if the test fails before waiting for them, so
+/// a failed test never leaves processes behind.
+pub struct Children(pub Vec<Child>);
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

@@ -1,0 +1,283 @@
+//! Soft locks and leases across real processes: recovery from a killed
+//! holder, many processes racing to break one stale lock, lease expiry,
+//! takeover and renewal.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use lockyard::{ErrorKind, FileLock, LockOptions, StaleReason};
+
+use common::{
+    env_path, expect_success, forge_record, local_identity, next_message, now_secs, say,
+    spawn_child, tempdir, wait_for_line, Children, Forged, DEAD_PID, ROLE_VAR,
+};
+
+const ENTRY: &str = "child_main";
+
+fn wait_for_file(path: &Path) {
+    while !path.exists() {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// The entry point of child processes; does nothing unless started as one.
+#[test]
+#[ignore = "entry point for child processes started by the other tests in this file"]
+fn child_main() {
+    let Ok(role) = std::env::var(ROLE_VAR) else {
+        return;
+    };
+    let path = env_path("LOCK");
+    match role.as_str() {
+        // Take a soft lock and hold it until killed.
+        "hold_soft" => {
+            let _guard = FileLock::with_options(&path, LockOptions::new().soft())
+                .try_lock()
+                .unwrap();
+            say("locked");
+            loop {
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+        // Take a lease and never renew it; after being told, report whether
+        // it is still held and what releasing says.
+        "lease_no_renew" => {
+            let ttl = Duration::from_millis(300);
+            let guard = FileLock::with_options(&path, LockOptions::new().lease(ttl))
+                .try_lock()
+                .unwrap();
+            say(&format!("locked {}", guard.token().unwrap()));
+            wait_for_file(&env_path("CHECK"));
+            say(&format!("still_held {}", guard.still_held().unwrap()));
+            let e = guard.unlock().unwrap_err();
+            say(&format!("unlock {:?}", e.kind()));
+        }
+        // Take a lease and keep it alive well past its TTL, then release.
+        "lease_keep_alive" => {
+            let ttl = Duration::from_millis(200);
+            let mut guard = FileLock::with_options(&path, LockOptions::new().lease(ttl))
+                .try_lock()
+                .unwrap();
+            say("locked");
+            let kept = futures_lite::future::block_on(futures_lite::future::or(
+                async { Some(guard.keep_alive().await) },
+                async {
+                    async_io::Timer::after(Duration::from_millis(1500)).await;
+                    None
+                },
+            ));
+            assert!(kept.is_none(), "renewal failed: {kept:?}");
+            assert!(guard.still_held().unwrap());
+            guard.unlock().unwrap();
+            say("released");
+        }
+        // One of the racers: each round, wait for the go signal, take the
+        // (stale) lock, check nobody else is inside, leave.
+        "racer" => {
+            let dir = path.parent().unwrap().to_path_buf();
+            let rounds: u32 = std::env::var("ROUNDS").unwrap().parse().unwrap();
+            let lock = FileLock::with_options(&path, LockOptions::new().soft());
+            let marker = dir.join("inside");
+            for round in 0..rounds {
+                // Spin rather than sleep, so the racers start together; give
+                // up if the parent is gone.
+                let go = dir.join(format!("go-{round}"));
+                let since = Instant::now();
+                while !go.exists() {
+                    assert!(since.elapsed() < Duration::from_secs(60), "no go signal");
+                    std::thread::yield_now();
+                }
+                let guard = lock.lock_blocking_timeout(Duration::from_secs(60)).unwrap();
+                // O_EXCL: fails if another holder is inside.
+                if std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&marker)
+                    .is_err()
+                {
+                    say("overlap");
+                    std::process::exit(3);
+                }
+                std::thread::sleep(Duration::from_millis(1));
+                std::fs::remove_file(&marker).unwrap();
+                guard.unlock().unwrap();
+                say(&format!("done {round}"));
+            }
+        }
+        other => panic!("unknown role {other}"),
+    }
+}
+
+#[test]
+fn killed_soft_holder_is_recovered_at_once() {
+    let dir = tempdir();
+    let path = dir.path().join("killed.lock");
+    let mut holder = spawn_child(ENTRY, "hold_soft", &[("LOCK", path.to_str().unwrap())]);
+    wait_for_line(&mut holder, "locked");
+    let lock = FileLock::with_options(&path, LockOptions::new().soft().stale_after(None));
+    let e = lock.try_lock().unwrap_err();
+    assert_eq!(
+        e.kind(),
+        ErrorKind::WouldBlock,
+        "a live holder must not be broken"
+    );
+    assert_eq!(e.holder().unwrap().pid(), holder.id());
+
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    assert!(path.exists(), "the dead holder left its sidecar behind");
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = std::sync::Arc::clone(&seen);
+    let lock = FileLock::with_options(
+        &path,
+        LockOptions::new()
+            .soft()
+            .stale_after(None)
+            .on_stale(move |s| {
+                log.lock()
+                    .unwrap()
+                    .push((s.reason(), s.record().map(|r| r.pid())));
+                true
+            }),
+    );
+    // One attempt, no TTL, no waiting: the free OS lock on the sidecar
+    // proves the holder gone.
+    let guard = lock.try_lock().unwrap();
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![(StaleReason::HolderGone, Some(holder.id()))]
+    );
+    assert!(guard.token().unwrap() > e.holder().unwrap().token());
+}
+
+#[test]
+fn eight_processes_race_to_break_a_stale_lock_200_rounds() {
+    const RACERS: usize = 8;
+    const ROUNDS: u32 = 200;
+    let dir = tempdir();
+    let path = dir.path().join("race.lock");
+    let (host, boot, _) = local_identity(dir.path());
+    // Create the control file once, as a first user would.
+    drop(
+        FileLock::with_options(&path, LockOptions::new().soft())
+            .try_lock()
+            .unwrap(),
+    );
+    let rounds = ROUNDS.to_string();
+    let mut racers = Children(
+        (0..RACERS)
+            .map(|_| {
+                spawn_child(
+                    ENTRY,
+                    "racer",
+                    &[("LOCK", path.to_str().unwrap()), ("ROUNDS", &rounds)],
+                )
+            })
+            .collect(),
+    );
+    for round in 0..ROUNDS {
+        // A stale lock left by a dead process on this host...
+        let stale = forge_record(&Forged {
+            pid: DEAD_PID,
+            kind: "soft",
+            host: &host,
+            boot: boot.as_deref(),
+            start: None,
+            acquired: now_secs(),
+            ttl_secs: None,
+            token: u64::from(round),
+        });
+        std::fs::write(&path, stale).unwrap();
+        // ...and all racers go at once.
+        std::fs::write(dir.path().join(format!("go-{round}")), "").unwrap();
+        for racer in &mut racers.0 {
+            let msg = next_message(racer);
+            assert_eq!(
+                msg.as_deref(),
+                Some(format!("done {round}").as_str()),
+                "round {round}"
+            );
+        }
+    }
+    for racer in std::mem::take(&mut racers.0) {
+        expect_success(racer);
+    }
+}
+
+#[test]
+fn lapsed_lease_is_taken_over_and_the_former_holder_finds_out() {
+    let dir = tempdir();
+    let path = dir.path().join("lease.lock");
+    let check = dir.path().join("check-now");
+    let mut holder = spawn_child(
+        ENTRY,
+        "lease_no_renew",
+        &[
+            ("LOCK", path.to_str().unwrap()),
+            ("CHECK", check.to_str().unwrap()),
+        ],
+    );
+    let first = next_message(&mut holder).unwrap();
+    let first_token: u64 = first.strip_prefix("locked ").unwrap().parse().unwrap();
+
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = std::sync::Arc::clone(&seen);
+    let opts = LockOptions::new()
+        .lease(Duration::from_secs(30))
+        .on_stale(move |s| {
+            log.lock().unwrap().push(s.reason());
+            true
+        });
+    let lock = FileLock::with_options(&path, opts);
+    let start = Instant::now();
+    let guard = lock.lock_blocking_timeout(Duration::from_secs(30)).unwrap();
+    // The holder is alive, so only the lapsed lease lets us in.
+    assert_eq!(*seen.lock().unwrap(), vec![StaleReason::LeaseExpired]);
+    assert!(start.elapsed() >= Duration::from_millis(100) || first_token > 0);
+    assert!(
+        guard.token().unwrap() > first_token,
+        "the new holder's token supersedes the old"
+    );
+
+    std::fs::write(&check, "").unwrap();
+    assert_eq!(
+        next_message(&mut holder).as_deref(),
+        Some("still_held false")
+    );
+    assert_eq!(next_message(&mut holder).as_deref(), Some("unlock Lost"));
+    expect_success(holder);
+    assert!(
+        guard.still_held().unwrap(),
+        "the former holder's release must not remove ours"
+    );
+}
+
+#[test]
+fn renewed_lease_outlives_its_ttl() {
+    let dir = tempdir();
+    let path = dir.path().join("renewed.lock");
+    let mut holder = spawn_child(
+        ENTRY,
+        "lease_keep_alive",
+        &[("LOCK", path.to_str().unwrap())],
+    );
+    wait_for_line(&mut holder, "locked");
+    let lock = FileLock::with_options(&path, LockOptions::new().lease(Duration::from_secs(1)));
+    // The holder's TTL is 200 ms; for 1.5 s it keeps renewing, so every
+    // attempt in between finds it held.
+    let mut attempts = 0;
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_millis(1000) {
+        match lock.try_lock() {
+            Err(e) if e.kind() == ErrorKind::WouldBlock => attempts += 1,
+            other => panic!("took a renewed lease: {other:?}"),
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(attempts > 10);
+    wait_for_line(&mut holder, "released");
+    expect_success(holder);
+    drop(lock.try_lock().unwrap());
+}
