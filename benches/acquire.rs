@@ -9,6 +9,9 @@
 //!   figure is the time per acquisition. The floor is two threads blocking
 //!   in `flock` on two descriptors of the file.
 //!
+//! - `uncontended` also shows the cost of holder records (metadata on,
+//!   the default, vs off) and of a soft lock.
+//!
 //! Run: `cargo bench --all-features --bench acquire`
 
 use std::fs::File;
@@ -16,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use lockyard::FileLock;
+use lockyard::{FileLock, LockOptions};
 
 fn open(path: &std::path::Path) -> File {
     std::fs::OpenOptions::new()
@@ -41,25 +44,44 @@ fn uncontended(c: &mut Criterion) {
         })
     });
 
-    let lock = FileLock::new(dir.path().join("blocking.lock"));
+    // Holder metadata (a record read and written per acquisition, and
+    // rewritten per release) is on by default; off is the bare OS lock.
+    let bare = FileLock::with_options(
+        dir.path().join("bare.lock"),
+        LockOptions::new().metadata(false),
+    );
+    let lock = FileLock::new(dir.path().join("meta.lock"));
+    drop(bare.try_lock().expect("warm up"));
     drop(lock.try_lock().expect("warm up"));
-    g.bench_function("lockyard lock_blocking", |b| {
+    g.bench_function("lockyard lock_blocking, metadata off", |b| {
+        b.iter(|| drop(bare.lock_blocking().expect("lock")))
+    });
+    g.bench_function("lockyard lock_blocking, metadata on", |b| {
         b.iter(|| drop(lock.lock_blocking().expect("lock")))
     });
-    g.bench_function("lockyard try_lock", |b| {
-        b.iter(|| drop(lock.try_lock().expect("lock")))
+    g.bench_function("lockyard try_lock, metadata off", |b| {
+        b.iter(|| drop(bare.try_lock().expect("lock")))
     });
 
-    g.bench_function("lockyard lock().await (futures block_on)", |b| {
-        b.iter(|| drop(futures::executor::block_on(lock.lock()).expect("lock")))
+    g.bench_function(
+        "lockyard lock().await (futures block_on), metadata off",
+        |b| b.iter(|| drop(futures::executor::block_on(bare.lock()).expect("lock"))),
+    );
+    g.bench_function(
+        "lockyard lock().await (futures block_on), metadata on",
+        |b| b.iter(|| drop(futures::executor::block_on(lock.lock()).expect("lock"))),
+    );
+    let soft = FileLock::with_options(dir.path().join("soft.lock"), LockOptions::new().soft());
+    g.bench_function("lockyard soft lock try_lock", |b| {
+        b.iter(|| drop(soft.try_lock().expect("lock")))
     });
 
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
-    g.bench_function("lockyard lock().await (tokio)", |b| {
-        b.iter(|| rt.block_on(async { drop(lock.lock().await.expect("lock")) }))
+    g.bench_function("lockyard lock().await (tokio), metadata off", |b| {
+        b.iter(|| rt.block_on(async { drop(bare.lock().await.expect("lock")) }))
     });
     g.bench_function("tokio spawn_blocking(File::lock)", |b| {
         let file = Arc::new(open(&std_path));
@@ -105,7 +127,10 @@ fn handoff(c: &mut Criterion) {
         })
     });
 
-    let lock = FileLock::new(dir.path().join("tasks.lock"));
+    let lock = FileLock::with_options(
+        dir.path().join("tasks.lock"),
+        LockOptions::new().metadata(false),
+    );
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

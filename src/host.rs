@@ -108,41 +108,37 @@ fn boot_id() -> Option<String> {
 /// A process's start time in clock ticks since boot: field 22 of
 /// `/proc/PID/stat` (Linux). Fields are counted after the last `)`, since
 /// the command name (field 2) may itself contain spaces and parentheses.
+#[cfg(target_os = "linux")]
 pub(crate) fn start_time(pid: u32) -> Option<u64> {
-    #[cfg(target_os = "linux")]
-    {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        let after = &stat[stat.rfind(')')? + 1..];
-        // `after` starts at field 3; field 22 is the 20th from there.
-        return after.split_whitespace().nth(19)?.parse().ok();
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        let _ = pid;
-        None
-    }
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &stat[stat.rfind(')')? + 1..];
+    // `after` starts at field 3; field 22 is the 20th from there.
+    after.split_whitespace().nth(19)?.parse().ok()
+}
+
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn start_time(_pid: u32) -> Option<u64> {
+    None
 }
 
 /// `Some(alive)` when this platform can tell, `None` when it cannot.
+#[cfg(unix)]
 fn pid_alive(pid: u32) -> Option<bool> {
-    #[cfg(unix)]
-    {
-        let pid = i32::try_from(pid)
-            .ok()
-            .and_then(rustix::process::Pid::from_raw)?;
-        return match rustix::process::test_kill_process(pid) {
-            Ok(()) => Some(true),
-            // Exists, but belongs to another user.
-            Err(rustix::io::Errno::PERM) => Some(true),
-            Err(rustix::io::Errno::SRCH) => Some(false),
-            Err(_) => None,
-        };
+    let pid = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)?;
+    match rustix::process::test_kill_process(pid) {
+        Ok(()) => Some(true),
+        // Exists, but belongs to another user.
+        Err(rustix::io::Errno::PERM) => Some(true),
+        Err(rustix::io::Errno::SRCH) => Some(false),
+        Err(_) => None,
     }
-    #[cfg(not(unix))]
-    {
-        let _ = pid;
-        None
-    }
+}
+
+#[cfg(not(unix))]
+fn pid_alive(_pid: u32) -> Option<bool> {
+    None
 }
 
 #[cfg(all(test, target_os = "linux"))]

@@ -50,6 +50,24 @@
 //! - **Fairness between processes** is the kernel's: a release lets any
 //!   process's waiter in; the next in-process waiter retries at once.
 //!
+//! # Which lock do I need?
+//!
+//! | kind | use it when | a dead holder is detected by | never |
+//! |---|---|---|---|
+//! | **strict** (default) | the filesystem has working OS locks: local disks, NFS with a lock manager | the kernel, at once | broken by age or PID |
+//! | **soft** ([`LockOptions::soft`]) | OS locks are missing or lie (some network and FUSE filesystems), or the lock must be visible as a file | a free OS lock on its file (same host), its PID and start time, or `stale_after` | broken while its holder is provably alive |
+//! | **lease** ([`LockOptions::lease`]) | a holder may hang or be partitioned away, and others must be able to take over after a TTL | its TTL lapsing without renewal | taken over before the TTL the holder declared |
+//!
+//! Every exclusive acquisition writes a **holder record** (PID, host, boot
+//! id, process start time, time, owner id, TTL, fencing token) that
+//! [`FileLock::holder`] and error messages show:
+//! `lock data/state.lock is held by pid 4242 on build-3 (owner "indexer") for 12.3 s`.
+//! The **fencing token** ([`FileLockGuard::token`]) increases with every
+//! acquisition; a resource that remembers the highest token it has seen
+//! can refuse a delayed former holder. [`LockOptions::metadata`] turns
+//! records off for strict locks. [`clean_stale`] removes provably unused
+//! lock files from a directory.
+//!
 //! # Runtimes
 //!
 //! | feature | what it changes |

@@ -184,40 +184,63 @@ impl HolderRecord {
 
     /// Formats the record. The inverse of [`parse`].
     pub(crate) fn to_bytes(&self) -> Vec<u8> {
-        let mut s = String::with_capacity(256);
-        let opt = |v: Option<String>| v.unwrap_or_else(|| "-".to_string());
-        s.push_str(&format!("{}\n{MAGIC} {VERSION}\n", self.pid));
-        s.push_str(&format!("kind {}\n", self.kind.as_str()));
+        use std::fmt::Write as _;
+        let mut s = String::with_capacity(320);
         let state = match self.state {
+            // All four letters long: a release rewrites the record in place
+            // without changing its length, so the file never needs
+            // truncating.
             RecordState::Held => "held",
-            RecordState::Released => "released",
-            RecordState::Removed => "removed",
+            RecordState::Released => "free",
+            RecordState::Removed => "gone",
         };
-        s.push_str(&format!("state {state}\n"));
         let mode = match self.mode {
             LockMode::Exclusive => "exclusive",
             LockMode::Shared => "shared",
         };
-        s.push_str(&format!("mode {mode}\n"));
-        s.push_str(&format!("host {}\n", escape(&self.host)));
-        s.push_str(&format!(
-            "boot {}\n",
-            opt(self.boot_id.as_deref().map(escape))
-        ));
-        s.push_str(&format!(
-            "start {}\n",
-            opt(self.start_time.map(|t| t.to_string()))
-        ));
-        s.push_str(&format!("acquired {}\n", time_str(self.acquired)));
-        s.push_str(&format!("renewed {}\n", time_str(self.renewed)));
-        s.push_str(&format!("ttl {}\n", opt(self.ttl.map(duration_str))));
-        s.push_str(&format!(
-            "owner {}\n",
-            opt(self.owner.as_deref().map(escape))
-        ));
-        s.push_str(&format!("token {}\n", self.token));
+        // Writing to a String cannot fail.
+        let _ = write!(
+            s,
+            "{}\n{MAGIC} {VERSION}\nkind {}\nstate {state}\nmode {mode}\nhost ",
+            self.pid,
+            self.kind.as_str()
+        );
+        escape_into(&mut s, &self.host);
+        s.push_str("\nboot ");
+        match &self.boot_id {
+            Some(b) => escape_into(&mut s, b),
+            None => s.push('-'),
+        }
+        s.push_str("\nstart ");
+        match self.start_time {
+            Some(t) => {
+                let _ = write!(s, "{t}");
+            }
+            None => s.push('-'),
+        }
+        s.push_str("\nacquired ");
+        push_duration(
+            &mut s,
+            self.acquired.duration_since(UNIX_EPOCH).unwrap_or_default(),
+        );
+        s.push_str("\nrenewed ");
+        push_duration(
+            &mut s,
+            self.renewed.duration_since(UNIX_EPOCH).unwrap_or_default(),
+        );
+        s.push_str("\nttl ");
+        match self.ttl {
+            Some(t) => push_duration(&mut s, t),
+            None => s.push('-'),
+        }
+        s.push_str("\nowner ");
+        match &self.owner {
+            Some(o) => escape_into(&mut s, o),
+            None => s.push('-'),
+        }
+        let _ = writeln!(s, "\ntoken {}", self.token);
         let sum = fnv1a(s.as_bytes());
-        s.push_str(&format!("check {sum:016x}\n"));
+        let _ = writeln!(s, "check {sum:016x}");
         s.into_bytes()
     }
 }
@@ -271,9 +294,24 @@ impl fmt::Display for RecordError {
 
 impl std::error::Error for RecordError {}
 
-/// Parses a record. Accepts exactly what [`HolderRecord::to_bytes`] writes
-/// (plus unknown keys, for later minor additions); anything else is an
-/// error, never a panic.
+/// Parses a holder record (the content of a soft lock file, or the start
+/// of a strict lock file). Accepts exactly what lockyard writes, plus
+/// unknown keys (for later minor additions of format 1); anything else is
+/// a [`RecordError`], never a panic. At most 4096 bytes are accepted.
+///
+/// # Examples
+///
+/// ```
+/// use lockyard::{parse_record, FileLock, RecordError};
+///
+/// let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("a.lock");
+/// let _guard = FileLock::new(&path).try_lock()?;
+/// let record = parse_record(&std::fs::read(&path)?)?;
+/// assert_eq!(record.pid(), std::process::id());
+/// assert_eq!(parse_record(b"garbage"), Err(RecordError::Malformed("first line is not a PID")));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn parse(bytes: &[u8]) -> Result<HolderRecord, RecordError> {
     if bytes.is_empty() || bytes.iter().all(|&b| b == 0) {
         return Err(RecordError::Empty);
@@ -374,8 +412,8 @@ impl Fields {
                 state,
                 match value {
                     "held" => RecordState::Held,
-                    "released" => RecordState::Released,
-                    "removed" => RecordState::Removed,
+                    "free" => RecordState::Released,
+                    "gone" => RecordState::Removed,
                     _ => return Err(RecordError::Malformed("unknown state")),
                 }
             ),
@@ -439,13 +477,9 @@ fn optional<T>(
     }
 }
 
-fn time_str(t: SystemTime) -> String {
-    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    duration_str(d)
-}
-
-fn duration_str(d: Duration) -> String {
-    format!("{}.{:09}", d.as_secs(), d.subsec_nanos())
+fn push_duration(s: &mut String, d: Duration) {
+    use std::fmt::Write as _;
+    let _ = write!(s, "{}.{:09}", d.as_secs(), d.subsec_nanos());
 }
 
 fn parse_duration(value: &str) -> Result<Duration, RecordError> {
@@ -466,20 +500,20 @@ fn parse_time(value: &str) -> Result<SystemTime, RecordError> {
 }
 
 /// Printable ASCII except `%` passes through; everything else is `%XX`.
-fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
+fn escape_into(out: &mut String, s: &str) {
+    use std::fmt::Write as _;
+    if s == "-" {
+        // "-" alone means "none".
+        out.push_str("%2D");
+        return;
+    }
     for &b in s.as_bytes() {
         if b.is_ascii_graphic() && b != b'%' {
             out.push(b as char);
         } else {
-            out.push_str(&format!("%{b:02X}"));
+            let _ = write!(out, "%{b:02X}");
         }
     }
-    if out == "-" {
-        // "-" alone means "none".
-        out = "%2D".to_string();
-    }
-    out
 }
 
 fn unescape(s: &str) -> Result<String, RecordError> {
@@ -531,22 +565,28 @@ impl Read {
 /// Reads the record at the start of `file`: at most `MAX_RECORD + 1`
 /// bytes, retried a few times when it looks torn (a writer rewriting it).
 pub(crate) fn read(file: &File) -> io::Result<Read> {
+    read_sized(file).map(|(r, _)| r)
+}
+
+/// Like [`read`], also returning how many bytes the file had (up to the
+/// bound), so a rewrite knows whether it must truncate.
+pub(crate) fn read_sized(file: &File) -> io::Result<(Read, usize)> {
     let mut buf = vec![0u8; MAX_RECORD + 1];
     let mut last = RecordError::Empty;
     for attempt in 0..3 {
         let n = read_at(file, &mut buf)?;
         match parse(&buf[..n]) {
-            Ok(r) => return Ok(Read::Record(r)),
+            Ok(r) => return Ok((Read::Record(r), n)),
             Err(e @ (RecordError::Checksum | RecordError::Malformed("truncated last line"))) => {
                 last = e;
                 if attempt < 2 {
                     std::thread::yield_now();
                 }
             }
-            Err(e) => return Ok(Read::Invalid(e)),
+            Err(e) => return Ok((Read::Invalid(e), n)),
         }
     }
-    Ok(Read::Invalid(last))
+    Ok((Read::Invalid(last), MAX_RECORD + 1))
 }
 
 /// Replaces the record at the start of `file`.
@@ -554,6 +594,17 @@ pub(crate) fn write(file: &File, record: &HolderRecord) -> io::Result<()> {
     let bytes = record.to_bytes();
     write_at(file, &bytes)?;
     file.set_len(bytes.len() as u64)
+}
+
+/// Replaces a record of `old_len` bytes, truncating only if the new one is
+/// shorter (rewrites of the same record keep their length).
+pub(crate) fn rewrite(file: &File, record: &HolderRecord, old_len: usize) -> io::Result<usize> {
+    let bytes = record.to_bytes();
+    write_at(file, &bytes)?;
+    if bytes.len() < old_len {
+        file.set_len(bytes.len() as u64)?;
+    }
+    Ok(bytes.len())
 }
 
 fn read_at(file: &File, buf: &mut [u8]) -> io::Result<usize> {
@@ -601,6 +652,7 @@ fn write_at(file: &File, bytes: &[u8]) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::strategy::Strategy;
 
     pub(crate) fn sample() -> HolderRecord {
         HolderRecord {
@@ -629,6 +681,56 @@ mod tests {
         let mut padded = bytes.clone();
         padded.extend_from_slice(&[0, 0]);
         assert_eq!(parse(&padded).unwrap(), r);
+    }
+
+    fn arb_text() -> impl proptest::strategy::Strategy<Value = String> {
+        proptest::collection::vec(proptest::char::any(), 0..40)
+            .prop_map(|c| c.into_iter().collect())
+    }
+
+    proptest::proptest! {
+        /// Whatever the fields, formatting then parsing gives them back.
+        #[test]
+        fn format_parse_round_trip(
+            pid: u32,
+            kind in 0u8..3,
+            state in 0u8..3,
+            shared: bool,
+            host in arb_text(),
+            boot in proptest::option::of(arb_text()),
+            start: Option<u64>,
+            acquired in 0u64..(1 << 40),
+            nanos in 0u32..1_000_000_000,
+            renew_delta in 0u64..(1 << 20),
+            ttl in proptest::option::of((0u64..(1 << 40), 0u32..1_000_000_000)),
+            owner in proptest::option::of(arb_text()),
+            token: u64,
+        ) {
+            let r = HolderRecord {
+                pid,
+                kind: [LockKind::Strict, LockKind::Soft, LockKind::Lease][kind as usize],
+                state: [RecordState::Held, RecordState::Released, RecordState::Removed][state as usize],
+                mode: if shared { LockMode::Shared } else { LockMode::Exclusive },
+                host,
+                boot_id: boot,
+                start_time: start,
+                acquired: UNIX_EPOCH + Duration::new(acquired, nanos),
+                renewed: UNIX_EPOCH + Duration::new(acquired + renew_delta, nanos),
+                ttl: ttl.map(|(s, n)| Duration::new(s, n)),
+                owner,
+                token,
+            };
+            let bytes = r.to_bytes();
+            let first_line = format!("{}\n", pid);
+            proptest::prop_assert!(bytes.starts_with(first_line.as_bytes()));
+            proptest::prop_assert_eq!(parse(&bytes), Ok(r));
+        }
+
+        /// Arbitrary bytes never panic the parser.
+        #[test]
+        fn parse_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..600)) {
+            let _ = parse(&bytes);
+        }
     }
 
     #[test]

@@ -123,6 +123,8 @@ struct State {
     queue: VecDeque<Arc<Slot>>,
     /// The record of this process's exclusive hold, if one was written.
     record: Option<Arc<HolderRecord>>,
+    /// The length of the lock file's record as last read or written.
+    record_len: usize,
     /// The soft lock this process holds.
     soft: Option<SoftHeld>,
     /// The holder record seen by the last failed soft attempt.
@@ -183,6 +185,7 @@ pub(crate) fn entry_for(file: File, id: FileId, kind: LockKind) -> Arc<Entry> {
             held: Held::None,
             queue: VecDeque::new(),
             record: None,
+            record_len: 0,
             soft: None,
             last_busy: None,
         }),
@@ -394,16 +397,18 @@ impl Entry {
             dispatch(&mut st);
             return result;
         }
-        let Some(file) = st.file.as_ref() else {
-            return Ok(());
-        };
-        if let Some(rec) = record {
+        if let (Some(rec), Some(file)) = (record, st.file.as_ref()) {
             // Keep the record (and the last token) with a "released" mark;
             // best effort, like the record itself.
             let mut rec = HolderRecord::clone(&rec);
             rec.state = RecordState::Released;
-            let _ = record::write(file, &rec);
+            if let Ok(n) = record::rewrite(file, &rec, st.record_len) {
+                st.record_len = n;
+            }
         }
+        let Some(file) = st.file.as_ref() else {
+            return Ok(());
+        };
         let mut result = Ok(());
         let mut retire = false;
         if let Some(path) = h.remove_path().filter(|_| st.queue.is_empty()) {
@@ -532,18 +537,22 @@ impl Entry {
         let Some(file) = st.file.as_ref() else {
             return Ok(false);
         };
-        let last = match record::read(file)? {
+        let (found, len) = record::read_sized(file)?;
+        let last = match found {
             Read::Record(r) if r.state == RecordState::Removed => return Ok(false),
             Read::Record(r) => r.token,
             // Empty or damaged: the clock floor of `next_token` keeps
             // tokens increasing.
             Read::Invalid(_) => 0,
         };
+        st.record_len = len;
         if mode == LockMode::Exclusive {
             let rec = soft::new_record(LockKind::Strict, mode, soft::next_token(last), &h.options);
             // Best effort: a read-only lock file (another user's) cannot
             // carry a record, and that must not stop the lock.
-            let _ = record::write(file, &rec);
+            if let Ok(n) = record::rewrite(file, &rec, len) {
+                st.record_len = n;
+            }
             st.record = Some(Arc::new(rec));
         }
         Ok(true)
