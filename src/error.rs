@@ -34,7 +34,8 @@ pub enum ErrorKind {
     /// redirect the lock (or its creation) elsewhere.
     Symlink,
     /// The path cannot be a lock path at all: it is empty or contains a NUL
-    /// byte.
+    /// byte; or a [`LockDir`](crate::LockDir) lock name is empty or too
+    /// long.
     InvalidPath,
     /// This platform or filesystem does not support file locks.
     Unsupported,
@@ -141,6 +142,7 @@ enum Detail {
     NotFile(NotFile),
     Nul,
     Empty,
+    Name(&'static str),
 }
 
 impl Error {
@@ -172,6 +174,14 @@ impl Error {
     pub(crate) fn invalid_path(path: &Path, nul: bool) -> Self {
         let mut e = Self::bare(ErrorKind::InvalidPath, path, Op::Open);
         e.detail = Some(if nul { Detail::Nul } else { Detail::Empty });
+        e
+    }
+
+    /// A lock name (for a [`LockDir`](crate::LockDir)) that cannot name a
+    /// lock; `path` is the directory joined with the name as given.
+    pub(crate) fn invalid_name(path: &Path, why: &'static str) -> Self {
+        let mut e = Self::bare(ErrorKind::InvalidPath, path, Op::Open);
+        e.detail = Some(Detail::Name(why));
         e
     }
 
@@ -310,6 +320,7 @@ impl fmt::Display for Error {
             }
             ErrorKind::InvalidPath => match self.detail {
                 Some(Detail::Nul) => write!(f, "lock path {path:?} contains a NUL byte"),
+                Some(Detail::Name(why)) => write!(f, "invalid lock name {path:?}: {why}"),
                 _ => write!(f, "lock path is empty"),
             },
             ErrorKind::Unsupported => {

@@ -25,7 +25,9 @@ pin_project! {
     /// or the turn to take it, the next waiter gets it instead.
     #[must_use = "futures do nothing unless polled; the lock is not taken until this is awaited"]
     pub struct Acquire {
-        core: Core,
+        // `None` for an acquisition refused before it started.
+        core: Option<Core>,
+        failed: Option<Error>,
         clock: Option<Clock>,
         #[pin]
         timer: Timer,
@@ -35,7 +37,18 @@ pin_project! {
 impl Acquire {
     pub(crate) fn new(core: Core) -> Self {
         Acquire {
-            core,
+            core: Some(core),
+            failed: None,
+            clock: None,
+            timer: Timer::default(),
+        }
+    }
+
+    /// A future that fails with `error` when first polled.
+    pub(crate) fn failed(error: Error) -> Self {
+        Acquire {
+            core: None,
+            failed: Some(error),
             clock: None,
             timer: Timer::default(),
         }
@@ -44,7 +57,13 @@ impl Acquire {
 
 impl std::fmt::Debug for Acquire {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.core.fmt(f)
+        match &self.core {
+            Some(core) => core.fmt(f),
+            None => f
+                .debug_struct("Acquire")
+                .field("failed", &self.failed)
+                .finish(),
+        }
     }
 }
 
@@ -53,13 +72,19 @@ impl Future for Acquire {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let offload_open = this.core.offloads_open();
+        let Some(core) = this.core.as_mut() else {
+            return match this.failed.take() {
+                Some(e) => Poll::Ready(Err(e)),
+                None => Poll::Pending,
+            };
+        };
+        let offload_open = core.offloads_open();
         let mut driver = AsyncDriver {
             cx,
             timer: this.timer.get_mut(),
             clock: this.clock,
             offload_open,
         };
-        this.core.poll(&mut driver)
+        core.poll(&mut driver)
     }
 }

@@ -10,6 +10,7 @@ use crate::error::{Error, Op};
 use crate::lock::Handle;
 use crate::record::HolderRecord;
 use crate::registry::Entry;
+use crate::sys::Upgrade;
 use crate::LockMode;
 
 /// Holds a lock until dropped or [`unlock`](Self::unlock)ed.
@@ -86,6 +87,123 @@ impl FileLockGuard {
             }
         }
         result.map_err(|e| Error::io(&self.handle.path, Op::Lock, e))
+    }
+
+    /// Turns a shared guard into an exclusive one if that is possible right
+    /// now.
+    ///
+    /// The OS cannot do this atomically: `flock` drops the shared lock
+    /// before it looks for conflicts (Windows has no conversion at all), so
+    /// on failure the shared lock is taken again. Normally that succeeds and
+    /// the error hands the shared guard back ([`ConvertError::into_guard`]);
+    /// if another process took the lock exclusively in that instant, the
+    /// shared lock is gone too and the error carries no guard
+    /// ([`ErrorKind::Lost`](crate::ErrorKind::Lost)). Other shared guards
+    /// of this process also make it fail (with the guard handed back).
+    ///
+    /// Calling it on an exclusive guard returns the guard unchanged.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lockyard::FileLock;
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let lock = FileLock::new(dir.path().join("cache.lock"));
+    /// let reading = lock.try_lock_shared()?;
+    /// let writing = reading.try_upgrade()?;
+    /// assert!(writing.is_exclusive());
+    /// let reading = writing.downgrade()?;
+    /// assert!(reading.is_shared());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn try_upgrade(mut self) -> Result<FileLockGuard, ConvertError> {
+        if self.mode == LockMode::Exclusive {
+            return Ok(self);
+        }
+        if !self.handle.is_strict() {
+            return Err(self.refuse_conversion());
+        }
+        match self.entry.try_upgrade(&self.handle) {
+            Ok(Upgrade::Upgraded) => {
+                self.mode = LockMode::Exclusive;
+                self.record = self.entry.current_record();
+                Ok(self)
+            }
+            Ok(Upgrade::StillShared) => {
+                let holder = self.entry.holder_for_error();
+                let error = Error::would_block(&self.handle.path).with_holder(holder);
+                Err(ConvertError {
+                    guard: Some(self),
+                    error,
+                })
+            }
+            Ok(Upgrade::Lost) => Err(self.lose()),
+            Err(e) => {
+                // The shared lock is still held (see `sys::try_upgrade`).
+                let error = Error::io(&self.handle.path, Op::Lock, e);
+                Err(ConvertError {
+                    guard: Some(self),
+                    error,
+                })
+            }
+        }
+    }
+
+    /// Turns an exclusive guard into a shared one, admitting the shared
+    /// waiters of this process queued behind it. Atomic with `flock`
+    /// (nobody else can hold the file meanwhile, so no one can get in); on
+    /// Windows it is a release and a shared lock, and may fail with
+    /// [`ErrorKind::Lost`](crate::ErrorKind::Lost) (no guard comes back).
+    ///
+    /// Calling it on a shared guard returns the guard unchanged. Soft locks
+    /// and leases are exclusive only: the error hands the guard back with
+    /// [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported).
+    pub fn downgrade(mut self) -> Result<FileLockGuard, ConvertError> {
+        if self.mode == LockMode::Shared {
+            return Ok(self);
+        }
+        if !self.handle.is_strict() {
+            return Err(self.refuse_conversion());
+        }
+        match self.entry.downgrade() {
+            Ok(true) => {
+                self.mode = LockMode::Shared;
+                self.record = None;
+                Ok(self)
+            }
+            Ok(false) => Err(self.lose()),
+            Err(e) => {
+                // Nothing changed: still exclusive.
+                let error = Error::io(&self.handle.path, Op::Lock, e);
+                Err(ConvertError {
+                    guard: Some(self),
+                    error,
+                })
+            }
+        }
+    }
+
+    fn refuse_conversion(self) -> ConvertError {
+        let why = std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "soft locks and leases are exclusive only",
+        );
+        let error = Error::io(&self.handle.path, Op::Lock, why);
+        ConvertError {
+            guard: Some(self),
+            error,
+        }
+    }
+
+    /// The lock went away during a conversion: the guard has nothing left
+    /// to release.
+    fn lose(mut self) -> ConvertError {
+        self.held = false;
+        ConvertError {
+            guard: None,
+            error: Error::lost(&self.handle.path),
+        }
     }
 
     /// Whether this guard still holds its lock. Always `true` for OS locks,
@@ -190,5 +308,45 @@ impl fmt::Debug for FileLockGuard {
             .field("path", &self.handle.path)
             .field("mode", &self.mode)
             .finish()
+    }
+}
+
+/// A failed [`FileLockGuard::try_upgrade`] or [`FileLockGuard::downgrade`]:
+/// why, and the guard (in its old mode) if it is still held.
+#[derive(Debug)]
+pub struct ConvertError {
+    guard: Option<FileLockGuard>,
+    error: Error,
+}
+
+impl ConvertError {
+    /// Why the conversion failed: [`ErrorKind::WouldBlock`](crate::ErrorKind::WouldBlock)
+    /// (guard handed back), [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported)
+    /// (soft locks and leases; guard handed back), or
+    /// [`ErrorKind::Lost`](crate::ErrorKind::Lost) (no guard).
+    pub fn error(&self) -> &Error {
+        &self.error
+    }
+
+    /// The guard, still held in its old mode, unless the lock was lost.
+    pub fn into_guard(self) -> Option<FileLockGuard> {
+        self.guard
+    }
+
+    /// Both parts.
+    pub fn into_parts(self) -> (Option<FileLockGuard>, Error) {
+        (self.guard, self.error)
+    }
+}
+
+impl fmt::Display for ConvertError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "cannot convert the lock: {}", self.error)
+    }
+}
+
+impl std::error::Error for ConvertError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
     }
 }

@@ -90,14 +90,18 @@
 mod acquire;
 mod backoff;
 mod clean;
+mod dir;
 mod error;
 mod futures;
 mod guard;
+mod helpers;
 mod host;
 mod lock;
+mod once;
 mod open;
 mod options;
 mod record;
+mod reentrant;
 mod registry;
 mod rt;
 mod soft;
@@ -106,10 +110,24 @@ mod sys;
 
 pub use crate::backoff::Backoff;
 pub use crate::clean::{clean_stale, CleanReport};
+pub use crate::dir::{
+    decode_lock_name, encode_lock_name, LockDir, LockInfo, LockState, MAX_ENCODED_NAME,
+};
 pub use crate::error::{Error, ErrorKind};
 pub use crate::futures::Acquire;
-pub use crate::guard::FileLockGuard;
+pub use crate::guard::{ConvertError, FileLockGuard};
+pub use crate::helpers::{
+    with_lock, with_lock_async, with_read_lock, with_read_lock_async, with_write_lock,
+    with_write_lock_async,
+};
 pub use crate::lock::FileLock;
+pub use crate::once::{once, once_async, once_keyed, once_keyed_async, OnceError, OnceOutcome};
 pub use crate::options::{LockMode, LockOptions, Wait, WaitStrategy, DEFAULT_STALE_AFTER};
 pub use crate::record::{parse as parse_record, HolderRecord, LockKind, RecordError};
+pub use crate::reentrant::{ReentrantGuard, ReentrantLock};
 pub use crate::stale::{StaleLock, StaleReason};
+
+// The README's examples are compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -95,6 +95,18 @@ impl Handle {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// # }).unwrap();
 /// ```
+///
+/// # Locking twice
+///
+/// A `FileLock` is not reentrant: a second exclusive acquisition in the
+/// same process waits for the first guard like any other waiter, and
+/// `lock_blocking` on a thread that still holds the guard waits until its
+/// deadline (forever with [`Wait::Forever`]). lockyard cannot tell this
+/// apart from a legitimate wait, because guards are `Send` and the one
+/// holding the lock may be about to be released by another thread or task.
+/// Avoid it with [`try_lock`](Self::try_lock) or a timeout, with
+/// [`ReentrantLock`](crate::ReentrantLock) in blocking code, or, in async
+/// code, by passing `&FileLockGuard` to the code that needs the lock held.
 #[derive(Clone)]
 pub struct FileLock {
     handle: Arc<Handle>,

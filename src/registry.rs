@@ -440,6 +440,59 @@ impl Entry {
         result
     }
 
+    /// Converts this process's single shared hold into an exclusive one,
+    /// without waiting. See `sys::try_upgrade` for why it can be `Lost`.
+    pub(crate) fn try_upgrade(&self, h: &Handle) -> io::Result<sys::Upgrade> {
+        let mut st = self.state();
+        if st.held != Held::Shared(1) {
+            // Other guards of this process share it: they are in the way.
+            return Ok(sys::Upgrade::StillShared);
+        }
+        let Some(file) = st.file.as_ref() else {
+            return Ok(sys::Upgrade::Lost);
+        };
+        let outcome = sys::try_upgrade(file)?;
+        match outcome {
+            sys::Upgrade::Upgraded => {
+                st.held = Held::Exclusive;
+                if h.options.metadata {
+                    let _ = self.stamp(&mut st, LockMode::Exclusive, h);
+                }
+            }
+            sys::Upgrade::StillShared => {}
+            sys::Upgrade::Lost => {
+                st.held = Held::None;
+                dispatch(&mut st);
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Converts this process's exclusive hold into a shared one and admits
+    /// the shared waiters queued behind it. `Ok(false)` if the lock was lost
+    /// on the way (only possible where conversion is not atomic).
+    pub(crate) fn downgrade(&self) -> io::Result<bool> {
+        let mut st = self.state();
+        if st.held != Held::Exclusive {
+            return Ok(false);
+        }
+        let Some(file) = st.file.as_ref() else {
+            return Ok(false);
+        };
+        let kept = sys::downgrade(file)?;
+        // Shared holders publish no record: mark the exclusive one ended.
+        if let (Some(rec), Some(file)) = (st.record.take(), st.file.as_ref()) {
+            let mut rec = HolderRecord::clone(&rec);
+            rec.state = RecordState::Released;
+            if let Ok(n) = record::rewrite(file, &rec, st.record_len) {
+                st.record_len = n;
+            }
+        }
+        st.held = if kept { Held::Shared(1) } else { Held::None };
+        dispatch(&mut st);
+        Ok(kept)
+    }
+
     /// The record of this process's current exclusive hold.
     pub(crate) fn current_record(&self) -> Option<Arc<HolderRecord>> {
         self.state().record.clone()

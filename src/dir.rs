@@ -1,0 +1,335 @@
+//! Named locks in one directory.
+//!
+//! # Names
+//! A lock name is any non-empty string; it is encoded reversibly into a
+//! file name `<encoded>.lock`:
+//! - ASCII lower-case letters, digits, `-` and `_` stay as they are, and so
+//!   does `.` except as the first character;
+//! - every other byte of the UTF-8 name becomes `%XX` (upper-case hex),
+//!   including `%` itself, `/`, `\`, NUL, control characters, spaces,
+//!   a leading `.` (so `.` and `..` cannot be names of directories) and
+//!   upper-case letters (so names differing only in case never share a
+//!   file on case-insensitive filesystems);
+//! - a name whose encoding would be a reserved device name on Windows
+//!   (`con`, `nul`, `com1`, ...) gets its first letter escaped.
+//!
+//! Since `%` is always escaped, decoding is unambiguous and two different
+//! names never map to the same file. An encoded name longer than
+//! [`MAX_ENCODED_NAME`] bytes is refused (file names are limited to 255
+//! bytes on most filesystems).
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use crate::record::HolderRecord;
+use crate::stale;
+use crate::{
+    clean_stale, Acquire, CleanReport, Error, FileLock, FileLockGuard, LockMode, LockOptions, Wait,
+};
+
+/// Longest encoded name accepted (leaves room for `.lock` and a soft
+/// lock's `.ctl` within 255 bytes).
+pub const MAX_ENCODED_NAME: usize = 240;
+
+const WINDOWS_RESERVED: [&str; 22] = [
+    "con", "prn", "aux", "nul", "com1", "com2", "com3", "com4", "com5", "com6", "com7", "com8",
+    "com9", "lpt1", "lpt2", "lpt3", "lpt4", "lpt5", "lpt6", "lpt7", "lpt8", "lpt9",
+];
+
+/// Encodes a lock name into the file name stem (without `.lock`).
+///
+/// ```
+/// use lockyard::{decode_lock_name, encode_lock_name};
+///
+/// assert_eq!(encode_lock_name("registry").unwrap(), "registry");
+/// assert_eq!(encode_lock_name("toolchain llvm-18.1.8").unwrap(), "toolchain%20llvm-18.1.8");
+/// assert_eq!(encode_lock_name("project /src/app").unwrap(), "project%20%2Fsrc%2Fapp");
+/// assert_eq!(encode_lock_name("..").unwrap(), "%2E.");
+/// assert_eq!(decode_lock_name("project%20%2Fsrc%2Fapp").as_deref(), Some("project /src/app"));
+/// assert!(encode_lock_name("").is_err());
+/// ```
+///
+/// # Errors
+///
+/// For an empty name, or one whose encoding is longer than
+/// [`MAX_ENCODED_NAME`].
+pub fn encode_lock_name(name: &str) -> Result<String, &'static str> {
+    if name.is_empty() {
+        return Err("lock names cannot be empty");
+    }
+    let mut out = String::with_capacity(name.len());
+    for (i, &b) in name.as_bytes().iter().enumerate() {
+        let keep = b.is_ascii_lowercase()
+            || b.is_ascii_digit()
+            || b == b'-'
+            || b == b'_'
+            || (b == b'.' && i > 0);
+        if keep {
+            out.push(b as char);
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    let stem = out.split('.').next().unwrap_or_default();
+    if WINDOWS_RESERVED.contains(&stem) {
+        let first = out.as_bytes()[0];
+        out.replace_range(0..1, &format!("%{first:02X}"));
+    }
+    if out.len() > MAX_ENCODED_NAME {
+        return Err("lock name too long once encoded");
+    }
+    Ok(out)
+}
+
+/// Decodes a file name stem made by [`encode_lock_name`]; `None` if it is
+/// not one.
+pub fn decode_lock_name(encoded: &str) -> Option<String> {
+    let bytes = encoded.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = encoded.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    let name = String::from_utf8(out).ok()?;
+    // Only canonical encodings decode: this keeps the mapping one-to-one.
+    (encode_lock_name(&name).ok()? == encoded).then_some(name)
+}
+
+/// A directory of named locks, with per-name default timeouts.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use lockyard::{LockDir, Wait};
+///
+/// # futures_lite::future::block_on(async {
+/// let tmp = tempfile::tempdir()?;
+/// let locks = LockDir::new(tmp.path().join("locks"))
+///     .default_wait(Wait::For(Duration::from_secs(10)))
+///     .wait_for("registry", Wait::For(Duration::from_secs(30)))
+///     .wait_for("toolchain", Wait::For(Duration::from_secs(60)));
+///
+/// let registry = locks.lock("registry").await?;
+/// let project = locks.lock_shared("project /src/app").await?;
+/// let listed = locks.list()?;
+/// assert_eq!(listed.len(), 2);
+/// # drop((registry, project));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
+#[derive(Clone, Debug)]
+pub struct LockDir {
+    dir: PathBuf,
+    options: LockOptions,
+    default_wait: Wait,
+    waits: HashMap<String, Wait>,
+}
+
+/// What [`LockDir::list`] knows about one lock.
+#[derive(Clone, Debug)]
+pub struct LockInfo {
+    name: String,
+    path: PathBuf,
+    state: LockState,
+    holder: Option<HolderRecord>,
+}
+
+/// The state of a lock as seen from its files.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LockState {
+    /// Nobody holds it (as far as its record says).
+    Free,
+    /// Held exclusively, by the holder in the record.
+    HeldExclusive,
+    /// A soft lock or lease whose holder is provably gone or whose lease
+    /// lapsed: the next waiter will break it.
+    Stale,
+}
+
+impl LockInfo {
+    /// The lock's name (decoded).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The lock file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Free, held or stale. Shared holders write no record: a lock held
+    /// only shared lists as free.
+    pub fn state(&self) -> LockState {
+        self.state
+    }
+
+    /// The current (or last) holder's record, when one could be read.
+    pub fn holder(&self) -> Option<&HolderRecord> {
+        self.holder.as_ref()
+    }
+}
+
+impl LockDir {
+    /// Named locks in `dir` (created on first use), with default options
+    /// and waiting forever unless told otherwise.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        LockDir {
+            dir: dir.into(),
+            options: LockOptions::default(),
+            default_wait: Wait::Forever,
+            waits: HashMap::new(),
+        }
+    }
+
+    /// Options for every lock of the directory.
+    pub fn options(mut self, options: LockOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// How long `lock`/`lock_shared` wait for names without their own
+    /// setting.
+    pub fn default_wait(mut self, wait: Wait) -> Self {
+        self.default_wait = wait;
+        self
+    }
+
+    /// How long `lock`/`lock_shared` wait for `name`.
+    pub fn wait_for(mut self, name: impl Into<String>, wait: Wait) -> Self {
+        self.waits.insert(name.into(), wait);
+        self
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The wait that applies to `name`.
+    pub fn wait_of(&self, name: &str) -> Wait {
+        self.waits.get(name).copied().unwrap_or(self.default_wait)
+    }
+
+    /// The lock file path for `name`.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidPath`](crate::ErrorKind::InvalidPath) for an
+    /// empty or over-long name.
+    pub fn path_of(&self, name: &str) -> Result<PathBuf, Error> {
+        let encoded =
+            encode_lock_name(name).map_err(|why| Error::invalid_name(&self.dir.join(name), why))?;
+        Ok(self.dir.join(format!("{encoded}.lock")))
+    }
+
+    /// The [`FileLock`] for `name`, for everything else it offers.
+    pub fn handle(&self, name: &str) -> Result<FileLock, Error> {
+        Ok(FileLock::with_options(
+            self.path_of(name)?,
+            self.options.clone(),
+        ))
+    }
+
+    /// Locks `name` exclusively, waiting as configured for it.
+    pub fn lock(&self, name: &str) -> Acquire {
+        self.acquire(name, LockMode::Exclusive)
+    }
+
+    /// Locks `name` shared, waiting as configured for it.
+    pub fn lock_shared(&self, name: &str) -> Acquire {
+        self.acquire(name, LockMode::Shared)
+    }
+
+    fn acquire(&self, name: &str, mode: LockMode) -> Acquire {
+        match self.handle(name) {
+            Ok(lock) => lock.acquire(mode, self.wait_of(name)),
+            Err(e) => Acquire::failed(e),
+        }
+    }
+
+    /// Takes `name` exclusively if possible right now.
+    pub fn try_lock(&self, name: &str) -> Result<FileLockGuard, Error> {
+        self.handle(name)?.try_lock()
+    }
+
+    /// Locks `name` exclusively from blocking code, waiting as configured.
+    pub fn lock_blocking(&self, name: &str) -> Result<FileLockGuard, Error> {
+        self.handle(name)?
+            .acquire_blocking(LockMode::Exclusive, self.wait_of(name))
+    }
+
+    /// Locks `name` shared from blocking code, waiting as configured.
+    pub fn lock_shared_blocking(&self, name: &str) -> Result<FileLockGuard, Error> {
+        self.handle(name)?
+            .acquire_blocking(LockMode::Shared, self.wait_of(name))
+    }
+
+    /// Every lock in the directory (files named by [`encode_lock_name`]
+    /// with `.lock`), sorted by name, with its state and holder record.
+    /// A missing directory has no locks.
+    pub fn list(&self) -> Result<Vec<LockInfo>, Error> {
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::io(&self.dir, crate::error::Op::Inspect, e)),
+        };
+        let mut out = Vec::new();
+        for entry in entries.flatten() {
+            let file_name = entry.file_name().to_string_lossy().into_owned();
+            let Some(name) = file_name.strip_suffix(".lock").and_then(decode_lock_name) else {
+                continue;
+            };
+            let path = entry.path();
+            let lock = FileLock::with_options(&path, self.options.clone());
+            let (state, holder) = describe(&lock);
+            out.push(LockInfo {
+                name,
+                path,
+                state,
+                holder,
+            });
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// [`clean_stale`] over the whole directory, with its options.
+    pub fn clean_stale(&self) -> Result<CleanReport, Error> {
+        clean_stale(&self.dir, &self.options)
+    }
+}
+
+/// State and record of one lock file, without locking it.
+fn describe(lock: &FileLock) -> (LockState, Option<HolderRecord>) {
+    if lock.options().lock_kind() != crate::LockKind::Strict {
+        return match crate::soft::inspect(lock.path()) {
+            Ok(Some(found)) => {
+                let state = match stale::judge(&found.evidence(), lock.options()) {
+                    Some(_) => LockState::Stale,
+                    None => LockState::HeldExclusive,
+                };
+                (state, found.record)
+            }
+            _ => (LockState::Free, None),
+        };
+    }
+    match lock.holder() {
+        Ok(Some(rec)) => (LockState::HeldExclusive, Some(rec)),
+        _ => (LockState::Free, last_record(lock.path())),
+    }
+}
+
+fn last_record(path: &Path) -> Option<HolderRecord> {
+    let file = crate::sys::open_existing(path).ok()??;
+    crate::record::read(&file).ok()?.record()
+}

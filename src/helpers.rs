@@ -1,0 +1,111 @@
+//! Closure helpers: run code with a lock held, release it whatever happens.
+//!
+//! The closure's result comes back untouched inside lockyard's own
+//! `Result`: `Ok(its result)` once the lock was taken, `Err(lockyard
+//! error)` if it could not be. A closure returning `Result<T, E>` therefore
+//! yields `Result<Result<T, E>, lockyard::Error>`, and `?` on each layer
+//! keeps the two kinds of failure apart.
+//!
+//! If a blocking closure panics, the guard is dropped while unwinding and
+//! the lock is released; if an async helper's future is dropped, so is
+//! the guard.
+
+use std::future::Future;
+use std::path::Path;
+
+use crate::{Error, FileLock};
+
+/// Runs `f` with the lock file at `path` held exclusively (waiting as long
+/// as it takes; blocking).
+///
+/// # Examples
+///
+/// ```
+/// use lockyard::with_lock;
+///
+/// let dir = tempfile::tempdir()?;
+/// let data = dir.path().join("count");
+/// let lock = dir.path().join("count.lock");
+/// let parsed: Result<u32, std::num::ParseIntError> = with_lock(&lock, || {
+///     let n: u32 = std::fs::read_to_string(&data).unwrap_or_else(|_| "0".into()).parse()?;
+///     std::fs::write(&data, (n + 1).to_string()).expect("write");
+///     Ok(n + 1)
+/// })?;
+/// assert_eq!(parsed?, 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn with_lock<R>(path: impl AsRef<Path>, f: impl FnOnce() -> R) -> Result<R, Error> {
+    FileLock::new(path.as_ref()).with_lock(f)
+}
+
+/// [`with_lock`], for a writer: the same exclusive lock, named for symmetry
+/// with [`with_read_lock`].
+pub fn with_write_lock<R>(path: impl AsRef<Path>, f: impl FnOnce() -> R) -> Result<R, Error> {
+    with_lock(path, f)
+}
+
+/// Runs `f` with the lock file at `path` held shared (blocking).
+pub fn with_read_lock<R>(path: impl AsRef<Path>, f: impl FnOnce() -> R) -> Result<R, Error> {
+    FileLock::new(path.as_ref()).with_lock_shared(f)
+}
+
+/// Awaits the future `f` makes with the lock at `path` held exclusively.
+pub async fn with_lock_async<F: Future>(
+    path: impl AsRef<Path>,
+    f: impl FnOnce() -> F,
+) -> Result<F::Output, Error> {
+    let lock = FileLock::new(path.as_ref());
+    let _guard = lock.lock().await?;
+    Ok(f().await)
+}
+
+/// [`with_lock_async`], named for symmetry with [`with_read_lock_async`].
+pub async fn with_write_lock_async<F: Future>(
+    path: impl AsRef<Path>,
+    f: impl FnOnce() -> F,
+) -> Result<F::Output, Error> {
+    with_lock_async(path, f).await
+}
+
+/// Awaits the future `f` makes with the lock at `path` held shared.
+pub async fn with_read_lock_async<F: Future>(
+    path: impl AsRef<Path>,
+    f: impl FnOnce() -> F,
+) -> Result<F::Output, Error> {
+    let lock = FileLock::new(path.as_ref());
+    let _guard = lock.lock_shared().await?;
+    Ok(f().await)
+}
+
+impl FileLock {
+    /// Runs `f` with this lock held exclusively (blocking); see the
+    /// [`with_lock`] function.
+    pub fn with_lock<R>(&self, f: impl FnOnce() -> R) -> Result<R, Error> {
+        let _guard = self.lock_blocking()?;
+        Ok(f())
+    }
+
+    /// Runs `f` with this lock held shared (blocking).
+    pub fn with_lock_shared<R>(&self, f: impl FnOnce() -> R) -> Result<R, Error> {
+        let _guard = self.lock_shared_blocking()?;
+        Ok(f())
+    }
+
+    /// Awaits the future `f` makes with this lock held exclusively.
+    pub async fn with_lock_async<F: Future>(
+        &self,
+        f: impl FnOnce() -> F,
+    ) -> Result<F::Output, Error> {
+        let _guard = self.lock().await?;
+        Ok(f().await)
+    }
+
+    /// Awaits the future `f` makes with this lock held shared.
+    pub async fn with_lock_shared_async<F: Future>(
+        &self,
+        f: impl FnOnce() -> F,
+    ) -> Result<F::Output, Error> {
+        let _guard = self.lock_shared().await?;
+        Ok(f().await)
+    }
+}

@@ -1,0 +1,246 @@
+//! Run once across processes: lock, re-check a durable marker, do the work,
+//! publish the marker.
+//!
+//! The protocol, for a marker path `M` (lock file `M.lock`):
+//! 1. If `M` exists and records the wanted key, the work is done: return
+//!    without locking.
+//! 2. Otherwise take `M.lock` exclusively, and check `M` again (another
+//!    process may have finished while we waited).
+//! 3. Run `init`. If it fails, panics, or the process dies, no marker is
+//!    written, the lock is released (by unwinding, or by the kernel), and
+//!    the next waiter runs `init` itself.
+//! 4. On success, write the marker durably: a temporary file in the same
+//!    directory, `fsync`, `rename` over `M`, `fsync` of the directory. Only
+//!    then release the lock.
+//!
+//! The marker's content is untrusted input: anything that is not a marker
+//! for the wanted key counts as "not done" (the work runs again).
+
+use std::fmt;
+use std::future::Future;
+use std::io::{self, Write as _};
+use std::path::{Path, PathBuf};
+
+use crate::error::Op;
+use crate::{Error, FileLock};
+
+const HEADER: &str = "lockyard-once 1";
+
+/// What a run-once call did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OnceOutcome<T> {
+    /// This call ran the work, which returned this value.
+    Ran(T),
+    /// The work had been done already (by this or another process).
+    AlreadyDone,
+}
+
+impl<T> OnceOutcome<T> {
+    /// Whether this call did the work.
+    pub fn ran(&self) -> bool {
+        matches!(self, OnceOutcome::Ran(_))
+    }
+
+    /// The work's value, if this call ran it.
+    pub fn into_value(self) -> Option<T> {
+        match self {
+            OnceOutcome::Ran(v) => Some(v),
+            OnceOutcome::AlreadyDone => None,
+        }
+    }
+}
+
+/// Why a run-once call failed.
+#[derive(Debug)]
+pub enum OnceError<E> {
+    /// The lock could not be taken.
+    Lock(Error),
+    /// The work itself failed; no marker was written, the next call runs it
+    /// again.
+    Init(E),
+    /// The work succeeded but its marker could not be written durably; the
+    /// next call runs it again.
+    Marker(Error),
+}
+
+impl<E: fmt::Display> fmt::Display for OnceError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OnceError::Lock(e) => write!(f, "cannot take the run-once lock: {e}"),
+            OnceError::Init(e) => write!(f, "the run-once work failed: {e}"),
+            OnceError::Marker(e) => write!(f, "cannot record the run-once work as done: {e}"),
+        }
+    }
+}
+
+impl<E: std::error::Error + 'static> std::error::Error for OnceError<E> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            OnceError::Lock(e) | OnceError::Marker(e) => Some(e),
+            OnceError::Init(e) => Some(e),
+        }
+    }
+}
+
+/// Runs `init` once across all processes that call this with the same
+/// `marker` path: the first caller runs it while the others wait; once it
+/// succeeds, every later call returns [`OnceOutcome::AlreadyDone`] without
+/// taking the lock. Blocking.
+///
+/// # Examples
+///
+/// ```
+/// use lockyard::{once, OnceOutcome};
+///
+/// let dir = tempfile::tempdir()?;
+/// let marker = dir.path().join("cache.built");
+/// let first = once(&marker, || Ok::<_, std::io::Error>(42))?;
+/// assert_eq!(first, OnceOutcome::Ran(42));
+/// let second = once(&marker, || -> Result<u32, std::io::Error> { unreachable!() })?;
+/// assert!(!second.ran());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn once<T, E>(
+    marker: impl AsRef<Path>,
+    init: impl FnOnce() -> Result<T, E>,
+) -> Result<OnceOutcome<T>, OnceError<E>> {
+    once_keyed(marker, "", init)
+}
+
+/// [`once`], for work identified by `key` (e.g. `llvm-18.1.8`): the work
+/// runs again when the key recorded in the marker differs.
+pub fn once_keyed<T, E>(
+    marker: impl AsRef<Path>,
+    key: &str,
+    init: impl FnOnce() -> Result<T, E>,
+) -> Result<OnceOutcome<T>, OnceError<E>> {
+    let marker = marker.as_ref();
+    if is_done(marker, key) {
+        return Ok(OnceOutcome::AlreadyDone);
+    }
+    let lock = FileLock::for_file(marker);
+    let _guard = lock.lock_blocking().map_err(OnceError::Lock)?;
+    if is_done(marker, key) {
+        return Ok(OnceOutcome::AlreadyDone);
+    }
+    let value = init().map_err(OnceError::Init)?;
+    publish(marker, key).map_err(|e| OnceError::Marker(Error::io(marker, Op::Open, e)))?;
+    Ok(OnceOutcome::Ran(value))
+}
+
+/// [`once`] for async work: awaits the future `init` makes. Dropping the
+/// returned future before it finishes releases the lock and writes no
+/// marker.
+pub async fn once_async<T, E, F>(
+    marker: impl AsRef<Path>,
+    init: impl FnOnce() -> F,
+) -> Result<OnceOutcome<T>, OnceError<E>>
+where
+    F: Future<Output = Result<T, E>>,
+{
+    once_keyed_async(marker, "", init).await
+}
+
+/// [`once_keyed`] for async work.
+pub async fn once_keyed_async<T, E, F>(
+    marker: impl AsRef<Path>,
+    key: &str,
+    init: impl FnOnce() -> F,
+) -> Result<OnceOutcome<T>, OnceError<E>>
+where
+    F: Future<Output = Result<T, E>>,
+{
+    let marker = marker.as_ref();
+    if is_done(marker, key) {
+        return Ok(OnceOutcome::AlreadyDone);
+    }
+    let lock = FileLock::for_file(marker);
+    let _guard = lock.lock().await.map_err(OnceError::Lock)?;
+    if is_done(marker, key) {
+        return Ok(OnceOutcome::AlreadyDone);
+    }
+    let value = init().await.map_err(OnceError::Init)?;
+    publish(marker, key).map_err(|e| OnceError::Marker(Error::io(marker, Op::Open, e)))?;
+    Ok(OnceOutcome::Ran(value))
+}
+
+/// Whether `marker` is a marker for `key`. Reads at most 4 KiB.
+fn is_done(marker: &Path, key: &str) -> bool {
+    use std::io::Read;
+    let Ok(Some(file)) = crate::sys::open_existing(marker) else {
+        return false;
+    };
+    let mut buf = Vec::with_capacity(512);
+    if file.take(4096).read_to_end(&mut buf).is_err() {
+        return false;
+    }
+    let Ok(text) = std::str::from_utf8(&buf) else {
+        return false;
+    };
+    let mut lines = text.lines();
+    lines.next() == Some(HEADER) && lines.next() == Some(&format!("key {}", escape(key)))
+}
+
+fn escape(key: &str) -> String {
+    let mut out = String::with_capacity(key.len());
+    for &b in key.as_bytes() {
+        if b.is_ascii_graphic() && b != b'%' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Writes the marker for `key` durably (temp file, fsync, rename, fsync
+/// of the directory).
+fn publish(marker: &Path, key: &str) -> io::Result<()> {
+    let name = marker
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp: PathBuf = marker.with_file_name(format!(
+        ".{name}.{}.{:016x}.tmp",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
+    let done = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let text = format!(
+        "{HEADER}\nkey {}\ndone {done}\npid {}\n",
+        escape(key),
+        std::process::id()
+    );
+    let result = (|| {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
+        file.write_all(text.as_bytes())?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, marker)?;
+        sync_dir(marker)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(unix)]
+fn sync_dir(marker: &Path) -> io::Result<()> {
+    let dir = match marker.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    std::fs::File::open(dir)?.sync_all()
+}
+
+#[cfg(not(unix))]
+fn sync_dir(_marker: &Path) -> io::Result<()> {
+    // Windows offers no directory fsync through std; NTFS journals renames.
+    Ok(())
+}

@@ -1,0 +1,144 @@
+//! An opt-in reentrant lock for blocking code.
+//!
+//! Reentrancy is tied to a thread: the thread that holds the lock may take
+//! it again, and only the last of its guards releases it. That is sound
+//! for blocking code, where a thread is the unit that runs. It is *not*
+//! offered for async code: a task moves between threads at every `.await`,
+//! and "the same task" is invisible to a library, so a thread-keyed
+//! reentrant lock would let two tasks on one thread both "hold" it, and a
+//! task-keyed one cannot be built. In async code, pass the guard you hold
+//! (`&FileLockGuard`) to the code that needs the lock held: the borrow is
+//! the proof, and nothing is locked twice.
+
+use std::marker::PhantomData;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::ThreadId;
+
+use crate::{Error, FileLock, FileLockGuard};
+
+/// A blocking, exclusive lock that the holding thread may take again
+/// without deadlocking itself.
+///
+/// # Examples
+///
+/// ```
+/// use lockyard::{FileLock, ReentrantLock};
+///
+/// let dir = tempfile::tempdir()?;
+/// let lock = ReentrantLock::new(FileLock::new(dir.path().join("r.lock")));
+/// let outer = lock.lock()?;
+/// let inner = lock.lock()?; // same thread: no deadlock
+/// assert_eq!(lock.depth(), 2);
+/// drop(inner);
+/// drop(outer); // released here
+/// assert_eq!(lock.depth(), 0);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct ReentrantLock {
+    lock: FileLock,
+    state: Arc<Mutex<Option<Owner>>>,
+}
+
+#[derive(Debug)]
+struct Owner {
+    thread: ThreadId,
+    depth: usize,
+    // Held for its `Drop`, which releases the lock.
+    _guard: FileLockGuard,
+}
+
+/// Held while alive; the last guard of the owning thread releases the
+/// lock. Not `Send`: it must be dropped on the thread that took it.
+#[must_use = "dropping the guard releases this level of the lock at once"]
+#[derive(Debug)]
+pub struct ReentrantGuard {
+    state: Arc<Mutex<Option<Owner>>>,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl ReentrantLock {
+    /// A reentrant form of `lock`.
+    pub fn new(lock: FileLock) -> Self {
+        ReentrantLock {
+            lock,
+            state: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// Takes the lock exclusively, blocking; returns at once if this thread
+    /// already holds it.
+    pub fn lock(&self) -> Result<ReentrantGuard, Error> {
+        if self.reenter() {
+            return Ok(self.guard());
+        }
+        let guard = self.lock.lock_blocking()?;
+        self.install(guard);
+        Ok(self.guard())
+    }
+
+    /// Takes the lock if that is possible right now (or this thread holds
+    /// it).
+    pub fn try_lock(&self) -> Result<ReentrantGuard, Error> {
+        if self.reenter() {
+            return Ok(self.guard());
+        }
+        let guard = self.lock.try_lock()?;
+        self.install(guard);
+        Ok(self.guard())
+    }
+
+    /// How many guards this lock's holding thread has (0 when free).
+    pub fn depth(&self) -> usize {
+        self.state().as_ref().map_or(0, |o| o.depth)
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, Option<Owner>> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn reenter(&self) -> bool {
+        let mut st = self.state();
+        match st.as_mut() {
+            Some(owner) if owner.thread == std::thread::current().id() => {
+                owner.depth += 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn install(&self, guard: FileLockGuard) {
+        *self.state() = Some(Owner {
+            thread: std::thread::current().id(),
+            depth: 1,
+            _guard: guard,
+        });
+    }
+
+    fn guard(&self) -> ReentrantGuard {
+        ReentrantGuard {
+            state: Arc::clone(&self.state),
+            _not_send: PhantomData,
+        }
+    }
+}
+
+impl Drop for ReentrantGuard {
+    fn drop(&mut self) {
+        let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let last = match st.as_mut() {
+            Some(owner) => {
+                owner.depth -= 1;
+                owner.depth == 0
+            }
+            None => false,
+        };
+        if last {
+            // Dropping the owner's file guard releases the lock.
+            let owner = st.take();
+            drop(st);
+            drop(owner);
+        }
+    }
+}
