@@ -116,17 +116,14 @@ fn spawn(role: &str, marker: &Path, counter: &Path, go: &Path) -> std::process::
     )
 }
 
-#[test]
-fn once_across_eight_processes_runs_init_exactly_once() {
-    let dir = tempdir();
-    let (marker, counter, go) = (
-        dir.path().join("m"),
-        dir.path().join("count"),
-        dir.path().join("go"),
-    );
+/// Starts `n` children in `role` on one marker, lets them go at once, and
+/// returns what each said, after checking they all exited cleanly, with
+/// how many times the work ran.
+fn race(role: &str, n: usize, dir: &Path) -> (Vec<String>, usize) {
+    let (marker, counter, go) = (dir.join("m"), dir.join("count"), dir.join("go"));
     let mut kids = Children(
-        (0..8)
-            .map(|_| spawn("once", &marker, &counter, &go))
+        (0..n)
+            .map(|_| spawn(role, &marker, &counter, &go))
             .collect(),
     );
     std::fs::write(&go, "").unwrap();
@@ -135,12 +132,20 @@ fn once_across_eight_processes_runs_init_exactly_once() {
         .iter_mut()
         .map(|c| next_message(c).unwrap())
         .collect();
-    assert_eq!(said.iter().filter(|s| *s == "ran").count(), 1, "{said:?}");
-    assert_eq!(said.iter().filter(|s| *s == "done").count(), 7, "{said:?}");
-    assert_eq!(runs(&counter), 1);
     for child in std::mem::take(&mut kids.0) {
         expect_success(child);
     }
+    (said, runs(&counter))
+}
+
+#[test]
+fn once_across_eight_processes_runs_init_exactly_once() {
+    let dir = tempdir();
+    let (said, runs) = race("once", 8, dir.path());
+    assert_eq!(said.iter().filter(|s| *s == "ran").count(), 1, "{said:?}");
+    assert_eq!(said.iter().filter(|s| *s == "done").count(), 7, "{said:?}");
+    assert_eq!(runs, 1);
+    let marker = dir.path().join("m");
     // Later calls return at once, without running anything.
     assert_eq!(
         once(&marker, || -> Result<(), ()> { unreachable!() }).unwrap(),
@@ -236,27 +241,9 @@ fn async_once_dropped_midway_leaves_no_marker_and_no_lock() {
 #[test]
 fn download_coordinator_processes_agree_on_one_doer() {
     let dir = tempdir();
-    let (marker, counter, go) = (
-        dir.path().join("ready"),
-        dir.path().join("count"),
-        dir.path().join("go"),
-    );
-    let mut kids = Children(
-        (0..4)
-            .map(|_| spawn("download", &marker, &counter, &go))
-            .collect(),
-    );
-    std::fs::write(&go, "").unwrap();
-    let said: Vec<_> = kids
-        .0
-        .iter_mut()
-        .map(|c| next_message(c).unwrap())
-        .collect();
+    let (said, runs) = race("download", 4, dir.path());
     assert_eq!(said.iter().filter(|s| *s == "doer").count(), 1, "{said:?}");
-    assert_eq!(runs(&counter), 1);
-    for child in std::mem::take(&mut kids.0) {
-        expect_success(child);
-    }
+    assert_eq!(runs, 1);
 }
 
 #[test]

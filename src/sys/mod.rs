@@ -42,3 +42,50 @@ pub(crate) enum NotFile {
     Symlink,
     Other,
 }
+
+/// Outcome of converting a shared lock to an exclusive one.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Upgrade {
+    Upgraded,
+    /// Another holder is in the way; the shared lock is held again.
+    StillShared,
+    /// Another holder is in the way and took the lock in the gap: nothing
+    /// is held any more.
+    Lost,
+}
+
+/// Shared -> exclusive without waiting. Not atomic anywhere: Windows has
+/// no conversion (so the shared lock is released first), and Linux's
+/// `flock` drops the shared lock before it finds the conflict. So on
+/// failure the shared lock is taken again, which can itself fail if an
+/// exclusive waiter got in between. An `Err` means the shared lock is held
+/// again.
+pub(crate) fn try_upgrade(file: &std::fs::File) -> std::io::Result<Upgrade> {
+    use crate::LockMode;
+    if cfg!(windows) {
+        unlock(file)?;
+    }
+    let failure = match try_lock(file, LockMode::Exclusive) {
+        Ok(true) => return Ok(Upgrade::Upgraded),
+        Ok(false) => None,
+        Err(e) => Some(e),
+    };
+    match (try_lock(file, LockMode::Shared), failure) {
+        (Ok(true), None) => Ok(Upgrade::StillShared),
+        (Ok(true), Some(e)) => Err(e),
+        _ => Ok(Upgrade::Lost),
+    }
+}
+
+/// Exclusive -> shared; `Ok(false)` if the lock was lost on the way. With
+/// `flock` nobody else can hold the file while we hold it exclusively, so
+/// the conversion meets no conflict, and an `Err` leaves the exclusive lock
+/// in place. Windows releases first; after that any failure is a loss.
+pub(crate) fn downgrade(file: &std::fs::File) -> std::io::Result<bool> {
+    use crate::LockMode;
+    if cfg!(windows) {
+        unlock(file)?;
+        return Ok(matches!(try_lock(file, LockMode::Shared), Ok(true)));
+    }
+    try_lock(file, LockMode::Shared)
+}

@@ -66,18 +66,3 @@ pub(crate) fn create_new(_path: &Path, _mode: u32) -> io::Result<File> {
 pub(crate) fn open_existing_rw(_path: &Path) -> io::Result<Option<File>> {
     Err(unsupported())
 }
-
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Upgrade {
-    Upgraded,
-    StillShared,
-    Lost,
-}
-
-pub(crate) fn try_upgrade(_file: &File) -> io::Result<Upgrade> {
-    Err(unsupported())
-}
-
-pub(crate) fn downgrade(_file: &File) -> io::Result<bool> {
-    Err(unsupported())
-}

@@ -179,38 +179,3 @@ pub(crate) fn open_existing_rw(path: &Path) -> io::Result<Option<File>> {
         Err(e) => Err(e.into()),
     }
 }
-
-/// Outcome of converting a shared lock to an exclusive one.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Upgrade {
-    Upgraded,
-    /// Another holder is in the way; the shared lock is held again.
-    StillShared,
-    /// Another holder is in the way and took the lock in the gap: nothing
-    /// is held any more.
-    Lost,
-}
-
-/// Shared -> exclusive without waiting. `flock` conversion is not atomic:
-/// Linux drops the shared lock before it finds the conflict, so on failure
-/// the shared lock is taken again, which can itself fail if an exclusive
-/// waiter got in between. An `Err` means the shared lock is held again.
-pub(crate) fn try_upgrade(file: &File) -> io::Result<Upgrade> {
-    let failure = match try_lock(file, LockMode::Exclusive) {
-        Ok(true) => return Ok(Upgrade::Upgraded),
-        Ok(false) => None,
-        Err(e) => Some(e),
-    };
-    match (try_lock(file, LockMode::Shared), failure) {
-        (Ok(true), None) => Ok(Upgrade::StillShared),
-        (Ok(true), Some(e)) => Err(e),
-        _ => Ok(Upgrade::Lost),
-    }
-}
-
-/// Exclusive -> shared. Nobody else can hold the file while we hold it
-/// exclusively, so the conversion cannot meet a conflict; an `Err` leaves
-/// the exclusive lock in place.
-pub(crate) fn downgrade(file: &File) -> io::Result<bool> {
-    try_lock(file, LockMode::Shared)
-}

@@ -220,36 +220,3 @@ pub(crate) fn open_existing_rw(path: &Path) -> io::Result<Option<File>> {
         Err(e) => Err(e),
     }
 }
-
-/// Outcome of converting a shared lock to an exclusive one.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Upgrade {
-    Upgraded,
-    StillShared,
-    Lost,
-}
-
-/// Shared -> exclusive without waiting: Windows has no conversion, so the
-/// shared lock is released first and taken again on failure. An `Err`
-/// means the shared lock is held again.
-pub(crate) fn try_upgrade(file: &File) -> io::Result<Upgrade> {
-    unlock(file)?;
-    let failure = match try_lock(file, LockMode::Exclusive) {
-        Ok(true) => return Ok(Upgrade::Upgraded),
-        Ok(false) => None,
-        Err(e) => Some(e),
-    };
-    match (try_lock(file, LockMode::Shared), failure) {
-        (Ok(true), None) => Ok(Upgrade::StillShared),
-        (Ok(true), Some(e)) => Err(e),
-        _ => Ok(Upgrade::Lost),
-    }
-}
-
-/// Exclusive -> shared: release, then take shared (not atomic on Windows).
-/// An `Err` leaves the exclusive lock in place; once released, any failure
-/// to take the shared lock is a loss.
-pub(crate) fn downgrade(file: &File) -> io::Result<bool> {
-    unlock(file)?;
-    Ok(matches!(try_lock(file, LockMode::Shared), Ok(true)))
-}
