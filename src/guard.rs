@@ -133,19 +133,13 @@ impl FileLockGuard {
             Ok(Upgrade::StillShared) => {
                 let holder = self.entry.holder_for_error();
                 let error = Error::would_block(&self.handle.path).with_holder(holder);
-                Err(ConvertError {
-                    guard: Some(self),
-                    error,
-                })
+                Err(self.hand_back(error))
             }
             Ok(Upgrade::Lost) => Err(self.lose()),
             Err(e) => {
                 // The shared lock is still held (see `sys::try_upgrade`).
                 let error = Error::io(&self.handle.path, Op::Lock, e);
-                Err(ConvertError {
-                    guard: Some(self),
-                    error,
-                })
+                Err(self.hand_back(error))
             }
         }
     }
@@ -176,11 +170,16 @@ impl FileLockGuard {
             Err(e) => {
                 // Nothing changed: still exclusive.
                 let error = Error::io(&self.handle.path, Op::Lock, e);
-                Err(ConvertError {
-                    guard: Some(self),
-                    error,
-                })
+                Err(self.hand_back(error))
             }
+        }
+    }
+
+    /// A failed conversion that leaves this guard held in its old mode.
+    fn hand_back(self, error: Error) -> ConvertError {
+        ConvertError {
+            guard: Some(self),
+            error: Box::new(error),
         }
     }
 
@@ -190,10 +189,7 @@ impl FileLockGuard {
             "soft locks and leases are exclusive only",
         );
         let error = Error::io(&self.handle.path, Op::Lock, why);
-        ConvertError {
-            guard: Some(self),
-            error,
-        }
+        self.hand_back(error)
     }
 
     /// The lock went away during a conversion: the guard has nothing left
@@ -202,7 +198,7 @@ impl FileLockGuard {
         self.held = false;
         ConvertError {
             guard: None,
-            error: Error::lost(&self.handle.path),
+            error: Box::new(Error::lost(&self.handle.path)),
         }
     }
 
@@ -316,7 +312,8 @@ impl fmt::Debug for FileLockGuard {
 #[derive(Debug)]
 pub struct ConvertError {
     guard: Option<FileLockGuard>,
-    error: Error,
+    // Boxed: keeps `Result<FileLockGuard, ConvertError>` small.
+    error: Box<Error>,
 }
 
 impl ConvertError {
@@ -335,7 +332,7 @@ impl ConvertError {
 
     /// Both parts.
     pub fn into_parts(self) -> (Option<FileLockGuard>, Error) {
-        (self.guard, self.error)
+        (self.guard, *self.error)
     }
 }
 
@@ -347,6 +344,6 @@ impl fmt::Display for ConvertError {
 
 impl std::error::Error for ConvertError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.error)
+        Some(&*self.error)
     }
 }
