@@ -78,7 +78,35 @@ impl CleanReport {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn clean_stale(dir: impl AsRef<Path>, options: &LockOptions) -> Result<CleanReport, Error> {
-    let dir = dir.as_ref();
+    clean(dir.as_ref(), options, Act::Remove)
+}
+
+/// What [`clean_stale`] would remove from `dir` right now, removing
+/// nothing: [`CleanReport::removed`] lists the files it would remove.
+///
+/// The same checks run (strict lock files are probed with a non-blocking
+/// lock released at once; the [`on_stale`](LockOptions::on_stale) hook is
+/// asked), so the report is exact for that instant; a lock taken or
+/// released afterwards changes the answer.
+///
+/// # Errors
+///
+/// When `dir` cannot be listed.
+pub fn clean_stale_dry_run(
+    dir: impl AsRef<Path>,
+    options: &LockOptions,
+) -> Result<CleanReport, Error> {
+    clean(dir.as_ref(), options, Act::Report)
+}
+
+/// Whether cleaning removes files or only says what it would remove.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Act {
+    Remove,
+    Report,
+}
+
+fn clean(dir: &Path, options: &LockOptions, act: Act) -> Result<CleanReport, Error> {
     let list_err = |e| Error::io(dir, Op::Inspect, e);
     let mut report = CleanReport::default();
     for entry in std::fs::read_dir(dir).map_err(list_err)? {
@@ -90,9 +118,9 @@ pub fn clean_stale(dir: impl AsRef<Path>, options: &LockOptions) -> Result<Clean
             continue;
         }
         let outcome = if soft::is_temp_name(&name) {
-            clean_temp(&path)
+            clean_temp(&path, act)
         } else {
-            clean_one(&path, options)
+            clean_one(&path, options, act)
         };
         match outcome {
             Ok(Some(removed)) => report.removed.push(removed),
@@ -102,7 +130,7 @@ pub fn clean_stale(dir: impl AsRef<Path>, options: &LockOptions) -> Result<Clean
     Ok(report)
 }
 
-fn clean_one(path: &Path, options: &LockOptions) -> io::Result<Option<StaleLock>> {
+fn clean_one(path: &Path, options: &LockOptions, act: Act) -> io::Result<Option<StaleLock>> {
     let Some(file) = sys::open_existing_rw(path)? else {
         return Ok(None);
     };
@@ -111,7 +139,7 @@ fn clean_one(path: &Path, options: &LockOptions) -> io::Result<Option<StaleLock>
         Read::Invalid(_) => return Ok(None),
     };
     if rec.kind == LockKind::Strict {
-        return clean_strict(path, &file, rec);
+        return clean_strict(path, &file, rec, act);
     }
     drop(file);
     let Some(found) = soft::inspect(path)? else {
@@ -134,6 +162,9 @@ fn clean_one(path: &Path, options: &LockOptions) -> io::Result<Option<StaleLock>
         // A sidecar without its control file was not made by lockyard.
         return Ok(None);
     };
+    if act == Act::Report {
+        return Ok(Some(verdict));
+    }
     if soft::break_stale(&ctl, path, found.id, options)? && sys::path_id(path)? != Some(found.id) {
         Ok(Some(verdict))
     } else {
@@ -146,6 +177,7 @@ fn clean_strict(
     path: &Path,
     file: &File,
     mut rec: record::HolderRecord,
+    act: Act,
 ) -> io::Result<Option<StaleLock>> {
     if !sys::try_lock(file, LockMode::Exclusive)? {
         return Ok(None);
@@ -158,21 +190,23 @@ fn clean_strict(
         if sys::path_id(path)? != Some(id) {
             return Ok(None);
         }
-        let previous = rec.clone();
-        rec.state = RecordState::Removed;
-        record::write(file, &rec)?;
-        std::fs::remove_file(path)?;
-        Ok(Some(StaleLock {
+        let unused = StaleLock {
             path: path.to_path_buf(),
-            record: Some(previous),
+            record: Some(rec.clone()),
             reason: StaleReason::Unused,
-        }))
+        };
+        if act == Act::Remove {
+            rec.state = RecordState::Removed;
+            record::write(file, &rec)?;
+            std::fs::remove_file(path)?;
+        }
+        Ok(Some(unused))
     })();
     sys::unlock(file)?;
     result
 }
 
-fn clean_temp(path: &Path) -> io::Result<Option<StaleLock>> {
+fn clean_temp(path: &Path, act: Act) -> io::Result<Option<StaleLock>> {
     let Some(file) = sys::open_existing(path)? else {
         return Ok(None);
     };
@@ -185,7 +219,9 @@ fn clean_temp(path: &Path) -> io::Result<Option<StaleLock>> {
     if age < TEMP_GRACE || !sys::try_lock(&file, LockMode::Shared)? {
         return Ok(None);
     }
-    std::fs::remove_file(path)?;
+    if act == Act::Remove {
+        std::fs::remove_file(path)?;
+    }
     Ok(Some(StaleLock {
         path: path.to_path_buf(),
         record: None,

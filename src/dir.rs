@@ -22,8 +22,8 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+use crate::inspect::LockState;
 use crate::record::HolderRecord;
-use crate::stale;
 use crate::{
     clean_stale, Acquire, CleanReport, Error, FileLock, FileLockGuard, LockMode, LockOptions, Wait,
 };
@@ -143,19 +143,6 @@ pub struct LockInfo {
     holder: Option<HolderRecord>,
 }
 
-/// The state of a lock as seen from its files.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum LockState {
-    /// Nobody holds it (as far as its record says).
-    Free,
-    /// Held exclusively, by the holder in the record.
-    HeldExclusive,
-    /// A soft lock or lease whose holder is provably gone or whose lease
-    /// lapsed: the next waiter will break it.
-    Stale,
-}
-
 impl LockInfo {
     /// The lock's name (decoded).
     pub fn name(&self) -> &str {
@@ -167,8 +154,7 @@ impl LockInfo {
         &self.path
     }
 
-    /// Free, held or stale. Shared holders write no record: a lock held
-    /// only shared lists as free.
+    /// Free, held (shared or exclusive) or stale.
     pub fn state(&self) -> LockState {
         self.state
     }
@@ -275,8 +261,13 @@ impl LockDir {
     }
 
     /// Every lock in the directory (files named by [`encode_lock_name`]
-    /// with `.lock`), sorted by name, with its state and holder record.
-    /// A missing directory has no locks.
+    /// with `.lock`), sorted by name, with its state and holder record
+    /// (see [`FileLock::state`] for how the state is found). A missing
+    /// directory has no locks.
+    ///
+    /// # Errors
+    ///
+    /// When the directory or one of its lock files cannot be read.
     pub fn list(&self) -> Result<Vec<LockInfo>, Error> {
         let entries = match std::fs::read_dir(&self.dir) {
             Ok(entries) => entries,
@@ -291,7 +282,7 @@ impl LockDir {
             };
             let path = entry.path();
             let lock = FileLock::with_options(&path, self.options.clone());
-            let (state, holder) = describe(&lock);
+            let (state, holder) = crate::inspect::describe(&lock)?;
             out.push(LockInfo {
                 name,
                 path,
@@ -307,29 +298,4 @@ impl LockDir {
     pub fn clean_stale(&self) -> Result<CleanReport, Error> {
         clean_stale(&self.dir, &self.options)
     }
-}
-
-/// State and record of one lock file, without locking it.
-fn describe(lock: &FileLock) -> (LockState, Option<HolderRecord>) {
-    if lock.options().lock_kind() != crate::LockKind::Strict {
-        return match crate::soft::inspect(lock.path()) {
-            Ok(Some(found)) => {
-                let state = match stale::judge(&found.evidence(), lock.options()) {
-                    Some(_) => LockState::Stale,
-                    None => LockState::HeldExclusive,
-                };
-                (state, found.record)
-            }
-            _ => (LockState::Free, None),
-        };
-    }
-    match lock.holder() {
-        Ok(Some(rec)) => (LockState::HeldExclusive, Some(rec)),
-        _ => (LockState::Free, last_record(lock.path())),
-    }
-}
-
-fn last_record(path: &Path) -> Option<HolderRecord> {
-    let file = crate::sys::open_existing(path).ok()??;
-    crate::record::read(&file).ok()?.record()
 }

@@ -96,6 +96,7 @@ mod futures;
 mod guard;
 mod helpers;
 mod host;
+mod inspect;
 mod lock;
 mod once;
 mod open;
@@ -109,10 +110,8 @@ mod stale;
 mod sys;
 
 pub use crate::backoff::Backoff;
-pub use crate::clean::{clean_stale, CleanReport};
-pub use crate::dir::{
-    decode_lock_name, encode_lock_name, LockDir, LockInfo, LockState, MAX_ENCODED_NAME,
-};
+pub use crate::clean::{clean_stale, clean_stale_dry_run, CleanReport};
+pub use crate::dir::{decode_lock_name, encode_lock_name, LockDir, LockInfo, MAX_ENCODED_NAME};
 pub use crate::error::{Error, ErrorKind};
 pub use crate::futures::Acquire;
 pub use crate::guard::{ConvertError, FileLockGuard};
@@ -120,6 +119,7 @@ pub use crate::helpers::{
     with_lock, with_lock_async, with_read_lock, with_read_lock_async, with_write_lock,
     with_write_lock_async,
 };
+pub use crate::inspect::LockState;
 pub use crate::lock::FileLock;
 pub use crate::once::{once, once_async, once_keyed, once_keyed_async, OnceError, OnceOutcome};
 pub use crate::options::{LockMode, LockOptions, Wait, WaitStrategy, DEFAULT_STALE_AFTER};

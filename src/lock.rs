@@ -234,6 +234,39 @@ impl FileLock {
         Ok(record.filter(|r| r.is_held() && !host::me().provably_dead(r)))
     }
 
+    /// Whether the lock is free, held shared, held exclusively, or (soft
+    /// locks and leases) stale, right now, without waiting and without
+    /// creating anything.
+    ///
+    /// For an OS lock the kernel answers: a non-blocking exclusive, then
+    /// shared, lock on a fresh descriptor, released at once. Locks taken
+    /// by any program (`flock(1)`, std's `File::lock`) count, and so do
+    /// guards of this process. During those few microseconds a `try_lock`
+    /// elsewhere may find the lock busy.
+    ///
+    /// # Errors
+    ///
+    /// When the path cannot be read (permission, not a regular file).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lockyard::{FileLock, LockState};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let lock = FileLock::new(dir.path().join("job.lock"));
+    /// assert_eq!(lock.state()?, LockState::Free);
+    /// let reading = lock.try_lock_shared()?;
+    /// assert_eq!(lock.state()?, LockState::HeldShared);
+    /// drop(reading);
+    /// let _writing = lock.try_lock()?;
+    /// assert_eq!(lock.state()?, LockState::HeldExclusive);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn state(&self) -> Result<crate::LockState, Error> {
+        crate::inspect::describe(self).map(|(state, _)| state)
+    }
+
     /// Acquires the lock exclusively, waiting as long as it takes.
     ///
     /// # Cancel safety

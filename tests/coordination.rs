@@ -333,7 +333,7 @@ fn lock_dir_waits_per_name_and_lists() {
     assert_eq!(
         names,
         vec![
-            ("project /src/app".to_string(), LockState::Free), // shared holders write no record
+            ("project /src/app".to_string(), LockState::HeldShared),
             ("registry".to_string(), LockState::HeldExclusive),
         ]
     );

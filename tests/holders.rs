@@ -8,7 +8,9 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use lockyard::{clean_stale, ErrorKind, FileLock, LockKind, LockOptions, StaleReason};
+use lockyard::{
+    clean_stale, clean_stale_dry_run, ErrorKind, FileLock, LockKind, LockOptions, StaleReason,
+};
 
 use common::{forge_record, local_identity, now_secs, tempdir, Forged, DEAD_PID};
 
@@ -392,18 +394,36 @@ fn clean_stale_removes_only_what_is_unused() {
     let live = FileLock::with_options(d.join("live.lock"), soft());
     let _live = live.try_lock().unwrap();
 
+    let names = |report: &lockyard::CleanReport| {
+        let mut removed: Vec<_> = report
+            .removed()
+            .iter()
+            .map(|s| {
+                (
+                    s.path().file_name().unwrap().to_string_lossy().into_owned(),
+                    s.reason(),
+                )
+            })
+            .collect();
+        removed.sort_by(|a, b| a.0.cmp(&b.0));
+        removed
+    };
+    // A dry run names exactly what the real run then removes, and touches
+    // nothing.
+    let files = |d: &std::path::Path| {
+        let mut v: Vec<_> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        v.sort();
+        v
+    };
+    let before = files(d);
+    let planned = names(&clean_stale_dry_run(d, &LockOptions::new()).unwrap());
+    assert_eq!(files(d), before, "a dry run removed something");
     let report = clean_stale(d, &LockOptions::new()).unwrap();
-    let mut removed: Vec<_> = report
-        .removed()
-        .iter()
-        .map(|s| {
-            (
-                s.path().file_name().unwrap().to_string_lossy().into_owned(),
-                s.reason(),
-            )
-        })
-        .collect();
-    removed.sort_by(|a, b| a.0.cmp(&b.0));
+    let removed = names(&report);
+    assert_eq!(planned, removed);
     assert_eq!(
         removed,
         vec![
