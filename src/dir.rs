@@ -134,7 +134,7 @@ pub struct LockDir {
     waits: HashMap<String, Wait>,
 }
 
-/// What [`LockDir::list`] knows about one lock.
+/// What [`LockDir::list`] (or [`FileLock::inspect`]) knows about one lock.
 #[derive(Clone, Debug)]
 pub struct LockInfo {
     name: String,
@@ -144,7 +144,22 @@ pub struct LockInfo {
 }
 
 impl LockInfo {
-    /// The lock's name (decoded).
+    pub(crate) fn new(
+        name: String,
+        path: PathBuf,
+        state: LockState,
+        holder: Option<HolderRecord>,
+    ) -> Self {
+        LockInfo {
+            name,
+            path,
+            state,
+            holder,
+        }
+    }
+
+    /// The lock's name: decoded, from [`LockDir::list`]; the file name, from
+    /// [`FileLock::inspect`].
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -283,12 +298,7 @@ impl LockDir {
             let path = entry.path();
             let lock = FileLock::with_options(&path, self.options.clone());
             let (state, holder) = crate::inspect::describe(&lock)?;
-            out.push(LockInfo {
-                name,
-                path,
-                state,
-                holder,
-            });
+            out.push(LockInfo::new(name, path, state, holder));
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)

@@ -267,6 +267,29 @@ impl FileLock {
         crate::inspect::describe(self).map(|(state, _)| state)
     }
 
+    /// [`state`](Self::state) and the holder record together: the current
+    /// holder's, a stale holder's, or for a free lock the last one's.
+    /// [`LockInfo::name`](crate::LockInfo::name) is the lock file's name.
+    ///
+    /// # Errors
+    ///
+    /// As for [`state`](Self::state).
+    pub fn inspect(&self) -> Result<crate::LockInfo, Error> {
+        let (state, holder) = crate::inspect::describe(self)?;
+        let name = self
+            .handle
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        Ok(crate::LockInfo::new(
+            name,
+            self.handle.path.clone(),
+            state,
+            holder,
+        ))
+    }
+
     /// Acquires the lock exclusively, waiting as long as it takes.
     ///
     /// # Cancel safety

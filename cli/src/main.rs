@@ -1,0 +1,258 @@
+//! `lockyard`: run commands under file locks, wait for locks, and see who
+//! holds them. See `lockyard --help` and the README's "On the command
+//! line" section.
+
+mod clean;
+mod duration;
+mod exit;
+mod holder;
+mod os_locks;
+mod run;
+mod signals;
+mod status;
+mod waiting;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use lockyard::{FileLock, LockMode, LockOptions, Wait};
+
+use crate::run::{Codes, RunArgs};
+use crate::waiting::{Outcome, Ui};
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  the command's own     run: the command's exit status (128+N if killed by signal N)
+  0                     success (status, clean, wait)
+  1                     the lock is busy and --no-wait was given (--conflict-exit-code)
+  124                   --timeout passed with the lock still held (--timeout-exit-code)
+  64                    bad command line
+  71                    the lock could not be opened, locked or inspected
+  126 / 127             the command cannot be run / was not found
+  128+N                 interrupted by signal N while waiting (130 for Ctrl-C)";
+
+/// Run commands under file locks, wait for locks, and see who holds them.
+#[derive(Debug, Parser)]
+#[command(name = "lockyard", version, after_help = EXIT_CODES)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Take the lock, run the command with it held, release it, and exit
+    /// with the command's status.
+    Run {
+        #[command(flatten)]
+        lock: LockArgs,
+        /// Lock options: soft (sidecar) lock instead of an OS lock.
+        #[arg(long, conflicts_with_all = ["lease", "shared"])]
+        soft: bool,
+        /// A lease: a soft lock with this time to live, renewed while the
+        /// command runs; another process may take over if it lapses.
+        #[arg(long, value_name = "TTL", value_parser = duration::parse, conflicts_with = "shared")]
+        lease: Option<Duration>,
+        /// An owner id written into the holder record (shown by `status`).
+        #[arg(long, value_name = "ID")]
+        owner: Option<String>,
+        /// Exit code when the lock is busy and --no-wait was given.
+        #[arg(short = 'E', long, value_name = "N", default_value_t = exit::WOULD_BLOCK)]
+        conflict_exit_code: u8,
+        /// Exit code when --timeout passes.
+        #[arg(long, value_name = "N", default_value_t = exit::TIMED_OUT)]
+        timeout_exit_code: u8,
+        /// The command and its arguments (after `--`).
+        #[arg(required = true, last = true, value_name = "COMMAND")]
+        command: Vec<String>,
+    },
+    /// Wait until the lock is free, then exit without running anything.
+    ///
+    /// Like `flock PATH true`: the lock is taken and let go at once, so
+    /// the answer is exact at that instant.
+    Wait {
+        #[command(flatten)]
+        lock: LockArgs,
+        /// Exit code when the lock is busy and --no-wait was given.
+        #[arg(short = 'E', long, value_name = "N", default_value_t = exit::WOULD_BLOCK)]
+        conflict_exit_code: u8,
+        /// Exit code when --timeout passes.
+        #[arg(long, value_name = "N", default_value_t = exit::TIMED_OUT)]
+        timeout_exit_code: u8,
+    },
+    /// Show each lock (a lock file, or every lock in a directory): free,
+    /// held shared, held exclusive or stale, and who holds it.
+    Status {
+        /// A lock file or a directory of lock files.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Print JSON (documented in the README; `version` field).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove the lock files in a directory that are provably unused or
+    /// stale; held locks are never touched.
+    Clean {
+        dir: PathBuf,
+        /// Only say what would be removed.
+        #[arg(long)]
+        dry_run: bool,
+        /// Also list what was kept.
+        #[arg(short, long)]
+        verbose: bool,
+        /// Say nothing when nothing is removed.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+struct LockArgs {
+    /// The lock file (created with its directory if missing).
+    path: PathBuf,
+    /// Take a shared lock instead of an exclusive one.
+    #[arg(short, long)]
+    shared: bool,
+    /// Give up after this long (10s, 500ms, 2m, or seconds).
+    #[arg(short = 'w', long, value_name = "DURATION", value_parser = duration::parse)]
+    timeout: Option<Duration>,
+    /// Fail at once if the lock is busy.
+    #[arg(short, long, conflicts_with = "timeout")]
+    no_wait: bool,
+    /// Print nothing of our own on stderr (the live waiting line included).
+    #[arg(short, long, conflicts_with = "verbose")]
+    quiet: bool,
+    /// Say how long getting the lock took.
+    #[arg(short, long)]
+    verbose: bool,
+}
+
+impl LockArgs {
+    fn mode(&self) -> LockMode {
+        if self.shared {
+            LockMode::Shared
+        } else {
+            LockMode::Exclusive
+        }
+    }
+
+    fn wait(&self) -> Wait {
+        match (self.no_wait, self.timeout) {
+            (true, _) => Wait::TryOnce,
+            (false, Some(d)) => Wait::For(d),
+            (false, None) => Wait::Forever,
+        }
+    }
+
+    fn ui(&self) -> Ui {
+        Ui {
+            quiet: self.quiet,
+            verbose: self.verbose,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { exit::USAGE } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    ExitCode::from(dispatch(cli.command))
+}
+
+fn dispatch(command: Cmd) -> u8 {
+    match command {
+        Cmd::Run {
+            lock,
+            soft,
+            lease,
+            owner,
+            conflict_exit_code,
+            timeout_exit_code,
+            command,
+        } => {
+            let mut options = LockOptions::new();
+            if soft {
+                options = options.soft();
+            }
+            if let Some(ttl) = lease {
+                options = options.lease(ttl);
+            }
+            if let Some(owner) = owner {
+                options = options.owner(owner);
+            }
+            let signals = signals::Signals::install();
+            let args = RunArgs {
+                lock: FileLock::with_options(&lock.path, options),
+                mode: lock.mode(),
+                wait: lock.wait(),
+                lease,
+                command: &command,
+                codes: Codes {
+                    conflict: conflict_exit_code,
+                    timeout: timeout_exit_code,
+                },
+                ui: lock.ui(),
+            };
+            run::run(args, &signals)
+        }
+        Cmd::Wait {
+            lock,
+            conflict_exit_code,
+            timeout_exit_code,
+        } => {
+            let signals = signals::Signals::install();
+            let file = FileLock::new(&lock.path);
+            let codes = Codes {
+                conflict: conflict_exit_code,
+                timeout: timeout_exit_code,
+            };
+            match waiting::acquire(&file, lock.mode(), lock.wait(), lock.ui(), &signals) {
+                Outcome::Got(guard) => match guard.unlock() {
+                    Ok(()) => 0,
+                    Err(e) => {
+                        lock.ui().say(&e);
+                        exit::LOCK_ERROR
+                    }
+                },
+                other => run::wait_failed(other, codes, lock.ui()),
+            }
+        }
+        Cmd::Status { paths, json } => {
+            let mut reports = Vec::new();
+            for path in &paths {
+                match status::collect(path) {
+                    Ok(found) => reports.extend(found),
+                    Err(e) => {
+                        eprintln!("lockyard: {e}");
+                        return exit::LOCK_ERROR;
+                    }
+                }
+            }
+            if json {
+                println!("{:#}", status::json_document(&reports));
+            } else {
+                for r in &reports {
+                    println!("{}", status::human(r));
+                }
+            }
+            if status::any_error(&reports) {
+                exit::LOCK_ERROR
+            } else {
+                0
+            }
+        }
+        Cmd::Clean {
+            dir,
+            dry_run,
+            verbose,
+            quiet,
+        } => clean::clean(&dir, dry_run, Ui { quiet, verbose }),
+    }
+}

@@ -1,0 +1,166 @@
+//! `lockyard run`: the command runs with the lock held; the lock is
+//! released when it exits, and its exit status is ours.
+
+use std::process::{Command, ExitStatus};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use lockyard::{FileLock, FileLockGuard, LockMode, Wait};
+
+use crate::exit;
+use crate::holder;
+use crate::signals::Signals;
+use crate::waiting::{self, Outcome, Ui};
+
+/// What `run` needs from the command line.
+#[derive(Debug)]
+pub struct RunArgs<'a> {
+    pub lock: FileLock,
+    pub mode: LockMode,
+    pub wait: Wait,
+    pub lease: Option<Duration>,
+    pub command: &'a [String],
+    pub codes: Codes,
+    pub ui: Ui,
+}
+
+/// The exit codes a user may choose.
+#[derive(Clone, Copy, Debug)]
+pub struct Codes {
+    pub conflict: u8,
+    pub timeout: u8,
+}
+
+/// Maps a failed or interrupted wait to its exit code, saying why.
+pub fn wait_failed(outcome: Outcome, codes: Codes, ui: Ui) -> u8 {
+    match outcome {
+        Outcome::Got(_) => 0,
+        Outcome::Interrupted(sig) => {
+            ui.say("interrupted while waiting; nothing was locked");
+            exit::SIGNAL_BASE.saturating_add(sig as u8)
+        }
+        Outcome::Failed(e) => {
+            // A holder that wrote no record may still be in the kernel's table.
+            match holder::describe_os(&holder::os_holders(e.path()))
+                .filter(|_| e.holder().is_none())
+            {
+                Some(os) if e.is_contended() => ui.say(format_args!("{e} (by {os})")),
+                _ => ui.say(&e),
+            }
+            match e.kind() {
+                lockyard::ErrorKind::WouldBlock => codes.conflict,
+                lockyard::ErrorKind::TimedOut => codes.timeout,
+                _ => exit::LOCK_ERROR,
+            }
+        }
+    }
+}
+
+pub fn run(args: RunArgs<'_>, signals: &Signals) -> u8 {
+    let guard = match waiting::acquire(&args.lock, args.mode, args.wait, args.ui, signals) {
+        Outcome::Got(guard) => guard,
+        other => return wait_failed(other, args.codes, args.ui),
+    };
+    let (program, rest) = match args.command.split_first() {
+        Some(split) => split,
+        None => return exit::USAGE,
+    };
+    if args.ui.verbose {
+        args.ui
+            .say(format_args!("running {}", args.command.join(" ")));
+    }
+    let mut child = match Command::new(program).args(rest).spawn() {
+        Ok(child) => child,
+        Err(e) => {
+            args.ui.say(format_args!("cannot run {program}: {e}"));
+            return match e.kind() {
+                std::io::ErrorKind::NotFound => exit::NOT_FOUND,
+                _ => exit::CANNOT_EXECUTE,
+            };
+        }
+    };
+    signals.forward_to(child.id());
+    // A signal that came between the lock and the spawn is the command's.
+    if let Some(sig) = signals.caught() {
+        forward_now(&child, sig);
+    }
+    let (stop, stopped) = mpsc::channel::<()>();
+    let held = match args.lease {
+        Some(ttl) => {
+            let ui = args.ui;
+            Held::Renewing(std::thread::spawn(move || renew(guard, ttl, &stopped, ui)))
+        }
+        None => Held::Plain(guard),
+    };
+    let status = child.wait();
+    signals.stop_forwarding();
+    drop(stop);
+    match held {
+        Held::Plain(guard) => release(guard, args.ui),
+        Held::Renewing(renewer) => {
+            let _ = renewer.join();
+        }
+    }
+    match status {
+        Ok(status) => code_of(status),
+        Err(e) => {
+            args.ui.say(format_args!("cannot wait for {program}: {e}"));
+            exit::LOCK_ERROR
+        }
+    }
+}
+
+/// The lock while the command runs.
+enum Held {
+    Plain(FileLockGuard),
+    /// A lease, owned by the thread that renews it and releases it at the end.
+    Renewing(std::thread::JoinHandle<()>),
+}
+
+fn release(guard: FileLockGuard, ui: Ui) {
+    if let Err(e) = guard.unlock() {
+        ui.say(format_args!("releasing the lock failed: {e}"));
+    }
+}
+
+/// Keeps a lease alive while the command runs (renewing at a third of its
+/// TTL), then releases it.
+fn renew(mut guard: FileLockGuard, ttl: Duration, stop: &mpsc::Receiver<()>, ui: Ui) {
+    let every = (ttl / 3).max(Duration::from_millis(10));
+    while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(every) {
+        if let Err(e) = guard.refresh() {
+            ui.say(format_args!(
+                "the lease was lost while the command ran: {e}"
+            ));
+            return;
+        }
+    }
+    release(guard, ui);
+}
+
+/// The command's exit status as a shell reports it.
+fn code_of(status: ExitStatus) -> u8 {
+    if let Some(code) = status.code() {
+        return code as u8;
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        if let Some(sig) = status.signal() {
+            return exit::SIGNAL_BASE.saturating_add(sig as u8);
+        }
+    }
+    exit::LOCK_ERROR
+}
+
+fn forward_now(child: &std::process::Child, sig: i32) {
+    #[cfg(unix)]
+    if let (Some(pid), Some(sig)) = (
+        rustix::process::Pid::from_raw(child.id() as i32),
+        rustix::process::Signal::from_named_raw(sig),
+    ) {
+        let _ = rustix::process::kill_process(pid, sig);
+    }
+    #[cfg(not(unix))]
+    let _ = (child, sig);
+}

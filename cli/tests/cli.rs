@@ -1,0 +1,568 @@
+//! The `lockyard` binary, run as a real subprocess. Unix only: the tests
+//! drive it with shell commands and signals.
+#![cfg(unix)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn lockyard() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_lockyard"))
+}
+
+fn run(args: &[&str]) -> Output {
+    lockyard().args(args).output().expect("lockyard runs")
+}
+
+fn code(out: &Output) -> i32 {
+    out.status.code().expect("exited normally")
+}
+
+/// A process holding `path` until dropped: `lockyard run` with a command
+/// that says "locked" and waits for its stdin to close.
+struct Holder {
+    child: Child,
+}
+
+impl Holder {
+    fn start(extra: &[&str], path: &Path) -> Holder {
+        let mut child = lockyard()
+            .arg("run")
+            .args(extra)
+            .arg(path)
+            .args(["--", "sh", "-c", "echo locked; cat >/dev/null"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        expect_line(&mut child, "locked");
+        Holder { child }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn release(mut self) -> i32 {
+        drop(self.child.stdin.take());
+        self.child.wait().unwrap().code().unwrap()
+    }
+}
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn expect_line(child: &mut Child, want: &str) {
+    let out = child.stdout.as_mut().unwrap();
+    let mut line = String::new();
+    BufReader::new(out).read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), want);
+}
+
+fn status_json(path: &Path) -> Value {
+    let out = run(&["status", "--json", path.to_str().unwrap()]);
+    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn tmp() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+fn p(dir: &tempfile::TempDir, name: &str) -> PathBuf {
+    dir.path().join(name)
+}
+
+fn signal(pid: u32, sig: rustix::process::Signal) {
+    rustix::process::kill_process(rustix::process::Pid::from_raw(pid as i32).unwrap(), sig)
+        .unwrap();
+}
+
+#[test]
+fn two_runs_exclude_each_other() {
+    let dir = tmp();
+    let (lock, log) = (p(&dir, "x.lock"), p(&dir, "log"));
+    let script = format!(
+        "echo start >> {0}; sleep 0.1; echo end >> {0}",
+        log.display()
+    );
+    let runs: Vec<Child> = (0..4)
+        .map(|_| {
+            lockyard()
+                .args(["run", lock.to_str().unwrap(), "--", "sh", "-c", &script])
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut r in runs {
+        assert!(r.wait().unwrap().success());
+    }
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<_> = text.lines().collect();
+    assert_eq!(lines.len(), 8);
+    for pair in lines.chunks(2) {
+        assert_eq!(pair, ["start", "end"], "overlapping runs: {text}");
+    }
+}
+
+#[test]
+fn exit_codes() {
+    let dir = tmp();
+    let lock = p(&dir, "x.lock");
+    let l = lock.to_str().unwrap();
+    // The command's own status, and a signal's.
+    assert_eq!(code(&run(&["run", l, "--", "sh", "-c", "exit 7"])), 7);
+    assert_eq!(
+        code(&run(&["run", l, "--", "sh", "-c", "kill -9 $$"])),
+        128 + 9
+    );
+    assert_eq!(code(&run(&["run", l, "--", "/nonexistent/cmd"])), 127);
+    assert_eq!(
+        code(&run(&["run", l, "--", dir.path().to_str().unwrap()])),
+        126
+    );
+    // Usage errors.
+    assert_eq!(code(&run(&["run", l])), 64);
+    assert_eq!(code(&run(&["run", "-w", "soon", l, "--", "true"])), 64);
+    assert_eq!(code(&run(&["run", "-n", "-w", "1", l, "--", "true"])), 64);
+    assert_eq!(code(&run(&["frobnicate"])), 64);
+    assert_eq!(code(&run(&["--help"])), 0);
+    // Lock errors: a directory is no lock file.
+    assert_eq!(
+        code(&run(&["run", dir.path().to_str().unwrap(), "--", "true"])),
+        71
+    );
+    assert_eq!(code(&run(&["status", "/nonexistent/x.lock"])), 71);
+
+    let holder = Holder::start(&[], &lock);
+    let busy = run(&["run", "-n", l, "--", "true"]);
+    assert_eq!(code(&busy), 1);
+    let said = String::from_utf8_lossy(&busy.stderr);
+    assert!(
+        said.contains("x.lock") && said.contains(&format!("pid {}", holder.pid())),
+        "{said}"
+    );
+    assert_eq!(code(&run(&["run", "-n", "-E", "42", l, "--", "true"])), 42);
+    assert_eq!(code(&run(&["run", "-w", "200ms", l, "--", "true"])), 124);
+    assert_eq!(
+        code(&run(&[
+            "run",
+            "-w",
+            "0.2",
+            "--timeout-exit-code",
+            "9",
+            l,
+            "--",
+            "true"
+        ])),
+        9
+    );
+    assert_eq!(code(&run(&["wait", "-n", l])), 1);
+    assert_eq!(code(&run(&["wait", "-w", "0.2", l])), 124);
+    // Shared holders do not block each other, but block writers.
+    assert_eq!(holder.release(), 0);
+    let reader = Holder::start(&["--shared"], &lock);
+    assert_eq!(code(&run(&["run", "-n", "-s", l, "--", "true"])), 0);
+    assert_eq!(code(&run(&["run", "-n", l, "--", "true"])), 1);
+    assert_eq!(code(&run(&["wait", "-n", "--shared", l])), 0);
+    assert_eq!(reader.release(), 0);
+    assert_eq!(code(&run(&["run", "-n", l, "--", "true"])), 0);
+}
+
+#[test]
+fn wait_returns_when_the_lock_is_released_and_holds_nothing() {
+    let dir = tmp();
+    let lock = p(&dir, "x.lock");
+    let holder = Holder::start(&[], &lock);
+    let mut waiter = lockyard()
+        .args(["wait", lock.to_str().unwrap()])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        waiter.try_wait().unwrap().is_none(),
+        "wait returned while the lock was held"
+    );
+    assert_eq!(holder.release(), 0);
+    assert!(waiter.wait().unwrap().success());
+    assert_eq!(status_json(&lock)["locks"][0]["state"], "free");
+}
+
+#[test]
+fn json_shape_names_the_holder() {
+    let dir = tmp();
+    let lock = p(&dir, "jobs.lock");
+    let holder = Holder::start(&["--owner", "indexer"], &lock);
+    let doc = status_json(&lock);
+    assert_eq!(doc["version"], 1);
+    let locks = doc["locks"].as_array().unwrap();
+    assert_eq!(locks.len(), 1);
+    let l = &locks[0];
+    assert_eq!(l["path"], lock.to_str().unwrap());
+    assert_eq!(l["name"], "jobs");
+    assert_eq!(l["kind"], "strict");
+    assert_eq!(l["state"], "held-exclusive");
+    assert_eq!(l["error"], Value::Null);
+    let h = &l["holder"];
+    assert_eq!(h["pid"], holder.pid());
+    assert_eq!(h["owner"], "indexer");
+    assert_eq!(h["kind"], "strict");
+    assert!(h["token"].as_u64().unwrap() >= 1);
+    assert!(h["age_secs"].as_f64().unwrap() >= 0.0);
+    assert!(h["acquired_at"].as_f64().unwrap() > 1.6e9);
+    assert!(h["host"].as_str().is_some_and(|s| !s.is_empty()));
+    assert_eq!(h["ttl_secs"], Value::Null);
+    if cfg!(target_os = "linux") {
+        let os = l["os_holders"].as_array().unwrap();
+        assert_eq!(os.len(), 1, "{os:?}");
+        assert_eq!(os[0]["pid"], holder.pid());
+        assert_eq!(os[0]["mode"], "exclusive");
+        assert_eq!(os[0]["lock"], "FLOCK");
+        assert_eq!(os[0]["command"], "lockyard");
+    }
+    // The human form says the same.
+    let out = run(&["status", lock.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("held exclusive by pid") && text.contains("(owner \"indexer\")"),
+        "{text}"
+    );
+    // A directory lists every lock in it.
+    drop(holder);
+    std::fs::write(p(&dir, "other.lock"), "").unwrap();
+    let doc = status_json(dir.path());
+    let states: Vec<_> = doc["locks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["name"].as_str().unwrap().to_string(),
+                l["state"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("jobs".into(), "free".into()),
+            ("other".into(), "free".into())
+        ]
+    );
+}
+
+/// `status` sees locks of programs that write no record: util-linux
+/// `flock(1)` and a process using only std's `File::lock`.
+#[test]
+fn status_sees_foreign_flock_holders() {
+    let dir = tmp();
+    let lock = p(&dir, "foreign.lock");
+    std::fs::write(&lock, "").unwrap();
+    let mut std_child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "std_lock_child",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("LOCKYARD_STD_LOCK", &lock)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_word(&mut std_child, "std-locked");
+    let doc = status_json(&lock);
+    let l = &doc["locks"][0];
+    assert_eq!(l["state"], "held-exclusive");
+    assert_eq!(l["holder"], Value::Null, "std's lock writes no record");
+    if cfg!(target_os = "linux") {
+        assert_eq!(l["os_holders"][0]["pid"], std_child.id());
+    }
+    drop(std_child.stdin.take());
+    assert!(std_child.wait().unwrap().success());
+
+    if Command::new("flock").arg("--version").output().is_err() {
+        eprintln!("SKIPPED the flock(1) half: util-linux flock is not installed");
+        return;
+    }
+    for (flag, state, mode) in [
+        ("-x", "held-exclusive", "exclusive"),
+        ("-s", "held-shared", "shared"),
+    ] {
+        let mut flock = Command::new("flock")
+            .args([
+                flag,
+                lock.to_str().unwrap(),
+                "sh",
+                "-c",
+                "echo flocked; cat >/dev/null",
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        expect_line(&mut flock, "flocked");
+        let doc = status_json(&lock);
+        let l = &doc["locks"][0];
+        assert_eq!(l["state"], state);
+        if cfg!(target_os = "linux") {
+            assert_eq!(l["os_holders"][0]["pid"], flock.id());
+            assert_eq!(l["os_holders"][0]["command"], "flock");
+            assert_eq!(l["os_holders"][0]["mode"], mode);
+            let out = run(&["status", lock.to_str().unwrap()]);
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                text.contains(&format!("pid {} (flock)", flock.id())),
+                "{text}"
+            );
+        }
+        drop(flock.stdin.take());
+        assert!(flock.wait().unwrap().success());
+    }
+}
+
+fn wait_for_word(child: &mut Child, word: &str) {
+    let mut out = child.stdout.take().unwrap();
+    let mut seen = Vec::new();
+    let mut byte = [0u8; 1];
+    while !String::from_utf8_lossy(&seen).contains(word) {
+        assert_eq!(
+            out.read(&mut byte).unwrap(),
+            1,
+            "child ended before saying {word}"
+        );
+        seen.push(byte[0]);
+    }
+    child.stdout = Some(out);
+}
+
+/// Not a test: the std-only lock holder for the test above.
+#[test]
+#[ignore = "entry point for a child process of status_sees_foreign_flock_holders"]
+fn std_lock_child() {
+    let Some(path) = std::env::var_os("LOCKYARD_STD_LOCK") else {
+        return;
+    };
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
+    file.lock().unwrap();
+    println!("std-locked");
+    std::io::stdout().flush().unwrap();
+    let mut sink = Vec::new();
+    std::io::stdin().read_to_end(&mut sink).unwrap();
+}
+
+#[test]
+fn clean_removes_only_stale_locks() {
+    let dir = tmp();
+    let d = dir.path().to_str().unwrap();
+    // Used once and free: unused. A soft lock whose holder was killed:
+    // stale. One held now: kept.
+    assert_eq!(
+        code(&run(&["run", &format!("{d}/used.lock"), "--", "true"])),
+        0
+    );
+    let killed = run(&[
+        "run",
+        "--soft",
+        &format!("{d}/soft.lock"),
+        "--",
+        "sh",
+        "-c",
+        "kill -9 $PPID",
+    ]);
+    assert_eq!(killed.status.code(), None, "lockyard itself was killed");
+    assert!(
+        p(&dir, "soft.lock").exists(),
+        "the dead holder's sidecar is left behind"
+    );
+    let held = Holder::start(&[], &p(&dir, "held.lock"));
+
+    let doc = status_json(dir.path());
+    let states: Vec<_> = doc["locks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["name"].as_str().unwrap().to_string(),
+                l["state"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("held".into(), "held-exclusive".into()),
+            ("soft".into(), "stale".into()),
+            ("used".into(), "free".into())
+        ]
+    );
+
+    let dry = run(&["clean", "--dry-run", d]);
+    assert_eq!(code(&dry), 0);
+    let text = String::from_utf8_lossy(&dry.stdout);
+    assert!(
+        text.contains("would remove") && text.contains("used.lock") && text.contains("soft.lock"),
+        "{text}"
+    );
+    assert!(!text.contains("held.lock"), "{text}");
+    assert!(
+        p(&dir, "used.lock").exists() && p(&dir, "soft.lock").exists(),
+        "a dry run removed something"
+    );
+
+    let out = run(&["clean", d]);
+    assert_eq!(code(&out), 0);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with("removed")).count(),
+        2,
+        "{text}"
+    );
+    assert!(!p(&dir, "used.lock").exists() && !p(&dir, "soft.lock").exists());
+    assert!(p(&dir, "held.lock").exists());
+    assert_eq!(
+        status_json(&p(&dir, "held.lock"))["locks"][0]["state"],
+        "held-exclusive"
+    );
+    assert_eq!(held.release(), 0);
+}
+
+#[test]
+fn sigterm_is_forwarded_and_the_lock_released() {
+    let dir = tmp();
+    let lock = p(&dir, "x.lock");
+    let mut child = lockyard()
+        .args(["run", lock.to_str().unwrap(), "--", "sh", "-c"])
+        .arg("trap 'exit 3' TERM; echo ready; while :; do sleep 0.05; done")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    expect_line(&mut child, "ready");
+    signal(child.id(), rustix::process::Signal::TERM);
+    assert_eq!(
+        child.wait().unwrap().code(),
+        Some(3),
+        "the command's trap decided the status"
+    );
+    assert_eq!(
+        code(&run(&["run", "-n", lock.to_str().unwrap(), "--", "true"])),
+        0
+    );
+}
+
+#[test]
+fn interrupt_while_waiting_exits_130_and_leaves_nothing() {
+    let dir = tmp();
+    for soft in [false, true] {
+        let lock = p(&dir, if soft { "s.lock" } else { "x.lock" });
+        let extra: &[&str] = if soft { &["--soft"] } else { &[] };
+        let holder = Holder::start(extra, &lock);
+        let waiter = lockyard()
+            .arg("run")
+            .args(extra)
+            .args([lock.to_str().unwrap(), "--", "sh", "-c", "echo ran"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        signal(waiter.id(), rustix::process::Signal::INT);
+        let out = waiter.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(130));
+        assert!(out.stdout.is_empty(), "the command ran");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("interrupted"));
+        // The holder still holds it, alone.
+        let doc = status_json(&lock);
+        assert_eq!(doc["locks"][0]["holder"]["pid"], holder.pid());
+        assert_eq!(holder.release(), 0);
+        if soft {
+            assert!(!lock.exists(), "a soft lock's sidecar was left behind");
+        }
+        let again: Vec<&str> = ["run", "-n"]
+            .into_iter()
+            .chain(extra.iter().copied())
+            .chain([lock.to_str().unwrap(), "--", "true"])
+            .collect();
+        assert_eq!(code(&run(&again)), 0);
+    }
+}
+
+#[test]
+fn lease_is_renewed_while_the_command_runs() {
+    let dir = tmp();
+    let lock = p(&dir, "lease.lock");
+    let l = lock.to_str().unwrap();
+    let start = Instant::now();
+    let mut holder = lockyard()
+        .args(["run", "--lease", "600ms", l, "--", "sleep", "2"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    // Well past several TTLs, nobody can take over.
+    while start.elapsed() < Duration::from_millis(1700) {
+        assert_eq!(
+            code(&run(&["run", "--lease", "600ms", "-n", l, "--", "true"])),
+            1
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(holder.wait().unwrap().success());
+    assert_eq!(
+        code(&run(&["run", "--lease", "600ms", "-n", l, "--", "true"])),
+        0
+    );
+}
+
+#[test]
+fn live_line_only_on_a_terminal() {
+    let dir = tmp();
+    let lock = p(&dir, "x.lock");
+    let l = lock.to_str().unwrap();
+    let holder = Holder::start(&["--owner", "indexer"], &lock);
+    // stderr is a pipe: no live line, just the timeout.
+    let out = run(&["run", "-w", "1500ms", l, "--", "true"]);
+    assert_eq!(code(&out), 124);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!said.contains('\r') && !said.contains("\x1b["), "{said:?}");
+    assert_eq!(said.lines().count(), 1, "{said}");
+    assert!(said.contains("timed out"), "{said}");
+    let quiet = run(&["run", "-q", "-w", "200ms", l, "--", "true"]);
+    assert_eq!(code(&quiet), 124);
+    assert!(quiet.stderr.is_empty());
+
+    // On a terminal (util-linux `script` gives us one): the line appears
+    // after a second and names the holder.
+    let cmd = format!("{} run -w 2s {l} -- true", env!("CARGO_BIN_EXE_lockyard"));
+    match Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .output()
+    {
+        Ok(out) => {
+            let seen = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                seen.contains("\x1b[2K") && seen.contains("waiting for"),
+                "{seen:?}"
+            );
+            assert!(
+                seen.contains(&format!("held by pid {}", holder.pid())),
+                "{seen}"
+            );
+            assert!(seen.contains("owner \"indexer\""), "{seen}");
+        }
+        Err(e) => eprintln!("SKIPPED the terminal half: cannot run script(1): {e}"),
+    }
+    assert_eq!(holder.release(), 0);
+}
