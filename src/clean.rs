@@ -92,6 +92,19 @@ pub fn clean_stale(dir: impl AsRef<Path>, options: &LockOptions) -> Result<Clean
 /// # Errors
 ///
 /// When `dir` cannot be listed.
+///
+/// # Examples
+///
+/// ```
+/// use lockyard::{clean_stale_dry_run, FileLock, LockOptions};
+///
+/// let dir = tempfile::tempdir()?;
+/// drop(FileLock::new(dir.path().join("old.lock")).try_lock()?);
+/// let report = clean_stale_dry_run(dir.path(), &LockOptions::new())?;
+/// assert_eq!(report.removed().len(), 1); // would be removed...
+/// assert!(dir.path().join("old.lock").exists()); // ...but is still there
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn clean_stale_dry_run(
     dir: impl AsRef<Path>,
     options: &LockOptions,

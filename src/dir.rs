@@ -21,6 +21,7 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::inspect::LockState;
 use crate::record::HolderRecord;
@@ -132,6 +133,10 @@ pub struct LockDir {
     options: LockOptions,
     default_wait: Wait,
     waits: HashMap<String, Wait>,
+    // One `FileLock` per name used: a handle keeps its descriptor and
+    // registry entry, so a repeated acquisition costs the two lock calls
+    // rather than open + fstat + lock + unlock + close.
+    handles: Arc<Mutex<HashMap<String, FileLock>>>,
 }
 
 /// What [`LockDir::list`] (or [`FileLock::inspect`]) knows about one lock.
@@ -189,12 +194,15 @@ impl LockDir {
             options: LockOptions::default(),
             default_wait: Wait::Forever,
             waits: HashMap::new(),
+            handles: Arc::default(),
         }
     }
 
     /// Options for every lock of the directory.
     pub fn options(mut self, options: LockOptions) -> Self {
         self.options = options;
+        // Handles made with the old options must not be reused.
+        self.handles = Arc::default();
         self
     }
 
@@ -233,12 +241,17 @@ impl LockDir {
         Ok(self.dir.join(format!("{encoded}.lock")))
     }
 
-    /// The [`FileLock`] for `name`, for everything else it offers.
+    /// The [`FileLock`] for `name`, for everything else it offers. The
+    /// directory keeps one per name, so repeated acquisitions reuse its
+    /// open descriptor.
     pub fn handle(&self, name: &str) -> Result<FileLock, Error> {
-        Ok(FileLock::with_options(
-            self.path_of(name)?,
-            self.options.clone(),
-        ))
+        let mut handles = self.handles.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(lock) = handles.get(name) {
+            return Ok(lock.clone());
+        }
+        let lock = FileLock::with_options(self.path_of(name)?, self.options.clone());
+        handles.insert(name.to_string(), lock.clone());
+        Ok(lock)
     }
 
     /// Locks `name` exclusively, waiting as configured for it.

@@ -25,20 +25,24 @@ pin_project! {
     /// or the turn to take it, the next waiter gets it instead.
     #[must_use = "futures do nothing unless polled; the lock is not taken until this is awaited"]
     pub struct Acquire {
-        // `None` for an acquisition refused before it started.
-        core: Option<Core>,
-        failed: Option<Error>,
+        run: Run,
         clock: Option<Clock>,
         #[pin]
         timer: Timer,
     }
 }
 
+/// An acquisition under way, or one refused before it started (its error
+/// is handed out on the first poll).
+enum Run {
+    Acquiring(Core),
+    Refused(Option<Error>),
+}
+
 impl Acquire {
     pub(crate) fn new(core: Core) -> Self {
         Acquire {
-            core: Some(core),
-            failed: None,
+            run: Run::Acquiring(core),
             clock: None,
             timer: Timer::default(),
         }
@@ -47,8 +51,7 @@ impl Acquire {
     /// A future that fails with `error` when first polled.
     pub(crate) fn failed(error: Error) -> Self {
         Acquire {
-            core: None,
-            failed: Some(error),
+            run: Run::Refused(Some(error)),
             clock: None,
             timer: Timer::default(),
         }
@@ -57,12 +60,9 @@ impl Acquire {
 
 impl std::fmt::Debug for Acquire {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.core {
-            Some(core) => core.fmt(f),
-            None => f
-                .debug_struct("Acquire")
-                .field("failed", &self.failed)
-                .finish(),
+        match &self.run {
+            Run::Acquiring(core) => core.fmt(f),
+            Run::Refused(error) => f.debug_struct("Acquire").field("refused", error).finish(),
         }
     }
 }
@@ -72,11 +72,14 @@ impl Future for Acquire {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let Some(core) = this.core.as_mut() else {
-            return match this.failed.take() {
-                Some(e) => Poll::Ready(Err(e)),
-                None => Poll::Pending,
-            };
+        let core = match this.run {
+            Run::Acquiring(core) => core,
+            Run::Refused(error) => {
+                return match error.take() {
+                    Some(e) => Poll::Ready(Err(e)),
+                    None => Poll::Pending,
+                }
+            }
         };
         let offload_open = core.offloads_open();
         let mut driver = AsyncDriver {

@@ -54,9 +54,7 @@ pub async fn with_lock_async<F: Future>(
     path: impl AsRef<Path>,
     f: impl FnOnce() -> F,
 ) -> Result<F::Output, Error> {
-    let lock = FileLock::new(path.as_ref());
-    let _guard = lock.lock().await?;
-    Ok(f().await)
+    FileLock::new(path.as_ref()).with_lock_async(f).await
 }
 
 /// [`with_lock_async`], named for symmetry with [`with_read_lock_async`].
@@ -72,9 +70,7 @@ pub async fn with_read_lock_async<F: Future>(
     path: impl AsRef<Path>,
     f: impl FnOnce() -> F,
 ) -> Result<F::Output, Error> {
-    let lock = FileLock::new(path.as_ref());
-    let _guard = lock.lock_shared().await?;
-    Ok(f().await)
+    FileLock::new(path.as_ref()).with_lock_shared_async(f).await
 }
 
 impl FileLock {

@@ -63,5 +63,5 @@ pub(crate) fn describe(lock: &FileLock) -> Result<(LockState, Option<HolderRecor
     if probe(LockMode::Shared)? {
         return Ok((LockState::HeldShared, None));
     }
-    Ok((LockState::HeldExclusive, lock.holder()?))
+    Ok((LockState::HeldExclusive, lock.holder_in(&file)?))
 }

@@ -205,32 +205,45 @@ impl FileLock {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn holder(&self) -> Result<Option<HolderRecord>, Error> {
-        let h = &self.handle;
-        if let Some(entry) = h.cached() {
-            if let Some(rec) = entry.current_record() {
-                return Ok(Some(HolderRecord::clone(&rec)));
-            }
+        if let Some(rec) = self.own_record() {
+            return Ok(Some(rec));
         }
+        let h = &self.handle;
         let io_err = |e| Error::io(&h.path, crate::error::Op::Inspect, e);
-        let record = if h.is_strict() {
+        if h.is_strict() {
             let Some(file) = sys::open_existing(&h.path).map_err(io_err)? else {
                 return Ok(None);
             };
             if let Err(what) = sys::identify(&file).map_err(io_err)? {
                 return Err(Error::not_a_file(&h.path, what));
             }
-            record::read(&file).map_err(io_err)?.record()
-        } else {
-            match soft::inspect(&h.path).map_err(io_err)? {
-                None => return Ok(None),
-                Some(found) => {
-                    if stale::judge(&found.evidence(), &h.options).is_some() {
-                        return Ok(None);
-                    }
-                    found.record
-                }
+            return self.holder_in(&file);
+        }
+        let record = match soft::inspect(&h.path).map_err(io_err)? {
+            None => return Ok(None),
+            Some(found) if stale::judge(&found.evidence(), &h.options).is_some() => {
+                return Ok(None)
             }
+            Some(found) => found.record,
         };
+        Ok(record.filter(|r| r.is_held() && !host::me().provably_dead(r)))
+    }
+
+    /// The record of this process's own exclusive hold, if it has one.
+    fn own_record(&self) -> Option<HolderRecord> {
+        let rec = self.handle.cached()?.current_record()?;
+        Some(HolderRecord::clone(&rec))
+    }
+
+    /// [`holder`](Self::holder) of a strict lock whose file is already
+    /// open as `file`.
+    pub(crate) fn holder_in(&self, file: &File) -> Result<Option<HolderRecord>, Error> {
+        if let Some(rec) = self.own_record() {
+            return Ok(Some(rec));
+        }
+        let record = record::read(file)
+            .map_err(|e| Error::io(&self.handle.path, crate::error::Op::Inspect, e))?
+            .record();
         Ok(record.filter(|r| r.is_held() && !host::me().provably_dead(r)))
     }
 
@@ -274,6 +287,21 @@ impl FileLock {
     /// # Errors
     ///
     /// As for [`state`](Self::state).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lockyard::{FileLock, LockOptions, LockState};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let lock = FileLock::with_options(dir.path().join("job.lock"), LockOptions::new().owner("indexer"));
+    /// let _guard = lock.try_lock()?;
+    /// let info = lock.inspect()?;
+    /// assert_eq!(info.state(), LockState::HeldExclusive);
+    /// assert_eq!(info.holder().and_then(|h| h.owner()), Some("indexer"));
+    /// assert_eq!(info.name(), "job.lock");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn inspect(&self) -> Result<crate::LockInfo, Error> {
         let (state, holder) = crate::inspect::describe(self)?;
         let name = self

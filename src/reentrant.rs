@@ -69,23 +69,13 @@ impl ReentrantLock {
     /// Takes the lock exclusively, blocking; returns at once if this thread
     /// already holds it.
     pub fn lock(&self) -> Result<ReentrantGuard, Error> {
-        if self.reenter() {
-            return Ok(self.guard());
-        }
-        let guard = self.lock.lock_blocking()?;
-        self.install(guard);
-        Ok(self.guard())
+        self.enter(FileLock::lock_blocking)
     }
 
     /// Takes the lock if that is possible right now (or this thread holds
     /// it).
     pub fn try_lock(&self) -> Result<ReentrantGuard, Error> {
-        if self.reenter() {
-            return Ok(self.guard());
-        }
-        let guard = self.lock.try_lock()?;
-        self.install(guard);
-        Ok(self.guard())
+        self.enter(FileLock::try_lock)
     }
 
     /// How many guards this lock's holding thread has (0 when free).
@@ -97,23 +87,29 @@ impl ReentrantLock {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn reenter(&self) -> bool {
-        let mut st = self.state();
-        match st.as_mut() {
-            Some(owner) if owner.thread == std::thread::current().id() => {
+    /// One more level for the holding thread; otherwise `take` the file
+    /// lock and become the holder.
+    fn enter(
+        &self,
+        take: impl FnOnce(&FileLock) -> Result<FileLockGuard, Error>,
+    ) -> Result<ReentrantGuard, Error> {
+        let me = std::thread::current().id();
+        {
+            let mut st = self.state();
+            if let Some(owner) = st.as_mut().filter(|o| o.thread == me) {
                 owner.depth += 1;
-                true
+                return Ok(self.guard());
             }
-            _ => false,
         }
-    }
-
-    fn install(&self, guard: FileLockGuard) {
+        // Not under the state mutex: waiting here must not stop the holder
+        // from releasing.
+        let guard = take(&self.lock)?;
         *self.state() = Some(Owner {
-            thread: std::thread::current().id(),
+            thread: me,
             depth: 1,
             _guard: guard,
         });
+        Ok(self.guard())
     }
 
     fn guard(&self) -> ReentrantGuard {

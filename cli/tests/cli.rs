@@ -72,6 +72,21 @@ fn status_json(path: &Path) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// `(name, state)` of every lock in a `status --json` document.
+fn names_and_states(doc: &Value) -> Vec<(String, String)> {
+    doc["locks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["name"].as_str().unwrap().into(),
+                l["state"].as_str().unwrap().into(),
+            )
+        })
+        .collect()
+}
+
 fn tmp() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()
 }
@@ -238,17 +253,7 @@ fn json_shape_names_the_holder() {
     drop(holder);
     std::fs::write(p(&dir, "other.lock"), "").unwrap();
     let doc = status_json(dir.path());
-    let states: Vec<_> = doc["locks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| {
-            (
-                l["name"].as_str().unwrap().to_string(),
-                l["state"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect();
+    let states = names_and_states(&doc);
     assert_eq!(
         states,
         [
@@ -390,17 +395,7 @@ fn clean_removes_only_stale_locks() {
     let held = Holder::start(&[], &p(&dir, "held.lock"));
 
     let doc = status_json(dir.path());
-    let states: Vec<_> = doc["locks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| {
-            (
-                l["name"].as_str().unwrap().to_string(),
-                l["state"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect();
+    let states = names_and_states(&doc);
     assert_eq!(
         states,
         [
