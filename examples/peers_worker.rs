@@ -24,8 +24,12 @@ mod worker {
     enum Driver {
         /// `lock_blocking()`: the thread parks; backoff and in-process wake-ups.
         Blocking,
-        /// `lock().await` on `futures_lite::future::block_on`.
+        /// `lock().await` on `async_io::block_on` (what `smol::block_on`
+        /// is): the waiting thread drives the reactor itself.
         Async,
+        /// `lock().await` on `futures_lite::future::block_on`, which only
+        /// parks: file events arrive through async-io's reactor thread.
+        FuturesLite,
         /// `lock().await` inside a current-thread tokio runtime.
         Tokio,
     }
@@ -44,7 +48,14 @@ mod worker {
             driver: Driver::Async,
             options: LockOptions::new,
             kernel_wait: false,
-            notes: "FileLock::lock().await, futures-lite block_on, holder metadata on (default)",
+            notes: "FileLock::lock().await on async_io::block_on (= smol::block_on), holder metadata on (default)",
+        },
+        Row {
+            id: "rs-lockyard-futures-lite",
+            driver: Driver::FuturesLite,
+            options: LockOptions::new,
+            kernel_wait: false,
+            notes: "FileLock::lock().await on futures_lite::future::block_on (events via async-io's thread)",
         },
         Row {
             id: "rs-lockyard-async-nometa",
@@ -131,7 +142,8 @@ mod worker {
         let guard = match (row.driver, rt) {
             (Driver::Blocking, _) => lock.lock_blocking(),
             (Driver::Tokio, Runtime::Tokio(rt)) => rt.block_on(lock.lock()),
-            _ => futures_lite::future::block_on(lock.lock()),
+            (Driver::FuturesLite, _) => futures_lite::future::block_on(lock.lock()),
+            _ => async_io::block_on(lock.lock()),
         }
         .map_err(io::Error::other)?;
         let r = critical();

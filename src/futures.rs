@@ -87,6 +87,7 @@ impl Future for Acquire {
             timer: this.timer.get_mut(),
             clock: this.clock,
             offload_open,
+            inline_kernel_wait: false,
         };
         core.poll(&mut driver)
     }

@@ -98,6 +98,7 @@ mod helpers;
 mod host;
 mod inspect;
 mod lock;
+mod notify;
 mod once;
 mod open;
 mod options;

@@ -112,6 +112,7 @@ pub struct LockOptions {
     pub(crate) on_stale: Option<StaleHook>,
     pub(crate) trust_os_lock: bool,
     pub(crate) lease_ttl: Option<Duration>,
+    pub(crate) file_events: bool,
 }
 
 /// A user's `on_stale` decision function.
@@ -153,6 +154,7 @@ impl Default for LockOptions {
             on_stale: None,
             trust_os_lock: true,
             lease_ttl: None,
+            file_events: true,
         }
     }
 }
@@ -254,6 +256,35 @@ impl LockOptions {
     pub fn metadata(mut self, on: bool) -> Self {
         self.metadata = on;
         self
+    }
+
+    /// Wake a waiter as soon as the lock file shows a sign of release by
+    /// another process (on by default, Linux only; see below).
+    ///
+    /// The waiter at the head of this process's queue watches the lock file
+    /// through one inotify instance shared by the whole process: a close of
+    /// the file (how `flock(1)`, Python's `filelock`, Go's `flock` and most
+    /// programs release), a write to it (lockyard marks its holder record
+    /// released just before unlocking, when [`metadata`](Self::metadata) is
+    /// on) or, for a soft lock, the removal of its sidecar, makes it try
+    /// again at once instead of at its next backoff step.
+    ///
+    /// Backoff keeps running underneath: a holder that releases with a bare
+    /// `flock(LOCK_UN)` and keeps the file open (lockyard itself with
+    /// metadata off, `fs4`, `fd-lock`) fires no event, nor does a process on
+    /// another NFS client. Elsewhere than Linux, or when inotify limits are
+    /// reached (logged once through the `log` crate), waiters rely on
+    /// backoff alone. Turn it off to save the watch's two system calls per
+    /// contended wait when the other holders never signal.
+    pub fn file_events(mut self, on: bool) -> Self {
+        self.file_events = on;
+        self
+    }
+
+    /// Whether waiters watch the lock file for releases; see
+    /// [`file_events`](Self::file_events).
+    pub fn watches_file_events(&self) -> bool {
+        self.file_events
     }
 
     /// An owner id recorded in the holder record, e.g. `ingestion-service-1`.

@@ -574,7 +574,10 @@ pub(crate) fn read_sized(file: &File) -> io::Result<(Read, usize)> {
     let mut buf = vec![0u8; MAX_RECORD + 1];
     let mut last = RecordError::Empty;
     for attempt in 0..3 {
-        let n = read_at(file, &mut buf)?;
+        // A short read of a regular file is its end: one `pread` in the
+        // common case. Only a retry insists on reading until zero, in case
+        // a network filesystem returned less than there was.
+        let n = read_at(file, &mut buf, attempt > 0)?;
         match parse(&buf[..n]) {
             Ok(r) => return Ok((Read::Record(r), n)),
             Err(e @ (RecordError::Checksum | RecordError::Malformed("truncated last line"))) => {
@@ -607,7 +610,7 @@ pub(crate) fn rewrite(file: &File, record: &HolderRecord, old_len: usize) -> io:
     Ok(bytes.len())
 }
 
-fn read_at(file: &File, buf: &mut [u8]) -> io::Result<usize> {
+fn read_at(file: &File, buf: &mut [u8], until_zero: bool) -> io::Result<usize> {
     let mut filled = 0;
     while filled < buf.len() {
         #[cfg(unix)]
@@ -618,7 +621,12 @@ fn read_at(file: &File, buf: &mut [u8]) -> io::Result<usize> {
         let n: io::Result<usize> = Err(io::Error::from(io::ErrorKind::Unsupported));
         match n {
             Ok(0) => break,
-            Ok(n) => filled += n,
+            Ok(n) => {
+                filled += n;
+                if !until_zero {
+                    break;
+                }
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }

@@ -30,6 +30,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use event_listener::{Event, EventListener};
 
 use crate::lock::Handle;
+use crate::notify::Watch;
 use crate::record::{self, HolderRecord, LockKind, Read, RecordState};
 use crate::soft::{self, SoftHeld, SoftTry};
 use crate::sys::{self, FileId};
@@ -491,6 +492,16 @@ impl Entry {
         st.held = if kept { Held::Shared(1) } else { Held::None };
         dispatch(&mut st);
         Ok(kept)
+    }
+
+    /// A watch for signs that another process released this lock file: on
+    /// the file itself, or for a soft lock on its sidecar's directory entry.
+    pub(crate) fn watch(&self, h: &Handle) -> Option<Watch> {
+        if self.kind != LockKind::Strict {
+            return Watch::dir_entry(&h.path);
+        }
+        let st = self.state();
+        Watch::file(st.file.as_ref()?, &h.path)
     }
 
     /// The record of this process's current exclusive hold.

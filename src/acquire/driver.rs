@@ -1,26 +1,34 @@
-//! The two drivers of the acquire state machine.
+//! The driver of the acquire state machine, for futures and for blocking
+//! callers alike.
+//!
+//! Both poll the core with a task context. A blocking caller first polls
+//! once with a no-op waker (an uncontended lock costs nothing more), and only
+//! if it must wait does it enter `async_io::block_on`, which lets the thread
+//! itself drive async-io's reactor while it waits: a file event then wakes
+//! this very thread, not a reactor thread that would have to wake it in turn.
 
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::task::{Context, Poll, Wake, Waker};
-use std::thread::{self, Thread};
+use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 use event_listener::EventListener;
 use futures_lite::FutureExt;
 
 use super::{Core, Driver, Work};
+use crate::notify::Watch;
 use crate::rt::{Clock, Task, Timer};
 use crate::{Error, FileLockGuard};
 
-/// Drives the core from a `Future::poll`: everything is polled with the
-/// task's context, timers are the runtime facade's.
+/// Drives the core with a task's context; timers are the runtime facade's.
 pub(crate) struct AsyncDriver<'a, 'b> {
     pub(crate) cx: &'a mut Context<'b>,
     pub(crate) timer: &'a mut Timer,
     pub(crate) clock: &'a mut Option<Clock>,
+    /// Opening the lock file goes to the blocking pool.
     pub(crate) offload_open: bool,
+    /// A kernel wait runs right here (a blocking caller with no deadline to
+    /// honour) instead of on the pool.
+    pub(crate) inline_kernel_wait: bool,
 }
 
 impl AsyncDriver<'_, '_> {
@@ -38,6 +46,10 @@ impl Driver for AsyncDriver<'_, '_> {
         listener.poll(self.cx)
     }
 
+    fn poll_watch(&mut self, watch: &mut Watch, since: u64) -> Poll<()> {
+        watch.poll_changed(self.cx, since)
+    }
+
     fn poll_until(&mut self, at: Instant) -> Poll<()> {
         let clock = self.clock();
         self.timer.poll_until(self.cx, clock, at)
@@ -48,7 +60,11 @@ impl Driver for AsyncDriver<'_, '_> {
         work: Work,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Task<T> {
-        if work == Work::Open && !self.offload_open {
+        let inline = match work {
+            Work::Open => !self.offload_open,
+            Work::KernelWait => self.inline_kernel_wait,
+        };
+        if inline {
             Task::inline(f)
         } else {
             let clock = self.clock();
@@ -61,98 +77,24 @@ impl Driver for AsyncDriver<'_, '_> {
     }
 }
 
-/// Wakes a parked thread.
-struct ThreadSignal {
-    thread: Thread,
-    woken: AtomicBool,
-}
-
-impl Wake for ThreadSignal {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.woken.store(true, Ordering::Release);
-        self.thread.unpark();
-    }
-}
-
-/// Drives the core on the calling thread, parking it until a listener
-/// fires or the earliest instant the core asked for arrives.
-struct BlockingDriver {
-    waker: Waker,
-    wake_at: Option<Instant>,
-    inline_wait: bool,
-}
-
-impl Driver for BlockingDriver {
-    fn now(&mut self) -> Instant {
-        Instant::now()
-    }
-
-    fn poll_listener(&mut self, listener: &mut EventListener) -> Poll<()> {
-        listener.poll(&mut Context::from_waker(&self.waker))
-    }
-
-    fn poll_until(&mut self, at: Instant) -> Poll<()> {
-        if Instant::now() >= at {
-            return Poll::Ready(());
-        }
-        self.wake_at = Some(self.wake_at.map_or(at, |w| w.min(at)));
-        Poll::Pending
-    }
-
-    fn run<T: Send + 'static>(
-        &mut self,
-        work: Work,
-        f: impl FnOnce() -> T + Send + 'static,
-    ) -> Task<T> {
-        // Opening is done right here. A kernel wait parks this very thread
-        // when there is no deadline to honour; with one, it goes to the pool
-        // so this thread can give up on time.
-        if work == Work::Open || self.inline_wait {
-            Task::inline(f)
-        } else {
-            Task::spawn(Clock::Std, f)
-        }
-    }
-
-    fn poll_task<T: Send + 'static>(&mut self, task: &mut Task<T>) -> Poll<io::Result<T>> {
-        task.poll(&mut Context::from_waker(&self.waker))
-    }
-}
-
 /// The blocking front door: runs `core` to completion on this thread.
 pub(crate) fn block_on(mut core: Core) -> Result<FileLockGuard, Error> {
-    let signal = Arc::new(ThreadSignal {
-        thread: thread::current(),
-        woken: AtomicBool::new(false),
-    });
-    let mut driver = BlockingDriver {
-        waker: Waker::from(Arc::clone(&signal)),
-        wake_at: None,
-        inline_wait: !core.has_deadline(),
+    let mut timer = Timer::default();
+    // The std clock even inside a tokio runtime: this thread is blocked, so
+    // a tokio timer might never be driven.
+    let mut clock = Some(Clock::Std);
+    let inline_kernel_wait = !core.has_deadline();
+    let mut poll = |cx: &mut Context<'_>| {
+        core.poll(&mut AsyncDriver {
+            cx,
+            timer: &mut timer,
+            clock: &mut clock,
+            offload_open: false,
+            inline_kernel_wait,
+        })
     };
-    loop {
-        driver.wake_at = None;
-        if let Poll::Ready(result) = core.poll(&mut driver) {
-            return result;
-        }
-        loop {
-            if signal.woken.swap(false, Ordering::AcqRel) {
-                break;
-            }
-            match driver.wake_at {
-                Some(at) => {
-                    let now = Instant::now();
-                    if now >= at {
-                        break;
-                    }
-                    thread::park_timeout(at - now);
-                }
-                None => thread::park(),
-            }
-        }
+    if let Poll::Ready(result) = poll(&mut Context::from_waker(Waker::noop())) {
+        return result;
     }
+    async_io::block_on(futures_lite::future::poll_fn(poll))
 }

@@ -24,7 +24,7 @@ use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::task::Poll;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use event_listener::EventListener;
 
@@ -33,6 +33,7 @@ pub(crate) use driver::{block_on, AsyncDriver};
 use crate::backoff::BackoffState;
 use crate::error::{Error, Op};
 use crate::lock::Handle;
+use crate::notify::Watch;
 use crate::open::open_lock_file;
 use crate::registry::{Attempt, Entry, Progress, Slot};
 use crate::rt::Task;
@@ -45,6 +46,8 @@ pub(crate) trait Driver {
     fn now(&mut self) -> Instant;
     /// Polls an in-process wake-up.
     fn poll_listener(&mut self, listener: &mut EventListener) -> Poll<()>;
+    /// Polls for a watch's generation to move past `since`.
+    fn poll_watch(&mut self, watch: &mut Watch, since: u64) -> Poll<()>;
     /// Polls for `at` to arrive.
     fn poll_until(&mut self, at: Instant) -> Poll<()>;
     /// Starts `f`, which may block, in the way `work` calls for.
@@ -67,6 +70,9 @@ pub(crate) enum Work {
     KernelWait,
 }
 
+/// How soon to look again after an event-triggered attempt failed.
+const SETTLE: Duration = Duration::from_micros(100);
+
 type Opened = Result<(File, FileId), Error>;
 
 /// What a blocking-pool kernel wait came back with.
@@ -87,6 +93,14 @@ struct Queued {
     pool: Option<Task<io::Result<PoolOutcome>>>,
     /// Whether this waiter was the head with nothing held at its last check.
     turn: bool,
+    /// Signs of release by other processes, while it is this waiter's turn.
+    watch: Option<Watch>,
+    /// The watch's generation read just before the last attempt.
+    watch_seen: u64,
+    /// Whether a watch was tried for this turn (not retried if refused).
+    watch_tried: bool,
+    /// The last wake-up came from the watch.
+    woken_by_event: bool,
 }
 
 enum Phase {
@@ -185,6 +199,10 @@ impl Core {
                     retry_at: None,
                     pool: None,
                     turn: false,
+                    watch: None,
+                    watch_seen: 0,
+                    watch_tried: false,
+                    woken_by_event: false,
                 });
                 None
             }
@@ -287,6 +305,9 @@ impl Core {
             }
         }
 
+        if let Some(watch) = &q.watch {
+            q.watch_seen = watch.generation();
+        }
         match q.entry.advance(&q.slot, &self.handle) {
             Err(e) => return Step::Ready(self.error(Op::Lock, e)),
             Ok(Progress::Acquired) => {
@@ -300,6 +321,8 @@ impl Core {
             Ok(Progress::Waiting) => {
                 q.turn = false;
                 q.retry_at = None;
+                q.watch = None;
+                q.watch_tried = false;
             }
             Ok(Progress::Contending) => {
                 if !q.turn {
@@ -313,8 +336,24 @@ impl Core {
                 };
                 match strategy {
                     WaitStrategy::Backoff => {
-                        if q.retry_at.is_none() {
-                            q.retry_at = Some(d.now() + self.backoff.next_delay());
+                        if !q.watch_tried && self.handle.options.file_events {
+                            q.watch_tried = true;
+                            q.watch = q.entry.watch(&self.handle);
+                            if q.watch.is_some() {
+                                // A release between the attempt and the
+                                // watch fired nothing we can see: look again.
+                                return Step::Again;
+                            }
+                        }
+                        let now = d.now();
+                        if std::mem::take(&mut q.woken_by_event) {
+                            // The event may have come a moment before the
+                            // unlock it announces (a record is marked
+                            // released while still locked): look again soon.
+                            let soon = now + SETTLE;
+                            q.retry_at = Some(q.retry_at.map_or(soon, |r| r.min(soon)));
+                        } else if q.retry_at.is_none() {
+                            q.retry_at = Some(now + self.backoff.next_delay());
                         }
                     }
                     WaitStrategy::BlockingPool => {
@@ -338,6 +377,12 @@ impl Core {
         if let Some(listener) = &mut q.listener {
             if d.poll_listener(listener).is_ready() {
                 q.listener = None;
+                return Step::Again;
+            }
+        }
+        if let Some(watch) = &mut q.watch {
+            if d.poll_watch(watch, q.watch_seen).is_ready() {
+                q.woken_by_event = true;
                 return Step::Again;
             }
         }

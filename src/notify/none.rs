@@ -1,0 +1,31 @@
+//! No file-event source on this platform: waiters rely on backoff.
+//!
+//! macOS and the BSDs have kqueue, but `EVFILT_VNODE` on macOS reports no
+//! close, and an `flock` release writes nothing, so it would wake a waiter
+//! only for lockyard's own record writes; that is left for later.
+
+use std::fs::File;
+use std::path::Path;
+use std::task::{Context, Poll};
+
+/// Never constructed here.
+#[derive(Debug)]
+pub(crate) struct Watch(std::convert::Infallible);
+
+impl Watch {
+    pub(crate) fn file(_file: &File, _path: &Path) -> Option<Watch> {
+        None
+    }
+
+    pub(crate) fn dir_entry(_path: &Path) -> Option<Watch> {
+        None
+    }
+
+    pub(crate) fn generation(&self) -> u64 {
+        match self.0 {}
+    }
+
+    pub(crate) fn poll_changed(&mut self, _cx: &mut Context<'_>, _since: u64) -> Poll<()> {
+        match self.0 {}
+    }
+}
