@@ -1,0 +1,266 @@
+//! Cross-process wake-ups: a waiter whose backoff would not retry for an
+//! hour still gets the lock as soon as another process lets go, because it
+//! watches the lock file (inotify, Linux). Each holder is a real child
+//! process that releases the way a given kind of program does, and stays
+//! alive afterwards so that its exit cannot be what wakes the waiter.
+#![cfg(target_os = "linux")]
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use lockyard::{FileLock, LockOptions};
+
+use common::{env_path, expect_success, say, spawn_child, tempdir, wait_for_line, wake_only, ROLE_VAR};
+
+const ENTRY: &str = "wake_child";
+
+/// Long enough that only a failure, never a slow machine, reaches it.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+fn wait_for_file(path: &Path) {
+    while !path.exists() {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Child entry point; does nothing unless started as one.
+#[test]
+#[ignore = "entry point for child processes started by the other tests in this file"]
+fn wake_child() {
+    let Ok(role) = std::env::var(ROLE_VAR) else {
+        return;
+    };
+    let lock_path = env_path("LOCK");
+    let release = env_path("RELEASE");
+    let done = env_path("DONE");
+    // Kept open past the release, so no close can be the signal.
+    let keep: Option<FileLock> = match role.as_str() {
+        // A program that releases by closing its descriptor (std, flock(1),
+        // Python's filelock, Go's flock).
+        "std_close" => {
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&lock_path)
+                .unwrap();
+            file.lock().unwrap();
+            say("locked");
+            wait_for_file(&release);
+            drop(file);
+            None
+        }
+        // lockyard with its holder record: unlocks with LOCK_UN and keeps
+        // the descriptor open; the record's "released" mark is the signal.
+        "lockyard" => {
+            let lock = FileLock::new(&lock_path);
+            let guard = lock.lock_blocking().unwrap();
+            say("locked");
+            wait_for_file(&release);
+            guard.unlock().unwrap();
+            Some(lock)
+        }
+        // A soft lock: the sidecar's removal is the signal.
+        "soft" => {
+            let lock = FileLock::with_options(&lock_path, LockOptions::new().soft());
+            let guard = lock.lock_blocking().unwrap();
+            say("locked");
+            wait_for_file(&release);
+            guard.unlock().unwrap();
+            Some(lock)
+        }
+        other => panic!("unknown role {other}"),
+    };
+    say("released");
+    wait_for_file(&done);
+    drop(keep);
+}
+
+#[derive(Clone, Copy)]
+enum How {
+    Async,
+    Blocking,
+}
+
+/// Starts a holder child playing `role`, waits on the lock with a backoff
+/// that never retries in time, has the child release, and returns what the
+/// wait came back with.
+fn wait_while_child_releases(
+    role: &str,
+    options: LockOptions,
+    how: How,
+    timeout: Duration,
+) -> Result<(), lockyard::Error> {
+    let dir = tempdir();
+    let lock_path = dir.path().join("wake.lock");
+    let release = dir.path().join("release");
+    let done = dir.path().join("done");
+    let mut child = spawn_child(
+        ENTRY,
+        role,
+        &[
+            ("LOCK", lock_path.to_str().unwrap()),
+            ("RELEASE", release.to_str().unwrap()),
+            ("DONE", done.to_str().unwrap()),
+        ],
+    );
+    wait_for_line(&mut child, "locked");
+
+    let lock = FileLock::with_options(&lock_path, options);
+    let waiter = {
+        let lock = lock.clone();
+        std::thread::spawn(move || match how {
+            How::Async => futures::executor::block_on(lock.lock_timeout(timeout)).map(drop),
+            How::Blocking => lock.lock_blocking_timeout(timeout).map(drop),
+        })
+    };
+    // Release only once the waiter is queued (its first attempt failed).
+    while lock.waiters() == 0 && !waiter.is_finished() {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    std::fs::write(&release, b"").unwrap();
+    let result = waiter.join().unwrap();
+    wait_for_line(&mut child, "released");
+    std::fs::write(&done, b"").unwrap();
+    expect_success(child);
+    result
+}
+
+fn watching() -> LockOptions {
+    wake_only()
+}
+
+/// The tests share the process's one inotify instance; the last one
+/// inspects it, so they take turns.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[test]
+fn close_by_another_program_wakes_an_async_waiter() {
+    let _turn = serial();
+    wait_while_child_releases("std_close", watching(), How::Async, PATIENCE)
+        .expect("woken by the close");
+}
+
+#[test]
+fn close_by_another_program_wakes_a_blocking_waiter() {
+    let _turn = serial();
+    wait_while_child_releases("std_close", watching(), How::Blocking, PATIENCE)
+        .expect("woken by the close");
+}
+
+#[test]
+fn lockyard_release_in_another_process_wakes_the_waiter() {
+    let _turn = serial();
+    wait_while_child_releases("lockyard", watching(), How::Async, PATIENCE)
+        .expect("woken by the released mark");
+    wait_while_child_releases("lockyard", watching(), How::Blocking, PATIENCE)
+        .expect("woken by the released mark");
+}
+
+#[test]
+fn soft_lock_release_in_another_process_wakes_the_waiter() {
+    let _turn = serial();
+    wait_while_child_releases("soft", watching().soft(), How::Async, PATIENCE)
+        .expect("woken by the sidecar's removal");
+}
+
+/// Records whether it was woken.
+struct Flag(std::sync::atomic::AtomicBool);
+
+impl std::task::Wake for Flag {
+    fn wake(self: std::sync::Arc<Self>) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Polls a waiting future by hand while a child releases, and reports
+/// whether anything woke it within `patience` after the release.
+fn woken_by_release(options: LockOptions, patience: Duration) -> bool {
+    use std::future::Future;
+    use std::sync::atomic::Ordering;
+    use std::sync::Arc;
+    use std::task::{Context, Poll, Waker};
+
+    let dir = tempdir();
+    let lock_path = dir.path().join("wake.lock");
+    let release = dir.path().join("release");
+    let done = dir.path().join("done");
+    let mut child = spawn_child(
+        ENTRY,
+        "std_close",
+        &[
+            ("LOCK", lock_path.to_str().unwrap()),
+            ("RELEASE", release.to_str().unwrap()),
+            ("DONE", done.to_str().unwrap()),
+        ],
+    );
+    wait_for_line(&mut child, "locked");
+    let lock = FileLock::with_options(&lock_path, options.offload_open(false));
+    let flag = Arc::new(Flag(std::sync::atomic::AtomicBool::new(false)));
+    let waker = Waker::from(Arc::clone(&flag));
+    let mut fut = Box::pin(lock.lock());
+    let mut cx = Context::from_waker(&waker);
+    assert!(fut.as_mut().poll(&mut cx).is_pending(), "the child holds it");
+    std::fs::write(&release, b"").unwrap();
+    wait_for_line(&mut child, "released");
+    let since = std::time::Instant::now();
+    while !flag.0.load(Ordering::SeqCst) && since.elapsed() < patience {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let woken = flag.0.load(Ordering::SeqCst);
+    if woken {
+        match fut.as_mut().poll(&mut cx) {
+            Poll::Ready(result) => drop(result.expect("acquired after the wake-up")),
+            Poll::Pending => panic!("woken, but the lock was not taken"),
+        }
+    }
+    drop(fut);
+    std::fs::write(&done, b"").unwrap();
+    expect_success(child);
+    woken
+}
+
+/// The control that makes the tests above mean something: the same
+/// waiter is woken by the release with file events on, and is not woken at
+/// all with them off (its next backoff attempt is an hour away).
+#[test]
+fn the_wake_up_comes_from_the_file_event() {
+    let _turn = serial();
+    assert!(
+        woken_by_release(watching(), PATIENCE),
+        "not woken by the release"
+    );
+    assert!(
+        !woken_by_release(watching().file_events(false), Duration::from_millis(500)),
+        "woken with file events off: something else wakes waiters"
+    );
+}
+
+/// Watches come and go with the waiters: once nobody waits, the process's
+/// inotify instance watches nothing.
+#[test]
+fn watches_are_removed_when_waiters_leave() {
+    let _turn = serial();
+    wait_while_child_releases("std_close", watching(), How::Async, PATIENCE).unwrap();
+    let mut instances = 0;
+    for fd in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
+        let Ok(target) = std::fs::read_link(fd.path()) else {
+            continue;
+        };
+        if target.to_string_lossy() != "anon_inode:inotify" {
+            continue;
+        }
+        instances += 1;
+        let name = fd.file_name();
+        let info = std::fs::read_to_string(Path::new("/proc/self/fdinfo").join(&name)).unwrap();
+        let watches = info.lines().filter(|l| l.starts_with("inotify wd:")).count();
+        assert_eq!(watches, 0, "watches left behind:\n{info}");
+    }
+    assert_eq!(instances, 1, "one inotify instance per process");
+}
