@@ -210,21 +210,27 @@ mod bench {
                     if line != "go" {
                         break;
                     }
-                    writeln!(out, "calling").and_then(|()| out.flush()).expect("pipe");
+                    writeln!(out, "calling")
+                        .and_then(|()| out.flush())
+                        .expect("pipe");
                     let lat = locker.with(|| {
                         let acq = mono_ns();
                         let mut b = [0u8; 8];
                         side.read_exact_at(&mut b, 0).expect("side");
                         acq.saturating_sub(u64::from_le_bytes(b))
                     });
-                    writeln!(out, "{lat}").and_then(|()| out.flush()).expect("pipe");
+                    writeln!(out, "{lat}")
+                        .and_then(|()| out.flush())
+                        .expect("pipe");
                 }
             }
             // Increments the counter M times once told to go.
             "counter" => {
                 let data = open(Path::new(&env("DATA")));
                 let m: usize = env("M").parse().expect("M");
-                writeln!(out, "ready").and_then(|()| out.flush()).expect("pipe");
+                writeln!(out, "ready")
+                    .and_then(|()| out.flush())
+                    .expect("pipe");
                 let _ = lines.next();
                 for _ in 0..m {
                     locker.with(|| {
@@ -234,12 +240,16 @@ mod bench {
                         data.write_all_at(&(v + 1).to_le_bytes(), 0).expect("write");
                     });
                 }
-                writeln!(out, "done").and_then(|()| out.flush()).expect("pipe");
+                writeln!(out, "done")
+                    .and_then(|()| out.flush())
+                    .expect("pipe");
             }
             // Holds the lock until stdin closes.
             "hold" => {
                 locker.with(|| {
-                    writeln!(out, "held").and_then(|()| out.flush()).expect("pipe");
+                    writeln!(out, "held")
+                        .and_then(|()| out.flush())
+                        .expect("pipe");
                     let _ = lines.next();
                 });
             }
@@ -251,7 +261,11 @@ mod bench {
 
     fn uncontended(lib: Lib, dir: &Path) -> f64 {
         let mut locker = Locker::new(lib, &dir.join(format!("u-{lib:?}.lock")));
-        let n = if lib == Lib::SpawnBlocking { 2_000 } else { 20_000 };
+        let n = if lib == Lib::SpawnBlocking {
+            2_000
+        } else {
+            20_000
+        };
         for _ in 0..n / 10 {
             locker.with(|| ());
         }
@@ -269,7 +283,11 @@ mod bench {
 
     fn same_process(lib: Lib, dir: &Path) -> f64 {
         let path = dir.join(format!("s-{lib:?}.lock"));
-        let per_thread = if lib == Lib::SpawnBlocking { 1_000 } else { 5_000 };
+        let per_thread = if lib == Lib::SpawnBlocking {
+            1_000
+        } else {
+            5_000
+        };
         let t = Instant::now();
         let threads: Vec<_> = (0..2)
             .map(|_| {
@@ -311,9 +329,15 @@ mod bench {
                 assert_eq!(from.next().expect("line").expect("read"), "calling");
                 // Long enough for the waiter to be asleep inside acquire.
                 std::thread::sleep(Duration::from_micros(2_000 + rng.u64(0..3_000)));
-                side.write_all_at(&mono_ns().to_le_bytes(), 0).expect("side");
+                side.write_all_at(&mono_ns().to_le_bytes(), 0)
+                    .expect("side");
             });
-            let ns: f64 = from.next().expect("line").expect("read").parse().expect("ns");
+            let ns: f64 = from
+                .next()
+                .expect("line")
+                .expect("read")
+                .parse()
+                .expect("ns");
             lat.push(ns);
         }
         drop(to);
@@ -567,7 +591,12 @@ mod bench {
         json.push_str("\"uncontended_ns\": {");
         for (i, (lib, ns)) in rows.iter().enumerate() {
             println!("| {} | {:.0} | {:.2} |", lib.id(), ns, ns / floor);
-            json.push_str(&format!("{}\"{}\": {:.1}", if i > 0 { ", " } else { "" }, lib.id(), ns));
+            json.push_str(&format!(
+                "{}\"{}\": {:.1}",
+                if i > 0 { ", " } else { "" },
+                lib.id(),
+                ns
+            ));
         }
         json.push_str("},\n");
 
@@ -577,13 +606,20 @@ mod bench {
         for (i, lib) in LIBS.into_iter().enumerate() {
             let ns = same_process(lib, d);
             println!("| {} | {:.0} |", lib.id(), ns);
-            json.push_str(&format!("{}\"{}\": {:.1}", if i > 0 { ", " } else { "" }, lib.id(), ns));
+            json.push_str(&format!(
+                "{}\"{}\": {:.1}",
+                if i > 0 { ", " } else { "" },
+                lib.id(),
+                ns
+            ));
         }
         json.push_str("},\n");
 
         let rounds = if quick { 30 } else { 200 };
         println!("\n## cross-process hand-off latency, release -> waiter holds it ({rounds} hand-offs, µs)\n");
-        println!("| library | p50 | p90 | p99 | max | p50 x floor |\n|---|---:|---:|---:|---:|---:|");
+        println!(
+            "| library | p50 | p90 | p99 | max | p50 x floor |\n|---|---:|---:|---:|---:|---:|"
+        );
         json.push_str("\"cross_process_us\": {");
         let mut floor50 = 0.0;
         for (i, lib) in LIBS.into_iter().enumerate() {
@@ -622,8 +658,19 @@ mod bench {
                 floor_ms = ms;
             }
             assert_eq!(count, 1000, "{}: lost updates", lib.id());
-            println!("| {} | {:.1} | {:.2} | {} |", lib.id(), ms, ms / floor_ms, count);
-            json.push_str(&format!("{}\"{}\": {:.2}", if i > 0 { ", " } else { "" }, lib.id(), ms));
+            println!(
+                "| {} | {:.1} | {:.2} | {} |",
+                lib.id(),
+                ms,
+                ms / floor_ms,
+                count
+            );
+            json.push_str(&format!(
+                "{}\"{}\": {:.2}",
+                if i > 0 { ", " } else { "" },
+                lib.id(),
+                ms
+            ));
         }
         json.push_str("},\n");
 
@@ -631,7 +678,7 @@ mod bench {
         println!("| waiters | how they wait | extra OS threads | memory per waiter | time to serve all |\n|---:|---|---:|---:|---:|");
         // Fresh heap first: memory freed by one crowd is reused by the next
         // without showing in RSS.
-        let crowds = vec![
+        let crowds = [
             crowd_futures(d, 10_000),
             crowd_lockyard(d, 1_000),
             crowd_lockyard(d, 10_000),

@@ -37,9 +37,14 @@
 //!   file's identity. A release wakes the next one directly; shared waiters
 //!   at the head are admitted together; a shared request never jumps an
 //!   earlier exclusive one. Only the head of the queue watches for *other
-//!   processes*, by retrying on an exponential [`Backoff`] (or, opt-in, by
-//!   parking one blocking-pool thread in the kernel: [`WaitStrategy`]). The
-//!   process uses one descriptor per lock file however many wait.
+//!   processes*: on Linux it watches the lock file (one inotify instance
+//!   per process) and retries as soon as another process closes it, marks
+//!   its holder record released, or removes a soft lock's sidecar, with an
+//!   exponential [`Backoff`] underneath for releases that fire no event
+//!   (see [`LockOptions::file_events`]); or, opt-in, it parks one
+//!   blocking-pool thread in the kernel ([`WaitStrategy`]). The process
+//!   uses one descriptor per lock file however many wait, and no thread per
+//!   waiter.
 //! - **Cancellation.** Dropping an [`Acquire`] future at any point gives
 //!   everything back; dropping a [`FileLockGuard`] releases the lock.
 //!   [`FileLockGuard::unlock`] releases it and reports errors.

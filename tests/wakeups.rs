@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use lockyard::{FileLock, LockOptions};
 
-use common::{env_path, expect_success, say, spawn_child, tempdir, wait_for_line, wake_only, ROLE_VAR};
+use common::{
+    env_path, expect_success, say, spawn_child, tempdir, wait_for_line, wake_only, ROLE_VAR,
+};
 
 const ENTRY: &str = "wake_child";
 
@@ -137,7 +139,9 @@ fn watching() -> LockOptions {
 /// inspects it, so they take turns.
 fn serial() -> std::sync::MutexGuard<'static, ()> {
     static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[test]
@@ -206,7 +210,10 @@ fn woken_by_release(options: LockOptions, patience: Duration) -> bool {
     let waker = Waker::from(Arc::clone(&flag));
     let mut fut = Box::pin(lock.lock());
     let mut cx = Context::from_waker(&waker);
-    assert!(fut.as_mut().poll(&mut cx).is_pending(), "the child holds it");
+    assert!(
+        fut.as_mut().poll(&mut cx).is_pending(),
+        "the child holds it"
+    );
     std::fs::write(&release, b"").unwrap();
     wait_for_line(&mut child, "released");
     let since = std::time::Instant::now();
@@ -259,7 +266,10 @@ fn watches_are_removed_when_waiters_leave() {
         instances += 1;
         let name = fd.file_name();
         let info = std::fs::read_to_string(Path::new("/proc/self/fdinfo").join(&name)).unwrap();
-        let watches = info.lines().filter(|l| l.starts_with("inotify wd:")).count();
+        let watches = info
+            .lines()
+            .filter(|l| l.starts_with("inotify wd:"))
+            .count();
         assert_eq!(watches, 0, "watches left behind:\n{info}");
     }
     assert_eq!(instances, 1, "one inotify instance per process");
