@@ -7,6 +7,8 @@
 
 mod common;
 
+use common::wait_for_file;
+
 use std::path::Path;
 use std::time::Duration;
 
@@ -20,12 +22,6 @@ const ENTRY: &str = "wake_child";
 
 /// Long enough that only a failure, never a slow machine, reaches it.
 const PATIENCE: Duration = Duration::from_secs(60);
-
-fn wait_for_file(path: &Path) {
-    while !path.exists() {
-        std::thread::sleep(Duration::from_millis(2));
-    }
-}
 
 /// Child entry point; does nothing unless started as one.
 #[test]
@@ -81,6 +77,20 @@ fn wake_child() {
     drop(keep);
 }
 
+/// Starts a child holding the lock at `lock` as `role`; it releases when
+/// `release` appears and exits when `done` does.
+fn spawn_holder(role: &str, lock: &Path, release: &Path, done: &Path) -> std::process::Child {
+    spawn_child(
+        ENTRY,
+        role,
+        &[
+            ("LOCK", lock.to_str().unwrap()),
+            ("RELEASE", release.to_str().unwrap()),
+            ("DONE", done.to_str().unwrap()),
+        ],
+    )
+}
+
 #[derive(Clone, Copy)]
 enum How {
     Async,
@@ -100,15 +110,7 @@ fn wait_while_child_releases(
     let lock_path = dir.path().join("wake.lock");
     let release = dir.path().join("release");
     let done = dir.path().join("done");
-    let mut child = spawn_child(
-        ENTRY,
-        role,
-        &[
-            ("LOCK", lock_path.to_str().unwrap()),
-            ("RELEASE", release.to_str().unwrap()),
-            ("DONE", done.to_str().unwrap()),
-        ],
-    );
+    let mut child = spawn_holder(role, &lock_path, &release, &done);
     wait_for_line(&mut child, "locked");
 
     let lock = FileLock::with_options(&lock_path, options);
@@ -195,15 +197,7 @@ fn woken_by_release(options: LockOptions, patience: Duration) -> bool {
     let lock_path = dir.path().join("wake.lock");
     let release = dir.path().join("release");
     let done = dir.path().join("done");
-    let mut child = spawn_child(
-        ENTRY,
-        "std_close",
-        &[
-            ("LOCK", lock_path.to_str().unwrap()),
-            ("RELEASE", release.to_str().unwrap()),
-            ("DONE", done.to_str().unwrap()),
-        ],
-    );
+    let mut child = spawn_holder("std_close", &lock_path, &release, &done);
     wait_for_line(&mut child, "locked");
     let lock = FileLock::with_options(&lock_path, options.offload_open(false));
     let flag = Arc::new(Flag(std::sync::atomic::AtomicBool::new(false)));

@@ -107,6 +107,13 @@ pub fn open_fds() -> usize {
         .count()
 }
 
+/// Waits until `path` exists (a parent's or child's signal).
+pub fn wait_for_file(path: &Path) {
+    while !path.exists() {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
 pub fn env_path(var: &str) -> PathBuf {
     PathBuf::from(std::env::var_os(var).unwrap_or_else(|| panic!("{var} not set")))
 }
