@@ -172,6 +172,15 @@ mod bench {
         sorted[rank.min(sorted.len()) - 1]
     }
 
+    /// The separator before the `i`th JSON member.
+    fn sep(i: usize) -> &'static str {
+        if i > 0 {
+            ", "
+        } else {
+            ""
+        }
+    }
+
     fn median(mut v: Vec<f64>) -> f64 {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
@@ -591,12 +600,7 @@ mod bench {
         json.push_str("\"uncontended_ns\": {");
         for (i, (lib, ns)) in rows.iter().enumerate() {
             println!("| {} | {:.0} | {:.2} |", lib.id(), ns, ns / floor);
-            json.push_str(&format!(
-                "{}\"{}\": {:.1}",
-                if i > 0 { ", " } else { "" },
-                lib.id(),
-                ns
-            ));
+            json.push_str(&format!("{}\"{}\": {:.1}", sep(i), lib.id(), ns));
         }
         json.push_str("},\n");
 
@@ -606,12 +610,7 @@ mod bench {
         for (i, lib) in LIBS.into_iter().enumerate() {
             let ns = same_process(lib, d);
             println!("| {} | {:.0} |", lib.id(), ns);
-            json.push_str(&format!(
-                "{}\"{}\": {:.1}",
-                if i > 0 { ", " } else { "" },
-                lib.id(),
-                ns
-            ));
+            json.push_str(&format!("{}\"{}\": {:.1}", sep(i), lib.id(), ns));
         }
         json.push_str("},\n");
 
@@ -639,7 +638,7 @@ mod bench {
             );
             json.push_str(&format!(
                 "{}\"{}\": {{\"p50\": {:.1}, \"p90\": {:.1}, \"p99\": {:.1}}}",
-                if i > 0 { ", " } else { "" },
+                sep(i),
                 lib.id(),
                 us(50.0),
                 us(90.0),
@@ -665,12 +664,7 @@ mod bench {
                 ms / floor_ms,
                 count
             );
-            json.push_str(&format!(
-                "{}\"{}\": {:.2}",
-                if i > 0 { ", " } else { "" },
-                lib.id(),
-                ms
-            ));
+            json.push_str(&format!("{}\"{}\": {:.2}", sep(i), lib.id(), ms));
         }
         json.push_str("},\n");
 
@@ -693,7 +687,7 @@ mod bench {
             );
             json.push_str(&format!(
                 "{}{{\"what\": \"{}\", \"waiters\": {}, \"extra_threads\": {}, \"bytes_per_waiter\": {:.0}, \"serve_ms\": {:.2}}}",
-                if i > 0 { ", " } else { "" },
+                sep(i),
                 c.what,
                 c.waiters,
                 c.extra_threads,
@@ -719,7 +713,7 @@ mod bench {
             );
             json.push_str(&format!(
                 "{}\"{}\": {{\"p50\": {:.2}, \"p99\": {:.2}}}",
-                if i > 0 { ", " } else { "" },
+                sep(i),
                 name,
                 pct(&took, 50.0),
                 pct(&took, 99.0)

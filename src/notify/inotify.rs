@@ -150,9 +150,8 @@ impl Drop for Watch {
             // The kernel dropped the watch already (IN_IGNORED).
             return;
         };
-        let before = subs.len();
         subs.retain(|w| w.strong_count() > 0 && !std::ptr::eq(w.as_ptr(), &*self.sub));
-        if subs.is_empty() && before > 0 {
+        if subs.is_empty() {
             map.remove(&self.wd);
             // Fails only if the kernel dropped it meanwhile: nothing to do.
             let _ = inotify::remove_watch(notifier.fd.get_ref(), self.wd);
