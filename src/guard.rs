@@ -160,7 +160,7 @@ impl FileLockGuard {
         if !self.handle.is_strict() {
             return Err(self.refuse_conversion());
         }
-        match self.entry.downgrade() {
+        match self.entry.downgrade(&self.handle) {
             Ok(true) => {
                 self.mode = LockMode::Shared;
                 self.record = None;

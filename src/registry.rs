@@ -30,7 +30,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use event_listener::{Event, EventListener};
 
 use crate::lock::Handle;
-use crate::notify::Watch;
+use crate::notify::{self, Watch};
 use crate::record::{self, HolderRecord, LockKind, Read, RecordState};
 use crate::soft::{self, SoftHeld, SoftTry};
 use crate::sys::{self, FileId};
@@ -426,11 +426,15 @@ impl Entry {
                 Err(e) => result = Err(e),
             }
         }
-        if let Err(e) = sys::unlock(file) {
-            // Closing the descriptor releases the lock for certain.
-            retire = true;
-            if result.is_ok() {
-                result = Err(e);
+        match sys::unlock(file) {
+            Ok(()) if h.options.file_events && !retire => notify::announce_release(file),
+            Ok(()) => {}
+            Err(e) => {
+                // Closing the descriptor releases the lock for certain.
+                retire = true;
+                if result.is_ok() {
+                    result = Err(e);
+                }
             }
         }
         if retire {
@@ -472,7 +476,7 @@ impl Entry {
     /// Converts this process's exclusive hold into a shared one and admits
     /// the shared waiters queued behind it. `Ok(false)` if the lock was lost
     /// on the way (only possible where conversion is not atomic).
-    pub(crate) fn downgrade(&self) -> io::Result<bool> {
+    pub(crate) fn downgrade(&self, h: &Handle) -> io::Result<bool> {
         let mut st = self.state();
         if st.held != Held::Exclusive {
             return Ok(false);
@@ -488,6 +492,10 @@ impl Entry {
             if let Ok(n) = record::rewrite(file, &rec, st.record_len) {
                 st.record_len = n;
             }
+        }
+        if let (true, Some(file)) = (h.options.file_events, st.file.as_ref()) {
+            // Shared waiters in other processes may go in now.
+            notify::announce_release(file);
         }
         st.held = if kept { Held::Shared(1) } else { Held::None };
         dispatch(&mut st);

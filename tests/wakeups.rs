@@ -51,10 +51,31 @@ fn wake_child() {
             drop(file);
             None
         }
-        // lockyard with its holder record: unlocks with LOCK_UN and keeps
-        // the descriptor open; the record's "released" mark is the signal.
-        "lockyard" => {
-            let lock = FileLock::new(&lock_path);
+        // A holder that writes to the lock file while it holds it (as a
+        // new lockyard holder stamps its record), then closes it on `done`.
+        "std_write" => {
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&lock_path)
+                .unwrap();
+            file.lock().unwrap();
+            say("locked");
+            wait_for_file(&release);
+            std::os::unix::fs::FileExt::write_all_at(&file, b"4242\n", 0).unwrap();
+            say("wrote");
+            wait_for_file(&done);
+            drop(file);
+            None
+        }
+        // lockyard, with and without its holder record: unlocks with
+        // LOCK_UN and keeps the descriptor open; its announcement after the
+        // unlock is the signal.
+        "lockyard" | "lockyard_bare" => {
+            let options = LockOptions::new().metadata(role == "lockyard");
+            let lock = FileLock::with_options(&lock_path, options);
             let guard = lock.lock_blocking().unwrap();
             say("locked");
             wait_for_file(&release);
@@ -163,10 +184,12 @@ fn close_by_another_program_wakes_a_blocking_waiter() {
 #[test]
 fn lockyard_release_in_another_process_wakes_the_waiter() {
     let _turn = serial();
-    wait_while_child_releases("lockyard", watching(), How::Async, PATIENCE)
-        .expect("woken by the released mark");
-    wait_while_child_releases("lockyard", watching(), How::Blocking, PATIENCE)
-        .expect("woken by the released mark");
+    for role in ["lockyard", "lockyard_bare"] {
+        wait_while_child_releases(role, watching(), How::Async, PATIENCE)
+            .unwrap_or_else(|e| panic!("{role}: not woken by the announcement: {e}"));
+        wait_while_child_releases(role, watching(), How::Blocking, PATIENCE)
+            .unwrap_or_else(|e| panic!("{role}: not woken by the announcement: {e}"));
+    }
 }
 
 #[test]
@@ -185,9 +208,21 @@ impl std::task::Wake for Flag {
     }
 }
 
-/// Polls a waiting future by hand while a child releases, and reports
-/// whether anything woke it within `patience` after the release.
-fn woken_by_release(options: LockOptions, patience: Duration) -> bool {
+/// The files through which a test drives its holder child.
+struct Signals {
+    release: std::path::PathBuf,
+    done: std::path::PathBuf,
+}
+
+/// Polls a waiting future by hand, with a waker that records wake-ups,
+/// while a child holds the lock as `role`. `script` drives the child and is
+/// handed `woken_within(patience)`; what it returns is the outcome. If the
+/// waiter was woken, it must then take the lock.
+fn with_polled_waiter(
+    options: LockOptions,
+    role: &str,
+    script: impl FnOnce(&mut std::process::Child, &Signals, &dyn Fn(Duration) -> bool) -> bool,
+) -> bool {
     use std::future::Future;
     use std::sync::atomic::Ordering;
     use std::sync::Arc;
@@ -195,9 +230,11 @@ fn woken_by_release(options: LockOptions, patience: Duration) -> bool {
 
     let dir = tempdir();
     let lock_path = dir.path().join("wake.lock");
-    let release = dir.path().join("release");
-    let done = dir.path().join("done");
-    let mut child = spawn_holder("std_close", &lock_path, &release, &done);
+    let signals = Signals {
+        release: dir.path().join("release"),
+        done: dir.path().join("done"),
+    };
+    let mut child = spawn_holder(role, &lock_path, &signals.release, &signals.done);
     wait_for_line(&mut child, "locked");
     let lock = FileLock::with_options(&lock_path, options.offload_open(false));
     let flag = Arc::new(Flag(std::sync::atomic::AtomicBool::new(false)));
@@ -208,23 +245,34 @@ fn woken_by_release(options: LockOptions, patience: Duration) -> bool {
         fut.as_mut().poll(&mut cx).is_pending(),
         "the child holds it"
     );
-    std::fs::write(&release, b"").unwrap();
-    wait_for_line(&mut child, "released");
-    let since = std::time::Instant::now();
-    while !flag.0.load(Ordering::SeqCst) && since.elapsed() < patience {
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let woken = flag.0.load(Ordering::SeqCst);
-    if woken {
+    let woken_within = |patience: Duration| {
+        let since = std::time::Instant::now();
+        while !flag.0.load(Ordering::SeqCst) && since.elapsed() < patience {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        flag.0.load(Ordering::SeqCst)
+    };
+    let outcome = script(&mut child, &signals, &woken_within);
+    if flag.0.load(Ordering::SeqCst) {
         match fut.as_mut().poll(&mut cx) {
             Poll::Ready(result) => drop(result.expect("acquired after the wake-up")),
             Poll::Pending => panic!("woken, but the lock was not taken"),
         }
     }
     drop(fut);
-    std::fs::write(&done, b"").unwrap();
+    std::fs::write(&signals.done, b"").unwrap();
     expect_success(child);
-    woken
+    outcome
+}
+
+/// Whether anything woke a waiter within `patience` after a child that
+/// releases by closing let go.
+fn woken_by_release(options: LockOptions, patience: Duration) -> bool {
+    with_polled_waiter(options, "std_close", |child, signals, woken_within| {
+        std::fs::write(&signals.release, b"").unwrap();
+        wait_for_line(child, "released");
+        woken_within(patience)
+    })
 }
 
 /// The control that makes the tests above mean something: the same
@@ -241,6 +289,27 @@ fn the_wake_up_comes_from_the_file_event() {
         !woken_by_release(watching().file_events(false), Duration::from_millis(500)),
         "woken with file events off: something else wakes waiters"
     );
+}
+
+/// Writing to the lock file (what a new lockyard holder does to stamp its
+/// record) must not wake the waiters: only a sign of release may. The
+/// close that follows does, so the waiter was listening all along.
+#[test]
+fn writes_to_a_held_lock_file_wake_nobody() {
+    let _turn = serial();
+    let woken_by_close =
+        with_polled_waiter(watching(), "std_write", |child, signals, woken_within| {
+            std::fs::write(&signals.release, b"").unwrap();
+            wait_for_line(child, "wrote");
+            assert!(
+                !woken_within(Duration::from_millis(500)),
+                "a write to the held lock file woke the waiter"
+            );
+            std::fs::write(&signals.done, b"").unwrap();
+            wait_for_line(child, "released");
+            woken_within(PATIENCE)
+        });
+    assert!(woken_by_close, "not woken by the close after the write");
 }
 
 /// Watches come and go with the waiters: once nobody waits, the process's

@@ -72,13 +72,13 @@ impl fmt::Debug for Watch {
     }
 }
 
-/// A close of the file (every `close`-to-release program), a write to it
-/// (lockyard's holder record marks a release before unlocking), a change of
-/// its link count or metadata, or the file going away.
+/// A close of the file (every `close`-to-release program), a change of its
+/// times (lockyard's release announcement) or link count, or the file going
+/// away. Not writes: a new holder stamping its record must not wake the
+/// other waiters for nothing.
 fn file_events() -> WatchFlags {
     WatchFlags::CLOSE_WRITE
         | WatchFlags::CLOSE_NOWRITE
-        | WatchFlags::MODIFY
         | WatchFlags::ATTRIB
         | WatchFlags::DELETE_SELF
         | WatchFlags::MOVE_SELF
@@ -155,6 +155,14 @@ impl Drop for Watch {
             map.remove(&self.wd);
             // Fails only if the kernel dropped it meanwhile: nothing to do.
             let _ = inotify::remove_watch(notifier.fd.get_ref(), self.wd);
+            if map.is_empty() {
+                // The removal queued IN_IGNORED (and maybe late events):
+                // read them now, or the next waiter would be woken for them.
+                // Only when nobody else listens: their events must reach
+                // them through the reactor, which wakes their tasks.
+                drop(map);
+                notifier.drain();
+            }
         }
     }
 }
