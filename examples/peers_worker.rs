@@ -132,23 +132,28 @@ mod worker {
         }
     }
 
-    /// Runs `critical` with the lock held, taken the row's way.
-    fn locked<R>(
-        row: &Row,
-        lock: &FileLock,
-        rt: &Runtime,
-        critical: impl FnOnce() -> R,
-    ) -> io::Result<R> {
-        let guard = match (row.driver, rt) {
-            (Driver::Blocking, _) => lock.lock_blocking(),
-            (Driver::Tokio, Runtime::Tokio(rt)) => rt.block_on(lock.lock()),
-            (Driver::FuturesLite, _) => futures_lite::future::block_on(lock.lock()),
-            _ => async_io::block_on(lock.lock()),
+    /// Runs `critical` with the lock held, taken the row's way. Awaited
+    /// inside the row's executor, which runs the whole workload as an
+    /// application would (not entered and left around every acquisition).
+    async fn locked<R>(row: &Row, lock: &FileLock, critical: impl FnOnce() -> R) -> io::Result<R> {
+        let guard = match row.driver {
+            Driver::Blocking => lock.lock_blocking(),
+            _ => lock.lock().await,
         }
         .map_err(io::Error::other)?;
         let r = critical();
         guard.unlock().map_err(io::Error::other)?;
         Ok(r)
+    }
+
+    /// Runs a whole workload on the row's executor. The blocking row needs
+    /// none: nothing in it ever waits on a future.
+    fn run_on<F: std::future::Future>(row: &Row, rt: &Runtime, workload: F) -> F::Output {
+        match (row.driver, rt) {
+            (Driver::Tokio, Runtime::Tokio(rt)) => rt.block_on(workload),
+            (Driver::Async, _) => async_io::block_on(workload),
+            _ => futures_lite::future::block_on(workload),
+        }
     }
 
     enum Runtime {
@@ -170,15 +175,17 @@ mod worker {
     fn w1(row: &Row, lock: &FileLock, f: &Flags) -> io::Result<String> {
         let (n, warmup) = (f.num("n")?, f.num("warmup")?);
         let rt = runtime(row)?;
-        for _ in 0..warmup {
-            locked(row, lock, &rt, || ())?;
-        }
-        let start = Instant::now();
-        for _ in 0..n {
-            locked(row, lock, &rt, || ())?;
-        }
-        let ns = start.elapsed().as_nanos() as f64 / n as f64;
-        Ok(format!(r#"{{"n":{n},"ns_per_cycle":{ns:.3}}}"#))
+        run_on(row, &rt, async {
+            for _ in 0..warmup {
+                locked(row, lock, || ()).await?;
+            }
+            let start = Instant::now();
+            for _ in 0..n {
+                locked(row, lock, || ()).await?;
+            }
+            let ns = start.elapsed().as_nanos() as f64 / n as f64;
+            Ok(format!(r#"{{"n":{n},"ns_per_cycle":{ns:.3}}}"#))
+        })
     }
 
     const HELLO: u64 = 1;
@@ -296,28 +303,34 @@ mod worker {
         };
         // `round` is the round this worker waits in; role 1 waits in round
         // 0 while role 0 holds it, then they alternate.
-        let mut round = 0;
-        if role == 0 {
-            locked(row, lock, &rt, || -> io::Result<()> {
-                h.lock_ino = std::fs::metadata(lock.path())?.ino();
-                h.hold(0)
-            })??;
-            round = 1;
-        }
-        while round < k {
-            h.fifos.expect(HELD)?;
-            let t_call = monotonic_ns();
-            h.fifos.send(CALL, t_call)?;
-            locked(row, lock, &rt, || -> io::Result<()> {
-                h.lock_ino = std::fs::metadata(lock.path())?.ino();
-                h.sample(t_call)?;
-                if round + 1 < k {
-                    h.hold(round + 1)?;
-                }
-                Ok(())
-            })??;
-            round += 2;
-        }
+        run_on(row, &rt, async {
+            let mut round = 0;
+            if role == 0 {
+                locked(row, lock, || -> io::Result<()> {
+                    h.lock_ino = std::fs::metadata(lock.path())?.ino();
+                    h.hold(0)
+                })
+                .await??;
+                round = 1;
+            }
+            while round < k {
+                h.fifos.expect(HELD)?;
+                let t_call = monotonic_ns();
+                h.fifos.send(CALL, t_call)?;
+                locked(row, lock, || -> io::Result<()> {
+                    // The sample first: nothing else belongs in the latency.
+                    h.sample(t_call)?;
+                    h.lock_ino = std::fs::metadata(lock.path())?.ino();
+                    if round + 1 < k {
+                        h.hold(round + 1)?;
+                    }
+                    Ok(())
+                })
+                .await??;
+                round += 2;
+            }
+            Ok::<(), io::Error>(())
+        })?;
         let samples: Vec<String> = h.samples.iter().map(u64::to_string).collect();
         Ok(format!(
             r#"{{"samples_ns":[{}],"checked":{},"verified":{},"verify":"{}","bad_order":{},"holds_ns_sum":{}}}"#,
@@ -352,9 +365,12 @@ mod worker {
             .ok_or_else(|| bad("expected go <t>"))?;
         std::thread::sleep(Duration::from_nanos(at.saturating_sub(monotonic_ns())));
         let start = monotonic_ns();
-        for _ in 0..m {
-            locked(row, lock, &rt, || increment(&data, me))??;
-        }
+        run_on(row, &rt, async {
+            for _ in 0..m {
+                locked(row, lock, || increment(&data, me)).await??;
+            }
+            Ok::<(), io::Error>(())
+        })?;
         Ok(format!(
             r#"{{"start_ns":{start},"end_ns":{}}}"#,
             monotonic_ns()

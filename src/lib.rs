@@ -113,6 +113,7 @@ mod registry;
 mod rt;
 mod soft;
 mod stale;
+mod stamp;
 mod sys;
 
 pub use crate::backoff::Backoff;

@@ -30,7 +30,7 @@
 
 use std::fmt;
 use std::fs::File;
-use std::io;
+use std::io::{self, Write as _};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::LockMode;
@@ -184,65 +184,97 @@ impl HolderRecord {
 
     /// Formats the record. The inverse of [`parse`].
     pub(crate) fn to_bytes(&self) -> Vec<u8> {
-        use std::fmt::Write as _;
-        let mut s = String::with_capacity(320);
-        let state = match self.state {
-            // All four letters long: a release rewrites the record in place
-            // without changing its length, so the file never needs
-            // truncating.
-            RecordState::Held => "held",
-            RecordState::Released => "free",
-            RecordState::Removed => "gone",
-        };
+        let mut out = Vec::with_capacity(320);
+        self.write_head(&mut out);
+        self.write_tail(&mut out);
+        let sum = fnv1a(FNV_START, &out);
+        seal(&mut out, sum);
+        out
+    }
+
+    /// The lines from the PID to the process start time: the same in every
+    /// record one process writes for one lock, except for the state word.
+    /// Returns the offset of the state word (four letters).
+    pub(crate) fn write_head(&self, out: &mut Vec<u8>) -> usize {
         let mode = match self.mode {
             LockMode::Exclusive => "exclusive",
             LockMode::Shared => "shared",
         };
-        // Writing to a String cannot fail.
+        // Writing to a Vec cannot fail.
         let _ = write!(
-            s,
-            "{}\n{MAGIC} {VERSION}\nkind {}\nstate {state}\nmode {mode}\nhost ",
+            out,
+            "{}\n{MAGIC} {VERSION}\nkind {}\nstate ",
             self.pid,
             self.kind.as_str()
         );
-        escape_into(&mut s, &self.host);
-        s.push_str("\nboot ");
+        let state_at = out.len();
+        out.extend_from_slice(state_word(self.state));
+        let _ = write!(out, "\nmode {mode}\nhost ");
+        escape_into(out, &self.host);
+        out.extend_from_slice(b"\nboot ");
         match &self.boot_id {
-            Some(b) => escape_into(&mut s, b),
-            None => s.push('-'),
+            Some(b) => escape_into(out, b),
+            None => out.push(b'-'),
         }
-        s.push_str("\nstart ");
+        out.extend_from_slice(b"\nstart ");
         match self.start_time {
             Some(t) => {
-                let _ = write!(s, "{t}");
+                let _ = write!(out, "{t}");
             }
-            None => s.push('-'),
+            None => out.push(b'-'),
         }
-        s.push_str("\nacquired ");
-        push_duration(
-            &mut s,
-            self.acquired.duration_since(UNIX_EPOCH).unwrap_or_default(),
-        );
-        s.push_str("\nrenewed ");
-        push_duration(
-            &mut s,
-            self.renewed.duration_since(UNIX_EPOCH).unwrap_or_default(),
-        );
-        s.push_str("\nttl ");
-        match self.ttl {
-            Some(t) => push_duration(&mut s, t),
-            None => s.push('-'),
-        }
-        s.push_str("\nowner ");
-        match &self.owner {
-            Some(o) => escape_into(&mut s, o),
-            None => s.push('-'),
-        }
-        let _ = writeln!(s, "\ntoken {}", self.token);
-        let sum = fnv1a(s.as_bytes());
-        let _ = writeln!(s, "check {sum:016x}");
-        s.into_bytes()
+        out.push(b'\n');
+        state_at
     }
+
+    /// The lines from the acquisition time to the token.
+    pub(crate) fn write_tail(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"acquired ");
+        push_time(out, self.acquired);
+        out.extend_from_slice(b"\nrenewed ");
+        push_time(out, self.renewed);
+        out.extend_from_slice(b"\nttl ");
+        match self.ttl {
+            Some(t) => push_duration(out, t),
+            None => out.push(b'-'),
+        }
+        out.extend_from_slice(b"\nowner ");
+        match &self.owner {
+            Some(o) => escape_into(out, o),
+            None => out.push(b'-'),
+        }
+        let _ = writeln!(out, "\ntoken {}", self.token);
+    }
+
+    /// Whether `other` has the same head lines (see [`write_head`](Self::write_head))
+    /// apart from the state word.
+    pub(crate) fn same_head(&self, other: &HolderRecord) -> bool {
+        self.pid == other.pid
+            && self.kind == other.kind
+            && self.mode == other.mode
+            && self.start_time == other.start_time
+            && self.host == other.host
+            && self.boot_id == other.boot_id
+    }
+}
+
+/// The state word: all four letters long, so a release rewrites the record
+/// in place without changing its length and the file never needs
+/// truncating.
+pub(crate) fn state_word(state: RecordState) -> &'static [u8; 4] {
+    match state {
+        RecordState::Held => b"held",
+        RecordState::Released => b"free",
+        RecordState::Removed => b"gone",
+    }
+}
+
+/// The length of the last line, `check <16 hex digits>\n`.
+pub(crate) const SEAL_LEN: usize = 23;
+
+/// Appends the checksum line for a record whose other lines hash to `sum`.
+pub(crate) fn seal(out: &mut Vec<u8>, sum: u64) {
+    let _ = writeln!(out, "check {sum:016x}");
 }
 
 impl fmt::Display for HolderRecord {
@@ -353,7 +385,7 @@ pub fn parse(bytes: &[u8]) -> Result<HolderRecord, RecordError> {
         if key == "check" {
             let want = u64::from_str_radix(value, 16)
                 .map_err(|_| RecordError::Malformed("bad checksum"))?;
-            if value.len() != 16 || fnv1a(&bytes[..consumed]) != want {
+            if value.len() != 16 || fnv1a(FNV_START, &bytes[..consumed]) != want {
                 return Err(RecordError::Checksum);
             }
             checked = true;
@@ -477,9 +509,12 @@ fn optional<T>(
     }
 }
 
-fn push_duration(s: &mut String, d: Duration) {
-    use std::fmt::Write as _;
-    let _ = write!(s, "{}.{:09}", d.as_secs(), d.subsec_nanos());
+fn push_duration(out: &mut Vec<u8>, d: Duration) {
+    let _ = write!(out, "{}.{:09}", d.as_secs(), d.subsec_nanos());
+}
+
+fn push_time(out: &mut Vec<u8>, t: SystemTime) {
+    push_duration(out, t.duration_since(UNIX_EPOCH).unwrap_or_default());
 }
 
 fn parse_duration(value: &str) -> Result<Duration, RecordError> {
@@ -500,16 +535,15 @@ fn parse_time(value: &str) -> Result<SystemTime, RecordError> {
 }
 
 /// Printable ASCII except `%` passes through; everything else is `%XX`.
-fn escape_into(out: &mut String, s: &str) {
-    use std::fmt::Write as _;
+fn escape_into(out: &mut Vec<u8>, s: &str) {
     if s == "-" {
         // "-" alone means "none".
-        out.push_str("%2D");
+        out.extend_from_slice(b"%2D");
         return;
     }
     for &b in s.as_bytes() {
         if b.is_ascii_graphic() && b != b'%' {
-            out.push(b as char);
+            out.push(b);
         } else {
             let _ = write!(out, "%{b:02X}");
         }
@@ -537,8 +571,11 @@ fn unescape(s: &str) -> Result<String, RecordError> {
     String::from_utf8(out).map_err(|_| RecordError::Malformed("escaped text is not UTF-8"))
 }
 
-fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+/// The FNV-1a offset basis: the hash of nothing.
+pub(crate) const FNV_START: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// FNV-1a of `bytes`, continuing from the hash `h` of what came before.
+pub(crate) fn fnv1a(mut h: u64, bytes: &[u8]) -> u64 {
     for &b in bytes {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0100_0000_01b3);
@@ -571,6 +608,26 @@ pub(crate) fn read(file: &File) -> io::Result<Read> {
 /// Like [`read`], also returning how many bytes the file had (up to the
 /// bound), so a rewrite knows whether it must truncate.
 pub(crate) fn read_sized(file: &File) -> io::Result<(Read, usize)> {
+    match read_sized_or_known(file, |_| None::<()>)? {
+        (Lookup::Read(read), n) => Ok((read, n)),
+        (Lookup::Known(()), n) => Ok((Read::Invalid(RecordError::Empty), n)),
+    }
+}
+
+/// What [`read_sized_or_known`] found.
+#[derive(Debug)]
+pub(crate) enum Lookup<T> {
+    /// The bytes were recognised without parsing.
+    Known(T),
+    Read(Read),
+}
+
+/// Like [`read_sized`], but first shows the bytes read to `known`, which
+/// may recognise them (its own last write, say) and spare the parse.
+pub(crate) fn read_sized_or_known<T>(
+    file: &File,
+    known: impl Fn(&[u8]) -> Option<T>,
+) -> io::Result<(Lookup<T>, usize)> {
     let mut buf = vec![0u8; MAX_RECORD + 1];
     let mut last = RecordError::Empty;
     for attempt in 0..3 {
@@ -578,18 +635,21 @@ pub(crate) fn read_sized(file: &File) -> io::Result<(Read, usize)> {
         // common case. Only a retry insists on reading until zero, in case
         // a network filesystem returned less than there was.
         let n = read_at(file, &mut buf, attempt > 0)?;
+        if let Some(answer) = known(&buf[..n]) {
+            return Ok((Lookup::Known(answer), n));
+        }
         match parse(&buf[..n]) {
-            Ok(r) => return Ok((Read::Record(r), n)),
+            Ok(r) => return Ok((Lookup::Read(Read::Record(r)), n)),
             Err(e @ (RecordError::Checksum | RecordError::Malformed("truncated last line"))) => {
                 last = e;
                 if attempt < 2 {
                     std::thread::yield_now();
                 }
             }
-            Err(e) => return Ok((Read::Invalid(e), n)),
+            Err(e) => return Ok((Lookup::Read(Read::Invalid(e)), n)),
         }
     }
-    Ok((Read::Invalid(last), MAX_RECORD + 1))
+    Ok((Lookup::Read(Read::Invalid(last)), MAX_RECORD + 1))
 }
 
 /// Replaces the record at the start of `file`.
@@ -599,11 +659,10 @@ pub(crate) fn write(file: &File, record: &HolderRecord) -> io::Result<()> {
     file.set_len(bytes.len() as u64)
 }
 
-/// Replaces a record of `old_len` bytes, truncating only if the new one is
-/// shorter (rewrites of the same record keep their length).
-pub(crate) fn rewrite(file: &File, record: &HolderRecord, old_len: usize) -> io::Result<usize> {
-    let bytes = record.to_bytes();
-    write_at(file, &bytes)?;
+/// Replaces a record of `old_len` bytes with `bytes`, truncating only if
+/// the new one is shorter (rewrites of the same record keep their length).
+pub(crate) fn rewrite(file: &File, bytes: &[u8], old_len: usize) -> io::Result<usize> {
+    write_at(file, bytes)?;
     if bytes.len() < old_len {
         file.set_len(bytes.len() as u64)?;
     }
@@ -658,7 +717,7 @@ fn write_at(file: &File, bytes: &[u8]) -> io::Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use proptest::strategy::Strategy;
 

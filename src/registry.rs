@@ -31,8 +31,9 @@ use event_listener::{Event, EventListener};
 
 use crate::lock::Handle;
 use crate::notify::{self, Watch};
-use crate::record::{self, HolderRecord, LockKind, Read, RecordState};
+use crate::record::{self, HolderRecord, LockKind, Lookup, Read, RecordState};
 use crate::soft::{self, SoftHeld, SoftTry};
+use crate::stamp::Stamp;
 use crate::sys::{self, FileId};
 use crate::LockMode;
 
@@ -130,6 +131,12 @@ struct State {
     soft: Option<SoftHeld>,
     /// The holder record seen by the last failed soft attempt.
     last_busy: Option<HolderRecord>,
+    /// This process's last record in the lock file.
+    stamp: Stamp,
+    /// Keeps the kernel watch on this lock between waits, so the next
+    /// waiter joins it without a system call and no waiter removes it on
+    /// its way to the lock. Goes with the entry.
+    watch: Option<Watch>,
 }
 
 /// Result of one OS attempt under the mutex.
@@ -189,6 +196,8 @@ pub(crate) fn entry_for(file: File, id: FileId, kind: LockKind) -> Arc<Entry> {
             record_len: 0,
             soft: None,
             last_busy: None,
+            watch: None,
+            stamp: Stamp::default(),
         }),
     });
     map.insert(id, Arc::downgrade(&entry));
@@ -389,7 +398,7 @@ impl Entry {
             // Unreachable through the public API: guards are the only callers.
             _ => return Ok(()),
         };
-        let record = st.record.take();
+        let wrote_record = st.record.take().is_some();
         if self.kind != LockKind::Strict {
             let result = match (st.soft.take(), st.file.as_ref()) {
                 (Some(held), Some(ctl)) => soft::release(ctl, &h.path, held),
@@ -398,14 +407,10 @@ impl Entry {
             dispatch(&mut st);
             return result;
         }
-        if let (Some(rec), Some(file)) = (record, st.file.as_ref()) {
+        if wrote_record {
             // Keep the record (and the last token) with a "released" mark;
             // best effort, like the record itself.
-            let mut rec = HolderRecord::clone(&rec);
-            rec.state = RecordState::Released;
-            if let Ok(n) = record::rewrite(file, &rec, st.record_len) {
-                st.record_len = n;
-            }
+            mark_released(&mut st);
         }
         let Some(file) = st.file.as_ref() else {
             return Ok(());
@@ -486,12 +491,8 @@ impl Entry {
         };
         let kept = sys::downgrade(file)?;
         // Shared holders publish no record: mark the exclusive one ended.
-        if let (Some(rec), Some(file)) = (st.record.take(), st.file.as_ref()) {
-            let mut rec = HolderRecord::clone(&rec);
-            rec.state = RecordState::Released;
-            if let Ok(n) = record::rewrite(file, &rec, st.record_len) {
-                st.record_len = n;
-            }
+        if st.record.take().is_some() {
+            mark_released(&mut st);
         }
         if let (true, Some(file)) = (h.options.file_events, st.file.as_ref()) {
             // Shared waiters in other processes may go in now.
@@ -505,11 +506,17 @@ impl Entry {
     /// A watch for signs that another process released this lock file: on
     /// the file itself, or for a soft lock on its sidecar's directory entry.
     pub(crate) fn watch(&self, h: &Handle) -> Option<Watch> {
-        if self.kind != LockKind::Strict {
-            return Watch::dir_entry(&h.path);
+        let mut st = self.state();
+        if let Some(joined) = st.watch.as_ref().and_then(Watch::join) {
+            return Some(joined);
         }
-        let st = self.state();
-        Watch::file(st.file.as_ref()?, &h.path)
+        let fresh = if self.kind != LockKind::Strict {
+            Watch::dir_entry(&h.path)
+        } else {
+            Watch::file(st.file.as_ref()?, &h.path)
+        }?;
+        st.watch = fresh.join();
+        Some(fresh)
     }
 
     /// The record of this process's current exclusive hold.
@@ -609,23 +616,31 @@ impl Entry {
         let Some(file) = st.file.as_ref() else {
             return Ok(false);
         };
-        let (found, len) = record::read_sized(file)?;
+        let (found, len) = record::read_sized_or_known(file, |b| st.stamp.token_if_unchanged(b))?;
         let last = match found {
-            Read::Record(r) if r.state == RecordState::Removed => return Ok(false),
-            Read::Record(r) => r.token,
+            // What this process left: no other holder came in between.
+            Lookup::Known(token) => token,
+            Lookup::Read(Read::Record(r)) if r.state == RecordState::Removed => return Ok(false),
+            Lookup::Read(Read::Record(r)) => r.token,
             // Empty or damaged: the clock floor of `next_token` keeps
             // tokens increasing.
-            Read::Invalid(_) => 0,
+            Lookup::Read(Read::Invalid(_)) => 0,
         };
         st.record_len = len;
         if mode == LockMode::Exclusive {
-            let rec = soft::new_record(LockKind::Strict, mode, soft::next_token(last), &h.options);
+            let rec = Arc::new(soft::new_record(
+                LockKind::Strict,
+                mode,
+                soft::next_token(last),
+                &h.options,
+            ));
             // Best effort: a read-only lock file (another user's) cannot
             // carry a record, and that must not stop the lock.
-            if let Ok(n) = record::rewrite(file, &rec, len) {
-                st.record_len = n;
+            match record::rewrite(file, st.stamp.held(Arc::clone(&rec)), len) {
+                Ok(n) => st.record_len = n,
+                Err(_) => st.stamp.forget(),
             }
-            st.record = Some(Arc::new(rec));
+            st.record = Some(rec);
         }
         Ok(true)
     }
@@ -659,6 +674,7 @@ impl Entry {
     fn retire(&self, mut st: MutexGuard<'_, State>) {
         self.retired.store(true, Ordering::Release);
         st.file = None;
+        st.watch = None;
         for slot in st.queue.drain(..) {
             slot.set(RETIRED);
         }
@@ -685,5 +701,17 @@ fn dispatch(st: &mut State) {
             }
             _ => return,
         }
+    }
+}
+
+/// Marks this process's record in the lock file released (the lock is
+/// still held). Best effort, like the record itself.
+fn mark_released(st: &mut State) {
+    let (Some(file), Some(bytes)) = (st.file.as_ref(), st.stamp.released()) else {
+        return;
+    };
+    match record::rewrite(file, bytes, st.record_len) {
+        Ok(n) => st.record_len = n,
+        Err(_) => st.stamp.forget(),
     }
 }

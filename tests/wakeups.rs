@@ -312,13 +312,10 @@ fn writes_to_a_held_lock_file_wake_nobody() {
     assert!(woken_by_close, "not woken by the close after the write");
 }
 
-/// Watches come and go with the waiters: once nobody waits, the process's
-/// inotify instance watches nothing.
-#[test]
-fn watches_are_removed_when_waiters_leave() {
-    let _turn = serial();
-    wait_while_child_releases("std_close", watching(), How::Async, PATIENCE).unwrap();
+/// The kernel watches of this process's one inotify instance.
+fn inotify_watches() -> usize {
     let mut instances = 0;
+    let mut watches = 0;
     for fd in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
         let Ok(target) = std::fs::read_link(fd.path()) else {
             continue;
@@ -329,11 +326,49 @@ fn watches_are_removed_when_waiters_leave() {
         instances += 1;
         let name = fd.file_name();
         let info = std::fs::read_to_string(Path::new("/proc/self/fdinfo").join(&name)).unwrap();
-        let watches = info
+        watches += info
             .lines()
             .filter(|l| l.starts_with("inotify wd:"))
             .count();
-        assert_eq!(watches, 0, "watches left behind:\n{info}");
     }
-    assert_eq!(instances, 1, "one inotify instance per process");
+    assert!(instances <= 1, "one inotify instance per process");
+    watches
+}
+
+/// Waiters on one lock file share one kernel watch, kept while the lock's
+/// handles live (the next wait needs no new one, and nobody removes it on
+/// the way to the lock); once the handles are gone, nothing is watched.
+#[test]
+fn one_watch_per_lock_file_gone_with_its_handles() {
+    let _turn = serial();
+    let dir = tempdir();
+    let lock_path = dir.path().join("kept.lock");
+    let lock = FileLock::with_options(&lock_path, watching());
+    for round in 0..2 {
+        let release = dir.path().join(format!("release{round}"));
+        let done = dir.path().join(format!("done{round}"));
+        let mut child = spawn_holder("std_close", &lock_path, &release, &done);
+        wait_for_line(&mut child, "locked");
+        let waiter = {
+            let lock = lock.clone();
+            std::thread::spawn(move || {
+                futures::executor::block_on(lock.lock_timeout(PATIENCE)).map(drop)
+            })
+        };
+        while lock.waiters() == 0 && !waiter.is_finished() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        std::fs::write(&release, b"").unwrap();
+        waiter.join().unwrap().expect("woken by the close");
+        wait_for_line(&mut child, "released");
+        std::fs::write(&done, b"").unwrap();
+        expect_success(child);
+        assert_eq!(
+            inotify_watches(),
+            1,
+            "round {round}: the watch is kept and reused"
+        );
+    }
+    drop(lock);
+    assert_eq!(inotify_watches(), 0, "watches left behind");
 }

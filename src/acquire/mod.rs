@@ -348,8 +348,8 @@ impl Core {
                         let now = d.now();
                         if std::mem::take(&mut q.woken_by_event) {
                             // The event may have come a moment before the
-                            // unlock it announces (a record is marked
-                            // released while still locked): look again soon.
+                            // unlock (the kernel reports a close just before
+                            // it drops the lock): look again soon.
                             let soon = now + SETTLE;
                             q.retry_at = Some(q.retry_at.map_or(soon, |r| r.min(soon)));
                         } else if q.retry_at.is_none() {

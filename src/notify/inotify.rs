@@ -113,6 +113,24 @@ impl Watch {
         notifier()?.subscribe(&[dir], dir_events(), Some(name))
     }
 
+    /// Another subscription to the same kernel watch, without a system
+    /// call; `None` if the kernel has dropped the watch (its file is gone).
+    pub(crate) fn join(&self) -> Option<Watch> {
+        let notifier = notifier()?;
+        let mut map = notifier.map();
+        let subs = map.get_mut(&self.wd)?;
+        let sub = Arc::new(Subscriber {
+            name: self.sub.name.clone(),
+            generation: AtomicU64::new(0),
+        });
+        subs.push(Arc::downgrade(&sub));
+        Some(Watch {
+            sub,
+            wd: self.wd,
+            ready: None,
+        })
+    }
+
     /// The number of events seen so far. Read it *before* an attempt, and
     /// wait for it to change after the attempt failed, so an event in
     /// between is never missed.

@@ -21,6 +21,10 @@ impl Watch {
         None
     }
 
+    pub(crate) fn join(&self) -> Option<Watch> {
+        match self.0 {}
+    }
+
     pub(crate) fn generation(&self) -> u64 {
         match self.0 {}
     }
