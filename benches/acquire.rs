@@ -10,7 +10,8 @@
 //!   in `flock` on two descriptors of the file.
 //!
 //! - `uncontended` also shows the cost of holder records (metadata on,
-//!   the default, vs off) and of a soft lock.
+//!   the default, vs off), of release announcements (`file_events`) and of
+//!   a soft lock, beside `fs4` and `fd-lock`.
 //!
 //! Run: `cargo bench --all-features --bench acquire`
 
@@ -43,6 +44,29 @@ fn uncontended(c: &mut Criterion) {
             file.unlock().expect("unlock");
         })
     });
+
+    // The other Rust crates of this niche, on their own kept-open files.
+    let fs4_file = open(&dir.path().join("fs4.lock"));
+    g.bench_function("fs4 lock+unlock", |b| {
+        b.iter(|| {
+            fs4::FileExt::lock(&fs4_file).expect("lock");
+            fs4::FileExt::unlock(&fs4_file).expect("unlock");
+        })
+    });
+    let mut fd_lock = fd_lock::RwLock::new(open(&dir.path().join("fd-lock.lock")));
+    g.bench_function("fd-lock write guard", |b| {
+        b.iter(|| drop(fd_lock.write().expect("lock")))
+    });
+    // The bare OS lock: no holder record, no release announcement.
+    let barest = FileLock::with_options(
+        dir.path().join("barest.lock"),
+        LockOptions::new().metadata(false).file_events(false),
+    );
+    drop(barest.try_lock().expect("warm up"));
+    g.bench_function(
+        "lockyard lock_blocking, metadata off, file_events off",
+        |b| b.iter(|| drop(barest.lock_blocking().expect("lock"))),
+    );
 
     // Holder metadata (a record read and written per acquisition, and
     // rewritten per release) is on by default; off is the bare OS lock.

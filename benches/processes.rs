@@ -42,9 +42,14 @@ mod bench {
         LockyardAsync,
         LockyardTokio,
         LockyardAsyncNoMeta,
+        /// No library: `flock` with a waiter blocked reading an inotify
+        /// instance and a holder that sets the file's times after
+        /// unlocking. What a file-event wake-up costs on this machine, the
+        /// floor of lockyard's cross-process path.
+        RawInotify,
     }
 
-    const LIBS: [Lib; 8] = [
+    const LIBS: [Lib; 9] = [
         Lib::Std,
         Lib::Fs4,
         Lib::FdLock,
@@ -53,6 +58,7 @@ mod bench {
         Lib::LockyardAsync,
         Lib::LockyardTokio,
         Lib::LockyardAsyncNoMeta,
+        Lib::RawInotify,
     ];
 
     impl Lib {
@@ -66,6 +72,7 @@ mod bench {
                 Lib::LockyardAsync => "lockyard lock().await (async-io)",
                 Lib::LockyardTokio => "lockyard lock().await (tokio)",
                 Lib::LockyardAsyncNoMeta => "lockyard lock().await, metadata off",
+                Lib::RawInotify => "raw flock + inotify wake (no library)",
             }
         }
 
@@ -93,6 +100,7 @@ mod bench {
         FdLock(fd_lock::RwLock<File>),
         SpawnBlocking(std::sync::Arc<File>, tokio::runtime::Runtime),
         Lockyard(FileLock, Lib, tokio::runtime::Runtime),
+        RawInotify(File, rustix::fd::OwnedFd),
     }
 
     fn current_thread() -> tokio::runtime::Runtime {
@@ -110,6 +118,18 @@ mod bench {
                 Lib::FdLock => Locker::FdLock(fd_lock::RwLock::new(open(path))),
                 Lib::SpawnBlocking => {
                     Locker::SpawnBlocking(std::sync::Arc::new(open(path)), current_thread())
+                }
+                Lib::RawInotify => {
+                    use rustix::fs::inotify;
+                    let file = open(path);
+                    let events = inotify::init(inotify::CreateFlags::CLOEXEC).expect("inotify");
+                    inotify::add_watch(
+                        &events,
+                        path,
+                        inotify::WatchFlags::ATTRIB | inotify::WatchFlags::CLOSE_WRITE,
+                    )
+                    .expect("watch");
+                    Locker::RawInotify(file, events)
                 }
                 _ => {
                     let options = LockOptions::new().metadata(lib != Lib::LockyardAsyncNoMeta);
@@ -145,6 +165,31 @@ mod bench {
                         .expect("lock");
                     let r = f();
                     file.unlock().expect("unlock");
+                    r
+                }
+                Locker::RawInotify(file, events) => {
+                    loop {
+                        match file.try_lock() {
+                            Ok(()) => break,
+                            Err(std::fs::TryLockError::WouldBlock) => {}
+                            Err(std::fs::TryLockError::Error(e)) => panic!("lock: {e}"),
+                        }
+                        // Blocks until the holder's announcement (or any
+                        // other event) arrives.
+                        let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 1024];
+                        let _ = rustix::fs::inotify::Reader::new(&*events, &mut buf).next();
+                    }
+                    let r = f();
+                    file.unlock().expect("unlock");
+                    let now = rustix::fs::Timespec {
+                        tv_sec: 0,
+                        tv_nsec: rustix::fs::UTIME_NOW,
+                    };
+                    let times = rustix::fs::Timestamps {
+                        last_access: now,
+                        last_modification: now,
+                    };
+                    rustix::fs::futimens(&*file, &times).expect("announce");
                     r
                 }
                 Locker::Lockyard(lock, lib, rt) => {

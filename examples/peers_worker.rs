@@ -65,6 +65,13 @@ mod worker {
             notes: "FileLock::lock().await, metadata(false)",
         },
         Row {
+            id: "rs-lockyard-async-bare",
+            driver: Driver::Async,
+            options: || LockOptions::new().metadata(false).file_events(false),
+            kernel_wait: false,
+            notes: "FileLock::lock().await, metadata(false), file_events(false): no release announcement, backoff hand-off",
+        },
+        Row {
             id: "rs-lockyard-blocking",
             driver: Driver::Blocking,
             options: LockOptions::new,

@@ -38,8 +38,9 @@
 //!   at the head are admitted together; a shared request never jumps an
 //!   earlier exclusive one. Only the head of the queue watches for *other
 //!   processes*: on Linux it watches the lock file (one inotify instance
-//!   per process) and retries as soon as another process closes it, marks
-//!   its holder record released, or removes a soft lock's sidecar, with an
+//!   per process) and retries as soon as another process closes it,
+//!   announces its release (a lockyard holder sets the file's times right
+//!   after unlocking), or removes a soft lock's sidecar, with an
 //!   exponential [`Backoff`] underneath for releases that fire no event
 //!   (see [`LockOptions::file_events`]); or, opt-in, it parks one
 //!   blocking-pool thread in the kernel ([`WaitStrategy`]). The process

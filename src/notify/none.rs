@@ -1,8 +1,9 @@
 //! No file-event source on this platform: waiters rely on backoff.
 //!
-//! macOS and the BSDs have kqueue, but `EVFILT_VNODE` on macOS reports no
-//! close, and an `flock` release writes nothing, so it would wake a waiter
-//! only for lockyard's own record writes; that is left for later.
+//! macOS and the BSDs have kqueue: `EVFILT_VNODE` with `NOTE_ATTRIB` would
+//! see lockyard's release announcements (macOS reports no close, so other
+//! programs' releases would still need backoff). Not built yet: it could
+//! only be compile-checked here, never run.
 
 use std::fs::File;
 use std::path::Path;
