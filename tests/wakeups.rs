@@ -116,6 +116,10 @@ fn spawn_holder(role: &str, lock: &Path, release: &Path, done: &Path) -> std::pr
 enum How {
     Async,
     Blocking,
+    /// Inside a tokio runtime: with the `tokio` feature, tokio's reactor
+    /// serves the watch.
+    #[cfg(feature = "tokio")]
+    Tokio,
 }
 
 /// Starts a holder child playing `role`, waits on the lock with a backoff
@@ -140,6 +144,13 @@ fn wait_while_child_releases(
         std::thread::spawn(move || match how {
             How::Async => futures::executor::block_on(lock.lock_timeout(timeout)).map(drop),
             How::Blocking => lock.lock_blocking_timeout(timeout).map(drop),
+            #[cfg(feature = "tokio")]
+            How::Tokio => tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime")
+                .block_on(lock.lock_timeout(timeout))
+                .map(drop),
         })
     };
     // Release only once the waiter is queued (its first attempt failed).
@@ -147,7 +158,14 @@ fn wait_while_child_releases(
         std::thread::sleep(Duration::from_millis(1));
     }
     std::fs::write(&release, b"").unwrap();
+    let released = std::time::Instant::now();
     let result = waiter.join().unwrap();
+    // The deadline makes one last attempt, which would succeed too: only
+    // coming back long before it shows that the event woke the waiter.
+    assert!(
+        released.elapsed() < PATIENCE / 2,
+        "{role}: not woken by the release, only by the deadline"
+    );
     wait_for_line(&mut child, "released");
     std::fs::write(&done, b"").unwrap();
     expect_success(child);
@@ -189,6 +207,16 @@ fn lockyard_release_in_another_process_wakes_the_waiter() {
             .unwrap_or_else(|e| panic!("{role}: not woken by the announcement: {e}"));
         wait_while_child_releases(role, watching(), How::Blocking, PATIENCE)
             .unwrap_or_else(|e| panic!("{role}: not woken by the announcement: {e}"));
+    }
+}
+
+#[cfg(feature = "tokio")]
+#[test]
+fn a_waiter_in_a_tokio_runtime_is_woken() {
+    let _turn = serial();
+    for role in ["std_close", "lockyard"] {
+        wait_while_child_releases(role, watching(), How::Tokio, PATIENCE)
+            .unwrap_or_else(|e| panic!("{role}: not woken: {e}"));
     }
 }
 

@@ -47,7 +47,8 @@ impl Driver for AsyncDriver<'_, '_> {
     }
 
     fn poll_watch(&mut self, watch: &mut Watch, since: u64) -> Poll<()> {
-        watch.poll_changed(self.cx, since)
+        let clock = self.clock();
+        watch.poll_changed(self.cx, since, clock)
     }
 
     fn poll_until(&mut self, at: Instant) -> Poll<()> {

@@ -20,11 +20,13 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 use async_io::{Async, Readable};
 use rustix::fs::inotify::{self, CreateFlags, ReadFlags, WatchFlags};
 use rustix::io::Errno;
+
+use crate::rt::Clock;
 
 /// The process's inotify instance and who listens to which watch.
 struct Notifier {
@@ -38,6 +40,11 @@ struct Subscriber {
     /// For a directory watch: the one entry this subscriber cares about.
     name: Option<Box<[u8]>>,
     generation: AtomicU64,
+    /// The task waiting for the generation to move. Whoever drains the
+    /// instance wakes it: the drainer may have been woken by another
+    /// reactor (tokio's, async-io's), and a drained queue is readable for
+    /// nobody else.
+    waker: Mutex<Option<Waker>>,
 }
 
 impl Subscriber {
@@ -49,8 +56,30 @@ impl Subscriber {
         }
     }
 
-    fn bump(&self) {
+    fn new(name: Option<Box<[u8]>>) -> Arc<Subscriber> {
+        Arc::new(Subscriber {
+            name,
+            generation: AtomicU64::new(0),
+            waker: Mutex::new(None),
+        })
+    }
+
+    /// Moves the generation on and hands back the waiting task's waker.
+    fn bump(&self) -> Option<Waker> {
         self.generation.fetch_add(1, Ordering::Release);
+        self.waker_slot().take()
+    }
+
+    fn waker_slot(&self) -> MutexGuard<'_, Option<Waker>> {
+        // Nothing panics under this lock.
+        self.waker.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn set_waker(&self, waker: &Waker) {
+        let mut slot = self.waker_slot();
+        if !slot.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            *slot = Some(waker.clone());
+        }
     }
 }
 
@@ -61,6 +90,11 @@ pub(crate) struct Watch {
     sub: Arc<Subscriber>,
     wd: i32,
     ready: Option<Readable<'static, OwnedFd>>,
+    /// Inside a tokio runtime: the instance (a duplicate descriptor of it)
+    /// registered with that runtime's reactor, so its events wake the task
+    /// without a hop through async-io's thread.
+    #[cfg(feature = "tokio")]
+    tokio_ready: Option<Box<tokio::io::unix::AsyncFd<OwnedFd>>>,
 }
 
 impl fmt::Debug for Watch {
@@ -119,16 +153,9 @@ impl Watch {
         let notifier = notifier()?;
         let mut map = notifier.map();
         let subs = map.get_mut(&self.wd)?;
-        let sub = Arc::new(Subscriber {
-            name: self.sub.name.clone(),
-            generation: AtomicU64::new(0),
-        });
+        let sub = Subscriber::new(self.sub.name.clone());
         subs.push(Arc::downgrade(&sub));
-        Some(Watch {
-            sub,
-            wd: self.wd,
-            ready: None,
-        })
+        Some(Watch::subscribed(sub, self.wd))
     }
 
     /// The number of events seen so far. Read it *before* an attempt, and
@@ -138,25 +165,78 @@ impl Watch {
         self.sub.generation.load(Ordering::Acquire)
     }
 
-    /// Ready once the generation differs from `since`.
-    pub(crate) fn poll_changed(&mut self, cx: &mut Context<'_>, since: u64) -> Poll<()> {
+    fn subscribed(sub: Arc<Subscriber>, wd: i32) -> Watch {
+        Watch {
+            sub,
+            wd,
+            ready: None,
+            #[cfg(feature = "tokio")]
+            tokio_ready: None,
+        }
+    }
+
+    /// Ready once the generation differs from `since`. `clock` says whose
+    /// reactor serves the caller: tokio's inside a tokio runtime (with the
+    /// `tokio` feature), async-io's otherwise.
+    pub(crate) fn poll_changed(
+        &mut self,
+        cx: &mut Context<'_>,
+        since: u64,
+        clock: Clock,
+    ) -> Poll<()> {
         let Some(notifier) = notifier() else {
             return Poll::Pending;
         };
+        // Before looking at the generation, so a drain in between wakes us.
+        self.sub.set_waker(cx.waker());
         loop {
             if self.generation() != since {
                 self.ready = None;
                 return Poll::Ready(());
             }
-            let ready = self.ready.get_or_insert_with(|| notifier.fd.readable());
-            match Pin::new(ready).poll(cx) {
-                Poll::Ready(_) => {
-                    self.ready = None;
-                    notifier.drain();
-                }
+            match self.poll_readable(notifier, cx, clock) {
+                Poll::Ready(()) => notifier.drain(),
                 Poll::Pending => return Poll::Pending,
             }
         }
+    }
+
+    /// Ready when the instance may have events to read.
+    fn poll_readable(
+        &mut self,
+        notifier: &'static Notifier,
+        cx: &mut Context<'_>,
+        clock: Clock,
+    ) -> Poll<()> {
+        #[cfg(feature = "tokio")]
+        if clock == Clock::Tokio {
+            if self.tokio_ready.is_none() {
+                self.tokio_ready = tokio_registration(notifier);
+            }
+            if let Some(fd) = &self.tokio_ready {
+                return match fd.poll_read_ready(cx) {
+                    Poll::Ready(Ok(mut guard)) => {
+                        // Cleared before the drain reads the queue empty:
+                        // an event after that is a new edge.
+                        guard.clear_ready();
+                        Poll::Ready(())
+                    }
+                    // The registration broke: async-io's reactor takes over.
+                    Poll::Ready(Err(_)) => {
+                        self.tokio_ready = None;
+                        Poll::Ready(())
+                    }
+                    Poll::Pending => Poll::Pending,
+                };
+            }
+        }
+        let _ = clock;
+        let ready = self.ready.get_or_insert_with(|| notifier.fd.readable());
+        let polled = Pin::new(ready).poll(cx).map(drop);
+        if polled.is_ready() {
+            self.ready = None;
+        }
+        polled
     }
 }
 
@@ -226,16 +306,9 @@ impl Notifier {
         for path in paths {
             match inotify::add_watch(self.fd.get_ref(), *path, flags) {
                 Ok(wd) => {
-                    let sub = Arc::new(Subscriber {
-                        name,
-                        generation: AtomicU64::new(0),
-                    });
+                    let sub = Subscriber::new(name);
                     map.entry(wd).or_default().push(Arc::downgrade(&sub));
-                    return Some(Watch {
-                        sub,
-                        wd,
-                        ready: None,
-                    });
+                    return Some(Watch::subscribed(sub, wd));
                 }
                 Err(e) => failed = e,
             }
@@ -248,6 +321,7 @@ impl Notifier {
     /// Reads every queued event and bumps the subscribers concerned.
     fn drain(&self) {
         let mut buf = [MaybeUninit::<u8>::uninit(); 4096];
+        let mut woken = Vec::new();
         let mut map = self.map();
         let mut reader = inotify::Reader::new(self.fd.get_ref(), &mut buf);
         loop {
@@ -261,19 +335,18 @@ impl Notifier {
             let flags = event.events();
             if flags.contains(ReadFlags::QUEUE_OVERFLOW) {
                 // Events were lost: everybody looks again.
-                map.values()
-                    .flatten()
-                    .filter_map(Weak::upgrade)
-                    .for_each(|s| s.bump());
+                let all = map.values().flatten().filter_map(Weak::upgrade);
+                woken.extend(all.filter_map(|s| s.bump()));
                 continue;
             }
             let wd = event.wd();
             if let Some(subs) = map.get(&wd) {
                 let name = event.file_name();
-                subs.iter()
+                let concerned = subs
+                    .iter()
                     .filter_map(Weak::upgrade)
-                    .filter(|s| s.concerned_by(name))
-                    .for_each(|s| s.bump());
+                    .filter(|s| s.concerned_by(name));
+                woken.extend(concerned.filter_map(|s| s.bump()));
             }
             if flags.contains(ReadFlags::IGNORED) {
                 // The kernel removed the watch (the inode is gone): forget
@@ -281,6 +354,8 @@ impl Notifier {
                 map.remove(&wd);
             }
         }
+        drop(map);
+        woken.into_iter().for_each(Waker::wake);
     }
 }
 
@@ -299,5 +374,23 @@ fn report_unwatched(path: Option<&Path>, e: Errno) {
             "lockyard: cannot watch {} ({e}); waiting by backoff",
             path.map_or_else(String::new, |p| p.display().to_string())
         );
+    }
+}
+
+/// The instance registered with the current tokio runtime's reactor,
+/// through a descriptor of its own (one registration per waiter: each may
+/// run in another runtime). `None` if that fails: async-io's reactor then
+/// serves the waiter.
+#[cfg(feature = "tokio")]
+#[allow(unsafe_code)]
+fn tokio_registration(notifier: &Notifier) -> Option<Box<tokio::io::unix::AsyncFd<OwnedFd>>> {
+    let dup = rustix::io::fcntl_dupfd_cloexec(notifier.fd.get_ref(), 0).ok()?;
+    // SAFETY: `dup` is an open descriptor that the `AsyncFd` owns from here
+    // until it is dropped; `OwnedFd::as_raw_fd` always returns that same
+    // descriptor, and nothing else closes it.
+    unsafe {
+        tokio::io::unix::AsyncFd::register_with_interest(dup, tokio::io::Interest::READABLE)
+            .ok()
+            .map(Box::new)
     }
 }

@@ -30,7 +30,12 @@ impl Watch {
         match self.0 {}
     }
 
-    pub(crate) fn poll_changed(&mut self, _cx: &mut Context<'_>, _since: u64) -> Poll<()> {
+    pub(crate) fn poll_changed(
+        &mut self,
+        _cx: &mut Context<'_>,
+        _since: u64,
+        _clock: crate::rt::Clock,
+    ) -> Poll<()> {
         match self.0 {}
     }
 }

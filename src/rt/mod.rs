@@ -4,8 +4,11 @@
 //! usable from any executor) and the `blocking` crate's pool. With the
 //! `tokio` feature, an acquisition first polled inside a tokio runtime uses
 //! tokio's clock, timer and blocking pool instead, so that
-//! `tokio::time::pause()` governs its deadlines and backoff. Outside a tokio
-//! runtime nothing changes.
+//! `tokio::time::pause()` governs its deadlines and backoff, and its file
+//! events come through tokio's reactor (see `notify`). Such a runtime needs
+//! time and I/O enabled, as tokio's own timers and sockets do: tokio panics
+//! otherwise, and no public tokio API tells a library in advance. Outside a
+//! tokio runtime nothing changes.
 
 use std::future::Future;
 use std::io;
