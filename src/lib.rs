@@ -37,10 +37,11 @@
 //!   file's identity. A release wakes the next one directly; shared waiters
 //!   at the head are admitted together; a shared request never jumps an
 //!   earlier exclusive one. Only the head of the queue watches for *other
-//!   processes*: on Linux it watches the lock file (one inotify instance
-//!   per process) and retries as soon as another process closes it,
-//!   announces its release (a lockyard holder sets the file's times right
-//!   after unlocking), or removes a soft lock's sidecar, with an
+//!   processes*: it watches the lock file (one inotify instance per
+//!   process on Linux, one kqueue on macOS and the BSDs) and retries as
+//!   soon as another process announces its release (a lockyard holder sets
+//!   the file's times right after unlocking), closes it (seen on Linux), or
+//!   removes a soft lock's sidecar, with an
 //!   exponential [`Backoff`] underneath for releases that fire no event
 //!   (see [`LockOptions::file_events`]); or, opt-in, it parks one
 //!   blocking-pool thread in the kernel ([`WaitStrategy`]). The process

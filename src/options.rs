@@ -260,14 +260,15 @@ impl LockOptions {
 
     /// Wake a waiter as soon as the lock file shows a sign of release by
     /// another process, and announce this process's own releases (on by
-    /// default; waiters watch on Linux, see below).
+    /// default).
     ///
     /// The waiter at the head of this process's queue watches the lock file
-    /// through one inotify instance shared by the whole process: a close of
-    /// the file (how `flock(1)`, Python's `filelock`, Go's `flock` and most
-    /// programs release), a lockyard holder's release announcement or, for
-    /// a soft lock, the removal of its sidecar, makes it try again at once
-    /// instead of at its next backoff step.
+    /// through one file-event instance shared by the whole process (inotify
+    /// on Linux, kqueue on macOS and the BSDs): a lockyard holder's release
+    /// announcement, the file going away, for a soft lock the removal of its
+    /// sidecar, and on Linux also any close of the file (how `flock(1)`,
+    /// Python's `filelock`, Go's `flock` and most programs release), make it
+    /// try again at once instead of at its next backoff step.
     ///
     /// A holder announces by setting the file's times to now right after
     /// `flock(LOCK_UN)`: one more system call per release (three per
@@ -279,11 +280,11 @@ impl LockOptions {
     /// Backoff keeps running underneath: a holder that releases with a bare
     /// `flock(LOCK_UN)` and keeps the file open (`fs4`, `fd-lock`, lockyard
     /// with this option off) fires no event, nor does a process on another
-    /// NFS client or a holder without write permission on the file.
-    /// Elsewhere than Linux, or when inotify limits are reached (logged once
-    /// through the `log` crate), waiters rely on backoff alone. Turn it off
-    /// for the bare two-system-call cycle when no other process waits for
-    /// this lock, or when hand-off latency does not matter.
+    /// NFS client or a holder without write permission on the file. On
+    /// Windows, or when watch limits are reached (logged once through the
+    /// `log` crate), waiters rely on backoff alone. Turn it off for the bare
+    /// two-system-call cycle when no other process waits for this lock, or
+    /// when hand-off latency does not matter.
     pub fn file_events(mut self, on: bool) -> Self {
         self.file_events = on;
         self

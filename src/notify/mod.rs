@@ -1,13 +1,17 @@
 //! Cross-process wake-ups: being told that another process may have let go.
 //!
 //! Only the head of a lock file's in-process queue waits on other processes
-//! (see `registry`). While it does, it holds a [`Watch`] on the lock file:
-//! on Linux an inotify watch in a single inotify instance shared by the
-//! whole process, served by async-io's reactor. Any close of the lock file
-//! (what `flock(1)`, Python's `filelock`, Go's `flock` and most programs do
-//! to release), lockyard's own release announcement (below), and for soft
-//! locks the removal of the sidecar file from its directory, bump the
-//! watch's generation and wake the waiter, which then tries again at once.
+//! (see `registry`). While it does, it holds a [`Watch`] on the lock file,
+//! in one file-event instance shared by the whole process (`watch`) and
+//! served by async-io's reactor, or tokio's inside a tokio runtime. The
+//! kernel interface is a `backend`: inotify on Linux and Android, kqueue on
+//! macOS, iOS and the BSDs, none elsewhere.
+//!
+//! What wakes a waiter: lockyard's own release announcement (below), the
+//! lock file going away, for soft locks the removal of the sidecar from its
+//! directory, and with inotify any close of the lock file (what `flock(1)`,
+//! Python's `filelock`, Go's `flock` and most programs do to release; kqueue
+//! reports no close on macOS).
 //!
 //! A lockyard holder announces its release by setting the file's times
 //! *after* `flock(LOCK_UN)` ([`announce_release`]): the event then says the
@@ -18,21 +22,51 @@
 //!
 //! A watch is a hint, never a promise: `flock(LOCK_UN)` without a close or an
 //! announcement fires nothing, and neither does a process on another NFS
-//! client.
-//! Backoff stays armed underneath, so a missed event costs latency, not
-//! correctness. Where no watch can be had (another OS, inotify limits
-//! reached, no `/proc`) waiters rely on backoff alone.
+//! client. Backoff stays armed underneath, so a missed event costs latency,
+//! not correctness. Where no watch can be had (no backend, limits reached,
+//! no `/proc` and no path) waiters rely on backoff alone.
 
 use std::fs::File;
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
-mod inotify;
-#[cfg(any(target_os = "linux", target_os = "android"))]
-pub(crate) use inotify::Watch;
+#[path = "inotify.rs"]
+mod backend;
 
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
+#[cfg(any(
+    target_os = "macos",
+    target_os = "ios",
+    target_os = "freebsd",
+    target_os = "netbsd",
+    target_os = "openbsd",
+    target_os = "dragonfly"
+))]
+#[path = "kqueue.rs"]
+mod backend;
+
+#[cfg(all(
+    unix,
+    not(any(
+        target_os = "linux",
+        target_os = "android",
+        target_os = "macos",
+        target_os = "ios",
+        target_os = "freebsd",
+        target_os = "netbsd",
+        target_os = "openbsd",
+        target_os = "dragonfly"
+    ))
+))]
+#[path = "unwatched.rs"]
+mod backend;
+
+#[cfg(unix)]
+mod watch;
+#[cfg(unix)]
+pub(crate) use watch::Watch;
+
+#[cfg(not(unix))]
 mod none;
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
+#[cfg(not(unix))]
 pub(crate) use none::Watch;
 
 /// Tells waiters in other processes that this process has just unlocked

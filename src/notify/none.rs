@@ -1,9 +1,5 @@
-//! No file-event source on this platform: waiters rely on backoff.
-//!
-//! macOS and the BSDs have kqueue: `EVFILT_VNODE` with `NOTE_ATTRIB` would
-//! see lockyard's release announcements (macOS reports no close, so other
-//! programs' releases would still need backoff). Not built yet: it could
-//! only be compile-checked here, never run.
+//! No file-event source on this platform (Windows, and targets without
+//! Unix or Windows locks): waiters rely on backoff.
 
 use std::fs::File;
 use std::path::Path;
