@@ -48,13 +48,7 @@ fn wake_child() {
         // A program that releases by closing its descriptor (std, flock(1),
         // Python's filelock, Go's flock).
         "std_close" => {
-            let file = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(&lock_path)
-                .unwrap();
+            let file = open_rw(&lock_path);
             file.lock().unwrap();
             say("locked");
             wait_for_file(&release);
@@ -64,13 +58,7 @@ fn wake_child() {
         // A holder that writes to the lock file while it holds it (as a
         // new lockyard holder stamps its record), then closes it on `done`.
         "std_write" => {
-            let file = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(&lock_path)
-                .unwrap();
+            let file = open_rw(&lock_path);
             file.lock().unwrap();
             say("locked");
             wait_for_file(&release);
@@ -106,6 +94,16 @@ fn wake_child() {
     say("released");
     wait_for_file(&done);
     drop(keep);
+}
+
+fn open_rw(path: &Path) -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .unwrap()
 }
 
 /// Starts a child holding the lock at `lock` as `role`; it releases when

@@ -28,35 +28,21 @@
 
 use std::fs::File;
 
-#[cfg(any(target_os = "linux", target_os = "android"))]
-#[path = "inotify.rs"]
-mod backend;
-
-#[cfg(any(
-    target_os = "macos",
-    target_os = "ios",
-    target_os = "freebsd",
-    target_os = "netbsd",
-    target_os = "openbsd",
-    target_os = "dragonfly"
-))]
-#[path = "kqueue.rs"]
-mod backend;
-
-#[cfg(all(
-    unix,
-    not(any(
-        target_os = "linux",
-        target_os = "android",
+// The kernel interface: inotify, kqueue, or on other Unix systems
+// `backend.rs`, which has none.
+#[cfg(unix)]
+#[cfg_attr(any(target_os = "linux", target_os = "android"), path = "inotify.rs")]
+#[cfg_attr(
+    any(
         target_os = "macos",
         target_os = "ios",
         target_os = "freebsd",
         target_os = "netbsd",
         target_os = "openbsd",
         target_os = "dragonfly"
-    ))
-))]
-#[path = "unwatched.rs"]
+    ),
+    path = "kqueue.rs"
+)]
 mod backend;
 
 #[cfg(unix)]

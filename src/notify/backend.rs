@@ -1,5 +1,6 @@
-//! The backend of Unix systems with neither inotify nor kqueue: no
-//! instance, so waiters rely on backoff alone.
+//! The backend of Unix systems with neither inotify nor kqueue (the
+//! others are `inotify.rs` and `kqueue.rs`): no instance, so waiters rely
+//! on backoff alone.
 
 use std::fs::File;
 use std::io;
