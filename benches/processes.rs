@@ -1,7 +1,10 @@
 //! lockyard side by side with std's `File::lock` (the floor), `fs4`,
 //! `fd-lock` and tokio's `spawn_blocking`, in one run, on the workloads
 //! that need real processes or distributions rather than criterion's
-//! per-iteration means:
+//! per-iteration means. Two reference rows use no library: `flock` with a
+//! waiter woken by inotify (blocked in `poll(2)`, or through async-io's
+//! reactor), and a holder that announces its release as lockyard does; they
+//! show what the wake-up mechanism and the reactor cost by themselves.
 //!
 //! - `uncontended`: acquire + release of a free lock, sync and async;
 //! - `same-process`: two threads of one process taking turns;
@@ -47,9 +50,13 @@ mod bench {
         /// unlocking. What a file-event wake-up costs on this machine, the
         /// floor of lockyard's cross-process path.
         RawInotify,
+        /// The same, but the waiter waits for the instance to be readable
+        /// through async-io's reactor (`async_io::block_on` per wait), as
+        /// lockyard's waiters do: what the reactor adds.
+        RawInotifyAsyncIo,
     }
 
-    const LIBS: [Lib; 9] = [
+    const LIBS: [Lib; 10] = [
         Lib::Std,
         Lib::Fs4,
         Lib::FdLock,
@@ -59,6 +66,7 @@ mod bench {
         Lib::LockyardTokio,
         Lib::LockyardAsyncNoMeta,
         Lib::RawInotify,
+        Lib::RawInotifyAsyncIo,
     ];
 
     impl Lib {
@@ -73,6 +81,7 @@ mod bench {
                 Lib::LockyardTokio => "lockyard lock().await (tokio)",
                 Lib::LockyardAsyncNoMeta => "lockyard lock().await, metadata off",
                 Lib::RawInotify => "raw flock + inotify wake (no library)",
+                Lib::RawInotifyAsyncIo => "raw flock + inotify wake via async-io reactor",
             }
         }
 
@@ -100,7 +109,7 @@ mod bench {
         FdLock(fd_lock::RwLock<File>),
         SpawnBlocking(std::sync::Arc<File>, tokio::runtime::Runtime),
         Lockyard(FileLock, Lib, tokio::runtime::Runtime),
-        RawInotify(File, rustix::fd::OwnedFd),
+        RawInotify(File, Events),
     }
 
     fn current_thread() -> tokio::runtime::Runtime {
@@ -108,6 +117,30 @@ mod bench {
             .enable_all()
             .build()
             .expect("runtime")
+    }
+
+    /// How a raw inotify waiter waits for an event.
+    enum Events {
+        /// Blocked in `read(2)`.
+        Blocking(rustix::fd::OwnedFd),
+        /// Through async-io's reactor, then a non-blocking read.
+        Reactor(async_io::Async<rustix::fd::OwnedFd>),
+    }
+
+    impl Events {
+        /// Waits for the holder's announcement (or any other event) and
+        /// reads it.
+        fn wait(&self) {
+            let fd = match self {
+                Events::Blocking(fd) => fd,
+                Events::Reactor(fd) => {
+                    async_io::block_on(fd.readable()).expect("readable");
+                    fd.get_ref()
+                }
+            };
+            let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 1024];
+            let _ = rustix::fs::inotify::Reader::new(fd, &mut buf).next();
+        }
     }
 
     impl Locker {
@@ -119,7 +152,7 @@ mod bench {
                 Lib::SpawnBlocking => {
                     Locker::SpawnBlocking(std::sync::Arc::new(open(path)), current_thread())
                 }
-                Lib::RawInotify => {
+                Lib::RawInotify | Lib::RawInotifyAsyncIo => {
                     use rustix::fs::inotify;
                     let file = open(path);
                     let events = inotify::init(inotify::CreateFlags::CLOEXEC).expect("inotify");
@@ -129,6 +162,10 @@ mod bench {
                         inotify::WatchFlags::ATTRIB | inotify::WatchFlags::CLOSE_WRITE,
                     )
                     .expect("watch");
+                    let events = match lib {
+                        Lib::RawInotify => Events::Blocking(events),
+                        _ => Events::Reactor(async_io::Async::new(events).expect("async")),
+                    };
                     Locker::RawInotify(file, events)
                 }
                 _ => {
@@ -174,10 +211,7 @@ mod bench {
                             Err(std::fs::TryLockError::WouldBlock) => {}
                             Err(std::fs::TryLockError::Error(e)) => panic!("lock: {e}"),
                         }
-                        // Blocks until the holder's announcement (or any
-                        // other event) arrives.
-                        let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 1024];
-                        let _ = rustix::fs::inotify::Reader::new(&*events, &mut buf).next();
+                        events.wait();
                     }
                     let r = f();
                     file.unlock().expect("unlock");
