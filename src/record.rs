@@ -608,9 +608,9 @@ pub(crate) fn read(file: &File) -> io::Result<Read> {
 /// Like [`read`], also returning how many bytes the file had (up to the
 /// bound), so a rewrite knows whether it must truncate.
 pub(crate) fn read_sized(file: &File) -> io::Result<(Read, usize)> {
-    match read_sized_or_known(file, |_| None::<()>)? {
+    match read_sized_or_known(file, |_| None::<std::convert::Infallible>)? {
         (Lookup::Read(read), n) => Ok((read, n)),
-        (Lookup::Known(()), n) => Ok((Read::Invalid(RecordError::Empty), n)),
+        (Lookup::Known(never), _) => match never {},
     }
 }
 

@@ -94,7 +94,7 @@ impl Stamp {
 
     /// Forgets what was written: the file no longer holds it.
     pub(crate) fn forget(&mut self) {
-        self.bytes.clear();
+        *self = Stamp::default();
     }
 }
 
@@ -150,5 +150,17 @@ mod tests {
         assert_eq!(stamp.token_if_unchanged(&tampered), None);
         stamp.forget();
         assert_eq!(stamp.token_if_unchanged(left), None);
+        assert_eq!(stamp.released(), None, "nothing written since");
+    }
+
+    /// A failed write is forgotten (`forget`); the next acquisition formats
+    /// its record from scratch.
+    #[test]
+    fn formats_again_after_forgetting() {
+        let mut stamp = Stamp::default();
+        stamp.held(sample(1));
+        stamp.forget();
+        let rec = sample(2);
+        assert_eq!(stamp.held(Arc::clone(&rec)), rec.to_bytes().as_slice());
     }
 }
