@@ -44,7 +44,10 @@ impl Stamp {
     /// The bytes of `rec`, a record this process is about to write on
     /// acquiring the lock.
     pub(crate) fn held(&mut self, rec: Arc<HolderRecord>) -> &[u8] {
-        let reuse = self.head.as_ref().is_some_and(|h| h.of.same_head(&rec));
+        let reuse = self
+            .head
+            .as_ref()
+            .is_some_and(|h| h.of.same_head(&rec) && self.bytes.len() >= h.len);
         let head = match self.head.take() {
             Some(mut head) if reuse => {
                 self.bytes.truncate(head.len);

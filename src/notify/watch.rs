@@ -260,8 +260,7 @@ impl Drop for Watch {
             if map.is_empty() {
                 // The removal may have queued a last event (inotify's
                 // IN_IGNORED): read it now, or the next waiter would be
-                // woken for it. Only when nobody else listens: their events
-                // must reach them through the reactor, which wakes them.
+                // woken for it. While others listen, one of them reads it.
                 drop(map);
                 notifier.drain();
             }
