@@ -80,6 +80,29 @@ fn wake_child() {
             guard.unlock().unwrap();
             Some(lock)
         }
+        // lockyard downgrading to shared: its announcement lets shared
+        // waiters in; it keeps holding the lock shared.
+        "lockyard_downgrade" => {
+            let lock = FileLock::new(&lock_path);
+            let guard = lock.lock_blocking().unwrap();
+            say("locked");
+            wait_for_file(&release);
+            let shared = guard.downgrade().unwrap();
+            say("released");
+            wait_for_file(&done);
+            drop(shared);
+            return;
+        }
+        // lockyard with file events off: a bare LOCK_UN, no announcement.
+        "lockyard_silent" => {
+            let options = LockOptions::new().metadata(false).file_events(false);
+            let lock = FileLock::with_options(&lock_path, options);
+            let guard = lock.lock_blocking().unwrap();
+            say("locked");
+            wait_for_file(&release);
+            guard.unlock().unwrap();
+            Some(lock)
+        }
         // A soft lock: the sidecar's removal is the signal.
         "soft" => {
             let lock = FileLock::with_options(&lock_path, LockOptions::new().soft());
@@ -124,6 +147,8 @@ fn spawn_holder(role: &str, lock: &Path, release: &Path, done: &Path) -> std::pr
 enum How {
     Async,
     Blocking,
+    /// `lock_shared().await`.
+    AsyncShared,
     /// Inside a tokio runtime: with the `tokio` feature, tokio's reactor
     /// serves the watch.
     #[cfg(feature = "tokio")]
@@ -152,6 +177,9 @@ fn wait_while_child_releases(
         std::thread::spawn(move || match how {
             How::Async => futures::executor::block_on(lock.lock_timeout(timeout)).map(drop),
             How::Blocking => lock.lock_blocking_timeout(timeout).map(drop),
+            How::AsyncShared => {
+                futures::executor::block_on(lock.lock_shared_timeout(timeout)).map(drop)
+            }
             #[cfg(feature = "tokio")]
             How::Tokio => tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -234,6 +262,13 @@ fn a_waiter_in_a_tokio_runtime_is_woken() {
         wait_while_child_releases(role, watching(), How::Tokio, PATIENCE)
             .unwrap_or_else(|e| panic!("{role}: not woken: {e}"));
     }
+}
+
+#[test]
+fn a_downgrade_in_another_process_wakes_a_shared_waiter() {
+    let _turn = serial();
+    wait_while_child_releases("lockyard_downgrade", watching(), How::AsyncShared, PATIENCE)
+        .expect("woken by the downgrade's announcement");
 }
 
 #[test]
@@ -339,6 +374,24 @@ fn the_wake_up_comes_from_the_file_event() {
         !woken_by_release(watching().file_events(false), Duration::from_millis(500)),
         "woken with file events off: something else wakes waiters"
     );
+}
+
+/// With file events off, a lockyard holder releases with a bare LOCK_UN
+/// and announces nothing: its waiters are left to backoff.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_holder_with_file_events_off_announces_nothing() {
+    let _turn = serial();
+    let woken = with_polled_waiter(
+        watching(),
+        "lockyard_silent",
+        |child, signals, woken_within| {
+            std::fs::write(&signals.release, b"").unwrap();
+            wait_for_line(child, "released");
+            woken_within(Duration::from_millis(500))
+        },
+    );
+    assert!(!woken, "woken although the holder announced nothing");
 }
 
 /// Writing to the lock file (what a new lockyard holder does to stamp its
