@@ -70,9 +70,12 @@ fn wake_child() {
         }
         // lockyard, with and without its holder record: unlocks with
         // LOCK_UN and keeps the descriptor open; its announcement after the
-        // unlock is the signal.
-        "lockyard" | "lockyard_bare" => {
-            let options = LockOptions::new().metadata(role == "lockyard");
+        // unlock is the signal. "Silent": file events off, so a bare
+        // LOCK_UN and no announcement.
+        "lockyard" | "lockyard_bare" | "lockyard_silent" => {
+            let options = LockOptions::new()
+                .metadata(role == "lockyard")
+                .file_events(role != "lockyard_silent");
             let lock = FileLock::with_options(&lock_path, options);
             let guard = lock.lock_blocking().unwrap();
             say("locked");
@@ -92,16 +95,6 @@ fn wake_child() {
             wait_for_file(&done);
             drop(shared);
             return;
-        }
-        // lockyard with file events off: a bare LOCK_UN, no announcement.
-        "lockyard_silent" => {
-            let options = LockOptions::new().metadata(false).file_events(false);
-            let lock = FileLock::with_options(&lock_path, options);
-            let guard = lock.lock_blocking().unwrap();
-            say("locked");
-            wait_for_file(&release);
-            guard.unlock().unwrap();
-            Some(lock)
         }
         // A soft lock: the sidecar's removal is the signal.
         "soft" => {
