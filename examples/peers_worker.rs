@@ -22,8 +22,13 @@ mod worker {
     /// How a row takes the lock.
     #[derive(Clone, Copy, Debug)]
     enum Driver {
-        /// `lock_blocking()`: the thread parks; backoff and in-process wake-ups.
+        /// `lock_blocking()`: with no deadline, the thread waits in the
+        /// kernel's lock call.
         Blocking,
+        /// `lock_blocking_timeout(60 s)`: a deadline to honour, so the
+        /// thread waits for file events and backoff, driving async-io's
+        /// reactor.
+        BlockingTimeout,
         /// `lock().await` on `async_io::block_on` (what `smol::block_on`
         /// is): the waiting thread drives the reactor itself.
         Async,
@@ -75,8 +80,15 @@ mod worker {
             id: "rs-lockyard-blocking",
             driver: Driver::Blocking,
             options: LockOptions::new,
+            kernel_wait: true,
+            notes: "FileLock::lock_blocking(): no deadline, so it waits in flock(LOCK_EX) itself",
+        },
+        Row {
+            id: "rs-lockyard-blocking-timeout",
+            driver: Driver::BlockingTimeout,
+            options: LockOptions::new,
             kernel_wait: false,
-            notes: "FileLock::lock_blocking()",
+            notes: "FileLock::lock_blocking_timeout(60 s): file events + backoff on the calling thread",
         },
         Row {
             id: "rs-lockyard-tokio",
@@ -145,6 +157,7 @@ mod worker {
     async fn locked<R>(row: &Row, lock: &FileLock, critical: impl FnOnce() -> R) -> io::Result<R> {
         let guard = match row.driver {
             Driver::Blocking => lock.lock_blocking(),
+            Driver::BlockingTimeout => lock.lock_blocking_timeout(Duration::from_secs(60)),
             _ => lock.lock().await,
         }
         .map_err(io::Error::other)?;

@@ -68,8 +68,14 @@ impl Wait {
 #[non_exhaustive]
 pub enum WaitStrategy {
     /// Retry a non-blocking lock attempt on an exponential [`Backoff`]
-    /// schedule. No thread is parked; the wait is cancellable at any moment.
-    /// The default.
+    /// schedule, and at once when a file event says the lock may be free.
+    /// No thread is parked; the wait is cancellable at any moment. The
+    /// default.
+    ///
+    /// The blocking API with no deadline (`lock_blocking`, `Wait::Forever`)
+    /// parks its calling thread in the kernel's blocking lock call instead,
+    /// whatever the strategy: the thread is parked anyway, and the kernel
+    /// hands it the lock directly.
     #[default]
     Backoff,
     /// Park one thread of the blocking pool in the kernel's blocking lock
@@ -79,7 +85,8 @@ pub enum WaitStrategy {
     /// waits. Cancelling the future (or its deadline passing) returns at
     /// once; the parked thread then releases the lock as soon as the kernel
     /// grants it and closes its descriptor. The blocking API with no
-    /// deadline parks the calling thread itself instead of a pool thread.
+    /// deadline parks the calling thread itself instead of a pool thread,
+    /// as it does with any strategy.
     BlockingPool,
 }
 

@@ -467,3 +467,73 @@ fn run_isolated(role: &str) {
 fn warm_up_reactor() {
     futures::executor::block_on(async_io::Timer::after(Duration::from_millis(1)));
 }
+
+/// `lock_blocking()` with no deadline waits in the kernel's own lock call
+/// whatever the strategy: `/proc/locks` lists this process as blocked on
+/// the lock file, and the waiter has the lock once the holder lets go.
+/// Repeated waits keep at most two descriptors of the file: the one the
+/// lock is held through and the spare the next wait locks through.
+#[cfg(target_os = "linux")]
+#[test]
+fn blocking_lock_without_deadline_waits_in_the_kernel() {
+    use std::os::unix::fs::MetadataExt;
+
+    let dir = tempdir();
+    let path = dir.path().join("kernel.lock");
+    let lock = FileLock::new(&path);
+    for round in 0..3 {
+        let release = dir.path().join(format!("release-{round}"));
+        let mut holder = spawn_child(
+            ENTRY,
+            "hold",
+            &[
+                ("LOCK", path.to_str().unwrap()),
+                ("RELEASE", release.to_str().unwrap()),
+            ],
+        );
+        wait_for_line(&mut holder, "locked");
+        let ino = std::fs::metadata(&path).unwrap().ino();
+        let waiter = {
+            let lock = lock.clone();
+            std::thread::spawn(move || lock.lock_blocking().map(drop))
+        };
+        let patience = std::time::Instant::now() + Duration::from_secs(30);
+        while !blocked_in_kernel(std::process::id(), ino) {
+            if std::time::Instant::now() > patience {
+                // Let the holder go, so no child outlives the test.
+                std::fs::write(&release, "").unwrap();
+                panic!("round {round}: the waiter never blocked in the kernel's lock call");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::fs::write(&release, "").unwrap();
+        waiter.join().unwrap().unwrap();
+        expect_success(holder);
+    }
+    let ours = std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|target| *target == path)
+        .count();
+    assert!(
+        ours <= 2,
+        "{ours} descriptors of the lock file after three waits"
+    );
+}
+
+/// Whether `/proc/locks` has a waiter of process `pid` blocked on inode
+/// `ino` (a line like `3: -> FLOCK ADVISORY WRITE <pid> <maj:min:ino> 0 EOF`).
+#[cfg(target_os = "linux")]
+fn blocked_in_kernel(pid: u32, ino: u64) -> bool {
+    let table = std::fs::read_to_string("/proc/locks").unwrap();
+    table.lines().any(|line| {
+        let Some((_, waiter)) = line.split_once("->") else {
+            return false;
+        };
+        let fields: Vec<&str> = waiter.split_whitespace().collect();
+        fields.get(3) == Some(&pid.to_string().as_str())
+            && fields
+                .get(4)
+                .is_some_and(|id| id.rsplit(':').next() == Some(&ino.to_string()))
+    })
+}

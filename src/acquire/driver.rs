@@ -2,10 +2,12 @@
 //! callers alike.
 //!
 //! Both poll the core with a task context. A blocking caller first polls
-//! once with a no-op waker (an uncontended lock costs nothing more), and only
-//! if it must wait does it enter `async_io::block_on`, which lets the thread
-//! itself drive async-io's reactor while it waits: a file event then wakes
-//! this very thread, not a reactor thread that would have to wake it in turn.
+//! once with a no-op waker (an uncontended lock costs nothing more). If it
+//! must wait for another process and has no deadline, its thread waits in
+//! the kernel's lock call, which hands it the lock directly. Otherwise it
+//! enters `async_io::block_on`, which lets the thread drive async-io's
+//! reactor while no other thread does, so that a file event can wake this
+//! very thread.
 
 use std::io;
 use std::task::{Context, Poll, Waker};
@@ -75,6 +77,10 @@ impl Driver for AsyncDriver<'_, '_> {
 
     fn poll_task<T: Send + 'static>(&mut self, task: &mut Task<T>) -> Poll<io::Result<T>> {
         task.poll(self.cx)
+    }
+
+    fn may_block(&self) -> bool {
+        self.inline_kernel_wait
     }
 }
 

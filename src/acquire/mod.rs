@@ -58,6 +58,9 @@ pub(crate) trait Driver {
     ) -> Task<T>;
     /// Polls a task started by `run`.
     fn poll_task<T: Send + 'static>(&mut self, task: &mut Task<T>) -> Poll<io::Result<T>>;
+    /// Whether a kernel wait may block the caller's own thread (a blocking
+    /// caller with no deadline to honour).
+    fn may_block(&self) -> bool;
 }
 
 /// The kinds of blocking work the state machine hands out.
@@ -329,10 +332,14 @@ impl Core {
                     q.turn = true;
                     self.backoff.reset();
                 }
-                // A soft lock has no kernel wait to offer.
-                let strategy = match self.handle.is_strict() {
-                    true => self.handle.options.strategy,
-                    false => WaitStrategy::Backoff,
+                let strategy = match (self.handle.is_strict(), d.may_block()) {
+                    // A soft lock has no kernel wait to offer.
+                    (false, _) => WaitStrategy::Backoff,
+                    // A blocking caller with no deadline: its thread is
+                    // parked anyway, and parked in the kernel's lock call it
+                    // is handed the lock directly, with no wake-up source.
+                    (true, true) => WaitStrategy::BlockingPool,
+                    (true, false) => self.handle.options.strategy,
                 };
                 match strategy {
                     WaitStrategy::Backoff => {
@@ -362,8 +369,9 @@ impl Core {
                             let file_mode = self.handle.options.file_mode;
                             let (id, mode) = (q.entry.id(), self.mode);
                             let verify = self.handle.options.verifies_identity();
+                            let spare = q.entry.take_spare();
                             q.pool = Some(d.run(Work::KernelWait, move || {
-                                kernel_wait(path, file_mode, id, mode, verify)
+                                kernel_wait(spare, path, file_mode, id, mode, verify)
                             }));
                             // Poll it once: the blocking driver may have run
                             // it to completion already.
@@ -439,21 +447,29 @@ impl Drop for Core {
     }
 }
 
-/// Runs on a blocking thread: opens a descriptor of its own (so abandoning
-/// it can never release a lock somebody else took through the entry's
-/// descriptor), checks it is the entry's file, and waits in the kernel.
+/// Runs on a blocking thread: waits in the kernel on a descriptor of its
+/// own, never the entry's (so abandoning it can never release a lock
+/// somebody else took through the entry's descriptor). That is `spare`, the
+/// one an earlier kernel wait left, or else one opened now and checked to
+/// be the entry's file.
 fn kernel_wait(
+    spare: Option<File>,
     path: PathBuf,
     file_mode: u32,
     id: FileId,
     mode: LockMode,
     verify: bool,
 ) -> io::Result<PoolOutcome> {
-    let file = sys::open(&path, file_mode)?;
-    match sys::identify(&file)? {
-        Ok(found) if found == id => {}
-        _ => return Ok(PoolOutcome::Replaced),
-    }
+    let file = match spare {
+        Some(file) => file,
+        None => {
+            let file = sys::open(&path, file_mode)?;
+            match sys::identify(&file)? {
+                Ok(found) if found == id => file,
+                _ => return Ok(PoolOutcome::Replaced),
+            }
+        }
+    };
     sys::lock_wait(&file, mode)?;
     if verify && sys::path_id(&path)? != Some(id) {
         return Ok(PoolOutcome::Replaced);
