@@ -98,6 +98,13 @@ mod worker {
             notes: "FileLock::lock().await in a tokio current-thread runtime (feature tokio)",
         },
         Row {
+            id: "rs-lockyard-tokio-nometa",
+            driver: Driver::Tokio,
+            options: || LockOptions::new().metadata(false),
+            kernel_wait: false,
+            notes: "FileLock::lock().await in a tokio current-thread runtime, metadata(false)",
+        },
+        Row {
             id: "rs-lockyard-pool",
             driver: Driver::Async,
             options: || LockOptions::new().wait_strategy(WaitStrategy::BlockingPool),
