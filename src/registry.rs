@@ -85,6 +85,12 @@ impl Slot {
         self.event.listen()
     }
 
+    /// Whether a notification is waiting for this slot's listener (one
+    /// atomic load: no lock).
+    pub(crate) fn is_notified(&self) -> bool {
+        self.event.is_notified()
+    }
+
     fn set(&self, state: u8) {
         self.state.store(state, Ordering::Relaxed);
         self.event.notify(1);

@@ -316,3 +316,31 @@ under_every_runtime!(
     remove_on_release_deletes_and_recreates,
     poll_once_fast_path_is_immediate,
 );
+
+/// Blocking callers queued behind a holder of this process are served in
+/// arrival order, whether the release finds them spinning or parked.
+#[test]
+fn blocking_waiters_served_in_order() {
+    let dir = tempdir();
+    let lock = FileLock::with_options(dir.path().join("b.lock"), wake_only());
+    let held = lock.lock_blocking().unwrap();
+    let order = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut threads = Vec::new();
+    for i in 0..6 {
+        let (waiter, order) = (lock.clone(), order.clone());
+        threads.push(std::thread::spawn(move || {
+            let guard = waiter.lock_blocking().unwrap();
+            order.lock().unwrap().push(i);
+            drop(guard);
+        }));
+        while lock.waiters() <= i {
+            std::thread::yield_now();
+        }
+    }
+    // Some are still spinning, the first ones have parked.
+    drop(held);
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(*order.lock().unwrap(), (0..6).collect::<Vec<_>>());
+}

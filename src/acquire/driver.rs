@@ -10,8 +10,9 @@
 //! very thread.
 
 use std::io;
+use std::sync::OnceLock;
 use std::task::{Context, Poll, Waker};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use event_listener::EventListener;
 use futures_lite::FutureExt;
@@ -84,6 +85,12 @@ impl Driver for AsyncDriver<'_, '_> {
     }
 }
 
+/// How long a blocking caller queued behind another thread of this process
+/// keeps looking before it parks. Between two running threads a hand-off
+/// then costs no wake-up, which on a VM takes tens of microseconds; a
+/// longer hold costs the waiter this much processor time, once.
+const SPIN: Duration = Duration::from_micros(20);
+
 /// The blocking front door: runs `core` to completion on this thread.
 pub(crate) fn block_on(mut core: Core) -> Result<FileLockGuard, Error> {
     let mut timer = Timer::default();
@@ -91,7 +98,7 @@ pub(crate) fn block_on(mut core: Core) -> Result<FileLockGuard, Error> {
     // a tokio timer might never be driven.
     let mut clock = Some(Clock::Std);
     let inline_kernel_wait = !core.has_deadline();
-    let mut poll = |cx: &mut Context<'_>| {
+    let mut poll = |core: &mut Core, cx: &mut Context<'_>| {
         core.poll(&mut AsyncDriver {
             cx,
             timer: &mut timer,
@@ -100,8 +107,30 @@ pub(crate) fn block_on(mut core: Core) -> Result<FileLockGuard, Error> {
             inline_kernel_wait,
         })
     };
-    if let Poll::Ready(result) = poll(&mut Context::from_waker(Waker::noop())) {
+    let mut noop = Context::from_waker(Waker::noop());
+    if let Poll::Ready(result) = poll(&mut core, &mut noop) {
         return result;
     }
-    async_io::block_on(futures_lite::future::poll_fn(poll))
+    if core.waits_in_process() && can_spin() {
+        let until = Instant::now() + SPIN;
+        while core.waits_in_process() && Instant::now() < until {
+            // Watching the notification takes no lock, so the spin never
+            // slows down the release it waits for.
+            if !core.notified() {
+                std::hint::spin_loop();
+                continue;
+            }
+            if let Poll::Ready(result) = poll(&mut core, &mut noop) {
+                return result;
+            }
+        }
+    }
+    async_io::block_on(futures_lite::future::poll_fn(|cx| poll(&mut core, cx)))
+}
+
+/// Whether another processor may be running the holder while this thread
+/// spins (asked once: the answer may read cgroup files).
+fn can_spin() -> bool {
+    static MANY: OnceLock<bool> = OnceLock::new();
+    *MANY.get_or_init(|| std::thread::available_parallelism().is_ok_and(|n| n.get() > 1))
 }

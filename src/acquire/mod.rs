@@ -164,6 +164,18 @@ impl Core {
         !matches!(self.wait, Wait::Forever)
     }
 
+    /// Whether the acquisition waits for another holder or waiter of this
+    /// process (not for another process, nor on a kernel wait).
+    pub(crate) fn waits_in_process(&self) -> bool {
+        matches!(&self.phase, Phase::Queued(q) if !q.turn && q.pool.is_none())
+    }
+
+    /// Whether the queue has told this acquisition something since it last
+    /// looked (its turn, a grant, or a retirement).
+    pub(crate) fn notified(&self) -> bool {
+        matches!(&self.phase, Phase::Queued(q) if q.slot.is_notified())
+    }
+
     fn finish(
         &mut self,
         result: Result<FileLockGuard, Error>,
