@@ -173,6 +173,21 @@ fn many_waiters(lock_path: &Path, n: usize) {
     });
 }
 
+/// A child process holding `lock` exclusively until the file `release`
+/// appears.
+fn hold_in_child(lock: &Path, release: &Path) -> std::process::Child {
+    let mut holder = spawn_child(
+        ENTRY,
+        "hold",
+        &[
+            ("LOCK", lock.to_str().unwrap()),
+            ("RELEASE", release.to_str().unwrap()),
+        ],
+    );
+    wait_for_line(&mut holder, "locked");
+    holder
+}
+
 fn release_signal(dir: &Path) -> std::path::PathBuf {
     dir.join("release-now")
 }
@@ -252,15 +267,7 @@ fn we_get_the_lock_after_another_process_releases() {
     let dir = tempdir();
     let path = dir.path().join("handoff2.lock");
     let release = release_signal(dir.path());
-    let mut holder = spawn_child(
-        ENTRY,
-        "hold",
-        &[
-            ("LOCK", path.to_str().unwrap()),
-            ("RELEASE", release.to_str().unwrap()),
-        ],
-    );
-    wait_for_line(&mut holder, "locked");
+    let holder = hold_in_child(&path, &release);
     let lock = FileLock::new(&path);
     let waiting = std::thread::spawn(move || lock.lock_blocking_timeout(Duration::from_secs(60)));
     std::thread::sleep(Duration::from_millis(50));
@@ -274,15 +281,7 @@ fn killed_holder_frees_the_lock() {
     let dir = tempdir();
     let path = dir.path().join("killed.lock");
     let never = dir.path().join("never");
-    let mut holder = spawn_child(
-        ENTRY,
-        "hold",
-        &[
-            ("LOCK", path.to_str().unwrap()),
-            ("RELEASE", never.to_str().unwrap()),
-        ],
-    );
-    wait_for_line(&mut holder, "locked");
+    let mut holder = hold_in_child(&path, &never);
     let lock = FileLock::new(&path);
     assert_eq!(lock.try_lock().unwrap_err().kind(), ErrorKind::WouldBlock);
     holder.kill().unwrap(); // SIGKILL
@@ -329,15 +328,7 @@ fn kernel_wait_strategy_acquires_after_release() {
     let dir = tempdir();
     let path = dir.path().join("pool2.lock");
     let release = release_signal(dir.path());
-    let mut holder = spawn_child(
-        ENTRY,
-        "hold",
-        &[
-            ("LOCK", path.to_str().unwrap()),
-            ("RELEASE", release.to_str().unwrap()),
-        ],
-    );
-    wait_for_line(&mut holder, "locked");
+    let holder = hold_in_child(&path, &release);
     let opts = LockOptions::new().wait_strategy(WaitStrategy::BlockingPool);
     let lock = FileLock::with_options(&path, opts);
     let async_lock = lock.clone();
@@ -374,15 +365,7 @@ fn abandoned_kernel_wait(path: &Path) {
     warm_up_reactor();
     let baseline = common::open_fds();
 
-    let mut holder = spawn_child(
-        ENTRY,
-        "hold",
-        &[
-            ("LOCK", path.to_str().unwrap()),
-            ("RELEASE", release.to_str().unwrap()),
-        ],
-    );
-    wait_for_line(&mut holder, "locked");
+    let holder = hold_in_child(path, &release);
     smol::block_on(async {
         let waited = futures_lite::future::or(async { Some(lock.lock().await) }, async {
             async_io::Timer::after(Duration::from_millis(100)).await;
@@ -483,15 +466,7 @@ fn blocking_lock_without_deadline_waits_in_the_kernel() {
     let lock = FileLock::new(&path);
     for round in 0..3 {
         let release = dir.path().join(format!("release-{round}"));
-        let mut holder = spawn_child(
-            ENTRY,
-            "hold",
-            &[
-                ("LOCK", path.to_str().unwrap()),
-                ("RELEASE", release.to_str().unwrap()),
-            ],
-        );
-        wait_for_line(&mut holder, "locked");
+        let holder = hold_in_child(&path, &release);
         let ino = std::fs::metadata(&path).unwrap().ino();
         let waiter = {
             let lock = lock.clone();
