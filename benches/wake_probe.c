@@ -1,0 +1,151 @@
+/*
+ * How fast can a waiter in another process learn that a lock was released?
+ * The kernel mechanisms alone, with no library: a waiter blocked in
+ * flock(2), and a waiter woken by the inotify event that a holder's
+ * futimens(2) after its unlock produces (read, poll and epoll on the
+ * inotify descriptor), plus the same through IN_ACCESS from a 1-byte
+ * pread(2). The variants take turns, so all see the same machine state.
+ *
+ *   cc -O2 -o /tmp/wake_probe benches/wake_probe.c && /tmp/wake_probe 150
+ *
+ * Prints, per variant, the p50 and p90 of release -> waiter holds the lock,
+ * and how long the holder's unlock and announcement calls took. Linux only.
+ */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <poll.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/epoll.h>
+#include <sys/file.h>
+#include <sys/inotify.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+enum { FLOCK, READ, POLL, EPOLL, ACCESS, VARIANTS };
+static const char *NAMES[VARIANTS] = {
+    "blocked in flock", "inotify read", "inotify poll", "inotify epoll",
+    "IN_ACCESS epoll"};
+
+struct shared {
+    _Atomic int phase; /* 1: holder holds, 2: waiter waits, 3: waiter done, 9: exit */
+    _Atomic int variant;
+    long long released, acquired, unlocked, announced;
+};
+
+static long long now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
+static int by_value(const void *a, const void *b) {
+    long long x = *(const long long *)a, y = *(const long long *)b;
+    return (x > y) - (x < y);
+}
+
+static int watched(const char *path, unsigned mask, int flags) {
+    int fd = inotify_init1(IN_CLOEXEC | flags);
+    inotify_add_watch(fd, path, mask);
+    return fd;
+}
+
+static void waiter(const char *path, struct shared *s) {
+    int fd = open(path, O_RDWR);
+    int blocking = watched(path, IN_ATTRIB | IN_CLOSE, 0);
+    int events = watched(path, IN_ATTRIB | IN_CLOSE, IN_NONBLOCK);
+    int access = watched(path, IN_ACCESS, IN_NONBLOCK);
+    int ep = epoll_create1(0), ep_access = epoll_create1(0);
+    struct epoll_event in = {.events = EPOLLIN};
+    epoll_ctl(ep, EPOLL_CTL_ADD, events, &in);
+    epoll_ctl(ep_access, EPOLL_CTL_ADD, access, &in);
+    char buf[4096];
+    for (;;) {
+        while (s->phase != 1) {
+            if (s->phase == 9) _exit(0);
+            usleep(50);
+        }
+        int v = s->variant;
+        while (read(events, buf, sizeof buf) > 0) {}
+        while (read(access, buf, sizeof buf) > 0) {}
+        s->phase = 2;
+        for (;;) {
+            if (v == FLOCK) {
+                flock(fd, LOCK_EX);
+                break;
+            }
+            if (flock(fd, LOCK_EX | LOCK_NB) == 0) break;
+            struct epoll_event e;
+            struct pollfd p = {events, POLLIN, 0};
+            switch (v) {
+            case READ: read(blocking, buf, sizeof buf); break;
+            case POLL: poll(&p, 1, -1); read(events, buf, sizeof buf); break;
+            case EPOLL: epoll_wait(ep, &e, 1, -1); read(events, buf, sizeof buf); break;
+            default: epoll_wait(ep_access, &e, 1, -1); read(access, buf, sizeof buf); break;
+            }
+        }
+        s->acquired = now();
+        flock(fd, LOCK_UN);
+        struct pollfd p = {blocking, POLLIN, 0};
+        while (poll(&p, 1, 0) > 0) read(blocking, buf, sizeof buf);
+        s->phase = 3;
+    }
+}
+
+int main(int argc, char **argv) {
+    const char *path = "/tmp/wake_probe.lock";
+    int n = argc > 1 ? atoi(argv[1]) : 150;
+    int fd = open(path, O_CREAT | O_RDWR, 0644);
+    write(fd, "x", 1); /* IN_ACCESS needs a byte to read */
+    struct shared *s = mmap(0, sizeof *s, PROT_READ | PROT_WRITE,
+                            MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (fork() == 0) waiter(path, s);
+    long long *lat = calloc((size_t)n * VARIANTS, sizeof *lat);
+    long long *un = calloc((size_t)n * VARIANTS, sizeof *un);
+    long long *ann = calloc((size_t)n * VARIANTS, sizeof *ann);
+    int count[VARIANTS] = {0};
+    srand(1);
+    for (int i = 0; i < n * VARIANTS; i++) {
+        int v = i % VARIANTS;
+        flock(fd, LOCK_EX);
+        s->variant = v;
+        s->phase = 1;
+        while (s->phase != 2) usleep(20);
+        /* Long enough for the waiter to be asleep. */
+        struct timespec hold = {0, (1 + rand() % 20) * 1000000L};
+        nanosleep(&hold, 0);
+        s->released = now();
+        flock(fd, LOCK_UN);
+        s->unlocked = now();
+        if (v == ACCESS) {
+            char b;
+            pread(fd, &b, 1, 0);
+        } else if (v != FLOCK) {
+            futimens(fd, NULL);
+        }
+        s->announced = now();
+        while (s->phase != 3) usleep(20);
+        int k = v * n + count[v]++;
+        lat[k] = s->acquired - s->released;
+        un[k] = s->unlocked - s->released;
+        ann[k] = s->announced - s->unlocked;
+        s->phase = 0;
+    }
+    s->phase = 9;
+    wait(0);
+    for (int v = 0; v < VARIANTS; v++) {
+        long long *l = lat + v * n, *u = un + v * n, *a = ann + v * n;
+        qsort(l, n, sizeof *l, by_value);
+        qsort(u, n, sizeof *u, by_value);
+        qsort(a, n, sizeof *a, by_value);
+        printf("%-17s p50 %6.1f us  p90 %6.1f us   unlock %5.1f us  announce %5.1f us\n",
+               NAMES[v], l[n / 2] / 1e3, l[n * 9 / 10] / 1e3, u[n / 2] / 1e3,
+               a[n / 2] / 1e3);
+    }
+    unlink(path);
+    return 0;
+}
