@@ -382,6 +382,12 @@ impl FileLock {
 
     /// Acquires the lock exclusively, blocking the calling thread.
     ///
+    /// While another process holds a strict lock, the thread waits in the
+    /// kernel's own lock call, which hands it the lock the moment the other
+    /// process lets go. Behind another thread of this process, it watches
+    /// for its turn for a few microseconds, then parks until that thread
+    /// hands the lock over.
+    ///
     /// Do not call it on an async executor's thread; use
     /// [`lock`](Self::lock) there.
     pub fn lock_blocking(&self) -> Result<FileLockGuard, Error> {
