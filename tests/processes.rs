@@ -40,7 +40,9 @@ fn child_main() {
     match role.as_str() {
         // Take the lock, say so, hold it until told to release.
         "hold" => {
-            let lock = FileLock::new(&lock_path);
+            let remove = std::env::var_os("REMOVE").is_some();
+            let options = LockOptions::new().remove_on_release(remove);
+            let lock = FileLock::with_options(&lock_path, options);
             let guard = lock
                 .acquire_blocking(mode_from_env(), Wait::Forever)
                 .unwrap();
@@ -511,4 +513,48 @@ fn blocked_in_kernel(pid: u32, ino: u64) -> bool {
                 .get(4)
                 .is_some_and(|id| id.rsplit(':').next() == Some(&ino.to_string()))
     })
+}
+
+/// A blocking waiter in the kernel whose holder deletes the lock file on
+/// release: the waiter is granted the old file, finds that the path no
+/// longer names it, and ends up holding the file now at the path.
+#[cfg(target_os = "linux")]
+#[test]
+fn kernel_waiter_follows_a_lock_file_removed_on_release() {
+    use std::os::unix::fs::MetadataExt;
+
+    let dir = tempdir();
+    let path = dir.path().join("removed.lock");
+    let release = release_signal(dir.path());
+    let mut holder = spawn_child(
+        ENTRY,
+        "hold",
+        &[
+            ("LOCK", path.to_str().unwrap()),
+            ("RELEASE", release.to_str().unwrap()),
+            ("REMOVE", "1"),
+        ],
+    );
+    wait_for_line(&mut holder, "locked");
+    let old = std::fs::metadata(&path).unwrap().ino();
+    let lock = FileLock::with_options(&path, LockOptions::new().remove_on_release(true));
+    let waiter = std::thread::spawn(move || lock.lock_blocking());
+    let patience = std::time::Instant::now() + Duration::from_secs(30);
+    while !blocked_in_kernel(std::process::id(), old) {
+        if std::time::Instant::now() > patience {
+            std::fs::write(&release, "").unwrap();
+            panic!("the waiter never blocked in the kernel's lock call");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::fs::write(&release, "").unwrap();
+    wait_for_line(&mut holder, "released");
+    expect_success(holder);
+    let guard = waiter.join().unwrap().unwrap();
+    // Had the waiter kept the removed file, a child would create a new one
+    // at the path and lock it. (Its inode number may well be the old one's:
+    // the filesystem reuses freed numbers.)
+    assert_eq!(try_in_child(&path, "exclusive"), "wouldblock");
+    drop(guard);
+    assert!(!path.exists(), "the waiter's own release removes the file");
 }
