@@ -46,9 +46,12 @@ pub struct FileLockGuard {
 
 impl FileLockGuard {
     pub(crate) fn new(handle: Arc<Handle>, entry: Arc<Entry>, mode: LockMode) -> Self {
+        // A strict lock taken with metadata off wrote no record, so there
+        // is nothing to look up (and no mutex to take again).
+        let writes_record = handle.options.metadata || !handle.is_strict();
         let record = match mode {
-            LockMode::Exclusive => entry.current_record(),
-            LockMode::Shared => None,
+            LockMode::Exclusive if writes_record => entry.current_record(),
+            _ => None,
         };
         FileLockGuard {
             handle,

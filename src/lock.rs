@@ -415,7 +415,7 @@ impl FileLock {
     /// says. It runs the same state machine as [`acquire`](Self::acquire),
     /// parking the thread between steps (no busy loop).
     pub fn acquire_blocking(&self, mode: LockMode, wait: Wait) -> Result<FileLockGuard, Error> {
-        acquire::block_on(Core::new(Arc::clone(&self.handle), mode, wait))
+        acquire::acquire_blocking(&self.handle, mode, wait)
     }
 }
 

@@ -28,7 +28,8 @@ use std::time::{Duration, Instant};
 
 use event_listener::EventListener;
 
-pub(crate) use driver::{block_on, AsyncDriver};
+use driver::block_on;
+pub(crate) use driver::AsyncDriver;
 
 use crate::backoff::BackoffState;
 use crate::error::{Error, Op};
@@ -104,6 +105,23 @@ struct Queued {
     watch_tried: bool,
     /// The last wake-up came from the watch.
     woken_by_event: bool,
+}
+
+impl Queued {
+    fn new(entry: Arc<Entry>, slot: Arc<Slot>) -> Queued {
+        Queued {
+            entry,
+            slot,
+            listener: None,
+            retry_at: None,
+            pool: None,
+            turn: false,
+            watch: None,
+            watch_seen: 0,
+            watch_tried: false,
+            woken_by_event: false,
+        }
+    }
 }
 
 enum Phase {
@@ -196,48 +214,30 @@ impl Core {
         self.finish(Err(err))
     }
 
-    /// Steps 1 and 2: the fast path on a resolved entry.
+    /// Steps 1 and 2 (see [`first_attempt`]), moving on to the phase they
+    /// lead to.
     fn first_attempt(&mut self, entry: Arc<Entry>) -> Option<Poll<Result<FileLockGuard, Error>>> {
-        let enqueue = self.wait != Wait::TryOnce;
-        match entry.try_or_enqueue(self.mode, &self.handle, enqueue) {
-            Ok(Attempt::Acquired) => Some(self.acquired(entry)),
-            Ok(Attempt::Busy) => {
-                let err =
-                    Error::would_block(&self.handle.path).with_holder(entry.holder_for_error());
-                Some(self.finish(Err(err)))
-            }
-            Ok(Attempt::Queued(slot)) => {
-                self.phase = Phase::Queued(Queued {
-                    entry,
-                    slot,
-                    listener: None,
-                    retry_at: None,
-                    pool: None,
-                    turn: false,
-                    watch: None,
-                    watch_seen: 0,
-                    watch_tried: false,
-                    woken_by_event: false,
-                });
+        match first_attempt(&self.handle, entry, self.mode, self.wait) {
+            First::Done(result) => Some(self.finish(result)),
+            First::Queued(entry, slot) => {
+                self.phase = Phase::Queued(Queued::new(entry, slot));
                 None
             }
-            Ok(Attempt::Retired) => {
+            First::Retired => {
                 self.phase = Phase::Start;
                 None
             }
-            Err(e) => Some(self.error(Op::Lock, e)),
         }
     }
 
     /// Drives the acquisition as far as it goes without waiting.
     pub(crate) fn poll<D: Driver>(&mut self, d: &mut D) -> Poll<Result<FileLockGuard, Error>> {
-        if self.started.is_none() {
+        // Only a deadline needs the clock: the uncontended path of a wait
+        // with none reads no time.
+        if self.started.is_none() && matches!(self.wait, Wait::For(_) | Wait::Until(_)) {
             let now = d.now();
             self.started = Some(now);
-            self.deadline = match self.wait {
-                Wait::TryOnce => None,
-                wait => wait.deadline(now),
-            };
+            self.deadline = self.wait.deadline(now);
         }
         loop {
             match &mut self.phase {
@@ -438,6 +438,59 @@ impl Core {
         let err = Error::timed_out(&self.handle.path, waited).with_holder(holder);
         self.finish(Err(err))
     }
+}
+
+/// What the first attempt on a resolved entry came to.
+enum First {
+    /// Acquired, or failed for good (an error, or busy for a try-once).
+    Done(Result<FileLockGuard, Error>),
+    /// Queued: wait with this slot.
+    Queued(Arc<Entry>, Arc<Slot>),
+    /// The entry no longer stands for the file: resolve the path again.
+    Retired,
+}
+
+/// Steps 1 and 2: the fast path on a resolved entry. Takes the lock if it
+/// is free (and nobody in this process is queued for it), else queues.
+fn first_attempt(handle: &Arc<Handle>, entry: Arc<Entry>, mode: LockMode, wait: Wait) -> First {
+    let enqueue = wait != Wait::TryOnce;
+    match entry.try_or_enqueue(mode, handle, enqueue) {
+        Ok(Attempt::Acquired) => {
+            First::Done(Ok(FileLockGuard::new(Arc::clone(handle), entry, mode)))
+        }
+        Ok(Attempt::Busy) => {
+            let err = Error::would_block(&handle.path).with_holder(entry.holder_for_error());
+            First::Done(Err(err))
+        }
+        Ok(Attempt::Queued(slot)) => First::Queued(entry, slot),
+        Ok(Attempt::Retired) => First::Retired,
+        Err(e) => First::Done(Err(Error::io(&handle.path, Op::Lock, e))),
+    }
+}
+
+/// The blocking front door. The first attempt needs no state machine: only
+/// an acquisition that must wait, or open the file first, builds one (about
+/// 40 ns of an uncontended acquire + release).
+pub(crate) fn acquire_blocking(
+    handle: &Arc<Handle>,
+    mode: LockMode,
+    wait: Wait,
+) -> Result<FileLockGuard, Error> {
+    let queued = match handle
+        .cached()
+        .map(|entry| first_attempt(handle, entry, mode, wait))
+    {
+        Some(First::Done(result)) => return result,
+        Some(First::Queued(entry, slot)) => Some(Queued::new(entry, slot)),
+        Some(First::Retired) | None => None,
+    };
+    // From here the state machine owns the slot: dropping it leaves the
+    // queue.
+    let mut core = Core::new(Arc::clone(handle), mode, wait);
+    if let Some(q) = queued {
+        core.phase = Phase::Queued(q);
+    }
+    block_on(core)
 }
 
 enum Step {
