@@ -474,15 +474,7 @@ fn blocking_lock_without_deadline_waits_in_the_kernel() {
             let lock = lock.clone();
             std::thread::spawn(move || lock.lock_blocking().map(drop))
         };
-        let patience = std::time::Instant::now() + Duration::from_secs(30);
-        while !blocked_in_kernel(std::process::id(), ino) {
-            if std::time::Instant::now() > patience {
-                // Let the holder go, so no child outlives the test.
-                std::fs::write(&release, "").unwrap();
-                panic!("round {round}: the waiter never blocked in the kernel's lock call");
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        wait_until_blocked_in_kernel(ino, &release);
         std::fs::write(&release, "").unwrap();
         waiter.join().unwrap().unwrap();
         expect_success(holder);
@@ -496,6 +488,21 @@ fn blocking_lock_without_deadline_waits_in_the_kernel() {
         ours <= 2,
         "{ours} descriptors of the lock file after three waits"
     );
+}
+
+/// Waits until a thread of this process is blocked in the kernel's lock
+/// call on inode `ino`. Fails after 30 s, first creating `release` so that
+/// the holder child lets go and no child outlives the test.
+#[cfg(target_os = "linux")]
+fn wait_until_blocked_in_kernel(ino: u64, release: &Path) {
+    let patience = std::time::Instant::now() + Duration::from_secs(30);
+    while !blocked_in_kernel(std::process::id(), ino) {
+        if std::time::Instant::now() > patience {
+            std::fs::write(release, "").unwrap();
+            panic!("the waiter never blocked in the kernel's lock call");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 /// Whether `/proc/locks` has a waiter of process `pid` blocked on inode
@@ -539,14 +546,7 @@ fn kernel_waiter_follows_a_lock_file_removed_on_release() {
     let old = std::fs::metadata(&path).unwrap().ino();
     let lock = FileLock::with_options(&path, LockOptions::new().remove_on_release(true));
     let waiter = std::thread::spawn(move || lock.lock_blocking());
-    let patience = std::time::Instant::now() + Duration::from_secs(30);
-    while !blocked_in_kernel(std::process::id(), old) {
-        if std::time::Instant::now() > patience {
-            std::fs::write(&release, "").unwrap();
-            panic!("the waiter never blocked in the kernel's lock call");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_until_blocked_in_kernel(old, &release);
     std::fs::write(&release, "").unwrap();
     wait_for_line(&mut holder, "released");
     expect_success(holder);
