@@ -15,22 +15,15 @@
 //!
 //! Run: `cargo bench --all-features --bench acquire`
 
-use std::fs::File;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use lockyard::{FileLock, LockOptions};
 
-fn open(path: &std::path::Path) -> File {
-    std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
-        .expect("open lock file")
-}
+mod support;
+
+use support::open;
 
 fn uncontended(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");

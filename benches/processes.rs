@@ -22,8 +22,11 @@
 //! into `benches/results.svg`.
 
 #[cfg(target_os = "linux")]
+mod support;
+
+#[cfg(target_os = "linux")]
 mod bench {
-    use std::fs::{File, OpenOptions};
+    use std::fs::File;
     use std::io::{BufRead, BufReader, Write};
     use std::os::unix::fs::FileExt;
     use std::path::{Path, PathBuf};
@@ -31,6 +34,8 @@ mod bench {
     use std::time::{Duration, Instant};
 
     use lockyard::{FileLock, LockOptions};
+
+    use super::support::open;
 
     const CHILD: &str = "LOCKYARD_BENCH_CHILD";
 
@@ -90,16 +95,6 @@ mod bench {
                 .find(|l| format!("{l:?}") == s)
                 .expect("known library")
         }
-    }
-
-    fn open(path: &Path) -> File {
-        OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .expect("open lock file")
     }
 
     /// A lock of one library, opened once.

@@ -10,7 +10,8 @@ use std::time::Duration;
 use lockyard::{ErrorKind, FileLock, LockMode, LockOptions, Wait, WaitStrategy};
 
 use common::{
-    env_path, expect_success, next_message, say, spawn_child, tempdir, wait_for_line, ROLE_VAR,
+    env_path, expect_success, next_message, say, spawn_child, tempdir, wait_for_file,
+    wait_for_line, ROLE_VAR,
 };
 
 const ENTRY: &str = "child_main";
@@ -19,13 +20,6 @@ fn mode_from_env() -> LockMode {
     match std::env::var("MODE").as_deref() {
         Ok("shared") => LockMode::Shared,
         _ => LockMode::Exclusive,
-    }
-}
-
-/// Waits until `path` exists (the parent's "release now" signal).
-fn wait_for_file(path: &Path) {
-    while !path.exists() {
-        std::thread::sleep(Duration::from_millis(2));
     }
 }
 

@@ -4,23 +4,16 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use lockyard::{ErrorKind, FileLock, LockOptions, StaleReason};
 
 use common::{
     env_path, expect_success, forge_record, local_identity, next_message, now_secs, say,
-    spawn_child, tempdir, wait_for_line, Children, Forged, DEAD_PID, ROLE_VAR,
+    spawn_child, tempdir, wait_for_file, wait_for_line, Children, Forged, DEAD_PID, ROLE_VAR,
 };
 
 const ENTRY: &str = "child_main";
-
-fn wait_for_file(path: &Path) {
-    while !path.exists() {
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
 
 /// The entry point of child processes; does nothing unless started as one.
 #[test]
