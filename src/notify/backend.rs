@@ -13,6 +13,9 @@ use super::watch::Happened;
 
 pub(super) const NAME: &str = "file-event";
 
+/// No waiter here can hear a release announcement: holders skip it.
+pub(super) const HEARS_ANNOUNCEMENTS: bool = false;
+
 pub(super) type Key = i32;
 /// Nothing to keep.
 pub(super) struct Keep;

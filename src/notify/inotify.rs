@@ -15,6 +15,9 @@ use super::watch::Happened;
 
 pub(super) const NAME: &str = "inotify";
 
+/// Waiters hear a release announcement (`IN_ATTRIB`).
+pub(super) const HEARS_ANNOUNCEMENTS: bool = true;
+
 /// A watch descriptor.
 pub(super) type Key = i32;
 

@@ -24,6 +24,9 @@ use super::watch::Happened;
 
 pub(super) const NAME: &str = "kqueue";
 
+/// Waiters hear a release announcement (`NOTE_ATTRIB`).
+pub(super) const HEARS_ANNOUNCEMENTS: bool = true;
+
 /// The watched descriptor's number.
 pub(super) type Key = i32;
 

@@ -61,10 +61,14 @@ pub(crate) use none::Watch;
 /// earlier would find the lock still held) and it changes no content, so
 /// it is harmless when another process holds the lock by then. Best effort:
 /// without write permission on the file there is no announcement, and
-/// waiters find the release by backoff.
+/// waiters find the release by backoff. Where no waiter can watch for it
+/// (a Unix system with neither inotify nor kqueue), nothing is done.
 #[cfg(unix)]
 pub(crate) fn announce_release(file: &File) {
     use rustix::fs::{Timespec, Timestamps, UTIME_NOW};
+    if !backend::HEARS_ANNOUNCEMENTS {
+        return;
+    }
     let now = Timespec {
         tv_sec: 0,
         tv_nsec: UTIME_NOW,
