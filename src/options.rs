@@ -292,6 +292,22 @@ impl LockOptions {
     /// `log` crate), waiters rely on backoff alone. Turn it off for the bare
     /// two-system-call cycle when no other process waits for this lock, or
     /// when hand-off latency does not matter.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lockyard::{FileLock, LockOptions};
+    ///
+    /// // A lock only this process takes, in a tight loop: the bare cycle.
+    /// let dir = tempfile::tempdir()?;
+    /// let options = LockOptions::new().metadata(false).file_events(false);
+    /// assert!(!options.watches_file_events());
+    /// let lock = FileLock::with_options(dir.path().join("hot.lock"), options);
+    /// for _ in 0..3 {
+    ///     drop(lock.lock_blocking()?);
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn file_events(mut self, on: bool) -> Self {
         self.file_events = on;
         self
