@@ -51,7 +51,12 @@ impl CleanReport {
 /// - A **soft** lock or **lease** is removed when stale, with the same
 ///   protocol as a waiter breaking it.
 /// - Temporary files left by a soft-lock publication that crashed are
-///   removed once unlocked and older than a minute.
+///   removed once unlocked and older than a minute, and only when
+///   everything says lockyard made them: the exact temporary name
+///   (`.NAME.PID.HEX16.tmp`) of a sidecar `NAME` whose control file
+///   `NAME.ctl` lockyard made, and a complete holder record inside.
+/// - Nothing else is touched: not files without a holder record, not other
+///   `.tmp` files, not files whose record is damaged.
 /// - Control files (`*.ctl`) are kept: they hold the fencing-token history.
 ///
 /// A held lock is never removed.
@@ -130,8 +135,8 @@ fn clean(dir: &Path, options: &LockOptions, act: Act) -> Result<CleanReport, Err
         if !is_file || name.ends_with(".ctl") {
             continue;
         }
-        let outcome = if soft::is_temp_name(&name) {
-            clean_temp(&path, act)
+        let outcome = if let Some(target) = soft::temp_target(&name) {
+            clean_temp(&path, &dir.join(target), act)
         } else {
             clean_one(&path, options, act)
         };
@@ -144,7 +149,10 @@ fn clean(dir: &Path, options: &LockOptions, act: Act) -> Result<CleanReport, Err
 }
 
 fn clean_one(path: &Path, options: &LockOptions, act: Act) -> io::Result<Option<StaleLock>> {
-    let Some(file) = sys::open_existing_rw(path)? else {
+    // Read-only first: a file that is not a lock file is never opened for
+    // writing (which would stop a program from executing it, and tell
+    // watchers it was written).
+    let Some(file) = sys::open_existing(path)? else {
         return Ok(None);
     };
     let rec = match record::read(&file)? {
@@ -152,7 +160,10 @@ fn clean_one(path: &Path, options: &LockOptions, act: Act) -> io::Result<Option<
         Read::Invalid(_) => return Ok(None),
     };
     if rec.kind == LockKind::Strict {
-        return clean_strict(path, &file, rec, act);
+        let Some(file) = sys::open_existing_rw(path)? else {
+            return Ok(None);
+        };
+        return clean_strict(path, &file, act);
     }
     drop(file);
     let Some(found) = soft::inspect(path)? else {
@@ -171,7 +182,7 @@ fn clean_one(path: &Path, options: &LockOptions, act: Act) -> io::Result<Option<
             return Ok(None);
         }
     }
-    let Some(ctl) = sys::open_existing_rw(&soft::ctl_path(path))? else {
+    let Some(ctl) = open_control(path)? else {
         // A sidecar without its control file was not made by lockyard.
         return Ok(None);
     };
@@ -186,12 +197,7 @@ fn clean_one(path: &Path, options: &LockOptions, act: Act) -> io::Result<Option<
 }
 
 /// Removes an unheld strict lock file: lock, mark, unlink, unlock.
-fn clean_strict(
-    path: &Path,
-    file: &File,
-    mut rec: record::HolderRecord,
-    act: Act,
-) -> io::Result<Option<StaleLock>> {
+fn clean_strict(path: &Path, file: &File, act: Act) -> io::Result<Option<StaleLock>> {
     if !sys::try_lock(file, LockMode::Exclusive)? {
         return Ok(None);
     }
@@ -203,6 +209,11 @@ fn clean_strict(
         if sys::path_id(path)? != Some(id) {
             return Ok(None);
         }
+        // Read again under the lock: what is there now decides.
+        let mut rec = match record::read(file)? {
+            Read::Record(r) if r.kind == LockKind::Strict => r,
+            _ => return Ok(None),
+        };
         let unused = StaleLock {
             path: path.to_path_buf(),
             record: Some(rec.clone()),
@@ -219,9 +230,28 @@ fn clean_strict(
     result
 }
 
-fn clean_temp(path: &Path, act: Act) -> io::Result<Option<StaleLock>> {
+/// The control file of the soft lock at `sidecar`, if lockyard made it.
+fn open_control(sidecar: &Path) -> io::Result<Option<File>> {
+    let Some(ctl) = sys::open_existing(&soft::ctl_path(sidecar))? else {
+        return Ok(None);
+    };
+    Ok(soft::is_control(&ctl)?.then_some(ctl))
+}
+
+/// Removes a soft-lock publication's temporary file that was never
+/// published: only one with the exact temporary name of the sidecar
+/// `target`, beside that sidecar's control file, holding a complete
+/// holder record, unlocked, and older than a minute.
+fn clean_temp(path: &Path, target: &Path, act: Act) -> io::Result<Option<StaleLock>> {
+    if open_control(target)?.is_none() {
+        return Ok(None);
+    }
     let Some(file) = sys::open_existing(path)? else {
         return Ok(None);
+    };
+    let rec = match record::read(&file)? {
+        Read::Record(r) if r.kind != LockKind::Strict => r,
+        _ => return Ok(None),
     };
     let age = file
         .metadata()?
@@ -237,7 +267,7 @@ fn clean_temp(path: &Path, act: Act) -> io::Result<Option<StaleLock>> {
     }
     Ok(Some(StaleLock {
         path: path.to_path_buf(),
-        record: None,
-        reason: StaleReason::HolderGone,
+        record: Some(rec),
+        reason: StaleReason::Unpublished,
     }))
 }

@@ -7,9 +7,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use crate::acquire::{self, Core};
+use crate::open::{Format, Opened};
 use crate::record::{self, HolderRecord, LockKind};
 use crate::registry::{self, Entry};
-use crate::sys::{self, FileId};
+use crate::sys;
 use crate::{host, soft, stale};
 use crate::{Acquire, Error, FileLockGuard, LockMode, LockOptions, Wait};
 
@@ -31,8 +32,9 @@ impl Handle {
     }
 
     /// Registers a freshly opened lock file and remembers its entry.
-    pub(crate) fn adopt(&self, file: File, id: FileId) -> Arc<Entry> {
-        let entry = registry::entry_for(file, id, self.options.kind);
+    pub(crate) fn adopt(&self, opened: Opened) -> Arc<Entry> {
+        let Opened { file, id, ours } = opened;
+        let entry = registry::entry_for(file, id, self.options.kind, ours);
         let old = self
             .entry
             .lock()
@@ -40,6 +42,15 @@ impl Handle {
             .replace(Arc::clone(&entry));
         drop(old);
         entry
+    }
+
+    /// What the anchor file holds when lockyard made it.
+    pub(crate) fn format(&self) -> Format {
+        if self.is_strict() {
+            Format::Record
+        } else {
+            Format::Control
+        }
     }
 
     /// Whether this is an OS lock (as opposed to a soft lock or lease).

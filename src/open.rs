@@ -1,18 +1,130 @@
-//! Opening a lock file: path checks, the parent directory, and turning OS
+//! Opening a lock file: path checks, the parent directory, telling a lock
+//! file lockyard made from a file that holds someone's data, and turning OS
 //! errors into typed ones.
+//!
+//! # Which files lockyard writes
+//!
+//! A file is a *lock file* when lockyard created it or when it begins with
+//! content only lockyard writes: a complete holder record (checksum and
+//! all) for a strict lock, a `lockyard-ctl` header for a soft lock's
+//! control file. Everything else, an existing empty file included, is a
+//! *plain file*: it is locked as it is and never written, truncated,
+//! removed or touched (not even its times). An existing file is first
+//! opened read-only, so a program can still `exec` it while it is locked,
+//! and a watcher sees no "closed after writing" event; only a file found to
+//! be a lock file is opened again read-write.
+//!
+//! lockyard creates a lock file with `O_EXCL` and writes its first content
+//! (a "free" record) at once. A crash between the two leaves an empty file,
+//! which from then on is a plain file: locking it still works, without
+//! holder records or fencing tokens. That is the price of never writing into
+//! a file that could be someone's data.
 
 use std::fs::File;
 use std::io;
 use std::path::Path;
 
 use crate::error::{Error, Op};
+use crate::record::{self, LockKind, RecordState};
 use crate::sys::{self, FileId};
-use crate::LockOptions;
+use crate::{soft, LockMode, LockOptions};
 
-/// Opens (creating if needed) the lock file at `path` and returns it with
-/// its identity. The parent directory is created only when the first open
-/// finds it missing, so the common case costs one `open` and one `fstat`.
-pub(crate) fn open_lock_file(path: &Path, options: &LockOptions) -> Result<(File, FileId), Error> {
+/// What the file at a lock path holds, and so what lockyard may write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Format {
+    /// A strict lock file: a holder record.
+    Record,
+    /// A soft lock's control file: the last fencing token.
+    Control,
+}
+
+/// An open lock path.
+#[derive(Debug)]
+pub(crate) struct Opened {
+    pub(crate) file: File,
+    pub(crate) id: FileId,
+    /// A lock file lockyard made (it may write into it); `false` for a
+    /// plain file, which is never written.
+    pub(crate) ours: bool,
+}
+
+/// Opens the file at `path`, creating it as a lock file (and its parent
+/// directory, if allowed) when nothing is there.
+pub(crate) fn open_lock_file(
+    path: &Path,
+    options: &LockOptions,
+    format: Format,
+) -> Result<Opened, Error> {
+    check_path(path)?;
+    // Creation races with other processes creating or removing the file:
+    // a few rounds, then the last error stands.
+    let mut parent_made = false;
+    for _ in 0..8 {
+        match sys::open_existing(path) {
+            Ok(Some(file)) => return classify(path, file, format),
+            Ok(None) => {}
+            Err(e) => return Err(open_error(path, e)),
+        }
+        match sys::create_new(path, options.file_mode) {
+            Ok(file) => {
+                let id = identify(path, &file)?;
+                // Best effort: a lock file whose first write failed is
+                // left empty, and so is treated as a plain file later.
+                let _ = initialise(&file, format, options);
+                return Ok(Opened {
+                    file,
+                    id,
+                    ours: true,
+                });
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound && !parent_made => {
+                create_parent(path, options, e)?;
+                parent_made = true;
+            }
+            Err(e) => return Err(open_error(path, e)),
+        }
+    }
+    let e = io::Error::other("the file kept appearing and disappearing while it was opened");
+    Err(Error::io(path, Op::Open, e))
+}
+
+/// Opens the existing file `id` at `path` again, for a wait of its own, in
+/// the access mode lockyard uses for it. `None` if the path now names
+/// another file or nothing.
+pub(crate) fn reopen(path: &Path, id: FileId, ours: bool) -> io::Result<Option<File>> {
+    let file = if ours {
+        match sys::open_existing_rw(path) {
+            Err(e) if is_write_refused(&e) => sys::open_existing(path)?,
+            other => other?,
+        }
+    } else {
+        sys::open_existing(path)?
+    };
+    let Some(file) = file else {
+        return Ok(None);
+    };
+    Ok(match sys::identify(&file)? {
+        Ok(found) if found == id => Some(file),
+        _ => None,
+    })
+}
+
+/// The same file opened read-write, for an exclusive lock where the
+/// filesystem refuses one on a read-only descriptor (NFSv4 emulates `flock`
+/// with byte-range locks, and an exclusive one needs write access). Opening
+/// for writing writes nothing.
+pub(crate) fn reopen_for_exclusive(path: &Path, id: FileId) -> io::Result<Option<File>> {
+    let Some(file) = sys::open_existing_rw(path)? else {
+        return Ok(None);
+    };
+    Ok(match sys::identify(&file)? {
+        Ok(found) if found == id => Some(file),
+        _ => None,
+    })
+}
+
+fn check_path(path: &Path) -> Result<(), Error> {
     let bytes = path.as_os_str().as_encoded_bytes();
     if bytes.is_empty() {
         return Err(Error::invalid_path(path, false));
@@ -20,18 +132,78 @@ pub(crate) fn open_lock_file(path: &Path, options: &LockOptions) -> Result<(File
     if bytes.contains(&0) {
         return Err(Error::invalid_path(path, true));
     }
-    let file = match sys::open(path, options.file_mode) {
-        Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            create_parent(path, options, e)?;
-            sys::open(path, options.file_mode).map_err(|e| Error::io(path, Op::Open, e))?
-        }
-        Err(e) => return Err(Error::io(path, Op::Open, e)),
-    };
-    match sys::identify(&file) {
-        Ok(Ok(id)) => Ok((file, id)),
+    Ok(())
+}
+
+fn identify(path: &Path, file: &File) -> Result<FileId, Error> {
+    match sys::identify(file) {
+        Ok(Ok(id)) => Ok(id),
         Ok(Err(what)) => Err(Error::not_a_file(path, what)),
         Err(e) => Err(Error::io(path, Op::Inspect, e)),
+    }
+}
+
+/// An open that failed: a socket or device at the path is named as such
+/// (opening a socket fails with "no such device or address").
+fn open_error(path: &Path, e: io::Error) -> Error {
+    match sys::not_file_at(path) {
+        Some(what) => Error::not_a_file(path, what),
+        _ => Error::io(path, Op::Open, e),
+    }
+}
+
+/// An existing file: a lock file (reopened read-write, so records can be
+/// written) or a plain file (kept read-only).
+fn classify(path: &Path, file: File, format: Format) -> Result<Opened, Error> {
+    let id = identify(path, &file)?;
+    let ours = is_lock_file(&file, format).map_err(|e| Error::io(path, Op::Inspect, e))?;
+    if !ours {
+        return Ok(Opened {
+            file,
+            id,
+            ours: false,
+        });
+    }
+    let file = match sys::open_existing_rw(path) {
+        Ok(Some(rw)) if matches!(sys::identify(&rw), Ok(Ok(found)) if found == id) => rw,
+        // Replaced meanwhile, or not writable here (another user's lock
+        // file, a read-only mount): lock through the read-only descriptor;
+        // writing records then fails, which never stops the lock.
+        Ok(_) => file,
+        Err(e) if is_write_refused(&e) => file,
+        Err(e) => return Err(open_error(path, e)),
+    };
+    Ok(Opened {
+        file,
+        id,
+        ours: true,
+    })
+}
+
+/// Whether `file` begins with content only lockyard writes.
+pub(crate) fn is_lock_file(file: &File, format: Format) -> io::Result<bool> {
+    match format {
+        Format::Record => Ok(matches!(record::read(file)?, record::Read::Record(_))),
+        Format::Control => soft::is_control(file),
+    }
+}
+
+fn is_write_refused(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem
+    ) || sys::is_text_busy(e)
+}
+
+/// The first content of a lock file just created.
+fn initialise(file: &File, format: Format, options: &LockOptions) -> io::Result<()> {
+    match format {
+        Format::Record => {
+            let mut rec = soft::new_record(LockKind::Strict, LockMode::Exclusive, 0, options);
+            rec.state = RecordState::Released;
+            record::write(file, &rec)
+        }
+        Format::Control => soft::init_control(file),
     }
 }
 

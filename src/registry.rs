@@ -31,6 +31,7 @@ use event_listener::{Event, EventListener};
 
 use crate::lock::Handle;
 use crate::notify::{self, Watch};
+use crate::open;
 use crate::record::{self, HolderRecord, LockKind, Lookup, Read, RecordState};
 use crate::soft::{self, SoftHeld, SoftTry};
 use crate::stamp::Stamp;
@@ -161,6 +162,10 @@ enum Os {
 pub(crate) struct Entry {
     id: FileId,
     kind: LockKind,
+    /// A lock file lockyard made: holder records, release announcements
+    /// and removal are allowed. A plain file (someone's data) is only ever
+    /// locked and unlocked.
+    ours: bool,
     retired: AtomicBool,
     state: Mutex<State>,
 }
@@ -184,7 +189,7 @@ fn registry() -> MutexGuard<'static, HashMap<FileId, Weak<Entry>>> {
 
 /// The live entry for the file `file` (whose identity is `id`), creating it
 /// from `file` if this process has none. A surplus `file` is closed.
-pub(crate) fn entry_for(file: File, id: FileId, kind: LockKind) -> Arc<Entry> {
+pub(crate) fn entry_for(file: File, id: FileId, kind: LockKind, ours: bool) -> Arc<Entry> {
     let mut map = registry();
     let existing = map.get(&id).and_then(Weak::upgrade);
     if let Some(entry) = &existing {
@@ -198,6 +203,7 @@ pub(crate) fn entry_for(file: File, id: FileId, kind: LockKind) -> Arc<Entry> {
     let entry = Arc::new(Entry {
         id,
         kind,
+        ours,
         retired: AtomicBool::new(false),
         state: Mutex::new(State {
             file: Some(file),
@@ -229,6 +235,11 @@ impl Drop for Entry {
 impl Entry {
     pub(crate) fn id(&self) -> FileId {
         self.id
+    }
+
+    /// Whether the file is a lock file lockyard made (see `open`).
+    pub(crate) fn is_ours(&self) -> bool {
+        self.ours
     }
 
     pub(crate) fn is_retired(&self) -> bool {
@@ -345,7 +356,7 @@ impl Entry {
         // The old descriptor holds no lock (`held` is `None`): it serves
         // the next kernel wait.
         st.spare = st.file.replace(file);
-        if h.options.metadata {
+        if h.options.metadata && self.ours {
             match self.stamp(&mut st, slot.mode, h) {
                 Ok(true) => {}
                 Ok(false) => {
@@ -435,7 +446,9 @@ impl Entry {
         };
         let mut result = Ok(());
         let mut retire = false;
-        if let Some(path) = h.remove_path().filter(|_| st.queue.is_empty()) {
+        // A plain file is never removed: only a lock file lockyard made.
+        let remove = h.remove_path().filter(|_| self.ours && st.queue.is_empty());
+        if let Some(path) = remove {
             // Delete only what we locked, and only while still holding it:
             // a process that opened the file before the unlink then finds,
             // after locking, that the path no longer names its file.
@@ -450,7 +463,11 @@ impl Entry {
             }
         }
         match sys::unlock(file) {
-            Ok(()) if h.options.file_events && !retire => notify::announce_release(file),
+            // A plain file's times are left alone: its waiters in other
+            // processes see the release by backoff (or a close, on Linux).
+            Ok(()) if h.options.file_events && self.ours && !retire => {
+                notify::announce_release(file)
+            }
             Ok(()) => {}
             Err(e) => {
                 // Closing the descriptor releases the lock for certain.
@@ -483,7 +500,7 @@ impl Entry {
         match outcome {
             sys::Upgrade::Upgraded => {
                 st.held = Held::Exclusive;
-                if h.options.metadata {
+                if h.options.metadata && self.ours {
                     let _ = self.stamp(&mut st, LockMode::Exclusive, h);
                 }
             }
@@ -512,7 +529,7 @@ impl Entry {
         if st.record.take().is_some() {
             mark_released(&mut st);
         }
-        if let (true, Some(file)) = (h.options.file_events, st.file.as_ref()) {
+        if let (true, Some(file)) = (h.options.file_events && self.ours, st.file.as_ref()) {
             // Shared waiters in other processes may go in now.
             notify::announce_release(file);
         }
@@ -587,12 +604,15 @@ impl Entry {
         if self.kind != LockKind::Strict {
             return self.soft_try(st, mode, h);
         }
+        if st.file.is_none() {
+            return Ok(Os::Replaced);
+        }
+        if !self.os_try_lock(st, mode, h)? {
+            return Ok(Os::Busy);
+        }
         let Some(file) = st.file.as_ref() else {
             return Ok(Os::Replaced);
         };
-        if !sys::try_lock(file, mode)? {
-            return Ok(Os::Busy);
-        }
         if let Some(path) = h.verify_path() {
             match sys::path_id(path) {
                 Ok(Some(id)) if id == self.id => {}
@@ -606,7 +626,7 @@ impl Entry {
                 }
             }
         }
-        if h.options.metadata {
+        if h.options.metadata && self.ours {
             match self.stamp(st, mode, h) {
                 Ok(true) => {}
                 Ok(false) => {
@@ -640,9 +660,13 @@ impl Entry {
             Lookup::Known(token) => token,
             Lookup::Read(Read::Record(r)) if r.state == RecordState::Removed => return Ok(false),
             Lookup::Read(Read::Record(r)) => r.token,
-            // Empty or damaged: the clock floor of `next_token` keeps
-            // tokens increasing.
-            Lookup::Read(Read::Invalid(_)) => 0,
+            // No record (any more): whatever is there now is not lockyard's
+            // to overwrite. The lock holds without a record or a token.
+            Lookup::Read(Read::Invalid(_)) => {
+                st.record_len = len;
+                st.stamp.forget();
+                return Ok(true);
+            }
         };
         st.record_len = len;
         if mode == LockMode::Exclusive {
@@ -663,6 +687,28 @@ impl Entry {
         Ok(true)
     }
 
+    /// One non-blocking OS attempt through the entry's descriptor. Where an
+    /// exclusive lock is refused on a read-only descriptor (NFSv4), the file
+    /// is opened again read-write, as `flock(1)` does, and tried once more.
+    fn os_try_lock(&self, st: &mut State, mode: LockMode, h: &Handle) -> io::Result<bool> {
+        let Some(file) = st.file.as_ref() else {
+            return Ok(false);
+        };
+        match sys::try_lock(file, mode) {
+            Err(e) if mode == LockMode::Exclusive && sys::is_bad_descriptor(&e) => {
+                let Some(rw) = open::reopen_for_exclusive(&h.anchor, self.id)? else {
+                    return Err(e);
+                };
+                let locked = sys::try_lock(&rw, mode)?;
+                // Nothing is held through the old descriptor (`held` is
+                // `None` here): it can go.
+                st.file = Some(rw);
+                Ok(locked)
+            }
+            other => other,
+        }
+    }
+
     fn soft_try(&self, st: &mut State, mode: LockMode, h: &Handle) -> io::Result<Os> {
         if mode == LockMode::Shared {
             return Err(io::Error::new(
@@ -673,7 +719,7 @@ impl Entry {
         let Some(ctl) = st.file.as_ref() else {
             return Ok(Os::Replaced);
         };
-        match soft::try_acquire(ctl, &h.path, &h.options)? {
+        match soft::try_acquire(ctl, self.ours, &h.path, &h.options)? {
             SoftTry::Locked(held) => {
                 st.record = Some(Arc::new(held.record.clone()));
                 st.soft = Some(held);

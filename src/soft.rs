@@ -26,7 +26,7 @@
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::error::{lost, NotFileError};
 use crate::host;
@@ -101,7 +101,16 @@ pub(crate) fn next_token(last: u64) -> u64 {
 
 /// One attempt to take the soft lock at `path`, breaking it first if it is
 /// stale. `ctl` is the open control file.
-pub(crate) fn try_acquire(ctl: &File, path: &Path, opts: &LockOptions) -> io::Result<SoftTry> {
+///
+/// The last token is remembered in `ctl` only when it is a control file
+/// lockyard made (`ctl_ours`); a file of someone else's at that path is
+/// never written.
+pub(crate) fn try_acquire(
+    ctl: &File,
+    ctl_ours: bool,
+    path: &Path,
+    opts: &LockOptions,
+) -> io::Result<SoftTry> {
     let kind = if opts.kind == LockKind::Lease {
         LockKind::Lease
     } else {
@@ -115,7 +124,9 @@ pub(crate) fn try_acquire(ctl: &File, path: &Path, opts: &LockOptions) -> io::Re
         let record = new_record(kind, LockMode::Exclusive, token, opts);
         if let Some(held) = publish(path, record, opts.file_mode)? {
             // Best effort: the clock floor in `next_token` covers a loss.
-            let _ = write_token(ctl, token);
+            if ctl_ours {
+                let _ = write_token(ctl, token);
+            }
             return Ok(SoftTry::Locked(held));
         }
         let Some(found) = inspect(path)? else {
@@ -280,9 +291,16 @@ fn temp_path(path: &Path) -> PathBuf {
     path.with_file_name(tmp)
 }
 
-/// Whether `name` is a temporary file of a soft lock's publication.
-pub(crate) fn is_temp_name(name: &str) -> bool {
-    name.starts_with('.') && name.ends_with(".tmp")
+/// If `name` has the exact form of a publication's temporary file
+/// (`.NAME.PID.HEX16.tmp`, see [`temp_path`]), the sidecar name `NAME` it
+/// was made for.
+pub(crate) fn temp_target(name: &str) -> Option<&str> {
+    let rest = name.strip_prefix('.')?.strip_suffix(".tmp")?;
+    let (rest, random) = rest.rsplit_once('.')?;
+    let (target, pid) = rest.rsplit_once('.')?;
+    let hex = random.len() == 16 && random.bytes().all(|b| b.is_ascii_hexdigit());
+    let digits = !pid.is_empty() && pid.len() <= 10 && pid.bytes().all(|b| b.is_ascii_digit());
+    (hex && digits && !target.is_empty()).then_some(target)
 }
 
 /// A sidecar found at the path.
@@ -290,7 +308,6 @@ pub(crate) struct Found {
     pub(crate) id: FileId,
     pub(crate) record: Option<HolderRecord>,
     pub(crate) os_free: Option<bool>,
-    pub(crate) file_age: Duration,
 }
 
 impl Found {
@@ -298,7 +315,6 @@ impl Found {
         Evidence {
             record: self.record.as_ref(),
             os_free: self.os_free,
-            file_age: self.file_age,
         }
     }
 }
@@ -327,17 +343,10 @@ pub(crate) fn inspect(path: &Path) -> io::Result<Option<Found>> {
         Err(e) if sys::is_unsupported(&e) => None,
         Err(e) => return Err(e),
     };
-    let file_age = file
-        .metadata()
-        .and_then(|m| m.modified())
-        .ok()
-        .and_then(|t| SystemTime::now().duration_since(t).ok())
-        .unwrap_or_default();
     Ok(Some(Found {
         id,
         record,
         os_free,
-        file_age,
     }))
 }
 
@@ -351,6 +360,21 @@ fn read_token(ctl: &File) -> u64 {
         .and_then(|s| s.lines().find_map(|l| l.strip_prefix("token ")))
         .and_then(|t| t.trim().parse().ok())
         .unwrap_or(0)
+}
+
+/// The first line of every control file.
+const CONTROL_HEADER: &[u8] = b"lockyard-ctl 1\n";
+
+/// Whether `file` begins as a control file lockyard wrote.
+pub(crate) fn is_control(file: &File) -> io::Result<bool> {
+    let mut buf = [0u8; CONTROL_HEADER.len()];
+    let n = read_prefix(file, &mut buf)?;
+    Ok(buf[..n] == *CONTROL_HEADER)
+}
+
+/// The content of a control file just created.
+pub(crate) fn init_control(ctl: &File) -> io::Result<()> {
+    write_token(ctl, 0)
 }
 
 fn write_token(ctl: &File, token: u64) -> io::Result<()> {

@@ -47,6 +47,10 @@ pub enum StaleReason {
     /// An OS lock file nobody holds (reported by
     /// [`clean_stale`](crate::clean_stale)).
     Unused,
+    /// A soft lock's temporary file whose publication never finished: its
+    /// writer no longer holds the OS lock on it (reported by
+    /// [`clean_stale`](crate::clean_stale)).
+    Unpublished,
 }
 
 impl fmt::Display for StaleReason {
@@ -58,6 +62,9 @@ impl fmt::Display for StaleReason {
             StaleReason::Rebooted => f.write_str("it predates the last boot"),
             StaleReason::LeaseExpired => f.write_str("its lease expired"),
             StaleReason::Unused => f.write_str("nobody holds it"),
+            StaleReason::Unpublished => {
+                f.write_str("it is a temporary file of a soft lock that was never published")
+            }
             StaleReason::TooOld(age) => write!(
                 f,
                 "it is {:.1} s old and its holder cannot be checked",
@@ -100,8 +107,6 @@ pub(crate) struct Evidence<'a> {
     /// `Some(true)`: nobody holds an OS lock on it; `Some(false)`: somebody
     /// does; `None`: OS locks do not work here.
     pub(crate) os_free: Option<bool>,
-    /// Since the file was last modified.
-    pub(crate) file_age: Duration,
 }
 
 /// `None`: alive (or not provably dead). `Some(reason)`: stale.
@@ -111,12 +116,10 @@ pub(crate) fn judge(ev: &Evidence<'_>, opts: &LockOptions) -> Option<StaleReason
         Some(limit) if age > limit => Some(StaleReason::TooOld(age)),
         _ => None,
     };
-    let Some(rec) = ev.record else {
-        if ev.os_free == Some(false) {
-            return None;
-        }
-        return too_old(ev.file_age);
-    };
+    // Without a readable record nothing proves lockyard made the file
+    // (lockyard publishes a sidecar only with its record complete): it may
+    // be someone's data, and is never judged stale.
+    let rec = ev.record?;
     if let Some(expires) = rec.expires_at() {
         if now > expires {
             return Some(StaleReason::LeaseExpired);

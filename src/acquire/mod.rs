@@ -35,7 +35,7 @@ use crate::backoff::BackoffState;
 use crate::error::{Error, Op};
 use crate::lock::Handle;
 use crate::notify::Watch;
-use crate::open::open_lock_file;
+use crate::open::{self, open_lock_file};
 use crate::registry::{Attempt, Entry, Progress, Slot};
 use crate::rt::Task;
 use crate::sys::{self, FileId};
@@ -77,7 +77,7 @@ pub(crate) enum Work {
 /// How soon to look again after an event-triggered attempt failed.
 const SETTLE: Duration = Duration::from_micros(100);
 
-type Opened = Result<(File, FileId), Error>;
+type Opened = Result<open::Opened, Error>;
 
 /// What a blocking-pool kernel wait came back with.
 enum PoolOutcome {
@@ -254,14 +254,14 @@ impl Core {
                     None => {
                         let handle = Arc::clone(&self.handle);
                         let task = d.run(Work::Open, move || {
-                            open_lock_file(&handle.anchor, &handle.options)
+                            open_lock_file(&handle.anchor, &handle.options, handle.format())
                         });
                         self.phase = Phase::Opening(task);
                     }
                 },
                 Phase::Opening(task) => match d.poll_task(task) {
-                    Poll::Ready(Ok(Ok((file, id)))) => {
-                        let entry = self.handle.adopt(file, id);
+                    Poll::Ready(Ok(Ok(opened))) => {
+                        let entry = self.handle.adopt(opened);
                         if let Some(done) = self.first_attempt(entry) {
                             return done;
                         }
@@ -378,12 +378,12 @@ impl Core {
                     WaitStrategy::BlockingPool => {
                         if q.pool.is_none() {
                             let path = self.handle.path.clone();
-                            let file_mode = self.handle.options.file_mode;
                             let (id, mode) = (q.entry.id(), self.mode);
+                            let ours = q.entry.is_ours();
                             let verify = self.handle.options.verifies_identity();
                             let spare = q.entry.take_spare();
                             q.pool = Some(d.run(Work::KernelWait, move || {
-                                kernel_wait(spare, path, file_mode, id, mode, verify)
+                                kernel_wait(spare, path, ours, id, mode, verify)
                             }));
                             // Poll it once: the blocking driver may have run
                             // it to completion already.
@@ -520,22 +520,29 @@ impl Drop for Core {
 fn kernel_wait(
     spare: Option<File>,
     path: PathBuf,
-    file_mode: u32,
+    ours: bool,
     id: FileId,
     mode: LockMode,
     verify: bool,
 ) -> io::Result<PoolOutcome> {
-    let file = match spare {
+    let mut file = match spare {
         Some(file) => file,
-        None => {
-            let file = sys::open(&path, file_mode)?;
-            match sys::identify(&file)? {
-                Ok(found) if found == id => file,
-                _ => return Ok(PoolOutcome::Replaced),
-            }
-        }
+        None => match open::reopen(&path, id, ours)? {
+            Some(file) => file,
+            None => return Ok(PoolOutcome::Replaced),
+        },
     };
-    sys::lock_wait(&file, mode)?;
+    if let Err(e) = sys::lock_wait(&file, mode) {
+        // NFSv4 refuses an exclusive lock on a read-only descriptor.
+        if !(mode == LockMode::Exclusive && sys::is_bad_descriptor(&e)) {
+            return Err(e);
+        }
+        let Some(rw) = open::reopen_for_exclusive(&path, id)? else {
+            return Ok(PoolOutcome::Replaced);
+        };
+        file = rw;
+        sys::lock_wait(&file, mode)?;
+    }
     if verify && sys::path_id(&path)? != Some(id) {
         return Ok(PoolOutcome::Replaced);
     }

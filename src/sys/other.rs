@@ -15,10 +15,6 @@ fn unsupported() -> io::Error {
     )
 }
 
-pub(crate) fn open(_path: &Path, _mode: u32) -> io::Result<File> {
-    Err(unsupported())
-}
-
 pub(crate) fn identify(_file: &File) -> io::Result<Result<FileId, NotFile>> {
     Err(unsupported())
 }
@@ -41,6 +37,18 @@ pub(crate) fn unlock(_file: &File) -> io::Result<()> {
 
 pub(crate) fn is_unsupported(err: &io::Error) -> bool {
     err.kind() == io::ErrorKind::Unsupported
+}
+
+pub(crate) fn is_text_busy(_err: &io::Error) -> bool {
+    false
+}
+
+pub(crate) fn is_bad_descriptor(_err: &io::Error) -> bool {
+    false
+}
+
+pub(crate) fn not_file_at(_path: &Path) -> Option<NotFile> {
+    None
 }
 
 pub(crate) fn is_symlink_refusal(_err: &io::Error) -> bool {

@@ -15,31 +15,6 @@ use rustix::io::Errno;
 use super::{FileId, NotFile};
 use crate::LockMode;
 
-/// Opens (creating if needed) the lock file at `path`.
-///
-/// `O_NOFOLLOW` refuses a symbolic link planted at the path, `O_CLOEXEC`
-/// keeps the lock out of spawned programs, `O_NONBLOCK` keeps a FIFO at the
-/// path from hanging the open, and read-write access is what NFSv4 needs for
-/// exclusive locks. When read-write is refused (another user's file, a
-/// read-only mount) an existing file is opened read-only instead: `flock`
-/// does not care about the access mode on local filesystems.
-pub(crate) fn open(path: &Path, mode: u32) -> io::Result<File> {
-    let common = OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NOCTTY | OFlags::NONBLOCK;
-    let perm = Mode::from_raw_mode(mode as rustix::fs::RawMode);
-    match retry(|| rfs::open(path, common | OFlags::RDWR | OFlags::CREATE, perm)) {
-        Ok(fd) => Ok(File::from(fd)),
-        Err(e @ (Errno::ACCESS | Errno::ROFS)) => {
-            match retry(|| rfs::open(path, common | OFlags::RDONLY, perm)) {
-                Ok(fd) => Ok(File::from(fd)),
-                // The file does not exist (or cannot be read either): the first
-                // error says why it could not be created.
-                Err(_) => Err(e.into()),
-            }
-        }
-        Err(e) => Err(e.into()),
-    }
-}
-
 // The `as u64` casts below are no-ops on Linux but widen `dev_t`/`ino_t`
 // on platforms where they are narrower or signed (macOS `dev_t` is i32).
 
@@ -132,6 +107,33 @@ pub(crate) fn is_not_a_directory(err: &io::Error) -> bool {
 /// Whether an open error means the path itself is a directory.
 pub(crate) fn is_directory(err: &io::Error) -> bool {
     err.raw_os_error().map(Errno::from_raw_os_error) == Some(Errno::ISDIR)
+}
+
+/// Whether an open error means the file is being executed (`ETXTBSY`): it
+/// cannot be opened for writing.
+pub(crate) fn is_text_busy(err: &io::Error) -> bool {
+    err.raw_os_error().map(Errno::from_raw_os_error) == Some(Errno::TXTBSY)
+}
+
+/// Whether a lock call refused the descriptor itself (`EBADF`): NFSv4
+/// refuses an exclusive lock through a read-only descriptor.
+pub(crate) fn is_bad_descriptor(err: &io::Error) -> bool {
+    err.raw_os_error().map(Errno::from_raw_os_error) == Some(Errno::BADF)
+}
+
+/// What is at `path` if it is neither a regular file nor missing, for an
+/// open that failed (a socket gives `ENXIO`).
+pub(crate) fn not_file_at(path: &Path) -> Option<NotFile> {
+    let st = retry(|| rfs::lstat(path)).ok()?;
+    match FileType::from_raw_mode(st.st_mode) {
+        FileType::RegularFile => None,
+        FileType::Directory => Some(NotFile::Directory),
+        FileType::Fifo => Some(NotFile::Fifo),
+        FileType::Socket => Some(NotFile::Socket),
+        FileType::CharacterDevice | FileType::BlockDevice => Some(NotFile::Device),
+        FileType::Symlink => Some(NotFile::Symlink),
+        _ => Some(NotFile::Other),
+    }
 }
 
 fn retry<T>(mut f: impl FnMut() -> rustix::io::Result<T>) -> rustix::io::Result<T> {

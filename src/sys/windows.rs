@@ -35,25 +35,6 @@ use crate::LockMode;
 const LOCK_OFFSET_LOW: u32 = 0xFFFF_FFFE;
 const LOCK_OFFSET_HIGH: u32 = 0xFFFF_FFFF;
 
-pub(crate) fn open(path: &Path, _mode: u32) -> io::Result<File> {
-    let share = FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE;
-    let attempt = |write: bool| {
-        OpenOptions::new()
-            .read(true)
-            .write(write)
-            .create(write)
-            .share_mode(share)
-            // Open a reparse point (symlink) itself instead of its target,
-            // so `identify` can refuse it.
-            .custom_flags(FILE_FLAG_OPEN_REPARSE_POINT)
-            .open(path)
-    };
-    match attempt(true) {
-        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => attempt(false).map_err(|_| e),
-        other => other,
-    }
-}
-
 fn info(file: &File) -> io::Result<BY_HANDLE_FILE_INFORMATION> {
     // SAFETY: the all-zero bit pattern is a valid value of this plain C
     // struct of integers and FILETIMEs.
@@ -162,6 +143,20 @@ pub(crate) fn unlock(file: &File) -> io::Result<()> {
 pub(crate) fn is_unsupported(err: &io::Error) -> bool {
     matches!(err.raw_os_error(), Some(c) if c == ERROR_NOT_SUPPORTED as i32 || c == ERROR_INVALID_FUNCTION as i32)
         || err.kind() == io::ErrorKind::Unsupported
+}
+
+pub(crate) fn is_text_busy(_err: &io::Error) -> bool {
+    false
+}
+
+pub(crate) fn is_bad_descriptor(_err: &io::Error) -> bool {
+    false
+}
+
+/// What is at `path` if it is neither a regular file nor missing. An open
+/// that fails on Windows says why itself: nothing to add.
+pub(crate) fn not_file_at(_path: &Path) -> Option<NotFile> {
+    None
 }
 
 pub(crate) fn is_symlink_refusal(_err: &io::Error) -> bool {
