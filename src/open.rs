@@ -5,8 +5,8 @@
 //! # Which files lockyard writes
 //!
 //! A file is a *lock file* when lockyard created it or when it begins with
-//! content only lockyard writes: a complete holder record (checksum and
-//! all) for a strict lock, a `lockyard-ctl` header for a soft lock's
+//! content only lockyard writes: a complete strict holder record (checksum
+//! and all) for a strict lock, a `lockyard-ctl` header for a soft lock's
 //! control file. Everything else, an existing empty file included, is a
 //! *plain file*: it is locked as it is and never written, truncated,
 //! removed or touched (not even its times). An existing file is first
@@ -183,7 +183,12 @@ fn classify(path: &Path, file: File, format: Format) -> Result<Opened, Error> {
 /// Whether `file` begins with content only lockyard writes.
 pub(crate) fn is_lock_file(file: &File, format: Format) -> io::Result<bool> {
     match format {
-        Format::Record => Ok(matches!(record::read(file)?, record::Read::Record(_))),
+        // A soft lock's sidecar holds a record too, but it is not a strict
+        // lock file: its holder's record is not ours to replace.
+        Format::Record => Ok(matches!(
+            record::read(file)?,
+            record::Read::Record(r) if r.kind == LockKind::Strict
+        )),
         Format::Control => soft::is_control(file),
     }
 }

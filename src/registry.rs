@@ -659,10 +659,11 @@ impl Entry {
             // What this process left: no other holder came in between.
             Lookup::Known(token) => token,
             Lookup::Read(Read::Record(r)) if r.state == RecordState::Removed => return Ok(false),
-            Lookup::Read(Read::Record(r)) => r.token,
-            // No record (any more): whatever is there now is not lockyard's
-            // to overwrite. The lock holds without a record or a token.
-            Lookup::Read(Read::Invalid(_)) => {
+            Lookup::Read(Read::Record(r)) if r.kind == LockKind::Strict => r.token,
+            // No strict record (any more): whatever is there now is not
+            // lockyard's to overwrite. The lock holds without a record or a
+            // token.
+            Lookup::Read(_) => {
                 st.record_len = len;
                 st.stamp.forget();
                 return Ok(true);

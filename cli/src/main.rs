@@ -6,6 +6,7 @@ mod clean;
 mod duration;
 mod exit;
 mod holder;
+mod kind;
 mod os_locks;
 mod run;
 mod signals;
@@ -48,7 +49,8 @@ enum Cmd {
     Run {
         #[command(flatten)]
         lock: LockArgs,
-        /// Lock options: soft (sidecar) lock instead of an OS lock.
+        /// Lock options: soft (sidecar) lock instead of an OS lock. Taken
+        /// without it when the lock's control file (PATH.ctl) exists.
         #[arg(long, conflicts_with_all = ["lease", "shared"])]
         soft: bool,
         /// A lease: a soft lock with this time to live, renewed while the
@@ -75,6 +77,10 @@ enum Cmd {
     Wait {
         #[command(flatten)]
         lock: LockArgs,
+        /// The lock is a soft (sidecar) lock. Found without it when the
+        /// lock's control file (PATH.ctl) exists.
+        #[arg(long, conflicts_with = "shared")]
+        soft: bool,
         /// Exit code when the lock is busy and --no-wait was given.
         #[arg(short = 'E', long, value_name = "N", default_value_t = exit::WOULD_BLOCK)]
         conflict_exit_code: u8,
@@ -178,7 +184,7 @@ fn dispatch(command: Cmd) -> u8 {
             command,
         } => {
             let mut options = LockOptions::new();
-            if soft {
+            if soft || (lease.is_none() && kind::is_soft(&lock.path)) {
                 options = options.soft();
             }
             if let Some(ttl) = lease {
@@ -204,11 +210,17 @@ fn dispatch(command: Cmd) -> u8 {
         }
         Cmd::Wait {
             lock,
+            soft,
             conflict_exit_code,
             timeout_exit_code,
         } => {
             let signals = signals::Signals::install();
-            let file = FileLock::new(&lock.path);
+            let options = if soft || kind::is_soft(&lock.path) {
+                LockOptions::new().soft()
+            } else {
+                LockOptions::new()
+            };
+            let file = FileLock::with_options(&lock.path, options);
             let codes = Codes {
                 conflict: conflict_exit_code,
                 timeout: timeout_exit_code,

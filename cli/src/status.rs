@@ -63,12 +63,7 @@ fn lock_files_in(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 }
 
 fn report(path: &Path) -> Report {
-    let ctl = {
-        let mut p = path.as_os_str().to_owned();
-        p.push(".ctl");
-        PathBuf::from(p)
-    };
-    let soft = ctl.exists();
+    let soft = crate::kind::is_soft(path);
     let options = if soft {
         LockOptions::new().soft()
     } else {

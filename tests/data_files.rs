@@ -1,0 +1,240 @@
+//! Locking a file that holds someone's data never changes it: not its
+//! bytes, not its length, not its modification time, not its existence;
+//! and two processes still exclude each other on it.
+//!
+//! Each case locks a data file every way the API allows, with a second
+//! process trying the same file while it is held, and then compares the
+//! file with what it was before.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use lockyard::{ErrorKind, FileLock, LockMode, LockOptions, Wait, WaitStrategy};
+
+use common::{env_path, expect_success, next_message, say, spawn_child, tempdir, ROLE_VAR};
+
+const ENTRY: &str = "child_main";
+
+/// The entry point of child processes; does nothing unless started as one.
+#[test]
+#[ignore = "entry point for child processes started by the other tests in this file"]
+fn child_main() {
+    let Ok(role) = std::env::var(ROLE_VAR) else {
+        return;
+    };
+    let path = env_path("LOCK");
+    let mode = match std::env::var("MODE").as_deref() {
+        Ok("shared") => LockMode::Shared,
+        _ => LockMode::Exclusive,
+    };
+    match role.as_str() {
+        "try" => match FileLock::new(&path).acquire_blocking(mode, Wait::TryOnce) {
+            Ok(_) => say("ok"),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => say("wouldblock"),
+            Err(e) => say(&format!("error: {e}")),
+        },
+        other => panic!("unknown role {other}"),
+    }
+}
+
+/// What another process gets when it tries `path` in `mode` right now.
+fn other_process_tries(path: &Path, mode: &str) -> String {
+    let mut child = spawn_child(
+        ENTRY,
+        "try",
+        &[("LOCK", path.to_str().unwrap()), ("MODE", mode)],
+    );
+    let line = next_message(&mut child).unwrap_or_default();
+    expect_success(child);
+    line
+}
+
+/// Everything about a file that locking must leave alone.
+#[derive(Debug, PartialEq, Eq)]
+struct Snapshot {
+    bytes: Vec<u8>,
+    modified: SystemTime,
+    #[cfg(unix)]
+    inode: u64,
+}
+
+fn snapshot(path: &Path) -> Snapshot {
+    let meta = std::fs::symlink_metadata(path).expect("the data file is still there");
+    Snapshot {
+        bytes: std::fs::read(path).unwrap(),
+        modified: meta.modified().unwrap(),
+        #[cfg(unix)]
+        inode: std::os::unix::fs::MetadataExt::ino(&meta),
+    }
+}
+
+/// The data files every test runs over: name and content.
+fn data_files() -> Vec<(&'static str, Vec<u8>)> {
+    let mut random = vec![0u8; 1 << 20];
+    let mut rng = fastrand::Rng::with_seed(0x10c4_a7d);
+    rng.fill(&mut random);
+    // Shaped like a holder record, with a checksum that does not match.
+    let damaged = b"4242\nlockyard-holder 1\nkind strict\nstate held\nmode exclusive\n\
+host build-3\nboot -\nstart -\nacquired 1763870000.123456789\n\
+renewed 1763870000.123456789\nttl -\nowner -\ntoken 17\ncheck 0000000000000000\n"
+        .to_vec();
+    vec![
+        ("empty.jsonl", Vec::new()),
+        (
+            "config.json",
+            br#"{"name": "lockyard", "retries": 3, "paths": ["/var/lib/x"], "on": true}"#.to_vec(),
+        ),
+        ("random.bin", random),
+        ("damaged-record.lock", damaged),
+    ]
+}
+
+fn plant(dir: &Path, name: &str, bytes: &[u8]) -> (PathBuf, Snapshot) {
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    // Back-date the file, so a touch of its times cannot hide within the
+    // clock's resolution.
+    let old = SystemTime::now() - Duration::from_secs(3600);
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    let before = snapshot(&path);
+    (path, before)
+}
+
+#[test]
+fn exclusive_locks_leave_data_files_alone_and_exclude_other_processes() {
+    let dir = tempdir();
+    for (name, bytes) in data_files() {
+        let (path, before) = plant(dir.path(), name, &bytes);
+        let lock = FileLock::new(&path);
+
+        let guard = lock.lock_blocking().unwrap();
+        assert_eq!(guard.token(), None, "{name}: no record, no token");
+        assert!(guard.record().is_none(), "{name}");
+        assert_eq!(
+            other_process_tries(&path, "exclusive"),
+            "wouldblock",
+            "{name}"
+        );
+        assert_eq!(other_process_tries(&path, "shared"), "wouldblock", "{name}");
+        assert!(lock.holder().unwrap().is_none(), "{name}");
+        drop(guard);
+
+        let guard = lock.try_lock().unwrap();
+        assert_eq!(
+            other_process_tries(&path, "exclusive"),
+            "wouldblock",
+            "{name}"
+        );
+        guard.unlock().unwrap();
+
+        let guard = futures::executor::block_on(lock.lock()).unwrap();
+        assert_eq!(other_process_tries(&path, "shared"), "wouldblock", "{name}");
+        drop(guard);
+
+        let guard = futures::executor::block_on(lock.lock_timeout(Duration::from_secs(5))).unwrap();
+        drop(guard);
+
+        assert_eq!(other_process_tries(&path, "exclusive"), "ok", "{name}");
+        assert_eq!(snapshot(&path), before, "{name} changed");
+    }
+}
+
+#[test]
+fn shared_locks_and_conversions_leave_data_files_alone() {
+    let dir = tempdir();
+    for (name, bytes) in data_files() {
+        let (path, before) = plant(dir.path(), name, &bytes);
+        let lock = FileLock::new(&path);
+
+        let shared = lock.lock_shared_blocking().unwrap();
+        assert_eq!(other_process_tries(&path, "shared"), "ok", "{name}");
+        assert_eq!(
+            other_process_tries(&path, "exclusive"),
+            "wouldblock",
+            "{name}"
+        );
+        let exclusive = shared.try_upgrade().unwrap();
+        assert!(exclusive.is_exclusive());
+        assert_eq!(exclusive.token(), None, "{name}");
+        assert_eq!(other_process_tries(&path, "shared"), "wouldblock", "{name}");
+        let shared = exclusive.downgrade().unwrap();
+        assert_eq!(other_process_tries(&path, "shared"), "ok", "{name}");
+        drop(shared);
+
+        let shared = futures::executor::block_on(lock.lock_shared()).unwrap();
+        drop(shared);
+        let shared = lock.try_lock_shared().unwrap();
+        drop(shared);
+        assert_eq!(snapshot(&path), before, "{name} changed");
+    }
+}
+
+#[test]
+fn kernel_waits_and_remove_on_release_leave_data_files_alone() {
+    let dir = tempdir();
+    for (name, bytes) in data_files() {
+        let (path, before) = plant(dir.path(), name, &bytes);
+        // remove_on_release applies to lock files lockyard made: a data
+        // file stays where it is.
+        let options = LockOptions::new()
+            .remove_on_release(true)
+            .wait_strategy(WaitStrategy::BlockingPool);
+        let lock = FileLock::with_options(&path, options);
+        let first = lock.lock_blocking().unwrap();
+        // A second handle of this process waits in the kernel on a
+        // descriptor of its own, opened the same way.
+        let waiter = {
+            let lock = lock.clone();
+            std::thread::spawn(move || lock.lock_blocking().map(drop))
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        drop(first);
+        waiter.join().unwrap().unwrap();
+        assert_eq!(snapshot(&path), before, "{name} changed");
+    }
+}
+
+#[test]
+fn lock_files_lockyard_makes_still_carry_records() {
+    let dir = tempdir();
+    let path = dir.path().join("made.lock");
+    let lock = FileLock::new(&path);
+    let first = lock
+        .try_lock()
+        .unwrap()
+        .token()
+        .expect("a lock file lockyard made has tokens");
+    let second = lock.try_lock().unwrap().token().unwrap();
+    assert!(second > first);
+    // Reopened by a fresh handle (and another process), it is still a lock
+    // file: the record is what marks it.
+    assert_eq!(other_process_tries(&path, "exclusive"), "ok");
+    let third = FileLock::new(&path).try_lock().unwrap().token().unwrap();
+    assert!(third > second);
+}
+
+/// flock(1)'s self-lock idiom: a script locks itself and runs while
+/// locked. Opening it for writing would make `exec` fail with "Text file
+/// busy".
+#[cfg(unix)]
+#[test]
+fn a_locked_script_can_still_be_executed() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempdir();
+    let (script, _) = plant(dir.path(), "job.sh", b"#!/bin/sh\necho ran\n");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let before = snapshot(&script);
+    let guard = FileLock::new(&script).lock_blocking().unwrap();
+    let out = std::process::Command::new(&script).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(out.stdout, b"ran\n");
+    drop(guard);
+    assert_eq!(snapshot(&script), before);
+}
