@@ -73,7 +73,7 @@ fn snapshot(path: &Path) -> Snapshot {
 /// The data files every test runs over: name and content.
 fn data_files() -> Vec<(&'static str, Vec<u8>)> {
     let mut random = vec![0u8; 1 << 20];
-    let mut rng = fastrand::Rng::with_seed(0x10c4_a7d);
+    let mut rng = fastrand::Rng::with_seed(0x010c_4a7d);
     rng.fill(&mut random);
     // Shaped like a holder record, with a checksum that does not match.
     let damaged = b"4242\nlockyard-holder 1\nkind strict\nstate held\nmode exclusive\n\
