@@ -48,14 +48,20 @@ pub(crate) struct Opened {
     pub(crate) ours: bool,
 }
 
-/// Opens the file at `path`, creating it as a lock file (and its parent
-/// directory, if allowed) when nothing is there.
+/// Opens `anchor`, the file a lock at `lock_path` is taken on (the lock
+/// file itself, or a soft lock's control file), creating it as a lock file
+/// (and its parent directory, if allowed) when nothing is there. The lock
+/// path is checked first: a soft lock's control file name is never empty,
+/// even when the lock path is.
 pub(crate) fn open_lock_file(
-    path: &Path,
+    lock_path: &Path,
+    anchor: &Path,
     options: &LockOptions,
     format: Format,
 ) -> Result<Opened, Error> {
-    check_path(path)?;
+    check_path(lock_path)?;
+    check_path(anchor)?;
+    let path = anchor;
     // Creation races with other processes creating or removing the file:
     // a few rounds, then the last error stands.
     let mut parent_made = false;

@@ -16,12 +16,23 @@ use common::{env_path, expect_success, next_message, say, spawn_child, tempdir, 
 /// Every way of taking the lock fails the same way, and the error names the
 /// path.
 fn all_fail(path: &Path, kind: ErrorKind) -> Error {
-    let lock = FileLock::new(path);
+    all_fail_with(path, LockOptions::new(), kind)
+}
+
+/// [`all_fail`] with `options`; shared requests are left out for soft
+/// locks, which are exclusive only.
+fn all_fail_with(path: &Path, options: LockOptions, kind: ErrorKind) -> Error {
+    let shared_ok = options.lock_kind() == lockyard::LockKind::Strict;
+    let lock = FileLock::with_options(path, options);
     let errors = [
         lock.try_lock().unwrap_err(),
         lock.lock_blocking_timeout(Duration::from_millis(200))
             .unwrap_err(),
-        lock.lock_shared_blocking().unwrap_err(),
+        if shared_ok {
+            lock.lock_shared_blocking().unwrap_err()
+        } else {
+            lock.lock_blocking().unwrap_err()
+        },
         futures::executor::block_on(lock.lock()).unwrap_err(),
         futures::executor::block_on(lock.lock_timeout(Duration::from_millis(200))).unwrap_err(),
     ];
@@ -110,6 +121,41 @@ fn nul_and_empty_paths_are_invalid() {
     let e = all_fail(Path::new("state\0.lock"), ErrorKind::InvalidPath);
     assert!(e.to_string().contains("NUL"), "{e}");
     all_fail(Path::new(""), ErrorKind::InvalidPath);
+}
+
+/// A soft lock or lease with an empty path writes nothing (its control
+/// file would otherwise be `.ctl` in the working directory).
+#[test]
+fn empty_soft_and_lease_paths_are_invalid_and_write_nothing() {
+    let dir = tempdir();
+    // The working directory is process-wide: look for the file there
+    // rather than change it.
+    let cwd_ctl = std::env::current_dir().unwrap().join(".ctl");
+    let existed = cwd_ctl.exists();
+    for options in [
+        LockOptions::new().soft(),
+        LockOptions::new().lease(Duration::from_secs(5)),
+    ] {
+        all_fail_with(Path::new(""), options.clone(), ErrorKind::InvalidPath);
+        all_fail_with(Path::new("soft\0.lock"), options, ErrorKind::InvalidPath);
+    }
+    assert_eq!(
+        cwd_ctl.exists(),
+        existed,
+        "a .ctl file appeared in the working directory"
+    );
+    drop(dir);
+}
+
+/// A Unix socket at the lock path is "not a file", like a FIFO.
+#[cfg(unix)]
+#[test]
+fn unix_socket_is_not_a_lock_file() {
+    let dir = tempdir();
+    let path = dir.path().join("sock.lock");
+    let _listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    let e = all_fail(&path, ErrorKind::NotAFile);
+    assert!(e.to_string().contains("socket"), "{e}");
 }
 
 #[cfg(unix)]

@@ -273,6 +273,42 @@ async fn poll_once_fast_path_is_immediate() {
     }
 }
 
+/// Backoffs at the edges of `Duration`, while another open file of the
+/// same file holds the lock (so the waiter backs off): no overflow, no
+/// panic; the deadline still ends the wait.
+fn extreme_backoffs() -> Vec<lockyard::Backoff> {
+    use lockyard::Backoff;
+    vec![
+        Backoff::new(Duration::MAX, 1, Duration::MAX),
+        Backoff::new(Duration::MAX, u32::MAX, Duration::MAX).jitter(false),
+        Backoff::new(Duration::from_secs(u64::MAX / 2), 2, Duration::MAX),
+        Backoff::new(Duration::ZERO, u32::MAX, Duration::MAX),
+        Backoff::new(Duration::ZERO, 1, Duration::ZERO),
+    ]
+}
+
+fn held_elsewhere(path: &std::path::Path) -> std::fs::File {
+    let other = std::fs::File::create(path).unwrap();
+    other.lock().unwrap();
+    other
+}
+
+async fn extreme_backoff_never_panics() {
+    let dir = tempdir();
+    let path = dir.path().join("b.lock");
+    let other = held_elsewhere(&path);
+    for backoff in extreme_backoffs() {
+        let options = LockOptions::new().backoff(backoff).file_events(false);
+        let lock = FileLock::with_options(&path, options);
+        let e = lock
+            .lock_timeout(Duration::from_millis(30))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::TimedOut, "{backoff:?}: {e}");
+    }
+    drop(other);
+}
+
 macro_rules! under_every_runtime {
     ($($name:ident),* $(,)?) => {
         mod tokio_current_thread {
@@ -315,7 +351,43 @@ under_every_runtime!(
     racing_a_timer_leaves_nothing,
     remove_on_release_deletes_and_recreates,
     poll_once_fast_path_is_immediate,
+    extreme_backoff_never_panics,
 );
+
+#[test]
+fn extreme_backoff_never_panics_blocking() {
+    let dir = tempdir();
+    let path = dir.path().join("b.lock");
+    let other = held_elsewhere(&path);
+    for backoff in extreme_backoffs() {
+        let options = LockOptions::new().backoff(backoff).file_events(false);
+        let lock = FileLock::with_options(&path, options);
+        let e = lock
+            .lock_blocking_timeout(Duration::from_millis(30))
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::TimedOut, "{backoff:?}: {e}");
+        // A waiter with no deadline and a delay too long to schedule waits
+        // for the release, which it still sees.
+        let waiter = {
+            let lock = lock.clone();
+            std::thread::spawn(move || lock.lock_blocking())
+        };
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(!waiter.is_finished());
+        other.unlock().unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !waiter.is_finished() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{backoff:?}: the waiter never got the lock"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        drop(waiter.join().unwrap().unwrap());
+        other.lock().unwrap();
+    }
+    drop(other);
+}
 
 /// Blocking callers queued behind a holder of this process are served in
 /// arrival order, whether the release finds them spinning or parked.

@@ -254,7 +254,12 @@ impl Core {
                     None => {
                         let handle = Arc::clone(&self.handle);
                         let task = d.run(Work::Open, move || {
-                            open_lock_file(&handle.anchor, &handle.options, handle.format())
+                            open_lock_file(
+                                &handle.path,
+                                &handle.anchor,
+                                &handle.options,
+                                handle.format(),
+                            )
                         });
                         self.phase = Phase::Opening(task);
                     }
@@ -372,7 +377,9 @@ impl Core {
                             let soon = now + SETTLE;
                             q.retry_at = Some(q.retry_at.map_or(soon, |r| r.min(soon)));
                         } else if q.retry_at.is_none() {
-                            q.retry_at = Some(now + self.backoff.next_delay());
+                            // A delay past what `Instant` can hold means no
+                            // retry timer: events and the deadline remain.
+                            q.retry_at = now.checked_add(self.backoff.next_delay());
                         }
                     }
                     WaitStrategy::BlockingPool => {
