@@ -122,10 +122,19 @@ pub(crate) fn try_acquire(
     for _ in 0..4 {
         let token = next_token(read_token(ctl).max(seen_token));
         let record = new_record(kind, LockMode::Exclusive, token, opts);
-        if let Some(held) = publish(path, record, opts.file_mode)? {
+        if let Some(mut held) = publish(path, record, opts.file_mode)? {
+            if let Err(e) = settle_token(ctl, &mut held) {
+                // Not held with a token we can stand by: give it back. The
+                // sidecar is ours while it is at the path, so nobody else's
+                // file is removed.
+                if sys::path_id(path)? == Some(held.id) {
+                    std::fs::remove_file(path)?;
+                }
+                return Err(e);
+            }
             // Best effort: the clock floor in `next_token` covers a loss.
             if ctl_ours {
-                let _ = write_token(ctl, token);
+                let _ = write_token(ctl, held.record.token);
             }
             return Ok(SoftTry::Locked(held));
         }
@@ -154,6 +163,27 @@ pub(crate) fn try_acquire(
         }
     }
     Ok(SoftTry::Busy(holder))
+}
+
+/// Makes the token of a lock just published higher than every earlier
+/// holder's.
+///
+/// The token was chosen before publishing; meanwhile other processes may
+/// have taken and released the lock with higher ones (each holder writes
+/// its token into the control file before it releases). Read after
+/// publishing, the control file therefore knows every earlier holder's
+/// token: if ours is not above it, the record, which only we can change
+/// now, is rewritten with the next token after it.
+fn settle_token(ctl: &File, held: &mut SoftHeld) -> io::Result<()> {
+    let last = read_token(ctl);
+    if held.record.token > last {
+        return Ok(());
+    }
+    let mut rec = held.record.clone();
+    rec.token = next_token(last);
+    record::write(&held.file, &rec)?;
+    held.record = rec;
+    Ok(())
 }
 
 /// Removes the sidecar at `path` if it is still the file `id` and still

@@ -238,3 +238,80 @@ fn a_locked_script_can_still_be_executed() {
     drop(guard);
     assert_eq!(snapshot(&script), before);
 }
+
+/// `clean_stale` removes only what lockyard provably made: foreign
+/// temporary files, editor swap files, data files and damaged records stay,
+/// however old, in a dry run and a real one; a soft lock's leftover
+/// temporary file (its exact name, beside its control file, with a
+/// complete record) goes.
+#[test]
+fn clean_removes_only_what_lockyard_made() {
+    use common::{forge_record, now_secs, Forged, DEAD_PID};
+    let dir = tempdir();
+    let d = dir.path();
+    // A soft lock's control file, made by lockyard.
+    drop(
+        FileLock::with_options(d.join("job.lock"), LockOptions::new().soft())
+            .try_lock()
+            .unwrap(),
+    );
+    let record = forge_record(&Forged {
+        pid: DEAD_PID,
+        kind: "soft",
+        host: "elsewhere",
+        boot: None,
+        start: None,
+        acquired: now_secs() - 3600,
+        ttl_secs: None,
+        token: 7,
+    });
+    let foreign: Vec<(&str, Vec<u8>)> = vec![
+        (".x.tmp", b"someone's temporary file".to_vec()),
+        (".report.txt.tmp", b"half-written report".to_vec()),
+        (".notes.md.swp", b"b0VIM 9.0".to_vec()),
+        ("#notes.md#", b"emacs autosave".to_vec()),
+        ("notes.md~", b"backup".to_vec()),
+        ("data.json", br#"{"keep": true}"#.to_vec()),
+        ("empty.lock", Vec::new()),
+        (
+            "damaged.lock",
+            data_files().pop().map(|(_, b)| b).unwrap_or_default(),
+        ),
+        // Shaped like lockyard's temporary name, but for a sidecar that has
+        // no control file, or with a name that is not exactly the pattern.
+        (".other.lock.1234.0123456789abcdef.tmp", record.clone()),
+        (".job.lock.12x4.0123456789abcdef.tmp", record.clone()),
+        (".job.lock.1234.0123456789abcdeg.tmp", record.clone()),
+        // The exact name, but no record inside.
+        (
+            ".job.lock.1234.00000000000000aa.tmp",
+            b"not a record".to_vec(),
+        ),
+        // A soft sidecar whose record is damaged.
+        (
+            "bad-soft.lock",
+            b"4242\nlockyard-holder 1\nkind soft\n".to_vec(),
+        ),
+    ];
+    let mut planted = Vec::new();
+    for (name, bytes) in &foreign {
+        let (path, snap) = plant(d, name, bytes);
+        planted.push((path, snap));
+    }
+    let (leftover, _) = plant(d, ".job.lock.1234.0123456789abcdef.tmp", &record);
+
+    let dry = lockyard::clean_stale_dry_run(d, &LockOptions::new()).unwrap();
+    let real = lockyard::clean_stale(d, &LockOptions::new()).unwrap();
+    for report in [&dry, &real] {
+        let removed: Vec<_> = report.removed().iter().map(|r| r.path()).collect();
+        assert_eq!(removed, [leftover.as_path()], "{report:?}");
+        assert_eq!(
+            report.removed()[0].reason(),
+            lockyard::StaleReason::Unpublished
+        );
+    }
+    assert!(!leftover.exists());
+    for (path, before) in &planted {
+        assert_eq!(&snapshot(path), before, "{} changed", path.display());
+    }
+}

@@ -108,8 +108,102 @@ fn child_main() {
                 say(&format!("done {round}"));
             }
         }
+        // Take the lock ROUNDS times (soft, lease or strict per KIND);
+        // while holding it, append the token to the shared LOG, so the
+        // log's order is the real acquisition order.
+        "token_logger" => {
+            use std::io::Write;
+            let rounds: u32 = std::env::var("ROUNDS").unwrap().parse().unwrap();
+            let options = match std::env::var("KIND").as_deref() {
+                Ok("lease") => LockOptions::new().lease(Duration::from_secs(30)),
+                Ok("strict") => LockOptions::new(),
+                _ => LockOptions::new().soft(),
+            };
+            let lock = FileLock::with_options(&path, options);
+            let mut log = std::fs::OpenOptions::new()
+                .append(true)
+                .open(env_path("LOG"))
+                .unwrap();
+            for _ in 0..rounds {
+                let guard = lock.lock_blocking_timeout(Duration::from_secs(60)).unwrap();
+                let line = format!("{} {}\n", guard.token().unwrap(), std::process::id());
+                log.write_all(line.as_bytes()).unwrap();
+                guard.unlock().unwrap();
+            }
+            say("done");
+        }
         other => panic!("unknown role {other}"),
     }
+}
+
+/// Fencing tokens strictly increase along the real order of acquisitions,
+/// for soft locks and leases as for strict ones: 4 processes take the lock
+/// in turn and log their token while holding it.
+fn tokens_follow_acquisition_order(kind: &str) {
+    const PROCESSES: usize = 4;
+    const ROUNDS: u32 = 400;
+    let dir = tempdir();
+    let path = dir.path().join("tokens.lock");
+    let log = dir.path().join("log");
+    std::fs::write(&log, "").unwrap();
+    let rounds = ROUNDS.to_string();
+    let mut loggers = Children(
+        (0..PROCESSES)
+            .map(|_| {
+                spawn_child(
+                    ENTRY,
+                    "token_logger",
+                    &[
+                        ("LOCK", path.to_str().unwrap()),
+                        ("LOG", log.to_str().unwrap()),
+                        ("ROUNDS", &rounds),
+                        ("KIND", kind),
+                    ],
+                )
+            })
+            .collect(),
+    );
+    for logger in &mut loggers.0 {
+        wait_for_line(logger, "done");
+    }
+    for logger in std::mem::take(&mut loggers.0) {
+        expect_success(logger);
+    }
+    let text = std::fs::read_to_string(&log).unwrap();
+    let tokens: Vec<u64> = text
+        .lines()
+        .map(|l| l.split(' ').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(tokens.len(), PROCESSES * ROUNDS as usize);
+    let regressions: Vec<_> = tokens
+        .windows(2)
+        .enumerate()
+        .filter(|(_, w)| w[1] <= w[0])
+        .map(|(i, w)| (i + 1, w[0], w[1]))
+        .collect();
+    assert!(
+        regressions.is_empty(),
+        "{kind}: {} of {} acquisitions got a token not above the previous holder's \
+         (position, previous, this): {:?}",
+        regressions.len(),
+        tokens.len(),
+        &regressions[..regressions.len().min(10)]
+    );
+}
+
+#[test]
+fn soft_tokens_follow_acquisition_order() {
+    tokens_follow_acquisition_order("soft");
+}
+
+#[test]
+fn lease_tokens_follow_acquisition_order() {
+    tokens_follow_acquisition_order("lease");
+}
+
+#[test]
+fn strict_tokens_follow_acquisition_order() {
+    tokens_follow_acquisition_order("strict");
 }
 
 #[test]
