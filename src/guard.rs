@@ -82,8 +82,19 @@ impl FileLockGuard {
     ///
     /// [`ErrorKind::Lost`](crate::ErrorKind::Lost) if the lease already
     /// lapsed and another process took over; I/O errors otherwise.
+    ///
+    /// # Blocking
+    ///
+    /// Takes the lock's break lock, which other processes hold for a few
+    /// system calls at most, unless one of them is stopped while holding
+    /// it. In async code use [`keep_alive`](Self::keep_alive), which renews
+    /// on a blocking-pool thread.
     pub fn refresh(&mut self) -> Result<(), Error> {
         let result = self.entry.refresh(&self.handle);
+        self.refreshed(result)
+    }
+
+    fn refreshed(&mut self, result: std::io::Result<()>) -> Result<(), Error> {
         if result.is_ok() {
             if let Some(rec) = self.entry.current_record() {
                 self.record = Some(rec);
@@ -231,7 +242,10 @@ impl FileLockGuard {
         let period = (ttl / 3).max(Duration::from_millis(1));
         loop {
             async_io::Timer::after(period).await;
-            if let Err(e) = self.refresh() {
+            // Off the executor's thread: renewal may wait for the break lock.
+            let (entry, handle) = (Arc::clone(&self.entry), Arc::clone(&self.handle));
+            let result = blocking::unblock(move || entry.refresh(&handle)).await;
+            if let Err(e) = self.refreshed(result) {
                 return e;
             }
         }

@@ -34,6 +34,7 @@ use crate::notify::{self, Watch};
 use crate::open;
 use crate::record::{self, HolderRecord, LockKind, Lookup, Read, RecordState};
 use crate::soft::{self, SoftHeld, SoftTry};
+use crate::stale::StaleLock;
 use crate::stamp::Stamp;
 use crate::sys::{self, FileId};
 use crate::LockMode;
@@ -156,6 +157,12 @@ enum Os {
     Locked,
     Busy,
     Replaced,
+    /// A soft lock is stale, and the `on_stale` hook must be asked whether
+    /// the sidecar `FileId` may be broken.
+    Ask(Box<StaleLock>, FileId),
+    /// While the hook ran, the state changed so that the attempt is no
+    /// longer this caller's to make (only from [`Entry::attempt`]).
+    Waiting,
 }
 
 /// A lock file as this process knows it.
@@ -282,17 +289,24 @@ impl Entry {
         }
         if st.queue.is_empty() {
             match (st.held, mode) {
-                (Held::None, _) => match self.os_try(&mut st, mode, h)? {
-                    Os::Locked => {
-                        st.held = Held::one(mode);
-                        return Ok(Attempt::Acquired);
+                (Held::None, _) => {
+                    let may_try = |st: &State| st.queue.is_empty() && st.held == Held::None;
+                    let (guard, outcome) = self.attempt(st, mode, h, may_try);
+                    st = guard;
+                    match outcome? {
+                        Os::Locked => {
+                            st.held = Held::one(mode);
+                            return Ok(Attempt::Acquired);
+                        }
+                        Os::Replaced => {
+                            self.retire(st);
+                            return Ok(Attempt::Retired);
+                        }
+                        // Held elsewhere, or (after a hook) by this process
+                        // meanwhile: either way, not now.
+                        Os::Busy | Os::Waiting | Os::Ask(..) => {}
                     }
-                    Os::Busy => {}
-                    Os::Replaced => {
-                        self.retire(st);
-                        return Ok(Attempt::Retired);
-                    }
-                },
+                }
                 (Held::Shared(n), LockMode::Shared) => {
                     st.held = Held::Shared(n + 1);
                     return Ok(Attempt::Acquired);
@@ -311,7 +325,7 @@ impl Entry {
     /// A queued waiter checks where it stands, and takes the OS lock if it
     /// is its turn. An error removes the slot from the queue.
     pub(crate) fn advance(&self, slot: &Arc<Slot>, h: &Handle) -> io::Result<Progress> {
-        let mut st = self.state();
+        let st = self.state();
         match slot.state.load(Ordering::Relaxed) {
             GRANTED => return Ok(Progress::Acquired),
             RETIRED => return Ok(Progress::Retired),
@@ -321,7 +335,16 @@ impl Entry {
         if !at_head || st.held != Held::None {
             return Ok(Progress::Waiting);
         }
-        match self.os_try(&mut st, slot.mode, h) {
+        let still_its_turn = |st: &State| {
+            slot.state.load(Ordering::Relaxed) == WAITING
+                && st.held == Held::None
+                && st.queue.front().is_some_and(|h| Arc::ptr_eq(h, slot))
+        };
+        let (guard, outcome) = self.attempt(st, slot.mode, h, still_its_turn);
+        let mut st = guard;
+        match outcome {
+            Ok(Os::Waiting) => Ok(Progress::Waiting),
+            Ok(Os::Ask(..)) => Ok(Progress::Contending),
             Ok(Os::Locked) => {
                 st.queue.pop_front();
                 st.held = Held::one(slot.mode);
@@ -577,18 +600,25 @@ impl Entry {
             .filter(HolderRecord::is_held)
     }
 
-    /// Renews this process's lease.
+    /// Renews this process's lease. Waits in the kernel for the break lock
+    /// (held by other processes for a few system calls, unless one is
+    /// stopped), with the entry's mutex *not* held meanwhile: call it where
+    /// blocking is fine.
     pub(crate) fn refresh(&self, h: &Handle) -> io::Result<()> {
+        if self.state().soft.is_none() {
+            return Ok(());
+        }
+        let break_lock = soft::break_lock_blocking(&h.path)?;
         let mut st = self.state();
         let st = &mut *st;
-        match (st.soft.as_mut(), st.file.as_ref()) {
-            (Some(held), Some(ctl)) => {
-                soft::refresh(ctl, &h.path, held)?;
+        let result = match st.soft.as_mut() {
+            Some(held) => soft::refresh_locked(&h.path, held).map(|()| {
                 st.record = Some(Arc::new(held.record.clone()));
-                Ok(())
-            }
-            _ => Ok(()),
-        }
+            }),
+            None => Ok(()),
+        };
+        drop(break_lock);
+        result
     }
 
     /// Whether this process's soft lock or lease is still its own.
@@ -600,9 +630,15 @@ impl Entry {
         }
     }
 
-    fn os_try(&self, st: &mut State, mode: LockMode, h: &Handle) -> io::Result<Os> {
+    fn os_try(
+        &self,
+        st: &mut State,
+        mode: LockMode,
+        h: &Handle,
+        approved: Option<FileId>,
+    ) -> io::Result<Os> {
         if self.kind != LockKind::Strict {
-            return self.soft_try(st, mode, h);
+            return self.soft_try(st, mode, h, approved);
         }
         if st.file.is_none() {
             return Ok(Os::Replaced);
@@ -710,7 +746,13 @@ impl Entry {
         }
     }
 
-    fn soft_try(&self, st: &mut State, mode: LockMode, h: &Handle) -> io::Result<Os> {
+    fn soft_try(
+        &self,
+        st: &mut State,
+        mode: LockMode,
+        h: &Handle,
+        approved: Option<FileId>,
+    ) -> io::Result<Os> {
         if mode == LockMode::Shared {
             return Err(io::Error::new(
                 io::ErrorKind::Unsupported,
@@ -720,7 +762,7 @@ impl Entry {
         let Some(ctl) = st.file.as_ref() else {
             return Ok(Os::Replaced);
         };
-        match soft::try_acquire(ctl, self.ours, &h.path, &h.options)? {
+        match soft::try_acquire(ctl, self.ours, &h.path, &h.options, approved)? {
             SoftTry::Locked(held) => {
                 st.record = Some(Arc::new(held.record.clone()));
                 st.soft = Some(held);
@@ -731,6 +773,46 @@ impl Entry {
                 st.last_busy = rec;
                 Ok(Os::Busy)
             }
+            SoftTry::Ask(verdict, id) => Ok(Os::Ask(verdict, id)),
+        }
+    }
+
+    /// [`Entry::os_try`], running the `on_stale` hook when a soft attempt
+    /// asks for it. The hook is user code, which may call back into this
+    /// lock (`holder()`, `try_lock()`...): it runs with the entry's mutex
+    /// released. Afterwards `may_try` says whether the attempt is still
+    /// this caller's to make; if not, the answer is [`Os::Waiting`] (the
+    /// state changed meanwhile) or [`Os::Replaced`] (the entry retired).
+    fn attempt<'a>(
+        &'a self,
+        mut st: MutexGuard<'a, State>,
+        mode: LockMode,
+        h: &Handle,
+        may_try: impl Fn(&State) -> bool,
+    ) -> (MutexGuard<'a, State>, io::Result<Os>) {
+        let mut approved = None;
+        loop {
+            let (verdict, id) = match self.os_try(&mut st, mode, h, approved) {
+                Ok(Os::Ask(verdict, id)) => (verdict, id),
+                other => return (st, other),
+            };
+            let Some(hook) = h.options.on_stale.as_ref() else {
+                return (st, Ok(Os::Busy));
+            };
+            drop(st);
+            let allowed = (hook.0)(&verdict);
+            st = self.state();
+            if st.file.is_none() {
+                return (st, Ok(Os::Replaced));
+            }
+            if !may_try(&st) {
+                return (st, Ok(Os::Waiting));
+            }
+            if !allowed {
+                st.last_busy = verdict.record;
+                return (st, Ok(Os::Busy));
+            }
+            approved = Some(id);
         }
     }
 

@@ -49,6 +49,9 @@ pub(crate) enum SoftTry {
     Locked(SoftHeld),
     /// Held by someone else (record when readable).
     Busy(Option<HolderRecord>),
+    /// Stale: ask the `on_stale` hook whether the sidecar `FileId` may be
+    /// broken, then try again.
+    Ask(Box<StaleLock>, FileId),
 }
 
 /// The control file's path for a soft lock at `path`.
@@ -102,6 +105,10 @@ pub(crate) fn next_token(last: u64) -> u64 {
 /// One attempt to take the soft lock at `path`, breaking it first if it is
 /// stale. `ctl` is the open control file.
 ///
+/// With an [`on_stale`](LockOptions::on_stale) hook, a stale sidecar is
+/// broken only once the hook approved breaking that very file
+/// (`approved`); before that the attempt returns [`SoftTry::Ask`].
+///
 /// The last token is remembered in `ctl` only when it is a control file
 /// lockyard made (`ctl_ours`); a file of someone else's at that path is
 /// never written.
@@ -110,6 +117,7 @@ pub(crate) fn try_acquire(
     ctl_ours: bool,
     path: &Path,
     opts: &LockOptions,
+    approved: Option<FileId>,
 ) -> io::Result<SoftTry> {
     let kind = if opts.kind == LockKind::Lease {
         LockKind::Lease
@@ -153,10 +161,10 @@ pub(crate) fn try_acquire(
             record: found.record.clone(),
             reason,
         };
-        if let Some(hook) = &opts.on_stale {
-            if !(hook.0)(&verdict) {
-                return Ok(SoftTry::Busy(holder));
-            }
+        if opts.on_stale.is_some() && approved != Some(found.id) {
+            // The hook is the user's code: the caller runs it with no lock
+            // of ours held, and comes back with its answer.
+            return Ok(SoftTry::Ask(Box::new(verdict), found.id));
         }
         if !break_stale(ctl, path, found.id, opts)? {
             return Ok(SoftTry::Busy(holder));
@@ -223,30 +231,74 @@ pub(crate) fn break_stale(
 
 /// Releases a soft lock: deletes the sidecar if it is still ours. `Err`
 /// with a "lost" payload if it was broken meanwhile.
+///
+/// Never waits in the kernel: the caller may be an executor's thread, or a
+/// guard's `drop`. Breakers hold the break lock for a few system calls, so
+/// a few tries normally get it; if another process keeps holding it (one
+/// that was stopped, say), the release finishes on a blocking-pool thread
+/// and this returns `Ok` at once. Until then the sidecar stays (other
+/// processes see the lock held, and its holder, this process, alive).
 pub(crate) fn release(ctl: &File, path: &Path, held: SoftHeld) -> io::Result<()> {
-    with_break_lock(ctl, || {
-        if sys::path_id(path)? == Some(held.id) {
-            std::fs::remove_file(path)
-        } else {
-            Err(lost())
+    for _ in 0..BREAK_LOCK_TRIES {
+        if sys::try_lock(ctl, LockMode::Exclusive)? {
+            let out = remove_if_ours(path, &held);
+            let unlocked = sys::unlock(ctl);
+            out?;
+            return unlocked;
         }
+        std::thread::yield_now();
+    }
+    let (path, ctl_path) = (path.to_path_buf(), ctl_path(path));
+    blocking::unblock(move || {
+        // A descriptor of its own: its lock excludes this process's other
+        // users of the break lock too.
+        let done = sys::open_existing(&ctl_path).and_then(|ctl| match ctl {
+            Some(ctl) => with_break_lock(&ctl, || remove_if_ours(&path, &held)),
+            None => Err(lost()),
+        });
+        if let Err(e) = done {
+            log::warn!("releasing soft lock {}: {e}", path.display());
+        }
+        // `held.file` closes here, dropping its OS lock.
     })
-    // `held.file` closes here, dropping its OS lock.
+    .detach();
+    Ok(())
+}
+
+/// How many non-blocking tries for the break lock before a release is
+/// handed to a blocking thread.
+const BREAK_LOCK_TRIES: usize = 16;
+
+fn remove_if_ours(path: &Path, held: &SoftHeld) -> io::Result<()> {
+    if sys::path_id(path)? == Some(held.id) {
+        std::fs::remove_file(path)
+    } else {
+        Err(lost())
+    }
 }
 
 /// Renews a lease: rewrites the record with a new renewal time, if the
-/// sidecar is still ours.
-pub(crate) fn refresh(ctl: &File, path: &Path, held: &mut SoftHeld) -> io::Result<()> {
-    with_break_lock(ctl, || {
-        if sys::path_id(path)? != Some(held.id) {
-            return Err(lost());
-        }
-        let mut rec = held.record.clone();
-        rec.renewed = SystemTime::now();
-        record::write(&held.file, &rec)?;
-        held.record = rec;
-        Ok(())
-    })
+/// sidecar is still ours. The caller holds the break lock.
+pub(crate) fn refresh_locked(path: &Path, held: &mut SoftHeld) -> io::Result<()> {
+    if sys::path_id(path)? != Some(held.id) {
+        return Err(lost());
+    }
+    let mut rec = held.record.clone();
+    rec.renewed = SystemTime::now();
+    record::write(&held.file, &rec)?;
+    held.record = rec;
+    Ok(())
+}
+
+/// Takes the break lock of the soft lock at `path` through a descriptor of
+/// its own, waiting for it in the kernel: call it where blocking is fine,
+/// and with no other lock held. Dropping the file releases it.
+pub(crate) fn break_lock_blocking(path: &Path) -> io::Result<File> {
+    let Some(ctl) = sys::open_existing(&ctl_path(path))? else {
+        return Err(lost());
+    };
+    sys::lock_wait(&ctl, LockMode::Exclusive)?;
+    Ok(ctl)
 }
 
 /// Whether the sidecar at `path` is still `held`'s, and its lease (if any)

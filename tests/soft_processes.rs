@@ -108,6 +108,18 @@ fn child_main() {
                 say(&format!("done {round}"));
             }
         }
+        // Hold the break lock of the soft lock at LOCK (its control file's
+        // OS lock) until killed.
+        "hold_break_lock" => {
+            let mut ctl = path.as_os_str().to_owned();
+            ctl.push(".ctl");
+            let file = std::fs::File::open(ctl).unwrap();
+            file.lock().unwrap();
+            say("locked");
+            loop {
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
         // Take the lock ROUNDS times (soft, lease or strict per KIND);
         // while holding it, append the token to the shared LOG, so the
         // log's order is the real acquisition order.
@@ -378,4 +390,150 @@ fn renewed_lease_outlives_its_ttl() {
     wait_for_line(&mut holder, "released");
     expect_success(holder);
     drop(lock.try_lock().unwrap());
+}
+
+/// A process holds a soft lock's break lock and is stopped. Meanwhile a
+/// task drops a soft guard, and another keeps a lease alive, on a
+/// single-threaded executor: neither may block it. Once the process goes,
+/// the release completes.
+#[cfg(unix)]
+#[test]
+fn a_stopped_break_lock_holder_does_not_block_the_executor() {
+    use rustix::process::{kill_process, Pid, Signal};
+    let dir = tempdir();
+    let path = dir.path().join("soft.lock");
+    let lease_path = dir.path().join("lease.lock");
+    let lock = FileLock::with_options(&path, LockOptions::new().soft());
+    let guard = lock.try_lock().unwrap();
+    let lease = FileLock::with_options(
+        &lease_path,
+        LockOptions::new().lease(Duration::from_millis(90)),
+    );
+    let mut lease_guard = lease.try_lock().unwrap();
+
+    let mut holders = Children(
+        [&path, &lease_path]
+            .iter()
+            .map(|p| spawn_child(ENTRY, "hold_break_lock", &[("LOCK", p.to_str().unwrap())]))
+            .collect(),
+    );
+    for child in &mut holders.0 {
+        wait_for_line(child, "locked");
+        let pid = Pid::from_raw(child.id() as i32).unwrap();
+        kill_process(pid, Signal::STOP).unwrap();
+    }
+
+    let ticks = std::cell::Cell::new(0u32);
+    futures_lite::future::block_on(async {
+        let work = async {
+            let started = Instant::now();
+            drop(guard);
+            let dropped_in = started.elapsed();
+            // keep_alive renews every 30 ms; each renewal waits for the
+            // stopped holder on a blocking thread, never here.
+            let kept =
+                futures_lite::future::or(async { Some(lease_guard.keep_alive().await) }, async {
+                    async_io::Timer::after(Duration::from_millis(300)).await;
+                    None
+                })
+                .await;
+            (dropped_in, kept.map(|e| e.kind()))
+        };
+        let ticker = async {
+            loop {
+                async_io::Timer::after(Duration::from_millis(5)).await;
+                ticks.set(ticks.get() + 1);
+            }
+        };
+        let (dropped_in, kept) = futures_lite::future::or(work, async {
+            ticker.await;
+            unreachable!()
+        })
+        .await;
+        assert!(
+            dropped_in < Duration::from_millis(200),
+            "drop blocked for {dropped_in:?}"
+        );
+        assert_eq!(kept, None, "keep_alive ended early");
+    });
+    assert!(
+        ticks.get() >= 20,
+        "the executor stalled: {} ticks in 300 ms",
+        ticks.get()
+    );
+    // The sidecar stays until the break lock can be taken...
+    assert!(path.exists());
+    // ...and goes once its holder does.
+    drop(holders);
+    let since = Instant::now();
+    while path.exists() {
+        assert!(
+            since.elapsed() < Duration::from_secs(10),
+            "the deferred release never ran"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    drop(lease_guard);
+}
+
+/// An `on_stale` hook that calls back into the same lock (its holder, its
+/// waiters, another try) runs with no lock of lockyard's held: no deadlock.
+#[test]
+fn on_stale_hook_may_call_back_into_the_lock() {
+    let dir = tempdir();
+    let path = dir.path().join("hook.lock");
+    // Create the control file, then leave a stale sidecar of a dead process.
+    drop(
+        FileLock::with_options(&path, LockOptions::new().soft())
+            .try_lock()
+            .unwrap(),
+    );
+    let (host, boot, _) = local_identity(dir.path());
+    let stale = forge_record(&Forged {
+        pid: DEAD_PID,
+        kind: "soft",
+        host: &host,
+        boot: boot.as_deref(),
+        start: None,
+        acquired: now_secs(),
+        ttl_secs: None,
+        token: 5,
+    });
+    std::fs::write(&path, stale).unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let worker = {
+        let (path, seen) = (path.clone(), seen.clone());
+        std::thread::spawn(move || {
+            let probe = FileLock::with_options(&path, LockOptions::new().soft());
+            let options = LockOptions::new().soft().on_stale(move |verdict| {
+                let holder = probe.holder().map(|h| h.map(|r| r.pid()));
+                let waiters = probe.waiters();
+                let tried = probe.try_lock().map(drop).map_err(|e| e.kind());
+                seen.lock().unwrap().push(format!(
+                    "{:?} {holder:?} {waiters} {tried:?}",
+                    verdict.reason()
+                ));
+                true
+            });
+            let lock = FileLock::with_options(&path, options);
+            lock.lock_blocking_timeout(Duration::from_secs(5))
+                .map(|g| g.token())
+        })
+    };
+    let since = Instant::now();
+    while !worker.is_finished() {
+        assert!(
+            since.elapsed() < Duration::from_secs(20),
+            "deadlocked in the hook"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let token = worker.join().unwrap().unwrap();
+    assert!(token.unwrap() > 5);
+    let seen = seen.lock().unwrap();
+    assert!(!seen.is_empty(), "the hook never ran");
+    assert!(
+        seen[0].starts_with("ProcessDead") || seen[0].starts_with("HolderGone"),
+        "{seen:?}"
+    );
 }
