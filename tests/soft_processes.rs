@@ -423,44 +423,58 @@ fn a_stopped_break_lock_holder_does_not_block_the_executor() {
         kill_process(pid, Signal::STOP).unwrap();
     }
 
-    let ticks = std::cell::Cell::new(0u32);
-    futures_lite::future::block_on(async {
-        let work = async {
-            let started = Instant::now();
-            drop(guard);
-            let dropped_in = started.elapsed();
-            // keep_alive renews every 30 ms; each renewal waits for the
-            // stopped holder on a blocking thread, never here.
-            let kept =
-                futures_lite::future::or(async { Some(lease_guard.keep_alive().await) }, async {
-                    async_io::Timer::after(Duration::from_millis(300)).await;
-                    None
-                })
+    // On its own thread, so that a regression fails the test (below)
+    // instead of hanging it.
+    let executor = std::thread::spawn(move || {
+        let ticks = std::cell::Cell::new(0u32);
+        let (dropped_in, kept) = futures_lite::future::block_on(async {
+            let work = async {
+                let started = Instant::now();
+                drop(guard);
+                let dropped_in = started.elapsed();
+                // keep_alive renews every 30 ms; each renewal waits for the
+                // stopped holder on a blocking thread, never here.
+                let kept = futures_lite::future::or(
+                    async { Some(lease_guard.keep_alive().await) },
+                    async {
+                        async_io::Timer::after(Duration::from_millis(300)).await;
+                        None
+                    },
+                )
                 .await;
-            (dropped_in, kept.map(|e| e.kind()))
-        };
-        let ticker = async {
-            loop {
-                async_io::Timer::after(Duration::from_millis(5)).await;
-                ticks.set(ticks.get() + 1);
-            }
-        };
-        let (dropped_in, kept) = futures_lite::future::or(work, async {
-            ticker.await;
-            unreachable!()
-        })
-        .await;
-        assert!(
-            dropped_in < Duration::from_millis(200),
-            "drop blocked for {dropped_in:?}"
-        );
-        assert_eq!(kept, None, "keep_alive ended early");
+                (dropped_in, kept.map(|e| e.kind()))
+            };
+            let ticker = async {
+                loop {
+                    async_io::Timer::after(Duration::from_millis(5)).await;
+                    ticks.set(ticks.get() + 1);
+                }
+            };
+            futures_lite::future::or(work, async {
+                ticker.await;
+                unreachable!()
+            })
+            .await
+        });
+        (dropped_in, kept, ticks.get(), lease_guard)
     });
+    let since = Instant::now();
+    while !executor.is_finished() {
+        // Killing the stopped holders (when `holders` drops) unblocks a
+        // thread stuck in the kernel, so the panic does not hang either.
+        assert!(
+            since.elapsed() < Duration::from_secs(20),
+            "the executor thread is blocked"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let (dropped_in, kept, ticks, lease_guard) = executor.join().unwrap();
     assert!(
-        ticks.get() >= 20,
-        "the executor stalled: {} ticks in 300 ms",
-        ticks.get()
+        dropped_in < Duration::from_millis(200),
+        "drop blocked for {dropped_in:?}"
     );
+    assert_eq!(kept, None, "keep_alive ended early");
+    assert!(ticks >= 20, "the executor stalled: {ticks} ticks in 300 ms");
     // The sidecar stays until the break lock can be taken...
     assert!(path.exists());
     // ...and goes once its holder does.
