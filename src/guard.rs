@@ -70,7 +70,8 @@ impl FileLockGuard {
 
     /// This acquisition's fencing token: pass it to the resource the lock
     /// protects, which should refuse tokens lower than the highest it has
-    /// seen. `None` when no record was written.
+    /// seen. `None` when no record was written: shared locks, metadata
+    /// off, and files that hold data (see [`FileLock::new`](crate::FileLock::new)).
     pub fn token(&self) -> Option<u64> {
         self.record.as_ref().map(|r| r.token())
     }

@@ -65,7 +65,7 @@
 //! | **soft** ([`LockOptions::soft`]) | OS locks are missing or lie (some network and FUSE filesystems), or the lock must be visible as a file | a free OS lock on its file (same host), its PID and start time, or `stale_after` | broken while its holder is provably alive |
 //! | **lease** ([`LockOptions::lease`]) | a holder may hang or be partitioned away, and others must be able to take over after a TTL | its TTL lapsing without renewal | taken over before the TTL the holder declared |
 //!
-//! Every exclusive acquisition writes a **holder record** (PID, host, boot
+//! Every exclusive acquisition of a lock file writes a **holder record** (PID, host, boot
 //! id, process start time, time, owner id, TTL, fencing token) that
 //! [`FileLock::holder`] and error messages show:
 //! `lock data/state.lock is held by pid 4242 on build-3 (owner "indexer") for 12.3 s`.
@@ -74,6 +74,11 @@
 //! can refuse a delayed former holder. [`LockOptions::metadata`] turns
 //! records off for strict locks. [`clean_stale`] removes provably unused
 //! lock files from a directory.
+//!
+//! **Locking a file that holds data never changes it.** lockyard writes
+//! only into lock files it made (it created them, or they begin with a
+//! complete holder record); any other file is locked as it is, opened
+//! read-only, with no record and no token. See [`FileLock::new`].
 //!
 //! # Runtimes
 //!

@@ -133,7 +133,42 @@ impl std::fmt::Debug for FileLock {
 }
 
 impl FileLock {
-    /// A lock on the lock file at `path`, with default options.
+    /// A lock on the file at `path`, with default options.
+    ///
+    /// `path` is usually a lock file of its own (see
+    /// [`for_file`](Self::for_file)), which lockyard creates on the first
+    /// acquisition. It may also be any existing file, one that holds data:
+    /// **locking never changes such a file** (not its bytes, length, times
+    /// or existence). lockyard writes holder records only into a file it
+    /// created, or one that begins with a complete strict holder record;
+    /// every other file, an existing empty one included, is locked as it
+    /// is. Its guards then carry no record and no fencing token
+    /// ([`FileLockGuard::token`] is `None`), [`holder`](Self::holder) is
+    /// `None`, and [`state`](Self::state) reports what the kernel says.
+    /// Such a file is opened read-only (a locked script can still be
+    /// executed), and [`remove_on_release`](LockOptions::remove_on_release)
+    /// leaves it in place. The README's "Locking a file that holds data"
+    /// has the details, NFSv4 included.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lockyard::FileLock;
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let config = dir.path().join("config.json");
+    /// std::fs::write(&config, br#"{"retries": 3}"#)?;
+    ///
+    /// let guard = FileLock::new(&config).lock_blocking()?;
+    /// assert_eq!(guard.token(), None); // a data file: no record, no token
+    /// drop(guard);
+    /// assert_eq!(std::fs::read(&config)?, br#"{"retries": 3}"#);
+    ///
+    /// // A lock file lockyard creates carries records and tokens.
+    /// let lock = FileLock::new(dir.path().join("config.json.lock"));
+    /// assert!(lock.try_lock()?.token().is_some());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn new(path: impl Into<PathBuf>) -> Self {
         Self::with_options(path, LockOptions::default())
     }

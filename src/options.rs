@@ -194,6 +194,10 @@ impl LockOptions {
     /// lock an orphan while a newcomer locks a fresh file). Turning this on
     /// turns that check on ([`verify_identity`](Self::verify_identity));
     /// every process sharing the lock must use both, or at least the check.
+    ///
+    /// Only a lock file lockyard made is ever deleted. A file that holds
+    /// data (see [`FileLock::new`](crate::FileLock::new)) is released and
+    /// left where it is.
     pub fn remove_on_release(mut self, on: bool) -> Self {
         self.remove_on_release = on;
         self
@@ -240,6 +244,11 @@ impl LockOptions {
     /// breaking of stale locks and remembers the last fencing token. Soft
     /// locks are exclusive; a shared request fails with
     /// [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported).
+    ///
+    /// A file at the path without a complete holder record is never broken
+    /// or removed, however old: lockyard publishes a sidecar only once its
+    /// record is complete, so such a file may be someone's data. The lock
+    /// stays busy until someone removes it.
     pub fn soft(mut self) -> Self {
         self.kind = LockKind::Soft;
         self
@@ -260,6 +269,11 @@ impl LockOptions {
     /// default). Off saves a read and a write per acquisition and per
     /// release, and leaves [`FileLock::holder`](crate::FileLock::holder)
     /// and fencing tokens without data. Soft locks always write one.
+    ///
+    /// A lock file lockyard creates begins with a "free" record either
+    /// way: that record is what marks it as a lock file, one lockyard may
+    /// write into. Files that hold data never get a record, whatever this
+    /// says (see [`FileLock::new`](crate::FileLock::new)).
     pub fn metadata(mut self, on: bool) -> Self {
         self.metadata = on;
         self

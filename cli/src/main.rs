@@ -116,7 +116,11 @@ enum Cmd {
 
 #[derive(Debug, Args)]
 struct LockArgs {
-    /// The lock file (created with its directory if missing).
+    /// The lock file (created with its directory if missing). Any existing
+    /// file may be locked: one that is not a lockyard lock file (data, a
+    /// script, an empty file) is locked as it is and never written, so no
+    /// holder record or token is kept for it; `status` then names the
+    /// holder from the kernel's lock table.
     path: PathBuf,
     /// Take a shared lock instead of an exclusive one.
     #[arg(short, long)]
