@@ -50,11 +50,12 @@ impl CleanReport {
 ///   their users would notice.
 /// - A **soft** lock or **lease** is removed when stale, with the same
 ///   protocol as a waiter breaking it.
-/// - Temporary files left by a soft-lock publication that crashed are
-///   removed once unlocked and older than a minute, and only when
-///   everything says lockyard made them: the exact temporary name
-///   (`.NAME.PID.HEX16.tmp`) of a sidecar `NAME` whose control file
-///   `NAME.ctl` lockyard made, and a complete holder record inside.
+/// - Temporary files left by a process that died while creating a lock
+///   file or publishing a soft lock are removed once unlocked and older
+///   than a minute, and only when everything says lockyard made them: the
+///   exact temporary name (`.NAME.PID.HEX16.tmp`) and a complete holder
+///   record (or control file header) inside; for a soft lock's, also the
+///   control file `NAME.ctl` beside it.
 /// - Nothing else is touched: not files without a holder record, not other
 ///   `.tmp` files, not files whose record is damaged.
 /// - Control files (`*.ctl`) are kept: they hold the fencing-token history.
@@ -135,7 +136,7 @@ fn clean(dir: &Path, options: &LockOptions, act: Act) -> Result<CleanReport, Err
         if !is_file || name.ends_with(".ctl") {
             continue;
         }
-        let outcome = if let Some(target) = soft::temp_target(&name) {
+        let outcome = if let Some(target) = crate::temp::target_of(&name) {
             clean_temp(&path, &dir.join(target), act)
         } else {
             clean_one(&path, options, act)
@@ -238,20 +239,22 @@ fn open_control(sidecar: &Path) -> io::Result<Option<File>> {
     Ok(soft::is_control(&ctl)?.then_some(ctl))
 }
 
-/// Removes a soft-lock publication's temporary file that was never
-/// published: only one with the exact temporary name of the sidecar
-/// `target`, beside that sidecar's control file, holding a complete
-/// holder record, unlocked, and older than a minute.
+/// Removes a temporary file of lockyard's that was never published (its
+/// writer died between making it and linking it into place): only one
+/// with the exact temporary name of `target`, holding what lockyard puts
+/// there (a complete holder record, or a control file's header), not
+/// locked, and older than a minute. A soft lock's also needs that lock's
+/// control file beside it.
 fn clean_temp(path: &Path, target: &Path, act: Act) -> io::Result<Option<StaleLock>> {
-    if open_control(target)?.is_none() {
-        return Ok(None);
-    }
     let Some(file) = sys::open_existing(path)? else {
         return Ok(None);
     };
-    let rec = match record::read(&file)? {
-        Read::Record(r) if r.kind != LockKind::Strict => r,
-        _ => return Ok(None),
+    let record = match record::read(&file)? {
+        Read::Record(r) if r.kind == LockKind::Strict => Some(r),
+        Read::Record(r) if open_control(target)?.is_some() => Some(r),
+        Read::Record(_) => return Ok(None),
+        Read::Invalid(_) if soft::is_control(&file)? => None,
+        Read::Invalid(_) => return Ok(None),
     };
     let age = file
         .metadata()?
@@ -267,7 +270,7 @@ fn clean_temp(path: &Path, target: &Path, act: Act) -> io::Result<Option<StaleLo
     }
     Ok(Some(StaleLock {
         path: path.to_path_buf(),
-        record: Some(rec),
+        record,
         reason: StaleReason::Unpublished,
     }))
 }

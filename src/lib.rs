@@ -122,6 +122,7 @@ mod soft;
 mod stale;
 mod stamp;
 mod sys;
+mod temp;
 
 pub use crate::backoff::Backoff;
 pub use crate::clean::{clean_stale, clean_stale_dry_run, CleanReport};

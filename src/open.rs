@@ -14,11 +14,14 @@
 //! and a watcher sees no "closed after writing" event; only a file found to
 //! be a lock file is opened again read-write.
 //!
-//! lockyard creates a lock file with `O_EXCL` and writes its first content
-//! (a "free" record) at once. A crash between the two leaves an empty file,
-//! which from then on is a plain file: locking it still works, without
-//! holder records or fencing tokens. That is the price of never writing into
-//! a file that could be someone's data.
+//! lockyard creates a lock file whole: its first content (a "free" record,
+//! or a control file's header) is written under a temporary name that is
+//! then hard-linked into place, so no process ever finds a lock file empty.
+//! Where the filesystem has no hard links it is created with `O_EXCL` and
+//! written at once; a crash between the two leaves an empty file, which
+//! from then on is a plain file: locking it still works, without holder
+//! records or fencing tokens. That is the price of never writing into a
+//! file that could be someone's data.
 
 use std::fs::File;
 use std::io;
@@ -27,7 +30,7 @@ use std::path::Path;
 use crate::error::{Error, Op};
 use crate::record::{self, LockKind, RecordState};
 use crate::sys::{self, FileId};
-use crate::{soft, LockMode, LockOptions};
+use crate::{soft, temp, LockMode, LockOptions};
 
 /// What the file at a lock path holds, and so what lockyard may write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,19 +74,16 @@ pub(crate) fn open_lock_file(
             Ok(None) => {}
             Err(e) => return Err(open_error(path, e)),
         }
-        match sys::create_new(path, options.file_mode) {
-            Ok(file) => {
+        match create(path, options, format) {
+            Ok(Some(file)) => {
                 let id = identify(path, &file)?;
-                // Best effort: a lock file whose first write failed is
-                // left empty, and so is treated as a plain file later.
-                let _ = initialise(&file, format, options);
                 return Ok(Opened {
                     file,
                     id,
                     ours: true,
                 });
             }
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Ok(None) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound && !parent_made => {
                 create_parent(path, options, e)?;
                 parent_made = true;
@@ -204,6 +204,49 @@ fn is_write_refused(e: &io::Error) -> bool {
         e.kind(),
         io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem
     ) || sys::is_text_busy(e)
+}
+
+/// Creates the lock file at `path` with its first content already in it:
+/// written under a temporary name and hard-linked into place, so no
+/// process ever finds it empty (and takes it for someone's empty file).
+/// `None` if something is at `path` already. Where the filesystem has no
+/// hard links, the file is created with `O_EXCL` and written at once.
+fn create(path: &Path, options: &LockOptions, format: Format) -> io::Result<Option<File>> {
+    let tmp = temp::path_for(path);
+    let file = sys::create_new(&tmp, options.file_mode)?;
+    let _removed = temp::Removed(&tmp);
+    initialise(&file, format, options)?;
+    match std::fs::hard_link(&tmp, path) {
+        Ok(()) => Ok(Some(file)),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(None),
+        // Some filesystems refuse links with EPERM, and SFTP reports a
+        // lost race that way: whatever is at the path now decides.
+        Err(_) if sys::path_id(path)?.is_some() => Ok(None),
+        Err(e) if is_link_unsupported(&e) => create_in_place(path, options, format),
+        Err(e) => Err(e),
+    }
+}
+
+/// [`create`] without hard links: `O_EXCL`, then the first write. A crash
+/// in between leaves an empty file, a plain file from then on.
+fn create_in_place(path: &Path, options: &LockOptions, format: Format) -> io::Result<Option<File>> {
+    match sys::create_new(path, options.file_mode) {
+        Ok(file) => {
+            // Best effort: a lock file whose first write failed stays
+            // empty, and so is a plain file later.
+            let _ = initialise(&file, format, options);
+            Ok(Some(file))
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn is_link_unsupported(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::PermissionDenied | io::ErrorKind::Unsupported
+    ) || sys::is_unsupported(e)
 }
 
 /// The first content of a lock file just created.

@@ -29,10 +29,10 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::error::{lost, NotFileError};
-use crate::host;
 use crate::record::{self, HolderRecord, LockKind, Read, RecordState};
 use crate::stale::{self, Evidence, StaleLock};
 use crate::sys::{self, FileId};
+use crate::{host, temp};
 use crate::{LockMode, LockOptions};
 
 /// A soft lock this process holds.
@@ -326,9 +326,9 @@ fn with_break_lock<T>(ctl: &File, f: impl FnOnce() -> io::Result<T>) -> io::Resu
 /// Writes `record` into a private file, locks it, and links it into place.
 /// `None` if a sidecar already exists.
 fn publish(path: &Path, record: HolderRecord, mode: u32) -> io::Result<Option<SoftHeld>> {
-    let tmp = temp_path(path);
+    let tmp = temp::path_for(path);
     let file = sys::create_new(&tmp, mode)?;
-    let cleanup = TempFile(&tmp);
+    let cleanup = temp::Removed(&tmp);
     match sys::try_lock(&file, LockMode::Exclusive) {
         Ok(_) => {}
         // No OS locks here: liveness falls back to the record.
@@ -347,42 +347,6 @@ fn publish(path: &Path, record: HolderRecord, mode: u32) -> io::Result<Option<So
     }
     drop(cleanup);
     Ok(Some(SoftHeld { file, id, record }))
-}
-
-/// Removes the temporary file when publishing ends, published or not (the
-/// published sidecar is another name for the same file).
-struct TempFile<'a>(&'a Path);
-
-impl Drop for TempFile<'_> {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(self.0);
-    }
-}
-
-/// `dir/.name.PID.RANDOM.tmp`: private to this attempt.
-fn temp_path(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = format!(
-        ".{name}.{}.{:016x}.tmp",
-        std::process::id(),
-        fastrand::u64(..)
-    );
-    path.with_file_name(tmp)
-}
-
-/// If `name` has the exact form of a publication's temporary file
-/// (`.NAME.PID.HEX16.tmp`, see [`temp_path`]), the sidecar name `NAME` it
-/// was made for.
-pub(crate) fn temp_target(name: &str) -> Option<&str> {
-    let rest = name.strip_prefix('.')?.strip_suffix(".tmp")?;
-    let (rest, random) = rest.rsplit_once('.')?;
-    let (target, pid) = rest.rsplit_once('.')?;
-    let hex = random.len() == 16 && random.bytes().all(|b| b.is_ascii_hexdigit());
-    let digits = !pid.is_empty() && pid.len() <= 10 && pid.bytes().all(|b| b.is_ascii_digit());
-    (hex && digits && !target.is_empty()).then_some(target)
 }
 
 /// A sidecar found at the path.

@@ -47,9 +47,9 @@ pub enum StaleReason {
     /// An OS lock file nobody holds (reported by
     /// [`clean_stale`](crate::clean_stale)).
     Unused,
-    /// A soft lock's temporary file whose publication never finished: its
-    /// writer no longer holds the OS lock on it (reported by
-    /// [`clean_stale`](crate::clean_stale)).
+    /// A temporary file of lockyard's (a lock file being created, a soft
+    /// lock being published) that was never linked into place: its writer
+    /// died (reported by [`clean_stale`](crate::clean_stale)).
     Unpublished,
 }
 
@@ -63,7 +63,7 @@ impl fmt::Display for StaleReason {
             StaleReason::LeaseExpired => f.write_str("its lease expired"),
             StaleReason::Unused => f.write_str("nobody holds it"),
             StaleReason::Unpublished => {
-                f.write_str("it is a temporary file of a soft lock that was never published")
+                f.write_str("it is a temporary file of lockyard's that was never published")
             }
             StaleReason::TooOld(age) => write!(
                 f,

@@ -13,7 +13,9 @@ use std::time::{Duration, SystemTime};
 
 use lockyard::{ErrorKind, FileLock, LockMode, LockOptions, Wait, WaitStrategy};
 
-use common::{env_path, expect_success, next_message, say, spawn_child, tempdir, ROLE_VAR};
+use common::{
+    env_path, expect_success, next_message, say, spawn_child, tempdir, Children, ROLE_VAR,
+};
 
 const ENTRY: &str = "child_main";
 
@@ -35,6 +37,20 @@ fn child_main() {
             Err(e) if e.kind() == ErrorKind::WouldBlock => say("wouldblock"),
             Err(e) => say(&format!("error: {e}")),
         },
+        // Wait for GO, then take the (fresh) lock once and report whether
+        // it carried a token.
+        "first_use" => {
+            let go = env_path("GO");
+            let since = std::time::Instant::now();
+            while !go.exists() {
+                assert!(since.elapsed() < Duration::from_secs(60), "no go signal");
+                std::thread::yield_now();
+            }
+            let guard = FileLock::new(&path)
+                .lock_blocking_timeout(Duration::from_secs(30))
+                .unwrap();
+            say(&format!("token {:?}", guard.token().is_some()));
+        }
         other => panic!("unknown role {other}"),
     }
 }
@@ -314,4 +330,47 @@ fn clean_removes_only_what_lockyard_made() {
     for (path, before) in &planted {
         assert_eq!(&snapshot(path), before, "{} changed", path.display());
     }
+}
+
+/// Processes that use a fresh lock path at the same instant all find a
+/// lock file (with tokens), never an empty file they must take for data:
+/// a lock file appears at its path with its first record already in it.
+#[test]
+fn a_lock_file_never_appears_empty() {
+    const PROCESSES: usize = 6;
+    const ROUNDS: usize = 15;
+    let dir = tempdir();
+    for round in 0..ROUNDS {
+        let path = dir.path().join(format!("fresh-{round}.lock"));
+        let go = dir.path().join(format!("go-{round}"));
+        let mut children = Children(
+            (0..PROCESSES)
+                .map(|_| {
+                    spawn_child(
+                        ENTRY,
+                        "first_use",
+                        &[
+                            ("LOCK", path.to_str().unwrap()),
+                            ("GO", go.to_str().unwrap()),
+                        ],
+                    )
+                })
+                .collect(),
+        );
+        std::fs::write(&go, "").unwrap();
+        for child in &mut children.0 {
+            let said = next_message(child);
+            assert_eq!(said.as_deref(), Some("token true"), "round {round}");
+        }
+        for child in std::mem::take(&mut children.0) {
+            expect_success(child);
+        }
+    }
+    // No temporary file is left behind.
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
 }

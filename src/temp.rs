@@ -1,0 +1,68 @@
+//! Temporary files that publish a file whole: written under a private
+//! name, then hard-linked into place (which fails if something is there),
+//! so nobody ever sees the file at its real path half-made.
+//!
+//! The name is `.NAME.PID.HEX16.tmp` beside the target `NAME`. A process
+//! that dies between creating it and removing it leaves it behind;
+//! [`clean_stale`](crate::clean_stale) recognises exactly this form
+//! ([`target_of`]) and nothing looser.
+
+use std::path::{Path, PathBuf};
+
+/// A private temporary path beside `path`.
+pub(crate) fn path_for(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = format!(
+        ".{name}.{}.{:016x}.tmp",
+        std::process::id(),
+        fastrand::u64(..)
+    );
+    path.with_file_name(tmp)
+}
+
+/// If `name` has the exact form of a temporary file made by [`path_for`],
+/// the name of the file it was made for.
+pub(crate) fn target_of(name: &str) -> Option<&str> {
+    let rest = name.strip_prefix('.')?.strip_suffix(".tmp")?;
+    let (rest, random) = rest.rsplit_once('.')?;
+    let (target, pid) = rest.rsplit_once('.')?;
+    let hex = random.len() == 16 && random.bytes().all(|b| b.is_ascii_hexdigit());
+    let digits = !pid.is_empty() && pid.len() <= 10 && pid.bytes().all(|b| b.is_ascii_digit());
+    (hex && digits && !target.is_empty()).then_some(target)
+}
+
+/// Removes the temporary file when it goes out of scope, published or not
+/// (a published file is another name for the same file).
+pub(crate) struct Removed<'a>(pub(crate) &'a Path);
+
+impl Drop for Removed<'_> {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(self.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_exact_form_names_a_target() {
+        let made = path_for(Path::new("dir/job.lock"));
+        let name = made.file_name().unwrap().to_str().unwrap();
+        assert_eq!(target_of(name), Some("job.lock"));
+        for foreign in [
+            ".x.tmp",
+            ".report.txt.tmp",
+            ".job.lock.12x4.0123456789abcdef.tmp",
+            ".job.lock.1234.0123456789abcdeg.tmp",
+            ".job.lock.1234.0123456789abcde.tmp",
+            "job.lock.1234.0123456789abcdef.tmp",
+            "..1234.0123456789abcdef.tmp",
+        ] {
+            assert_eq!(target_of(foreign), None, "{foreign}");
+        }
+    }
+}
