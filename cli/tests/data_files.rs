@@ -114,7 +114,22 @@ fn a_script_can_lock_itself() {
     let script = plant(dir.path(), "job.sh", text.as_bytes());
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
     let before = snapshot(&script);
-    let out = Command::new(&script).output().unwrap();
+    // Another test thread that forks at the moment this one wrote the
+    // script lends the child a writable descriptor of it for an instant
+    // ("Text file busy"): retried for a second, so only a descriptor kept
+    // open for writing, which is what this tests for, fails it.
+    let since = Instant::now();
+    let out = loop {
+        match Command::new(&script).output() {
+            Err(e)
+                if e.kind() == std::io::ErrorKind::ExecutableFileBusy
+                    && since.elapsed() < Duration::from_secs(1) =>
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            other => break other.unwrap(),
+        }
+    };
     assert!(out.status.success(), "{out:?}");
     assert_eq!(
         std::fs::read_to_string(&out_file).unwrap(),
