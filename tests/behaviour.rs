@@ -16,7 +16,7 @@ use futures::future::join_all;
 use futures_lite::future::{self, poll_once};
 use lockyard::{ErrorKind, FileLock, LockMode, LockOptions, Wait};
 
-use common::{tempdir, wake_only};
+use common::{join_within, tempdir, wake_only};
 
 /// Polls `f` a few times so it reaches its waiting state.
 async fn settle<F: Future + Unpin>(f: &mut F) -> Option<F::Output> {
@@ -375,15 +375,12 @@ fn extreme_backoff_never_panics_blocking() {
         std::thread::sleep(Duration::from_millis(20));
         assert!(!waiter.is_finished());
         other.unlock().unwrap();
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while !waiter.is_finished() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{backoff:?}: the waiter never got the lock"
-            );
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        drop(waiter.join().unwrap().unwrap());
+        let got = join_within(
+            waiter,
+            Duration::from_secs(10),
+            "the waiter never got the lock",
+        );
+        drop(got.unwrap());
         other.lock().unwrap();
     }
     drop(other);

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use lockyard::{ErrorKind, FileLock, LockOptions, StaleReason};
 
 use common::{
-    env_path, expect_success, forge_record, local_identity, next_message, now_secs, say,
-    spawn_child, tempdir, wait_for_file, wait_for_line, Children, Forged, DEAD_PID, ROLE_VAR,
+    env_path, expect_success, forge_record, join_within, local_identity, next_message, now_secs,
+    say, spawn_child, tempdir, wait_for_file, wait_for_line, Children, Forged, DEAD_PID, ROLE_VAR,
 };
 
 const ENTRY: &str = "child_main";
@@ -458,17 +458,13 @@ fn a_stopped_break_lock_holder_does_not_block_the_executor() {
         });
         (dropped_in, kept, ticks.get(), lease_guard)
     });
-    let since = Instant::now();
-    while !executor.is_finished() {
-        // Killing the stopped holders (when `holders` drops) unblocks a
-        // thread stuck in the kernel, so the panic does not hang either.
-        assert!(
-            since.elapsed() < Duration::from_secs(20),
-            "the executor thread is blocked"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let (dropped_in, kept, ticks, lease_guard) = executor.join().unwrap();
+    // Killing the stopped holders (when `holders` drops) unblocks a thread
+    // stuck in the kernel, so a failure does not hang either.
+    let (dropped_in, kept, ticks, lease_guard) = join_within(
+        executor,
+        Duration::from_secs(20),
+        "the executor thread is blocked",
+    );
     assert!(
         dropped_in < Duration::from_millis(200),
         "drop blocked for {dropped_in:?}"
@@ -534,15 +530,7 @@ fn on_stale_hook_may_call_back_into_the_lock() {
                 .map(|g| g.token())
         })
     };
-    let since = Instant::now();
-    while !worker.is_finished() {
-        assert!(
-            since.elapsed() < Duration::from_secs(20),
-            "deadlocked in the hook"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let token = worker.join().unwrap().unwrap();
+    let token = join_within(worker, Duration::from_secs(20), "deadlocked in the hook").unwrap();
     assert!(token.unwrap() > 5);
     let seen = seen.lock().unwrap();
     assert!(!seen.is_empty(), "the hook never ran");

@@ -185,6 +185,17 @@ pub fn local_identity(dir: &Path) -> (String, Option<String>, Option<u64>) {
 /// A PID no process has (above Linux's maximum).
 pub const DEAD_PID: u32 = 0x7fff_fff0;
 
+/// Waits for `thread` to finish, failing the test (instead of hanging it)
+/// if it takes longer than `limit`; `what` says what a timeout means.
+pub fn join_within<T>(thread: std::thread::JoinHandle<T>, limit: Duration, what: &str) -> T {
+    let since = std::time::Instant::now();
+    while !thread.is_finished() {
+        assert!(since.elapsed() < limit, "{what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    thread.join().expect("the thread panicked")
+}
+
 /// Children that are killed if the test fails before waiting for them, so
 /// a failed test never leaves processes behind.
 pub struct Children(pub Vec<Child>);
