@@ -190,7 +190,9 @@ fn clean_one(path: &Path, options: &LockOptions, act: Act) -> io::Result<Option<
     if act == Act::Report {
         return Ok(Some(verdict));
     }
-    if soft::break_stale(&ctl, path, found.id, options)? && sys::path_id(path)? != Some(found.id) {
+    if soft::break_stale(&ctl, path, &found.publication(), options)?
+        && sys::path_id(path)? != Some(found.id)
+    {
         Ok(Some(verdict))
     } else {
         Ok(None)

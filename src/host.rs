@@ -36,35 +36,34 @@ pub(crate) enum Liveness {
     Dead,
     /// A process has that PID, but it started at another time: a reuse.
     Reused,
-    /// The record comes from before this machine's last boot.
-    Rebooted,
     /// The record comes from another machine, or this platform cannot tell.
     Unknown,
 }
 
 impl Me {
-    /// Whether `record` was written on this machine during this boot (as
-    /// far as the record and this platform can tell).
+    /// Whether `record` was provably written on this machine during this
+    /// boot: the same host name *and* the same boot id. Two machines can
+    /// share a host name (containers, cloned VMs) and a filesystem; a
+    /// record from a machine with our name but another boot id may be a
+    /// previous boot of ours or another machine, and proves nothing. Where
+    /// the platform has no boot id, the host name decides.
     pub(crate) fn same_host(&self, record: &HolderRecord) -> bool {
         record.host == self.host
+            && match (record.boot_id.as_deref(), self.boot_id.as_deref()) {
+                (Some(theirs), Some(ours)) => theirs == ours,
+                (None, None) => true,
+                _ => false,
+            }
     }
 
     /// Whether the record's holder is known not to be running any more.
     pub(crate) fn provably_dead(&self, record: &HolderRecord) -> bool {
-        matches!(
-            self.liveness(record),
-            Liveness::Dead | Liveness::Reused | Liveness::Rebooted
-        )
+        matches!(self.liveness(record), Liveness::Dead | Liveness::Reused)
     }
 
     pub(crate) fn liveness(&self, record: &HolderRecord) -> Liveness {
         if !self.same_host(record) {
             return Liveness::Unknown;
-        }
-        if let (Some(theirs), Some(ours)) = (record.boot_id.as_deref(), self.boot_id.as_deref()) {
-            if theirs != ours {
-                return Liveness::Rebooted;
-            }
         }
         match pid_alive(record.pid) {
             Some(false) => Liveness::Dead,

@@ -103,6 +103,11 @@ pub struct HolderRecord {
     pub(crate) ttl: Option<Duration>,
     pub(crate) owner: Option<String>,
     pub(crate) token: u64,
+    /// A random number a soft lock or lease's record carries: what tells
+    /// one publication of the sidecar from every other, where inode numbers
+    /// cannot (a network filesystem may show a hard link under another
+    /// one). Strict records have none.
+    pub(crate) nonce: Option<u128>,
 }
 
 impl HolderRecord {
@@ -244,6 +249,9 @@ impl HolderRecord {
             None => out.push(b'-'),
         }
         let _ = writeln!(out, "\ntoken {}", self.token);
+        if let Some(nonce) = self.nonce {
+            let _ = writeln!(out, "nonce {nonce:032x}");
+        }
     }
 
     /// Whether `other` has the same head lines (see [`write_head`](Self::write_head))
@@ -417,6 +425,7 @@ struct Fields {
     ttl: Option<Option<Duration>>,
     owner: Option<Option<String>>,
     token: Option<u64>,
+    nonce: Option<u128>,
 }
 
 impl Fields {
@@ -468,6 +477,11 @@ impl Fields {
             "ttl" => once!(ttl, optional(value, parse_duration)?),
             "owner" => once!(owner, optional(value, unescape)?),
             "token" => once!(token, value.parse().map_err(|_| bad("token"))?),
+            "nonce" if value.len() == 32 => once!(
+                nonce,
+                u128::from_str_radix(value, 16).map_err(|_| bad("nonce"))?
+            ),
+            "nonce" => return Err(bad("nonce")),
             // Unknown keys: later versions of format 1 may add some.
             _ => {}
         }
@@ -490,6 +504,7 @@ impl Fields {
             ttl: self.ttl.unwrap_or(None),
             owner: self.owner.unwrap_or(None),
             token: self.token.ok_or(missing)?,
+            nonce: self.nonce,
         })
     }
 }
@@ -735,6 +750,7 @@ pub(crate) mod tests {
             ttl: Some(Duration::from_millis(30_500)),
             owner: Some("indexer %1 \n-x".into()),
             token: 17,
+            nonce: Some(0x0123_4567_89ab_cdef_0011_2233_4455_6677),
         }
     }
 
@@ -772,6 +788,7 @@ pub(crate) mod tests {
             ttl in proptest::option::of((0u64..(1 << 40), 0u32..1_000_000_000)),
             owner in proptest::option::of(arb_text()),
             token: u64,
+            nonce: Option<u128>,
         ) {
             let r = HolderRecord {
                 pid,
@@ -786,6 +803,7 @@ pub(crate) mod tests {
                 ttl: ttl.map(|(s, n)| Duration::new(s, n)),
                 owner,
                 token,
+                nonce,
             };
             let bytes = r.to_bytes();
             let first_line = format!("{}\n", pid);

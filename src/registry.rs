@@ -159,7 +159,7 @@ enum Os {
     Replaced,
     /// A soft lock is stale, and the `on_stale` hook must be asked whether
     /// the sidecar `FileId` may be broken.
-    Ask(Box<StaleLock>, FileId),
+    Ask(Box<StaleLock>, soft::Publication),
     /// While the hook ran, the state changed so that the attempt is no
     /// longer this caller's to make (only from [`Entry::attempt`]).
     Waiting,
@@ -635,7 +635,7 @@ impl Entry {
         st: &mut State,
         mode: LockMode,
         h: &Handle,
-        approved: Option<FileId>,
+        approved: Option<soft::Publication>,
     ) -> io::Result<Os> {
         if self.kind != LockKind::Strict {
             return self.soft_try(st, mode, h, approved);
@@ -751,7 +751,7 @@ impl Entry {
         st: &mut State,
         mode: LockMode,
         h: &Handle,
-        approved: Option<FileId>,
+        approved: Option<soft::Publication>,
     ) -> io::Result<Os> {
         if mode == LockMode::Shared {
             return Err(io::Error::new(

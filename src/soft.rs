@@ -44,14 +44,45 @@ pub(crate) struct SoftHeld {
     pub(crate) record: HolderRecord,
 }
 
+impl SoftHeld {
+    fn publication(&self) -> Publication {
+        Publication {
+            id: self.id,
+            nonce: self.record.nonce,
+        }
+    }
+}
+
+/// One publication of a sidecar: what tells it from every other.
+///
+/// The record's nonce decides. The file's identity (device and inode)
+/// serves only for a record that has no nonce: a network filesystem may
+/// show one file under two inode numbers (sshfs shows a hard link under
+/// another one), and reuse an inode number for a new file.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Publication {
+    id: FileId,
+    nonce: Option<u128>,
+}
+
+impl Publication {
+    pub(crate) fn is(&self, other: &Publication) -> bool {
+        match (self.nonce, other.nonce) {
+            (Some(a), Some(b)) => a == b,
+            (None, None) => self.id == other.id,
+            _ => false,
+        }
+    }
+}
+
 /// Outcome of one soft attempt.
 pub(crate) enum SoftTry {
     Locked(SoftHeld),
     /// Held by someone else (record when readable).
     Busy(Option<HolderRecord>),
-    /// Stale: ask the `on_stale` hook whether the sidecar `FileId` may be
-    /// broken, then try again.
-    Ask(Box<StaleLock>, FileId),
+    /// Stale: ask the `on_stale` hook whether this publication of the
+    /// sidecar may be broken, then try again.
+    Ask(Box<StaleLock>, Publication),
 }
 
 /// The control file's path for a soft lock at `path`.
@@ -87,6 +118,7 @@ pub(crate) fn new_record(
         },
         owner: opts.owner.clone(),
         token,
+        nonce: (kind != LockKind::Strict).then(|| fastrand::u128(..)),
     }
 }
 
@@ -117,7 +149,7 @@ pub(crate) fn try_acquire(
     ctl_ours: bool,
     path: &Path,
     opts: &LockOptions,
-    approved: Option<FileId>,
+    approved: Option<Publication>,
 ) -> io::Result<SoftTry> {
     let kind = if opts.kind == LockKind::Lease {
         LockKind::Lease
@@ -135,7 +167,7 @@ pub(crate) fn try_acquire(
                 // Not held with a token we can stand by: give it back. The
                 // sidecar is ours while it is at the path, so nobody else's
                 // file is removed.
-                if sys::path_id(path)? == Some(held.id) {
+                if is_ours(path, &held)? {
                     std::fs::remove_file(path)?;
                 }
                 return Err(e);
@@ -161,12 +193,13 @@ pub(crate) fn try_acquire(
             record: found.record.clone(),
             reason,
         };
-        if opts.on_stale.is_some() && approved != Some(found.id) {
+        let seen = found.publication();
+        if opts.on_stale.is_some() && !approved.is_some_and(|a| a.is(&seen)) {
             // The hook is the user's code: the caller runs it with no lock
             // of ours held, and comes back with its answer.
-            return Ok(SoftTry::Ask(Box::new(verdict), found.id));
+            return Ok(SoftTry::Ask(Box::new(verdict), seen));
         }
-        if !break_stale(ctl, path, found.id, opts)? {
+        if !break_stale(ctl, path, &seen, opts)? {
             return Ok(SoftTry::Busy(holder));
         }
     }
@@ -194,13 +227,14 @@ fn settle_token(ctl: &File, held: &mut SoftHeld) -> io::Result<()> {
     Ok(())
 }
 
-/// Removes the sidecar at `path` if it is still the file `id` and still
-/// stale, under the break lock. `Ok(false)` if another process holds the
-/// break lock (try later); `Ok(true)` if the path is worth another try.
+/// Removes the sidecar at `path` if it is still the publication `judged`
+/// and still stale, under the break lock. `Ok(false)` if another process
+/// holds the break lock (try later); `Ok(true)` if the path is worth
+/// another try.
 pub(crate) fn break_stale(
     ctl: &File,
     path: &Path,
-    id: FileId,
+    judged: &Publication,
     opts: &LockOptions,
 ) -> io::Result<bool> {
     if !sys::try_lock(ctl, LockMode::Exclusive)? {
@@ -210,7 +244,7 @@ pub(crate) fn break_stale(
         let Some(found) = inspect(path)? else {
             return Ok(true);
         };
-        if found.id != id {
+        if !found.publication().is(judged) {
             return Ok(true); // replaced: judge the new one afresh
         }
         if stale::judge(&found.evidence(), opts).is_none() {
@@ -270,17 +304,23 @@ pub(crate) fn release(ctl: &File, path: &Path, held: SoftHeld) -> io::Result<()>
 const BREAK_LOCK_TRIES: usize = 16;
 
 fn remove_if_ours(path: &Path, held: &SoftHeld) -> io::Result<()> {
-    if sys::path_id(path)? == Some(held.id) {
+    if is_ours(path, held)? {
         std::fs::remove_file(path)
     } else {
         Err(lost())
     }
 }
 
+/// Whether the sidecar at `path` is `held`'s publication: by the nonce in
+/// its record (see [`Publication`]).
+fn is_ours(path: &Path, held: &SoftHeld) -> io::Result<bool> {
+    Ok(inspect_record(path)?.is_some_and(|found| found.publication().is(&held.publication())))
+}
+
 /// Renews a lease: rewrites the record with a new renewal time, if the
 /// sidecar is still ours. The caller holds the break lock.
 pub(crate) fn refresh_locked(path: &Path, held: &mut SoftHeld) -> io::Result<()> {
-    if sys::path_id(path)? != Some(held.id) {
+    if !is_ours(path, held)? {
         return Err(lost());
     }
     let mut rec = held.record.clone();
@@ -304,7 +344,7 @@ pub(crate) fn break_lock_blocking(path: &Path) -> io::Result<File> {
 /// Whether the sidecar at `path` is still `held`'s, and its lease (if any)
 /// has not lapsed.
 pub(crate) fn still_held(path: &Path, held: &SoftHeld) -> io::Result<bool> {
-    if sys::path_id(path)? != Some(held.id) {
+    if !is_ours(path, held)? {
         return Ok(false);
     }
     Ok(held
@@ -343,6 +383,9 @@ fn publish(path: &Path, record: HolderRecord, mode: u32) -> io::Result<Option<So
     match std::fs::hard_link(&tmp, path) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(None),
+        // Over SFTP v3 a link that loses the race fails with the generic
+        // failure sshfs reports as EPERM: busy, if something is there now.
+        Err(_) if sys::path_id(path)?.is_some() => return Ok(None),
         Err(e) => return Err(e),
     }
     drop(cleanup);
@@ -357,6 +400,13 @@ pub(crate) struct Found {
 }
 
 impl Found {
+    pub(crate) fn publication(&self) -> Publication {
+        Publication {
+            id: self.id,
+            nonce: self.record.as_ref().and_then(|r| r.nonce),
+        }
+    }
+
     pub(crate) fn evidence(&self) -> Evidence<'_> {
         Evidence {
             record: self.record.as_ref(),
@@ -369,6 +419,31 @@ impl Found {
 /// its record and tests its OS lock with a shared try-lock (which a
 /// read-only descriptor may take, even on NFS). `None` if there is none.
 pub(crate) fn inspect(path: &Path) -> io::Result<Option<Found>> {
+    let Some((file, mut found)) = read_sidecar(path)? else {
+        return Ok(None);
+    };
+    // On a filesystem whose OS locks other machines do not see, the lock
+    // says nothing either way.
+    if sys::os_locks_shared(&file) {
+        found.os_free = match sys::try_lock(&file, LockMode::Shared) {
+            Ok(true) => {
+                sys::unlock(&file)?;
+                Some(true)
+            }
+            Ok(false) => Some(false),
+            Err(e) if sys::is_unsupported(&e) => None,
+            Err(e) => return Err(e),
+        };
+    }
+    Ok(Some(found))
+}
+
+/// [`inspect`] without the OS lock test: the record and the identity.
+fn inspect_record(path: &Path) -> io::Result<Option<Found>> {
+    Ok(read_sidecar(path)?.map(|(_, found)| found))
+}
+
+fn read_sidecar(path: &Path) -> io::Result<Option<(File, Found)>> {
     let Some(file) = sys::open_existing(path)? else {
         return Ok(None);
     };
@@ -380,20 +455,12 @@ pub(crate) fn inspect(path: &Path) -> io::Result<Option<Found>> {
         Read::Record(r) => Some(r),
         Read::Invalid(_) => None,
     };
-    let os_free = match sys::try_lock(&file, LockMode::Shared) {
-        Ok(true) => {
-            sys::unlock(&file)?;
-            Some(true)
-        }
-        Ok(false) => Some(false),
-        Err(e) if sys::is_unsupported(&e) => None,
-        Err(e) => return Err(e),
-    };
-    Ok(Some(Found {
+    let found = Found {
         id,
         record,
-        os_free,
-    }))
+        os_free: None,
+    };
+    Ok(Some((file, found)))
 }
 
 /// The last fencing token the control file remembers (0 if none or

@@ -104,8 +104,10 @@ impl StaleLock {
 /// What is known about a left-behind lock file.
 pub(crate) struct Evidence<'a> {
     pub(crate) record: Option<&'a HolderRecord>,
-    /// `Some(true)`: nobody holds an OS lock on it; `Some(false)`: somebody
-    /// does; `None`: OS locks do not work here.
+    /// The OS lock on the sidecar, where it means something: `Some(true)`
+    /// nobody holds it, `Some(false)` somebody does. `None` where OS locks
+    /// do not work, or where the filesystem is not known to share them
+    /// (network and FUSE filesystems: see `sys::os_locks_shared`).
     pub(crate) os_free: Option<bool>,
 }
 
@@ -125,24 +127,27 @@ pub(crate) fn judge(ev: &Evidence<'_>, opts: &LockOptions) -> Option<StaleReason
             return Some(StaleReason::LeaseExpired);
         }
     }
+    // The OS lock is trusted evidence only on a filesystem this kernel
+    // alone serves, where every holder's lock is visible here.
+    if ev.os_free == Some(false) {
+        return None;
+    }
     let me = host::me();
-    if me.same_host(rec) {
-        if ev.os_free == Some(false) {
-            return None;
-        }
-        let liveness = me.liveness(rec);
-        if liveness == Liveness::Rebooted {
-            return Some(StaleReason::Rebooted);
-        }
-        if ev.os_free == Some(true) && opts.trust_os_lock {
-            return Some(StaleReason::HolderGone);
-        }
-        match liveness {
-            Liveness::Dead => return Some(StaleReason::ProcessDead),
-            Liveness::Reused => return Some(StaleReason::PidReused),
-            Liveness::Alive => return None,
-            Liveness::Rebooted | Liveness::Unknown => {}
-        }
+    if ev.os_free == Some(true) && opts.trust_os_lock && rec.host == me.host {
+        // A holder keeps its OS lock from before it publishes until it
+        // releases: free means gone. With our host name on a filesystem
+        // only this kernel serves, another boot id is a previous boot.
+        return Some(if me.same_host(rec) {
+            StaleReason::HolderGone
+        } else {
+            StaleReason::Rebooted
+        });
+    }
+    match me.liveness(rec) {
+        Liveness::Dead => return Some(StaleReason::ProcessDead),
+        Liveness::Reused => return Some(StaleReason::PidReused),
+        Liveness::Alive => return None,
+        Liveness::Unknown => {}
     }
     too_old(now.duration_since(rec.renewed).unwrap_or_default())
 }

@@ -51,6 +51,10 @@ pub(crate) fn not_file_at(_path: &Path) -> Option<NotFile> {
     None
 }
 
+pub(crate) fn os_locks_shared(_file: &File) -> bool {
+    false
+}
+
 pub(crate) fn is_symlink_refusal(_err: &io::Error) -> bool {
     false
 }

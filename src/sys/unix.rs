@@ -136,6 +136,73 @@ pub(crate) fn not_file_at(path: &Path) -> Option<NotFile> {
     }
 }
 
+/// Whether OS locks on `file`'s filesystem are seen by every process that
+/// can open it: a local filesystem, which only this kernel serves. Network
+/// and FUSE filesystems are not trusted: sshfs, for one, keeps `flock`
+/// locks in each machine's kernel, and shows a hard link under another
+/// inode number. Unknown filesystems are not trusted either. Where the
+/// filesystem cannot be told (a failed `fstatfs`), not trusted.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(crate) fn os_locks_shared(file: &File) -> bool {
+    // Magic numbers from linux/magic.h.
+    const LOCAL: &[i64] = &[
+        0xEF53,      // ext2, ext3, ext4
+        0x5846_5342, // xfs
+        0x9123_683E, // btrfs
+        0x0102_1994, // tmpfs
+        0x8584_58F6, // ramfs
+        0xF2F5_2010, // f2fs
+        0x2FC1_2FC1, // zfs
+        0x794C_7630, // overlayfs
+        0xCA45_1A4E, // bcachefs
+        0x5265_4973, // reiserfs
+        0x3153_464A, // jfs
+        0x3434,      // nilfs
+        0x4d44,      // vfat
+        0x2011_BAB0, // exfat
+        0x5346_544E, // ntfs3
+    ];
+    match rfs::fstatfs(file) {
+        #[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
+        Ok(st) => LOCAL.contains(&(st.f_type as i64)),
+        Err(_) => false,
+    }
+}
+
+/// Whether OS locks on `file`'s filesystem are seen by every process that
+/// can open it (see the Linux version): by the filesystem's type name.
+#[cfg(any(target_os = "macos", target_os = "ios", target_os = "freebsd"))]
+pub(crate) fn os_locks_shared(file: &File) -> bool {
+    const LOCAL: &[&[u8]] = &[
+        b"apfs", b"hfs", b"ufs", b"zfs", b"tmpfs", b"msdos", b"exfat",
+    ];
+    match rfs::fstatfs(file) {
+        Ok(st) => {
+            let name: Vec<u8> = st
+                .f_fstypename
+                .iter()
+                .take_while(|&&c| c != 0)
+                .map(|&c| c as u8)
+                .collect();
+            LOCAL.contains(&name.as_slice())
+        }
+        Err(_) => false,
+    }
+}
+
+/// Elsewhere the filesystem cannot be told: OS locks are trusted, as the
+/// `trust_os_lock` option says.
+#[cfg(not(any(
+    target_os = "linux",
+    target_os = "android",
+    target_os = "macos",
+    target_os = "ios",
+    target_os = "freebsd"
+)))]
+pub(crate) fn os_locks_shared(_file: &File) -> bool {
+    true
+}
+
 fn retry<T>(mut f: impl FnMut() -> rustix::io::Result<T>) -> rustix::io::Result<T> {
     loop {
         match f() {

@@ -159,6 +159,13 @@ pub(crate) fn not_file_at(_path: &Path) -> Option<NotFile> {
     None
 }
 
+/// Whether OS locks on `file`'s volume are seen by every process that can
+/// open it. Windows enforces byte-range locks on local volumes and on SMB
+/// shares (the server keeps them), so they are trusted.
+pub(crate) fn os_locks_shared(_file: &File) -> bool {
+    true
+}
+
 pub(crate) fn is_symlink_refusal(_err: &io::Error) -> bool {
     false
 }
