@@ -136,7 +136,9 @@ pub use crate::helpers::{
 };
 pub use crate::inspect::LockState;
 pub use crate::lock::FileLock;
-pub use crate::once::{once, once_async, once_keyed, once_keyed_async, OnceError, OnceOutcome};
+pub use crate::once::{
+    once, once_async, once_keyed, once_keyed_async, once_with, OnceError, OnceOutcome,
+};
 pub use crate::options::{LockMode, LockOptions, Wait, WaitStrategy, DEFAULT_STALE_AFTER};
 pub use crate::record::{parse as parse_record, HolderRecord, LockKind, RecordError};
 pub use crate::reentrant::{ReentrantGuard, ReentrantLock};

@@ -22,7 +22,7 @@ use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 
 use crate::error::Op;
-use crate::{Error, FileLock};
+use crate::{Error, FileLock, LockOptions};
 
 const HEADER: &str = "lockyard-once 1";
 
@@ -114,11 +114,43 @@ pub fn once_keyed<T, E>(
     key: &str,
     init: impl FnOnce() -> Result<T, E>,
 ) -> Result<OnceOutcome<T>, OnceError<E>> {
+    once_with(marker, key, &LockOptions::new(), init)
+}
+
+/// [`once_keyed`] with the lock taken with `options`: a soft lock
+/// ([`LockOptions::soft`]) where the marker lives on a filesystem shared
+/// by several machines whose OS locks do not cross them (sshfs, say).
+///
+/// # Examples
+///
+/// ```
+/// use lockyard::{once_with, LockOptions};
+///
+/// let dir = tempfile::tempdir()?;
+/// let marker = dir.path().join("toolchain.installed");
+/// let soft = LockOptions::new().soft();
+/// let first = once_with(&marker, "v1", &soft, || Ok::<_, std::io::Error>(()))?;
+/// assert!(first.ran());
+/// assert!(!once_with(&marker, "v1", &soft, || Ok::<_, std::io::Error>(()))?.ran());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// # Errors
+///
+/// [`OnceError::Lock`] when the lock cannot be taken, [`OnceError::Init`]
+/// when `init` fails (no marker is written), [`OnceError::Marker`] when
+/// the marker cannot be written.
+pub fn once_with<T, E>(
+    marker: impl AsRef<Path>,
+    key: &str,
+    options: &LockOptions,
+    init: impl FnOnce() -> Result<T, E>,
+) -> Result<OnceOutcome<T>, OnceError<E>> {
     let marker = marker.as_ref();
     if is_done(marker, key) {
         return Ok(OnceOutcome::AlreadyDone);
     }
-    let lock = FileLock::for_file(marker);
+    let lock = FileLock::with_options(lock_path(marker), options.clone());
     let _guard = lock.lock_blocking().map_err(OnceError::Lock)?;
     if is_done(marker, key) {
         return Ok(OnceOutcome::AlreadyDone);
@@ -162,6 +194,13 @@ where
     let value = init().await.map_err(OnceError::Init)?;
     publish(marker, key).map_err(|e| OnceError::Marker(Error::io(marker, Op::Open, e)))?;
     Ok(OnceOutcome::Ran(value))
+}
+
+/// The lock file of the marker `marker`: the name with `.lock` appended.
+fn lock_path(marker: &Path) -> PathBuf {
+    let mut name = marker.as_os_str().to_os_string();
+    name.push(".lock");
+    PathBuf::from(name)
 }
 
 /// Whether `marker` is a marker for `key`. Reads at most 4 KiB.

@@ -64,7 +64,39 @@ pub(crate) fn open_lock_file(
 ) -> Result<Opened, Error> {
     check_path(lock_path)?;
     check_path(anchor)?;
-    let path = anchor;
+    let opened = open_anchor(anchor, options, format)?;
+    if format == Format::Record && !options.local_os_locks {
+        if let Some(fstype) = sys::os_locks_stay_local(&opened.file) {
+            return Err(Error::io(
+                lock_path,
+                Op::Open,
+                io::Error::new(io::ErrorKind::Unsupported, LocalLocks(fstype)),
+            ));
+        }
+    }
+    Ok(opened)
+}
+
+/// Why a strict lock is refused on a filesystem whose OS locks stay on
+/// each machine.
+#[derive(Debug)]
+struct LocalLocks(String);
+
+impl std::fmt::Display for LocalLocks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "OS locks on this filesystem ({}) are kept by each machine and do not exclude \
+             processes on other machines: use LockOptions::soft(), or \
+             LockOptions::local_os_locks(true) if every user of the lock runs on this machine",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for LocalLocks {}
+
+fn open_anchor(path: &Path, options: &LockOptions, format: Format) -> Result<Opened, Error> {
     // Creation races with other processes creating or removing the file:
     // a few rounds, then the last error stands.
     let mut parent_made = false;

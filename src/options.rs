@@ -118,6 +118,7 @@ pub struct LockOptions {
     pub(crate) stale_after: Option<Duration>,
     pub(crate) on_stale: Option<StaleHook>,
     pub(crate) trust_os_lock: bool,
+    pub(crate) local_os_locks: bool,
     pub(crate) lease_ttl: Option<Duration>,
     pub(crate) file_events: bool,
 }
@@ -160,6 +161,7 @@ impl Default for LockOptions {
             stale_after: Some(DEFAULT_STALE_AFTER),
             on_stale: None,
             trust_os_lock: true,
+            local_os_locks: false,
             lease_ttl: None,
             file_events: true,
         }
@@ -361,8 +363,42 @@ impl LockOptions {
     /// holder (on this host) dead (on by default). Turn it off on
     /// filesystems whose locks always succeed; liveness then rests on the
     /// PID, process start time and boot id in the record.
+    ///
+    /// Whatever this says, the OS lock counts as evidence only on a
+    /// filesystem that only this machine's kernel serves (a local disk):
+    /// on Linux, ext2/3/4, xfs, btrfs, tmpfs, ramfs, f2fs, zfs, overlayfs,
+    /// bcachefs, reiserfs, jfs, nilfs, vfat, exfat and ntfs3; on macOS and
+    /// FreeBSD apfs, hfs, ufs, zfs, tmpfs, msdos and exfat. Network and
+    /// FUSE filesystems (NFS, SMB, sshfs...) are never trusted for it.
     pub fn trust_os_lock(mut self, on: bool) -> Self {
         self.trust_os_lock = on;
+        self
+    }
+
+    /// Accept a strict (OS) lock on a filesystem whose OS locks are known
+    /// to stay on this machine (off by default).
+    ///
+    /// On some network filesystems each machine's kernel keeps its own
+    /// locks: on sshfs, a `flock` by a process on one machine does not
+    /// exclude a process on another. A strict lock there would exclude
+    /// only this machine's processes, so by default it fails with
+    /// [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported), pointing
+    /// to [`soft`](Self::soft), which works there. Turn this on when every
+    /// user of the lock runs on this machine. Known today (Linux): FUSE
+    /// mounts of sshfs, rclone, s3fs, gcsfuse and goofys.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lockyard::{FileLock, LockOptions};
+    ///
+    /// // Only this machine's processes use this lock, whatever the mount.
+    /// let options = LockOptions::new().local_os_locks(true);
+    /// let lock = FileLock::with_options("/mnt/remote/job.lock", options);
+    /// # drop(lock);
+    /// ```
+    pub fn local_os_locks(mut self, on: bool) -> Self {
+        self.local_os_locks = on;
         self
     }
 

@@ -160,10 +160,10 @@ pub(crate) fn try_acquire(
     let mut holder = None;
     // A few rounds: a sidecar can vanish or be broken between our steps.
     for _ in 0..4 {
-        let token = next_token(read_token(ctl).max(seen_token));
+        let token = next_token(read_token_now(ctl, path).max(seen_token));
         let record = new_record(kind, LockMode::Exclusive, token, opts);
         if let Some(mut held) = publish(path, record, opts.file_mode)? {
-            if let Err(e) = settle_token(ctl, &mut held) {
+            if let Err(e) = settle_token(ctl, path, &mut held) {
                 // Not held with a token we can stand by: give it back. The
                 // sidecar is ours while it is at the path, so nobody else's
                 // file is removed.
@@ -215,8 +215,8 @@ pub(crate) fn try_acquire(
 /// publishing, the control file therefore knows every earlier holder's
 /// token: if ours is not above it, the record, which only we can change
 /// now, is rewritten with the next token after it.
-fn settle_token(ctl: &File, held: &mut SoftHeld) -> io::Result<()> {
-    let last = read_token(ctl);
+fn settle_token(ctl: &File, path: &Path, held: &mut SoftHeld) -> io::Result<()> {
+    let last = read_token_now(ctl, path);
     if held.record.token > last {
         return Ok(());
     }
@@ -447,13 +447,21 @@ fn read_sidecar(path: &Path) -> io::Result<Option<(File, Found)>> {
     let Some(file) = sys::open_existing(path)? else {
         return Ok(None);
     };
-    let id = match sys::identify(&file)? {
-        Ok(id) => id,
-        Err(what) => return Err(NotFileError::io(what)),
+    // A network filesystem may answer "no such file" through a descriptor
+    // opened a moment ago (sshfs looks the path up again): removed in
+    // between, as if the open had found nothing.
+    let gone = |e: &io::Error| e.kind() == io::ErrorKind::NotFound;
+    let id = match sys::identify(&file) {
+        Ok(Ok(id)) => id,
+        Ok(Err(what)) => return Err(NotFileError::io(what)),
+        Err(e) if gone(&e) => return Ok(None),
+        Err(e) => return Err(e),
     };
-    let record = match record::read(&file)? {
-        Read::Record(r) => Some(r),
-        Read::Invalid(_) => None,
+    let record = match record::read(&file) {
+        Ok(Read::Record(r)) => Some(r),
+        Ok(Read::Invalid(_)) => None,
+        Err(e) if gone(&e) => return Ok(None),
+        Err(e) => return Err(e),
     };
     let found = Found {
         id,
@@ -461,6 +469,18 @@ fn read_sidecar(path: &Path) -> io::Result<Option<(File, Found)>> {
         os_free: None,
     };
     Ok(Some((file, found)))
+}
+
+/// The last fencing token the control file of the soft lock at `path`
+/// remembers, read through a descriptor opened now: a network filesystem
+/// may serve a descriptor kept open from a cache of its own (FUSE keeps
+/// pages of an open file), and miss what another machine wrote. Through
+/// `ctl` if the file cannot be opened again.
+fn read_token_now(ctl: &File, path: &Path) -> u64 {
+    match sys::open_existing(&ctl_path(path)) {
+        Ok(Some(fresh)) => read_token(&fresh),
+        _ => read_token(ctl),
+    }
 }
 
 /// The last fencing token the control file remembers (0 if none or

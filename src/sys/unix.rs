@@ -203,6 +203,44 @@ pub(crate) fn os_locks_shared(_file: &File) -> bool {
     true
 }
 
+/// The filesystem type of `file`, if it is one whose OS locks are known to
+/// stay in each machine's kernel (a FUSE filesystem that does not pass
+/// locks to its server). Found in `/proc/self/mountinfo` by device number.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(crate) fn os_locks_stay_local(file: &File) -> Option<String> {
+    const FUSE_SUPER_MAGIC: i64 = 0x6573_5546;
+    const KNOWN: &[&str] = &[
+        "fuse.sshfs",
+        "fuse.rclone",
+        "fuse.s3fs",
+        "fuse.gcsfuse",
+        "fuse.goofys",
+    ];
+    #[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
+    let fuse = rfs::fstatfs(file).is_ok_and(|st| st.f_type as i64 == FUSE_SUPER_MAGIC);
+    if !fuse {
+        return None;
+    }
+    let st = rfs::fstat(file).ok()?;
+    let dev = format!("{}:{}", rfs::major(st.st_dev), rfs::minor(st.st_dev));
+    let table = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    // `36 35 0:40 / /mnt rw,relatime shared:1 - fuse.sshfs src rw,...`
+    table.lines().find_map(|line| {
+        let mut fields = line.split(' ');
+        if fields.nth(2)? != dev {
+            return None;
+        }
+        let (_, after) = line.split_once(" - ")?;
+        let fstype = after.split(' ').next()?;
+        KNOWN.contains(&fstype).then(|| fstype.to_string())
+    })
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub(crate) fn os_locks_stay_local(_file: &File) -> Option<String> {
+    None
+}
+
 fn retry<T>(mut f: impl FnMut() -> rustix::io::Result<T>) -> rustix::io::Result<T> {
     loop {
         match f() {

@@ -166,6 +166,10 @@ pub(crate) fn os_locks_shared(_file: &File) -> bool {
     true
 }
 
+pub(crate) fn os_locks_stay_local(_file: &File) -> Option<String> {
+    None
+}
+
 pub(crate) fn is_symlink_refusal(_err: &io::Error) -> bool {
     false
 }
