@@ -61,8 +61,8 @@
 //!
 //! | kind | use it when | a dead holder is detected by | never |
 //! |---|---|---|---|
-//! | **strict** (default) | the filesystem has working OS locks: local disks, NFS with a lock manager | the kernel, at once | broken by age or PID |
-//! | **soft** ([`LockOptions::soft`]) | OS locks are missing or lie (some network and FUSE filesystems), or the lock must be visible as a file | a free OS lock on its file (same host), its PID and start time, or `stale_after` | broken while its holder is provably alive |
+//! | **strict** (default) | the filesystem has working OS locks shared by every machine using it: local disks, NFS with a lock manager (refused on sshfs: see [`LockOptions::local_os_locks`]) | the kernel, at once | broken by age or PID |
+//! | **soft** ([`LockOptions::soft`]) | OS locks are missing or stay on each machine (sshfs and other FUSE or network filesystems shared by several machines), or the lock must be visible as a file | a free OS lock on its file (local disks only), its PID and start time (same host name and boot id), or `stale_after` | broken while its holder is provably alive |
 //! | **lease** ([`LockOptions::lease`]) | a holder may hang or be partitioned away, and others must be able to take over after a TTL | its TTL lapsing without renewal | taken over before the TTL the holder declared |
 //!
 //! Every exclusive acquisition of a lock file writes a **holder record** (PID, host, boot

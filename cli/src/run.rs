@@ -47,6 +47,9 @@ pub fn wait_failed(outcome: Outcome, codes: Codes, ui: Ui) -> u8 {
                 Some(os) if e.is_contended() => ui.say(format_args!("{e} (by {os})")),
                 _ => ui.say(&e),
             }
+            if e.kind() == lockyard::ErrorKind::Unsupported && e.to_string().contains("soft()") {
+                ui.say("hint: on this filesystem, take it as a soft lock: --soft (or --lease TTL)");
+            }
             match e.kind() {
                 lockyard::ErrorKind::WouldBlock => codes.conflict,
                 lockyard::ErrorKind::TimedOut => codes.timeout,
