@@ -241,6 +241,107 @@ fn try_lock_across_two_mounts_has_one_holder_per_round() {
     );
 }
 
+/// Each round a stale lock sits at the path, written through one mount: a
+/// dead process's soft lock on even rounds, a live process's lapsed lease
+/// on odd ones. 16 processes on both mounts race to break it with one
+/// `try_lock` each: exactly one gets it, and tokens increase.
+#[test]
+fn sixteen_processes_on_two_mounts_break_a_stale_lock_once_per_round() {
+    const RACERS: usize = 16;
+    const ROUNDS: u32 = 20;
+    let Some((a, b)) = mounts("LOCKYARD_TEST_SSHFS", "stale-lock race") else {
+        return;
+    };
+    let (da, db) = shared_dir(&a, &b);
+    let local = tempdir();
+    let (host, boot, _) = common::local_identity(local.path());
+    // The control file, as a first user would leave it.
+    drop(
+        FileLock::with_options(da.join("stale.lock"), soft())
+            .try_lock()
+            .unwrap(),
+    );
+    let rounds = ROUNDS.to_string();
+    let local_s = local.path().to_str().unwrap();
+    let mut racers = Children(
+        (0..RACERS)
+            .map(|i| {
+                let dir = if i % 2 == 0 { &da } else { &db };
+                spawn_on(
+                    "try_racer",
+                    &dir.join("stale.lock"),
+                    &[("LOCAL", local_s), ("ROUNDS", &rounds)],
+                )
+            })
+            .collect(),
+    );
+    let mut last_token = 0;
+    for round in 0..ROUNDS {
+        let lapsed_lease = round % 2 == 1;
+        let stale = forge_record(&Forged {
+            pid: if lapsed_lease {
+                std::process::id()
+            } else {
+                DEAD_PID
+            },
+            kind: if lapsed_lease { "lease" } else { "soft" },
+            host: &host,
+            boot: boot.as_deref(),
+            start: None,
+            acquired: now_secs() - 60,
+            ttl_secs: lapsed_lease.then_some(1),
+            token: 1,
+        });
+        std::fs::write(da.join("stale.lock"), stale).unwrap();
+        std::fs::write(local.path().join(format!("go-{round}")), "").unwrap();
+        let mut holders = Vec::new();
+        for (i, racer) in racers.0.iter_mut().enumerate() {
+            let said = next_message(racer).unwrap_or_default();
+            if let Some(rest) = said.strip_prefix("held ") {
+                holders.push(rest.to_string());
+            } else {
+                assert_eq!(said, "busy", "round {round}, racer {i}");
+            }
+        }
+        assert_eq!(holders.len(), 1, "round {round}: holders {holders:?}");
+        let token: u64 = holders[0].split(' ').next().unwrap().parse().unwrap();
+        assert!(token > last_token, "round {round}");
+        last_token = token;
+        std::fs::write(local.path().join(format!("rel-{round}")), "").unwrap();
+    }
+    for racer in std::mem::take(&mut racers.0) {
+        expect_success(racer);
+    }
+}
+
+/// A lease renewed through one mount outlives its TTL: the other mount
+/// never gets in while it is renewed, and gets in once it is released.
+#[test]
+fn a_renewed_lease_is_not_taken_over_from_the_other_mount() {
+    let Some((a, b)) = mounts("LOCKYARD_TEST_SSHFS", "renewed lease") else {
+        return;
+    };
+    let (da, db) = shared_dir(&a, &b);
+    let ttl = Duration::from_millis(300);
+    let mut guard = FileLock::with_options(da.join("r.lock"), LockOptions::new().lease(ttl))
+        .try_lock()
+        .unwrap();
+    let other = FileLock::with_options(db.join("r.lock"), LockOptions::new().lease(ttl));
+    let since = Instant::now();
+    while since.elapsed() < ttl * 4 {
+        guard.refresh().unwrap();
+        assert!(guard.still_held().unwrap());
+        assert_eq!(other.try_lock().unwrap_err().kind(), ErrorKind::WouldBlock);
+        std::thread::sleep(ttl / 4);
+    }
+    guard.unlock().unwrap();
+    drop(
+        other
+            .lock_blocking_timeout(Duration::from_secs(10))
+            .unwrap(),
+    );
+}
+
 /// 16 processes on two mounts each wait for the lock 8 times: never two
 /// inside, tokens strictly increasing in the order of acquisition.
 #[test]
