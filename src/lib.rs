@@ -101,6 +101,7 @@
 
 mod acquire;
 mod backoff;
+mod break_lock;
 mod clean;
 mod dir;
 mod error;

@@ -244,18 +244,11 @@ fn is_write_refused(e: &io::Error) -> bool {
 /// `None` if something is at `path` already. Where the filesystem has no
 /// hard links, the file is created with `O_EXCL` and written at once.
 fn create(path: &Path, options: &LockOptions, format: Format) -> io::Result<Option<File>> {
-    let tmp = temp::path_for(path);
-    let file = sys::create_new(&tmp, options.file_mode)?;
-    let _removed = temp::Removed(&tmp);
-    initialise(&file, format, options)?;
-    match std::fs::hard_link(&tmp, path) {
-        Ok(()) => Ok(Some(file)),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(None),
-        // Some filesystems refuse links with EPERM, and SFTP reports a
-        // lost race that way: whatever is at the path now decides.
-        Err(_) if sys::path_id(path)?.is_some() => Ok(None),
+    match temp::publish(path, options.file_mode, |file| {
+        initialise(file, format, options)
+    }) {
         Err(e) if is_link_unsupported(&e) => create_in_place(path, options, format),
-        Err(e) => Err(e),
+        other => other,
     }
 }
 

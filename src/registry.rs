@@ -608,7 +608,7 @@ impl Entry {
         if self.state().soft.is_none() {
             return Ok(());
         }
-        let break_lock = soft::break_lock_blocking(&h.path)?;
+        let break_lock = crate::break_lock::take_blocking(&h.path)?;
         let mut st = self.state();
         let st = &mut *st;
         let result = match st.soft.as_mut() {

@@ -32,7 +32,7 @@ use crate::error::{lost, NotFileError};
 use crate::record::{self, HolderRecord, LockKind, Read, RecordState};
 use crate::stale::{self, Evidence, StaleLock};
 use crate::sys::{self, FileId};
-use crate::{host, temp};
+use crate::{break_lock, host, temp};
 use crate::{LockMode, LockOptions};
 
 /// A soft lock this process holds.
@@ -237,30 +237,24 @@ pub(crate) fn break_stale(
     judged: &Publication,
     opts: &LockOptions,
 ) -> io::Result<bool> {
-    if !sys::try_lock(ctl, LockMode::Exclusive)? {
+    let Some(_break_lock) = break_lock::try_take(ctl, path)? else {
+        return Ok(false);
+    };
+    let Some(found) = inspect(path)? else {
+        return Ok(true);
+    };
+    if !found.publication().is(judged) {
+        return Ok(true); // replaced: judge the new one afresh
+    }
+    if stale::judge(&found.evidence(), opts).is_none() {
         return Ok(false);
     }
-    let result = (|| {
-        let Some(found) = inspect(path)? else {
-            return Ok(true);
-        };
-        if !found.publication().is(judged) {
-            return Ok(true); // replaced: judge the new one afresh
-        }
-        if stale::judge(&found.evidence(), opts).is_none() {
-            return Ok(false);
-        }
-        drop(found);
-        match std::fs::remove_file(path) {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(true),
-            Err(e) => Err(e),
-        }
-    })();
-    let unlocked = sys::unlock(ctl);
-    let out = result?;
-    unlocked?;
-    Ok(out)
+    drop(found);
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(true),
+        Err(e) => Err(e),
+    }
 }
 
 /// Releases a soft lock: deletes the sidecar if it is still ours. `Err`
@@ -274,22 +268,17 @@ pub(crate) fn break_stale(
 /// processes see the lock held, and its holder, this process, alive).
 pub(crate) fn release(ctl: &File, path: &Path, held: SoftHeld) -> io::Result<()> {
     for _ in 0..BREAK_LOCK_TRIES {
-        if sys::try_lock(ctl, LockMode::Exclusive)? {
-            let out = remove_if_ours(path, &held);
-            let unlocked = sys::unlock(ctl);
-            out?;
-            return unlocked;
+        if let Some(_break_lock) = break_lock::try_take(ctl, path)? {
+            return remove_if_ours(path, &held);
         }
         std::thread::yield_now();
     }
-    let (path, ctl_path) = (path.to_path_buf(), ctl_path(path));
+    let path = path.to_path_buf();
     blocking::unblock(move || {
-        // A descriptor of its own: its lock excludes this process's other
-        // users of the break lock too.
-        let done = sys::open_existing(&ctl_path).and_then(|ctl| match ctl {
-            Some(ctl) => with_break_lock(&ctl, || remove_if_ours(&path, &held)),
-            None => Err(lost()),
-        });
+        // A break lock of its own: it also excludes this process's other
+        // users of the break lock.
+        let done =
+            break_lock::take_blocking(&path).and_then(|_break_lock| remove_if_ours(&path, &held));
         if let Err(e) = done {
             log::warn!("releasing soft lock {}: {e}", path.display());
         }
@@ -330,17 +319,6 @@ pub(crate) fn refresh_locked(path: &Path, held: &mut SoftHeld) -> io::Result<()>
     Ok(())
 }
 
-/// Takes the break lock of the soft lock at `path` through a descriptor of
-/// its own, waiting for it in the kernel: call it where blocking is fine,
-/// and with no other lock held. Dropping the file releases it.
-pub(crate) fn break_lock_blocking(path: &Path) -> io::Result<File> {
-    let Some(ctl) = sys::open_existing(&ctl_path(path))? else {
-        return Err(lost());
-    };
-    sys::lock_wait(&ctl, LockMode::Exclusive)?;
-    Ok(ctl)
-}
-
 /// Whether the sidecar at `path` is still `held`'s, and its lease (if any)
 /// has not lapsed.
 pub(crate) fn still_held(path: &Path, held: &SoftHeld) -> io::Result<bool> {
@@ -351,16 +329,6 @@ pub(crate) fn still_held(path: &Path, held: &SoftHeld) -> io::Result<bool> {
         .record
         .expires_at()
         .is_none_or(|t| SystemTime::now() < t))
-}
-
-fn with_break_lock<T>(ctl: &File, f: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
-    // Breakers hold it for a few system calls at most.
-    sys::lock_wait(ctl, LockMode::Exclusive)?;
-    let out = f();
-    let unlocked = sys::unlock(ctl);
-    let out = out?;
-    unlocked?;
-    Ok(out)
 }
 
 /// Writes `record` into a private file, locks it, and links it into place.

@@ -7,7 +7,11 @@
 //! [`clean_stale`](crate::clean_stale) recognises exactly this form
 //! ([`target_of`]) and nothing looser.
 
+use std::fs::File;
+use std::io;
 use std::path::{Path, PathBuf};
+
+use crate::sys;
 
 /// A private temporary path beside `path`.
 pub(crate) fn path_for(path: &Path) -> PathBuf {
@@ -21,6 +25,29 @@ pub(crate) fn path_for(path: &Path) -> PathBuf {
         fastrand::u64(..)
     );
     path.with_file_name(tmp)
+}
+
+/// Creates the file `path` whole: a temporary file beside it, written by
+/// `init`, then hard-linked into place. `None` if something is at `path`
+/// already. A link that loses the race over SFTP v3 fails with the generic
+/// failure sshfs reports as `EPERM`: whatever is at the path then decides.
+/// Other errors (a filesystem without hard links among them) are the
+/// caller's.
+pub(crate) fn publish(
+    path: &Path,
+    mode: u32,
+    init: impl FnOnce(&File) -> io::Result<()>,
+) -> io::Result<Option<File>> {
+    let tmp = path_for(path);
+    let file = sys::create_new(&tmp, mode)?;
+    let _removed = Removed(&tmp);
+    init(&file)?;
+    match std::fs::hard_link(&tmp, path) {
+        Ok(()) => Ok(Some(file)),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(None),
+        Err(_) if sys::path_id(path)?.is_some() => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// If `name` has the exact form of a temporary file made by [`path_for`],

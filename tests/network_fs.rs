@@ -308,6 +308,15 @@ fn sixteen_processes_on_two_mounts_break_a_stale_lock_once_per_round() {
         assert!(token > last_token, "round {round}");
         last_token = token;
         std::fs::write(local.path().join(format!("rel-{round}")), "").unwrap();
+        // The next stale lock only once this holder has let go.
+        let since = Instant::now();
+        while da.join("stale.lock").exists() {
+            assert!(
+                since.elapsed() < Duration::from_secs(30),
+                "round {round}: never released"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
     }
     for racer in std::mem::take(&mut racers.0) {
         expect_success(racer);
