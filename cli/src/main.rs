@@ -2,9 +2,14 @@
 //! holds them. See `lockyard --help` and the README's "On the command
 //! line" section.
 
+#![deny(unsafe_code)]
+
 mod clean;
+#[cfg(unix)]
+mod descriptor;
 mod duration;
 mod exit;
+mod flock_compat;
 mod holder;
 mod kind;
 mod os_locks;
@@ -160,11 +165,31 @@ impl LockArgs {
         Ui {
             quiet: self.quiet,
             verbose: self.verbose,
+            quiet_conflict: false,
         }
     }
 }
 
+/// The first arguments that select lockyard's own command line; anything
+/// else is flock(1)'s form (`lockyard [OPTIONS] FILE COMMAND`, `lockyard
+/// [OPTIONS] NUMBER`).
+const OWN: &[&str] = &[
+    "run",
+    "wait",
+    "status",
+    "clean",
+    "help",
+    "-h",
+    "--help",
+    "-V",
+    "--version",
+];
+
 fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().is_some_and(|a| !OWN.contains(&a.as_str())) {
+        return ExitCode::from(flock_compat::main(&args));
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -187,6 +212,9 @@ fn dispatch(command: Cmd) -> u8 {
             timeout_exit_code,
             command,
         } => {
+            if let Some(code) = refuse_descriptor(&lock) {
+                return code;
+            }
             let mut options = LockOptions::new();
             if soft || (lease.is_none() && kind::is_soft(&lock.path)) {
                 options = options.soft();
@@ -218,6 +246,9 @@ fn dispatch(command: Cmd) -> u8 {
             conflict_exit_code,
             timeout_exit_code,
         } => {
+            if let Some(code) = refuse_descriptor(&lock) {
+                return code;
+            }
             let signals = signals::Signals::install();
             let options = if soft || kind::is_soft(&lock.path) {
                 LockOptions::new().soft()
@@ -269,6 +300,30 @@ fn dispatch(command: Cmd) -> u8 {
             dry_run,
             verbose,
             quiet,
-        } => clean::clean(&dir, dry_run, Ui { quiet, verbose }),
+        } => clean::clean(
+            &dir,
+            dry_run,
+            Ui {
+                quiet,
+                verbose,
+                quiet_conflict: false,
+            },
+        ),
     }
+}
+
+/// `run N` and `wait N` where `N` is a number and no file of that name
+/// exists: a script written for flock(1) meant its descriptor form, and
+/// locking a new file `./N` would leave it running unlocked. Refused with
+/// the form that does what it meant.
+fn refuse_descriptor(lock: &LockArgs) -> Option<u8> {
+    let text = lock.path.to_str()?;
+    if !flock_compat::is_number(text) || lock.path.exists() {
+        return None;
+    }
+    lock.ui().say(format_args!(
+        "{text} looks like flock's descriptor form: `lockyard {text}` (with -s, -n, -w, -u) \
+         locks descriptor {text} and leaves it locked; write ./{text} for a file of that name"
+    ));
+    Some(exit::USAGE)
 }

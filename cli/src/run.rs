@@ -44,6 +44,7 @@ pub fn wait_failed(outcome: Outcome, codes: Codes, ui: Ui) -> u8 {
             match holder::describe_os(&holder::os_holders(e.path()))
                 .filter(|_| e.holder().is_none())
             {
+                _ if e.is_contended() && ui.quiet_conflict => {}
                 Some(os) if e.is_contended() => ui.say(format_args!("{e} (by {os})")),
                 _ => ui.say(&e),
             }

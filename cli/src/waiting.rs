@@ -17,6 +17,8 @@ use crate::signals::Signals;
 pub struct Ui {
     pub quiet: bool,
     pub verbose: bool,
+    /// Say nothing when the lock is busy (flock's form, as flock does).
+    pub quiet_conflict: bool,
 }
 
 impl Ui {
