@@ -182,45 +182,42 @@ fn spawn_on(role: &str, lock: &Path, extra: &[(&str, &str)]) -> Child {
     spawn_child(ENTRY, role, &args)
 }
 
-/// 16 processes, 8 on each mount, each round one `try_lock` each: exactly
-/// one holder per round, it knows it holds the lock, and tokens increase.
-#[test]
-fn try_lock_across_two_mounts_has_one_holder_per_round() {
+/// Runs 16 `try_racer` processes, 8 on each mount, for `rounds` rounds on
+/// the lock `name`; `before` runs before each round's start. Each round
+/// exactly one holds the lock, knows it holds it, and its token is above
+/// the last round's; the next round starts once it let go.
+fn race_rounds(da: &Path, db: &Path, name: &str, rounds: u32, mut before: impl FnMut(u32)) {
     const RACERS: usize = 16;
-    const ROUNDS: u32 = 25;
-    let Some((a, b)) = mounts("LOCKYARD_TEST_SSHFS", "try_lock race") else {
-        return;
-    };
-    let (da, db) = shared_dir(&a, &b);
     let local = tempdir();
-    let rounds = ROUNDS.to_string();
+    let rounds_s = rounds.to_string();
     let local_s = local.path().to_str().unwrap();
     let mut racers = Children(
         (0..RACERS)
             .map(|i| {
-                let dir = if i % 2 == 0 { &da } else { &db };
+                let dir = if i % 2 == 0 { da } else { db };
                 spawn_on(
                     "try_racer",
-                    &dir.join("race.lock"),
-                    &[("LOCAL", local_s), ("ROUNDS", &rounds)],
+                    &dir.join(name),
+                    &[("LOCAL", local_s), ("ROUNDS", &rounds_s)],
                 )
             })
             .collect(),
     );
     let mut last_token = 0;
-    for round in 0..ROUNDS {
+    for round in 0..rounds {
+        before(round);
         std::fs::write(local.path().join(format!("go-{round}")), "").unwrap();
         let mut holders = Vec::new();
         for (i, racer) in racers.0.iter_mut().enumerate() {
             let said = next_message(racer).unwrap_or_default();
             if let Some(rest) = said.strip_prefix("held ") {
-                holders.push((i, rest.to_string()));
+                holders.push(rest.to_string());
             } else {
                 assert_eq!(said, "busy", "round {round}, racer {i}");
             }
         }
         assert_eq!(holders.len(), 1, "round {round}: holders {holders:?}");
-        let (token, still) = holders[0].1.split_once(' ').unwrap();
+        let (token, still) = holders[0].split_once(' ').unwrap();
         assert_eq!(
             still, "true",
             "round {round}: the holder thinks it lost the lock"
@@ -232,13 +229,30 @@ fn try_lock_across_two_mounts_has_one_holder_per_round() {
         );
         last_token = token;
         std::fs::write(local.path().join(format!("rel-{round}")), "").unwrap();
+        let since = Instant::now();
+        while da.join(name).exists() {
+            assert!(
+                since.elapsed() < Duration::from_secs(30),
+                "round {round}: never released"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
     }
     for racer in std::mem::take(&mut racers.0) {
         expect_success(racer);
     }
-    eprintln!(
-        "try_lock race: {ROUNDS} rounds x {RACERS} processes on 2 mounts, one holder each round"
-    );
+    eprintln!("{name}: {rounds} rounds x {RACERS} processes on 2 mounts, one holder each round");
+}
+
+/// 16 processes, 8 on each mount, each round one `try_lock` each: exactly
+/// one holder per round, it knows it holds the lock, and tokens increase.
+#[test]
+fn try_lock_across_two_mounts_has_one_holder_per_round() {
+    let Some((a, b)) = mounts("LOCKYARD_TEST_SSHFS", "try_lock race") else {
+        return;
+    };
+    let (da, db) = shared_dir(&a, &b);
+    race_rounds(&da, &db, "race.lock", 25, |_| {});
 }
 
 /// Each round a stale lock sits at the path, written through one mount: a
@@ -247,8 +261,6 @@ fn try_lock_across_two_mounts_has_one_holder_per_round() {
 /// `try_lock` each: exactly one gets it, and tokens increase.
 #[test]
 fn sixteen_processes_on_two_mounts_break_a_stale_lock_once_per_round() {
-    const RACERS: usize = 16;
-    const ROUNDS: u32 = 20;
     let Some((a, b)) = mounts("LOCKYARD_TEST_SSHFS", "stale-lock race") else {
         return;
     };
@@ -261,22 +273,7 @@ fn sixteen_processes_on_two_mounts_break_a_stale_lock_once_per_round() {
             .try_lock()
             .unwrap(),
     );
-    let rounds = ROUNDS.to_string();
-    let local_s = local.path().to_str().unwrap();
-    let mut racers = Children(
-        (0..RACERS)
-            .map(|i| {
-                let dir = if i % 2 == 0 { &da } else { &db };
-                spawn_on(
-                    "try_racer",
-                    &dir.join("stale.lock"),
-                    &[("LOCAL", local_s), ("ROUNDS", &rounds)],
-                )
-            })
-            .collect(),
-    );
-    let mut last_token = 0;
-    for round in 0..ROUNDS {
+    race_rounds(&da, &db, "stale.lock", 20, |round| {
         let lapsed_lease = round % 2 == 1;
         let stale = forge_record(&Forged {
             pid: if lapsed_lease {
@@ -293,34 +290,7 @@ fn sixteen_processes_on_two_mounts_break_a_stale_lock_once_per_round() {
             token: 1,
         });
         std::fs::write(da.join("stale.lock"), stale).unwrap();
-        std::fs::write(local.path().join(format!("go-{round}")), "").unwrap();
-        let mut holders = Vec::new();
-        for (i, racer) in racers.0.iter_mut().enumerate() {
-            let said = next_message(racer).unwrap_or_default();
-            if let Some(rest) = said.strip_prefix("held ") {
-                holders.push(rest.to_string());
-            } else {
-                assert_eq!(said, "busy", "round {round}, racer {i}");
-            }
-        }
-        assert_eq!(holders.len(), 1, "round {round}: holders {holders:?}");
-        let token: u64 = holders[0].split(' ').next().unwrap().parse().unwrap();
-        assert!(token > last_token, "round {round}");
-        last_token = token;
-        std::fs::write(local.path().join(format!("rel-{round}")), "").unwrap();
-        // The next stale lock only once this holder has let go.
-        let since = Instant::now();
-        while da.join("stale.lock").exists() {
-            assert!(
-                since.elapsed() < Duration::from_secs(30),
-                "round {round}: never released"
-            );
-            std::thread::sleep(Duration::from_millis(2));
-        }
-    }
-    for racer in std::mem::take(&mut racers.0) {
-        expect_success(racer);
-    }
+    });
 }
 
 /// A lease renewed through one mount outlives its TTL: the other mount
