@@ -133,10 +133,43 @@ pub struct LockDir {
     options: LockOptions,
     default_wait: Wait,
     waits: HashMap<String, Wait>,
-    // One `FileLock` per name used: a handle keeps its descriptor and
+    // One `FileLock` per name in use: a handle keeps its descriptor and
     // registry entry, so a repeated acquisition costs the two lock calls
     // rather than open + fstat + lock + unlock + close.
-    handles: Arc<Mutex<HashMap<String, FileLock>>>,
+    handles: Arc<Mutex<Handles>>,
+}
+
+/// The directory's handles, bounded: past [`Handles::KEEP`] names, handles
+/// that nothing uses (no guard, no waiter, no clone outside) are dropped,
+/// closing their descriptors, so a daemon locking a name per request does
+/// not collect a descriptor per name.
+#[derive(Debug, Default)]
+struct Handles {
+    by_name: HashMap<String, FileLock>,
+    /// Prune when this many are kept (grows while all are in use).
+    prune_at: usize,
+}
+
+impl Handles {
+    /// Names kept without pruning.
+    const KEEP: usize = 64;
+
+    fn get_or_insert(
+        &mut self,
+        name: &str,
+        make: impl FnOnce() -> Result<FileLock, Error>,
+    ) -> Result<FileLock, Error> {
+        if let Some(lock) = self.by_name.get(name) {
+            return Ok(lock.clone());
+        }
+        let lock = make()?;
+        if self.by_name.len() >= self.prune_at.max(Self::KEEP) {
+            self.by_name.retain(|_, lock| !lock.is_idle());
+            self.prune_at = self.by_name.len() * 2;
+        }
+        self.by_name.insert(name.to_string(), lock.clone());
+        Ok(lock)
+    }
 }
 
 /// What [`LockDir::list`] (or [`FileLock::inspect`]) knows about one lock.
@@ -243,15 +276,16 @@ impl LockDir {
 
     /// The [`FileLock`] for `name`, for everything else it offers. The
     /// directory keeps one per name, so repeated acquisitions reuse its
-    /// open descriptor.
+    /// open descriptor; past 64 names, those no guard, waiter or clone
+    /// uses are let go (their descriptors closed).
     pub fn handle(&self, name: &str) -> Result<FileLock, Error> {
         let mut handles = self.handles.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(lock) = handles.get(name) {
-            return Ok(lock.clone());
-        }
-        let lock = FileLock::with_options(self.path_of(name)?, self.options.clone());
-        handles.insert(name.to_string(), lock.clone());
-        Ok(lock)
+        handles.get_or_insert(name, || {
+            Ok(FileLock::with_options(
+                self.path_of(name)?,
+                self.options.clone(),
+            ))
+        })
     }
 
     /// Locks `name` exclusively, waiting as configured for it.

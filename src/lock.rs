@@ -205,6 +205,12 @@ impl FileLock {
         }
     }
 
+    /// Whether nothing but this handle uses its state: no clone, no guard,
+    /// no acquisition in progress.
+    pub(crate) fn is_idle(&self) -> bool {
+        Arc::strong_count(&self.handle) == 1
+    }
+
     /// The lock file's path.
     pub fn path(&self) -> &Path {
         &self.handle.path

@@ -496,3 +496,30 @@ fn soft_locks_in_a_lock_dir() {
         "a released soft lock leaves no lock file"
     );
 }
+
+/// A lock directory used for a new name per request (a daemon's
+/// per-request locks) keeps a bounded number of descriptors: names nobody
+/// uses any more are let go.
+#[cfg(target_os = "linux")]
+#[test]
+fn lock_dir_descriptors_stay_bounded() {
+    let dir = common::tempdir();
+    let locks = lockyard::LockDir::new(dir.path().join("locks"));
+    let kept = locks.lock_blocking("kept").unwrap();
+    let before = common::open_fds();
+    for i in 0..1000 {
+        drop(locks.lock_blocking(&format!("request-{i}")).unwrap());
+    }
+    let after = common::open_fds();
+    assert!(
+        after <= before + 150,
+        "{before} descriptors before 1000 names, {after} after"
+    );
+    // A name in use keeps its lock through the pruning.
+    assert_eq!(
+        locks.try_lock("kept").unwrap_err().kind(),
+        lockyard::ErrorKind::WouldBlock
+    );
+    drop(kept);
+    drop(locks.try_lock("kept").unwrap());
+}
