@@ -511,6 +511,7 @@ fn lock_dir_descriptors_stay_bounded() {
         drop(locks.lock_blocking(&format!("request-{i}")).unwrap());
     }
     let after = common::open_fds();
+    eprintln!("lock dir: {before} descriptors before 1000 names, {after} after");
     assert!(
         after <= before + 150,
         "{before} descriptors before 1000 names, {after} after"
