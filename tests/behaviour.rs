@@ -309,28 +309,48 @@ async fn extreme_backoff_never_panics() {
     drop(other);
 }
 
+/// Runs `behaviour` on its own thread, failing the test if it takes more
+/// than a minute: the wake-only options wait an hour between retries, so a
+/// lost wake-up would otherwise hang the suite.
+fn within_a_minute(behaviour: impl FnOnce() + Send + 'static) {
+    let thread = std::thread::spawn(behaviour);
+    join_within(
+        thread,
+        Duration::from_secs(60),
+        "the behaviour did not finish in a minute",
+    );
+}
+
 macro_rules! under_every_runtime {
     ($($name:ident),* $(,)?) => {
         mod tokio_current_thread {
             $(#[test] fn $name() {
-                tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
-                    .block_on(super::$name());
+                super::within_a_minute(|| {
+                    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+                        .block_on(super::$name());
+                });
             })*
         }
         mod tokio_multi_thread {
             $(#[test] fn $name() {
-                tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
-                    .block_on(super::$name());
+                super::within_a_minute(|| {
+                    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+                        .block_on(super::$name());
+                });
             })*
         }
         mod smol_runtime {
-            $(#[test] fn $name() { smol::block_on(super::$name()); })*
+            $(#[test] fn $name() { super::within_a_minute(|| smol::block_on(super::$name())); })*
         }
         mod async_std_runtime {
-            $(#[test] fn $name() { async_std::task::block_on(super::$name()); })*
+            $(#[test] fn $name() {
+                super::within_a_minute(|| async_std::task::block_on(super::$name()));
+            })*
         }
         mod futures_executor {
-            $(#[test] fn $name() { futures::executor::block_on(super::$name()); })*
+            $(#[test] fn $name() {
+                super::within_a_minute(|| futures::executor::block_on(super::$name()));
+            })*
         }
     };
 }

@@ -107,9 +107,17 @@ pub fn open_fds() -> usize {
         .count()
 }
 
-/// Waits until `path` exists (a parent's or child's signal).
+/// Waits until `path` exists (a parent's or child's signal), for at most
+/// two minutes: a signal that never comes fails the test (or ends the
+/// child) instead of hanging it.
 pub fn wait_for_file(path: &Path) {
+    let since = std::time::Instant::now();
     while !path.exists() {
+        assert!(
+            since.elapsed() < Duration::from_secs(120),
+            "{} never appeared",
+            path.display()
+        );
         std::thread::sleep(Duration::from_millis(2));
     }
 }
