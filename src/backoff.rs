@@ -54,6 +54,7 @@ impl Backoff {
     ///
     /// A `factor` of 0 or 1 gives a constant delay; `max` below `initial`
     /// is raised to `initial`. Jitter is on.
+    #[must_use]
     pub fn new(initial: Duration, factor: u32, max: Duration) -> Self {
         Backoff {
             initial,
@@ -65,6 +66,7 @@ impl Backoff {
 
     /// Turns jitter on (the default) or off. Without jitter every delay is
     /// exactly the computed one.
+    #[must_use = "a builder method returns the changed value; the original is unchanged"]
     pub fn jitter(mut self, on: bool) -> Self {
         self.jitter = on;
         self

@@ -221,6 +221,7 @@ impl LockInfo {
 impl LockDir {
     /// Named locks in `dir` (created on first use), with default options
     /// and waiting forever unless told otherwise.
+    #[must_use]
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         LockDir {
             dir: dir.into(),
@@ -232,6 +233,7 @@ impl LockDir {
     }
 
     /// Options for every lock of the directory.
+    #[must_use = "a builder method returns the changed value; the original is unchanged"]
     pub fn options(mut self, options: LockOptions) -> Self {
         self.options = options;
         // Handles made with the old options must not be reused.
@@ -241,12 +243,14 @@ impl LockDir {
 
     /// How long `lock`/`lock_shared` wait for names without their own
     /// setting.
+    #[must_use = "a builder method returns the changed value; the original is unchanged"]
     pub fn default_wait(mut self, wait: Wait) -> Self {
         self.default_wait = wait;
         self
     }
 
     /// How long `lock`/`lock_shared` wait for `name`.
+    #[must_use = "a builder method returns the changed value; the original is unchanged"]
     pub fn wait_for(mut self, name: impl Into<String>, wait: Wait) -> Self {
         self.waits.insert(name.into(), wait);
         self

@@ -169,12 +169,14 @@ impl FileLock {
     /// assert!(lock.try_lock()?.token().is_some());
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
+    #[must_use]
     pub fn new(path: impl Into<PathBuf>) -> Self {
         Self::with_options(path, LockOptions::default())
     }
 
     /// A lock guarding the data file `data`: the lock file is `data` with
     /// `.lock` appended to its name (`state.json` → `state.json.lock`).
+    #[must_use]
     pub fn for_file(data: impl AsRef<Path>) -> Self {
         Self::new(lock_path_for(data.as_ref()))
     }
@@ -183,12 +185,14 @@ impl FileLock {
     /// separate directory `lock_dir` (`lock_dir/state.json.lock`). Only the
     /// data file's name is used: data files with the same name in different
     /// directories share a lock.
+    #[must_use]
     pub fn for_file_in(lock_dir: impl AsRef<Path>, data: impl AsRef<Path>) -> Self {
         let name = lock_path_for(Path::new(data.as_ref().file_name().unwrap_or_default()));
         Self::new(lock_dir.as_ref().join(name))
     }
 
     /// A lock on the lock file at `path` with the given options.
+    #[must_use]
     pub fn with_options(path: impl Into<PathBuf>, options: LockOptions) -> Self {
         let path = path.into();
         let anchor = match options.kind {

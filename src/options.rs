@@ -171,17 +171,20 @@ impl Default for LockOptions {
 impl LockOptions {
     /// The defaults: backoff wait, lock file kept on release, parent
     /// directory created when missing, file mode `0o644`.
+    #[must_use]
     pub fn new() -> Self {
         Self::default()
     }
 
     /// The backoff schedule for waiting on other processes.
+    #[must_use = "a builder method returns the changed value; the original is unchanged"]
     pub fn backoff(mut self, backoff: Backoff) -> Self {
         self.backoff = backoff;
         self
     }
 
     /// How to wait for other processes; see [`WaitStrategy`].
+    #[must_use = "a builder method returns the changed value; the original is unchanged"]
     pub fn wait_strategy(mut self, strategy: WaitStrategy) -> Self {
         self.strategy = strategy;
         self
@@ -200,6 +203,7 @@ impl LockOptions {
     /// Only a lock file lockyard made is ever deleted. A file that holds
     /// data (see [`FileLock::new`](crate::FileLock::new)) is released and
     /// left where it is.
+    #[must_use = "a builder method returns the changed value; the original is unchanged"]
     pub fn remove_on_release(mut self, on: bool) -> Self {
         self.remove_on_release = on;
         self
@@ -210,12 +214,14 @@ impl LockOptions {
     /// Costs one `stat` per acquisition. Implied by
     /// [`remove_on_release`](Self::remove_on_release); turn it on alone in
     /// processes that share a lock with ones that delete it.
+    #[must_use = "a builder method returns the changed value; the original is unchanged"]
     pub fn verify_identity(mut self, on: bool) -> Self {
         self.verify_identity = on;
         self
     }
 
     /// Create missing parent directories of the lock file (on by default).
+    #[must_use = "a builder method returns the changed value; the original is unchanged"]
     pub fn create_parent(mut self, on: bool) -> Self {
         self.create_parent = on;
         self
@@ -225,6 +231,7 @@ impl LockOptions {
     /// thread (on by default), because an open can block on slow or network
     /// filesystems. It happens once per [`FileLock`](crate::FileLock): later
     /// acquisitions reuse the descriptor.
+    #[must_use = "a builder method returns the changed value; the original is unchanged"]
     pub fn offload_open(mut self, on: bool) -> Self {
         self.offload_open = on;
         self
@@ -232,6 +239,7 @@ impl LockOptions {
 
     /// Unix permission bits for a newly created lock file (`0o644` by
     /// default; the process umask applies). Ignored on other platforms.
+    #[must_use = "a builder method returns the changed value; the original is unchanged"]
     pub fn file_mode(mut self, mode: u32) -> Self {
         self.file_mode = mode;
         self
@@ -251,6 +259,7 @@ impl LockOptions {
     /// or removed, however old: lockyard publishes a sidecar only once its
     /// record is complete, so such a file may be someone's data. The lock
     /// stays busy until someone removes it.
+    #[must_use = "a builder method returns the changed value; the original is unchanged"]
     pub fn soft(mut self) -> Self {
         self.kind = LockKind::Soft;
         self
@@ -261,6 +270,7 @@ impl LockOptions {
     /// [`FileLockGuard::keep_alive`](crate::FileLockGuard::keep_alive)).
     /// After that another process may take over, and the former holder's
     /// [`still_held`](crate::FileLockGuard::still_held) turns false.
+    #[must_use = "a builder method returns the changed value; the original is unchanged"]
     pub fn lease(mut self, ttl: Duration) -> Self {
         self.kind = LockKind::Lease;
         self.lease_ttl = Some(ttl);
@@ -276,6 +286,7 @@ impl LockOptions {
     /// way: that record is what marks it as a lock file, one lockyard may
     /// write into. Files that hold data never get a record, whatever this
     /// says (see [`FileLock::new`](crate::FileLock::new)).
+    #[must_use = "a builder method returns the changed value; the original is unchanged"]
     pub fn metadata(mut self, on: bool) -> Self {
         self.metadata = on;
         self
@@ -324,6 +335,7 @@ impl LockOptions {
     /// }
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
+    #[must_use = "a builder method returns the changed value; the original is unchanged"]
     pub fn file_events(mut self, on: bool) -> Self {
         self.file_events = on;
         self
@@ -336,6 +348,7 @@ impl LockOptions {
     }
 
     /// An owner id recorded in the holder record, e.g. `ingestion-service-1`.
+    #[must_use = "a builder method returns the changed value; the original is unchanged"]
     pub fn owner(mut self, owner: impl Into<String>) -> Self {
         self.owner = Some(owner.into());
         self
@@ -346,6 +359,7 @@ impl LockOptions {
     /// or an unreadable record). `None` never breaks such a lock by age.
     /// Five minutes by default. A holder proven alive is never broken by
     /// age; a lease lapses by its own TTL.
+    #[must_use = "a builder method returns the changed value; the original is unchanged"]
     pub fn stale_after(mut self, age: Option<Duration>) -> Self {
         self.stale_after = age;
         self
@@ -354,6 +368,7 @@ impl LockOptions {
     /// Called with each stale soft lock before it is broken; returning
     /// `false` refuses the takeover (the acquisition keeps waiting). Use it
     /// to log takeovers or to veto them.
+    #[must_use = "a builder method returns the changed value; the original is unchanged"]
     pub fn on_stale(mut self, hook: impl Fn(&StaleLock) -> bool + Send + Sync + 'static) -> Self {
         self.on_stale = Some(StaleHook(Arc::new(hook)));
         self
@@ -370,6 +385,7 @@ impl LockOptions {
     /// bcachefs, reiserfs, jfs, nilfs, vfat, exfat and ntfs3; on macOS and
     /// FreeBSD apfs, hfs, ufs, zfs, tmpfs, msdos and exfat. Network and
     /// FUSE filesystems (NFS, SMB, sshfs...) are never trusted for it.
+    #[must_use = "a builder method returns the changed value; the original is unchanged"]
     pub fn trust_os_lock(mut self, on: bool) -> Self {
         self.trust_os_lock = on;
         self
@@ -397,6 +413,7 @@ impl LockOptions {
     /// let lock = FileLock::with_options("/mnt/remote/job.lock", options);
     /// # drop(lock);
     /// ```
+    #[must_use = "a builder method returns the changed value; the original is unchanged"]
     pub fn local_os_locks(mut self, on: bool) -> Self {
         self.local_os_locks = on;
         self
