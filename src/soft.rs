@@ -443,8 +443,12 @@ fn read_sidecar(path: &Path) -> io::Result<Option<(File, Found)>> {
 /// remembers, read through a descriptor opened now: a network filesystem
 /// may serve a descriptor kept open from a cache of its own (FUSE keeps
 /// pages of an open file), and miss what another machine wrote. Through
-/// `ctl` if the file cannot be opened again.
+/// `ctl` if the file cannot be opened again, or on a local filesystem.
 fn read_token_now(ctl: &File, path: &Path) -> u64 {
+    // A local filesystem's page cache is the file: no need to open again.
+    if sys::os_locks_shared(ctl) {
+        return read_token(ctl);
+    }
     match sys::open_existing(&ctl_path(path)) {
         Ok(Some(fresh)) => read_token(&fresh),
         _ => read_token(ctl),
