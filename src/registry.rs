@@ -158,7 +158,7 @@ enum Os {
     Busy,
     Replaced,
     /// A soft lock is stale, and the `on_stale` hook must be asked whether
-    /// the sidecar `FileId` may be broken.
+    /// this publication of the sidecar may be broken.
     Ask(Box<StaleLock>, soft::Publication),
     /// While the hook ran, the state changed so that the attempt is no
     /// longer this caller's to make (only from [`Entry::attempt`]).
