@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::record::HolderRecord;
 use crate::sys::{self, NotFile};
+use crate::OsHolder;
 
 /// What went wrong, without the details. Match on it to decide what to do.
 ///
@@ -100,6 +101,7 @@ pub struct Error {
     waited: Option<Duration>,
     detail: Option<Detail>,
     holder: Option<Box<HolderRecord>>,
+    os_holders: Box<[OsHolder]>,
 }
 
 /// An `io::Error` payload saying the path is not a regular file; lets
@@ -227,6 +229,7 @@ impl Error {
             waited: None,
             detail: None,
             holder: None,
+            os_holders: Box::default(),
         }
     }
 
@@ -263,6 +266,39 @@ impl Error {
         self
     }
 
+    /// For [`ErrorKind::WouldBlock`] and [`ErrorKind::TimedOut`] on a file
+    /// that holds data (which carries no holder record), who held it as
+    /// the kernel's lock table says (Linux; empty elsewhere, and for lock
+    /// files, whose record says who). See [`FileLock::os_holders`](crate::FileLock::os_holders).
+    pub fn os_holders(&self) -> &[OsHolder] {
+        &self.os_holders
+    }
+
+    pub(crate) fn with_os_holders(mut self, holders: Vec<OsHolder>) -> Self {
+        self.os_holders = holders.into_boxed_slice();
+        self
+    }
+
+    /// `pid 4242 (flock), exclusive; this process (pid 77), shared`.
+    fn write_os_holders(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, h) in self.os_holders.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            if h.is_this_process() {
+                let mode = if h.is_exclusive() {
+                    "exclusive"
+                } else {
+                    "shared"
+                };
+                write!(f, "this process (pid {}), {mode}", h.pid())?;
+            } else {
+                write!(f, "{h}")?;
+            }
+        }
+        f.write_str(" (per the kernel)")
+    }
+
     /// The operating-system error behind this one, if any.
     pub fn io_error(&self) -> Option<&io::Error> {
         self.source.as_ref()
@@ -282,6 +318,9 @@ impl fmt::Debug for Error {
         if let Some(h) = &self.holder {
             d.field("holder", h);
         }
+        if !self.os_holders.is_empty() {
+            d.field("os_holders", &self.os_holders);
+        }
         d.finish()
     }
 }
@@ -292,6 +331,10 @@ impl fmt::Display for Error {
         match self.kind {
             ErrorKind::WouldBlock => match &self.holder {
                 Some(h) => write!(f, "lock {path} is held by {h}"),
+                None if !self.os_holders.is_empty() => {
+                    write!(f, "lock {path} is held by ")?;
+                    self.write_os_holders(f)
+                }
                 None => write!(f, "lock {path} is held elsewhere"),
             },
             ErrorKind::TimedOut => {
@@ -299,6 +342,10 @@ impl fmt::Display for Error {
                 write!(f, "timed out after {waited:.2} s waiting for lock {path}")?;
                 match &self.holder {
                     Some(h) => write!(f, ", held by {h}"),
+                    None if !self.os_holders.is_empty() => {
+                        f.write_str(", held by ")?;
+                        self.write_os_holders(f)
+                    }
                     None => Ok(()),
                 }
             }

@@ -147,7 +147,10 @@ impl FileLockGuard {
             }
             Ok(Upgrade::StillShared) => {
                 let holder = self.entry.holder_for_error();
-                let error = Error::would_block(&self.handle.path).with_holder(holder);
+                let os_holders = self.entry.os_holders_for_error(&self.handle);
+                let error = Error::would_block(&self.handle.path)
+                    .with_holder(holder)
+                    .with_os_holders(os_holders);
                 Err(self.hand_back(error))
             }
             Ok(Upgrade::Lost) => Err(self.lose()),

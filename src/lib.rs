@@ -115,6 +115,7 @@ mod notify;
 mod once;
 mod open;
 mod options;
+mod os_holders;
 mod record;
 mod reentrant;
 mod registry;
@@ -141,6 +142,7 @@ pub use crate::once::{
     once, once_async, once_keyed, once_keyed_async, once_with, OnceError, OnceOutcome,
 };
 pub use crate::options::{LockMode, LockOptions, Wait, WaitStrategy, DEFAULT_STALE_AFTER};
+pub use crate::os_holders::OsHolder;
 pub use crate::record::{parse as parse_record, HolderRecord, LockKind, RecordError};
 pub use crate::reentrant::{ReentrantGuard, ReentrantLock};
 pub use crate::stale::{StaleLock, StaleReason};

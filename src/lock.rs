@@ -303,6 +303,36 @@ impl FileLock {
         Ok(record.filter(|r| r.is_held() && !host::me().provably_dead(r)))
     }
 
+    /// Who holds the file locked, as the kernel's lock table says: every
+    /// process holding an OS lock on it, lockyard or not, with or without
+    /// a record (Linux, from `/proc/locks`; empty elsewhere). This is how
+    /// the holder of a file that holds data (no record: see
+    /// [`new`](Self::new)) is found. Lists this process's own locks too
+    /// ([`OsHolder::is_this_process`](crate::OsHolder::is_this_process)).
+    ///
+    /// Reading never creates or locks anything.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lockyard::FileLock;
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let data = dir.path().join("data.jsonl");
+    /// std::fs::write(&data, "")?;
+    /// let lock = FileLock::new(&data);
+    /// let guard = lock.try_lock()?;
+    /// if cfg!(target_os = "linux") {
+    ///     let holders = lock.os_holders();
+    ///     assert!(holders.iter().any(|h| h.is_this_process() && h.is_exclusive()));
+    /// }
+    /// # drop(guard);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn os_holders(&self) -> Vec<crate::OsHolder> {
+        crate::os_holders::of(&self.handle.path)
+    }
+
     /// Whether the lock is free, held shared, held exclusively, or (soft
     /// locks and leases) stale, right now, without waiting and without
     /// creating anything.

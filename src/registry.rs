@@ -600,6 +600,16 @@ impl Entry {
             .filter(HolderRecord::is_held)
     }
 
+    /// Who holds a file that holds data, for an error saying it is busy:
+    /// the kernel's lock table (such a file has no record). Nothing for
+    /// lock files, whose record says who, and for soft locks.
+    pub(crate) fn os_holders_for_error(&self, h: &Handle) -> Vec<crate::OsHolder> {
+        if self.ours || self.kind != LockKind::Strict {
+            return Vec::new();
+        }
+        crate::os_holders::of(&h.path)
+    }
+
     /// Renews this process's lease. Waits in the kernel for the break lock
     /// (held by other processes for a few system calls, unless one is
     /// stopped), with the entry's mutex *not* held meanwhile: call it where

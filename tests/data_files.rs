@@ -394,3 +394,42 @@ fn a_lock_file_never_appears_empty() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// A busy file that holds data has no record to name its holder: the error
+/// names it from the kernel's lock table instead (Linux).
+#[cfg(target_os = "linux")]
+#[test]
+fn a_busy_data_file_names_its_holder_from_the_kernel() {
+    let dir = tempdir();
+    let (path, before) = plant(dir.path(), "shared.jsonl", b"");
+    let other = std::fs::File::open(&path).unwrap();
+    other.lock().unwrap();
+    let lock = FileLock::new(&path);
+    let e = lock.try_lock().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::WouldBlock);
+    assert!(e.holder().is_none());
+    assert!(
+        e.os_holders()
+            .iter()
+            .any(|h| h.is_this_process() && h.is_exclusive() && h.kind() == "FLOCK"),
+        "{:?}",
+        e.os_holders()
+    );
+    let text = e.to_string();
+    assert!(
+        text.contains("this process") && text.contains("per the kernel"),
+        "{text}"
+    );
+    let e = lock
+        .lock_blocking_timeout(Duration::from_millis(50))
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::TimedOut);
+    assert!(e.to_string().contains("per the kernel"), "{e}");
+    // A lock file lockyard made names its holder by record, not by table.
+    let made = FileLock::new(dir.path().join("made.lock"));
+    let _held = made.try_lock().unwrap();
+    let e = FileLock::new(made.path()).try_lock().unwrap_err();
+    assert!(e.holder().is_some() && e.os_holders().is_empty());
+    drop(other);
+    assert_eq!(snapshot(&path), before);
+}

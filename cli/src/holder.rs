@@ -6,7 +6,7 @@ use std::path::Path;
 use lockyard::HolderRecord;
 
 use crate::duration::human;
-use crate::os_locks::{self, OsHolder};
+use lockyard::OsHolder;
 
 /// `pid 4242 on build-3 (owner "indexer") for 12 s`.
 pub fn describe(rec: &HolderRecord) -> String {
@@ -33,9 +33,9 @@ pub fn describe_last(rec: &HolderRecord) -> String {
 pub fn describe_os(holders: &[OsHolder]) -> Option<String> {
     let parts: Vec<String> = holders
         .iter()
-        .map(|h| match &h.command {
-            Some(c) => format!("{} ({c})", h.pid),
-            None => h.pid.to_string(),
+        .map(|h| match h.command() {
+            Some(c) => format!("{} ({c})", h.pid()),
+            None => h.pid().to_string(),
         })
         .collect();
     match parts.len() {
@@ -56,9 +56,9 @@ pub fn now(lock: &lockyard::FileLock) -> Option<String> {
 
 /// The kernel's view of who holds `path`, without our own process.
 pub fn os_holders(path: &Path) -> Vec<OsHolder> {
-    let me = std::process::id();
-    os_locks::holders_of(path)
+    lockyard::FileLock::new(path)
+        .os_holders()
         .into_iter()
-        .filter(|h| h.pid != me)
+        .filter(|h| !h.is_this_process())
         .collect()
 }

@@ -12,7 +12,6 @@ mod exit;
 mod flock_compat;
 mod holder;
 mod kind;
-mod os_locks;
 mod run;
 mod signals;
 mod status;

@@ -40,9 +40,10 @@ pub fn wait_failed(outcome: Outcome, codes: Codes, ui: Ui) -> u8 {
             exit::SIGNAL_BASE.saturating_add(sig as u8)
         }
         Outcome::Failed(e) => {
-            // A holder that wrote no record may still be in the kernel's table.
+            // A holder that wrote no record may still be in the kernel's
+            // table (the error names it already for files that hold data).
             match holder::describe_os(&holder::os_holders(e.path()))
-                .filter(|_| e.holder().is_none())
+                .filter(|_| e.holder().is_none() && e.os_holders().is_empty())
             {
                 _ if e.is_contended() && ui.quiet_conflict => {}
                 Some(os) if e.is_contended() => ui.say(format_args!("{e} (by {os})")),

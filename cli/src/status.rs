@@ -10,7 +10,7 @@ use lockyard::{
 use serde_json::{json, Value};
 
 use crate::holder;
-use crate::os_locks::OsHolder;
+use lockyard::OsHolder;
 
 /// The version of the `--json` shape; it changes only when a field is
 /// removed or changes meaning.
@@ -139,10 +139,10 @@ pub fn json(r: &Report) -> Value {
         "state": state,
         "holder": holder,
         "os_holders": r.os.iter().map(|h| json!({
-            "pid": h.pid,
-            "mode": if h.exclusive { "exclusive" } else { "shared" },
-            "lock": h.kind,
-            "command": h.command,
+            "pid": h.pid(),
+            "mode": if h.is_exclusive() { "exclusive" } else { "shared" },
+            "lock": h.kind(),
+            "command": h.command(),
         })).collect::<Vec<_>>(),
         "error": error,
     })

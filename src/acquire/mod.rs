@@ -433,16 +433,19 @@ impl Core {
     }
 
     fn timed_out<D: Driver>(&mut self, d: &mut D) -> Poll<Result<FileLockGuard, Error>> {
-        let mut holder = None;
+        let (mut holder, mut os_holders) = (None, Vec::new());
         if let Phase::Queued(q) = &self.phase {
             q.entry.cancel(&q.slot, &self.handle);
             holder = q.entry.holder_for_error();
+            os_holders = q.entry.os_holders_for_error(&self.handle);
         }
         let waited = self
             .started
             .map(|s| d.now().saturating_duration_since(s))
             .unwrap_or_default();
-        let err = Error::timed_out(&self.handle.path, waited).with_holder(holder);
+        let err = Error::timed_out(&self.handle.path, waited)
+            .with_holder(holder)
+            .with_os_holders(os_holders);
         self.finish(Err(err))
     }
 }
@@ -466,7 +469,9 @@ fn first_attempt(handle: &Arc<Handle>, entry: Arc<Entry>, mode: LockMode, wait: 
             First::Done(Ok(FileLockGuard::new(Arc::clone(handle), entry, mode)))
         }
         Ok(Attempt::Busy) => {
-            let err = Error::would_block(&handle.path).with_holder(entry.holder_for_error());
+            let err = Error::would_block(&handle.path)
+                .with_holder(entry.holder_for_error())
+                .with_os_holders(entry.os_holders_for_error(handle));
             First::Done(Err(err))
         }
         Ok(Attempt::Queued(slot)) => First::Queued(entry, slot),

@@ -1,25 +1,70 @@
-//! The kernel's lock table (`/proc/locks` on Linux): who holds a file
-//! locked even when the holder wrote no record (`flock(1)`, std's
-//! `File::lock`, any other program). Elsewhere the table is empty.
+//! The kernel's lock table: who holds a file locked, even when the holder
+//! wrote no record (`flock(1)`, std's `File::lock`, any other program, or
+//! lockyard on a file that holds data). Linux reads `/proc/locks`; other
+//! platforms have no such table and report nobody.
 
+use std::fmt;
 use std::path::Path;
 
 /// One lock the kernel reports on a file.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct OsHolder {
-    /// The process that took it (as the kernel recorded it).
-    pub pid: u32,
-    /// Exclusive (`WRITE`) or shared (`READ`).
-    pub exclusive: bool,
-    /// `FLOCK`, `POSIX` or `OFDLCK`.
-    pub kind: String,
-    /// The process's command name, if it still exists.
-    pub command: Option<String>,
+    pid: u32,
+    exclusive: bool,
+    kind: String,
+    command: Option<String>,
 }
 
-/// The granted locks on `path` (waiters are left out).
+impl OsHolder {
+    /// The process that took the lock, as the kernel recorded it (for a
+    /// lock inherited across `fork`, the process that first took it).
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Exclusive (`WRITE` in the table) or shared (`READ`).
+    pub fn is_exclusive(&self) -> bool {
+        self.exclusive
+    }
+
+    /// The kind of lock: `FLOCK` (what lockyard and flock(1) take),
+    /// `POSIX` or `OFDLCK`.
+    pub fn kind(&self) -> &str {
+        &self.kind
+    }
+
+    /// The process's command name, if it still runs.
+    pub fn command(&self) -> Option<&str> {
+        self.command.as_deref()
+    }
+
+    /// Whether the holder is this process.
+    pub fn is_this_process(&self) -> bool {
+        self.pid == std::process::id()
+    }
+}
+
+impl fmt::Display for OsHolder {
+    /// `pid 4242 (flock), exclusive`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "pid {}", self.pid)?;
+        if let Some(c) = &self.command {
+            write!(f, " ({c})")?;
+        }
+        let mode = if self.exclusive {
+            "exclusive"
+        } else {
+            "shared"
+        };
+        write!(f, ", {mode}")
+    }
+}
+
+/// The granted locks on the file at `path` (waiters are left out).
+/// Reading the table takes no lock and creates nothing; unreadable entries
+/// are skipped.
 #[cfg(target_os = "linux")]
-pub fn holders_of(path: &Path) -> Vec<OsHolder> {
+pub(crate) fn of(path: &Path) -> Vec<OsHolder> {
     use std::os::unix::fs::MetadataExt;
     let Ok(meta) = std::fs::symlink_metadata(path) else {
         return Vec::new();
@@ -42,7 +87,7 @@ pub fn holders_of(path: &Path) -> Vec<OsHolder> {
 }
 
 #[cfg(not(target_os = "linux"))]
-pub fn holders_of(_path: &Path) -> Vec<OsHolder> {
+pub(crate) fn of(_path: &Path) -> Vec<OsHolder> {
     Vec::new()
 }
 
@@ -101,5 +146,6 @@ mod tests {
         assert_eq!(got[1].0, (8, 0x10, 99));
         assert!(!got[1].1.exclusive);
         assert_eq!(got[2].0, (0x103, 2, 5));
+        assert_eq!(got[0].1.to_string(), "pid 4242, exclusive");
     }
 }
