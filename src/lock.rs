@@ -22,6 +22,11 @@ pub(crate) struct Handle {
     pub(crate) anchor: PathBuf,
     pub(crate) options: LockOptions,
     entry: Mutex<Option<Arc<Entry>>>,
+    /// Whether an acquisition is opening the file for this handle: the
+    /// others wait for it (`opened`) rather than open it too, so N tasks
+    /// first polled together cost one open, not N.
+    opening: Mutex<bool>,
+    opened: event_listener::Event,
 }
 
 impl Handle {
@@ -29,6 +34,27 @@ impl Handle {
     pub(crate) fn cached(&self) -> Option<Arc<Entry>> {
         let slot = self.entry.lock().unwrap_or_else(PoisonError::into_inner);
         slot.as_ref().filter(|e| !e.is_retired()).cloned()
+    }
+
+    /// Claims the opening of the file for this handle. `Err` with a
+    /// listener if another acquisition is opening it: wait for the
+    /// listener, then look at [`cached`](Self::cached) again. (The listener
+    /// is made before the check, so the end of that opening cannot be
+    /// missed.)
+    pub(crate) fn claim_opening(&self) -> Result<(), event_listener::EventListener> {
+        let mut opening = self.opening.lock().unwrap_or_else(PoisonError::into_inner);
+        if *opening {
+            return Err(self.opened.listen());
+        }
+        *opening = true;
+        Ok(())
+    }
+
+    /// Ends the opening claimed with [`claim_opening`](Self::claim_opening),
+    /// done or abandoned, and wakes whoever waited for it.
+    pub(crate) fn end_opening(&self) {
+        *self.opening.lock().unwrap_or_else(PoisonError::into_inner) = false;
+        self.opened.notify(usize::MAX);
     }
 
     /// Registers a freshly opened lock file and remembers its entry.
@@ -205,6 +231,8 @@ impl FileLock {
                 path,
                 options,
                 entry: Mutex::new(None),
+                opening: Mutex::new(false),
+                opened: event_listener::Event::new(),
             }),
         }
     }

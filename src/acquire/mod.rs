@@ -126,7 +126,11 @@ impl Queued {
 
 enum Phase {
     Start,
+    /// This acquisition opens the file for the handle (it holds the
+    /// handle's opening claim).
     Opening(Task<Opened>),
+    /// Another acquisition of this handle is opening the file.
+    AwaitingOpen(EventListener),
     Queued(Queued),
     Done,
 }
@@ -146,7 +150,7 @@ impl std::fmt::Debug for Core {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let phase = match &self.phase {
             Phase::Start => "start",
-            Phase::Opening(_) => "opening",
+            Phase::Opening(_) | Phase::AwaitingOpen(_) => "opening",
             Phase::Queued(q) if q.turn => "contending",
             Phase::Queued(_) => "queued",
             Phase::Done => "done",
@@ -199,7 +203,11 @@ impl Core {
         result: Result<FileLockGuard, Error>,
     ) -> Poll<Result<FileLockGuard, Error>> {
         // Replacing the phase without `cancel`: the caller has already
-        // settled the slot (acquired, or removed from the queue).
+        // settled the slot (acquired, or removed from the queue). An
+        // opening given up (a deadline) passes its claim on.
+        if matches!(self.phase, Phase::Opening(_)) {
+            self.handle.end_opening();
+        }
         self.phase = Phase::Done;
         Poll::Ready(result)
     }
@@ -251,28 +259,67 @@ impl Core {
                             return done;
                         }
                     }
-                    None => {
-                        let handle = Arc::clone(&self.handle);
-                        let task = d.run(Work::Open, move || {
-                            open_lock_file(
-                                &handle.path,
-                                &handle.anchor,
-                                &handle.options,
-                                handle.format(),
-                            )
-                        });
-                        self.phase = Phase::Opening(task);
-                    }
+                    None => match self.handle.claim_opening() {
+                        Ok(()) => {
+                            let handle = Arc::clone(&self.handle);
+                            // Set before running: an inline open finishes in
+                            // `run`, and the phase's cleanup must own the
+                            // claim from the start.
+                            self.phase = Phase::Opening(Task::Done(None));
+                            let task = d.run(Work::Open, move || {
+                                #[cfg(test)]
+                                tests::count_open(&handle.path);
+                                open_lock_file(
+                                    &handle.path,
+                                    &handle.anchor,
+                                    &handle.options,
+                                    handle.format(),
+                                )
+                            });
+                            self.phase = Phase::Opening(task);
+                        }
+                        Err(listener) => match self.handle.cached() {
+                            // Opened between the check and the claim.
+                            Some(entry) => {
+                                if let Some(done) = self.first_attempt(entry) {
+                                    return done;
+                                }
+                            }
+                            None => self.phase = Phase::AwaitingOpen(listener),
+                        },
+                    },
                 },
+                Phase::AwaitingOpen(listener) => {
+                    if d.poll_listener(listener).is_ready() {
+                        self.phase = Phase::Start;
+                        continue;
+                    }
+                    if let Some(deadline) = self.deadline {
+                        if d.poll_until(deadline).is_ready() {
+                            return self.timed_out(d);
+                        }
+                    }
+                    return Poll::Pending;
+                }
                 Phase::Opening(task) => match d.poll_task(task) {
                     Poll::Ready(Ok(Ok(opened))) => {
                         let entry = self.handle.adopt(opened);
+                        self.phase = Phase::Start;
+                        self.handle.end_opening();
                         if let Some(done) = self.first_attempt(entry) {
                             return done;
                         }
                     }
-                    Poll::Ready(Ok(Err(e))) => return self.finish(Err(e)),
-                    Poll::Ready(Err(e)) => return self.error(Op::Open, e),
+                    Poll::Ready(Ok(Err(e))) => {
+                        self.phase = Phase::Start;
+                        self.handle.end_opening();
+                        return self.finish(Err(e));
+                    }
+                    Poll::Ready(Err(e)) => {
+                        self.phase = Phase::Start;
+                        self.handle.end_opening();
+                        return self.error(Op::Open, e);
+                    }
                     Poll::Pending => {
                         if let Some(deadline) = self.deadline {
                             if d.poll_until(deadline).is_ready() {
@@ -518,8 +565,11 @@ impl Drop for Core {
     /// abandoned: its thread drops the descriptor it locked the moment the
     /// kernel grants it, which releases it.
     fn drop(&mut self) {
-        if let Phase::Queued(q) = &self.phase {
-            q.entry.cancel(&q.slot, &self.handle);
+        match &self.phase {
+            Phase::Queued(q) => q.entry.cancel(&q.slot, &self.handle),
+            // Whoever waits for this opening opens the file itself.
+            Phase::Opening(_) => self.handle.end_opening(),
+            _ => {}
         }
     }
 }
@@ -559,4 +609,91 @@ fn kernel_wait(
         return Ok(PoolOutcome::Replaced);
     }
     Ok(PoolOutcome::Locked(file))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::path::{Path, PathBuf};
+    use std::sync::Mutex;
+
+    use crate::FileLock;
+
+    static OPENS: Mutex<Option<HashMap<PathBuf, usize>>> = Mutex::new(None);
+
+    /// Counts the opens of `path`'s lock file (tests run in parallel: by
+    /// path).
+    pub(super) fn count_open(path: &Path) {
+        let mut opens = OPENS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *opens
+            .get_or_insert_with(HashMap::new)
+            .entry(path.to_path_buf())
+            .or_default() += 1;
+    }
+
+    fn opens_of(path: &Path) -> usize {
+        let opens = OPENS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        opens
+            .as_ref()
+            .and_then(|m| m.get(path).copied())
+            .unwrap_or(0)
+    }
+
+    /// Many tasks first polled together on a fresh handle open its file
+    /// once between them, not once each (with opening offloaded, as by
+    /// default, and inline).
+    #[test]
+    fn a_fresh_handle_opens_its_file_once_for_many_waiters() {
+        let dir = tempfile::tempdir().unwrap();
+        for offload in [true, false] {
+            let path = dir.path().join(format!("fresh-{offload}.lock"));
+            let lock =
+                FileLock::with_options(&path, crate::LockOptions::new().offload_open(offload));
+            let waiters: Vec<_> = (0..50).map(|_| lock.lock()).collect();
+            futures::executor::block_on(futures::future::join_all(
+                waiters
+                    .into_iter()
+                    .map(|w| async move { drop(w.await.unwrap()) }),
+            ));
+            assert_eq!(opens_of(&path), 1, "offload {offload}");
+        }
+    }
+
+    /// An opening given up (dropped) lets a waiting acquisition open the
+    /// file itself.
+    #[test]
+    fn a_dropped_opening_passes_the_turn_on() {
+        use std::future::Future;
+        use std::task::{Context, Poll};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dropped.lock");
+        let lock = FileLock::new(&path);
+        let waker = futures::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        let mut first = Box::pin(lock.lock());
+        // Polled once: it claims the opening and starts it on the pool.
+        if let Poll::Ready(done) = first.as_mut().poll(&mut cx) {
+            drop(done.unwrap());
+        }
+        let mut second = Box::pin(lock.lock());
+        if let Poll::Ready(done) = second.as_mut().poll(&mut cx) {
+            // The pool was quicker than this thread: nothing left to test.
+            drop(done.unwrap());
+            return;
+        }
+        drop(first);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(futures::executor::block_on(second).map(drop));
+        });
+        let got = rx.recv_timeout(std::time::Duration::from_secs(20));
+        assert!(
+            matches!(got, Ok(Ok(()))),
+            "the waiter never got the lock: {got:?}"
+        );
+    }
 }
