@@ -104,6 +104,27 @@ pub struct Error {
     os_holders: Box<[OsHolder]>,
 }
 
+impl fmt::Display for ErrorKind {
+    /// A few words for the kind: `would block`, `timed out`, ...
+    ///
+    /// ```
+    /// assert_eq!(lockyard::ErrorKind::TimedOut.to_string(), "timed out");
+    /// ```
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ErrorKind::WouldBlock => "would block",
+            ErrorKind::TimedOut => "timed out",
+            ErrorKind::CreateDir => "cannot create the directory",
+            ErrorKind::NotAFile => "not a regular file",
+            ErrorKind::Symlink => "a symbolic link",
+            ErrorKind::InvalidPath => "invalid path",
+            ErrorKind::Unsupported => "unsupported",
+            ErrorKind::Lost => "lost",
+            ErrorKind::Io => "I/O error",
+        })
+    }
+}
+
 /// An `io::Error` payload saying the path is not a regular file; lets
 /// lower layers that speak `io::Error` report it precisely.
 #[derive(Debug)]

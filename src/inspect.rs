@@ -21,6 +21,22 @@ pub enum LockState {
     Stale,
 }
 
+impl std::fmt::Display for LockState {
+    /// `free`, `held shared`, `held exclusive` or `stale`.
+    ///
+    /// ```
+    /// assert_eq!(lockyard::LockState::HeldShared.to_string(), "held shared");
+    /// ```
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            LockState::Free => "free",
+            LockState::HeldShared => "held shared",
+            LockState::HeldExclusive => "held exclusive",
+            LockState::Stale => "stale",
+        })
+    }
+}
+
 /// State of `lock`, and the current holder's record (or, for a free lock,
 /// the last one's), without waiting and without creating anything.
 ///

@@ -18,6 +18,20 @@ pub enum LockMode {
     Shared,
 }
 
+impl std::fmt::Display for LockMode {
+    /// `exclusive` or `shared`.
+    ///
+    /// ```
+    /// assert_eq!(lockyard::LockMode::Shared.to_string(), "shared");
+    /// ```
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            LockMode::Exclusive => "exclusive",
+            LockMode::Shared => "shared",
+        })
+    }
+}
+
 /// How long an acquisition may wait. Each choice is explicit: there is no
 /// "negative means forever" or "zero means try once".
 ///
@@ -46,6 +60,20 @@ pub enum Wait {
     For(Duration),
     /// Wait until this instant at the latest.
     Until(Instant),
+}
+
+impl From<Duration> for Wait {
+    /// A timeout: [`Wait::For`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use lockyard::Wait;
+    ///
+    /// assert_eq!(Wait::from(Duration::from_secs(2)), Wait::For(Duration::from_secs(2)));
+    /// ```
+    fn from(timeout: Duration) -> Wait {
+        Wait::For(timeout)
+    }
 }
 
 impl Wait {

@@ -58,6 +58,17 @@ pub enum LockKind {
     Lease,
 }
 
+impl fmt::Display for LockKind {
+    /// `strict`, `soft` or `lease`, as the holder record writes it.
+    ///
+    /// ```
+    /// assert_eq!(lockyard::LockKind::Lease.to_string(), "lease");
+    /// ```
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl LockKind {
     fn as_str(self) -> &'static str {
         match self {
