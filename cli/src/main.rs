@@ -129,11 +129,14 @@ struct LockArgs {
     /// Take a shared lock instead of an exclusive one.
     #[arg(short, long)]
     shared: bool,
+    /// Take an exclusive lock (the default; flock's -x and -e).
+    #[arg(short = 'x', long, short_alias = 'e', conflicts_with = "shared")]
+    exclusive: bool,
     /// Give up after this long (10s, 500ms, 2m, or seconds).
-    #[arg(short = 'w', long, value_name = "DURATION", value_parser = duration::parse)]
+    #[arg(short = 'w', long, visible_alias = "wait", value_name = "DURATION", value_parser = duration::parse)]
     timeout: Option<Duration>,
-    /// Fail at once if the lock is busy.
-    #[arg(short, long, conflicts_with = "timeout")]
+    /// Fail at once if the lock is busy (flock's --nb and --nonblock too).
+    #[arg(short, long, visible_aliases = ["nb", "nonblock"], conflicts_with = "timeout")]
     no_wait: bool,
     /// Print nothing of our own on stderr (the live waiting line included).
     #[arg(short, long, conflicts_with = "verbose")]

@@ -124,3 +124,34 @@ fn a_number_where_a_path_goes_is_refused() {
         assert!(!dir.path().join("9").exists(), "{args:?} created ./9");
     }
 }
+
+/// `run` and `wait` take flock's spellings too (`-x`, `-e`, `--nb`,
+/// `--nonblock`, `--wait`), rather than clap's tip to pass them to the
+/// command.
+#[test]
+fn run_and_wait_take_flocks_spellings() {
+    let dir = tempfile::tempdir().unwrap();
+    let lock = dir.path().join("f.lock");
+    let l = lock.to_str().unwrap();
+    let lockyard = env!("CARGO_BIN_EXE_lockyard");
+    for args in [
+        vec!["run", "-x", "--nb", l, "--", "true"],
+        vec!["run", "-e", "--nonblock", l, "--", "true"],
+        vec!["run", "--exclusive", "--wait", "2", l, "--", "true"],
+        vec!["wait", "-x", "--nb", l],
+        vec!["wait", "--wait", "2s", l],
+    ] {
+        let out = Command::new(lockyard).args(&args).output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = Command::new(lockyard)
+        .args(["run", "-x", "-s", l, "--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+}
