@@ -244,12 +244,26 @@ fn is_write_refused(e: &io::Error) -> bool {
 /// `None` if something is at `path` already. Where the filesystem has no
 /// hard links, the file is created with `O_EXCL` and written at once.
 fn create(path: &Path, options: &LockOptions, format: Format) -> io::Result<Option<File>> {
-    match temp::publish(path, options.file_mode, |file| {
+    let published = match temp::publish(path, options.file_mode, |file| {
         initialise(file, format, options)
     }) {
-        Err(e) if is_link_unsupported(&e) => create_in_place(path, options, format),
-        other => other,
-    }
+        Err(e) if is_link_unsupported(&e) => return create_in_place(path, options, format),
+        other => other?,
+    };
+    let Some(file) = published else {
+        return Ok(None);
+    };
+    // Held through the path itself: a descriptor opened through the
+    // temporary name shows that (deleted) name in `lsof` and `/proc`,
+    // which looks like a lock on a deleted file.
+    Ok(Some(
+        match (sys::identify(&file)?, sys::open_existing_rw(path)?) {
+            (Ok(id), Some(named)) if matches!(sys::identify(&named)?, Ok(found) if found == id) => {
+                named
+            }
+            _ => file,
+        },
+    ))
 }
 
 /// [`create`] without hard links: `O_EXCL`, then the first write. A crash

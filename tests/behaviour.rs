@@ -208,7 +208,8 @@ async fn explicit_unlock_reports_and_releases() {
 
 async fn many_waiters_one_descriptor() {
     let dir = tempdir();
-    let lock = FileLock::with_options(dir.path().join("m.lock"), wake_only());
+    let path = dir.path().join("m.lock");
+    let lock = FileLock::with_options(&path, wake_only());
     let held = lock.lock().await.unwrap();
     let count = RefCell::new(0);
     let mut waiters = Vec::new();
@@ -224,6 +225,9 @@ async fn many_waiters_one_descriptor() {
     let mut all = pin!(join_all(waiters));
     assert!(poll_once(&mut all).await.is_none());
     assert_eq!(lock.waiters(), 500);
+    // 500 waiters, one descriptor of the lock file between them.
+    #[cfg(target_os = "linux")]
+    assert_eq!(common::fds_of(&path), 1);
     drop(held);
     all.await;
     assert_eq!(*count.borrow(), 500);

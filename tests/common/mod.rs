@@ -107,6 +107,24 @@ pub fn open_fds() -> usize {
         .count()
 }
 
+/// How many of this process's descriptors are open on `path` (Linux):
+/// the files behind `/proc/self/fd` compared with the path's, so
+/// descriptors other tests open meanwhile do not count.
+#[cfg(target_os = "linux")]
+pub fn fds_of(path: &Path) -> usize {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(target) = std::fs::metadata(path) else {
+        return 0;
+    };
+    // By file identity: a descriptor's link names the path it was opened
+    // through, which need not be this one.
+    std::fs::read_dir("/proc/self/fd")
+        .expect("/proc/self/fd")
+        .filter_map(|e| std::fs::metadata(e.ok()?.path()).ok())
+        .filter(|m| m.dev() == target.dev() && m.ino() == target.ino())
+        .count()
+}
+
 /// Waits until `path` exists (a parent's or child's signal), for at most
 /// two minutes: a signal that never comes fails the test (or ends the
 /// child) instead of hanging it.
