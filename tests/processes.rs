@@ -334,6 +334,14 @@ fn kernel_wait_strategy_acquires_after_release() {
     let blocking_lock = lock.clone();
     let blocking =
         std::thread::spawn(move || blocking_lock.lock_blocking().map(|g| g.is_exclusive()));
+    // Released only once a waiter is in the kernel's lock call, so the
+    // test is about the wait, whatever the timing.
+    #[cfg(target_os = "linux")]
+    wait_until_blocked_in_kernel(
+        std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&path).unwrap()),
+        &release,
+    );
+    #[cfg(not(target_os = "linux"))]
     std::thread::sleep(Duration::from_millis(50));
     std::fs::write(&release, "").unwrap();
     assert!(waiting.join().unwrap().unwrap());
