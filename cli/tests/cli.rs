@@ -4,22 +4,14 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-fn lockyard() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_lockyard"))
-}
+mod common;
 
-fn run(args: &[&str]) -> Output {
-    lockyard().args(args).output().expect("lockyard runs")
-}
-
-fn code(out: &Output) -> i32 {
-    out.status.code().expect("exited normally")
-}
+use common::{code, lockyard, run};
 
 /// A process holding `path` until dropped: `lockyard run` with a command
 /// that says "locked" and waits for its stdin to close.

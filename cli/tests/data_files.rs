@@ -5,20 +5,12 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
-fn lockyard() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_lockyard"))
-}
+mod common;
 
-fn run(args: &[&str]) -> Output {
-    lockyard().args(args).output().expect("lockyard runs")
-}
-
-fn code(out: &Output) -> i32 {
-    out.status.code().expect("exited normally")
-}
+use common::{code, lockyard, run};
 
 /// Bytes and modification time: what locking must leave alone.
 fn snapshot(path: &Path) -> (Vec<u8>, SystemTime) {
