@@ -291,6 +291,17 @@ fn extreme_backoffs() -> Vec<lockyard::Backoff> {
     ]
 }
 
+/// A handle per extreme backoff, file events off (so the waiter backs off).
+fn extreme_locks(path: &std::path::Path) -> Vec<(lockyard::Backoff, FileLock)> {
+    extreme_backoffs()
+        .into_iter()
+        .map(|backoff| {
+            let options = LockOptions::new().backoff(backoff).file_events(false);
+            (backoff, FileLock::with_options(path, options))
+        })
+        .collect()
+}
+
 fn held_elsewhere(path: &std::path::Path) -> std::fs::File {
     let other = std::fs::File::create(path).unwrap();
     other.lock().unwrap();
@@ -301,9 +312,7 @@ async fn extreme_backoff_never_panics() {
     let dir = tempdir();
     let path = dir.path().join("b.lock");
     let other = held_elsewhere(&path);
-    for backoff in extreme_backoffs() {
-        let options = LockOptions::new().backoff(backoff).file_events(false);
-        let lock = FileLock::with_options(&path, options);
+    for (backoff, lock) in extreme_locks(&path) {
         let e = lock
             .lock_timeout(Duration::from_millis(30))
             .await
@@ -383,9 +392,7 @@ fn extreme_backoff_never_panics_blocking() {
     let dir = tempdir();
     let path = dir.path().join("b.lock");
     let other = held_elsewhere(&path);
-    for backoff in extreme_backoffs() {
-        let options = LockOptions::new().backoff(backoff).file_events(false);
-        let lock = FileLock::with_options(&path, options);
+    for (backoff, lock) in extreme_locks(&path) {
         let e = lock
             .lock_blocking_timeout(Duration::from_millis(30))
             .unwrap_err();

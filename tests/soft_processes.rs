@@ -15,6 +15,21 @@ use common::{
 
 const ENTRY: &str = "child_main";
 
+/// A soft lock's record left by a dead process of this host (name and
+/// boot id as `local_identity` found them).
+fn dead_local_soft(host: &str, boot: Option<&str>, token: u64) -> Vec<u8> {
+    forge_record(&Forged {
+        pid: DEAD_PID,
+        kind: "soft",
+        host,
+        boot,
+        start: None,
+        acquired: now_secs(),
+        ttl_secs: None,
+        token,
+    })
+}
+
 /// The entry point of child processes; does nothing unless started as one.
 #[test]
 #[ignore = "entry point for child processes started by the other tests in this file"]
@@ -287,17 +302,11 @@ fn eight_processes_race_to_break_a_stale_lock_200_rounds() {
     );
     for round in 0..ROUNDS {
         // A stale lock left by a dead process on this host...
-        let stale = forge_record(&Forged {
-            pid: DEAD_PID,
-            kind: "soft",
-            host: &host,
-            boot: boot.as_deref(),
-            start: None,
-            acquired: now_secs(),
-            ttl_secs: None,
-            token: u64::from(round),
-        });
-        std::fs::write(&path, stale).unwrap();
+        std::fs::write(
+            &path,
+            dead_local_soft(&host, boot.as_deref(), u64::from(round)),
+        )
+        .unwrap();
         // ...and all racers go at once.
         std::fs::write(dir.path().join(format!("go-{round}")), "").unwrap();
         for racer in &mut racers.0 {
@@ -499,17 +508,7 @@ fn on_stale_hook_may_call_back_into_the_lock() {
             .unwrap(),
     );
     let (host, boot, _) = local_identity(dir.path());
-    let stale = forge_record(&Forged {
-        pid: DEAD_PID,
-        kind: "soft",
-        host: &host,
-        boot: boot.as_deref(),
-        start: None,
-        acquired: now_secs(),
-        ttl_secs: None,
-        token: 5,
-    });
-    std::fs::write(&path, stale).unwrap();
+    std::fs::write(&path, dead_local_soft(&host, boot.as_deref(), 5)).unwrap();
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let worker = {
         let (path, seen) = (path.clone(), seen.clone());
