@@ -107,8 +107,7 @@ fn open_anchor(path: &Path, options: &LockOptions, format: Format) -> Result<Ope
             Err(e) => return Err(open_error(path, e)),
         }
         match create(path, options, format) {
-            Ok(Some(file)) => {
-                let id = identify(path, &file)?;
+            Ok(Some((file, id))) => {
                 return Ok(Opened {
                     file,
                     id,
@@ -139,13 +138,7 @@ pub(crate) fn reopen(path: &Path, id: FileId, ours: bool) -> io::Result<Option<F
     } else {
         sys::open_existing(path)?
     };
-    let Some(file) = file else {
-        return Ok(None);
-    };
-    Ok(match sys::identify(&file)? {
-        Ok(found) if found == id => Some(file),
-        _ => None,
-    })
+    if_same(file, id)
 }
 
 /// The same file opened read-write, for an exclusive lock where the
@@ -153,7 +146,12 @@ pub(crate) fn reopen(path: &Path, id: FileId, ours: bool) -> io::Result<Option<F
 /// with byte-range locks, and an exclusive one needs write access). Opening
 /// for writing writes nothing.
 pub(crate) fn reopen_for_exclusive(path: &Path, id: FileId) -> io::Result<Option<File>> {
-    let Some(file) = sys::open_existing_rw(path)? else {
+    if_same(sys::open_existing_rw(path)?, id)
+}
+
+/// `file` if it is the file `id` (the path may name another one by now).
+fn if_same(file: Option<File>, id: FileId) -> io::Result<Option<File>> {
+    let Some(file) = file else {
         return Ok(None);
     };
     Ok(match sys::identify(&file)? {
@@ -202,12 +200,13 @@ fn classify(path: &Path, file: File, format: Format) -> Result<Opened, Error> {
             ours: false,
         });
     }
-    let file = match sys::open_existing_rw(path) {
-        Ok(Some(rw)) if matches!(sys::identify(&rw), Ok(Ok(found)) if found == id) => rw,
+    let rw = sys::open_existing_rw(path).and_then(|rw| if_same(rw, id));
+    let file = match rw {
+        Ok(Some(rw)) => rw,
         // Replaced meanwhile, or not writable here (another user's lock
         // file, a read-only mount): lock through the read-only descriptor;
         // writing records then fails, which never stops the lock.
-        Ok(_) => file,
+        Ok(None) => file,
         Err(e) if is_write_refused(&e) => file,
         Err(e) => return Err(open_error(path, e)),
     };
@@ -243,7 +242,11 @@ fn is_write_refused(e: &io::Error) -> bool {
 /// process ever finds it empty (and takes it for someone's empty file).
 /// `None` if something is at `path` already. Where the filesystem has no
 /// hard links, the file is created with `O_EXCL` and written at once.
-fn create(path: &Path, options: &LockOptions, format: Format) -> io::Result<Option<File>> {
+fn create(
+    path: &Path,
+    options: &LockOptions,
+    format: Format,
+) -> io::Result<Option<(File, FileId)>> {
     let published = match temp::publish(path, options.file_mode, |file| {
         initialise(file, format, options)
     }) {
@@ -253,28 +256,33 @@ fn create(path: &Path, options: &LockOptions, format: Format) -> io::Result<Opti
     let Some(file) = published else {
         return Ok(None);
     };
+    let id = match sys::identify(&file)? {
+        Ok(id) => id,
+        Err(what) => return Err(crate::error::NotFileError::io(what)),
+    };
     // Held through the path itself: a descriptor opened through the
     // temporary name shows that (deleted) name in `lsof` and `/proc`,
     // which looks like a lock on a deleted file.
-    Ok(Some(
-        match (sys::identify(&file)?, sys::open_existing_rw(path)?) {
-            (Ok(id), Some(named)) if matches!(sys::identify(&named)?, Ok(found) if found == id) => {
-                named
-            }
-            _ => file,
-        },
-    ))
+    let named = if_same(sys::open_existing_rw(path)?, id)?;
+    Ok(Some((named.unwrap_or(file), id)))
 }
 
 /// [`create`] without hard links: `O_EXCL`, then the first write. A crash
 /// in between leaves an empty file, a plain file from then on.
-fn create_in_place(path: &Path, options: &LockOptions, format: Format) -> io::Result<Option<File>> {
+fn create_in_place(
+    path: &Path,
+    options: &LockOptions,
+    format: Format,
+) -> io::Result<Option<(File, FileId)>> {
     match sys::create_new(path, options.file_mode) {
         Ok(file) => {
             // Best effort: a lock file whose first write failed stays
             // empty, and so is a plain file later.
             let _ = initialise(&file, format, options);
-            Ok(Some(file))
+            match sys::identify(&file)? {
+                Ok(id) => Ok(Some((file, id))),
+                Err(what) => Err(crate::error::NotFileError::io(what)),
+            }
         }
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(None),
         Err(e) => Err(e),

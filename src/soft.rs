@@ -334,29 +334,22 @@ pub(crate) fn still_held(path: &Path, held: &SoftHeld) -> io::Result<bool> {
 /// Writes `record` into a private file, locks it, and links it into place.
 /// `None` if a sidecar already exists.
 fn publish(path: &Path, record: HolderRecord, mode: u32) -> io::Result<Option<SoftHeld>> {
-    let tmp = temp::path_for(path);
-    let file = sys::create_new(&tmp, mode)?;
-    let cleanup = temp::Removed(&tmp);
-    match sys::try_lock(&file, LockMode::Exclusive) {
-        Ok(_) => {}
-        // No OS locks here: liveness falls back to the record.
-        Err(e) if sys::is_unsupported(&e) => {}
-        Err(e) => return Err(e),
-    }
-    record::write(&file, &record)?;
+    let published = temp::publish(path, mode, |file| {
+        match sys::try_lock(file, LockMode::Exclusive) {
+            Ok(_) => {}
+            // No OS locks here: liveness falls back to the record.
+            Err(e) if sys::is_unsupported(&e) => {}
+            Err(e) => return Err(e),
+        }
+        record::write(file, &record)
+    })?;
+    let Some(file) = published else {
+        return Ok(None);
+    };
     let id = match sys::identify(&file)? {
         Ok(id) => id,
         Err(what) => return Err(NotFileError::io(what)),
     };
-    match std::fs::hard_link(&tmp, path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(None),
-        // Over SFTP v3 a link that loses the race fails with the generic
-        // failure sshfs reports as EPERM: busy, if something is there now.
-        Err(_) if sys::path_id(path)?.is_some() => return Ok(None),
-        Err(e) => return Err(e),
-    }
-    drop(cleanup);
     Ok(Some(SoftHeld { file, id, record }))
 }
 
