@@ -32,17 +32,22 @@ const MARKER_STALE: Duration = Duration::from_secs(30);
 
 /// A held break lock; dropping it lets go.
 #[derive(Debug)]
-pub(crate) enum BreakLock {
-    /// The OS lock on (a descriptor of) the control file.
-    Os(File),
+pub(crate) enum BreakLock<'a> {
+    /// The OS lock on the entry's descriptor of the control file.
+    Os(&'a File),
+    /// The OS lock on a descriptor of the control file of its own.
+    OsOwned(File),
     /// The marker at `path`, ours while it carries `nonce`.
     Marker { path: PathBuf, nonce: Option<u128> },
 }
 
-impl Drop for BreakLock {
+impl Drop for BreakLock<'_> {
     fn drop(&mut self) {
         match self {
             BreakLock::Os(ctl) => {
+                let _ = sys::unlock(ctl);
+            }
+            BreakLock::OsOwned(ctl) => {
                 let _ = sys::unlock(ctl);
             }
             BreakLock::Marker { path, nonce } => {
@@ -65,20 +70,15 @@ pub(crate) fn marker_path(sidecar: &Path) -> PathBuf {
 
 /// Takes the break lock of the soft lock at `sidecar` if nobody holds it;
 /// `ctl` is its open control file.
-pub(crate) fn try_take(ctl: &File, sidecar: &Path) -> io::Result<Option<BreakLock>> {
-    if sys::os_locks_shared(ctl) {
-        if !sys::try_lock(ctl, LockMode::Exclusive)? {
+pub(crate) fn try_take<'a>(
+    ctl: soft::Ctl<'a>,
+    sidecar: &Path,
+) -> io::Result<Option<BreakLock<'a>>> {
+    if ctl.shared {
+        if !sys::try_lock(ctl.file, LockMode::Exclusive)? {
             return Ok(None);
         }
-        // A descriptor of its own to unlock through: the same open file
-        // description, so the same lock.
-        return match ctl.try_clone() {
-            Ok(dup) => Ok(Some(BreakLock::Os(dup))),
-            Err(e) => {
-                let _ = sys::unlock(ctl);
-                Err(e)
-            }
-        };
+        return Ok(Some(BreakLock::Os(ctl.file)));
     }
     try_marker(sidecar)
 }
@@ -88,13 +88,13 @@ pub(crate) fn try_take(ctl: &File, sidecar: &Path) -> io::Result<Option<BreakLoc
 /// [`MARKER_STALE`]). Opens a control file descriptor of its own, so the
 /// lock also excludes this process's other users. Call it where blocking
 /// is fine, with no other lock held.
-pub(crate) fn take_blocking(sidecar: &Path) -> io::Result<BreakLock> {
+pub(crate) fn take_blocking(sidecar: &Path) -> io::Result<BreakLock<'static>> {
     let Some(ctl) = sys::open_existing(&soft::ctl_path(sidecar))? else {
         return Err(crate::error::lost());
     };
     if sys::os_locks_shared(&ctl) {
         sys::lock_wait(&ctl, LockMode::Exclusive)?;
-        return Ok(BreakLock::Os(ctl));
+        return Ok(BreakLock::OsOwned(ctl));
     }
     let mut pause = Duration::from_millis(1);
     loop {
@@ -106,7 +106,7 @@ pub(crate) fn take_blocking(sidecar: &Path) -> io::Result<BreakLock> {
     }
 }
 
-fn try_marker(sidecar: &Path) -> io::Result<Option<BreakLock>> {
+fn try_marker(sidecar: &Path) -> io::Result<Option<BreakLock<'static>>> {
     let path = marker_path(sidecar);
     // Twice: once more after removing an abandoned marker.
     for _ in 0..2 {

@@ -190,7 +190,12 @@ fn clean_one(path: &Path, options: &LockOptions, act: Act) -> io::Result<Option<
     if act == Act::Report {
         return Ok(Some(verdict));
     }
-    if soft::break_stale(&ctl, path, &found.publication(), options)?
+    let ctl = soft::Ctl {
+        file: &ctl,
+        ours: true,
+        shared: sys::os_locks_shared(&ctl),
+    };
+    if soft::break_stale(ctl, path, &found.publication(), options)?
         && sys::path_id(path)? != Some(found.id)
     {
         Ok(Some(verdict))

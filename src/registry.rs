@@ -173,6 +173,9 @@ pub(crate) struct Entry {
     /// and removal are allowed. A plain file (someone's data) is only ever
     /// locked and unlocked.
     ours: bool,
+    /// For a soft lock: whether its filesystem shares OS locks (see
+    /// `soft::Ctl`), found once here rather than on every attempt.
+    shared: bool,
     retired: AtomicBool,
     state: Mutex<State>,
 }
@@ -207,10 +210,12 @@ pub(crate) fn entry_for(file: File, id: FileId, kind: LockKind, ours: bool) -> A
             return entry;
         }
     }
+    let shared = kind != LockKind::Strict && sys::os_locks_shared(&file);
     let entry = Arc::new(Entry {
         id,
         kind,
         ours,
+        shared,
         retired: AtomicBool::new(false),
         state: Mutex::new(State {
             file: Some(file),
@@ -242,6 +247,15 @@ impl Drop for Entry {
 impl Entry {
     pub(crate) fn id(&self) -> FileId {
         self.id
+    }
+
+    /// A soft lock's control file `file` (this entry's), as `soft` takes it.
+    fn ctl<'a>(&self, file: &'a File) -> soft::Ctl<'a> {
+        soft::Ctl {
+            file,
+            ours: self.ours,
+            shared: self.shared,
+        }
     }
 
     /// Whether the file is a lock file lockyard made (see `open`).
@@ -453,7 +467,7 @@ impl Entry {
         let wrote_record = st.record.take().is_some();
         if self.kind != LockKind::Strict {
             let result = match (st.soft.take(), st.file.as_ref()) {
-                (Some(held), Some(ctl)) => soft::release(ctl, &h.path, held),
+                (Some(held), Some(file)) => soft::release(self.ctl(file), &h.path, held),
                 _ => Ok(()),
             };
             dispatch(&mut st);
@@ -772,7 +786,7 @@ impl Entry {
         let Some(ctl) = st.file.as_ref() else {
             return Ok(Os::Replaced);
         };
-        match soft::try_acquire(ctl, self.ours, &h.path, &h.options, approved)? {
+        match soft::try_acquire(self.ctl(ctl), &h.path, &h.options, approved)? {
             SoftTry::Locked(held) => {
                 st.record = Some(Arc::new(held.record.clone()));
                 st.soft = Some(held);

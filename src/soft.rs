@@ -53,6 +53,18 @@ impl SoftHeld {
     }
 }
 
+/// A soft lock's control file, as its entry keeps it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Ctl<'a> {
+    pub(crate) file: &'a File,
+    /// lockyard made it: the last token may be written into it.
+    pub(crate) ours: bool,
+    /// Its filesystem's OS locks are seen by every process that can open
+    /// it (`sys::os_locks_shared`), found once when the entry was made: the
+    /// sidecar lives in the same directory.
+    pub(crate) shared: bool,
+}
+
 /// One publication of a sidecar: what tells it from every other.
 ///
 /// The record's nonce decides. The file's identity (device and inode)
@@ -142,11 +154,10 @@ pub(crate) fn next_token(last: u64) -> u64 {
 /// (`approved`); before that the attempt returns [`SoftTry::Ask`].
 ///
 /// The last token is remembered in `ctl` only when it is a control file
-/// lockyard made (`ctl_ours`); a file of someone else's at that path is
+/// lockyard made (`ctl.ours`); a file of someone else's at that path is
 /// never written.
 pub(crate) fn try_acquire(
-    ctl: &File,
-    ctl_ours: bool,
+    ctl: Ctl<'_>,
     path: &Path,
     opts: &LockOptions,
     approved: Option<Publication>,
@@ -173,12 +184,12 @@ pub(crate) fn try_acquire(
                 return Err(e);
             }
             // Best effort: the clock floor in `next_token` covers a loss.
-            if ctl_ours {
-                let _ = write_token(ctl, held.record.token);
+            if ctl.ours {
+                let _ = write_token(ctl.file, held.record.token);
             }
             return Ok(SoftTry::Locked(held));
         }
-        let Some(found) = inspect(path)? else {
+        let Some(found) = inspect_as(path, Some(ctl.shared))? else {
             continue; // released in between: try again
         };
         if let Some(r) = &found.record {
@@ -215,7 +226,7 @@ pub(crate) fn try_acquire(
 /// publishing, the control file therefore knows every earlier holder's
 /// token: if ours is not above it, the record, which only we can change
 /// now, is rewritten with the next token after it.
-fn settle_token(ctl: &File, path: &Path, held: &mut SoftHeld) -> io::Result<()> {
+fn settle_token(ctl: Ctl<'_>, path: &Path, held: &mut SoftHeld) -> io::Result<()> {
     let last = read_token_now(ctl, path);
     if held.record.token > last {
         return Ok(());
@@ -232,7 +243,7 @@ fn settle_token(ctl: &File, path: &Path, held: &mut SoftHeld) -> io::Result<()> 
 /// holds the break lock (try later); `Ok(true)` if the path is worth
 /// another try.
 pub(crate) fn break_stale(
-    ctl: &File,
+    ctl: Ctl<'_>,
     path: &Path,
     judged: &Publication,
     opts: &LockOptions,
@@ -240,7 +251,7 @@ pub(crate) fn break_stale(
     let Some(_break_lock) = break_lock::try_take(ctl, path)? else {
         return Ok(false);
     };
-    let Some(found) = inspect(path)? else {
+    let Some(found) = inspect_as(path, Some(ctl.shared))? else {
         return Ok(true);
     };
     if !found.publication().is(judged) {
@@ -266,7 +277,7 @@ pub(crate) fn break_stale(
 /// that was stopped, say), the release finishes on a blocking-pool thread
 /// and this returns `Ok` at once. Until then the sidecar stays (other
 /// processes see the lock held, and its holder, this process, alive).
-pub(crate) fn release(ctl: &File, path: &Path, held: SoftHeld) -> io::Result<()> {
+pub(crate) fn release(ctl: Ctl<'_>, path: &Path, held: SoftHeld) -> io::Result<()> {
     for _ in 0..BREAK_LOCK_TRIES {
         if let Some(_break_lock) = break_lock::try_take(ctl, path)? {
             return remove_if_ours(path, &held);
@@ -380,12 +391,18 @@ impl Found {
 /// its record and tests its OS lock with a shared try-lock (which a
 /// read-only descriptor may take, even on NFS). `None` if there is none.
 pub(crate) fn inspect(path: &Path) -> io::Result<Option<Found>> {
+    inspect_as(path, None)
+}
+
+/// [`inspect`], where whether the filesystem shares OS locks is known
+/// (`Some`) or must be found (`None`).
+fn inspect_as(path: &Path, shared: Option<bool>) -> io::Result<Option<Found>> {
     let Some((file, mut found)) = read_sidecar(path)? else {
         return Ok(None);
     };
     // On a filesystem whose OS locks other machines do not see, the lock
     // says nothing either way.
-    if sys::os_locks_shared(&file) {
+    if shared.unwrap_or_else(|| sys::os_locks_shared(&file)) {
         found.os_free = match sys::try_lock(&file, LockMode::Shared) {
             Ok(true) => {
                 sys::unlock(&file)?;
@@ -437,14 +454,14 @@ fn read_sidecar(path: &Path) -> io::Result<Option<(File, Found)>> {
 /// may serve a descriptor kept open from a cache of its own (FUSE keeps
 /// pages of an open file), and miss what another machine wrote. Through
 /// `ctl` if the file cannot be opened again, or on a local filesystem.
-fn read_token_now(ctl: &File, path: &Path) -> u64 {
+fn read_token_now(ctl: Ctl<'_>, path: &Path) -> u64 {
     // A local filesystem's page cache is the file: no need to open again.
-    if sys::os_locks_shared(ctl) {
-        return read_token(ctl);
+    if ctl.shared {
+        return read_token(ctl.file);
     }
     match sys::open_existing(&ctl_path(path)) {
         Ok(Some(fresh)) => read_token(&fresh),
-        _ => read_token(ctl),
+        _ => read_token(ctl.file),
     }
 }
 
