@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::record::HolderRecord;
+use crate::sys::OsHolder;
 use crate::sys::{self, NotFile};
-use crate::OsHolder;
 
 /// What went wrong, without the details. Match on it to decide what to do.
 ///

@@ -99,53 +99,41 @@
 #![deny(missing_docs, missing_debug_implementations, unsafe_code)]
 #![warn(rust_2018_idioms, unreachable_pub)]
 
-mod acquire;
-mod backoff;
-mod break_lock;
-mod clean;
-mod dir;
+// Layers, each importing only those listed before it (checked by
+// `tests/layout.rs`): the shared vocabulary (`mode`, `record`, `error`,
+// `rt`, `sys`), the backend-agnostic `engine`, `options`, the file
+// backends' `notify`, the `backend`s, the public `api`, and the
+// `patterns` built on it. CONTRIBUTING.md has the map.
+mod api;
+mod backend;
+mod engine;
 mod error;
-mod futures;
-mod guard;
-mod helpers;
-mod host;
-mod inspect;
-mod lock;
+mod mode;
 mod notify;
-mod once;
-mod open;
 mod options;
-mod os_holders;
+mod patterns;
 mod record;
-mod reentrant;
-mod registry;
 mod rt;
-mod soft;
-mod stale;
-mod stamp;
 mod sys;
-mod temp;
 
-pub use crate::backoff::Backoff;
-pub use crate::clean::{clean_stale, clean_stale_dry_run, CleanReport};
-pub use crate::dir::{decode_lock_name, encode_lock_name, LockDir, LockInfo, MAX_ENCODED_NAME};
+pub use crate::api::{Acquire, ConvertError, FileLock, FileLockGuard, LockInfo, LockState};
+pub use crate::backend::clean::{clean_stale, clean_stale_dry_run, CleanReport};
+pub use crate::engine::Backoff;
 pub use crate::error::{Error, ErrorKind};
-pub use crate::futures::Acquire;
-pub use crate::guard::{ConvertError, FileLockGuard};
-pub use crate::helpers::{
+pub use crate::mode::{LockMode, Wait, WaitStrategy};
+pub use crate::options::{LockOptions, DEFAULT_STALE_AFTER};
+pub use crate::patterns::dir::{decode_lock_name, encode_lock_name, LockDir, MAX_ENCODED_NAME};
+pub use crate::patterns::helpers::{
     with_lock, with_lock_async, with_read_lock, with_read_lock_async, with_write_lock,
     with_write_lock_async,
 };
-pub use crate::inspect::LockState;
-pub use crate::lock::FileLock;
-pub use crate::once::{
+pub use crate::patterns::once::{
     once, once_async, once_keyed, once_keyed_async, once_with, OnceError, OnceOutcome,
 };
-pub use crate::options::{LockMode, LockOptions, Wait, WaitStrategy, DEFAULT_STALE_AFTER};
-pub use crate::os_holders::OsHolder;
+pub use crate::patterns::reentrant::{ReentrantGuard, ReentrantLock};
 pub use crate::record::{parse as parse_record, HolderRecord, LockKind, RecordError};
-pub use crate::reentrant::{ReentrantGuard, ReentrantLock};
-pub use crate::stale::{StaleLock, StaleReason};
+pub use crate::record::{StaleLock, StaleReason};
+pub use crate::sys::OsHolder;
 
 // The README's examples are compiled and run as doc tests.
 #[cfg(doctest)]

@@ -1,122 +1,12 @@
-//! What a caller can choose: lock mode, how long to wait, how to wait, and
-//! how the lock file is handled.
+//! What a caller can choose for a lock: how it waits for other processes,
+//! what kind of lock it is, and how its files are handled.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::record::LockKind;
-use crate::stale::StaleLock;
-use crate::Backoff;
-
-/// Exclusive (one holder) or shared (many holders, no exclusive one).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum LockMode {
-    /// One holder at a time; excludes shared holders too. A writer's lock.
-    Exclusive,
-    /// Any number of shared holders at once; excludes exclusive holders. A
-    /// reader's lock.
-    Shared,
-}
-
-impl std::fmt::Display for LockMode {
-    /// `exclusive` or `shared`.
-    ///
-    /// ```
-    /// assert_eq!(lockyard::LockMode::Shared.to_string(), "shared");
-    /// ```
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            LockMode::Exclusive => "exclusive",
-            LockMode::Shared => "shared",
-        })
-    }
-}
-
-/// How long an acquisition may wait. Each choice is explicit: there is no
-/// "negative means forever" or "zero means try once".
-///
-/// # Examples
-///
-/// ```
-/// use std::time::Duration;
-/// use lockyard::{FileLock, LockMode, Wait};
-///
-/// let dir = tempfile::tempdir()?;
-/// let lock = FileLock::new(dir.path().join("a.lock"));
-/// let guard = lock.acquire_blocking(LockMode::Shared, Wait::For(Duration::from_secs(1)))?;
-/// assert!(guard.is_shared());
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Wait {
-    /// Wait until the lock is acquired, however long that takes.
-    Forever,
-    /// Make one attempt and fail with [`ErrorKind::WouldBlock`](crate::ErrorKind::WouldBlock)
-    /// if the lock is held.
-    TryOnce,
-    /// Wait at most this long, then fail with
-    /// [`ErrorKind::TimedOut`](crate::ErrorKind::TimedOut). The clock starts
-    /// when the acquisition starts (the first poll of a future).
-    For(Duration),
-    /// Wait until this instant at the latest.
-    Until(Instant),
-}
-
-impl From<Duration> for Wait {
-    /// A timeout: [`Wait::For`].
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use lockyard::Wait;
-    ///
-    /// assert_eq!(Wait::from(Duration::from_secs(2)), Wait::For(Duration::from_secs(2)));
-    /// ```
-    fn from(timeout: Duration) -> Wait {
-        Wait::For(timeout)
-    }
-}
-
-impl Wait {
-    /// The deadline this wait implies when starting at `now`; `None` for no
-    /// deadline. A duration too long to represent means no deadline.
-    pub(crate) fn deadline(self, now: Instant) -> Option<Instant> {
-        match self {
-            Wait::Forever => None,
-            Wait::TryOnce => Some(now),
-            Wait::For(d) => now.checked_add(d),
-            Wait::Until(at) => Some(at),
-        }
-    }
-}
-
-/// How the one waiter per process and lock file waits for *other processes*
-/// to release it. (Waiters in the same process are always woken directly by
-/// the release.)
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum WaitStrategy {
-    /// Retry a non-blocking lock attempt on an exponential [`Backoff`]
-    /// schedule, and at once when a file event says the lock may be free.
-    /// No thread is parked; the wait is cancellable at any moment. The
-    /// default.
-    ///
-    /// The blocking API with no deadline (`lock_blocking`, `Wait::Forever`)
-    /// parks its calling thread in the kernel's blocking lock call instead,
-    /// whatever the strategy: the thread is parked anyway, and the kernel
-    /// hands it the lock directly.
-    #[default]
-    Backoff,
-    /// Park one thread of the blocking pool in the kernel's blocking lock
-    /// call, so the lock is taken the moment the other process lets go.
-    ///
-    /// Costs one pool thread per contended lock file per process while it
-    /// waits. Cancelling the future (or its deadline passing) returns at
-    /// once; the parked thread then releases the lock as soon as the kernel
-    /// grants it and closes its descriptor. The blocking API with no
-    /// deadline parks the calling thread itself instead of a pool thread,
-    /// as it does with any strategy.
-    BlockingPool,
-}
+use crate::engine::Backoff;
+use crate::mode::WaitStrategy;
+use crate::record::{LockKind, StaleLock};
 
 /// Options for a [`FileLock`](crate::FileLock), built by chaining.
 ///
@@ -149,6 +39,7 @@ pub struct LockOptions {
     pub(crate) local_os_locks: bool,
     pub(crate) lease_ttl: Option<Duration>,
     pub(crate) file_events: bool,
+    pub(crate) in_memory: bool,
 }
 
 /// A user's `on_stale` decision function.
@@ -192,6 +83,7 @@ impl Default for LockOptions {
             local_os_locks: false,
             lease_ttl: None,
             file_events: true,
+            in_memory: false,
         }
     }
 }
@@ -444,6 +336,17 @@ impl LockOptions {
     #[must_use = "a builder method returns the changed value; the original is unchanged"]
     pub fn local_os_locks(mut self, on: bool) -> Self {
         self.local_os_locks = on;
+        self
+    }
+
+    /// Keeps the lock in this process's memory instead of a file: the
+    /// path is only its name. This is lockyard's reference backend, which
+    /// its own behaviour suite runs against; it is not part of the stable
+    /// API and may change in any release.
+    #[doc(hidden)]
+    #[must_use = "a builder method returns the changed value; the original is unchanged"]
+    pub fn in_memory_for_tests(mut self) -> Self {
+        self.in_memory = true;
         self
     }
 

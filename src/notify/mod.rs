@@ -83,3 +83,18 @@ pub(crate) fn announce_release(file: &File) {
 /// No platform watcher to tell here.
 #[cfg(not(unix))]
 pub(crate) fn announce_release(_file: &File) {}
+
+impl crate::engine::Hint for Watch {
+    fn generation(&self) -> u64 {
+        Watch::generation(self)
+    }
+
+    fn poll_changed(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        since: u64,
+        clock: crate::rt::Clock,
+    ) -> std::task::Poll<()> {
+        Watch::poll_changed(self, cx, since, clock)
+    }
+}

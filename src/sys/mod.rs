@@ -5,6 +5,10 @@
 //! with no backend gets `other`, which compiles everywhere and answers
 //! `Unsupported` instead of panicking.
 
+pub(crate) mod os_holders;
+
+pub use os_holders::OsHolder;
+
 #[cfg(unix)]
 mod unix;
 #[cfg(unix)]
@@ -61,7 +65,7 @@ pub(crate) enum Upgrade {
 /// exclusive waiter got in between. An `Err` means the shared lock is held
 /// again.
 pub(crate) fn try_upgrade(file: &std::fs::File) -> std::io::Result<Upgrade> {
-    use crate::LockMode;
+    use crate::mode::LockMode;
     if cfg!(windows) {
         unlock(file)?;
     }
@@ -82,7 +86,7 @@ pub(crate) fn try_upgrade(file: &std::fs::File) -> std::io::Result<Upgrade> {
 /// the conversion meets no conflict, and an `Err` leaves the exclusive lock
 /// in place. Windows releases first; after that any failure is a loss.
 pub(crate) fn downgrade(file: &std::fs::File) -> std::io::Result<bool> {
-    use crate::LockMode;
+    use crate::mode::LockMode;
     if cfg!(windows) {
         unlock(file)?;
         return Ok(matches!(try_lock(file, LockMode::Shared), Ok(true)));

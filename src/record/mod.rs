@@ -33,7 +33,11 @@ use std::fs::File;
 use std::io::{self, Write as _};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::LockMode;
+use crate::mode::LockMode;
+
+mod stale;
+
+pub use stale::{StaleLock, StaleReason};
 
 /// The format version this crate writes.
 pub(crate) const VERSION: u32 = 1;

@@ -17,89 +17,11 @@
 //!
 //! A holder proven alive is never broken by age.
 
-use std::fmt;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use crate::host::{self, Liveness};
-use crate::record::HolderRecord;
-use crate::LockOptions;
-
-/// Why a soft lock was judged stale.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum StaleReason {
-    /// Its holder (on this host) no longer holds the OS lock on it: the
-    /// holder is gone.
-    HolderGone,
-    /// Its holder's process (on this host) no longer exists.
-    ProcessDead,
-    /// Its holder's PID now belongs to a process that started at another
-    /// time.
-    PidReused,
-    /// It was taken before this machine last booted.
-    Rebooted,
-    /// Its lease lapsed: the holder declared a TTL and did not renew in time.
-    LeaseExpired,
-    /// Its holder's liveness cannot be checked and it is older than
-    /// `stale_after`.
-    TooOld(Duration),
-    /// An OS lock file nobody holds (reported by
-    /// [`clean_stale`](crate::clean_stale)).
-    Unused,
-    /// A temporary file of lockyard's (a lock file being created, a soft
-    /// lock being published) that was never linked into place: its writer
-    /// died (reported by [`clean_stale`](crate::clean_stale)).
-    Unpublished,
-}
-
-impl fmt::Display for StaleReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            StaleReason::HolderGone => f.write_str("its holder no longer holds the OS lock"),
-            StaleReason::ProcessDead => f.write_str("its holder process is dead"),
-            StaleReason::PidReused => f.write_str("its holder's PID was reused"),
-            StaleReason::Rebooted => f.write_str("it predates the last boot"),
-            StaleReason::LeaseExpired => f.write_str("its lease expired"),
-            StaleReason::Unused => f.write_str("nobody holds it"),
-            StaleReason::Unpublished => {
-                f.write_str("it is a temporary file of lockyard's that was never published")
-            }
-            StaleReason::TooOld(age) => write!(
-                f,
-                "it is {:.1} s old and its holder cannot be checked",
-                age.as_secs_f64()
-            ),
-        }
-    }
-}
-
-/// A stale lock about to be broken, as shown to an
-/// [`on_stale`](crate::LockOptions::on_stale) hook, or one that
-/// [`clean_stale`](crate::clean_stale) removed.
-#[derive(Clone, Debug)]
-pub struct StaleLock {
-    pub(crate) path: PathBuf,
-    pub(crate) record: Option<HolderRecord>,
-    pub(crate) reason: StaleReason,
-}
-
-impl StaleLock {
-    /// The lock file.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Its holder record, if it could be read.
-    pub fn record(&self) -> Option<&HolderRecord> {
-        self.record.as_ref()
-    }
-
-    /// Why it is stale.
-    pub fn reason(&self) -> StaleReason {
-        self.reason
-    }
-}
+use crate::backend::host::{self, Liveness};
+use crate::options::LockOptions;
+use crate::record::{HolderRecord, StaleReason};
 
 /// What is known about a left-behind lock file.
 pub(crate) struct Evidence<'a> {

@@ -27,10 +27,12 @@ use std::fs::File;
 use std::io;
 use std::path::Path;
 
+use super::{soft::sidecar, temp};
 use crate::error::{Error, Op};
+use crate::mode::LockMode;
+use crate::options::LockOptions;
 use crate::record::{self, LockKind, RecordState};
 use crate::sys::{self, FileId};
-use crate::{soft, temp, LockMode, LockOptions};
 
 /// What the file at a lock path holds, and so what lockyard may write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -226,7 +228,7 @@ pub(crate) fn is_lock_file(file: &File, format: Format) -> io::Result<bool> {
             record::read(file)?,
             record::Read::Record(r) if r.kind == LockKind::Strict
         )),
-        Format::Control => soft::is_control(file),
+        Format::Control => sidecar::is_control(file),
     }
 }
 
@@ -300,11 +302,12 @@ fn is_link_unsupported(e: &io::Error) -> bool {
 fn initialise(file: &File, format: Format, options: &LockOptions) -> io::Result<()> {
     match format {
         Format::Record => {
-            let mut rec = soft::new_record(LockKind::Strict, LockMode::Exclusive, 0, options);
+            let mut rec =
+                crate::backend::new_record(LockKind::Strict, LockMode::Exclusive, 0, options);
             rec.state = RecordState::Released;
             record::write(file, &rec)
         }
-        Format::Control => soft::init_control(file),
+        Format::Control => sidecar::init_control(file),
     }
 }
 

@@ -2,138 +2,46 @@
 //!
 //! [`Core::poll`] moves an acquisition forward as far as it can and says
 //! what it waits for through a [`Driver`]: a listener (an in-process
-//! release), an instant (the next backoff attempt, the deadline) or a task
-//! (an open or a kernel wait on a blocking thread). The async driver
-//! (`Acquire`'s `Future` impl) polls those with the task's context; the
-//! blocking driver parks the thread until one of them fires.
+//! release), a wake hint (another process may have released), an instant
+//! (the next backoff attempt, the deadline) or a task (an open or a
+//! blocking wait on a blocking thread). The async driver (the public
+//! future) polls those with the task's context; the blocking driver parks
+//! the thread until one of them fires. A third driver, in the tests, runs
+//! the machine on a fake clock.
 //!
-//! The phases:
-//! 1. `Start`: find this handle's entry, or open the lock file (`Opening`).
+//! The phases ([`Phase`]):
+//! 1. `Start`: find this handle's entry, or open the resource (`Opening`,
+//!    or `AwaitingOpen` while another acquisition of the handle opens it).
 //! 2. Fast path: one attempt. If it fails, queue a slot.
-//! 3. `Queued`: listen on the slot *first*, then check it (the "try again
-//!    after registering" step, so a release in between is never missed),
-//!    then wait for listener | backoff | deadline | pool task, and repeat.
+//! 3. `Queued`: listen on the slot *first*, then check it (so a release in
+//!    between is never missed), then wait as [`Waiting`] says, and repeat.
 //!
 //! Dropping the core in any phase gives back exactly what that phase holds
 //! (see `Drop`).
 
 mod driver;
+mod state;
 
-use std::fs::File;
 use std::io;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use event_listener::EventListener;
+pub(crate) use driver::{block_on, AsyncDriver, Driver, Work};
+use state::{Phase, Queued, Retry, Strategy, Waiting};
 
-use driver::block_on;
-pub(crate) use driver::AsyncDriver;
-
-use crate::backoff::BackoffState;
+use super::entry::{Attempt, Entry, Progress};
+use super::handle::Handle;
+use super::resource::{Holders, Waited};
+use super::BackoffState;
 use crate::error::{Error, Op};
-use crate::lock::Handle;
-use crate::notify::Watch;
-use crate::open::{self, open_lock_file};
-use crate::registry::{Attempt, Entry, Progress, Slot};
-use crate::rt::Task;
-use crate::sys::{self, FileId};
-use crate::{FileLockGuard, LockMode, Wait, WaitStrategy};
+use crate::mode::{LockMode, Wait, WaitStrategy};
 
-/// What a driver does for the state machine.
-pub(crate) trait Driver {
-    /// The current time on this acquisition's clock.
-    fn now(&mut self) -> Instant;
-    /// Polls an in-process wake-up.
-    fn poll_listener(&mut self, listener: &mut EventListener) -> Poll<()>;
-    /// Polls for a watch's generation to move past `since`.
-    fn poll_watch(&mut self, watch: &mut Watch, since: u64) -> Poll<()>;
-    /// Polls for `at` to arrive.
-    fn poll_until(&mut self, at: Instant) -> Poll<()>;
-    /// Starts `f`, which may block, in the way `work` calls for.
-    fn run<T: Send + 'static>(
-        &mut self,
-        work: Work,
-        f: impl FnOnce() -> T + Send + 'static,
-    ) -> Task<T>;
-    /// Polls a task started by `run`.
-    fn poll_task<T: Send + 'static>(&mut self, task: &mut Task<T>) -> Poll<io::Result<T>>;
-    /// Whether a kernel wait may block the caller's own thread (a blocking
-    /// caller with no deadline to honour).
-    fn may_block(&self) -> bool;
-}
-
-/// The kinds of blocking work the state machine hands out.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Work {
-    /// Opening (maybe creating) the lock file: short, but may block on a
-    /// slow filesystem.
-    Open,
-    /// A kernel wait for the lock: as long as the other holder keeps it.
-    KernelWait,
-}
-
-/// How soon to look again after an event-triggered attempt failed.
+/// How soon to look again after a hint-triggered attempt failed.
 const SETTLE: Duration = Duration::from_micros(100);
 
-type Opened = Result<open::Opened, Error>;
-
-/// What a blocking-pool kernel wait came back with.
-enum PoolOutcome {
-    /// A fresh descriptor of the entry's file, holding the lock.
-    Locked(File),
-    /// The path no longer names the entry's file.
-    Replaced,
-}
-
-struct Queued {
-    entry: Arc<Entry>,
-    slot: Arc<Slot>,
-    listener: Option<EventListener>,
-    /// When the head next retries the OS lock (backoff strategy).
-    retry_at: Option<Instant>,
-    /// A kernel wait in progress (blocking-pool strategy).
-    pool: Option<Task<io::Result<PoolOutcome>>>,
-    /// Whether this waiter was the head with nothing held at its last check.
-    turn: bool,
-    /// Signs of release by other processes, while it is this waiter's turn.
-    watch: Option<Watch>,
-    /// The watch's generation read just before the last attempt.
-    watch_seen: u64,
-    /// Whether a watch was tried for this turn (not retried if refused).
-    watch_tried: bool,
-    /// The last wake-up came from the watch.
-    woken_by_event: bool,
-}
-
-impl Queued {
-    fn new(entry: Arc<Entry>, slot: Arc<Slot>) -> Queued {
-        Queued {
-            entry,
-            slot,
-            listener: None,
-            retry_at: None,
-            pool: None,
-            turn: false,
-            watch: None,
-            watch_seen: 0,
-            watch_tried: false,
-            woken_by_event: false,
-        }
-    }
-}
-
-enum Phase {
-    Start,
-    /// This acquisition opens the file for the handle (it holds the
-    /// handle's opening claim).
-    Opening(Task<Opened>),
-    /// Another acquisition of this handle is opening the file.
-    AwaitingOpen(EventListener),
-    Queued(Queued),
-    Done,
-}
+/// What an acquisition comes to: the entry it now holds the lock through.
+pub(crate) type Granted = Result<Arc<Entry>, Error>;
 
 /// One acquisition in progress.
 pub(crate) struct Core {
@@ -144,29 +52,24 @@ pub(crate) struct Core {
     deadline: Option<Instant>,
     phase: Phase,
     backoff: BackoffState,
+    /// Decided at the first contended check, then kept.
+    strategy: Option<Strategy>,
 }
 
 impl std::fmt::Debug for Core {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let phase = match &self.phase {
-            Phase::Start => "start",
-            Phase::Opening(_) | Phase::AwaitingOpen(_) => "opening",
-            Phase::Queued(q) if q.turn => "contending",
-            Phase::Queued(_) => "queued",
-            Phase::Done => "done",
-        };
         f.debug_struct("Acquire")
             .field("path", &self.handle.path)
             .field("mode", &self.mode)
             .field("wait", &self.wait)
-            .field("phase", &phase)
+            .field("phase", &self.phase.name())
             .finish()
     }
 }
 
 impl Core {
     pub(crate) fn new(handle: Arc<Handle>, mode: LockMode, wait: Wait) -> Self {
-        let backoff = handle.options.backoff.start();
+        let backoff = handle.config.backoff.start();
         Core {
             handle,
             mode,
@@ -175,11 +78,20 @@ impl Core {
             deadline: None,
             phase: Phase::Start,
             backoff,
+            strategy: None,
         }
     }
 
+    pub(crate) fn handle(&self) -> &Arc<Handle> {
+        &self.handle
+    }
+
+    pub(crate) fn mode(&self) -> LockMode {
+        self.mode
+    }
+
     pub(crate) fn offloads_open(&self) -> bool {
-        self.handle.options.offload_open
+        self.handle.config.offload_open
     }
 
     pub(crate) fn has_deadline(&self) -> bool {
@@ -187,9 +99,9 @@ impl Core {
     }
 
     /// Whether the acquisition waits for another holder or waiter of this
-    /// process (not for another process, nor on a kernel wait).
+    /// process (not for another process, nor in a blocking wait).
     pub(crate) fn waits_in_process(&self) -> bool {
-        matches!(&self.phase, Phase::Queued(q) if !q.turn && q.pool.is_none())
+        matches!(&self.phase, Phase::Queued(q) if matches!(q.waiting, Waiting::InLine))
     }
 
     /// Whether the queue has told this acquisition something since it last
@@ -198,10 +110,7 @@ impl Core {
         matches!(&self.phase, Phase::Queued(q) if q.slot.is_notified())
     }
 
-    fn finish(
-        &mut self,
-        result: Result<FileLockGuard, Error>,
-    ) -> Poll<Result<FileLockGuard, Error>> {
+    fn finish(&mut self, result: Granted) -> Poll<Granted> {
         // Replacing the phase without `cancel`: the caller has already
         // settled the slot (acquired, or removed from the queue). An
         // opening given up (a deadline) passes its claim on.
@@ -212,23 +121,18 @@ impl Core {
         Poll::Ready(result)
     }
 
-    fn acquired(&mut self, entry: Arc<Entry>) -> Poll<Result<FileLockGuard, Error>> {
-        let guard = FileLockGuard::new(Arc::clone(&self.handle), entry, self.mode);
-        self.finish(Ok(guard))
-    }
-
-    fn error(&mut self, op: Op, e: io::Error) -> Poll<Result<FileLockGuard, Error>> {
+    fn error(&mut self, op: Op, e: io::Error) -> Poll<Granted> {
         let err = Error::io(&self.handle.path, op, e);
         self.finish(Err(err))
     }
 
     /// Steps 1 and 2 (see [`first_attempt`]), moving on to the phase they
     /// lead to.
-    fn first_attempt(&mut self, entry: Arc<Entry>) -> Option<Poll<Result<FileLockGuard, Error>>> {
+    fn first_attempt(&mut self, entry: Arc<Entry>) -> Option<Poll<Granted>> {
         match first_attempt(&self.handle, entry, self.mode, self.wait) {
             First::Done(result) => Some(self.finish(result)),
-            First::Queued(entry, slot) => {
-                self.phase = Phase::Queued(Queued::new(entry, slot));
+            First::Queued(q) => {
+                self.phase = Phase::Queued(q);
                 None
             }
             First::Retired => {
@@ -239,7 +143,7 @@ impl Core {
     }
 
     /// Drives the acquisition as far as it goes without waiting.
-    pub(crate) fn poll<D: Driver>(&mut self, d: &mut D) -> Poll<Result<FileLockGuard, Error>> {
+    pub(crate) fn poll<D: Driver>(&mut self, d: &mut D) -> Poll<Granted> {
         // Only a deadline needs the clock: the uncontended path of a wait
         // with none reads no time.
         if self.started.is_none() && matches!(self.wait, Wait::For(_) | Wait::Until(_)) {
@@ -265,16 +169,11 @@ impl Core {
                             // Set before running: an inline open finishes in
                             // `run`, and the phase's cleanup must own the
                             // claim from the start.
-                            self.phase = Phase::Opening(Task::Done(None));
+                            self.phase = Phase::Opening(crate::rt::Task::Done(None));
                             let task = d.run(Work::Open, move || {
                                 #[cfg(test)]
                                 tests::count_open(&handle.path);
-                                open_lock_file(
-                                    &handle.path,
-                                    &handle.anchor,
-                                    &handle.options,
-                                    handle.format(),
-                                )
+                                handle.open()
                             });
                             self.phase = Phase::Opening(task);
                         }
@@ -294,16 +193,11 @@ impl Core {
                         self.phase = Phase::Start;
                         continue;
                     }
-                    if let Some(deadline) = self.deadline {
-                        if d.poll_until(deadline).is_ready() {
-                            return self.timed_out(d);
-                        }
-                    }
-                    return Poll::Pending;
+                    return self.pending_until_deadline(d);
                 }
                 Phase::Opening(task) => match d.poll_task(task) {
-                    Poll::Ready(Ok(Ok(opened))) => {
-                        let entry = self.handle.adopt(opened);
+                    Poll::Ready(Ok(Ok((key, resource)))) => {
+                        let entry = self.handle.adopt(key, resource);
                         self.phase = Phase::Start;
                         self.handle.end_opening();
                         if let Some(done) = self.first_attempt(entry) {
@@ -320,14 +214,7 @@ impl Core {
                         self.handle.end_opening();
                         return self.error(Op::Open, e);
                     }
-                    Poll::Pending => {
-                        if let Some(deadline) = self.deadline {
-                            if d.poll_until(deadline).is_ready() {
-                                return self.timed_out(d);
-                            }
-                        }
-                        return Poll::Pending;
-                    }
+                    Poll::Pending => return self.pending_until_deadline(d),
                 },
                 Phase::Queued(_) => match self.poll_queued(d) {
                     Step::Again => {}
@@ -337,24 +224,49 @@ impl Core {
         }
     }
 
+    /// Pending, unless the deadline has passed.
+    fn pending_until_deadline<D: Driver>(&mut self, d: &mut D) -> Poll<Granted> {
+        if let Some(deadline) = self.deadline {
+            if d.poll_until(deadline).is_ready() {
+                return self.timed_out(d);
+            }
+        }
+        Poll::Pending
+    }
+
+    /// How this acquisition waits for other processes, decided once.
+    fn strategy<D: Driver>(&mut self, d: &D) -> Strategy {
+        *self.strategy.get_or_insert_with(|| {
+            // A blocking caller with no deadline: its thread is parked
+            // anyway, and parked in the backend's blocking wait it is
+            // handed the lock directly, with no wake-up source.
+            if d.may_block() || self.handle.config.strategy == WaitStrategy::BlockingPool {
+                Strategy::Block
+            } else {
+                Strategy::Retry
+            }
+        })
+    }
+
     fn poll_queued<D: Driver>(&mut self, d: &mut D) -> Step {
+        let strategy = self.strategy(d);
         let Phase::Queued(q) = &mut self.phase else {
             return Step::Again;
         };
-        // Listen before checking, so no notification falls in between.
+        // Listen before checking, so no wake-up falls in between.
         if q.listener.is_none() {
             q.listener = Some(q.slot.listen());
         }
 
-        if let Some(task) = &mut q.pool {
+        if let Waiting::Blocked(task) = &mut q.waiting {
             if let Poll::Ready(out) = d.poll_task(task) {
-                q.pool = None;
+                q.waiting = Waiting::InLine;
                 match out {
-                    Ok(Ok(PoolOutcome::Locked(file))) => {
-                        match q.entry.adopt_locked(&q.slot, file, &self.handle) {
+                    Ok(Ok(Waited::Locked(lock))) => {
+                        match q.entry.commit_wait(&q.slot, lock, &self.handle) {
                             Progress::Acquired => {
                                 let entry = Arc::clone(&q.entry);
-                                return Step::Ready(self.acquired(entry));
+                                return Step::Ready(self.finish(Ok(entry)));
                             }
                             Progress::Retired => {
                                 self.phase = Phase::Start;
@@ -363,7 +275,7 @@ impl Core {
                             Progress::Waiting | Progress::Contending => {}
                         }
                     }
-                    Ok(Ok(PoolOutcome::Replaced)) => q.entry.retire_if_idle(),
+                    Ok(Ok(Waited::Replaced)) => q.entry.retire_if_idle(),
                     Ok(Err(e)) | Err(e) => {
                         q.entry.cancel(&q.slot, &self.handle);
                         return Step::Ready(self.error(Op::Lock, e));
@@ -372,78 +284,48 @@ impl Core {
             }
         }
 
-        if let Some(watch) = &q.watch {
-            q.watch_seen = watch.generation();
+        if let Waiting::Retrying(retry) = &mut q.waiting {
+            retry.note_generation();
         }
         match q.entry.advance(&q.slot, &self.handle) {
             Err(e) => return Step::Ready(self.error(Op::Lock, e)),
             Ok(Progress::Acquired) => {
                 let entry = Arc::clone(&q.entry);
-                return Step::Ready(self.acquired(entry));
+                return Step::Ready(self.finish(Ok(entry)));
             }
             Ok(Progress::Retired) => {
                 self.phase = Phase::Start;
                 return Step::Again;
             }
             Ok(Progress::Waiting) => {
-                q.turn = false;
-                q.retry_at = None;
-                q.watch = None;
-                q.watch_tried = false;
+                // A blocking wait in progress stays: its outcome is
+                // committed only if this waiter is at the head by then.
+                if !matches!(q.waiting, Waiting::Blocked(_)) {
+                    q.waiting = Waiting::InLine;
+                }
             }
             Ok(Progress::Contending) => {
-                if !q.turn {
-                    q.turn = true;
+                if matches!(q.waiting, Waiting::InLine) {
+                    // A new turn: back off from the start.
                     self.backoff.reset();
-                }
-                let strategy = match (self.handle.is_strict(), d.may_block()) {
-                    // A soft lock has no kernel wait to offer.
-                    (false, _) => WaitStrategy::Backoff,
-                    // A blocking caller with no deadline: its thread is
-                    // parked anyway, and parked in the kernel's lock call it
-                    // is handed the lock directly, with no wake-up source.
-                    (true, true) => WaitStrategy::BlockingPool,
-                    (true, false) => self.handle.options.strategy,
-                };
-                match strategy {
-                    WaitStrategy::Backoff => {
-                        if !q.watch_tried && self.handle.options.file_events {
-                            q.watch_tried = true;
-                            q.watch = q.entry.watch(&self.handle);
-                            if q.watch.is_some() {
-                                // A release between the attempt and the
-                                // watch fired nothing we can see: look again.
-                                return Step::Again;
-                            }
-                        }
-                        let now = d.now();
-                        if std::mem::take(&mut q.woken_by_event) {
-                            // The event may have come a moment before the
-                            // unlock (the kernel reports a close just before
-                            // it drops the lock): look again soon.
-                            let soon = now + SETTLE;
-                            q.retry_at = Some(q.retry_at.map_or(soon, |r| r.min(soon)));
-                        } else if q.retry_at.is_none() {
-                            // A delay past what `Instant` can hold means no
-                            // retry timer: events and the deadline remain.
-                            q.retry_at = now.checked_add(self.backoff.next_delay());
-                        }
-                    }
-                    WaitStrategy::BlockingPool => {
-                        if q.pool.is_none() {
-                            let path = self.handle.path.clone();
-                            let (id, mode) = (q.entry.id(), self.mode);
-                            let ours = q.entry.is_ours();
-                            let verify = self.handle.options.verifies_identity();
-                            let spare = q.entry.take_spare();
-                            q.pool = Some(d.run(Work::KernelWait, move || {
-                                kernel_wait(spare, path, ours, id, mode, verify)
-                            }));
+                    q.waiting = Waiting::Retrying(Retry::default());
+                    if strategy == Strategy::Block {
+                        if let Some(wait) = q.entry.blocking_wait(&q.slot, &self.handle) {
+                            q.waiting = Waiting::Blocked(d.run(Work::BlockingWait, wait));
                             // Poll it once: the blocking driver may have run
                             // it to completion already.
                             return Step::Again;
                         }
                     }
+                }
+                if let Waiting::Retrying(retry) = &mut q.waiting {
+                    if retry.hint_untried() && retry.watch(&q.entry, &self.handle) {
+                        // A release between the attempt and the watch
+                        // fired nothing we can see: look again.
+                        return Step::Again;
+                    }
+                    let now = d.now();
+                    retry.schedule(now, SETTLE, &mut self.backoff);
                 }
             }
         }
@@ -454,13 +336,14 @@ impl Core {
                 return Step::Again;
             }
         }
-        if let Some(watch) = &mut q.watch {
-            if d.poll_watch(watch, q.watch_seen).is_ready() {
-                q.woken_by_event = true;
+        let mut retry_at = None;
+        if let Waiting::Retrying(retry) = &mut q.waiting {
+            if retry.poll_hint(d).is_ready() {
                 return Step::Again;
             }
+            retry_at = retry.at;
         }
-        let wake = match (q.retry_at, self.deadline) {
+        let wake = match (retry_at, self.deadline) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
@@ -470,8 +353,12 @@ impl Core {
                 if self.deadline.is_some_and(|deadline| now >= deadline) {
                     return Step::Ready(self.timed_out(d));
                 }
-                if q.retry_at.is_some_and(|r| now >= r) {
-                    q.retry_at = None;
+                if let Phase::Queued(Queued {
+                    waiting: Waiting::Retrying(retry),
+                    ..
+                }) = &mut self.phase
+                {
+                    retry.passed(now);
                 }
                 return Step::Again;
             }
@@ -479,20 +366,17 @@ impl Core {
         Step::Ready(Poll::Pending)
     }
 
-    fn timed_out<D: Driver>(&mut self, d: &mut D) -> Poll<Result<FileLockGuard, Error>> {
-        let (mut holder, mut os_holders) = (None, Vec::new());
+    fn timed_out<D: Driver>(&mut self, d: &mut D) -> Poll<Granted> {
+        let mut holders = Holders::default();
         if let Phase::Queued(q) = &self.phase {
             q.entry.cancel(&q.slot, &self.handle);
-            holder = q.entry.holder_for_error();
-            os_holders = q.entry.os_holders_for_error(&self.handle);
+            holders = q.entry.holders(&self.handle);
         }
         let waited = self
             .started
             .map(|s| d.now().saturating_duration_since(s))
             .unwrap_or_default();
-        let err = Error::timed_out(&self.handle.path, waited)
-            .with_holder(holder)
-            .with_os_holders(os_holders);
+        let err = with_holders(Error::timed_out(&self.handle.path, waited), holders);
         self.finish(Err(err))
     }
 }
@@ -500,10 +384,10 @@ impl Core {
 /// What the first attempt on a resolved entry came to.
 enum First {
     /// Acquired, or failed for good (an error, or busy for a try-once).
-    Done(Result<FileLockGuard, Error>),
+    Done(Granted),
     /// Queued: wait with this slot.
-    Queued(Arc<Entry>, Arc<Slot>),
-    /// The entry no longer stands for the file: resolve the path again.
+    Queued(Queued),
+    /// The entry no longer stands for the resource: resolve it again.
     Retired,
 }
 
@@ -511,36 +395,28 @@ enum First {
 /// is free (and nobody in this process is queued for it), else queues.
 fn first_attempt(handle: &Arc<Handle>, entry: Arc<Entry>, mode: LockMode, wait: Wait) -> First {
     let enqueue = wait != Wait::TryOnce;
-    match entry.try_or_enqueue(mode, handle, enqueue) {
-        Ok(Attempt::Acquired) => {
-            First::Done(Ok(FileLockGuard::new(Arc::clone(handle), entry, mode)))
-        }
+    match entry.try_or_enqueue(mode, enqueue, handle) {
+        Ok(Attempt::Acquired) => First::Done(Ok(entry)),
         Ok(Attempt::Busy) => {
-            let err = Error::would_block(&handle.path)
-                .with_holder(entry.holder_for_error())
-                .with_os_holders(entry.os_holders_for_error(handle));
+            let err = with_holders(Error::would_block(&handle.path), entry.holders(handle));
             First::Done(Err(err))
         }
-        Ok(Attempt::Queued(slot)) => First::Queued(entry, slot),
+        Ok(Attempt::Queued(slot)) => First::Queued(Queued::new(entry, slot)),
         Ok(Attempt::Retired) => First::Retired,
         Err(e) => First::Done(Err(Error::io(&handle.path, Op::Lock, e))),
     }
 }
 
 /// The blocking front door. The first attempt needs no state machine: only
-/// an acquisition that must wait, or open the file first, builds one (about
-/// 40 ns of an uncontended acquire + release).
-pub(crate) fn acquire_blocking(
-    handle: &Arc<Handle>,
-    mode: LockMode,
-    wait: Wait,
-) -> Result<FileLockGuard, Error> {
+/// an acquisition that must wait, or open the resource first, builds one
+/// (about 40 ns of an uncontended acquire + release).
+pub(crate) fn acquire_blocking(handle: &Arc<Handle>, mode: LockMode, wait: Wait) -> Granted {
     let queued = match handle
         .cached()
         .map(|entry| first_attempt(handle, entry, mode, wait))
     {
         Some(First::Done(result)) => return result,
-        Some(First::Queued(entry, slot)) => Some(Queued::new(entry, slot)),
+        Some(First::Queued(q)) => Some(q),
         Some(First::Retired) | None => None,
     };
     // From here the state machine owns the slot: dropping it leaves the
@@ -552,63 +428,31 @@ pub(crate) fn acquire_blocking(
     block_on(core)
 }
 
+/// `err` with who holds the lock, as far as the backend knows.
+fn with_holders(err: Error, holders: Holders) -> Error {
+    err.with_holder(holders.record).with_os_holders(holders.os)
+}
+
 enum Step {
     Again,
-    Ready(Poll<Result<FileLockGuard, Error>>),
+    Ready(Poll<Granted>),
 }
 
 impl Drop for Core {
     /// Cleanup keyed on the phase. `Opening`: the task is dropped, and its
-    /// file, if it opens one, is closed on its thread. `Queued`: the slot
-    /// leaves the queue (passing the turn on if it was at the head), a lock
-    /// it was handed is released, and a kernel wait in progress is
-    /// abandoned: its thread drops the descriptor it locked the moment the
-    /// kernel grants it, which releases it.
+    /// resource, if it opens one, is closed on its thread. `Queued`: the
+    /// slot leaves the queue (passing the turn on if it was at the head), a
+    /// lock it was handed is released, and a blocking wait in progress is
+    /// abandoned: its thread drops what it locked the moment the lock is
+    /// granted, which releases it.
     fn drop(&mut self) {
         match &self.phase {
             Phase::Queued(q) => q.entry.cancel(&q.slot, &self.handle),
-            // Whoever waits for this opening opens the file itself.
+            // Whoever waits for this opening opens the resource itself.
             Phase::Opening(_) => self.handle.end_opening(),
             _ => {}
         }
     }
-}
-
-/// Runs on a blocking thread: waits in the kernel on a descriptor of its
-/// own, never the entry's (so abandoning it can never release a lock
-/// somebody else took through the entry's descriptor). That is `spare`, the
-/// one an earlier kernel wait left, or else one opened now and checked to
-/// be the entry's file.
-fn kernel_wait(
-    spare: Option<File>,
-    path: PathBuf,
-    ours: bool,
-    id: FileId,
-    mode: LockMode,
-    verify: bool,
-) -> io::Result<PoolOutcome> {
-    let mut file = match spare {
-        Some(file) => file,
-        None => match open::reopen(&path, id, ours)? {
-            Some(file) => file,
-            None => return Ok(PoolOutcome::Replaced),
-        },
-    };
-    if let Err(e) = sys::lock_wait(&file, mode) {
-        // NFSv4 refuses an exclusive lock on a read-only descriptor.
-        if !(mode == LockMode::Exclusive && sys::is_bad_descriptor(&e)) {
-            return Err(e);
-        }
-        let Some(rw) = open::reopen_for_exclusive(&path, id)? else {
-            return Ok(PoolOutcome::Replaced);
-        };
-        file = rw;
-        sys::lock_wait(&file, mode)?;
-    }
-    if verify && sys::path_id(&path)? != Some(id) {
-        return Ok(PoolOutcome::Replaced);
-    }
-    Ok(PoolOutcome::Locked(file))
 }
 
 #[cfg(test)]

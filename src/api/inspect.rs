@@ -1,9 +1,13 @@
 //! Looking at a lock without waiting for it: its state and its holder.
 
-use crate::error::Op;
+use std::path::{Path, PathBuf};
+
+use super::FileLock;
+use crate::backend::soft::{sidecar, stale};
+use crate::error::{Error, Op};
+use crate::mode::LockMode;
 use crate::record::{self, HolderRecord};
-use crate::{soft, stale, sys};
-use crate::{Error, FileLock, LockKind, LockMode};
+use crate::sys;
 
 /// The state of a lock as seen from outside.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,8 +50,8 @@ impl std::fmt::Display for LockState {
 pub(crate) fn describe(lock: &FileLock) -> Result<(LockState, Option<HolderRecord>), Error> {
     let path = lock.path();
     let io_err = |e| Error::io(path, Op::Inspect, e);
-    if lock.options().lock_kind() != LockKind::Strict {
-        return Ok(match soft::inspect(path).map_err(io_err)? {
+    if !lock.is_strict() {
+        return Ok(match sidecar::inspect(path).map_err(io_err)? {
             Some(found) => {
                 let state = match stale::judge(&found.evidence(), lock.options()) {
                     Some(_) => LockState::Stale,
@@ -80,4 +84,56 @@ pub(crate) fn describe(lock: &FileLock) -> Result<(LockState, Option<HolderRecor
         return Ok((LockState::HeldShared, None));
     }
     Ok((LockState::HeldExclusive, lock.holder_in(&file)?))
+}
+
+/// What [`LockDir::list`](crate::LockDir::list) (or [`FileLock::inspect`]) knows about one lock.
+#[derive(Clone, Debug)]
+pub struct LockInfo {
+    name: String,
+    path: PathBuf,
+    state: LockState,
+    holder: Option<HolderRecord>,
+}
+
+impl LockInfo {
+    pub(crate) fn new(
+        name: String,
+        path: PathBuf,
+        state: LockState,
+        holder: Option<HolderRecord>,
+    ) -> Self {
+        LockInfo {
+            name,
+            path,
+            state,
+            holder,
+        }
+    }
+
+    /// The same, under the lock's `name` (a `LockDir` name).
+    pub(crate) fn named(mut self, name: String) -> Self {
+        self.name = name;
+        self
+    }
+
+    /// The lock's name: decoded, from [`LockDir::list`](crate::LockDir::list); the file name, from
+    /// [`FileLock::inspect`].
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The lock file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Free, held (shared or exclusive) or stale.
+    pub fn state(&self) -> LockState {
+        self.state
+    }
+
+    /// The current (or last) holder's record, when one could be read.
+    pub fn holder(&self) -> Option<&HolderRecord> {
+        self.holder.as_ref()
+    }
 }

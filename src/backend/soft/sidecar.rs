@@ -26,14 +26,17 @@
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
+use super::break_lock;
+use super::stale::{self, Evidence};
+use crate::backend::{new_record, next_token, temp};
 use crate::error::{lost, NotFileError};
-use crate::record::{self, HolderRecord, LockKind, Read, RecordState};
-use crate::stale::{self, Evidence, StaleLock};
+use crate::mode::LockMode;
+use crate::options::LockOptions;
+use crate::record::StaleLock;
+use crate::record::{self, HolderRecord, LockKind, Read};
 use crate::sys::{self, FileId};
-use crate::{break_lock, host, temp};
-use crate::{LockMode, LockOptions};
 
 /// A soft lock this process holds.
 #[derive(Debug)]
@@ -102,48 +105,6 @@ pub(crate) fn ctl_path(path: &Path) -> PathBuf {
     let mut name = path.as_os_str().to_os_string();
     name.push(".ctl");
     PathBuf::from(name)
-}
-
-/// A new record for this process.
-pub(crate) fn new_record(
-    kind: LockKind,
-    mode: LockMode,
-    token: u64,
-    opts: &LockOptions,
-) -> HolderRecord {
-    let me = host::me();
-    let now = SystemTime::now();
-    HolderRecord {
-        pid: me.pid,
-        kind,
-        state: RecordState::Held,
-        mode,
-        host: me.host.clone(),
-        boot_id: me.boot_id.clone(),
-        start_time: me.start_time,
-        acquired: now,
-        renewed: now,
-        ttl: if kind == LockKind::Lease {
-            opts.lease_ttl
-        } else {
-            None
-        },
-        owner: opts.owner.clone(),
-        token,
-        nonce: (kind != LockKind::Strict).then(|| fastrand::u128(..)),
-    }
-}
-
-/// The next fencing token after `last`: one more, and never behind the
-/// clock in microseconds, so tokens keep increasing even when the file
-/// that remembered the last one is deleted (as long as the wall clock
-/// does not step back).
-pub(crate) fn next_token(last: u64) -> u64 {
-    let micros = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
-        .unwrap_or(0);
-    last.saturating_add(1).max(micros)
 }
 
 /// One attempt to take the soft lock at `path`, breaking it first if it is

@@ -5,12 +5,14 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use super::soft::{sidecar, stale};
+use crate::error::Error;
 use crate::error::Op;
+use crate::mode::LockMode;
+use crate::options::LockOptions;
 use crate::record::{self, LockKind, Read, RecordState};
-use crate::soft;
-use crate::stale::{self, StaleLock, StaleReason};
+use crate::record::{StaleLock, StaleReason};
 use crate::sys;
-use crate::{Error, LockMode, LockOptions};
 
 /// A publication's temporary file younger than this may still be in use.
 const TEMP_GRACE: Duration = Duration::from_secs(60);
@@ -136,7 +138,7 @@ fn clean(dir: &Path, options: &LockOptions, act: Act) -> Result<CleanReport, Err
         if !is_file || name.ends_with(".ctl") {
             continue;
         }
-        let outcome = if let Some(target) = crate::temp::target_of(&name) {
+        let outcome = if let Some(target) = super::temp::target_of(&name) {
             clean_temp(&path, &dir.join(target), act)
         } else {
             clean_one(&path, options, act)
@@ -167,7 +169,7 @@ fn clean_one(path: &Path, options: &LockOptions, act: Act) -> io::Result<Option<
         return clean_strict(path, &file, act);
     }
     drop(file);
-    let Some(found) = soft::inspect(path)? else {
+    let Some(found) = sidecar::inspect(path)? else {
         return Ok(None);
     };
     let Some(reason) = stale::judge(&found.evidence(), options) else {
@@ -190,12 +192,12 @@ fn clean_one(path: &Path, options: &LockOptions, act: Act) -> io::Result<Option<
     if act == Act::Report {
         return Ok(Some(verdict));
     }
-    let ctl = soft::Ctl {
+    let ctl = sidecar::Ctl {
         file: &ctl,
         ours: true,
         shared: sys::os_locks_shared(&ctl),
     };
-    if soft::break_stale(ctl, path, &found.publication(), options)?
+    if sidecar::break_stale(ctl, path, &found.publication(), options)?
         && sys::path_id(path)? != Some(found.id)
     {
         Ok(Some(verdict))
@@ -240,10 +242,10 @@ fn clean_strict(path: &Path, file: &File, act: Act) -> io::Result<Option<StaleLo
 
 /// The control file of the soft lock at `sidecar`, if lockyard made it.
 fn open_control(sidecar: &Path) -> io::Result<Option<File>> {
-    let Some(ctl) = sys::open_existing(&soft::ctl_path(sidecar))? else {
+    let Some(ctl) = sys::open_existing(&sidecar::ctl_path(sidecar))? else {
         return Ok(None);
     };
-    Ok(soft::is_control(&ctl)?.then_some(ctl))
+    Ok(sidecar::is_control(&ctl)?.then_some(ctl))
 }
 
 /// Removes a temporary file of lockyard's that was never published (its
@@ -260,7 +262,7 @@ fn clean_temp(path: &Path, target: &Path, act: Act) -> io::Result<Option<StaleLo
         Read::Record(r) if r.kind == LockKind::Strict => Some(r),
         Read::Record(r) if open_control(target)?.is_some() => Some(r),
         Read::Record(_) => return Ok(None),
-        Read::Invalid(_) if soft::is_control(&file)? => None,
+        Read::Invalid(_) if sidecar::is_control(&file)? => None,
         Read::Invalid(_) => return Ok(None),
     };
     let age = file

@@ -8,6 +8,7 @@
 //! reads back exactly the bytes this process left needs no parsing to
 //! learn the last fencing token.
 
+use std::fs::File;
 use std::sync::Arc;
 
 use crate::record::{self, HolderRecord, RecordState};
@@ -19,6 +20,8 @@ pub(crate) struct Stamp {
     /// first write.
     bytes: Vec<u8>,
     head: Option<Head>,
+    /// The length of the file's record as last read or written.
+    file_len: usize,
 }
 
 #[derive(Debug)]
@@ -97,7 +100,38 @@ impl Stamp {
 
     /// Forgets what was written: the file no longer holds it.
     pub(crate) fn forget(&mut self) {
-        *self = Stamp::default();
+        self.bytes.clear();
+        self.head = None;
+    }
+
+    /// The length of the record just read from the file.
+    pub(crate) fn set_len(&mut self, len: usize) {
+        self.file_len = len;
+    }
+
+    /// Writes `rec` over the file's record. Best effort: a read-only lock
+    /// file (another user's) cannot carry a record, and that must not stop
+    /// the lock.
+    pub(crate) fn write(&mut self, file: &File, rec: Arc<HolderRecord>) {
+        let old_len = self.file_len;
+        let written = record::rewrite(file, self.held(rec), old_len);
+        match written {
+            Ok(n) => self.file_len = n,
+            Err(_) => self.forget(),
+        }
+    }
+
+    /// Marks the record last written released, in the file. Best effort,
+    /// like the record itself.
+    pub(crate) fn mark_released(&mut self, file: &File) {
+        let old_len = self.file_len;
+        let Some(bytes) = self.released() else {
+            return;
+        };
+        match record::rewrite(file, bytes, old_len) {
+            Ok(n) => self.file_len = n,
+            Err(_) => self.forget(),
+        }
     }
 }
 

@@ -17,10 +17,42 @@ use std::time::{Duration, Instant};
 use event_listener::EventListener;
 use futures_lite::FutureExt;
 
-use super::{Core, Driver, Work};
-use crate::notify::Watch;
+use super::{Core, Granted};
+use crate::engine::hint::Hint;
 use crate::rt::{Clock, Task, Timer};
-use crate::{Error, FileLockGuard};
+
+/// What a driver does for the state machine.
+pub(crate) trait Driver {
+    /// The current time on this acquisition's clock.
+    fn now(&mut self) -> Instant;
+    /// Polls an in-process wake-up.
+    fn poll_listener(&mut self, listener: &mut EventListener) -> Poll<()>;
+    /// Polls for a wake hint's generation to move past `since`.
+    fn poll_hint(&mut self, hint: &mut dyn Hint, since: u64) -> Poll<()>;
+    /// Polls for `at` to arrive.
+    fn poll_until(&mut self, at: Instant) -> Poll<()>;
+    /// Starts `f`, which may block, in the way `work` calls for.
+    fn run<T: Send + 'static>(
+        &mut self,
+        work: Work,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Task<T>;
+    /// Polls a task started by `run`.
+    fn poll_task<T: Send + 'static>(&mut self, task: &mut Task<T>) -> Poll<io::Result<T>>;
+    /// Whether a blocking wait may block the caller's own thread (a
+    /// blocking caller with no deadline to honour).
+    fn may_block(&self) -> bool;
+}
+
+/// The kinds of blocking work the state machine hands out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Work {
+    /// Opening (maybe creating) the resource: short, but may block on a
+    /// slow filesystem or network.
+    Open,
+    /// A blocking wait for the lock: as long as the other holder keeps it.
+    BlockingWait,
+}
 
 /// Drives the core with a task's context; timers are the runtime facade's.
 pub(crate) struct AsyncDriver<'a, 'b> {
@@ -29,9 +61,9 @@ pub(crate) struct AsyncDriver<'a, 'b> {
     pub(crate) clock: &'a mut Option<Clock>,
     /// Opening the lock file goes to the blocking pool.
     pub(crate) offload_open: bool,
-    /// A kernel wait runs right here (a blocking caller with no deadline to
+    /// A blocking wait runs right here (a blocking caller with no deadline to
     /// honour) instead of on the pool.
-    pub(crate) inline_kernel_wait: bool,
+    pub(crate) inline_blocking_wait: bool,
 }
 
 impl AsyncDriver<'_, '_> {
@@ -49,9 +81,9 @@ impl Driver for AsyncDriver<'_, '_> {
         listener.poll(self.cx)
     }
 
-    fn poll_watch(&mut self, watch: &mut Watch, since: u64) -> Poll<()> {
+    fn poll_hint(&mut self, hint: &mut dyn Hint, since: u64) -> Poll<()> {
         let clock = self.clock();
-        watch.poll_changed(self.cx, since, clock)
+        hint.poll_changed(self.cx, since, clock)
     }
 
     fn poll_until(&mut self, at: Instant) -> Poll<()> {
@@ -66,7 +98,7 @@ impl Driver for AsyncDriver<'_, '_> {
     ) -> Task<T> {
         let inline = match work {
             Work::Open => !self.offload_open,
-            Work::KernelWait => self.inline_kernel_wait,
+            Work::BlockingWait => self.inline_blocking_wait,
         };
         if inline {
             Task::inline(f)
@@ -81,7 +113,7 @@ impl Driver for AsyncDriver<'_, '_> {
     }
 
     fn may_block(&self) -> bool {
-        self.inline_kernel_wait
+        self.inline_blocking_wait
     }
 }
 
@@ -92,19 +124,19 @@ impl Driver for AsyncDriver<'_, '_> {
 const SPIN: Duration = Duration::from_micros(20);
 
 /// The blocking front door: runs `core` to completion on this thread.
-pub(crate) fn block_on(mut core: Core) -> Result<FileLockGuard, Error> {
+pub(crate) fn block_on(mut core: Core) -> Granted {
     let mut timer = Timer::default();
     // The std clock even inside a tokio runtime: this thread is blocked, so
     // a tokio timer might never be driven.
     let mut clock = Some(Clock::Std);
-    let inline_kernel_wait = !core.has_deadline();
+    let inline_blocking_wait = !core.has_deadline();
     let mut poll = |core: &mut Core, cx: &mut Context<'_>| {
         core.poll(&mut AsyncDriver {
             cx,
             timer: &mut timer,
             clock: &mut clock,
             offload_open: false,
-            inline_kernel_wait,
+            inline_blocking_wait,
         })
     };
     let mut noop = Context::from_waker(Waker::noop());

@@ -6,12 +6,11 @@ use std::sync::Arc;
 
 use std::time::Duration;
 
+use crate::engine::{Entry, Handle, Upgrade};
 use crate::error::{Error, Op};
-use crate::lock::Handle;
-use crate::record::HolderRecord;
-use crate::registry::Entry;
-use crate::sys::Upgrade;
-use crate::LockMode;
+use crate::mode::LockMode;
+use crate::options::LockOptions;
+use crate::record::{HolderRecord, LockKind};
 
 /// Holds a lock until dropped or [`unlock`](Self::unlock)ed.
 ///
@@ -38,6 +37,7 @@ use crate::LockMode;
 #[must_use = "dropping the guard releases the lock at once"]
 pub struct FileLockGuard {
     handle: Arc<Handle>,
+    options: Arc<LockOptions>,
     entry: Arc<Entry>,
     mode: LockMode,
     held: bool,
@@ -45,16 +45,22 @@ pub struct FileLockGuard {
 }
 
 impl FileLockGuard {
-    pub(crate) fn new(handle: Arc<Handle>, entry: Arc<Entry>, mode: LockMode) -> Self {
+    pub(crate) fn new(
+        handle: Arc<Handle>,
+        options: Arc<LockOptions>,
+        entry: Arc<Entry>,
+        mode: LockMode,
+    ) -> Self {
         // A strict lock taken with metadata off wrote no record, so there
         // is nothing to look up (and no mutex to take again).
-        let writes_record = handle.options.metadata || !handle.is_strict();
+        let writes_record = options.metadata || options.kind != LockKind::Strict;
         let record = match mode {
             LockMode::Exclusive if writes_record => entry.current_record(),
             _ => None,
         };
         FileLockGuard {
             handle,
+            options,
             entry,
             mode,
             held: true,
@@ -136,7 +142,7 @@ impl FileLockGuard {
         if self.mode == LockMode::Exclusive {
             return Ok(self);
         }
-        if !self.handle.is_strict() {
+        if !self.entry.resource().supports_shared() {
             return Err(self.refuse_conversion());
         }
         match self.entry.try_upgrade(&self.handle) {
@@ -146,11 +152,10 @@ impl FileLockGuard {
                 Ok(self)
             }
             Ok(Upgrade::StillShared) => {
-                let holder = self.entry.holder_for_error();
-                let os_holders = self.entry.os_holders_for_error(&self.handle);
+                let holders = self.entry.holders(&self.handle);
                 let error = Error::would_block(&self.handle.path)
-                    .with_holder(holder)
-                    .with_os_holders(os_holders);
+                    .with_holder(holders.record)
+                    .with_os_holders(holders.os);
                 Err(self.hand_back(error))
             }
             Ok(Upgrade::Lost) => Err(self.lose()),
@@ -175,7 +180,7 @@ impl FileLockGuard {
         if self.mode == LockMode::Shared {
             return Ok(self);
         }
-        if !self.handle.is_strict() {
+        if !self.entry.resource().supports_shared() {
             return Err(self.refuse_conversion());
         }
         match self.entry.downgrade(&self.handle) {
@@ -300,7 +305,7 @@ impl FileLockGuard {
     /// releases it.
     pub fn unlock(mut self) -> Result<(), Error> {
         self.held = false;
-        let op = if self.handle.remove_path().is_some() {
+        let op = if self.options.remove_on_release {
             Op::Remove
         } else {
             Op::Unlock

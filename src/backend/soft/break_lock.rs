@@ -22,9 +22,13 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use crate::host::{self, Liveness};
+use super::sidecar;
+use crate::backend::host::{self, Liveness};
+use crate::backend::temp;
+use crate::mode::LockMode;
+use crate::options::LockOptions;
 use crate::record::{self, LockKind, Read};
-use crate::{soft, sys, temp, LockMode, LockOptions};
+use crate::sys;
 
 /// A marker older than this is abandoned: its owner held it for a few
 /// requests at most, and died or hung.
@@ -71,7 +75,7 @@ pub(crate) fn marker_path(sidecar: &Path) -> PathBuf {
 /// Takes the break lock of the soft lock at `sidecar` if nobody holds it;
 /// `ctl` is its open control file.
 pub(crate) fn try_take<'a>(
-    ctl: soft::Ctl<'a>,
+    ctl: sidecar::Ctl<'a>,
     sidecar: &Path,
 ) -> io::Result<Option<BreakLock<'a>>> {
     if ctl.shared {
@@ -89,7 +93,7 @@ pub(crate) fn try_take<'a>(
 /// lock also excludes this process's other users. Call it where blocking
 /// is fine, with no other lock held.
 pub(crate) fn take_blocking(sidecar: &Path) -> io::Result<BreakLock<'static>> {
-    let Some(ctl) = sys::open_existing(&soft::ctl_path(sidecar))? else {
+    let Some(ctl) = sys::open_existing(&sidecar::ctl_path(sidecar))? else {
         return Err(crate::error::lost());
     };
     if sys::os_locks_shared(&ctl) {
@@ -110,7 +114,8 @@ fn try_marker(sidecar: &Path) -> io::Result<Option<BreakLock<'static>>> {
     let path = marker_path(sidecar);
     // Twice: once more after removing an abandoned marker.
     for _ in 0..2 {
-        let mut rec = soft::new_record(LockKind::Soft, LockMode::Exclusive, 0, &LockOptions::new());
+        let mut rec =
+            crate::backend::new_record(LockKind::Soft, LockMode::Exclusive, 0, &LockOptions::new());
         rec.nonce = Some(fastrand::u128(..));
         let nonce = rec.nonce;
         if temp::publish(&path, 0o644, |file| record::write(file, &rec))?.is_some() {

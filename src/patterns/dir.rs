@@ -23,11 +23,11 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use crate::inspect::LockState;
-use crate::record::HolderRecord;
-use crate::{
-    clean_stale, Acquire, CleanReport, Error, FileLock, FileLockGuard, LockMode, LockOptions, Wait,
-};
+use crate::api::{Acquire, FileLock, FileLockGuard, LockInfo};
+use crate::backend::clean::{clean_stale, CleanReport};
+use crate::error::Error;
+use crate::mode::{LockMode, Wait};
+use crate::options::LockOptions;
 
 /// Longest encoded name accepted (leaves room for `.lock` and a soft
 /// lock's `.ctl` within 255 bytes).
@@ -172,52 +172,6 @@ impl Handles {
     }
 }
 
-/// What [`LockDir::list`] (or [`FileLock::inspect`]) knows about one lock.
-#[derive(Clone, Debug)]
-pub struct LockInfo {
-    name: String,
-    path: PathBuf,
-    state: LockState,
-    holder: Option<HolderRecord>,
-}
-
-impl LockInfo {
-    pub(crate) fn new(
-        name: String,
-        path: PathBuf,
-        state: LockState,
-        holder: Option<HolderRecord>,
-    ) -> Self {
-        LockInfo {
-            name,
-            path,
-            state,
-            holder,
-        }
-    }
-
-    /// The lock's name: decoded, from [`LockDir::list`]; the file name, from
-    /// [`FileLock::inspect`].
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// The lock file.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Free, held (shared or exclusive) or stale.
-    pub fn state(&self) -> LockState {
-        self.state
-    }
-
-    /// The current (or last) holder's record, when one could be read.
-    pub fn holder(&self) -> Option<&HolderRecord> {
-        self.holder.as_ref()
-    }
-}
-
 impl LockDir {
     /// Named locks in `dir` (created on first use), with default options
     /// and waiting forever unless told otherwise.
@@ -348,10 +302,9 @@ impl LockDir {
             };
             let path = entry.path();
             let lock = FileLock::with_options(&path, self.options.clone());
-            let (state, holder) = crate::inspect::describe(&lock)?;
-            out.push(LockInfo::new(name, path, state, holder));
+            out.push(lock.inspect()?.named(name));
         }
-        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out.sort_by(|a, b| a.name().cmp(b.name()));
         Ok(out)
     }
 

@@ -3,101 +3,21 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::acquire::{self, Core};
-use crate::open::{Format, Opened};
-use crate::record::{self, HolderRecord, LockKind};
-use crate::registry::{self, Entry};
+use super::{Acquire, FileLockGuard};
+use crate::backend::host;
+use crate::backend::memory::MemoryOpener;
+use crate::backend::soft::{sidecar, stale};
+use crate::backend::FileOpener;
+use crate::engine::acquire::{self, Core};
+use crate::engine::{Config, Handle, Opener};
+use crate::error::{Error, Op};
+use crate::mode::{LockMode, Wait};
+use crate::options::LockOptions;
+use crate::record::{self, HolderRecord};
 use crate::sys;
-use crate::{host, soft, stale};
-use crate::{Acquire, Error, FileLockGuard, LockMode, LockOptions, Wait};
-
-/// What a `FileLock` and everything it spawned share.
-pub(crate) struct Handle {
-    pub(crate) path: PathBuf,
-    /// The file the registry entry stands for: the lock file itself, or a
-    /// soft lock's control file.
-    pub(crate) anchor: PathBuf,
-    pub(crate) options: LockOptions,
-    entry: Mutex<Option<Arc<Entry>>>,
-    /// Whether an acquisition is opening the file for this handle: the
-    /// others wait for it (`opened`) rather than open it too, so N tasks
-    /// first polled together cost one open, not N.
-    opening: Mutex<bool>,
-    opened: event_listener::Event,
-}
-
-impl Handle {
-    /// The entry this handle resolved last, if it still stands for the file.
-    pub(crate) fn cached(&self) -> Option<Arc<Entry>> {
-        let slot = self.entry.lock().unwrap_or_else(PoisonError::into_inner);
-        slot.as_ref().filter(|e| !e.is_retired()).cloned()
-    }
-
-    /// Claims the opening of the file for this handle. `Err` with a
-    /// listener if another acquisition is opening it: wait for the
-    /// listener, then look at [`cached`](Self::cached) again. (The listener
-    /// is made before the check, so the end of that opening cannot be
-    /// missed.)
-    pub(crate) fn claim_opening(&self) -> Result<(), event_listener::EventListener> {
-        let mut opening = self.opening.lock().unwrap_or_else(PoisonError::into_inner);
-        if *opening {
-            return Err(self.opened.listen());
-        }
-        *opening = true;
-        Ok(())
-    }
-
-    /// Ends the opening claimed with [`claim_opening`](Self::claim_opening),
-    /// done or abandoned, and wakes whoever waited for it.
-    pub(crate) fn end_opening(&self) {
-        *self.opening.lock().unwrap_or_else(PoisonError::into_inner) = false;
-        self.opened.notify(usize::MAX);
-    }
-
-    /// Registers a freshly opened lock file and remembers its entry.
-    pub(crate) fn adopt(&self, opened: Opened) -> Arc<Entry> {
-        let Opened { file, id, ours } = opened;
-        let entry = registry::entry_for(file, id, self.options.kind, ours);
-        let old = self
-            .entry
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .replace(Arc::clone(&entry));
-        drop(old);
-        entry
-    }
-
-    /// What the anchor file holds when lockyard made it.
-    pub(crate) fn format(&self) -> Format {
-        if self.is_strict() {
-            Format::Record
-        } else {
-            Format::Control
-        }
-    }
-
-    /// Whether this is an OS lock (as opposed to a soft lock or lease).
-    pub(crate) fn is_strict(&self) -> bool {
-        self.options.kind == LockKind::Strict
-    }
-
-    /// The path to re-check after each lock, when identity checks are on.
-    pub(crate) fn verify_path(&self) -> Option<&Path> {
-        self.options
-            .verifies_identity()
-            .then_some(self.path.as_path())
-    }
-
-    /// The path to delete on the last release, when that is asked for.
-    pub(crate) fn remove_path(&self) -> Option<&Path> {
-        self.options
-            .remove_on_release
-            .then_some(self.path.as_path())
-    }
-}
 
 /// A lock file: exclusive or shared, awaited in any executor or taken from
 /// blocking code.
@@ -147,13 +67,14 @@ impl Handle {
 #[derive(Clone)]
 pub struct FileLock {
     handle: Arc<Handle>,
+    options: Arc<LockOptions>,
 }
 
 impl std::fmt::Debug for FileLock {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FileLock")
             .field("path", &self.handle.path)
-            .field("options", &self.handle.options)
+            .field("options", &self.options)
             .finish()
     }
 }
@@ -221,19 +142,22 @@ impl FileLock {
     #[must_use]
     pub fn with_options(path: impl Into<PathBuf>, options: LockOptions) -> Self {
         let path = path.into();
-        let anchor = match options.kind {
-            LockKind::Strict => path.clone(),
-            _ => soft::ctl_path(&path),
+        let config = Config {
+            backoff: options.backoff,
+            strategy: options.strategy,
+            offload_open: options.offload_open,
+        };
+        let opener: Box<dyn Opener> = if options.in_memory {
+            Box::new(MemoryOpener {
+                name: path.to_string_lossy().into_owned(),
+                options: options.clone(),
+            })
+        } else {
+            Box::new(FileOpener::new(path.clone(), options.clone()))
         };
         FileLock {
-            handle: Arc::new(Handle {
-                anchor,
-                path,
-                options,
-                entry: Mutex::new(None),
-                opening: Mutex::new(false),
-                opened: event_listener::Event::new(),
-            }),
+            handle: Arc::new(Handle::new(path, config, opener)),
+            options: Arc::new(options),
         }
     }
 
@@ -250,7 +174,7 @@ impl FileLock {
 
     /// The options this lock was created with.
     pub fn options(&self) -> &LockOptions {
-        &self.handle.options
+        &self.options
     }
 
     /// How many tasks or threads of this process are waiting for this lock
@@ -292,20 +216,20 @@ impl FileLock {
         if let Some(rec) = self.own_record() {
             return Ok(Some(rec));
         }
-        let h = &self.handle;
-        let io_err = |e| Error::io(&h.path, crate::error::Op::Inspect, e);
-        if h.is_strict() {
-            let Some(file) = sys::open_existing(&h.path).map_err(io_err)? else {
+        let path = self.path();
+        let io_err = |e| Error::io(path, Op::Inspect, e);
+        if self.is_strict() {
+            let Some(file) = sys::open_existing(path).map_err(io_err)? else {
                 return Ok(None);
             };
             if let Err(what) = sys::identify(&file).map_err(io_err)? {
-                return Err(Error::not_a_file(&h.path, what));
+                return Err(Error::not_a_file(path, what));
             }
             return self.holder_in(&file);
         }
-        let record = match soft::inspect(&h.path).map_err(io_err)? {
+        let record = match sidecar::inspect(path).map_err(io_err)? {
             None => return Ok(None),
-            Some(found) if stale::judge(&found.evidence(), &h.options).is_some() => {
+            Some(found) if stale::judge(&found.evidence(), &self.options).is_some() => {
                 return Ok(None)
             }
             Some(found) => found.record,
@@ -326,7 +250,7 @@ impl FileLock {
             return Ok(Some(rec));
         }
         let record = record::read(file)
-            .map_err(|e| Error::io(&self.handle.path, crate::error::Op::Inspect, e))?
+            .map_err(|e| Error::io(&self.handle.path, Op::Inspect, e))?
             .record();
         Ok(record.filter(|r| r.is_held() && !host::me().provably_dead(r)))
     }
@@ -358,7 +282,7 @@ impl FileLock {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn os_holders(&self) -> Vec<crate::OsHolder> {
-        crate::os_holders::of(&self.handle.path)
+        sys::os_holders::of(&self.handle.path)
     }
 
     /// Whether the lock is free, held shared, held exclusively, or (soft
@@ -391,7 +315,7 @@ impl FileLock {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn state(&self) -> Result<crate::LockState, Error> {
-        crate::inspect::describe(self).map(|(state, _)| state)
+        super::inspect::describe(self).map(|(state, _)| state)
     }
 
     /// [`state`](Self::state) and the holder record together: the current
@@ -417,7 +341,7 @@ impl FileLock {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn inspect(&self) -> Result<crate::LockInfo, Error> {
-        let (state, holder) = crate::inspect::describe(self)?;
+        let (state, holder) = super::inspect::describe(self)?;
         let name = self
             .handle
             .path
@@ -473,7 +397,13 @@ impl FileLock {
     ///
     /// The returned future is `'static` and `Send`: it can be spawned.
     pub fn acquire(&self, mode: LockMode, wait: Wait) -> Acquire {
-        Acquire::new(Core::new(Arc::clone(&self.handle), mode, wait))
+        let core = Core::new(Arc::clone(&self.handle), mode, wait);
+        Acquire::new(core, Arc::clone(&self.options))
+    }
+
+    /// Whether this is an OS lock (as opposed to a soft lock or lease).
+    pub(crate) fn is_strict(&self) -> bool {
+        self.options.kind == crate::LockKind::Strict
     }
 
     /// Takes the lock exclusively if that is possible right now.
@@ -529,7 +459,9 @@ impl FileLock {
     /// says. It runs the same state machine as [`acquire`](Self::acquire),
     /// parking the thread between steps (no busy loop).
     pub fn acquire_blocking(&self, mode: LockMode, wait: Wait) -> Result<FileLockGuard, Error> {
-        acquire::acquire_blocking(&self.handle, mode, wait)
+        let entry = acquire::acquire_blocking(&self.handle, mode, wait)?;
+        let (handle, options) = (Arc::clone(&self.handle), Arc::clone(&self.options));
+        Ok(FileLockGuard::new(handle, options, entry, mode))
     }
 }
 

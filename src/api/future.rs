@@ -2,13 +2,16 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use pin_project_lite::pin_project;
 
-use crate::acquire::{AsyncDriver, Core};
+use super::FileLockGuard;
+use crate::engine::acquire::{AsyncDriver, Core};
+use crate::error::Error;
+use crate::options::LockOptions;
 use crate::rt::{Clock, Timer};
-use crate::{Error, FileLockGuard};
 
 pin_project! {
     /// The future returned by [`FileLock::lock`](crate::FileLock::lock) and
@@ -35,14 +38,14 @@ pin_project! {
 /// An acquisition under way, or one refused before it started (its error
 /// is handed out on the first poll).
 enum Run {
-    Acquiring(Core),
+    Acquiring(Core, Arc<LockOptions>),
     Refused(Option<Error>),
 }
 
 impl Acquire {
-    pub(crate) fn new(core: Core) -> Self {
+    pub(crate) fn new(core: Core, options: Arc<LockOptions>) -> Self {
         Acquire {
-            run: Run::Acquiring(core),
+            run: Run::Acquiring(core, options),
             clock: None,
             timer: Timer::default(),
         }
@@ -61,7 +64,7 @@ impl Acquire {
 impl std::fmt::Debug for Acquire {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.run {
-            Run::Acquiring(core) => core.fmt(f),
+            Run::Acquiring(core, _) => core.fmt(f),
             Run::Refused(error) => f.debug_struct("Acquire").field("refused", error).finish(),
         }
     }
@@ -72,8 +75,8 @@ impl Future for Acquire {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let core = match this.run {
-            Run::Acquiring(core) => core,
+        let (core, options) = match this.run {
+            Run::Acquiring(core, options) => (core, options),
             Run::Refused(error) => {
                 return match error.take() {
                     Some(e) => Poll::Ready(Err(e)),
@@ -87,8 +90,17 @@ impl Future for Acquire {
             timer: this.timer.get_mut(),
             clock: this.clock,
             offload_open,
-            inline_kernel_wait: false,
+            inline_blocking_wait: false,
         };
-        core.poll(&mut driver)
+        core.poll(&mut driver).map(|granted| {
+            let entry = granted?;
+            let handle = Arc::clone(core.handle());
+            Ok(FileLockGuard::new(
+                handle,
+                Arc::clone(options),
+                entry,
+                core.mode(),
+            ))
+        })
     }
 }

@@ -1,0 +1,221 @@
+//! Soft locks and leases: the lock is the existence of a sidecar file,
+//! for filesystems whose OS locks are missing or stay on each machine.
+//!
+//! `sidecar.rs` is the protocol (publish, inspect, break, release,
+//! refresh); `stale.rs` judges left-behind sidecars; `break_lock.rs`
+//! serialises breakers. [`SoftLock`] is the resource the engine drives.
+
+pub(crate) mod break_lock;
+pub(crate) mod sidecar;
+pub(crate) mod stale;
+
+use std::any::Any;
+use std::fs::File;
+use std::io;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use sidecar::{Ctl, SoftHeld, SoftTry};
+
+use super::settings;
+use crate::engine::{Attempted, BlockingWait, Hint, Holders, Params, Resource, Upgrade};
+use crate::mode::LockMode;
+use crate::notify::Watch;
+use crate::record::HolderRecord;
+
+/// A soft lock or lease as this process knows it.
+#[derive(Debug)]
+pub(crate) struct SoftLock {
+    /// lockyard made the control file: the last token may be written in it.
+    ours: bool,
+    /// Whether the filesystem's OS locks are seen by every process that
+    /// can open it (`sys::os_locks_shared`), found once.
+    shared: bool,
+    /// The control file; `None` once closed.
+    ctl: Mutex<Option<Arc<File>>>,
+    /// The sidecar this process holds.
+    held: Mutex<Option<SoftHeld>>,
+    /// The record of that hold, for guards and errors.
+    record: Mutex<Option<Arc<HolderRecord>>>,
+    /// The holder record seen by the last failed attempt.
+    last_busy: Mutex<Option<HolderRecord>>,
+    /// Keeps the watch on the sidecar's directory entry between waits.
+    watch: Mutex<Option<Watch>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Each of these mutexes guards one field, swapped whole.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn exclusive_only() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::Unsupported,
+        "soft and lease locks are exclusive only",
+    )
+}
+
+impl SoftLock {
+    pub(crate) fn new(ctl: File, ours: bool, shared: bool) -> Self {
+        SoftLock {
+            ours,
+            shared,
+            ctl: Mutex::new(Some(Arc::new(ctl))),
+            held: Mutex::new(None),
+            record: Mutex::new(None),
+            last_busy: Mutex::new(None),
+            watch: Mutex::new(None),
+        }
+    }
+
+    fn ctl<'a>(&self, file: &'a File) -> Ctl<'a> {
+        Ctl {
+            file,
+            ours: self.ours,
+            shared: self.shared,
+        }
+    }
+}
+
+impl Resource for SoftLock {
+    /// Publishes the sidecar, breaking a stale one first. The `on_stale`
+    /// hook, the user's code, runs here: with no lock of the engine held,
+    /// so it may call back into this lock.
+    fn try_acquire(&self, mode: LockMode, p: Params<'_>) -> io::Result<Attempted> {
+        let o = settings(p)?;
+        if mode == LockMode::Shared {
+            return Err(exclusive_only());
+        }
+        let Some(ctl) = lock(&self.ctl).clone() else {
+            return Ok(Attempted::Replaced);
+        };
+        let mut approved = None;
+        loop {
+            match sidecar::try_acquire(self.ctl(&ctl), &o.path, &o.options, approved)? {
+                SoftTry::Locked(held) => {
+                    *lock(&self.record) = Some(Arc::new(held.record.clone()));
+                    *lock(&self.held) = Some(held);
+                    *lock(&self.last_busy) = None;
+                    return Ok(Attempted::Locked);
+                }
+                SoftTry::Busy(rec) => {
+                    *lock(&self.last_busy) = rec;
+                    return Ok(Attempted::Busy);
+                }
+                SoftTry::Ask(verdict, publication) => {
+                    let Some(hook) = o.options.on_stale.as_ref() else {
+                        return Ok(Attempted::Busy);
+                    };
+                    if !(hook.0)(&verdict) {
+                        *lock(&self.last_busy) = verdict.record;
+                        return Ok(Attempted::Busy);
+                    }
+                    approved = Some(publication);
+                }
+            }
+        }
+    }
+
+    fn blocking_wait(&self, _mode: LockMode, _p: Params<'_>) -> Option<BlockingWait> {
+        // No kernel call waits for a file to disappear.
+        None
+    }
+
+    fn commit_wait(
+        &self,
+        _mode: LockMode,
+        _lock: Box<dyn Any + Send>,
+        _p: Params<'_>,
+    ) -> io::Result<Attempted> {
+        Err(io::Error::other(
+            "a soft lock has no blocking wait to commit",
+        ))
+    }
+
+    fn release(&self, _mode: LockMode, _last: bool, p: Params<'_>) -> io::Result<bool> {
+        let o = settings(p)?;
+        lock(&self.record).take();
+        let held = lock(&self.held).take();
+        let ctl = lock(&self.ctl).clone();
+        if let (Some(held), Some(ctl)) = (held, ctl) {
+            sidecar::release(self.ctl(&ctl), &o.path, held)?;
+        }
+        Ok(false)
+    }
+
+    fn upgrade(&self, _p: Params<'_>) -> io::Result<Upgrade> {
+        Err(exclusive_only())
+    }
+
+    fn downgrade(&self, _p: Params<'_>) -> io::Result<bool> {
+        Err(exclusive_only())
+    }
+
+    fn supports_shared(&self) -> bool {
+        false
+    }
+
+    fn wake_hint(&self, p: Params<'_>) -> Option<Box<dyn Hint>> {
+        let o = settings(p).ok()?;
+        if !o.options.file_events {
+            return None;
+        }
+        let mut cached = lock(&self.watch);
+        if let Some(joined) = cached.as_ref().and_then(Watch::join) {
+            return Some(Box::new(joined));
+        }
+        let fresh = Watch::dir_entry(&o.path)?;
+        *cached = fresh.join();
+        Some(Box::new(fresh))
+    }
+
+    fn record(&self) -> Option<Arc<HolderRecord>> {
+        lock(&self.record).clone()
+    }
+
+    fn holders(&self, _p: Params<'_>) -> Holders {
+        let record = match self.record() {
+            Some(rec) => Some(HolderRecord::clone(&rec)),
+            None => lock(&self.last_busy).take(),
+        };
+        Holders {
+            record,
+            os: Vec::new(),
+        }
+    }
+
+    /// Waits in the kernel for the break lock (held by other processes for
+    /// a few system calls, unless one is stopped): call it where blocking
+    /// is fine.
+    fn refresh(&self, p: Params<'_>) -> io::Result<()> {
+        let o = settings(p)?;
+        if lock(&self.held).is_none() {
+            return Ok(());
+        }
+        let break_lock = break_lock::take_blocking(&o.path)?;
+        // Only the guard that holds the lock refreshes it, and it is
+        // borrowed mutably meanwhile: nobody else waits on this mutex.
+        let mut held = lock(&self.held);
+        let result = match held.as_mut() {
+            Some(held) => sidecar::refresh_locked(&o.path, held).map(|()| {
+                *lock(&self.record) = Some(Arc::new(held.record.clone()));
+            }),
+            None => Ok(()),
+        };
+        drop(held);
+        drop(break_lock);
+        result
+    }
+
+    fn still_held(&self, held: bool, p: Params<'_>) -> io::Result<bool> {
+        match lock(&self.held).as_ref() {
+            Some(soft) => sidecar::still_held(&settings(p)?.path, soft),
+            None => Ok(held),
+        }
+    }
+
+    fn close(&self) {
+        let ctl = lock(&self.ctl).take();
+        let watch = lock(&self.watch).take();
+        drop((ctl, watch));
+    }
+}

@@ -1,0 +1,179 @@
+//! The acquire state as types: each phase and waiting state carries what
+//! it owns, so dropping it gives that back.
+
+use std::io;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use event_listener::EventListener;
+
+use super::driver::Driver;
+use crate::engine::entry::Entry;
+use crate::engine::handle::Handle;
+use crate::engine::hint::Hint;
+use crate::engine::queue::Slot;
+use crate::engine::resource::{Key, Resource, Waited};
+use crate::engine::BackoffState;
+use crate::error::Error;
+use crate::rt::Task;
+
+/// What an open comes back with.
+pub(super) type Opened = Result<(Key, Box<dyn Resource>), Error>;
+
+/// Where an acquisition is.
+pub(super) enum Phase {
+    Start,
+    /// This acquisition opens the resource for the handle (it holds the
+    /// handle's opening claim).
+    Opening(Task<Opened>),
+    /// Another acquisition of this handle is opening the resource.
+    AwaitingOpen(EventListener),
+    Queued(Queued),
+    Done,
+}
+
+impl Phase {
+    pub(super) fn name(&self) -> &'static str {
+        match self {
+            Phase::Start => "start",
+            Phase::Opening(_) | Phase::AwaitingOpen(_) => "opening",
+            Phase::Queued(q) => match q.waiting {
+                Waiting::InLine => "queued",
+                Waiting::Retrying(_) => "contending",
+                Waiting::Blocked(_) => "waiting in a blocking call",
+            },
+            Phase::Done => "done",
+        }
+    }
+}
+
+/// A waiter in its entry's queue.
+pub(super) struct Queued {
+    pub(super) entry: Arc<Entry>,
+    pub(super) slot: Arc<Slot>,
+    /// Listens for the queue's wake-ups; made anew after each one.
+    pub(super) listener: Option<EventListener>,
+    pub(super) waiting: Waiting,
+}
+
+impl Queued {
+    pub(super) fn new(entry: Arc<Entry>, slot: Arc<Slot>) -> Queued {
+        Queued {
+            entry,
+            slot,
+            listener: None,
+            waiting: Waiting::InLine,
+        }
+    }
+}
+
+/// How a queued waiter waits.
+pub(super) enum Waiting {
+    /// Behind a holder or waiter of this process: only the queue's wake-up
+    /// moves it on.
+    InLine,
+    /// Its turn, and another process holds the lock: retrying on backoff
+    /// and on wake hints.
+    Retrying(Retry),
+    /// Its turn, and a blocking wait for the lock runs on a thread.
+    Blocked(Task<io::Result<Waited>>),
+}
+
+/// How an acquisition waits for other processes, decided once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Strategy {
+    /// Retry on backoff and wake hints.
+    Retry,
+    /// A blocking wait on a thread, where the backend has one.
+    Block,
+}
+
+/// The head's retry schedule.
+#[derive(Default)]
+pub(super) struct Retry {
+    /// When to retry next. `None`: not scheduled yet, or a delay past what
+    /// `Instant` can hold (then wake hints and the deadline remain).
+    pub(super) at: Option<Instant>,
+    hint: HintState,
+}
+
+/// The wake hint of one turn.
+#[derive(Default)]
+enum HintState {
+    /// Not asked for yet.
+    #[default]
+    Untried,
+    /// The backend has none (or events are off): backoff alone.
+    Refused,
+    /// Watching; `seen` is the generation read before the last attempt,
+    /// `fired` says the last wake-up came from the hint.
+    Watching {
+        hint: Box<dyn Hint>,
+        seen: u64,
+        fired: bool,
+    },
+}
+
+impl Retry {
+    pub(super) fn hint_untried(&self) -> bool {
+        matches!(self.hint, HintState::Untried)
+    }
+
+    /// Asks the entry for a wake hint; `true` if one now watches.
+    pub(super) fn watch(&mut self, entry: &Entry, h: &Handle) -> bool {
+        self.hint = match entry.wake_hint(h) {
+            Some(hint) => HintState::Watching {
+                seen: hint.generation(),
+                hint,
+                fired: false,
+            },
+            None => HintState::Refused,
+        };
+        matches!(self.hint, HintState::Watching { .. })
+    }
+
+    /// Reads the hint's generation just before an attempt, so a signal
+    /// during the attempt is not missed.
+    pub(super) fn note_generation(&mut self) {
+        if let HintState::Watching { hint, seen, .. } = &mut self.hint {
+            *seen = hint.generation();
+        }
+    }
+
+    /// Schedules the next retry after a failed attempt at `now`.
+    pub(super) fn schedule(&mut self, now: Instant, settle: Duration, backoff: &mut BackoffState) {
+        let fired = match &mut self.hint {
+            HintState::Watching { fired, .. } => std::mem::take(fired),
+            _ => false,
+        };
+        if fired {
+            // The signal may have come a moment before the release (the
+            // kernel reports a close just before it drops the lock): look
+            // again soon.
+            let soon = now + settle;
+            self.at = Some(self.at.map_or(soon, |r| r.min(soon)));
+        } else if self.at.is_none() {
+            self.at = now.checked_add(backoff.next_delay());
+        }
+    }
+
+    /// Polls the hint; ready (and noted) when it fired.
+    pub(super) fn poll_hint<D: Driver>(&mut self, d: &mut D) -> Poll<()> {
+        let HintState::Watching { hint, seen, fired } = &mut self.hint else {
+            return Poll::Pending;
+        };
+        let polled = d.poll_hint(&mut **hint, *seen);
+        if polled.is_ready() {
+            *fired = true;
+        }
+        polled
+    }
+
+    /// The clock reached `now`: a retry due by then is no longer pending.
+    pub(super) fn passed(&mut self, now: Instant) {
+        if self.at.is_some_and(|r| now >= r) {
+            self.at = None;
+        }
+    }
+}

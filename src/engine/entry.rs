@@ -1,0 +1,364 @@
+//! One resource as this process knows it: its queue, and the backend's
+//! resource behind it.
+//!
+//! The entry's mutex guards the queue only, and is held for bookkeeping
+//! alone: every backend call (I/O, a blocking call, a user's `on_stale`
+//! hook) runs with it released, during the caller's *turn* (the queue's
+//! `busy` mark), and its outcome is committed under the mutex afterwards.
+//! Wake-ups are delivered after the mutex is released.
+//!
+//! The OS lock (or the database's) is therefore a *process-level*
+//! resource: in-process exclusion is decided here, and only one waiter at a
+//! time, the head of the queue, talks to the backend about other processes.
+//! Ten thousand waiting tasks cost ten thousand small queue slots and one
+//! descriptor (or connection), not ten thousand polling.
+
+use std::any::Any;
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use super::handle::Handle;
+use super::hint::Hint;
+use super::queue::{Arrival, Held, Queue, Slot, SlotState, Turn};
+use super::registry;
+use super::resource::{Attempted, BlockingWait, Holders, Key, Resource, Upgrade};
+use crate::mode::LockMode;
+use crate::record::HolderRecord;
+
+/// Outcome of a first attempt ([`Entry::try_or_enqueue`]).
+pub(crate) enum Attempt {
+    /// Acquired at once.
+    Acquired,
+    /// Held in a conflicting mode (only when asked not to enqueue).
+    Busy,
+    /// Queued; wait with this slot.
+    Queued(Arc<Slot>),
+    /// The entry no longer stands for the resource: resolve again.
+    Retired,
+}
+
+/// Outcome of a waiter's check ([`Entry::advance`]).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Progress {
+    /// The slot now holds the lock.
+    Acquired,
+    /// Waiting on another holder in this process, or behind other waiters:
+    /// only a wake-up can change that.
+    Waiting,
+    /// At the head, and another process holds the lock: retry later.
+    Contending,
+    /// The entry was retired: resolve again.
+    Retired,
+}
+
+/// A resource as this process knows it.
+pub(crate) struct Entry {
+    key: Key,
+    resource: Box<dyn Resource>,
+    retired: AtomicBool,
+    queue: Mutex<Queue>,
+}
+
+impl std::fmt::Debug for Entry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Entry")
+            .field("key", &self.key)
+            .field("resource", &self.resource)
+            .field("retired", &self.is_retired())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Entry {
+    fn drop(&mut self) {
+        registry::forget(&self.key, self);
+    }
+}
+
+impl Entry {
+    pub(crate) fn new(key: Key, resource: Box<dyn Resource>) -> Entry {
+        Entry {
+            key,
+            resource,
+            retired: AtomicBool::new(false),
+            queue: Mutex::new(Queue::default()),
+        }
+    }
+
+    pub(crate) fn resource(&self) -> &dyn Resource {
+        &*self.resource
+    }
+
+    pub(crate) fn is_retired(&self) -> bool {
+        self.retired.load(Ordering::Acquire)
+    }
+
+    fn queue(&self) -> MutexGuard<'_, Queue> {
+        // Nothing panics while holding this lock (no backend call, no user
+        // code runs under it); if something ever did, the queue is still
+        // consistent at every unlock point.
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Number of in-process waiters queued on this resource.
+    pub(crate) fn queued(&self) -> usize {
+        self.queue().len()
+    }
+
+    /// The fast path: take the lock if nobody in this process is queued and
+    /// the mode allows it; otherwise queue a slot (or report `Busy` when
+    /// `enqueue` is false).
+    pub(crate) fn try_or_enqueue(
+        &self,
+        mode: LockMode,
+        enqueue: bool,
+        h: &Handle,
+    ) -> io::Result<Attempt> {
+        if self.is_retired() {
+            return Ok(Attempt::Retired);
+        }
+        let mut q = self.queue();
+        match q.arrive(mode) {
+            Arrival::Joined => return Ok(Attempt::Acquired),
+            Arrival::Wait => {}
+            Arrival::Attempt => {
+                drop(q);
+                let outcome = self.resource.try_acquire(mode, h.params());
+                q = self.queue();
+                match outcome {
+                    Ok(Attempted::Locked) => {
+                        let wakes = q.end_attempt(None, mode, Turn::Locked);
+                        drop(q);
+                        wakes.deliver();
+                        return Ok(Attempt::Acquired);
+                    }
+                    Ok(Attempted::Replaced) => {
+                        let _ = q.end_attempt(None, mode, Turn::Failed);
+                        self.retire(q);
+                        return Ok(Attempt::Retired);
+                    }
+                    Err(e) => {
+                        let wakes = q.end_attempt(None, mode, Turn::Failed);
+                        drop(q);
+                        wakes.deliver();
+                        return Err(e);
+                    }
+                    Ok(Attempted::Busy) if enqueue => {
+                        // It came before everyone who queued while it
+                        // tried: it goes first, and keeps the turn.
+                        let slot = Slot::new(mode);
+                        q.push_front(&slot);
+                        let _ = q.end_attempt(Some(&slot), mode, Turn::Failed);
+                        return Ok(Attempt::Queued(slot));
+                    }
+                    Ok(Attempted::Busy) => {
+                        let wakes = q.end_attempt(None, mode, Turn::Failed);
+                        drop(q);
+                        wakes.deliver();
+                        return Ok(Attempt::Busy);
+                    }
+                }
+            }
+        }
+        if !enqueue {
+            return Ok(Attempt::Busy);
+        }
+        let slot = Slot::new(mode);
+        q.push(&slot);
+        Ok(Attempt::Queued(slot))
+    }
+
+    /// A queued waiter checks where it stands, and attempts if it is its
+    /// turn. An error removes the slot from the queue.
+    pub(crate) fn advance(&self, slot: &Arc<Slot>, h: &Handle) -> io::Result<Progress> {
+        match slot.state() {
+            SlotState::Granted => return Ok(Progress::Acquired),
+            SlotState::Retired => return Ok(Progress::Retired),
+            SlotState::Waiting => {}
+        }
+        if !self.queue().begin_turn(slot) {
+            return Ok(Progress::Waiting);
+        }
+        let outcome = self.resource.try_acquire(slot.mode(), h.params());
+        self.end_turn(slot, outcome)
+    }
+
+    /// A blocking wait for `slot`, when the backend has one.
+    pub(crate) fn blocking_wait(&self, slot: &Slot, h: &Handle) -> Option<BlockingWait> {
+        self.resource.blocking_wait(slot.mode(), h.params())
+    }
+
+    /// A blocking wait obtained the lock for `slot`: take it over if the
+    /// slot may still have it; otherwise `lock` is dropped, which releases
+    /// it.
+    pub(crate) fn commit_wait(
+        &self,
+        slot: &Arc<Slot>,
+        lock: Box<dyn Any + Send>,
+        h: &Handle,
+    ) -> Progress {
+        if slot.state() == SlotState::Retired || self.is_retired() {
+            return Progress::Retired;
+        }
+        if !self.queue().begin_turn(slot) {
+            return Progress::Waiting;
+        }
+        let outcome = self.resource.commit_wait(slot.mode(), lock, h.params());
+        // A failed commit keeps the waiter in line: it waits again.
+        self.end_turn(slot, outcome.or(Ok(Attempted::Busy)))
+            .unwrap_or(Progress::Contending)
+    }
+
+    /// Commits the outcome of `slot`'s turn.
+    fn end_turn(&self, slot: &Arc<Slot>, outcome: io::Result<Attempted>) -> io::Result<Progress> {
+        let mut q = self.queue();
+        let (turn, progress) = match outcome {
+            Ok(Attempted::Locked) => (Turn::Locked, Ok(Progress::Acquired)),
+            Ok(Attempted::Busy) => (Turn::Failed, Ok(Progress::Contending)),
+            Ok(Attempted::Replaced) => {
+                let _ = q.end_attempt(Some(slot), slot.mode(), Turn::Failed);
+                self.retire(q);
+                return Ok(Progress::Retired);
+            }
+            Err(e) => (Turn::GaveUp, Err(e)),
+        };
+        let wakes = q.end_attempt(Some(slot), slot.mode(), turn);
+        drop(q);
+        wakes.deliver();
+        progress
+    }
+
+    /// The waiter behind `slot` gives up (dropped, timed out, failed). If it
+    /// had been granted the lock without noticing, the lock is released.
+    pub(crate) fn cancel(&self, slot: &Arc<Slot>, h: &Handle) {
+        match slot.state() {
+            SlotState::Granted => {
+                let _ = self.release(slot.mode(), h);
+            }
+            SlotState::Retired => {}
+            SlotState::Waiting => {
+                let wakes = self.queue().cancel(slot);
+                wakes.deliver();
+            }
+        }
+    }
+
+    /// Retires the entry because the resource no longer stands for its
+    /// key, unless this process holds it.
+    pub(crate) fn retire_if_idle(&self) {
+        let q = self.queue();
+        if q.held() == Held::None {
+            self.retire(q);
+        }
+    }
+
+    /// Releases one holder of `mode`. When the last holder goes, the
+    /// backend releases the resource and the next waiter is woken.
+    pub(crate) fn release(&self, mode: LockMode, h: &Handle) -> io::Result<()> {
+        let Some(last) = self.queue().begin_release(mode) else {
+            return Ok(());
+        };
+        let outcome = self.resource.release(mode, last, h.params());
+        let mut q = self.queue();
+        match outcome {
+            Ok(true) => {
+                let _ = q.end_release();
+                self.retire(q);
+                Ok(())
+            }
+            Ok(false) => {
+                let wakes = q.end_release();
+                drop(q);
+                wakes.deliver();
+                Ok(())
+            }
+            Err(e) => {
+                // Nothing is held any more: a backend that cannot release
+                // cleanly drops what it held (closing a descriptor
+                // releases its lock) and reports `Replaced` next time.
+                let wakes = q.end_release();
+                drop(q);
+                wakes.deliver();
+                Err(e)
+            }
+        }
+    }
+
+    /// Converts this process's single shared hold into an exclusive one,
+    /// without waiting.
+    pub(crate) fn try_upgrade(&self, h: &Handle) -> io::Result<Upgrade> {
+        if !self.queue().begin_convert(Held::Shared(1)) {
+            // Other guards of this process share it: they are in the way.
+            return Ok(Upgrade::StillShared);
+        }
+        let outcome = self.resource.upgrade(h.params());
+        let now = match &outcome {
+            Ok(Upgrade::Upgraded) => Held::Exclusive,
+            Ok(Upgrade::StillShared) | Err(_) => Held::Shared(1),
+            Ok(Upgrade::Lost) => Held::None,
+        };
+        let wakes = self.queue().end_convert(now);
+        wakes.deliver();
+        outcome
+    }
+
+    /// Converts this process's exclusive hold into a shared one and admits
+    /// the shared waiters queued behind it. `Ok(false)` if the lock was lost
+    /// on the way (only possible where conversion is not atomic).
+    pub(crate) fn downgrade(&self, h: &Handle) -> io::Result<bool> {
+        if !self.queue().begin_convert(Held::Exclusive) {
+            return Ok(false);
+        }
+        let outcome = self.resource.downgrade(h.params());
+        let now = match &outcome {
+            Ok(true) => Held::Shared(1),
+            Ok(false) => Held::None,
+            Err(_) => Held::Exclusive,
+        };
+        let wakes = self.queue().end_convert(now);
+        wakes.deliver();
+        outcome
+    }
+
+    /// Signs that another process released the resource.
+    pub(crate) fn wake_hint(&self, h: &Handle) -> Option<Box<dyn Hint>> {
+        self.resource.wake_hint(h.params())
+    }
+
+    /// The record of this process's current exclusive hold.
+    pub(crate) fn current_record(&self) -> Option<Arc<HolderRecord>> {
+        self.resource.record()
+    }
+
+    /// Who holds the resource, for an error saying it is busy.
+    pub(crate) fn holders(&self, h: &Handle) -> Holders {
+        self.resource.holders(h.params())
+    }
+
+    /// Renews this process's lease (see the backend for how long it may
+    /// block).
+    pub(crate) fn refresh(&self, h: &Handle) -> io::Result<()> {
+        self.resource.refresh(h.params())
+    }
+
+    /// Whether this process's hold is still its own.
+    pub(crate) fn still_held(&self, h: &Handle) -> io::Result<bool> {
+        let held = self.queue().held() != Held::None;
+        self.resource.still_held(held, h.params())
+    }
+
+    /// Marks the entry retired, lets the backend close what it can, and
+    /// sends every queued waiter back to resolve the resource again.
+    fn retire(&self, mut q: MutexGuard<'_, Queue>) {
+        self.retired.store(true, Ordering::Release);
+        let wakes = q.retire();
+        let held = q.held() != Held::None;
+        drop(q);
+        if !held {
+            self.resource.close();
+        }
+        wakes.deliver();
+        registry::forget(&self.key, self);
+    }
+}

@@ -1,0 +1,161 @@
+//! The seam between the engine and a backend: what a lock resource (a lock
+//! file, a soft lock's sidecar, a lock in a database) must do for the
+//! engine to queue, wait for, hand off and release it.
+//!
+//! # The engine's promises
+//! - At most one *turn* operation ([`try_acquire`](Resource::try_acquire),
+//!   [`commit_wait`](Resource::commit_wait), [`release`](Resource::release),
+//!   [`upgrade`](Resource::upgrade), [`downgrade`](Resource::downgrade))
+//!   runs at a time for one resource, and no engine lock is held while it
+//!   runs: a backend may do I/O or run user code in it.
+//! - `try_acquire` and `commit_wait` are called only when this process
+//!   holds nothing; `release`, `upgrade` and `downgrade` only while it holds
+//!   the lock in the mode they name.
+//! - The other methods may be called at any time, from any thread.
+//!
+//! # The backend's promises
+//! - `try_acquire` never waits for another holder; anything that may wait
+//!   goes in the task from [`blocking_wait`](Resource::blocking_wait),
+//!   which owns what it needs and must release whatever it took if its
+//!   result is dropped.
+//! - `release` never waits for another holder either: it runs in `Drop`.
+//!   Work that must wait (a network round trip) is deferred by the backend
+//!   itself, which keeps the resource held until it is done.
+//! - Tokens and lease expiry are the backend's: the engine only hands the
+//!   record through.
+
+use std::any::Any;
+use std::fmt;
+use std::io;
+use std::sync::Arc;
+
+use super::hint::Hint;
+use crate::mode::LockMode;
+use crate::record::HolderRecord;
+use crate::sys::OsHolder;
+
+/// What a handle tells the backend on every call: the handle's own
+/// settings (its path, its options), which the backend downcasts to the
+/// type its opener gave. Two handles on one resource may differ (another
+/// path to the same file, another owner name, an `on_stale` hook), so a
+/// resource keeps only what is the same for all of them.
+pub(crate) type Params<'a> = &'a (dyn Any + Send + Sync);
+
+/// What identifies a resource in this process's registry: two handles
+/// whose resources have equal keys share one queue. `space` keeps the
+/// backends apart; `id` is the backend's own identity (a file's device and
+/// inode, a lock's name).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Key {
+    pub(crate) space: &'static str,
+    pub(crate) id: Box<[u8]>,
+}
+
+/// How one attempt went.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Attempted {
+    /// The lock is held, in the mode asked for.
+    Locked,
+    /// Someone else holds it.
+    Busy,
+    /// The resource no longer stands for its key (the lock file was
+    /// replaced or removed): resolve it again.
+    Replaced,
+}
+
+/// What a blocking wait came back with.
+pub(crate) enum Waited {
+    /// The lock, held through something the backend made for the wait
+    /// (a fresh descriptor), to be committed with
+    /// [`Resource::commit_wait`]. Dropped uncommitted, it releases.
+    Locked(Box<dyn Any + Send>),
+    /// The resource no longer stands for its key.
+    Replaced,
+}
+
+impl fmt::Debug for Waited {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Waited::Locked(_) => "Waited::Locked",
+            Waited::Replaced => "Waited::Replaced",
+        })
+    }
+}
+
+/// A wait that blocks its thread until the lock is granted.
+pub(crate) type BlockingWait = Box<dyn FnOnce() -> io::Result<Waited> + Send>;
+
+/// How a conversion from shared to exclusive went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Upgrade {
+    /// Now exclusive.
+    Upgraded,
+    /// Still shared: someone else holds it shared too.
+    StillShared,
+    /// Neither: the shared lock was lost on the way.
+    Lost,
+}
+
+/// Who holds a busy lock, for an error saying so.
+#[derive(Debug, Default)]
+pub(crate) struct Holders {
+    pub(crate) record: Option<HolderRecord>,
+    pub(crate) os: Vec<OsHolder>,
+}
+
+/// A lock resource, as the engine drives it. See the module docs for who
+/// calls what when.
+pub(crate) trait Resource: Send + Sync + fmt::Debug {
+    /// One attempt that does not wait for another holder.
+    fn try_acquire(&self, mode: LockMode, p: Params<'_>) -> io::Result<Attempted>;
+
+    /// A wait for the lock that blocks a thread (the kernel's blocking
+    /// lock call), when the backend has one.
+    fn blocking_wait(&self, mode: LockMode, p: Params<'_>) -> Option<BlockingWait>;
+
+    /// Takes over a lock a [`blocking_wait`](Self::blocking_wait) obtained.
+    fn commit_wait(
+        &self,
+        mode: LockMode,
+        lock: Box<dyn Any + Send>,
+        p: Params<'_>,
+    ) -> io::Result<Attempted>;
+
+    /// Releases the lock held in `mode`. `last` is true when nobody in
+    /// this process waits for it. `Ok(true)` when the resource no longer
+    /// stands for its key (it was removed on release).
+    fn release(&self, mode: LockMode, last: bool, p: Params<'_>) -> io::Result<bool>;
+
+    /// Converts a shared hold into an exclusive one without waiting.
+    fn upgrade(&self, p: Params<'_>) -> io::Result<Upgrade>;
+
+    /// Converts an exclusive hold into a shared one. `Ok(false)` if the
+    /// lock was lost on the way (where conversion is not atomic).
+    fn downgrade(&self, p: Params<'_>) -> io::Result<bool>;
+
+    /// Whether this resource can be held shared at all.
+    fn supports_shared(&self) -> bool;
+
+    /// Something that fires when another process may have released the
+    /// lock (a file event, a database notification). `None` when there is
+    /// none: the engine then retries on its backoff alone.
+    fn wake_hint(&self, p: Params<'_>) -> Option<Box<dyn Hint>>;
+
+    /// The record of this process's current exclusive hold.
+    fn record(&self) -> Option<Arc<HolderRecord>>;
+
+    /// Who holds the lock, when an attempt found it busy.
+    fn holders(&self, p: Params<'_>) -> Holders;
+
+    /// Renews this process's lease; a no-op for other locks. May block
+    /// briefly (see the backend).
+    fn refresh(&self, p: Params<'_>) -> io::Result<()>;
+
+    /// Whether this process's hold is still its own (a lease that lapsed
+    /// and was taken over is not).
+    fn still_held(&self, held: bool, p: Params<'_>) -> io::Result<bool>;
+
+    /// The entry retired: close what can be closed (a held lock is
+    /// released by its own release first).
+    fn close(&self);
+}
