@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::record::HolderRecord;
-use crate::sys::OsHolder;
+use crate::record::OsHolder;
 use crate::sys::{self, NotFile};
 
 /// What went wrong, without the details. Match on it to decide what to do.

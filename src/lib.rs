@@ -132,8 +132,7 @@ pub use crate::patterns::once::{
 };
 pub use crate::patterns::reentrant::{ReentrantGuard, ReentrantLock};
 pub use crate::record::{parse as parse_record, HolderRecord, LockKind, RecordError};
-pub use crate::record::{StaleLock, StaleReason};
-pub use crate::sys::OsHolder;
+pub use crate::record::{OsHolder, StaleLock, StaleReason};
 
 // The README's examples are compiled and run as doc tests.
 #[cfg(doctest)]

@@ -3,10 +3,11 @@
 use std::path::{Path, PathBuf};
 
 use super::FileLock;
+use crate::backend::record_io;
 use crate::backend::soft::{sidecar, stale};
 use crate::error::{Error, Op};
 use crate::mode::LockMode;
-use crate::record::{self, HolderRecord};
+use crate::record::HolderRecord;
 use crate::sys;
 
 /// The state of a lock as seen from outside.
@@ -77,7 +78,7 @@ pub(crate) fn describe(lock: &FileLock) -> Result<(LockState, Option<HolderRecor
     };
     if probe(LockMode::Exclusive)? {
         // Content is untrusted: a record that does not parse is no record.
-        let last = record::read(&file).ok().and_then(|r| r.record());
+        let last = record_io::read(&file).ok().and_then(|r| r.record());
         return Ok((LockState::Free, last));
     }
     if probe(LockMode::Shared)? {

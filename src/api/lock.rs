@@ -9,6 +9,7 @@ use std::time::Duration;
 use super::{Acquire, FileLockGuard};
 use crate::backend::host;
 use crate::backend::memory::MemoryOpener;
+use crate::backend::record_io;
 use crate::backend::soft::{sidecar, stale};
 use crate::backend::FileOpener;
 use crate::engine::acquire::{self, Core};
@@ -16,7 +17,7 @@ use crate::engine::{Config, Handle, Opener};
 use crate::error::{Error, Op};
 use crate::mode::{LockMode, Wait};
 use crate::options::LockOptions;
-use crate::record::{self, HolderRecord};
+use crate::record::HolderRecord;
 use crate::sys;
 
 /// A lock file: exclusive or shared, awaited in any executor or taken from
@@ -249,7 +250,7 @@ impl FileLock {
         if let Some(rec) = self.own_record() {
             return Ok(Some(rec));
         }
-        let record = record::read(file)
+        let record = record_io::read(file)
             .map_err(|e| Error::io(&self.handle.path, Op::Inspect, e))?
             .record();
         Ok(record.filter(|r| r.is_held() && !host::me().provably_dead(r)))

@@ -5,12 +5,13 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use super::record_io::{self, Read};
 use super::soft::{sidecar, stale};
 use crate::error::Error;
 use crate::error::Op;
 use crate::mode::LockMode;
 use crate::options::LockOptions;
-use crate::record::{self, LockKind, Read, RecordState};
+use crate::record::{LockKind, RecordState};
 use crate::record::{StaleLock, StaleReason};
 use crate::sys;
 
@@ -158,7 +159,7 @@ fn clean_one(path: &Path, options: &LockOptions, act: Act) -> io::Result<Option<
     let Some(file) = sys::open_existing(path)? else {
         return Ok(None);
     };
-    let rec = match record::read(&file)? {
+    let rec = match record_io::read(&file)? {
         Read::Record(r) => r,
         Read::Invalid(_) => return Ok(None),
     };
@@ -220,7 +221,7 @@ fn clean_strict(path: &Path, file: &File, act: Act) -> io::Result<Option<StaleLo
             return Ok(None);
         }
         // Read again under the lock: what is there now decides.
-        let mut rec = match record::read(file)? {
+        let mut rec = match record_io::read(file)? {
             Read::Record(r) if r.kind == LockKind::Strict => r,
             _ => return Ok(None),
         };
@@ -231,7 +232,7 @@ fn clean_strict(path: &Path, file: &File, act: Act) -> io::Result<Option<StaleLo
         };
         if act == Act::Remove {
             rec.state = RecordState::Removed;
-            record::write(file, &rec)?;
+            record_io::write(file, &rec)?;
             std::fs::remove_file(path)?;
         }
         Ok(Some(unused))
@@ -258,7 +259,7 @@ fn clean_temp(path: &Path, target: &Path, act: Act) -> io::Result<Option<StaleLo
     let Some(file) = sys::open_existing(path)? else {
         return Ok(None);
     };
-    let record = match record::read(&file)? {
+    let record = match record_io::read(&file)? {
         Read::Record(r) if r.kind == LockKind::Strict => Some(r),
         Read::Record(r) if open_control(target)?.is_some() => Some(r),
         Read::Record(_) => return Ok(None),

@@ -15,6 +15,7 @@ pub(crate) mod clean;
 pub(crate) mod host;
 pub(crate) mod memory;
 pub(crate) mod open;
+pub(crate) mod record_io;
 mod records;
 pub(crate) mod soft;
 pub(crate) mod strict;

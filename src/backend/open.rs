@@ -27,11 +27,12 @@ use std::fs::File;
 use std::io;
 use std::path::Path;
 
+use super::record_io;
 use super::{soft::sidecar, temp};
 use crate::error::{Error, Op};
 use crate::mode::LockMode;
 use crate::options::LockOptions;
-use crate::record::{self, LockKind, RecordState};
+use crate::record::{LockKind, RecordState};
 use crate::sys::{self, FileId};
 
 /// What the file at a lock path holds, and so what lockyard may write.
@@ -225,8 +226,8 @@ pub(crate) fn is_lock_file(file: &File, format: Format) -> io::Result<bool> {
         // A soft lock's sidecar holds a record too, but it is not a strict
         // lock file: its holder's record is not ours to replace.
         Format::Record => Ok(matches!(
-            record::read(file)?,
-            record::Read::Record(r) if r.kind == LockKind::Strict
+            record_io::read(file)?,
+            record_io::Read::Record(r) if r.kind == LockKind::Strict
         )),
         Format::Control => sidecar::is_control(file),
     }
@@ -305,7 +306,7 @@ fn initialise(file: &File, format: Format, options: &LockOptions) -> io::Result<
             let mut rec =
                 crate::backend::new_record(LockKind::Strict, LockMode::Exclusive, 0, options);
             rec.state = RecordState::Released;
-            record::write(file, &rec)
+            record_io::write(file, &rec)
         }
         Format::Control => sidecar::init_control(file),
     }

@@ -26,6 +26,11 @@ use super::resource::{Attempted, BlockingWait, Holders, Key, Resource, Upgrade};
 use crate::mode::LockMode;
 use crate::record::HolderRecord;
 
+/// How many times a try-once caller yields to an operation in flight
+/// before it calls the lock busy (an operation that takes this long is
+/// waiting on a slow filesystem or a user's hook).
+const BUSY_SPINS: u32 = 200;
+
 /// Outcome of a first attempt ([`Entry::try_or_enqueue`]).
 pub(crate) enum Attempt {
     /// Acquired at once.
@@ -119,9 +124,24 @@ impl Entry {
             return Ok(Attempt::Retired);
         }
         let mut q = self.queue();
-        match q.arrive(mode) {
+        let mut arrival = q.arrive(mode);
+        if !enqueue {
+            // A try-once caller must not fail merely because another
+            // caller's attempt or release is in flight (two concurrent
+            // shared `try_lock`s both succeed): it lets that operation, a
+            // few system calls, finish first.
+            let mut spins = 0;
+            while arrival == Arrival::Busy && spins < BUSY_SPINS {
+                drop(q);
+                std::thread::yield_now();
+                spins += 1;
+                q = self.queue();
+                arrival = q.arrive(mode);
+            }
+        }
+        match arrival {
             Arrival::Joined => return Ok(Attempt::Acquired),
-            Arrival::Wait => {}
+            Arrival::Wait | Arrival::Busy => {}
             Arrival::Attempt => {
                 drop(q);
                 let outcome = self.resource.try_acquire(mode, h.params());

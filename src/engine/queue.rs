@@ -145,6 +145,9 @@ pub(crate) enum Arrival {
     Attempt,
     /// Joined this process's shared holders.
     Joined,
+    /// Another caller's attempt, release or conversion is running, with
+    /// nobody queued: the answer comes within that operation.
+    Busy,
     /// Must wait.
     Wait,
 }
@@ -175,8 +178,11 @@ impl Queue {
 
     /// The fast path for a newcomer that is not queued.
     pub(crate) fn arrive(&mut self, mode: LockMode) -> Arrival {
-        if !self.waiters.is_empty() || self.busy {
+        if !self.waiters.is_empty() {
             return Arrival::Wait;
+        }
+        if self.busy {
+            return Arrival::Busy;
         }
         match (self.held, mode) {
             (Held::None, _) => {
@@ -379,8 +385,8 @@ mod tests {
     fn the_fast_path_attempts_only_on_an_idle_queue() {
         let mut q = Queue::default();
         assert_eq!(q.arrive(Exclusive), Arrival::Attempt);
-        // An attempt runs: newcomers wait, whatever their mode.
-        assert_eq!(q.arrive(Shared), Arrival::Wait);
+        // An attempt runs: newcomers wait for it, whatever their mode.
+        assert_eq!(q.arrive(Shared), Arrival::Busy);
         let wakes = q.end_attempt(None, Shared, Turn::Locked);
         assert_eq!(wakes.count(), 0);
         assert_eq!(q.arrive(Shared), Arrival::Joined);
@@ -505,7 +511,7 @@ mod tests {
         assert!(!q.begin_convert(Held::Shared(1)));
         assert_eq!(q.begin_release(Shared), None);
         assert!(q.begin_convert(Held::Shared(1)));
-        assert_eq!(q.arrive(Shared), Arrival::Wait, "busy converting");
+        assert_eq!(q.arrive(Shared), Arrival::Busy, "converting");
         let _ = q.end_convert(Held::Exclusive);
         assert_eq!(q.held(), Held::Exclusive);
     }

@@ -31,8 +31,7 @@ use std::sync::Arc;
 
 use super::hint::Hint;
 use crate::mode::LockMode;
-use crate::record::HolderRecord;
-use crate::sys::OsHolder;
+use crate::record::{HolderRecord, OsHolder};
 
 /// What a handle tells the backend on every call: the handle's own
 /// settings (its path, its options), which the backend downcasts to the

@@ -261,25 +261,10 @@ fn publish(marker: &Path, key: &str) -> io::Result<()> {
         file.write_all(text.as_bytes())?;
         file.sync_all()?;
         std::fs::rename(&tmp, marker)?;
-        sync_dir(marker)
+        crate::sys::sync_dir(marker)
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
     result
-}
-
-#[cfg(unix)]
-fn sync_dir(marker: &Path) -> io::Result<()> {
-    let dir = match marker.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    std::fs::File::open(dir)?.sync_all()
-}
-
-#[cfg(not(unix))]
-fn sync_dir(_marker: &Path) -> io::Result<()> {
-    // Windows offers no directory fsync through std; NTFS journals renames.
-    Ok(())
 }

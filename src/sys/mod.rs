@@ -6,8 +6,8 @@
 //! `Unsupported` instead of panicking.
 
 pub(crate) mod os_holders;
-
-pub use os_holders::OsHolder;
+pub(crate) mod pio;
+pub(crate) mod process;
 
 #[cfg(unix)]
 mod unix;
@@ -92,4 +92,20 @@ pub(crate) fn downgrade(file: &std::fs::File) -> std::io::Result<bool> {
         return Ok(matches!(try_lock(file, LockMode::Shared), Ok(true)));
     }
     try_lock(file, LockMode::Shared)
+}
+
+/// Makes a rename in `marker`'s directory durable (fsyncs the directory).
+#[cfg(unix)]
+pub(crate) fn sync_dir(marker: &std::path::Path) -> std::io::Result<()> {
+    let dir = match marker.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    std::fs::File::open(dir)?.sync_all()
+}
+
+#[cfg(not(unix))]
+pub(crate) fn sync_dir(_marker: &std::path::Path) -> std::io::Result<()> {
+    // Windows offers no directory fsync through std; NTFS journals renames.
+    Ok(())
 }

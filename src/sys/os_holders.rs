@@ -3,62 +3,9 @@
 //! lockyard on a file that holds data). Linux reads `/proc/locks`; other
 //! platforms have no such table and report nobody.
 
-use std::fmt;
 use std::path::Path;
 
-/// One lock the kernel reports on a file.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct OsHolder {
-    pid: u32,
-    exclusive: bool,
-    kind: String,
-    command: Option<String>,
-}
-
-impl OsHolder {
-    /// The process that took the lock, as the kernel recorded it (for a
-    /// lock inherited across `fork`, the process that first took it).
-    pub fn pid(&self) -> u32 {
-        self.pid
-    }
-
-    /// Exclusive (`WRITE` in the table) or shared (`READ`).
-    pub fn is_exclusive(&self) -> bool {
-        self.exclusive
-    }
-
-    /// The kind of lock: `FLOCK` (what lockyard and flock(1) take),
-    /// `POSIX` or `OFDLCK`.
-    pub fn kind(&self) -> &str {
-        &self.kind
-    }
-
-    /// The process's command name, if it still runs.
-    pub fn command(&self) -> Option<&str> {
-        self.command.as_deref()
-    }
-
-    /// Whether the holder is this process.
-    pub fn is_this_process(&self) -> bool {
-        self.pid == std::process::id()
-    }
-}
-
-impl fmt::Display for OsHolder {
-    /// `pid 4242 (flock), exclusive`.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "pid {}", self.pid)?;
-        if let Some(c) = &self.command {
-            write!(f, " ({c})")?;
-        }
-        let mode = if self.exclusive {
-            "exclusive"
-        } else {
-            "shared"
-        };
-        write!(f, ", {mode}")
-    }
-}
+use crate::record::OsHolder;
 
 /// The granted locks on the file at `path` (waiters are left out).
 /// Reading the table takes no lock and creates nothing; unreadable entries
@@ -77,11 +24,11 @@ pub(crate) fn of(path: &Path) -> Vec<OsHolder> {
     parse(&table)
         .into_iter()
         .filter(|(file, _)| *file == id)
-        .map(|(_, mut holder)| {
-            holder.command = std::fs::read_to_string(format!("/proc/{}/comm", holder.pid))
+        .map(|(_, holder)| {
+            let command = std::fs::read_to_string(format!("/proc/{}/comm", holder.pid()))
                 .ok()
                 .map(|c| c.trim_end().to_string());
-            holder
+            holder.with_command(command)
         })
         .collect()
 }
@@ -116,12 +63,7 @@ fn parse(table: &str) -> Vec<((u32, u32, u64), OsHolder)> {
             let major = u32::from_str_radix(file.next()?, 16).ok()?;
             let minor = u32::from_str_radix(file.next()?, 16).ok()?;
             let inode: u64 = file.next()?.parse().ok()?;
-            let holder = OsHolder {
-                pid,
-                exclusive,
-                kind: kind.to_string(),
-                command: None,
-            };
+            let holder = OsHolder::new(pid, exclusive, kind.to_string());
             Some(((major, minor, inode), holder))
         })
         .collect()
@@ -142,9 +84,9 @@ mod tests {
         let got = parse(table);
         assert_eq!(got.len(), 3);
         assert_eq!(got[0].0, (0xfd, 1, 1837));
-        assert!(got[0].1.exclusive && got[0].1.pid == 4242 && got[0].1.kind == "FLOCK");
+        assert!(got[0].1.is_exclusive() && got[0].1.pid() == 4242 && got[0].1.kind() == "FLOCK");
         assert_eq!(got[1].0, (8, 0x10, 99));
-        assert!(!got[1].1.exclusive);
+        assert!(!got[1].1.is_exclusive());
         assert_eq!(got[2].0, (0x103, 2, 5));
         assert_eq!(got[0].1.to_string(), "pid 4242, exclusive");
     }

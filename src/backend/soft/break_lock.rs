@@ -24,10 +24,11 @@ use std::time::{Duration, SystemTime};
 
 use super::sidecar;
 use crate::backend::host::{self, Liveness};
+use crate::backend::record_io::{self, Read};
 use crate::backend::temp;
 use crate::mode::LockMode;
 use crate::options::LockOptions;
-use crate::record::{self, LockKind, Read};
+use crate::record::{HolderRecord, LockKind};
 use crate::sys;
 
 /// A marker older than this is abandoned: its owner held it for a few
@@ -118,7 +119,7 @@ fn try_marker(sidecar: &Path) -> io::Result<Option<BreakLock<'static>>> {
             crate::backend::new_record(LockKind::Soft, LockMode::Exclusive, 0, &LockOptions::new());
         rec.nonce = Some(fastrand::u128(..));
         let nonce = rec.nonce;
-        if temp::publish(&path, 0o644, |file| record::write(file, &rec))?.is_some() {
+        if temp::publish(&path, 0o644, |file| record_io::write(file, &rec))?.is_some() {
             return Ok(Some(BreakLock::Marker { path, nonce }));
         }
         let found = match read_marker(&path)? {
@@ -146,7 +147,7 @@ fn try_marker(sidecar: &Path) -> io::Result<Option<BreakLock<'static>>> {
     Ok(None)
 }
 
-fn abandoned(marker: &record::HolderRecord) -> bool {
+fn abandoned(marker: &HolderRecord) -> bool {
     let me = host::me();
     if me.same_host(marker) && matches!(me.liveness(marker), Liveness::Dead | Liveness::Reused) {
         return true;
@@ -162,14 +163,14 @@ enum Marker {
     /// A file without a valid record: not lockyard's (markers are
     /// published whole).
     Foreign,
-    Record(record::HolderRecord),
+    Record(HolderRecord),
 }
 
 fn read_marker(path: &Path) -> io::Result<Marker> {
     let Some(file) = sys::open_existing(path)? else {
         return Ok(Marker::Gone);
     };
-    match record::read(&file) {
+    match record_io::read(&file) {
         Ok(Read::Record(r)) => Ok(Marker::Record(r)),
         Ok(Read::Invalid(_)) => Ok(Marker::Foreign),
         // A network filesystem may say so through a descriptor just

@@ -159,12 +159,12 @@ impl Resource for SoftLock {
         if !o.options.file_events {
             return None;
         }
-        let mut cached = lock(&self.watch);
-        if let Some(joined) = cached.as_ref().and_then(Watch::join) {
+        if let Some(joined) = lock(&self.watch).as_ref().and_then(Watch::join) {
             return Some(Box::new(joined));
         }
+        // Watching is a system call: no mutex is held meanwhile.
         let fresh = Watch::dir_entry(&o.path)?;
-        *cached = fresh.join();
+        *lock(&self.watch) = fresh.join();
         Some(Box::new(fresh))
     }
 
@@ -192,23 +192,29 @@ impl Resource for SoftLock {
             return Ok(());
         }
         let break_lock = break_lock::take_blocking(&o.path)?;
-        // Only the guard that holds the lock refreshes it, and it is
-        // borrowed mutably meanwhile: nobody else waits on this mutex.
+        // This mutex is held across the renewal's I/O on purpose: only the
+        // lock's holder ever takes it (no waiter, no inspection), and it
+        // makes a release (a guard dropped while an abandoned `keep_alive`
+        // still renews on the pool) wait for the renewal rather than miss
+        // the sidecar it must remove.
         let mut held = lock(&self.held);
         let result = match held.as_mut() {
-            Some(held) => sidecar::refresh_locked(&o.path, held).map(|()| {
-                *lock(&self.record) = Some(Arc::new(held.record.clone()));
-            }),
-            None => Ok(()),
+            Some(held) => sidecar::refresh_locked(&o.path, held),
+            None => return Ok(()),
         };
+        if let (Ok(()), Some(held)) = (&result, held.as_ref()) {
+            *lock(&self.record) = Some(Arc::new(held.record.clone()));
+        }
         drop(held);
         drop(break_lock);
         result
     }
 
     fn still_held(&self, held: bool, p: Params<'_>) -> io::Result<bool> {
+        let o = settings(p)?;
+        // Held across the check for the reason given in `refresh`.
         match lock(&self.held).as_ref() {
-            Some(soft) => sidecar::still_held(&settings(p)?.path, soft),
+            Some(soft) => sidecar::still_held(&o.path, soft),
             None => Ok(held),
         }
     }

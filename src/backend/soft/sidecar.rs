@@ -30,12 +30,13 @@ use std::time::SystemTime;
 
 use super::break_lock;
 use super::stale::{self, Evidence};
+use crate::backend::record_io::{self, Read};
 use crate::backend::{new_record, next_token, temp};
 use crate::error::{lost, NotFileError};
 use crate::mode::LockMode;
 use crate::options::LockOptions;
 use crate::record::StaleLock;
-use crate::record::{self, HolderRecord, LockKind, Read};
+use crate::record::{HolderRecord, LockKind};
 use crate::sys::{self, FileId};
 
 /// A soft lock this process holds.
@@ -194,7 +195,7 @@ fn settle_token(ctl: Ctl<'_>, path: &Path, held: &mut SoftHeld) -> io::Result<()
     }
     let mut rec = held.record.clone();
     rec.token = next_token(last);
-    record::write(&held.file, &rec)?;
+    record_io::write(&held.file, &rec)?;
     held.record = rec;
     Ok(())
 }
@@ -286,7 +287,7 @@ pub(crate) fn refresh_locked(path: &Path, held: &mut SoftHeld) -> io::Result<()>
     }
     let mut rec = held.record.clone();
     rec.renewed = SystemTime::now();
-    record::write(&held.file, &rec)?;
+    record_io::write(&held.file, &rec)?;
     held.record = rec;
     Ok(())
 }
@@ -313,7 +314,7 @@ fn publish(path: &Path, record: HolderRecord, mode: u32) -> io::Result<Option<So
             Err(e) if sys::is_unsupported(&e) => {}
             Err(e) => return Err(e),
         }
-        record::write(file, &record)
+        record_io::write(file, &record)
     })?;
     let Some(file) = published else {
         return Ok(None);
@@ -396,7 +397,7 @@ fn read_sidecar(path: &Path) -> io::Result<Option<(File, Found)>> {
         Err(e) if gone(&e) => return Ok(None),
         Err(e) => return Err(e),
     };
-    let record = match record::read(&file) {
+    let record = match record_io::read(&file) {
         Ok(Read::Record(r)) => Some(r),
         Ok(Read::Invalid(_)) => None,
         Err(e) if gone(&e) => return Ok(None),
@@ -430,7 +431,7 @@ fn read_token_now(ctl: Ctl<'_>, path: &Path) -> u64 {
 /// unreadable).
 fn read_token(ctl: &File) -> u64 {
     let mut buf = [0u8; 64];
-    let n = read_prefix(ctl, &mut buf).unwrap_or(0);
+    let n = sys::pio::read_start(ctl, &mut buf, false).unwrap_or(0);
     std::str::from_utf8(&buf[..n])
         .ok()
         .and_then(|s| s.lines().find_map(|l| l.strip_prefix("token ")))
@@ -444,7 +445,7 @@ const CONTROL_HEADER: &[u8] = b"lockyard-ctl 1\n";
 /// Whether `file` begins as a control file lockyard wrote.
 pub(crate) fn is_control(file: &File) -> io::Result<bool> {
     let mut buf = [0u8; CONTROL_HEADER.len()];
-    let n = read_prefix(file, &mut buf)?;
+    let n = sys::pio::read_start(file, &mut buf, false)?;
     Ok(buf[..n] == *CONTROL_HEADER)
 }
 
@@ -455,36 +456,6 @@ pub(crate) fn init_control(ctl: &File) -> io::Result<()> {
 
 fn write_token(ctl: &File, token: u64) -> io::Result<()> {
     let text = format!("lockyard-ctl 1\ntoken {token}\n");
-    write_prefix(ctl, text.as_bytes())?;
+    sys::pio::write_start(ctl, text.as_bytes())?;
     ctl.set_len(text.len() as u64)
-}
-
-fn read_prefix(file: &File, buf: &mut [u8]) -> io::Result<usize> {
-    #[cfg(unix)]
-    return std::os::unix::fs::FileExt::read_at(file, buf, 0);
-    #[cfg(windows)]
-    return std::os::windows::fs::FileExt::seek_read(file, buf, 0);
-    #[cfg(not(any(unix, windows)))]
-    {
-        let _ = (file, buf);
-        Err(io::Error::from(io::ErrorKind::Unsupported))
-    }
-}
-
-fn write_prefix(file: &File, bytes: &[u8]) -> io::Result<()> {
-    #[cfg(unix)]
-    return std::os::unix::fs::FileExt::write_all_at(file, bytes, 0);
-    #[cfg(windows)]
-    {
-        let n = std::os::windows::fs::FileExt::seek_write(file, bytes, 0)?;
-        if n != bytes.len() {
-            return Err(io::Error::from(io::ErrorKind::WriteZero));
-        }
-        Ok(())
-    }
-    #[cfg(not(any(unix, windows)))]
-    {
-        let _ = (file, bytes);
-        Err(io::Error::from(io::ErrorKind::Unsupported))
-    }
 }

@@ -19,10 +19,11 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use stamp::Stamp;
 
 use super::{open, settings, FileOpener};
+use crate::backend::record_io::{self, Lookup, Read};
 use crate::engine::{Attempted, BlockingWait, Hint, Holders, Params, Resource, Upgrade, Waited};
 use crate::mode::LockMode;
 use crate::notify::{self, Watch};
-use crate::record::{self, HolderRecord, LockKind, Lookup, Read, RecordState};
+use crate::record::{HolderRecord, LockKind, RecordState};
 use crate::sys::{self, FileId};
 
 /// A strict lock file as this process knows it.
@@ -106,7 +107,7 @@ impl StrictLock {
     /// longer names this file: start over).
     fn stamp(&self, file: &File, mode: LockMode, o: &FileOpener) -> io::Result<bool> {
         let mut stamp = lock(&self.stamp);
-        let (found, len) = record::read_sized_or_known(file, |b| stamp.token_if_unchanged(b))?;
+        let (found, len) = record_io::read_sized_or_known(file, |b| stamp.token_if_unchanged(b))?;
         let last = match found {
             // What this process left: no other holder came in between.
             Lookup::Known(token) => token,
@@ -306,12 +307,12 @@ impl Resource for StrictLock {
         if !o.options.file_events {
             return None;
         }
-        let mut cached = lock(&self.watch);
-        if let Some(joined) = cached.as_ref().and_then(Watch::join) {
+        if let Some(joined) = lock(&self.watch).as_ref().and_then(Watch::join) {
             return Some(Box::new(joined));
         }
+        // Watching is a system call: no mutex is held meanwhile.
         let fresh = Watch::file(&*self.file()?, &o.path)?;
-        *cached = fresh.join();
+        *lock(&self.watch) = fresh.join();
         Some(Box::new(fresh))
     }
 
@@ -335,7 +336,7 @@ impl Resource for StrictLock {
         }
         let record = self
             .file()
-            .and_then(|file| record::read(&file).ok())
+            .and_then(|file| record_io::read(&file).ok())
             .and_then(Read::record)
             .filter(HolderRecord::is_held);
         Holders {

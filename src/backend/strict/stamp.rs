@@ -11,6 +11,7 @@
 use std::fs::File;
 use std::sync::Arc;
 
+use crate::backend::record_io;
 use crate::record::{self, HolderRecord, RecordState};
 
 /// The record this process last wrote to one lock file.
@@ -114,7 +115,7 @@ impl Stamp {
     /// the lock.
     pub(crate) fn write(&mut self, file: &File, rec: Arc<HolderRecord>) {
         let old_len = self.file_len;
-        let written = record::rewrite(file, self.held(rec), old_len);
+        let written = record_io::rewrite(file, self.held(rec), old_len);
         match written {
             Ok(n) => self.file_len = n,
             Err(_) => self.forget(),
@@ -128,7 +129,7 @@ impl Stamp {
         let Some(bytes) = self.released() else {
             return;
         };
-        match record::rewrite(file, bytes, old_len) {
+        match record_io::rewrite(file, bytes, old_len) {
             Ok(n) => self.file_len = n,
             Err(_) => self.forget(),
         }

@@ -1,0 +1,73 @@
+//! Who holds a file locked, as the kernel's lock table says: the type.
+//! Reading the table is platform code (`sys/os_holders.rs`).
+
+use std::fmt;
+
+/// One lock the kernel reports on a file.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct OsHolder {
+    pid: u32,
+    exclusive: bool,
+    kind: String,
+    command: Option<String>,
+}
+
+impl OsHolder {
+    pub(crate) fn new(pid: u32, exclusive: bool, kind: String) -> Self {
+        OsHolder {
+            pid,
+            exclusive,
+            kind,
+            command: None,
+        }
+    }
+
+    /// The same holder, with its command name.
+    pub(crate) fn with_command(mut self, command: Option<String>) -> Self {
+        self.command = command;
+        self
+    }
+
+    /// The process that took the lock, as the kernel recorded it (for a
+    /// lock inherited across `fork`, the process that first took it).
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Exclusive (`WRITE` in the table) or shared (`READ`).
+    pub fn is_exclusive(&self) -> bool {
+        self.exclusive
+    }
+
+    /// The kind of lock: `FLOCK` (what lockyard and flock(1) take),
+    /// `POSIX` or `OFDLCK`.
+    pub fn kind(&self) -> &str {
+        &self.kind
+    }
+
+    /// The process's command name, if it still runs.
+    pub fn command(&self) -> Option<&str> {
+        self.command.as_deref()
+    }
+
+    /// Whether the holder is this process.
+    pub fn is_this_process(&self) -> bool {
+        self.pid == std::process::id()
+    }
+}
+
+impl fmt::Display for OsHolder {
+    /// `pid 4242 (flock), exclusive`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "pid {}", self.pid)?;
+        if let Some(c) = &self.command {
+            write!(f, " ({c})")?;
+        }
+        let mode = if self.exclusive {
+            "exclusive"
+        } else {
+            "shared"
+        };
+        write!(f, ", {mode}")
+    }
+}
