@@ -69,19 +69,31 @@ fn node_of(file: &Path) -> String {
     first.trim_end_matches(".rs").to_string()
 }
 
-/// The code of a file without comments and without its test modules.
+/// The code of a file without comments and without its test modules
+/// (`#[cfg(test)]` followed by a `mod … {` block, skipped to its closing
+/// brace).
 fn code(text: &str) -> String {
     let mut out = String::new();
     let mut lines = text.lines().peekable();
+    let mut skipping: Option<i32> = None;
     while let Some(line) = lines.next() {
         let trimmed = line.trim_start();
-        if trimmed.starts_with("#[cfg(test)]")
-            && lines.peek().is_some_and(|next| {
-                next.trim_start().starts_with("mod ")
-                    || next.trim_start().starts_with("pub(crate) mod ")
-            })
-        {
-            break;
+        if let Some(depth) = skipping.as_mut() {
+            *depth += line.matches('{').count() as i32 - line.matches('}').count() as i32;
+            if *depth <= 0 {
+                skipping = None;
+            }
+            continue;
+        }
+        if trimmed.starts_with("#[cfg(test)]") {
+            let next = lines.peek().map(|n| n.trim_start()).unwrap_or_default();
+            if (next.starts_with("mod ") || next.starts_with("pub(crate) mod "))
+                && next.ends_with('{')
+            {
+                lines.next();
+                skipping = Some(1);
+                continue;
+            }
         }
         if trimmed.starts_with("//") {
             continue;
@@ -268,7 +280,13 @@ fn no_cycle_between_layers() {
 /// the engine's code is reported.
 #[test]
 fn the_check_sees_imports_in_every_form() {
-    let planted = "use crate::api::FileLock;\nuse crate::{mode::LockMode, backend};\n// crate::patterns\nfn f() { crate::FileLock::new(\"x\"); }\n#[cfg(test)]\nmod tests { use crate::options; }\n";
+    let planted = "use crate::api::FileLock;\n\
+                   use crate::{mode::LockMode, backend};\n\
+                   // crate::patterns\n\
+                   fn f() { crate::FileLock::new(\"x\"); }\n\
+                   #[cfg(test)]\n\
+                   mod tests {\n    use crate::options;\n    fn g() {}\n}\n\
+                   use crate::notify::Watch;\n";
     let found = crate_paths(&code(planted));
-    assert_eq!(found, ["api", "mode", "backend", "FileLock"]);
+    assert_eq!(found, ["api", "mode", "backend", "FileLock", "notify"]);
 }
