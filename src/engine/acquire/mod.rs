@@ -336,34 +336,38 @@ impl Core {
                 return Step::Again;
             }
         }
-        let mut retry_at = None;
         if let Waiting::Retrying(retry) = &mut q.waiting {
             if retry.poll_hint(d).is_ready() {
                 return Step::Again;
             }
-            retry_at = retry.at;
         }
-        let wake = match (retry_at, self.deadline) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        if let Some(at) = wake {
-            if d.poll_until(at).is_ready() {
-                let now = d.now();
-                if self.deadline.is_some_and(|deadline| now >= deadline) {
-                    return Step::Ready(self.timed_out(d));
-                }
-                if let Phase::Queued(Queued {
-                    waiting: Waiting::Retrying(retry),
-                    ..
-                }) = &mut self.phase
-                {
-                    retry.passed(now);
-                }
-                return Step::Again;
+        loop {
+            let retry_at = match &q.waiting {
+                Waiting::Retrying(retry) => retry.at,
+                _ => None,
+            };
+            let wake = match (retry_at, self.deadline) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let Some(at) = wake else {
+                return Step::Ready(Poll::Pending);
+            };
+            if d.poll_until(at).is_pending() {
+                return Step::Ready(Poll::Pending);
             }
+            let now = d.now();
+            if self.deadline.is_some_and(|deadline| now >= deadline) {
+                return Step::Ready(self.timed_out(d));
+            }
+            let Waiting::Retrying(retry) = &mut q.waiting else {
+                return Step::Again;
+            };
+            // The retry this timer was for is the attempt this poll just
+            // made: schedule the next one rather than attempt twice.
+            retry.passed(now);
+            retry.schedule(now, SETTLE, &mut self.backoff);
         }
-        Step::Ready(Poll::Pending)
     }
 
     fn timed_out<D: Driver>(&mut self, d: &mut D) -> Poll<Granted> {
@@ -456,88 +460,4 @@ impl Drop for Core {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::collections::HashMap;
-    use std::path::{Path, PathBuf};
-    use std::sync::Mutex;
-
-    use crate::FileLock;
-
-    static OPENS: Mutex<Option<HashMap<PathBuf, usize>>> = Mutex::new(None);
-
-    /// Counts the opens of `path`'s lock file (tests run in parallel: by
-    /// path).
-    pub(super) fn count_open(path: &Path) {
-        let mut opens = OPENS
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        *opens
-            .get_or_insert_with(HashMap::new)
-            .entry(path.to_path_buf())
-            .or_default() += 1;
-    }
-
-    fn opens_of(path: &Path) -> usize {
-        let opens = OPENS
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        opens
-            .as_ref()
-            .and_then(|m| m.get(path).copied())
-            .unwrap_or(0)
-    }
-
-    /// Many tasks first polled together on a fresh handle open its file
-    /// once between them, not once each (with opening offloaded, as by
-    /// default, and inline).
-    #[test]
-    fn a_fresh_handle_opens_its_file_once_for_many_waiters() {
-        let dir = tempfile::tempdir().unwrap();
-        for offload in [true, false] {
-            let path = dir.path().join(format!("fresh-{offload}.lock"));
-            let lock =
-                FileLock::with_options(&path, crate::LockOptions::new().offload_open(offload));
-            let waiters: Vec<_> = (0..50).map(|_| lock.lock()).collect();
-            futures::executor::block_on(futures::future::join_all(
-                waiters
-                    .into_iter()
-                    .map(|w| async move { drop(w.await.unwrap()) }),
-            ));
-            assert_eq!(opens_of(&path), 1, "offload {offload}");
-        }
-    }
-
-    /// An opening given up (dropped) lets a waiting acquisition open the
-    /// file itself.
-    #[test]
-    fn a_dropped_opening_passes_the_turn_on() {
-        use std::future::Future;
-        use std::task::{Context, Poll};
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("dropped.lock");
-        let lock = FileLock::new(&path);
-        let waker = futures::task::noop_waker();
-        let mut cx = Context::from_waker(&waker);
-        let mut first = Box::pin(lock.lock());
-        // Polled once: it claims the opening and starts it on the pool.
-        if let Poll::Ready(done) = first.as_mut().poll(&mut cx) {
-            drop(done.unwrap());
-        }
-        let mut second = Box::pin(lock.lock());
-        if let Poll::Ready(done) = second.as_mut().poll(&mut cx) {
-            // The pool was quicker than this thread: nothing left to test.
-            drop(done.unwrap());
-            return;
-        }
-        drop(first);
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let _ = tx.send(futures::executor::block_on(second).map(drop));
-        });
-        let got = rx.recv_timeout(std::time::Duration::from_secs(20));
-        assert!(
-            matches!(got, Ok(Ok(()))),
-            "the waiter never got the lock: {got:?}"
-        );
-    }
-}
+mod tests;

@@ -1,0 +1,579 @@
+//! Unit tests of the acquire state machine: a deterministic driver with a
+//! fake clock walks it through every transition against a scripted
+//! backend, and two tests of single-flight opening on real lock files.
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use event_listener::EventListener;
+use futures_lite::FutureExt;
+
+use super::state::{Phase, Waiting};
+use super::{Core, Driver, Granted, Work};
+use crate::engine::resource::{Attempted, BlockingWait, Holders, Key, Params, Upgrade, Waited};
+use crate::engine::{Backoff, Config, Handle, Hint, Opener, Resource};
+use crate::error::{Error, ErrorKind};
+use crate::mode::{LockMode, Wait, WaitStrategy};
+use crate::record::HolderRecord;
+use crate::rt::{Clock, Task};
+
+/// A driver with a fake clock: nothing waits; it records the instants the
+/// machine asked to be woken at, and runs blocking work inline.
+struct TestDriver {
+    now: Instant,
+    may_block: bool,
+    /// The earliest instant the last poll asked to be woken at.
+    wake_at: Option<Instant>,
+}
+
+impl TestDriver {
+    fn new(may_block: bool) -> Self {
+        TestDriver {
+            now: Instant::now(),
+            may_block,
+            wake_at: None,
+        }
+    }
+
+    fn poll(&mut self, core: &mut Core) -> Poll<Granted> {
+        self.wake_at = None;
+        core.poll(self)
+    }
+
+    /// Moves the clock to the instant the machine asked for.
+    fn advance_to_wake(&mut self) {
+        let at = self.wake_at.expect("the machine asked for no timer");
+        self.now = self.now.max(at);
+    }
+}
+
+fn noop() -> Context<'static> {
+    Context::from_waker(Waker::noop())
+}
+
+impl Driver for TestDriver {
+    fn now(&mut self) -> Instant {
+        self.now
+    }
+
+    fn poll_listener(&mut self, listener: &mut EventListener) -> Poll<()> {
+        listener.poll(&mut noop())
+    }
+
+    fn poll_hint(&mut self, hint: &mut dyn Hint, since: u64) -> Poll<()> {
+        hint.poll_changed(&mut noop(), since, Clock::Std)
+    }
+
+    fn poll_until(&mut self, at: Instant) -> Poll<()> {
+        if self.now >= at {
+            return Poll::Ready(());
+        }
+        self.wake_at = Some(self.wake_at.map_or(at, |w| w.min(at)));
+        Poll::Pending
+    }
+
+    fn run<T: Send + 'static>(
+        &mut self,
+        _work: Work,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Task<T> {
+        Task::inline(f)
+    }
+
+    fn poll_task<T: Send + 'static>(&mut self, task: &mut Task<T>) -> Poll<io::Result<T>> {
+        task.poll(&mut noop())
+    }
+
+    fn may_block(&self) -> bool {
+        self.may_block
+    }
+}
+
+/// What the scripted backend does; shared between the test and the
+/// resource.
+#[derive(Debug, Default)]
+struct Script {
+    /// Another process holds the lock.
+    held_elsewhere: AtomicBool,
+    attempts: AtomicUsize,
+    opens: AtomicUsize,
+    /// Offer a wake hint.
+    hint: bool,
+    generation: AtomicU64,
+    /// Offer a blocking wait, which returns this.
+    blocking: Mutex<Option<Waited>>,
+    commits: AtomicUsize,
+    /// The next open fails.
+    fail_open: AtomicBool,
+}
+
+#[derive(Debug)]
+struct ScriptedOpener(Arc<Script>);
+
+impl Opener for ScriptedOpener {
+    fn open(&self) -> Result<(Key, Box<dyn Resource>), Error> {
+        let n = self.0.opens.fetch_add(1, Ordering::SeqCst);
+        if self.0.fail_open.swap(false, Ordering::SeqCst) {
+            return Err(Error::io(
+                Path::new("scripted"),
+                crate::error::Op::Open,
+                io::Error::other("no"),
+            ));
+        }
+        // Each open is a new resource (as a replaced file would be).
+        let key = Key {
+            space: "scripted",
+            id: format!("{:p}-{n}", Arc::as_ptr(&self.0))
+                .into_bytes()
+                .into(),
+        };
+        Ok((key, Box::new(Scripted(Arc::clone(&self.0)))))
+    }
+
+    fn params(&self) -> Params<'_> {
+        &()
+    }
+}
+
+#[derive(Debug)]
+struct Scripted(Arc<Script>);
+
+#[derive(Debug)]
+struct ScriptHint(Arc<Script>);
+
+impl Hint for ScriptHint {
+    fn generation(&self) -> u64 {
+        self.0.generation.load(Ordering::SeqCst)
+    }
+
+    fn poll_changed(&mut self, _cx: &mut Context<'_>, since: u64, _clock: Clock) -> Poll<()> {
+        if self.generation() != since {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+impl Resource for Scripted {
+    fn try_acquire(&self, _mode: LockMode, _p: Params<'_>) -> io::Result<Attempted> {
+        self.0.attempts.fetch_add(1, Ordering::SeqCst);
+        Ok(if self.0.held_elsewhere.load(Ordering::SeqCst) {
+            Attempted::Busy
+        } else {
+            Attempted::Locked
+        })
+    }
+
+    fn blocking_wait(&self, _mode: LockMode, _p: Params<'_>) -> Option<BlockingWait> {
+        let outcome = self.0.blocking.lock().unwrap().take()?;
+        Some(Box::new(move || Ok(outcome)))
+    }
+
+    fn commit_wait(
+        &self,
+        _mode: LockMode,
+        _lock: Box<dyn Any + Send>,
+        _p: Params<'_>,
+    ) -> io::Result<Attempted> {
+        self.0.commits.fetch_add(1, Ordering::SeqCst);
+        Ok(Attempted::Locked)
+    }
+
+    fn release(&self, _mode: LockMode, _last: bool, _p: Params<'_>) -> io::Result<bool> {
+        Ok(false)
+    }
+
+    fn upgrade(&self, _p: Params<'_>) -> io::Result<Upgrade> {
+        Ok(Upgrade::Upgraded)
+    }
+
+    fn downgrade(&self, _p: Params<'_>) -> io::Result<bool> {
+        Ok(true)
+    }
+
+    fn supports_shared(&self) -> bool {
+        true
+    }
+
+    fn wake_hint(&self, _p: Params<'_>) -> Option<Box<dyn Hint>> {
+        self.0
+            .hint
+            .then(|| Box::new(ScriptHint(Arc::clone(&self.0))) as Box<dyn Hint>)
+    }
+
+    fn record(&self) -> Option<Arc<HolderRecord>> {
+        None
+    }
+
+    fn holders(&self, _p: Params<'_>) -> Holders {
+        Holders::default()
+    }
+
+    fn refresh(&self, _p: Params<'_>) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn still_held(&self, held: bool, _p: Params<'_>) -> io::Result<bool> {
+        Ok(held)
+    }
+
+    fn close(&self) {}
+}
+
+const MS: Duration = Duration::from_millis(1);
+
+/// A handle on a scripted resource, backing off 1, 2, 4... ms (no jitter).
+fn handle(script: &Arc<Script>, strategy: WaitStrategy) -> Arc<Handle> {
+    let config = Config {
+        backoff: Backoff::new(MS, 2, 100 * MS).jitter(false),
+        strategy,
+        offload_open: false,
+    };
+    Arc::new(Handle::new(
+        PathBuf::from("scripted.lock"),
+        config,
+        Box::new(ScriptedOpener(Arc::clone(script))),
+    ))
+}
+
+fn phase(core: &Core) -> &'static str {
+    core.phase.name()
+}
+
+fn acquired(polled: Poll<Granted>) -> bool {
+    matches!(polled, Poll::Ready(Ok(_)))
+}
+
+#[test]
+fn an_uncontended_acquisition_opens_then_takes_the_lock_in_one_poll() {
+    let script = Arc::new(Script::default());
+    let h = handle(&script, WaitStrategy::Backoff);
+    let mut d = TestDriver::new(false);
+    let mut core = Core::new(Arc::clone(&h), LockMode::Exclusive, Wait::Forever);
+    assert_eq!(phase(&core), "start");
+    assert!(acquired(d.poll(&mut core)));
+    assert_eq!(phase(&core), "done");
+    assert_eq!(script.opens.load(Ordering::SeqCst), 1);
+    assert_eq!(script.attempts.load(Ordering::SeqCst), 1);
+    // The entry is cached: the next acquisition opens nothing.
+    let mut core = Core::new(h, LockMode::Shared, Wait::Forever);
+    let granted = d.poll(&mut core);
+    assert!(
+        matches!(granted, Poll::Pending),
+        "held exclusively by the first"
+    );
+    assert_eq!(script.opens.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn the_head_retries_on_backoff_and_a_new_turn_starts_it_over() {
+    let script = Arc::new(Script {
+        held_elsewhere: AtomicBool::new(true),
+        ..Script::default()
+    });
+    let h = handle(&script, WaitStrategy::Backoff);
+    let mut d = TestDriver::new(false);
+    let mut core = Core::new(h, LockMode::Exclusive, Wait::Forever);
+    let start = d.now;
+    assert!(d.poll(&mut core).is_pending());
+    assert_eq!(phase(&core), "contending");
+    // No hint on offer: the backoff alone, 1, 2, 4, 8 ms apart.
+    let mut delays = Vec::new();
+    let mut last = start;
+    for _ in 0..4 {
+        let at = d.wake_at.expect("a retry timer");
+        delays.push(at - last);
+        last = at;
+        d.advance_to_wake();
+        assert!(d.poll(&mut core).is_pending());
+    }
+    assert_eq!(delays, [MS, 2 * MS, 4 * MS, 8 * MS]);
+    // Two on the first poll (the fast path, then the check after queueing),
+    // then one per retry.
+    assert_eq!(script.attempts.load(Ordering::SeqCst), 6);
+    script.held_elsewhere.store(false, Ordering::SeqCst);
+    d.advance_to_wake();
+    assert!(acquired(d.poll(&mut core)));
+}
+
+#[test]
+fn a_hint_brings_the_retry_forward_to_a_settle_delay() {
+    let script = Arc::new(Script {
+        held_elsewhere: AtomicBool::new(true),
+        hint: true,
+        ..Script::default()
+    });
+    let h = handle(&script, WaitStrategy::Backoff);
+    let mut d = TestDriver::new(false);
+    let mut core = Core::new(h, LockMode::Exclusive, Wait::Forever);
+    assert!(d.poll(&mut core).is_pending());
+    // The fast path, the check after queueing, and once the hint was set
+    // up one more attempt (a release between the last attempt and the
+    // watch would have fired nothing).
+    assert_eq!(script.attempts.load(Ordering::SeqCst), 3);
+    assert_eq!(d.wake_at, Some(d.now + MS));
+    // The hint fires: an attempt at once, and since it failed, a retry
+    // after the settle delay rather than the backoff's next 2 ms.
+    script.generation.fetch_add(1, Ordering::SeqCst);
+    assert!(d.poll(&mut core).is_pending());
+    assert_eq!(script.attempts.load(Ordering::SeqCst), 4);
+    assert_eq!(d.wake_at, Some(d.now + super::SETTLE));
+    script.held_elsewhere.store(false, Ordering::SeqCst);
+    script.generation.fetch_add(1, Ordering::SeqCst);
+    assert!(acquired(d.poll(&mut core)));
+}
+
+#[test]
+fn a_deadline_ends_the_wait_and_leaves_the_queue() {
+    let script = Arc::new(Script {
+        held_elsewhere: AtomicBool::new(true),
+        ..Script::default()
+    });
+    let h = handle(&script, WaitStrategy::Backoff);
+    let mut d = TestDriver::new(false);
+    let mut core = Core::new(Arc::clone(&h), LockMode::Exclusive, Wait::For(3 * MS));
+    let deadline = d.now + 3 * MS;
+    loop {
+        match d.poll(&mut core) {
+            Poll::Pending => {
+                assert!(d.wake_at.is_some_and(|at| at <= deadline));
+                d.advance_to_wake();
+            }
+            Poll::Ready(Err(e)) => {
+                assert_eq!(e.kind(), ErrorKind::TimedOut);
+                assert_eq!(e.waited(), Some(3 * MS));
+                break;
+            }
+            Poll::Ready(Ok(_)) => panic!("acquired a lock held elsewhere"),
+        }
+    }
+    assert_eq!(h.cached().map(|e| e.queued()), Some(0));
+}
+
+#[test]
+fn a_try_once_fails_at_once_without_queueing() {
+    let script = Arc::new(Script {
+        held_elsewhere: AtomicBool::new(true),
+        ..Script::default()
+    });
+    let h = handle(&script, WaitStrategy::Backoff);
+    let mut d = TestDriver::new(false);
+    let mut core = Core::new(Arc::clone(&h), LockMode::Exclusive, Wait::TryOnce);
+    match d.poll(&mut core) {
+        Poll::Ready(Err(e)) => assert_eq!(e.kind(), ErrorKind::WouldBlock),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(script.attempts.load(Ordering::SeqCst), 1);
+    assert_eq!(h.cached().map(|e| e.queued()), Some(0));
+}
+
+#[test]
+fn a_waiter_behind_this_process_waits_in_line_until_the_release() {
+    let script = Arc::new(Script::default());
+    let h = handle(&script, WaitStrategy::Backoff);
+    let mut d = TestDriver::new(false);
+    let mut first = Core::new(Arc::clone(&h), LockMode::Exclusive, Wait::Forever);
+    let Poll::Ready(Ok(entry)) = d.poll(&mut first) else {
+        panic!("uncontended");
+    };
+    let mut second = Core::new(Arc::clone(&h), LockMode::Exclusive, Wait::Forever);
+    assert!(d.poll(&mut second).is_pending());
+    assert_eq!(phase(&second), "queued");
+    assert!(second.waits_in_process());
+    // In line, no timer and no backend call: only the release wakes it.
+    assert_eq!(d.wake_at, None);
+    assert_eq!(script.attempts.load(Ordering::SeqCst), 1);
+    entry.release(LockMode::Exclusive, &h).unwrap();
+    assert!(second.notified());
+    assert!(acquired(d.poll(&mut second)));
+}
+
+#[test]
+fn a_blocking_caller_waits_in_the_backend_and_commits_its_lock() {
+    let script = Arc::new(Script {
+        held_elsewhere: AtomicBool::new(true),
+        blocking: Mutex::new(Some(Waited::Locked(Box::new(())))),
+        ..Script::default()
+    });
+    let h = handle(&script, WaitStrategy::Backoff);
+    // A blocking caller with no deadline: its own thread waits.
+    let mut d = TestDriver::new(true);
+    let mut core = Core::new(h, LockMode::Exclusive, Wait::Forever);
+    assert!(acquired(d.poll(&mut core)));
+    assert_eq!(script.commits.load(Ordering::SeqCst), 1);
+    // The fast path and the check after queueing; then the wait.
+    assert_eq!(script.attempts.load(Ordering::SeqCst), 2);
+}
+
+#[test]
+fn the_blocking_pool_strategy_waits_in_the_backend_for_futures_too() {
+    let script = Arc::new(Script {
+        held_elsewhere: AtomicBool::new(true),
+        blocking: Mutex::new(Some(Waited::Locked(Box::new(())))),
+        ..Script::default()
+    });
+    let h = handle(&script, WaitStrategy::BlockingPool);
+    let mut d = TestDriver::new(false);
+    let mut core = Core::new(h, LockMode::Exclusive, Wait::Forever);
+    assert!(acquired(d.poll(&mut core)));
+    assert_eq!(script.commits.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn a_backend_without_a_blocking_wait_falls_back_to_retrying() {
+    let script = Arc::new(Script {
+        held_elsewhere: AtomicBool::new(true),
+        ..Script::default()
+    });
+    let h = handle(&script, WaitStrategy::BlockingPool);
+    let mut d = TestDriver::new(false);
+    let mut core = Core::new(h, LockMode::Exclusive, Wait::Forever);
+    assert!(d.poll(&mut core).is_pending());
+    assert!(matches!(
+        &core.phase,
+        Phase::Queued(q) if matches!(q.waiting, Waiting::Retrying(_))
+    ));
+    assert!(d.wake_at.is_some());
+}
+
+#[test]
+fn a_resource_replaced_during_a_blocking_wait_is_opened_again() {
+    let script = Arc::new(Script {
+        held_elsewhere: AtomicBool::new(true),
+        blocking: Mutex::new(Some(Waited::Replaced)),
+        ..Script::default()
+    });
+    let h = handle(&script, WaitStrategy::Backoff);
+    let mut d = TestDriver::new(true);
+    let mut core = Core::new(h, LockMode::Exclusive, Wait::For(50 * MS));
+    // The wait reports the resource replaced: the entry retires, the
+    // acquisition opens the resource again and waits on the new one.
+    let _ = d.poll(&mut core);
+    assert_eq!(script.opens.load(Ordering::SeqCst), 2);
+    script.held_elsewhere.store(false, Ordering::SeqCst);
+    loop {
+        match d.poll(&mut core) {
+            Poll::Pending => d.advance_to_wake(),
+            done => {
+                assert!(acquired(done));
+                break;
+            }
+        }
+    }
+}
+
+#[test]
+fn a_failed_open_is_the_acquisition_s_error_and_the_next_one_opens_again() {
+    let script = Arc::new(Script {
+        fail_open: AtomicBool::new(true),
+        ..Script::default()
+    });
+    let h = handle(&script, WaitStrategy::Backoff);
+    let mut d = TestDriver::new(false);
+    let mut core = Core::new(Arc::clone(&h), LockMode::Exclusive, Wait::Forever);
+    assert!(matches!(d.poll(&mut core), Poll::Ready(Err(_))));
+    let mut core = Core::new(h, LockMode::Exclusive, Wait::Forever);
+    assert!(acquired(d.poll(&mut core)));
+    assert_eq!(script.opens.load(Ordering::SeqCst), 2);
+}
+
+#[test]
+fn polling_after_completion_is_an_error_not_a_panic() {
+    let script = Arc::new(Script::default());
+    let mut d = TestDriver::new(false);
+    let mut core = Core::new(
+        handle(&script, WaitStrategy::Backoff),
+        LockMode::Exclusive,
+        Wait::Forever,
+    );
+    assert!(acquired(d.poll(&mut core)));
+    assert!(matches!(d.poll(&mut core), Poll::Ready(Err(_))));
+}
+
+// Single-flight opening, on real lock files.
+
+use crate::FileLock;
+
+static OPENS: Mutex<Option<HashMap<PathBuf, usize>>> = Mutex::new(None);
+
+/// Counts the opens of `path`'s lock file (tests run in parallel: by
+/// path).
+pub(super) fn count_open(path: &Path) {
+    let mut opens = OPENS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    *opens
+        .get_or_insert_with(HashMap::new)
+        .entry(path.to_path_buf())
+        .or_default() += 1;
+}
+
+fn opens_of(path: &Path) -> usize {
+    let opens = OPENS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    opens
+        .as_ref()
+        .and_then(|m| m.get(path).copied())
+        .unwrap_or(0)
+}
+
+/// Many tasks first polled together on a fresh handle open its file
+/// once between them, not once each (with opening offloaded, as by
+/// default, and inline).
+#[test]
+fn a_fresh_handle_opens_its_file_once_for_many_waiters() {
+    let dir = tempfile::tempdir().unwrap();
+    for offload in [true, false] {
+        let path = dir.path().join(format!("fresh-{offload}.lock"));
+        let lock = FileLock::with_options(&path, crate::LockOptions::new().offload_open(offload));
+        let waiters: Vec<_> = (0..50).map(|_| lock.lock()).collect();
+        futures::executor::block_on(futures::future::join_all(
+            waiters
+                .into_iter()
+                .map(|w| async move { drop(w.await.unwrap()) }),
+        ));
+        assert_eq!(opens_of(&path), 1, "offload {offload}");
+    }
+}
+
+/// An opening given up (dropped) lets a waiting acquisition open the
+/// file itself.
+#[test]
+fn a_dropped_opening_passes_the_turn_on() {
+    use std::future::Future;
+    use std::task::{Context, Poll};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dropped.lock");
+    let lock = FileLock::new(&path);
+    let waker = futures::task::noop_waker();
+    let mut cx = Context::from_waker(&waker);
+    let mut first = Box::pin(lock.lock());
+    // Polled once: it claims the opening and starts it on the pool.
+    if let Poll::Ready(done) = first.as_mut().poll(&mut cx) {
+        drop(done.unwrap());
+    }
+    let mut second = Box::pin(lock.lock());
+    if let Poll::Ready(done) = second.as_mut().poll(&mut cx) {
+        // The pool was quicker than this thread: nothing left to test.
+        drop(done.unwrap());
+        return;
+    }
+    drop(first);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(futures::executor::block_on(second).map(drop));
+    });
+    let got = rx.recv_timeout(std::time::Duration::from_secs(20));
+    assert!(
+        matches!(got, Ok(Ok(()))),
+        "the waiter never got the lock: {got:?}"
+    );
+}
