@@ -541,7 +541,20 @@ fn a_fresh_handle_opens_its_file_once_for_many_waiters() {
                 .map(|w| async move { drop(w.await.unwrap()) }),
         ));
         assert_eq!(opens_of(&path), 1, "offload {offload}");
+        // And one descriptor of it stays open, the entry's.
+        #[cfg(target_os = "linux")]
+        assert_eq!(descriptors_of(&path), 1, "offload {offload}");
     }
+}
+
+/// How many of this process's descriptors are open on `path`.
+#[cfg(target_os = "linux")]
+fn descriptors_of(path: &Path) -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .filter(|target| target == path)
+        .count()
 }
 
 /// An opening given up (dropped) lets a waiting acquisition open the
