@@ -7,10 +7,10 @@ use std::task::{Context, Poll};
 
 use pin_project_lite::pin_project;
 
+use super::guard::Traits;
 use super::FileLockGuard;
 use crate::engine::acquire::{AsyncDriver, Core};
 use crate::error::Error;
-use crate::options::LockOptions;
 use crate::rt::{Clock, Timer};
 
 pin_project! {
@@ -38,14 +38,14 @@ pin_project! {
 /// An acquisition under way, or one refused before it started (its error
 /// is handed out on the first poll).
 enum Run {
-    Acquiring(Core, Arc<LockOptions>),
+    Acquiring(Core, Traits),
     Refused(Option<Error>),
 }
 
 impl Acquire {
-    pub(crate) fn new(core: Core, options: Arc<LockOptions>) -> Self {
+    pub(crate) fn new(core: Core, traits: Traits) -> Self {
         Acquire {
-            run: Run::Acquiring(core, options),
+            run: Run::Acquiring(core, traits),
             clock: None,
             timer: Timer::default(),
         }
@@ -75,8 +75,8 @@ impl Future for Acquire {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let (core, options) = match this.run {
-            Run::Acquiring(core, options) => (core, options),
+        let (core, traits) = match this.run {
+            Run::Acquiring(core, traits) => (core, *traits),
             Run::Refused(error) => {
                 return match error.take() {
                     Some(e) => Poll::Ready(Err(e)),
@@ -95,12 +95,7 @@ impl Future for Acquire {
         core.poll(&mut driver).map(|granted| {
             let entry = granted?;
             let handle = Arc::clone(core.handle());
-            Ok(FileLockGuard::new(
-                handle,
-                Arc::clone(options),
-                entry,
-                core.mode(),
-            ))
+            Ok(FileLockGuard::new(handle, traits, entry, core.mode()))
         })
     }
 }

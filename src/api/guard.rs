@@ -12,6 +12,25 @@ use crate::mode::LockMode;
 use crate::options::LockOptions;
 use crate::record::{HolderRecord, LockKind};
 
+/// What a guard needs to know of its lock's options, found once per
+/// handle (a guard is made on every acquisition).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Traits {
+    /// Exclusive holds publish a record.
+    writes_record: bool,
+    /// The last release removes the lock file.
+    removes: bool,
+}
+
+impl Traits {
+    pub(crate) fn of(options: &LockOptions) -> Self {
+        Traits {
+            writes_record: options.metadata || options.kind != LockKind::Strict,
+            removes: options.remove_on_release,
+        }
+    }
+}
+
 /// Holds a lock until dropped or [`unlock`](Self::unlock)ed.
 ///
 /// A guard owns what it needs: it is `'static`, `Send` and `Sync`, it can
@@ -37,7 +56,7 @@ use crate::record::{HolderRecord, LockKind};
 #[must_use = "dropping the guard releases the lock at once"]
 pub struct FileLockGuard {
     handle: Arc<Handle>,
-    options: Arc<LockOptions>,
+    traits: Traits,
     entry: Arc<Entry>,
     mode: LockMode,
     held: bool,
@@ -47,20 +66,19 @@ pub struct FileLockGuard {
 impl FileLockGuard {
     pub(crate) fn new(
         handle: Arc<Handle>,
-        options: Arc<LockOptions>,
+        traits: Traits,
         entry: Arc<Entry>,
         mode: LockMode,
     ) -> Self {
         // A strict lock taken with metadata off wrote no record, so there
         // is nothing to look up (and no mutex to take again).
-        let writes_record = options.metadata || options.kind != LockKind::Strict;
         let record = match mode {
-            LockMode::Exclusive if writes_record => entry.current_record(),
+            LockMode::Exclusive if traits.writes_record => entry.current_record(),
             _ => None,
         };
         FileLockGuard {
             handle,
-            options,
+            traits,
             entry,
             mode,
             held: true,
@@ -305,7 +323,7 @@ impl FileLockGuard {
     /// releases it.
     pub fn unlock(mut self) -> Result<(), Error> {
         self.held = false;
-        let op = if self.options.remove_on_release {
+        let op = if self.traits.removes {
             Op::Remove
         } else {
             Op::Unlock

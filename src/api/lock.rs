@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Acquire, FileLockGuard};
+use super::{Acquire, FileLockGuard, Traits};
 use crate::backend::host;
 use crate::backend::memory::MemoryOpener;
 use crate::backend::record_io;
@@ -69,6 +69,7 @@ use crate::sys;
 pub struct FileLock {
     handle: Arc<Handle>,
     options: Arc<LockOptions>,
+    traits: Traits,
 }
 
 impl std::fmt::Debug for FileLock {
@@ -158,6 +159,7 @@ impl FileLock {
         };
         FileLock {
             handle: Arc::new(Handle::new(path, config, opener)),
+            traits: Traits::of(&options),
             options: Arc::new(options),
         }
     }
@@ -399,7 +401,7 @@ impl FileLock {
     /// The returned future is `'static` and `Send`: it can be spawned.
     pub fn acquire(&self, mode: LockMode, wait: Wait) -> Acquire {
         let core = Core::new(Arc::clone(&self.handle), mode, wait);
-        Acquire::new(core, Arc::clone(&self.options))
+        Acquire::new(core, self.traits)
     }
 
     /// Whether this is an OS lock (as opposed to a soft lock or lease).
@@ -461,8 +463,8 @@ impl FileLock {
     /// parking the thread between steps (no busy loop).
     pub fn acquire_blocking(&self, mode: LockMode, wait: Wait) -> Result<FileLockGuard, Error> {
         let entry = acquire::acquire_blocking(&self.handle, mode, wait)?;
-        let (handle, options) = (Arc::clone(&self.handle), Arc::clone(&self.options));
-        Ok(FileLockGuard::new(handle, options, entry, mode))
+        let handle = Arc::clone(&self.handle);
+        Ok(FileLockGuard::new(handle, self.traits, entry, mode))
     }
 }
 

@@ -7,6 +7,7 @@ mod inspect;
 mod lock;
 
 pub use future::Acquire;
+pub(crate) use guard::Traits;
 pub use guard::{ConvertError, FileLockGuard};
 pub use inspect::{LockInfo, LockState};
 pub use lock::FileLock;

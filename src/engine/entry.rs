@@ -268,7 +268,7 @@ impl Entry {
     /// key, unless this process holds it.
     pub(crate) fn retire_if_idle(&self) {
         let q = self.queue();
-        if q.held() == Held::None {
+        if q.is_idle() {
             self.retire(q);
         }
     }

@@ -167,6 +167,11 @@ impl Queue {
         self.held
     }
 
+    /// Nothing held and no operation running.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.held == Held::None && !self.busy
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.waiters.len()
     }

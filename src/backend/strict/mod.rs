@@ -3,24 +3,28 @@
 //! processes through the file's times.
 //!
 //! One [`StrictLock`] per lock file per process holds the descriptor
-//! through which this process holds the OS lock. Its state sits behind
-//! small mutexes that are held only to copy or swap a field; the record
-//! stamp, which is read and written with I/O, is touched only during the
-//! engine's turn, which never has two owners at once.
+//! through which this process holds the OS lock. The descriptor it was
+//! opened with is read without any lock (the uncontended path takes no
+//! mutex here); one that replaces it (after a blocking wait, or a
+//! read-write reopen on NFS) sits behind a mutex held only to copy or swap
+//! it. The record stamp, read and written with I/O, is touched only during
+//! the engine's turn, which never has two owners at once.
 
 mod stamp;
+mod wait;
 
 use std::any::Any;
 use std::fs::File;
 use std::io;
-use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use stamp::Stamp;
+use wait::{kernel_wait, WaitFile, Waiting};
 
 use super::{open, settings, FileOpener};
 use crate::backend::record_io::{self, Lookup, Read};
-use crate::engine::{Attempted, BlockingWait, Hint, Holders, Params, Resource, Upgrade, Waited};
+use crate::engine::{Attempted, BlockingWait, Hint, Holders, Params, Resource, Upgrade};
 use crate::mode::LockMode;
 use crate::notify::{self, Watch};
 use crate::record::{HolderRecord, LockKind, RecordState};
@@ -34,20 +38,38 @@ pub(crate) struct StrictLock {
     /// and removal are allowed. A plain file (someone's data) is only ever
     /// locked and unlocked.
     ours: bool,
-    /// The descriptor the OS lock is held through; `None` once closed.
-    file: Mutex<Option<Arc<File>>>,
-    /// The record of this process's exclusive hold, if one was written.
-    record: Mutex<Option<Arc<HolderRecord>>>,
-    /// This process's last record in the file and its length: the turn's.
+    /// The descriptor the resource was opened with. It holds the OS lock
+    /// unless `replaced`; it closes with the resource.
+    primary: Arc<File>,
+    /// The descriptor now in use is `inner.current`, not `primary`. Set
+    /// only during the engine's turn.
+    replaced: AtomicBool,
+    /// Closed: every turn from now on finds the resource replaced.
+    closed: AtomicBool,
+    /// The primary is lent to a blocking wait (while another descriptor
+    /// is in use).
+    primary_lent: Arc<AtomicBool>,
+    /// Held only to copy or swap a field: never across a system call.
+    inner: Mutex<Inner>,
+    /// This process's last record in the file and its length. Only the
+    /// engine's turn touches it (one caller at a time), with I/O.
     stamp: Mutex<Stamp>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    /// The descriptor the OS lock is held through when `replaced`.
+    current: Option<Arc<File>>,
+    /// The record of this process's exclusive hold, if one was written.
+    record: Option<Arc<HolderRecord>>,
     /// Keeps the kernel watch on this file between waits, so the next
     /// waiter joins it without a system call.
-    watch: Mutex<Option<Watch>>,
+    watch: Option<Watch>,
     /// The descriptor the last blocking wait replaced, kept for the next
     /// one: that wait then opens nothing, and the waiter it wakes closes
     /// nothing on its way to the lock (a close there cost ~7 µs of the
     /// hand-off). It holds no lock while it lies here.
-    spare: Mutex<Option<Arc<File>>>,
+    spare: Option<Arc<File>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -61,16 +83,71 @@ impl StrictLock {
         StrictLock {
             id,
             ours,
-            file: Mutex::new(Some(Arc::new(file))),
-            record: Mutex::new(None),
+            primary: Arc::new(file),
+            replaced: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            primary_lent: Arc::new(AtomicBool::new(false)),
+            inner: Mutex::new(Inner::default()),
             stamp: Mutex::new(Stamp::default()),
-            watch: Mutex::new(None),
-            spare: Mutex::new(None),
         }
     }
 
+    fn inner(&self) -> MutexGuard<'_, Inner> {
+        lock(&self.inner)
+    }
+
+    /// Runs `f` on the descriptor in use; `None` once closed.
+    fn with_file<R>(&self, f: impl FnOnce(&Arc<File>) -> R) -> Option<R> {
+        if self.closed.load(Ordering::Acquire) {
+            return None;
+        }
+        if !self.replaced.load(Ordering::Acquire) {
+            return Some(f(&self.primary));
+        }
+        let current = self.inner().current.clone()?;
+        Some(f(&current))
+    }
+
+    /// The descriptor in use, as an owned reference.
     fn file(&self) -> Option<Arc<File>> {
-        lock(&self.file).clone()
+        self.with_file(Arc::clone)
+    }
+
+    /// Makes `file` the descriptor in use (during the engine's turn). The
+    /// one it replaces holds no lock: it is kept for the next blocking
+    /// wait (the primary stays put, and is lent to it).
+    fn replace_current(&self, file: Arc<File>) {
+        let mut inner = self.inner();
+        let old = inner.current.replace(file);
+        if self.replaced.swap(true, Ordering::AcqRel) {
+            inner.spare = old;
+        }
+    }
+
+    /// Makes the primary the descriptor in use again (during the engine's
+    /// turn); the one it replaces becomes the spare.
+    fn restore_primary(&self) {
+        let mut inner = self.inner();
+        inner.spare = inner.current.take();
+        self.replaced.store(false, Ordering::Release);
+    }
+
+    /// A descriptor for a blocking wait to lock through, never the one in
+    /// use: the spare, else the primary if another one is in use, else
+    /// none (the wait opens one). So a process keeps at most two
+    /// descriptors of a lock file however many waits it makes.
+    fn wait_file(&self) -> Option<WaitFile> {
+        if let Some(spare) = self.inner().spare.take() {
+            return Some(WaitFile::Owned(spare));
+        }
+        if self.replaced.load(Ordering::Acquire) && !self.primary_lent.swap(true, Ordering::AcqRel)
+        {
+            return Some(WaitFile::Lent(
+                Arc::clone(&self.primary),
+                Arc::clone(&self.primary_lent),
+            ));
+        }
+        None
     }
 
     fn writes_records(&self, o: &FileOpener) -> bool {
@@ -81,24 +158,25 @@ impl StrictLock {
     /// exclusive lock is refused on a read-only descriptor (NFSv4), the file
     /// is opened again read-write, as `flock(1)` does, and tried once more;
     /// that descriptor then replaces the old one, which holds nothing.
-    fn os_try_lock(
-        &self,
-        file: Arc<File>,
-        mode: LockMode,
-        o: &FileOpener,
-    ) -> io::Result<(Arc<File>, bool)> {
-        match sys::try_lock(&file, mode) {
-            Err(e) if mode == LockMode::Exclusive && sys::is_bad_descriptor(&e) => {
+    fn os_try_lock(&self, mode: LockMode, o: &FileOpener) -> io::Result<Option<bool>> {
+        match self.with_file(|file| sys::try_lock(file, mode)) {
+            None => Ok(None),
+            Some(Err(e)) if mode == LockMode::Exclusive && sys::is_bad_descriptor(&e) => {
                 let Some(rw) = open::reopen_for_exclusive(&o.path, self.id)? else {
                     return Err(e);
                 };
                 let rw = Arc::new(rw);
                 let locked = sys::try_lock(&rw, mode)?;
-                *lock(&self.file) = Some(Arc::clone(&rw));
-                Ok((rw, locked))
+                self.replace_current(rw);
+                Ok(Some(locked))
             }
-            other => Ok((file, other?)),
+            Some(other) => other.map(Some),
         }
+    }
+
+    /// Unlocks the descriptor in use (an attempt that cannot stand).
+    fn undo(&self) {
+        let _ = self.with_file(|file| sys::unlock(file));
     }
 
     /// Just locked through `file`: reads the record, and for an exclusive
@@ -131,7 +209,7 @@ impl StrictLock {
                 &o.options,
             ));
             stamp.write(file, Arc::clone(&rec));
-            *lock(&self.record) = Some(rec);
+            self.inner().record = Some(rec);
         }
         Ok(true)
     }
@@ -146,35 +224,37 @@ impl StrictLock {
 impl Resource for StrictLock {
     fn try_acquire(&self, mode: LockMode, p: Params<'_>) -> io::Result<Attempted> {
         let o = settings(p)?;
-        let Some(file) = self.file() else {
-            return Ok(Attempted::Replaced);
-        };
-        let (file, locked) = self.os_try_lock(file, mode, o)?;
-        if !locked {
-            return Ok(Attempted::Busy);
+        match self.os_try_lock(mode, o)? {
+            None => return Ok(Attempted::Replaced),
+            Some(false) => return Ok(Attempted::Busy),
+            Some(true) => {}
         }
         if o.options.verifies_identity() {
             match sys::path_id(&o.path) {
                 Ok(Some(id)) if id == self.id => {}
                 Ok(_) => {
-                    let _ = sys::unlock(&file);
+                    self.undo();
                     return Ok(Attempted::Replaced);
                 }
                 Err(e) => {
-                    let _ = sys::unlock(&file);
+                    self.undo();
                     return Err(e);
                 }
             }
         }
         if self.writes_records(o) {
-            match self.stamp(&file, mode, o) {
+            let stamped = match self.file() {
+                Some(file) => self.stamp(&file, mode, o),
+                None => Ok(false),
+            };
+            match stamped {
                 Ok(true) => {}
                 Ok(false) => {
-                    let _ = sys::unlock(&file);
+                    self.undo();
                     return Ok(Attempted::Replaced);
                 }
                 Err(e) => {
-                    let _ = sys::unlock(&file);
+                    self.undo();
                     return Err(e);
                 }
             }
@@ -184,7 +264,7 @@ impl Resource for StrictLock {
 
     fn blocking_wait(&self, mode: LockMode, p: Params<'_>) -> Option<BlockingWait> {
         let o = settings(p).ok()?;
-        let spare = lock(&self.spare).take();
+        let spare = self.wait_file();
         let path = o.path.clone();
         let (id, ours) = (self.id, self.ours);
         let verify = o.options.verifies_identity();
@@ -200,13 +280,26 @@ impl Resource for StrictLock {
         p: Params<'_>,
     ) -> io::Result<Attempted> {
         let o = settings(p)?;
-        let Ok(file) = lock_held.downcast::<Arc<File>>() else {
+        let Ok(mut waiting) = lock_held.downcast::<Waiting>() else {
             return Err(io::Error::other("a blocking wait returned a foreign lock"));
         };
-        // The old descriptor holds no lock (this process holds nothing): it
-        // serves the next blocking wait.
-        let old = lock(&self.file).replace(Arc::clone(&file));
-        *lock(&self.spare) = old;
+        if self.closed.load(Ordering::Acquire) {
+            // Dropping `waiting` releases the lock it got.
+            return Ok(Attempted::Replaced);
+        }
+        // The descriptor in use holds no lock (this process holds nothing):
+        // it serves the next blocking wait.
+        let file = match waiting.commit() {
+            Some(WaitFile::Owned(file)) => {
+                self.replace_current(Arc::clone(&file));
+                file
+            }
+            Some(WaitFile::Lent(primary, _)) => {
+                self.restore_primary();
+                primary
+            }
+            None => return Err(io::Error::other("a blocking wait came back empty")),
+        };
         if self.writes_records(o) {
             match self.stamp(&file, mode, o) {
                 Ok(true) => {}
@@ -223,12 +316,11 @@ impl Resource for StrictLock {
 
     fn release(&self, _mode: LockMode, last: bool, p: Params<'_>) -> io::Result<bool> {
         let o = settings(p)?;
-        let Some(file) = self.file() else {
-            return Ok(false);
-        };
-        if lock(&self.record).take().is_some() {
+        if self.writes_records(o) && self.inner().record.take().is_some() {
             // Keep the record (and the last token) with a "released" mark.
-            self.mark_released(&file);
+            if let Some(file) = self.file() {
+                self.mark_released(&file);
+            }
         }
         let mut result = Ok(());
         let mut removed = false;
@@ -247,12 +339,17 @@ impl Resource for StrictLock {
                 Err(e) => result = Err(e),
             }
         }
-        match sys::unlock(&file) {
+        let announce = o.options.file_events && self.ours && !removed;
+        let unlocked = self.with_file(|file| {
+            let unlocked = sys::unlock(file);
             // A plain file's times are left alone: its waiters in other
             // processes see the release by backoff (or a close, on Linux).
-            Ok(()) if o.options.file_events && self.ours && !removed => {
-                notify::announce_release(&file)
+            if unlocked.is_ok() && announce {
+                notify::announce_release(file);
             }
+            unlocked
+        });
+        match unlocked.unwrap_or(Ok(())) {
             Ok(()) => {}
             Err(e) => {
                 // Closing the descriptor releases the lock for certain; the
@@ -288,7 +385,7 @@ impl Resource for StrictLock {
         };
         let kept = sys::downgrade(&file)?;
         // Shared holders publish no record: mark the exclusive one ended.
-        if lock(&self.record).take().is_some() {
+        if self.inner().record.take().is_some() {
             self.mark_released(&file);
         }
         if o.options.file_events && self.ours {
@@ -307,17 +404,18 @@ impl Resource for StrictLock {
         if !o.options.file_events {
             return None;
         }
-        if let Some(joined) = lock(&self.watch).as_ref().and_then(Watch::join) {
+        if let Some(joined) = self.inner().watch.as_ref().and_then(Watch::join) {
             return Some(Box::new(joined));
         }
+        let file = self.file()?;
         // Watching is a system call: no mutex is held meanwhile.
-        let fresh = Watch::file(&*self.file()?, &o.path)?;
-        *lock(&self.watch) = fresh.join();
+        let fresh = Watch::file(&file, &o.path)?;
+        self.inner().watch = fresh.join();
         Some(Box::new(fresh))
     }
 
     fn record(&self) -> Option<Arc<HolderRecord>> {
-        lock(&self.record).clone()
+        self.inner().record.clone()
     }
 
     fn holders(&self, p: Params<'_>) -> Holders {
@@ -353,47 +451,12 @@ impl Resource for StrictLock {
         Ok(held)
     }
 
+    /// Closes every descriptor but the primary, which closes with the
+    /// resource (it holds no lock: the engine closes only an idle entry).
     fn close(&self) {
-        let file = lock(&self.file).take();
-        let watch = lock(&self.watch).take();
-        let spare = lock(&self.spare).take();
-        drop((file, watch, spare));
+        self.closed.store(true, Ordering::Release);
+        // Dropped once the mutex is released: closing is a system call.
+        let closed = std::mem::take(&mut *self.inner());
+        drop(closed);
     }
-}
-
-/// Runs on a blocking thread: waits in the kernel on a descriptor of its
-/// own, never the entry's (so abandoning it can never release a lock
-/// somebody else took through the entry's descriptor). That is `spare`, the
-/// one an earlier wait left, or else one opened now and checked to be the
-/// entry's file.
-fn kernel_wait(
-    spare: Option<Arc<File>>,
-    path: PathBuf,
-    ours: bool,
-    id: FileId,
-    mode: LockMode,
-    verify: bool,
-) -> io::Result<Waited> {
-    let mut file = match spare {
-        Some(file) => file,
-        None => match open::reopen(&path, id, ours)? {
-            Some(file) => Arc::new(file),
-            None => return Ok(Waited::Replaced),
-        },
-    };
-    if let Err(e) = sys::lock_wait(&file, mode) {
-        // NFSv4 refuses an exclusive lock on a read-only descriptor.
-        if !(mode == LockMode::Exclusive && sys::is_bad_descriptor(&e)) {
-            return Err(e);
-        }
-        let Some(rw) = open::reopen_for_exclusive(&path, id)? else {
-            return Ok(Waited::Replaced);
-        };
-        file = Arc::new(rw);
-        sys::lock_wait(&file, mode)?;
-    }
-    if verify && sys::path_id(&path)? != Some(id) {
-        return Ok(Waited::Replaced);
-    }
-    Ok(Waited::Locked(Box::new(file)))
 }
