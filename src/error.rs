@@ -255,29 +255,85 @@ impl Error {
     }
 
     /// What went wrong.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lockyard::ErrorKind;
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let lock = lockyard::FileLock::new(dir.path().join("job.lock"));
+    /// let _held = lock.try_lock()?;
+    /// assert_eq!(lock.try_lock().unwrap_err().kind(), ErrorKind::WouldBlock);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn kind(&self) -> ErrorKind {
         self.kind
     }
 
     /// The lock file this error is about.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let lock = lockyard::FileLock::new(dir.path().join("job.lock"));
+    /// let _held = lock.try_lock()?;
+    /// assert_eq!(lock.try_lock().unwrap_err().path(), lock.path());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn path(&self) -> &Path {
         &self.path
     }
 
     /// For [`ErrorKind::TimedOut`], how long the call waited before giving
     /// up; `None` for other kinds.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let lock = lockyard::FileLock::new(dir.path().join("job.lock"));
+    /// let _held = lock.try_lock()?;
+    /// let e = lock.lock_blocking_timeout(Duration::from_millis(10)).unwrap_err();
+    /// assert!(e.waited() >= Some(Duration::from_millis(10)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn waited(&self) -> Option<Duration> {
         self.waited
     }
 
     /// Whether this is [`ErrorKind::WouldBlock`] or [`ErrorKind::TimedOut`]:
     /// the lock exists and works, somebody else simply has it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let lock = lockyard::FileLock::new(dir.path().join("job.lock"));
+    /// let _held = lock.try_lock()?;
+    /// assert!(lock.try_lock().unwrap_err().is_contended());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn is_contended(&self) -> bool {
         matches!(self.kind, ErrorKind::WouldBlock | ErrorKind::TimedOut)
     }
 
     /// For [`ErrorKind::WouldBlock`] and [`ErrorKind::TimedOut`], who held
     /// the lock, when its holder record could be read.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let lock = lockyard::FileLock::new(dir.path().join("job.lock"));
+    /// let _held = lock.try_lock()?;
+    /// let e = lock.try_lock().unwrap_err();
+    /// assert_eq!(e.holder().map(|h| h.pid()), Some(std::process::id()));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn holder(&self) -> Option<&HolderRecord> {
         self.holder.as_deref()
     }
@@ -291,6 +347,21 @@ impl Error {
     /// that holds data (which carries no holder record), who held it as
     /// the kernel's lock table says (Linux; empty elsewhere, and for lock
     /// files, whose record says who). See [`FileLock::os_holders`](crate::FileLock::os_holders).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let data = dir.path().join("log.jsonl");
+    /// std::fs::write(&data, "{}\n")?;
+    /// let lock = lockyard::FileLock::new(&data);
+    /// let _held = lock.try_lock()?;
+    /// let e = lock.try_lock().unwrap_err();
+    /// if cfg!(target_os = "linux") {
+    ///     assert!(e.os_holders().iter().any(|h| h.is_this_process()));
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn os_holders(&self) -> &[OsHolder] {
         &self.os_holders
     }
@@ -321,6 +392,17 @@ impl Error {
     }
 
     /// The operating-system error behind this one, if any.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// // A directory cannot be a lock file.
+    /// let e = lockyard::FileLock::new(dir.path()).try_lock().unwrap_err();
+    /// assert_eq!(e.kind(), lockyard::ErrorKind::NotAFile);
+    /// # let _ = e.io_error();
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn io_error(&self) -> Option<&io::Error> {
         self.source.as_ref()
     }

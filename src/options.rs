@@ -91,12 +91,34 @@ impl Default for LockOptions {
 impl LockOptions {
     /// The defaults: backoff wait, lock file kept on release, parent
     /// directory created when missing, file mode `0o644`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lockyard::{LockKind, LockOptions, WaitStrategy};
+    ///
+    /// let options = LockOptions::new();
+    /// assert_eq!(options.lock_kind(), LockKind::Strict);
+    /// assert_eq!(options.strategy(), WaitStrategy::Backoff);
+    /// assert!(!options.removes_on_release());
+    /// ```
     #[must_use]
     pub fn new() -> Self {
         Self::default()
     }
 
     /// The backoff schedule for waiting on other processes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use lockyard::{Backoff, LockOptions};
+    ///
+    /// let backoff = Backoff::new(Duration::from_millis(2), 2, Duration::from_millis(100));
+    /// let options = LockOptions::new().backoff(backoff);
+    /// assert_eq!(options.backoff_policy(), backoff);
+    /// ```
     #[must_use = "a builder method returns the changed value; the original is unchanged"]
     pub fn backoff(mut self, backoff: Backoff) -> Self {
         self.backoff = backoff;
@@ -104,6 +126,15 @@ impl LockOptions {
     }
 
     /// How to wait for other processes; see [`WaitStrategy`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lockyard::{LockOptions, WaitStrategy};
+    ///
+    /// let options = LockOptions::new().wait_strategy(WaitStrategy::BlockingPool);
+    /// assert_eq!(options.strategy(), WaitStrategy::BlockingPool);
+    /// ```
     #[must_use = "a builder method returns the changed value; the original is unchanged"]
     pub fn wait_strategy(mut self, strategy: WaitStrategy) -> Self {
         self.strategy = strategy;
@@ -123,6 +154,18 @@ impl LockOptions {
     /// Only a lock file lockyard made is ever deleted. A file that holds
     /// data (see [`FileLock::new`](crate::FileLock::new)) is released and
     /// left where it is.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lockyard::{FileLock, LockOptions};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let lock = FileLock::with_options(dir.path().join("tmp.lock"), LockOptions::new().remove_on_release(true));
+    /// drop(lock.try_lock()?);
+    /// assert!(!lock.path().exists());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[must_use = "a builder method returns the changed value; the original is unchanged"]
     pub fn remove_on_release(mut self, on: bool) -> Self {
         self.remove_on_release = on;
@@ -134,6 +177,16 @@ impl LockOptions {
     /// Costs one `stat` per acquisition. Implied by
     /// [`remove_on_release`](Self::remove_on_release); turn it on alone in
     /// processes that share a lock with ones that delete it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lockyard::LockOptions;
+    ///
+    /// let options = LockOptions::new().verify_identity(true);
+    /// assert!(options.verifies_identity());
+    /// assert!(LockOptions::new().remove_on_release(true).verifies_identity());
+    /// ```
     #[must_use = "a builder method returns the changed value; the original is unchanged"]
     pub fn verify_identity(mut self, on: bool) -> Self {
         self.verify_identity = on;
@@ -141,6 +194,17 @@ impl LockOptions {
     }
 
     /// Create missing parent directories of the lock file (on by default).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lockyard::{ErrorKind, FileLock, LockOptions};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let lock = FileLock::with_options(dir.path().join("missing/job.lock"), LockOptions::new().create_parent(false));
+    /// assert_eq!(lock.try_lock().unwrap_err().kind(), ErrorKind::CreateDir);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[must_use = "a builder method returns the changed value; the original is unchanged"]
     pub fn create_parent(mut self, on: bool) -> Self {
         self.create_parent = on;
@@ -151,6 +215,21 @@ impl LockOptions {
     /// thread (on by default), because an open can block on slow or network
     /// filesystems. It happens once per [`FileLock`](crate::FileLock): later
     /// acquisitions reuse the descriptor.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lockyard::{FileLock, LockOptions};
+    ///
+    /// # futures_lite::future::block_on(async {
+    /// let dir = tempfile::tempdir()?;
+    /// // Opened on the polling thread: a first acquisition completes in one poll.
+    /// let lock = FileLock::with_options(dir.path().join("job.lock"), LockOptions::new().offload_open(false));
+    /// let guard = futures_lite::future::poll_once(lock.lock()).await.expect("one poll")?;
+    /// # drop(guard);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
     #[must_use = "a builder method returns the changed value; the original is unchanged"]
     pub fn offload_open(mut self, on: bool) -> Self {
         self.offload_open = on;
@@ -159,6 +238,23 @@ impl LockOptions {
 
     /// Unix permission bits for a newly created lock file (`0o644` by
     /// default; the process umask applies). Ignored on other platforms.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lockyard::{FileLock, LockOptions};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let lock = FileLock::with_options(dir.path().join("shared.lock"), LockOptions::new().file_mode(0o600));
+    /// drop(lock.try_lock()?);
+    /// #[cfg(unix)]
+    /// {
+    ///     use std::os::unix::fs::PermissionsExt;
+    ///     let mode = std::fs::metadata(lock.path())?.permissions().mode();
+    ///     assert_eq!(mode & 0o077, 0); // the umask may only take bits away
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[must_use = "a builder method returns the changed value; the original is unchanged"]
     pub fn file_mode(mut self, mode: u32) -> Self {
         self.file_mode = mode;
@@ -179,6 +275,20 @@ impl LockOptions {
     /// or removed, however old: lockyard publishes a sidecar only once its
     /// record is complete, so such a file may be someone's data. The lock
     /// stays busy until someone removes it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lockyard::{FileLock, LockOptions};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let lock = FileLock::with_options(dir.path().join("job.lock"), LockOptions::new().soft());
+    /// let guard = lock.try_lock()?;
+    /// assert!(lock.path().exists()); // the sidecar exists while held
+    /// drop(guard);
+    /// assert!(!lock.path().exists());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[must_use = "a builder method returns the changed value; the original is unchanged"]
     pub fn soft(mut self) -> Self {
         self.kind = LockKind::Soft;
@@ -190,6 +300,19 @@ impl LockOptions {
     /// [`FileLockGuard::keep_alive`](crate::FileLockGuard::keep_alive)).
     /// After that another process may take over, and the former holder's
     /// [`still_held`](crate::FileLockGuard::still_held) turns false.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use lockyard::{FileLock, LockOptions};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let lock = FileLock::with_options(dir.path().join("job.lock"), LockOptions::new().lease(Duration::from_secs(30)));
+    /// let guard = lock.try_lock()?;
+    /// assert_eq!(guard.record().and_then(|r| r.ttl()), Some(Duration::from_secs(30)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[must_use = "a builder method returns the changed value; the original is unchanged"]
     pub fn lease(mut self, ttl: Duration) -> Self {
         self.kind = LockKind::Lease;
@@ -206,6 +329,18 @@ impl LockOptions {
     /// way: that record is what marks it as a lock file, one lockyard may
     /// write into. Files that hold data never get a record, whatever this
     /// says (see [`FileLock::new`](crate::FileLock::new)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lockyard::{FileLock, LockOptions};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let lock = FileLock::with_options(dir.path().join("hot.lock"), LockOptions::new().metadata(false));
+    /// let guard = lock.try_lock()?;
+    /// assert_eq!(guard.token(), None);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[must_use = "a builder method returns the changed value; the original is unchanged"]
     pub fn metadata(mut self, on: bool) -> Self {
         self.metadata = on;
@@ -263,11 +398,32 @@ impl LockOptions {
 
     /// Whether waiters watch the lock file for releases and holders
     /// announce theirs; see [`file_events`](Self::file_events).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lockyard::LockOptions;
+    ///
+    /// assert!(LockOptions::new().watches_file_events());
+    /// assert!(!LockOptions::new().file_events(false).watches_file_events());
+    /// ```
     pub fn watches_file_events(&self) -> bool {
         self.file_events
     }
 
     /// An owner id recorded in the holder record, e.g. `ingestion-service-1`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lockyard::{FileLock, LockOptions};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let lock = FileLock::with_options(dir.path().join("job.lock"), LockOptions::new().owner("ingest-1"));
+    /// let _guard = lock.try_lock()?;
+    /// assert_eq!(lock.holder()?.and_then(|h| h.owner().map(String::from)), Some("ingest-1".into()));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[must_use = "a builder method returns the changed value; the original is unchanged"]
     pub fn owner(mut self, owner: impl Into<String>) -> Self {
         self.owner = Some(owner.into());
@@ -279,6 +435,19 @@ impl LockOptions {
     /// or an unreadable record). `None` never breaks such a lock by age.
     /// Five minutes by default. A holder proven alive is never broken by
     /// age; a lease lapses by its own TTL.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use lockyard::LockOptions;
+    ///
+    /// // Never break a lock whose holder cannot be checked, however old.
+    /// let patient = LockOptions::new().soft().stale_after(None);
+    /// // Break it after an hour.
+    /// let hourly = LockOptions::new().soft().stale_after(Some(Duration::from_secs(3600)));
+    /// # drop((patient, hourly));
+    /// ```
     #[must_use = "a builder method returns the changed value; the original is unchanged"]
     pub fn stale_after(mut self, age: Option<Duration>) -> Self {
         self.stale_after = age;
@@ -288,6 +457,18 @@ impl LockOptions {
     /// Called with each stale soft lock before it is broken; returning
     /// `false` refuses the takeover (the acquisition keeps waiting). Use it
     /// to log takeovers or to veto them.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lockyard::LockOptions;
+    ///
+    /// let options = LockOptions::new().soft().on_stale(|stale| {
+    ///     eprintln!("taking over {}: {}", stale.path().display(), stale.reason());
+    ///     true
+    /// });
+    /// # drop(options);
+    /// ```
     #[must_use = "a builder method returns the changed value; the original is unchanged"]
     pub fn on_stale(mut self, hook: impl Fn(&StaleLock) -> bool + Send + Sync + 'static) -> Self {
         self.on_stale = Some(StaleHook(Arc::new(hook)));
@@ -305,6 +486,16 @@ impl LockOptions {
     /// bcachefs, reiserfs, jfs, nilfs, vfat, exfat and ntfs3; on macOS and
     /// FreeBSD apfs, hfs, ufs, zfs, tmpfs, msdos and exfat. Network and
     /// FUSE filesystems (NFS, SMB, sshfs...) are never trusted for it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lockyard::LockOptions;
+    ///
+    /// // On a filesystem whose locks always succeed, judge by PID and boot id.
+    /// let options = LockOptions::new().soft().trust_os_lock(false);
+    /// # drop(options);
+    /// ```
     #[must_use = "a builder method returns the changed value; the original is unchanged"]
     pub fn trust_os_lock(mut self, on: bool) -> Self {
         self.trust_os_lock = on;
@@ -351,26 +542,68 @@ impl LockOptions {
     }
 
     /// The kind of lock.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use lockyard::{LockKind, LockOptions};
+    ///
+    /// assert_eq!(LockOptions::new().lease(Duration::from_secs(5)).lock_kind(), LockKind::Lease);
+    /// ```
     pub fn lock_kind(&self) -> LockKind {
         self.kind
     }
 
     /// The backoff schedule.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lockyard::{Backoff, LockOptions};
+    ///
+    /// assert_eq!(LockOptions::new().backoff_policy(), Backoff::default());
+    /// ```
     pub fn backoff_policy(&self) -> Backoff {
         self.backoff
     }
 
     /// The wait strategy.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lockyard::{LockOptions, WaitStrategy};
+    ///
+    /// assert_eq!(LockOptions::new().strategy(), WaitStrategy::Backoff);
+    /// ```
     pub fn strategy(&self) -> WaitStrategy {
         self.strategy
     }
 
     /// Whether the lock file is removed on release.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lockyard::LockOptions;
+    ///
+    /// assert!(LockOptions::new().remove_on_release(true).removes_on_release());
+    /// ```
     pub fn removes_on_release(&self) -> bool {
         self.remove_on_release
     }
 
     /// Whether each lock is followed by an identity check.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lockyard::LockOptions;
+    ///
+    /// assert!(!LockOptions::new().verifies_identity());
+    /// assert!(LockOptions::new().verify_identity(true).verifies_identity());
+    /// ```
     pub fn verifies_identity(&self) -> bool {
         self.verify_identity || self.remove_on_release
     }

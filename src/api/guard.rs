@@ -87,7 +87,21 @@ impl FileLockGuard {
     }
 
     /// The holder record this acquisition published (exclusive locks with
-    /// metadata on; `None` for shared locks).
+    /// metadata on; `None` for shared locks and files that hold data).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lockyard::{FileLock, LockOptions};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let lock = FileLock::with_options(dir.path().join("job.lock"), LockOptions::new().owner("nightly"));
+    /// let guard = lock.try_lock()?;
+    /// let record = guard.record().expect("exclusive, metadata on");
+    /// assert_eq!(record.pid(), std::process::id());
+    /// assert_eq!(record.owner(), Some("nightly"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn record(&self) -> Option<&HolderRecord> {
         self.record.as_deref()
     }
@@ -96,12 +110,41 @@ impl FileLockGuard {
     /// protects, which should refuse tokens lower than the highest it has
     /// seen. `None` when no record was written: shared locks, metadata
     /// off, and files that hold data (see [`FileLock::new`](crate::FileLock::new)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lockyard::FileLock;
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let lock = FileLock::new(dir.path().join("job.lock"));
+    /// let first = lock.try_lock()?.token().expect("a lock file lockyard made");
+    /// let second = lock.try_lock()?.token().expect("a lock file lockyard made");
+    /// assert!(second > first);
+    /// assert_eq!(lock.try_lock_shared()?.token(), None);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn token(&self) -> Option<u64> {
         self.record.as_ref().map(|r| r.token())
     }
 
     /// Renews a lease (see [`LockOptions::lease`](crate::LockOptions::lease)):
     /// its TTL starts again from now. A no-op for other locks.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use lockyard::{FileLock, LockOptions};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let lock = FileLock::with_options(dir.path().join("job.lock"), LockOptions::new().lease(Duration::from_secs(30)));
+    /// let mut guard = lock.try_lock()?;
+    /// let before = guard.record().unwrap().renewed_at();
+    /// guard.refresh()?;
+    /// assert!(guard.record().unwrap().renewed_at() >= before);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     ///
     /// # Errors
     ///
@@ -156,6 +199,15 @@ impl FileLockGuard {
     /// assert!(reading.is_shared());
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::WouldBlock`](crate::ErrorKind::WouldBlock) with the
+    /// guard handed back (another holder is in the way),
+    /// [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported) with the
+    /// guard (soft locks and leases), [`ErrorKind::Lost`](crate::ErrorKind::Lost)
+    /// without it (see above), or an I/O error with the shared guard still
+    /// held.
     pub fn try_upgrade(mut self) -> Result<FileLockGuard, ConvertError> {
         if self.mode == LockMode::Exclusive {
             return Ok(self);
@@ -191,9 +243,30 @@ impl FileLockGuard {
     /// Windows it is a release and a shared lock, and may fail with
     /// [`ErrorKind::Lost`](crate::ErrorKind::Lost) (no guard comes back).
     ///
-    /// Calling it on a shared guard returns the guard unchanged. Soft locks
-    /// and leases are exclusive only: the error hands the guard back with
-    /// [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported).
+    /// Calling it on a shared guard returns the guard unchanged.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lockyard::FileLock;
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let lock = FileLock::new(dir.path().join("cache.lock"));
+    /// let writer = lock.try_lock()?;
+    /// // ... write ...
+    /// let reader = writer.downgrade()?;
+    /// let other_reader = lock.try_lock_shared()?; // now readers may join
+    /// # drop((reader, other_reader));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// Soft locks and leases are exclusive only: the error hands the guard
+    /// back with [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported).
+    /// An I/O error leaves the guard exclusive and hands it back;
+    /// [`ErrorKind::Lost`](crate::ErrorKind::Lost) (Windows only) carries no
+    /// guard.
     pub fn downgrade(mut self) -> Result<FileLockGuard, ConvertError> {
         if self.mode == LockMode::Shared {
             return Ok(self);
@@ -248,6 +321,29 @@ impl FileLockGuard {
     /// the lock file is still the one it published and the lease (if any)
     /// has not lapsed. A `false` means another process may hold it now, and
     /// this guard's fencing token is stale.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lockyard::{FileLock, LockOptions};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let lock = FileLock::with_options(dir.path().join("job.lock"), LockOptions::new().soft());
+    /// let guard = lock.try_lock()?;
+    /// assert!(guard.still_held()?);
+    /// // Someone removes the sidecar behind the holder's back.
+    /// std::fs::remove_file(lock.path())?;
+    /// assert!(!guard.still_held()?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// When the lock file cannot be read.
+    ///
+    /// # Blocking
+    ///
+    /// One or two system calls on the lock file (a soft lock or lease).
     pub fn still_held(&self) -> Result<bool, Error> {
         self.entry
             .still_held(&self.handle)
@@ -261,6 +357,33 @@ impl FileLockGuard {
     /// over). For locks without a TTL it never finishes.
     ///
     /// Its timer is async-io's, so it runs under any executor.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use lockyard::{FileLock, LockOptions};
+    ///
+    /// # futures_lite::future::block_on(async {
+    /// let dir = tempfile::tempdir()?;
+    /// let lock = FileLock::with_options(dir.path().join("job.lock"), LockOptions::new().lease(Duration::from_millis(300)));
+    /// let mut guard = lock.lock().await?;
+    /// let work = async {
+    ///     async_io::Timer::after(Duration::from_millis(500)).await; // longer than the TTL
+    ///     "done"
+    /// };
+    /// // The work wins the race: the lease was renewed meanwhile.
+    /// let outcome = futures_lite::future::or(async { Ok(work.await) }, async { Err(guard.keep_alive().await) }).await;
+    /// assert_eq!(outcome.map_err(|e| e.kind()), Ok("done"));
+    /// assert!(guard.still_held()?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping it stops the renewals; a renewal already running on the
+    /// blocking pool finishes there. The guard still holds the lock.
     pub async fn keep_alive(&mut self) -> Error {
         let ttl = self.record.as_ref().and_then(|r| r.ttl());
         let Some(ttl) = ttl else {
@@ -281,6 +404,27 @@ impl FileLockGuard {
     /// Resolves when this guard no longer holds its lock (a lease that
     /// lapsed or was taken over), checking every `every`; never for OS
     /// locks. The "lost" signal to race against the work.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use lockyard::{ErrorKind, FileLock, LockOptions};
+    ///
+    /// # futures_lite::future::block_on(async {
+    /// let dir = tempfile::tempdir()?;
+    /// let lock = FileLock::with_options(dir.path().join("job.lock"), LockOptions::new().soft());
+    /// let guard = lock.lock().await?;
+    /// std::fs::remove_file(lock.path())?; // broken behind the holder's back
+    /// let e = guard.lost(Duration::from_millis(10)).await;
+    /// assert_eq!(e.kind(), ErrorKind::Lost);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping it stops the checks; nothing else changes.
     pub async fn lost(&self, every: Duration) -> Error {
         loop {
             async_io::Timer::after(every).await;
@@ -293,21 +437,59 @@ impl FileLockGuard {
     }
 
     /// The mode this guard holds the lock in.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lockyard::{FileLock, LockMode};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let lock = FileLock::new(dir.path().join("a.lock"));
+    /// assert_eq!(lock.try_lock_shared()?.mode(), LockMode::Shared);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn mode(&self) -> LockMode {
         self.mode
     }
 
     /// Whether this guard holds the lock exclusively.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let lock = lockyard::FileLock::new(dir.path().join("a.lock"));
+    /// assert!(lock.try_lock()?.is_exclusive());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn is_exclusive(&self) -> bool {
         self.mode == LockMode::Exclusive
     }
 
     /// Whether this guard holds the lock shared.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let lock = lockyard::FileLock::new(dir.path().join("a.lock"));
+    /// assert!(lock.try_lock_shared()?.is_shared());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn is_shared(&self) -> bool {
         self.mode == LockMode::Shared
     }
 
     /// The lock file's path.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let lock = lockyard::FileLock::new(dir.path().join("a.lock"));
+    /// assert_eq!(lock.try_lock()?.path(), lock.path());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn path(&self) -> &Path {
         &self.handle.path
     }
@@ -315,12 +497,30 @@ impl FileLockGuard {
     /// Releases the lock now, reporting failure (dropping the guard releases
     /// it too, but cannot report).
     ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lockyard::{FileLock, LockOptions};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let lock = FileLock::with_options(dir.path().join("a.lock"), LockOptions::new().remove_on_release(true));
+    /// let guard = lock.try_lock()?;
+    /// guard.unlock()?; // a failed removal would be reported here
+    /// assert!(!lock.path().exists());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// [`ErrorKind::Io`](crate::ErrorKind::Io) if the OS refused to unlock or
     /// a requested removal of the lock file failed. The lock is released
     /// either way: on an unlock failure the descriptor is closed, which
     /// releases it.
+    ///
+    /// # Blocking
+    ///
+    /// A few system calls (for a soft lock whose break lock another process
+    /// holds, the removal finishes on the blocking pool).
     pub fn unlock(mut self) -> Result<(), Error> {
         self.held = false;
         let op = if self.traits.removes {
@@ -365,16 +565,55 @@ impl ConvertError {
     /// (guard handed back), [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported)
     /// (soft locks and leases; guard handed back), or
     /// [`ErrorKind::Lost`](crate::ErrorKind::Lost) (no guard).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lockyard::{ErrorKind, FileLock};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let lock = FileLock::new(dir.path().join("a.lock"));
+    /// let a = lock.try_lock_shared()?;
+    /// let _b = lock.try_lock_shared()?;
+    /// let failed = a.try_upgrade().unwrap_err();   // _b is in the way
+    /// assert_eq!(failed.error().kind(), ErrorKind::WouldBlock);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn error(&self) -> &Error {
         &self.error
     }
 
     /// The guard, still held in its old mode, unless the lock was lost.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let lock = lockyard::FileLock::new(dir.path().join("a.lock"));
+    /// let a = lock.try_lock_shared()?;
+    /// let _b = lock.try_lock_shared()?;
+    /// let a = a.try_upgrade().unwrap_err().into_guard().expect("handed back");
+    /// assert!(a.is_shared());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn into_guard(self) -> Option<FileLockGuard> {
         self.guard
     }
 
-    /// Both parts.
+    /// Both parts: the guard (if still held) and the error.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let lock = lockyard::FileLock::new(dir.path().join("a.lock"));
+    /// let a = lock.try_lock_shared()?;
+    /// let _b = lock.try_lock_shared()?;
+    /// let (guard, error) = a.try_upgrade().unwrap_err().into_parts();
+    /// assert!(guard.is_some());
+    /// assert_eq!(error.kind(), lockyard::ErrorKind::WouldBlock);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn into_parts(self) -> (Option<FileLockGuard>, Error) {
         (self.guard, *self.error)
     }

@@ -119,21 +119,73 @@ impl LockInfo {
 
     /// The lock's name: decoded, from [`LockDir::list`](crate::LockDir::list); the file name, from
     /// [`FileLock::inspect`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lockyard::{FileLock, LockOptions, LockState};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let lock = FileLock::with_options(dir.path().join("job.lock"), LockOptions::new().owner("cron"));
+    /// let _held = lock.try_lock()?;
+    /// let info = lock.inspect()?;
+    /// assert_eq!(info.name(), "job.lock");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn name(&self) -> &str {
         &self.name
     }
 
     /// The lock file.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lockyard::{FileLock, LockOptions, LockState};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let lock = FileLock::with_options(dir.path().join("job.lock"), LockOptions::new().owner("cron"));
+    /// let _held = lock.try_lock()?;
+    /// let info = lock.inspect()?;
+    /// assert_eq!(info.path(), lock.path());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn path(&self) -> &Path {
         &self.path
     }
 
     /// Free, held (shared or exclusive) or stale.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lockyard::{FileLock, LockOptions, LockState};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let lock = FileLock::with_options(dir.path().join("job.lock"), LockOptions::new().owner("cron"));
+    /// let _held = lock.try_lock()?;
+    /// let info = lock.inspect()?;
+    /// assert_eq!(info.state(), LockState::HeldExclusive);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn state(&self) -> LockState {
         self.state
     }
 
     /// The current (or last) holder's record, when one could be read.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lockyard::{FileLock, LockOptions, LockState};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let lock = FileLock::with_options(dir.path().join("job.lock"), LockOptions::new().owner("cron"));
+    /// let _held = lock.try_lock()?;
+    /// let info = lock.inspect()?;
+    /// assert_eq!(info.holder().and_then(|h| h.owner()), Some("cron"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn holder(&self) -> Option<&HolderRecord> {
         self.holder.as_ref()
     }

@@ -27,12 +27,38 @@ pub struct CleanReport {
 
 impl CleanReport {
     /// The lock files removed, each with its record and the reason.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lockyard::{clean_stale, FileLock, LockOptions, StaleReason};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// drop(FileLock::new(dir.path().join("old.lock")).try_lock()?);
+    /// let report = clean_stale(dir.path(), &LockOptions::new())?;
+    /// assert_eq!(report.removed().len(), 1);
+    /// assert_eq!(report.removed()[0].reason(), StaleReason::Unused);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn removed(&self) -> &[StaleLock] {
         &self.removed
     }
 
     /// Lock files left alone: held, not provably stale, or not recognised
     /// as lockyard lock files.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lockyard::{clean_stale, FileLock, LockOptions};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let lock = FileLock::new(dir.path().join("busy.lock"));
+    /// let _held = lock.try_lock()?;
+    /// let report = clean_stale(dir.path(), &LockOptions::new())?;
+    /// assert_eq!(report.kept(), [lock.path().to_path_buf()]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn kept(&self) -> &[PathBuf] {
         &self.kept
     }

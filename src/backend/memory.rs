@@ -78,10 +78,6 @@ impl Opener for MemoryOpener {
         };
         Ok((key, Box::new(lock)))
     }
-
-    fn params(&self) -> Params<'_> {
-        &self.options
-    }
 }
 
 /// A named lock in memory, as one entry holds it.
@@ -96,7 +92,9 @@ impl MemoryLock {
         // The handle's own options (its owner name): a handle of this
         // backend always passes them.
         let default = LockOptions::new();
-        let options = p.downcast_ref::<LockOptions>().unwrap_or(&default);
+        let options = p
+            .downcast_ref::<MemoryOpener>()
+            .map_or(&default, |o| &o.options);
         state.last_token += 1;
         let rec = crate::backend::new_record(
             LockKind::Strict,

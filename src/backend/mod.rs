@@ -104,8 +104,4 @@ impl Opener for FileOpener {
             }
         })
     }
-
-    fn params(&self) -> Params<'_> {
-        self
-    }
 }

@@ -54,6 +54,17 @@ impl Backoff {
     ///
     /// A `factor` of 0 or 1 gives a constant delay; `max` below `initial`
     /// is raised to `initial`. Jitter is on.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use lockyard::Backoff;
+    ///
+    /// let b = Backoff::new(Duration::from_millis(10), 0, Duration::from_millis(1));
+    /// assert_eq!(b.factor(), 1);                          // constant delay
+    /// assert_eq!(b.max(), Duration::from_millis(10));     // raised to `initial`
+    /// ```
     #[must_use]
     pub fn new(initial: Duration, factor: u32, max: Duration) -> Self {
         Backoff {
@@ -66,6 +77,16 @@ impl Backoff {
 
     /// Turns jitter on (the default) or off. Without jitter every delay is
     /// exactly the computed one.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use lockyard::Backoff;
+    ///
+    /// let b = Backoff::default().jitter(false);
+    /// assert!(!b.has_jitter());
+    /// ```
     #[must_use = "a builder method returns the changed value; the original is unchanged"]
     pub fn jitter(mut self, on: bool) -> Self {
         self.jitter = on;
@@ -73,21 +94,54 @@ impl Backoff {
     }
 
     /// The first delay.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use lockyard::Backoff;
+    ///
+    /// assert_eq!(Backoff::default().initial(), Duration::from_millis(1));
+    /// ```
     pub fn initial(&self) -> Duration {
         self.initial
     }
 
     /// The growth factor between consecutive delays.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use lockyard::Backoff;
+    ///
+    /// assert_eq!(Backoff::default().factor(), 2);
+    /// ```
     pub fn factor(&self) -> u32 {
         self.factor
     }
 
     /// The longest delay.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use lockyard::Backoff;
+    ///
+    /// assert_eq!(Backoff::default().max(), Duration::from_millis(50));
+    /// ```
     pub fn max(&self) -> Duration {
         self.max
     }
 
     /// Whether delays are jittered.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert!(lockyard::Backoff::default().has_jitter());
+    /// ```
     pub fn has_jitter(&self) -> bool {
         self.jitter
     }

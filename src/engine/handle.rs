@@ -1,6 +1,7 @@
 //! What a lock handle and everything it spawns share: the lock's name, how
 //! to wait, how to open the resource, and the entry it resolved to.
 
+use std::any::Any;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -19,10 +20,6 @@ pub(crate) trait Opener: Send + Sync + fmt::Debug {
     /// Opens (maybe creates) the resource, and says which key it has. May
     /// block: the engine runs it on a blocking pool unless told not to.
     fn open(&self) -> Result<(Key, Box<dyn Resource>), Error>;
-
-    /// What the backend's resources get on every call for this handle
-    /// (see [`Params`]).
-    fn params(&self) -> Params<'_>;
 }
 
 /// How the engine waits, as the handle's options say.
@@ -39,7 +36,10 @@ pub(crate) struct Handle {
     /// What errors name: the lock file, or the lock's name.
     pub(crate) path: PathBuf,
     pub(crate) config: Config,
-    opener: Box<dyn Opener>,
+    opener: Arc<dyn Opener>,
+    /// The same opener, as what its resources get on every call for this
+    /// handle (see [`Params`]).
+    params: Arc<dyn Any + Send + Sync>,
     entry: Mutex<Option<Arc<Entry>>>,
     /// Whether an acquisition is opening the resource for this handle: the
     /// others wait for it (`opened`) rather than open it too, so N tasks
@@ -59,10 +59,16 @@ impl fmt::Debug for Handle {
 }
 
 impl Handle {
-    pub(crate) fn new(path: PathBuf, config: Config, opener: Box<dyn Opener>) -> Handle {
+    pub(crate) fn new<O: Opener + Send + Sync + 'static>(
+        path: PathBuf,
+        config: Config,
+        opener: O,
+    ) -> Handle {
+        let opener = Arc::new(opener);
         Handle {
             path,
             config,
+            params: Arc::clone(&opener) as Arc<dyn Any + Send + Sync>,
             opener,
             entry: Mutex::new(None),
             opening: Mutex::new(false),
@@ -105,7 +111,7 @@ impl Handle {
 
     /// This handle's settings, for its backend.
     pub(crate) fn params(&self) -> Params<'_> {
-        self.opener.params()
+        &*self.params
     }
 
     /// Registers a freshly opened resource and remembers its entry.

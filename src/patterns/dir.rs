@@ -175,6 +175,19 @@ impl Handles {
 impl LockDir {
     /// Named locks in `dir` (created on first use), with default options
     /// and waiting forever unless told otherwise.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lockyard::LockDir;
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let locks = LockDir::new(dir.path().join("locks"));
+    /// let guard = locks.try_lock("deploy/eu-west")?;   // any name, encoded
+    /// assert!(locks.path_of("deploy/eu-west")?.starts_with(locks.path()));
+    /// # drop(guard);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[must_use]
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         LockDir {
@@ -187,6 +200,18 @@ impl LockDir {
     }
 
     /// Options for every lock of the directory.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lockyard::{LockDir, LockOptions};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let locks = LockDir::new(dir.path()).options(LockOptions::new().owner("api-3"));
+    /// let guard = locks.try_lock("invoice-42")?;
+    /// assert_eq!(guard.record().and_then(|r| r.owner()), Some("api-3"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[must_use = "a builder method returns the changed value; the original is unchanged"]
     pub fn options(mut self, options: LockOptions) -> Self {
         self.options = options;
@@ -197,6 +222,16 @@ impl LockDir {
 
     /// How long `lock`/`lock_shared` wait for names without their own
     /// setting.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use lockyard::{LockDir, Wait};
+    ///
+    /// let locks = LockDir::new("locks").default_wait(Wait::For(Duration::from_secs(10)));
+    /// assert_eq!(locks.wait_of("anything"), Wait::For(Duration::from_secs(10)));
+    /// ```
     #[must_use = "a builder method returns the changed value; the original is unchanged"]
     pub fn default_wait(mut self, wait: Wait) -> Self {
         self.default_wait = wait;
@@ -204,6 +239,16 @@ impl LockDir {
     }
 
     /// How long `lock`/`lock_shared` wait for `name`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lockyard::{LockDir, Wait};
+    ///
+    /// let locks = LockDir::new("locks").wait_for("nightly", Wait::TryOnce);
+    /// assert_eq!(locks.wait_of("nightly"), Wait::TryOnce);
+    /// assert_eq!(locks.wait_of("other"), Wait::Forever);
+    /// ```
     #[must_use = "a builder method returns the changed value; the original is unchanged"]
     pub fn wait_for(mut self, name: impl Into<String>, wait: Wait) -> Self {
         self.waits.insert(name.into(), wait);
@@ -211,11 +256,26 @@ impl LockDir {
     }
 
     /// The directory.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let locks = lockyard::LockDir::new("/run/app/locks");
+    /// assert_eq!(locks.path(), std::path::Path::new("/run/app/locks"));
+    /// ```
     pub fn path(&self) -> &Path {
         &self.dir
     }
 
     /// The wait that applies to `name`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lockyard::{LockDir, Wait};
+    ///
+    /// assert_eq!(LockDir::new("locks").wait_of("x"), Wait::Forever);
+    /// ```
     pub fn wait_of(&self, name: &str) -> Wait {
         self.waits.get(name).copied().unwrap_or(self.default_wait)
     }
@@ -226,6 +286,17 @@ impl LockDir {
     ///
     /// [`ErrorKind::InvalidPath`](crate::ErrorKind::InvalidPath) for an
     /// empty or over-long name.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lockyard::{ErrorKind, LockDir};
+    ///
+    /// let locks = LockDir::new("locks");
+    /// assert_eq!(locks.path_of("a/b")?, std::path::Path::new("locks/a%2Fb.lock"));
+    /// assert_eq!(locks.path_of("").unwrap_err().kind(), ErrorKind::InvalidPath);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn path_of(&self, name: &str) -> Result<PathBuf, Error> {
         let encoded =
             encode_lock_name(name).map_err(|why| Error::invalid_name(&self.dir.join(name), why))?;
@@ -236,6 +307,19 @@ impl LockDir {
     /// directory keeps one per name, so repeated acquisitions reuse its
     /// open descriptor; past 64 names, those no guard, waiter or clone
     /// uses are let go (their descriptors closed).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lockyard::LockDir;
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let locks = LockDir::new(dir.path().join("locks"));
+    /// let lock = locks.handle("reports")?;
+    /// let _guard = lock.try_lock()?;
+    /// assert_eq!(lock.holder()?.map(|h| h.pid()), Some(std::process::id()));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn handle(&self, name: &str) -> Result<FileLock, Error> {
         let mut handles = self.handles.lock().unwrap_or_else(PoisonError::into_inner);
         handles.get_or_insert(name, || {
@@ -247,11 +331,57 @@ impl LockDir {
     }
 
     /// Locks `name` exclusively, waiting as configured for it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lockyard::LockDir;
+    ///
+    /// # futures_lite::future::block_on(async {
+    /// let dir = tempfile::tempdir()?;
+    /// let locks = LockDir::new(dir.path());
+    /// let guard = locks.lock("tenant-7").await?;
+    /// assert!(guard.is_exclusive());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// As for [`FileLock::lock`]: dropping the future gives back everything it had.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidPath`](crate::ErrorKind::InvalidPath) for an empty
+    /// or over-long name; otherwise as for [`FileLock::lock`].
     pub fn lock(&self, name: &str) -> Acquire {
         self.acquire(name, LockMode::Exclusive)
     }
 
     /// Locks `name` shared, waiting as configured for it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lockyard::LockDir;
+    ///
+    /// # futures_lite::future::block_on(async {
+    /// let dir = tempfile::tempdir()?;
+    /// let locks = LockDir::new(dir.path());
+    /// let a = locks.lock_shared("catalog").await?;
+    /// let b = locks.lock_shared("catalog").await?;
+    /// # drop((a, b));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// As for [`FileLock::lock`]: dropping the future gives back everything it had.
+    ///
+    /// # Errors
+    ///
+    /// As for [`lock`](Self::lock).
     pub fn lock_shared(&self, name: &str) -> Acquire {
         self.acquire(name, LockMode::Shared)
     }
@@ -264,17 +394,70 @@ impl LockDir {
     }
 
     /// Takes `name` exclusively if possible right now.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lockyard::{ErrorKind, LockDir};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let locks = LockDir::new(dir.path());
+    /// let _g = locks.try_lock("job")?;
+    /// assert_eq!(locks.try_lock("job").unwrap_err().kind(), ErrorKind::WouldBlock);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::WouldBlock`](crate::ErrorKind::WouldBlock) if held;
+    /// otherwise as for [`lock`](Self::lock).
     pub fn try_lock(&self, name: &str) -> Result<FileLockGuard, Error> {
         self.handle(name)?.try_lock()
     }
 
     /// Locks `name` exclusively from blocking code, waiting as configured.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let locks = lockyard::LockDir::new(dir.path());
+    /// let guard = locks.lock_blocking("migrations")?;
+    /// # drop(guard);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As for [`lock`](Self::lock).
+    ///
+    /// # Blocking
+    ///
+    /// Blocks the calling thread for as long as the name's wait allows.
     pub fn lock_blocking(&self, name: &str) -> Result<FileLockGuard, Error> {
         self.handle(name)?
             .acquire_blocking(LockMode::Exclusive, self.wait_of(name))
     }
 
     /// Locks `name` shared from blocking code, waiting as configured.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let locks = lockyard::LockDir::new(dir.path());
+    /// let reader = locks.lock_shared_blocking("catalog")?;
+    /// assert!(reader.is_shared());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As for [`lock`](Self::lock).
+    ///
+    /// # Blocking
+    ///
+    /// Blocks the calling thread for as long as the name's wait allows.
     pub fn lock_shared_blocking(&self, name: &str) -> Result<FileLockGuard, Error> {
         self.handle(name)?
             .acquire_blocking(LockMode::Shared, self.wait_of(name))
@@ -288,6 +471,20 @@ impl LockDir {
     /// # Errors
     ///
     /// When the directory or one of its lock files cannot be read.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lockyard::LockDir;
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let locks = LockDir::new(dir.path().join("locks"));
+    /// let _g = locks.try_lock("b")?;
+    /// drop(locks.try_lock("a")?);
+    /// let names: Vec<_> = locks.list()?.iter().map(|i| i.name().to_string()).collect();
+    /// assert_eq!(names, ["a", "b"]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn list(&self) -> Result<Vec<LockInfo>, Error> {
         let entries = match std::fs::read_dir(&self.dir) {
             Ok(entries) => entries,
@@ -309,6 +506,29 @@ impl LockDir {
     }
 
     /// [`clean_stale`] over the whole directory, with its options.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lockyard::LockDir;
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let locks = LockDir::new(dir.path().join("locks"));
+    /// drop(locks.try_lock("old")?);
+    /// let _busy = locks.try_lock("busy")?;
+    /// let report = locks.clean_stale()?;
+    /// assert_eq!(report.removed().len(), 1);
+    /// assert!(locks.list()?.iter().all(|i| i.name() == "busy"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// When the directory cannot be read.
+    ///
+    /// # Blocking
+    ///
+    /// Opens, locks and removes files: call it where blocking is fine.
     pub fn clean_stale(&self) -> Result<CleanReport, Error> {
         clean_stale(&self.dir, &self.options)
     }

@@ -34,22 +34,91 @@ use crate::{Error, FileLock};
 /// assert_eq!(parsed?, 1);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+///
+/// # Errors
+///
+/// The lock's error if it could not be taken (see [`FileLock::lock`]); the
+/// closure's own result comes back inside `Ok`.
+///
+/// # Blocking
+///
+/// Blocks the calling thread until the lock is taken, then for as long as
+/// `f` runs.
 pub fn with_lock<R>(path: impl AsRef<Path>, f: impl FnOnce() -> R) -> Result<R, Error> {
     FileLock::new(path.as_ref()).with_lock(f)
 }
 
 /// [`with_lock`], for a writer: the same exclusive lock, named for symmetry
 /// with [`with_read_lock`].
+///
+/// # Examples
+///
+/// ```
+/// let dir = tempfile::tempdir()?;
+/// let n = lockyard::with_write_lock(dir.path().join("a.lock"), || 1 + 1)?;
+/// assert_eq!(n, 2);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// # Errors
+///
+/// The lock's error if it could not be taken (see [`FileLock::lock`]); the
+/// closure's own result comes back inside `Ok`.
+///
+/// # Blocking
+///
+/// Blocks the calling thread until the lock is taken, then for as long as
+/// `f` runs.
 pub fn with_write_lock<R>(path: impl AsRef<Path>, f: impl FnOnce() -> R) -> Result<R, Error> {
     with_lock(path, f)
 }
 
 /// Runs `f` with the lock file at `path` held shared (blocking).
+///
+/// # Examples
+///
+/// ```
+/// let dir = tempfile::tempdir()?;
+/// let n = lockyard::with_read_lock(dir.path().join("a.lock"), || 1 + 1)?;
+/// assert_eq!(n, 2);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// # Errors
+///
+/// The lock's error if it could not be taken (see [`FileLock::lock`]); the
+/// closure's own result comes back inside `Ok`.
+///
+/// # Blocking
+///
+/// Blocks the calling thread until the lock is taken, then for as long as
+/// `f` runs.
 pub fn with_read_lock<R>(path: impl AsRef<Path>, f: impl FnOnce() -> R) -> Result<R, Error> {
     FileLock::new(path.as_ref()).with_lock_shared(f)
 }
 
 /// Awaits the future `f` makes with the lock at `path` held exclusively.
+///
+/// # Examples
+///
+/// ```
+/// # futures_lite::future::block_on(async {
+/// let dir = tempfile::tempdir()?;
+/// let n = lockyard::with_lock_async(dir.path().join("a.lock"), || async { 1 + 1 }).await?;
+/// assert_eq!(n, 2);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
+///
+/// # Errors
+///
+/// The lock's error if it could not be taken (see [`FileLock::lock`]); the
+/// future's own output comes back inside `Ok`.
+///
+/// # Cancel safety
+///
+/// Dropping the future releases the lock (or gives back its place in the
+/// queue) and drops `f`'s future wherever it was.
 pub async fn with_lock_async<F: Future>(
     path: impl AsRef<Path>,
     f: impl FnOnce() -> F,
@@ -58,6 +127,27 @@ pub async fn with_lock_async<F: Future>(
 }
 
 /// [`with_lock_async`], named for symmetry with [`with_read_lock_async`].
+///
+/// # Examples
+///
+/// ```
+/// # futures_lite::future::block_on(async {
+/// let dir = tempfile::tempdir()?;
+/// let n = lockyard::with_write_lock_async(dir.path().join("a.lock"), || async { 1 + 1 }).await?;
+/// assert_eq!(n, 2);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
+///
+/// # Errors
+///
+/// The lock's error if it could not be taken (see [`FileLock::lock`]); the
+/// future's own output comes back inside `Ok`.
+///
+/// # Cancel safety
+///
+/// Dropping the future releases the lock (or gives back its place in the
+/// queue) and drops `f`'s future wherever it was.
 pub async fn with_write_lock_async<F: Future>(
     path: impl AsRef<Path>,
     f: impl FnOnce() -> F,
@@ -66,6 +156,27 @@ pub async fn with_write_lock_async<F: Future>(
 }
 
 /// Awaits the future `f` makes with the lock at `path` held shared.
+///
+/// # Examples
+///
+/// ```
+/// # futures_lite::future::block_on(async {
+/// let dir = tempfile::tempdir()?;
+/// let n = lockyard::with_read_lock_async(dir.path().join("a.lock"), || async { 1 + 1 }).await?;
+/// assert_eq!(n, 2);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
+///
+/// # Errors
+///
+/// The lock's error if it could not be taken (see [`FileLock::lock`]); the
+/// future's own output comes back inside `Ok`.
+///
+/// # Cancel safety
+///
+/// Dropping the future releases the lock (or gives back its place in the
+/// queue) and drops `f`'s future wherever it was.
 pub async fn with_read_lock_async<F: Future>(
     path: impl AsRef<Path>,
     f: impl FnOnce() -> F,
@@ -76,18 +187,80 @@ pub async fn with_read_lock_async<F: Future>(
 impl FileLock {
     /// Runs `f` with this lock held exclusively (blocking); see the
     /// [`with_lock`] function.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let lock = lockyard::FileLock::new(dir.path().join("a.lock"));
+    /// let n = lock.with_lock(|| 1 + 1)?;
+    /// assert_eq!(n, 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// The lock's error if it could not be taken (see [`FileLock::lock`]); the
+    /// closure's own result comes back inside `Ok`.
+    ///
+    /// # Blocking
+    ///
+    /// Blocks the calling thread until the lock is taken, then for as long as
+    /// `f` runs.
     pub fn with_lock<R>(&self, f: impl FnOnce() -> R) -> Result<R, Error> {
         let _guard = self.lock_blocking()?;
         Ok(f())
     }
 
     /// Runs `f` with this lock held shared (blocking).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let lock = lockyard::FileLock::new(dir.path().join("a.lock"));
+    /// let n = lock.with_lock_shared(|| 1 + 1)?;
+    /// assert_eq!(n, 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// The lock's error if it could not be taken (see [`FileLock::lock`]); the
+    /// closure's own result comes back inside `Ok`.
+    ///
+    /// # Blocking
+    ///
+    /// Blocks the calling thread until the lock is taken, then for as long as
+    /// `f` runs.
     pub fn with_lock_shared<R>(&self, f: impl FnOnce() -> R) -> Result<R, Error> {
         let _guard = self.lock_shared_blocking()?;
         Ok(f())
     }
 
     /// Awaits the future `f` makes with this lock held exclusively.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # futures_lite::future::block_on(async {
+    /// let dir = tempfile::tempdir()?;
+    /// let lock = lockyard::FileLock::new(dir.path().join("a.lock"));
+    /// let n = lock.with_lock_async(|| async { 1 + 1 }).await?;
+    /// assert_eq!(n, 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// The lock's error if it could not be taken (see [`FileLock::lock`]); the
+    /// future's own output comes back inside `Ok`.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future releases the lock (or gives back its place in the
+    /// queue) and drops `f`'s future wherever it was.
     pub async fn with_lock_async<F: Future>(
         &self,
         f: impl FnOnce() -> F,
@@ -97,6 +270,28 @@ impl FileLock {
     }
 
     /// Awaits the future `f` makes with this lock held shared.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # futures_lite::future::block_on(async {
+    /// let dir = tempfile::tempdir()?;
+    /// let lock = lockyard::FileLock::new(dir.path().join("a.lock"));
+    /// let n = lock.with_lock_shared_async(|| async { 1 + 1 }).await?;
+    /// assert_eq!(n, 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// The lock's error if it could not be taken (see [`FileLock::lock`]); the
+    /// future's own output comes back inside `Ok`.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future releases the lock (or gives back its place in the
+    /// queue) and drops `f`'s future wherever it was.
     pub async fn with_lock_shared_async<F: Future>(
         &self,
         f: impl FnOnce() -> F,

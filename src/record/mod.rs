@@ -131,58 +131,183 @@ pub struct HolderRecord {
 
 impl HolderRecord {
     /// The holder's process id.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let lock = lockyard::FileLock::with_options(dir.path().join("job.lock"), lockyard::LockOptions::new().owner("etl"));
+    /// let guard = lock.try_lock()?;
+    /// let record = guard.record().expect("written");
+    /// assert_eq!(record.pid(), std::process::id());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn pid(&self) -> u32 {
         self.pid
     }
 
     /// The host name of the holder's machine.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let lock = lockyard::FileLock::with_options(dir.path().join("job.lock"), lockyard::LockOptions::new().owner("etl"));
+    /// let guard = lock.try_lock()?;
+    /// let record = guard.record().expect("written");
+    /// assert!(!record.host().is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn host(&self) -> &str {
         &self.host
     }
 
     /// The holder machine's boot id (Linux), which tells a holder from
     /// before a reboot from a live one.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let lock = lockyard::FileLock::with_options(dir.path().join("job.lock"), lockyard::LockOptions::new().owner("etl"));
+    /// let guard = lock.try_lock()?;
+    /// let record = guard.record().expect("written");
+    /// if cfg!(target_os = "linux") {
+    ///     assert!(record.boot_id().is_some());
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn boot_id(&self) -> Option<&str> {
         self.boot_id.as_deref()
     }
 
     /// The holder process's start time in clock ticks since boot (Linux),
     /// which tells the holder from a later process that reused its PID.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let lock = lockyard::FileLock::with_options(dir.path().join("job.lock"), lockyard::LockOptions::new().owner("etl"));
+    /// let guard = lock.try_lock()?;
+    /// let record = guard.record().expect("written");
+    /// if cfg!(target_os = "linux") {
+    ///     assert!(record.process_start().is_some());
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn process_start(&self) -> Option<u64> {
         self.start_time
     }
 
     /// The kind of lock.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let lock = lockyard::FileLock::with_options(dir.path().join("job.lock"), lockyard::LockOptions::new().owner("etl"));
+    /// let guard = lock.try_lock()?;
+    /// let record = guard.record().expect("written");
+    /// assert_eq!(record.kind(), lockyard::LockKind::Strict);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn kind(&self) -> LockKind {
         self.kind
     }
 
     /// The mode the lock is held in.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let lock = lockyard::FileLock::with_options(dir.path().join("job.lock"), lockyard::LockOptions::new().owner("etl"));
+    /// let guard = lock.try_lock()?;
+    /// let record = guard.record().expect("written");
+    /// assert_eq!(record.mode(), lockyard::LockMode::Exclusive);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn mode(&self) -> LockMode {
         self.mode
     }
 
     /// When the lock was acquired (the holder's wall clock).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let lock = lockyard::FileLock::with_options(dir.path().join("job.lock"), lockyard::LockOptions::new().owner("etl"));
+    /// let guard = lock.try_lock()?;
+    /// let record = guard.record().expect("written");
+    /// assert!(record.acquired_at() <= std::time::SystemTime::now());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn acquired_at(&self) -> SystemTime {
         self.acquired
     }
 
     /// When a lease was last renewed (the acquisition time if never).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let lock = lockyard::FileLock::with_options(dir.path().join("job.lock"), lockyard::LockOptions::new().owner("etl"));
+    /// let guard = lock.try_lock()?;
+    /// let record = guard.record().expect("written");
+    /// assert_eq!(record.renewed_at(), record.acquired_at());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn renewed_at(&self) -> SystemTime {
         self.renewed
     }
 
     /// The time to live the holder declared (leases only).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let lock = lockyard::FileLock::with_options(dir.path().join("job.lock"), lockyard::LockOptions::new().owner("etl"));
+    /// let guard = lock.try_lock()?;
+    /// let record = guard.record().expect("written");
+    /// assert_eq!(record.ttl(), None); // not a lease
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn ttl(&self) -> Option<Duration> {
         self.ttl
     }
 
     /// When the lease lapses unless renewed (leases only).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let lock = lockyard::FileLock::with_options(dir.path().join("job.lock"), lockyard::LockOptions::new().owner("etl"));
+    /// let guard = lock.try_lock()?;
+    /// let record = guard.record().expect("written");
+    /// assert_eq!(record.expires_at(), None); // not a lease
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn expires_at(&self) -> Option<SystemTime> {
         self.ttl.and_then(|ttl| self.renewed.checked_add(ttl))
     }
 
     /// The owner id the holder gave, e.g. `ingestion-service-1`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let lock = lockyard::FileLock::with_options(dir.path().join("job.lock"), lockyard::LockOptions::new().owner("etl"));
+    /// let guard = lock.try_lock()?;
+    /// let record = guard.record().expect("written");
+    /// assert_eq!(record.owner(), Some("etl"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn owner(&self) -> Option<&str> {
         self.owner.as_deref()
     }
@@ -190,12 +315,34 @@ impl HolderRecord {
     /// The fencing token: it increases with every exclusive acquisition of
     /// this lock, so a protected resource can refuse a writer whose token is
     /// lower than one it has already seen.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let lock = lockyard::FileLock::with_options(dir.path().join("job.lock"), lockyard::LockOptions::new().owner("etl"));
+    /// let guard = lock.try_lock()?;
+    /// let record = guard.record().expect("written");
+    /// assert_eq!(Some(record.token()), guard.token());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn token(&self) -> u64 {
         self.token
     }
 
     /// How long ago the lock was acquired, by this machine's clock (zero if
     /// the holder's clock is ahead).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let lock = lockyard::FileLock::with_options(dir.path().join("job.lock"), lockyard::LockOptions::new().owner("etl"));
+    /// let guard = lock.try_lock()?;
+    /// let record = guard.record().expect("written");
+    /// assert!(record.age() < std::time::Duration::from_secs(60));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn age(&self) -> Duration {
         SystemTime::now()
             .duration_since(self.acquired)

@@ -69,16 +69,55 @@ pub struct StaleLock {
 
 impl StaleLock {
     /// The lock file.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lockyard::{clean_stale, FileLock, LockOptions, StaleReason};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// drop(FileLock::new(dir.path().join("old.lock")).try_lock()?);
+    /// let report = clean_stale(dir.path(), &LockOptions::new())?;
+    /// let stale = &report.removed()[0];
+    /// assert!(stale.path().ends_with("old.lock"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn path(&self) -> &Path {
         &self.path
     }
 
     /// Its holder record, if it could be read.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lockyard::{clean_stale, FileLock, LockOptions, StaleReason};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// drop(FileLock::new(dir.path().join("old.lock")).try_lock()?);
+    /// let report = clean_stale(dir.path(), &LockOptions::new())?;
+    /// let stale = &report.removed()[0];
+    /// assert_eq!(stale.record().map(|r| r.pid()), Some(std::process::id()));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn record(&self) -> Option<&HolderRecord> {
         self.record.as_ref()
     }
 
     /// Why it is stale.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lockyard::{clean_stale, FileLock, LockOptions, StaleReason};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// drop(FileLock::new(dir.path().join("old.lock")).try_lock()?);
+    /// let report = clean_stale(dir.path(), &LockOptions::new())?;
+    /// let stale = &report.removed()[0];
+    /// assert_eq!(stale.reason(), StaleReason::Unused);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn reason(&self) -> StaleReason {
         self.reason
     }

@@ -135,10 +135,6 @@ impl Opener for ScriptedOpener {
         };
         Ok((key, Box::new(Scripted(Arc::clone(&self.0)))))
     }
-
-    fn params(&self) -> Params<'_> {
-        &()
-    }
 }
 
 #[derive(Debug)]
@@ -239,7 +235,7 @@ fn handle(script: &Arc<Script>, strategy: WaitStrategy) -> Arc<Handle> {
     Arc::new(Handle::new(
         PathBuf::from("scripted.lock"),
         config,
-        Box::new(ScriptedOpener(Arc::clone(script))),
+        ScriptedOpener(Arc::clone(script)),
     ))
 }
 
