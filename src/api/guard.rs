@@ -216,7 +216,7 @@ impl FileLockGuard {
             return Err(self.refuse_conversion());
         }
         match self.entry.try_upgrade(&self.handle) {
-            Ok(Upgrade::Upgraded) => {
+            Ok(Upgrade::Upgraded(_)) => {
                 self.mode = LockMode::Exclusive;
                 self.record = self.entry.current_record();
                 Ok(self)

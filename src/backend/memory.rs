@@ -74,7 +74,6 @@ impl Opener for MemoryOpener {
         };
         let lock = MemoryLock {
             named: named(&self.name),
-            record: Mutex::new(None),
         };
         Ok((key, Box::new(lock)))
     }
@@ -84,11 +83,11 @@ impl Opener for MemoryOpener {
 #[derive(Debug)]
 struct MemoryLock {
     named: Arc<Named>,
-    record: Mutex<Option<Arc<HolderRecord>>>,
 }
 
 impl MemoryLock {
-    fn stamp(&self, state: &mut State, p: Params<'_>) {
+    /// The record of a new exclusive hold, with the name's next token.
+    fn stamp(&self, state: &mut State, p: Params<'_>) -> Arc<HolderRecord> {
         // The handle's own options (its owner name): a handle of this
         // backend always passes them.
         let default = LockOptions::new();
@@ -102,7 +101,7 @@ impl MemoryLock {
             state.last_token,
             options,
         );
-        *lock(&self.record) = Some(Arc::new(rec));
+        Arc::new(rec)
     }
 
     fn released(&self) {
@@ -117,12 +116,14 @@ impl Resource for MemoryLock {
         match mode {
             LockMode::Exclusive if !state.exclusive && state.shared == 0 => {
                 state.exclusive = true;
-                self.stamp(&mut state, p);
+                Ok(Attempted::Locked(Some(self.stamp(&mut state, p))))
             }
-            LockMode::Shared if !state.exclusive => state.shared += 1,
-            _ => return Ok(Attempted::Busy),
+            LockMode::Shared if !state.exclusive => {
+                state.shared += 1;
+                Ok(Attempted::Locked(None))
+            }
+            _ => Ok(Attempted::Busy),
         }
-        Ok(Attempted::Locked)
     }
 
     fn blocking_wait(&self, _mode: LockMode, _p: Params<'_>) -> Option<BlockingWait> {
@@ -140,14 +141,19 @@ impl Resource for MemoryLock {
         ))
     }
 
-    fn release(&self, mode: LockMode, _last: bool, _p: Params<'_>) -> io::Result<bool> {
+    fn release(
+        &self,
+        mode: LockMode,
+        _last: bool,
+        _record: Option<Arc<HolderRecord>>,
+        _p: Params<'_>,
+    ) -> io::Result<bool> {
         let mut state = lock(&self.named.state);
         match mode {
             LockMode::Exclusive => state.exclusive = false,
             LockMode::Shared => state.shared = state.shared.saturating_sub(1),
         }
         drop(state);
-        lock(&self.record).take();
         self.released();
         Ok(false)
     }
@@ -159,16 +165,14 @@ impl Resource for MemoryLock {
         }
         state.shared = 0;
         state.exclusive = true;
-        self.stamp(&mut state, p);
-        Ok(Upgrade::Upgraded)
+        Ok(Upgrade::Upgraded(Some(self.stamp(&mut state, p))))
     }
 
-    fn downgrade(&self, _p: Params<'_>) -> io::Result<bool> {
+    fn downgrade(&self, _record: Option<Arc<HolderRecord>>, _p: Params<'_>) -> io::Result<bool> {
         let mut state = lock(&self.named.state);
         state.exclusive = false;
         state.shared += 1;
         drop(state);
-        lock(&self.record).take();
         self.released();
         Ok(true)
     }
@@ -184,19 +188,14 @@ impl Resource for MemoryLock {
         }))
     }
 
-    fn record(&self) -> Option<Arc<HolderRecord>> {
-        lock(&self.record).clone()
-    }
-
     fn holders(&self, _p: Params<'_>) -> Holders {
-        Holders {
-            record: self.record().map(|r| HolderRecord::clone(&r)),
-            os: Vec::new(),
-        }
+        // Held by another entry of this process (the engine answers for
+        // its own): nothing more to say.
+        Holders::default()
     }
 
-    fn refresh(&self, _p: Params<'_>) -> io::Result<()> {
-        Ok(())
+    fn refresh(&self, _p: Params<'_>) -> io::Result<Option<Arc<HolderRecord>>> {
+        Ok(None)
     }
 
     fn still_held(&self, held: bool, _p: Params<'_>) -> io::Result<bool> {

@@ -62,7 +62,29 @@ pub(crate) struct Entry {
     key: Key,
     resource: Box<dyn Resource>,
     retired: AtomicBool,
-    queue: Mutex<Queue>,
+    state: Mutex<State>,
+}
+
+/// What the entry's mutex guards.
+#[derive(Debug, Default)]
+struct State {
+    queue: Queue,
+    /// The record this process's exclusive hold published, from the
+    /// backend (which gets it back on release).
+    record: Option<Arc<HolderRecord>>,
+}
+
+impl std::ops::Deref for State {
+    type Target = Queue;
+    fn deref(&self) -> &Queue {
+        &self.queue
+    }
+}
+
+impl std::ops::DerefMut for State {
+    fn deref_mut(&mut self) -> &mut Queue {
+        &mut self.queue
+    }
 }
 
 impl std::fmt::Debug for Entry {
@@ -87,7 +109,7 @@ impl Entry {
             key,
             resource,
             retired: AtomicBool::new(false),
-            queue: Mutex::new(Queue::default()),
+            state: Mutex::new(State::default()),
         }
     }
 
@@ -99,11 +121,11 @@ impl Entry {
         self.retired.load(Ordering::Acquire)
     }
 
-    fn queue(&self) -> MutexGuard<'_, Queue> {
+    fn queue(&self) -> MutexGuard<'_, State> {
         // Nothing panics while holding this lock (no backend call, no user
         // code runs under it); if something ever did, the queue is still
         // consistent at every unlock point.
-        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Number of in-process waiters queued on this resource.
@@ -147,7 +169,8 @@ impl Entry {
                 let outcome = self.resource.try_acquire(mode, h.params());
                 q = self.queue();
                 match outcome {
-                    Ok(Attempted::Locked) => {
+                    Ok(Attempted::Locked(record)) => {
+                        q.record = record;
                         let wakes = q.end_attempt(None, mode, Turn::Locked);
                         drop(q);
                         wakes.deliver();
@@ -234,7 +257,10 @@ impl Entry {
     fn end_turn(&self, slot: &Arc<Slot>, outcome: io::Result<Attempted>) -> io::Result<Progress> {
         let mut q = self.queue();
         let (turn, progress) = match outcome {
-            Ok(Attempted::Locked) => (Turn::Locked, Ok(Progress::Acquired)),
+            Ok(Attempted::Locked(record)) => {
+                q.record = record;
+                (Turn::Locked, Ok(Progress::Acquired))
+            }
             Ok(Attempted::Busy) => (Turn::Failed, Ok(Progress::Contending)),
             Ok(Attempted::Replaced) => {
                 let _ = q.end_attempt(Some(slot), slot.mode(), Turn::Failed);
@@ -276,10 +302,14 @@ impl Entry {
     /// Releases one holder of `mode`. When the last holder goes, the
     /// backend releases the resource and the next waiter is woken.
     pub(crate) fn release(&self, mode: LockMode, h: &Handle) -> io::Result<()> {
-        let Some(last) = self.queue().begin_release(mode) else {
-            return Ok(());
+        let (last, record) = {
+            let mut q = self.queue();
+            let Some(last) = q.begin_release(mode) else {
+                return Ok(());
+            };
+            (last, q.record.take())
         };
-        let outcome = self.resource.release(mode, last, h.params());
+        let outcome = self.resource.release(mode, last, record, h.params());
         let mut q = self.queue();
         match outcome {
             Ok(true) => {
@@ -314,11 +344,16 @@ impl Entry {
         }
         let outcome = self.resource.upgrade(h.params());
         let now = match &outcome {
-            Ok(Upgrade::Upgraded) => Held::Exclusive,
+            Ok(Upgrade::Upgraded(_)) => Held::Exclusive,
             Ok(Upgrade::StillShared) | Err(_) => Held::Shared(1),
             Ok(Upgrade::Lost) => Held::None,
         };
-        let wakes = self.queue().end_convert(now);
+        let mut q = self.queue();
+        if let Ok(Upgrade::Upgraded(record)) = &outcome {
+            q.record = record.clone();
+        }
+        let wakes = q.end_convert(now);
+        drop(q);
         wakes.deliver();
         outcome
     }
@@ -327,16 +362,27 @@ impl Entry {
     /// the shared waiters queued behind it. `Ok(false)` if the lock was lost
     /// on the way (only possible where conversion is not atomic).
     pub(crate) fn downgrade(&self, h: &Handle) -> io::Result<bool> {
-        if !self.queue().begin_convert(Held::Exclusive) {
-            return Ok(false);
-        }
-        let outcome = self.resource.downgrade(h.params());
+        let record = {
+            let mut q = self.queue();
+            if !q.begin_convert(Held::Exclusive) {
+                return Ok(false);
+            }
+            q.record.take()
+        };
+        let kept = record.clone();
+        let outcome = self.resource.downgrade(record, h.params());
         let now = match &outcome {
             Ok(true) => Held::Shared(1),
             Ok(false) => Held::None,
             Err(_) => Held::Exclusive,
         };
-        let wakes = self.queue().end_convert(now);
+        let mut q = self.queue();
+        if outcome.is_err() {
+            // Still exclusive: the record still stands.
+            q.record = kept;
+        }
+        let wakes = q.end_convert(now);
+        drop(q);
         wakes.deliver();
         outcome
     }
@@ -348,18 +394,27 @@ impl Entry {
 
     /// The record of this process's current exclusive hold.
     pub(crate) fn current_record(&self) -> Option<Arc<HolderRecord>> {
-        self.resource.record()
+        self.queue().record.clone()
     }
 
     /// Who holds the resource, for an error saying it is busy.
     pub(crate) fn holders(&self, h: &Handle) -> Holders {
+        if let Some(own) = self.current_record() {
+            return Holders {
+                record: Some(HolderRecord::clone(&own)),
+                os: Vec::new(),
+            };
+        }
         self.resource.holders(h.params())
     }
 
     /// Renews this process's lease (see the backend for how long it may
     /// block).
     pub(crate) fn refresh(&self, h: &Handle) -> io::Result<()> {
-        self.resource.refresh(h.params())
+        if let Some(renewed) = self.resource.refresh(h.params())? {
+            self.queue().record = Some(renewed);
+        }
+        Ok(())
     }
 
     /// Whether this process's hold is still its own.
@@ -370,7 +425,7 @@ impl Entry {
 
     /// Marks the entry retired, lets the backend close what it can, and
     /// sends every queued waiter back to resolve the resource again.
-    fn retire(&self, mut q: MutexGuard<'_, Queue>) {
+    fn retire(&self, mut q: MutexGuard<'_, State>) {
         self.retired.store(true, Ordering::Release);
         let wakes = q.retire();
         let held = q.held() != Held::None;

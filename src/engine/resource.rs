@@ -21,8 +21,9 @@
 //! - `release` never waits for another holder either: it runs in `Drop`.
 //!   Work that must wait (a network round trip) is deferred by the backend
 //!   itself, which keeps the resource held until it is done.
-//! - Tokens and lease expiry are the backend's: the engine only hands the
-//!   record through.
+//! - Tokens and lease expiry are the backend's: it returns the record of
+//!   each exclusive hold it takes (or renews), the engine keeps it for the
+//!   hold's guards and errors, and hands it back on release.
 
 use std::any::Any;
 use std::fmt;
@@ -51,10 +52,11 @@ pub(crate) struct Key {
 }
 
 /// How one attempt went.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub(crate) enum Attempted {
-    /// The lock is held, in the mode asked for.
-    Locked,
+    /// The lock is held, in the mode asked for, with the record this hold
+    /// published (exclusive holds that write one).
+    Locked(Option<Arc<HolderRecord>>),
     /// Someone else holds it.
     Busy,
     /// The resource no longer stands for its key (the lock file was
@@ -85,10 +87,10 @@ impl fmt::Debug for Waited {
 pub(crate) type BlockingWait = Box<dyn FnOnce() -> io::Result<Waited> + Send>;
 
 /// How a conversion from shared to exclusive went.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub(crate) enum Upgrade {
-    /// Now exclusive.
-    Upgraded,
+    /// Now exclusive, with the record the exclusive hold published.
+    Upgraded(Option<Arc<HolderRecord>>),
     /// Still shared: someone else holds it shared too.
     StillShared,
     /// Neither: the shared lock was lost on the way.
@@ -120,17 +122,25 @@ pub(crate) trait Resource: Send + Sync + fmt::Debug {
         p: Params<'_>,
     ) -> io::Result<Attempted>;
 
-    /// Releases the lock held in `mode`. `last` is true when nobody in
-    /// this process waits for it. `Ok(true)` when the resource no longer
-    /// stands for its key (it was removed on release).
-    fn release(&self, mode: LockMode, last: bool, p: Params<'_>) -> io::Result<bool>;
+    /// Releases the lock held in `mode`, whose hold published `record`.
+    /// `last` is true when nobody in this process waits for it. `Ok(true)`
+    /// when the resource no longer stands for its key (it was removed on
+    /// release).
+    fn release(
+        &self,
+        mode: LockMode,
+        last: bool,
+        record: Option<Arc<HolderRecord>>,
+        p: Params<'_>,
+    ) -> io::Result<bool>;
 
     /// Converts a shared hold into an exclusive one without waiting.
     fn upgrade(&self, p: Params<'_>) -> io::Result<Upgrade>;
 
-    /// Converts an exclusive hold into a shared one. `Ok(false)` if the
-    /// lock was lost on the way (where conversion is not atomic).
-    fn downgrade(&self, p: Params<'_>) -> io::Result<bool>;
+    /// Converts an exclusive hold, which published `record`, into a shared
+    /// one. `Ok(false)` if the lock was lost on the way (where conversion
+    /// is not atomic).
+    fn downgrade(&self, record: Option<Arc<HolderRecord>>, p: Params<'_>) -> io::Result<bool>;
 
     /// Whether this resource can be held shared at all.
     fn supports_shared(&self) -> bool;
@@ -140,15 +150,13 @@ pub(crate) trait Resource: Send + Sync + fmt::Debug {
     /// none: the engine then retries on its backoff alone.
     fn wake_hint(&self, p: Params<'_>) -> Option<Box<dyn Hint>>;
 
-    /// The record of this process's current exclusive hold.
-    fn record(&self) -> Option<Arc<HolderRecord>>;
-
-    /// Who holds the lock, when an attempt found it busy.
+    /// Who holds the lock, when an attempt found it busy (and this
+    /// process holds no exclusive record of its own).
     fn holders(&self, p: Params<'_>) -> Holders;
 
-    /// Renews this process's lease; a no-op for other locks. May block
-    /// briefly (see the backend).
-    fn refresh(&self, p: Params<'_>) -> io::Result<()>;
+    /// Renews this process's lease and returns its renewed record; a
+    /// no-op (`None`) for other locks. May block briefly (see the backend).
+    fn refresh(&self, p: Params<'_>) -> io::Result<Option<Arc<HolderRecord>>>;
 
     /// Whether this process's hold is still its own (a lease that lapsed
     /// and was taken over is not).

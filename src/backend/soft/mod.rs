@@ -34,8 +34,6 @@ pub(crate) struct SoftLock {
     ctl: Mutex<Option<Arc<File>>>,
     /// The sidecar this process holds.
     held: Mutex<Option<SoftHeld>>,
-    /// The record of that hold, for guards and errors.
-    record: Mutex<Option<Arc<HolderRecord>>>,
     /// The holder record seen by the last failed attempt.
     last_busy: Mutex<Option<HolderRecord>>,
     /// Keeps the watch on the sidecar's directory entry between waits.
@@ -61,7 +59,6 @@ impl SoftLock {
             shared,
             ctl: Mutex::new(Some(Arc::new(ctl))),
             held: Mutex::new(None),
-            record: Mutex::new(None),
             last_busy: Mutex::new(None),
             watch: Mutex::new(None),
         }
@@ -92,10 +89,10 @@ impl Resource for SoftLock {
         loop {
             match sidecar::try_acquire(self.ctl(&ctl), &o.path, &o.options, approved)? {
                 SoftTry::Locked(held) => {
-                    *lock(&self.record) = Some(Arc::new(held.record.clone()));
+                    let record = Arc::new(held.record.clone());
                     *lock(&self.held) = Some(held);
                     *lock(&self.last_busy) = None;
-                    return Ok(Attempted::Locked);
+                    return Ok(Attempted::Locked(Some(record)));
                 }
                 SoftTry::Busy(rec) => {
                     *lock(&self.last_busy) = rec;
@@ -131,9 +128,14 @@ impl Resource for SoftLock {
         ))
     }
 
-    fn release(&self, _mode: LockMode, _last: bool, p: Params<'_>) -> io::Result<bool> {
+    fn release(
+        &self,
+        _mode: LockMode,
+        _last: bool,
+        _record: Option<Arc<HolderRecord>>,
+        p: Params<'_>,
+    ) -> io::Result<bool> {
         let o = settings(p)?;
-        lock(&self.record).take();
         let held = lock(&self.held).take();
         let ctl = lock(&self.ctl).clone();
         if let (Some(held), Some(ctl)) = (held, ctl) {
@@ -146,7 +148,7 @@ impl Resource for SoftLock {
         Err(exclusive_only())
     }
 
-    fn downgrade(&self, _p: Params<'_>) -> io::Result<bool> {
+    fn downgrade(&self, _record: Option<Arc<HolderRecord>>, _p: Params<'_>) -> io::Result<bool> {
         Err(exclusive_only())
     }
 
@@ -168,17 +170,9 @@ impl Resource for SoftLock {
         Some(Box::new(fresh))
     }
 
-    fn record(&self) -> Option<Arc<HolderRecord>> {
-        lock(&self.record).clone()
-    }
-
     fn holders(&self, _p: Params<'_>) -> Holders {
-        let record = match self.record() {
-            Some(rec) => Some(HolderRecord::clone(&rec)),
-            None => lock(&self.last_busy).take(),
-        };
         Holders {
-            record,
+            record: lock(&self.last_busy).take(),
             os: Vec::new(),
         }
     }
@@ -186,10 +180,10 @@ impl Resource for SoftLock {
     /// Waits in the kernel for the break lock (held by other processes for
     /// a few system calls, unless one is stopped): call it where blocking
     /// is fine.
-    fn refresh(&self, p: Params<'_>) -> io::Result<()> {
+    fn refresh(&self, p: Params<'_>) -> io::Result<Option<Arc<HolderRecord>>> {
         let o = settings(p)?;
         if lock(&self.held).is_none() {
-            return Ok(());
+            return Ok(None);
         }
         let break_lock = break_lock::take_blocking(&o.path)?;
         // This mutex is held across the renewal's I/O on purpose: only the
@@ -199,12 +193,11 @@ impl Resource for SoftLock {
         // the sidecar it must remove.
         let mut held = lock(&self.held);
         let result = match held.as_mut() {
-            Some(held) => sidecar::refresh_locked(&o.path, held),
-            None => return Ok(()),
+            Some(held) => {
+                sidecar::refresh_locked(&o.path, held).map(|()| Some(Arc::new(held.record.clone())))
+            }
+            None => Ok(None),
         };
-        if let (Ok(()), Some(held)) = (&result, held.as_ref()) {
-            *lock(&self.record) = Some(Arc::new(held.record.clone()));
-        }
         drop(held);
         drop(break_lock);
         result

@@ -60,8 +60,6 @@ pub(crate) struct StrictLock {
 struct Inner {
     /// The descriptor the OS lock is held through when `replaced`.
     current: Option<Arc<File>>,
-    /// The record of this process's exclusive hold, if one was written.
-    record: Option<Arc<HolderRecord>>,
     /// Keeps the kernel watch on this file between waits, so the next
     /// waiter joins it without a system call.
     watch: Option<Watch>,
@@ -180,16 +178,22 @@ impl StrictLock {
     }
 
     /// Just locked through `file`: reads the record, and for an exclusive
-    /// hold writes ours with the next fencing token. `Ok(false)` if the
+    /// hold writes ours with the next fencing token. `Ok(None)` if the
     /// record says the file was removed by `clean_stale` (the path no
-    /// longer names this file: start over).
-    fn stamp(&self, file: &File, mode: LockMode, o: &FileOpener) -> io::Result<bool> {
+    /// longer names this file: start over); `Ok(Some(record))` with the
+    /// record written, if any.
+    fn stamp(
+        &self,
+        file: &File,
+        mode: LockMode,
+        o: &FileOpener,
+    ) -> io::Result<Option<Option<Arc<HolderRecord>>>> {
         let mut stamp = lock(&self.stamp);
         let (found, len) = record_io::read_sized_or_known(file, |b| stamp.token_if_unchanged(b))?;
         let last = match found {
             // What this process left: no other holder came in between.
             Lookup::Known(token) => token,
-            Lookup::Read(Read::Record(r)) if r.state == RecordState::Removed => return Ok(false),
+            Lookup::Read(Read::Record(r)) if r.state == RecordState::Removed => return Ok(None),
             Lookup::Read(Read::Record(r)) if r.kind == LockKind::Strict => r.token,
             // No strict record (any more): whatever is there now is not
             // lockyard's to overwrite. The lock holds without a record or a
@@ -197,21 +201,21 @@ impl StrictLock {
             Lookup::Read(_) => {
                 stamp.forget();
                 stamp.set_len(len);
-                return Ok(true);
+                return Ok(Some(None));
             }
         };
         stamp.set_len(len);
-        if mode == LockMode::Exclusive {
-            let rec = Arc::new(super::new_record(
-                LockKind::Strict,
-                mode,
-                super::next_token(last),
-                &o.options,
-            ));
-            stamp.write(file, Arc::clone(&rec));
-            self.inner().record = Some(rec);
+        if mode == LockMode::Shared {
+            return Ok(Some(None));
         }
-        Ok(true)
+        let rec = Arc::new(super::new_record(
+            LockKind::Strict,
+            mode,
+            super::next_token(last),
+            &o.options,
+        ));
+        stamp.write(file, Arc::clone(&rec));
+        Ok(Some(Some(rec)))
     }
 
     /// Marks this process's record in the file released (the lock is
@@ -242,24 +246,20 @@ impl Resource for StrictLock {
                 }
             }
         }
-        if self.writes_records(o) {
-            let stamped = match self.file() {
-                Some(file) => self.stamp(&file, mode, o),
-                None => Ok(false),
-            };
-            match stamped {
-                Ok(true) => {}
-                Ok(false) => {
-                    self.undo();
-                    return Ok(Attempted::Replaced);
-                }
-                Err(e) => {
-                    self.undo();
-                    return Err(e);
-                }
+        if !self.writes_records(o) {
+            return Ok(Attempted::Locked(None));
+        }
+        match self.with_file(|file| self.stamp(file, mode, o)) {
+            Some(Ok(Some(record))) => Ok(Attempted::Locked(record)),
+            Some(Ok(None)) | None => {
+                self.undo();
+                Ok(Attempted::Replaced)
+            }
+            Some(Err(e)) => {
+                self.undo();
+                Err(e)
             }
         }
-        Ok(Attempted::Locked)
     }
 
     fn blocking_wait(&self, mode: LockMode, p: Params<'_>) -> Option<BlockingWait> {
@@ -300,27 +300,31 @@ impl Resource for StrictLock {
             }
             None => return Err(io::Error::other("a blocking wait came back empty")),
         };
-        if self.writes_records(o) {
-            match self.stamp(&file, mode, o) {
-                Ok(true) => {}
-                Ok(false) => {
-                    let _ = sys::unlock(&file);
-                    return Ok(Attempted::Replaced);
-                }
-                // Unreadable record: proceed as if metadata were off.
-                Err(_) => {}
-            }
+        if !self.writes_records(o) {
+            return Ok(Attempted::Locked(None));
         }
-        Ok(Attempted::Locked)
+        match self.stamp(&file, mode, o) {
+            Ok(Some(record)) => Ok(Attempted::Locked(record)),
+            Ok(None) => {
+                let _ = sys::unlock(&file);
+                Ok(Attempted::Replaced)
+            }
+            // Unreadable record: proceed as if metadata were off.
+            Err(_) => Ok(Attempted::Locked(None)),
+        }
     }
 
-    fn release(&self, _mode: LockMode, last: bool, p: Params<'_>) -> io::Result<bool> {
+    fn release(
+        &self,
+        _mode: LockMode,
+        last: bool,
+        record: Option<Arc<HolderRecord>>,
+        p: Params<'_>,
+    ) -> io::Result<bool> {
         let o = settings(p)?;
-        if self.writes_records(o) && self.inner().record.take().is_some() {
+        if record.is_some() {
             // Keep the record (and the last token) with a "released" mark.
-            if let Some(file) = self.file() {
-                self.mark_released(&file);
-            }
+            self.with_file(|file| self.mark_released(file));
         }
         let mut result = Ok(());
         let mut removed = false;
@@ -368,24 +372,27 @@ impl Resource for StrictLock {
         };
         Ok(match sys::try_upgrade(&file)? {
             sys::Upgrade::Upgraded => {
+                let mut record = None;
                 if self.writes_records(o) {
-                    let _ = self.stamp(&file, LockMode::Exclusive, o);
+                    if let Ok(Some(stamped)) = self.stamp(&file, LockMode::Exclusive, o) {
+                        record = stamped;
+                    }
                 }
-                Upgrade::Upgraded
+                Upgrade::Upgraded(record)
             }
             sys::Upgrade::StillShared => Upgrade::StillShared,
             sys::Upgrade::Lost => Upgrade::Lost,
         })
     }
 
-    fn downgrade(&self, p: Params<'_>) -> io::Result<bool> {
+    fn downgrade(&self, record: Option<Arc<HolderRecord>>, p: Params<'_>) -> io::Result<bool> {
         let o = settings(p)?;
         let Some(file) = self.file() else {
             return Ok(false);
         };
         let kept = sys::downgrade(&file)?;
         // Shared holders publish no record: mark the exclusive one ended.
-        if self.inner().record.take().is_some() {
+        if record.is_some() {
             self.mark_released(&file);
         }
         if o.options.file_events && self.ours {
@@ -414,17 +421,7 @@ impl Resource for StrictLock {
         Some(Box::new(fresh))
     }
 
-    fn record(&self) -> Option<Arc<HolderRecord>> {
-        self.inner().record.clone()
-    }
-
     fn holders(&self, p: Params<'_>) -> Holders {
-        if let Some(rec) = self.record() {
-            return Holders {
-                record: Some(HolderRecord::clone(&rec)),
-                os: Vec::new(),
-            };
-        }
         // A plain file has no record: the kernel's lock table says who.
         if !self.ours {
             return Holders {
@@ -443,8 +440,8 @@ impl Resource for StrictLock {
         }
     }
 
-    fn refresh(&self, _p: Params<'_>) -> io::Result<()> {
-        Ok(())
+    fn refresh(&self, _p: Params<'_>) -> io::Result<Option<Arc<HolderRecord>>> {
+        Ok(None)
     }
 
     fn still_held(&self, held: bool, _p: Params<'_>) -> io::Result<bool> {

@@ -163,7 +163,7 @@ impl Resource for Scripted {
         Ok(if self.0.held_elsewhere.load(Ordering::SeqCst) {
             Attempted::Busy
         } else {
-            Attempted::Locked
+            Attempted::Locked(None)
         })
     }
 
@@ -179,18 +179,24 @@ impl Resource for Scripted {
         _p: Params<'_>,
     ) -> io::Result<Attempted> {
         self.0.commits.fetch_add(1, Ordering::SeqCst);
-        Ok(Attempted::Locked)
+        Ok(Attempted::Locked(None))
     }
 
-    fn release(&self, _mode: LockMode, _last: bool, _p: Params<'_>) -> io::Result<bool> {
+    fn release(
+        &self,
+        _mode: LockMode,
+        _last: bool,
+        _record: Option<Arc<HolderRecord>>,
+        _p: Params<'_>,
+    ) -> io::Result<bool> {
         Ok(false)
     }
 
     fn upgrade(&self, _p: Params<'_>) -> io::Result<Upgrade> {
-        Ok(Upgrade::Upgraded)
+        Ok(Upgrade::Upgraded(None))
     }
 
-    fn downgrade(&self, _p: Params<'_>) -> io::Result<bool> {
+    fn downgrade(&self, _record: Option<Arc<HolderRecord>>, _p: Params<'_>) -> io::Result<bool> {
         Ok(true)
     }
 
@@ -204,16 +210,12 @@ impl Resource for Scripted {
             .then(|| Box::new(ScriptHint(Arc::clone(&self.0))) as Box<dyn Hint>)
     }
 
-    fn record(&self) -> Option<Arc<HolderRecord>> {
-        None
-    }
-
     fn holders(&self, _p: Params<'_>) -> Holders {
         Holders::default()
     }
 
-    fn refresh(&self, _p: Params<'_>) -> io::Result<()> {
-        Ok(())
+    fn refresh(&self, _p: Params<'_>) -> io::Result<Option<Arc<HolderRecord>>> {
+        Ok(None)
     }
 
     fn still_held(&self, held: bool, _p: Params<'_>) -> io::Result<bool> {
