@@ -93,9 +93,15 @@ impl Future for Acquire {
             inline_blocking_wait: false,
         };
         core.poll(&mut driver).map(|granted| {
-            let entry = granted?;
+            let (entry, record) = granted?;
             let handle = Arc::clone(core.handle());
-            Ok(FileLockGuard::new(handle, traits, entry, core.mode()))
+            Ok(FileLockGuard::new(
+                handle,
+                traits,
+                entry,
+                core.mode(),
+                record,
+            ))
         })
     }
 }

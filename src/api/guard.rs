@@ -10,14 +10,12 @@ use crate::engine::{Entry, Handle, Upgrade};
 use crate::error::{Error, Op};
 use crate::mode::LockMode;
 use crate::options::LockOptions;
-use crate::record::{HolderRecord, LockKind};
+use crate::record::HolderRecord;
 
 /// What a guard needs to know of its lock's options, found once per
 /// handle (a guard is made on every acquisition).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Traits {
-    /// Exclusive holds publish a record.
-    writes_record: bool,
     /// The last release removes the lock file.
     removes: bool,
 }
@@ -25,7 +23,6 @@ pub(crate) struct Traits {
 impl Traits {
     pub(crate) fn of(options: &LockOptions) -> Self {
         Traits {
-            writes_record: options.metadata || options.kind != LockKind::Strict,
             removes: options.remove_on_release,
         }
     }
@@ -69,13 +66,8 @@ impl FileLockGuard {
         traits: Traits,
         entry: Arc<Entry>,
         mode: LockMode,
+        record: Option<Arc<HolderRecord>>,
     ) -> Self {
-        // A strict lock taken with metadata off wrote no record, so there
-        // is nothing to look up (and no mutex to take again).
-        let record = match mode {
-            LockMode::Exclusive if traits.writes_record => entry.current_record(),
-            _ => None,
-        };
         FileLockGuard {
             handle,
             traits,
@@ -162,13 +154,19 @@ impl FileLockGuard {
         self.refreshed(result)
     }
 
-    fn refreshed(&mut self, result: std::io::Result<()>) -> Result<(), Error> {
-        if result.is_ok() {
-            if let Some(rec) = self.entry.current_record() {
-                self.record = Some(rec);
+    fn refreshed(
+        &mut self,
+        result: std::io::Result<Option<Arc<HolderRecord>>>,
+    ) -> Result<(), Error> {
+        match result {
+            Ok(renewed) => {
+                if renewed.is_some() {
+                    self.record = renewed;
+                }
+                Ok(())
             }
+            Err(e) => Err(Error::io(&self.handle.path, Op::Lock, e)),
         }
-        result.map_err(|e| Error::io(&self.handle.path, Op::Lock, e))
     }
 
     /// Turns a shared guard into an exclusive one if that is possible right
@@ -216,9 +214,9 @@ impl FileLockGuard {
             return Err(self.refuse_conversion());
         }
         match self.entry.try_upgrade(&self.handle) {
-            Ok(Upgrade::Upgraded(_)) => {
+            Ok(Upgrade::Upgraded(record)) => {
                 self.mode = LockMode::Exclusive;
-                self.record = self.entry.current_record();
+                self.record = record;
                 Ok(self)
             }
             Ok(Upgrade::StillShared) => {
@@ -274,7 +272,7 @@ impl FileLockGuard {
         if !self.entry.resource().supports_shared() {
             return Err(self.refuse_conversion());
         }
-        match self.entry.downgrade(&self.handle) {
+        match self.entry.downgrade(self.record.clone(), &self.handle) {
             Ok(true) => {
                 self.mode = LockMode::Shared;
                 self.record = None;
@@ -529,7 +527,7 @@ impl FileLockGuard {
             Op::Unlock
         };
         self.entry
-            .release(self.mode, &self.handle)
+            .release(self.mode, self.record.take(), &self.handle)
             .map_err(|e| Error::io(&self.handle.path, op, e))
     }
 }
@@ -537,7 +535,9 @@ impl FileLockGuard {
 impl Drop for FileLockGuard {
     fn drop(&mut self) {
         if self.held {
-            let _ = self.entry.release(self.mode, &self.handle);
+            let _ = self
+                .entry
+                .release(self.mode, self.record.take(), &self.handle);
         }
     }
 }

@@ -286,9 +286,6 @@ impl FileLock {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn holder(&self) -> Result<Option<HolderRecord>, Error> {
-        if let Some(rec) = self.own_record() {
-            return Ok(Some(rec));
-        }
         let path = self.path();
         let io_err = |e| Error::io(path, Op::Inspect, e);
         if self.is_strict() {
@@ -310,18 +307,9 @@ impl FileLock {
         Ok(record.filter(|r| r.is_held() && !host::me().provably_dead(r)))
     }
 
-    /// The record of this process's own exclusive hold, if it has one.
-    fn own_record(&self) -> Option<HolderRecord> {
-        let rec = self.handle.cached()?.current_record()?;
-        Some(HolderRecord::clone(&rec))
-    }
-
     /// [`holder`](Self::holder) of a strict lock whose file is already
     /// open as `file`.
     pub(crate) fn holder_in(&self, file: &File) -> Result<Option<HolderRecord>, Error> {
-        if let Some(rec) = self.own_record() {
-            return Ok(Some(rec));
-        }
         let record = record_io::read(file)
             .map_err(|e| Error::io(&self.handle.path, Op::Inspect, e))?
             .record();
@@ -847,9 +835,9 @@ impl FileLock {
     /// Blocks the calling thread until the lock is taken or `wait` gives up. Do not call it
     /// on an async executor's thread; use [`acquire`](Self::acquire) there.
     pub fn acquire_blocking(&self, mode: LockMode, wait: Wait) -> Result<FileLockGuard, Error> {
-        let entry = acquire::acquire_blocking(&self.handle, mode, wait)?;
+        let (entry, record) = acquire::acquire_blocking(&self.handle, mode, wait)?;
         let handle = Arc::clone(&self.handle);
-        Ok(FileLockGuard::new(handle, self.traits, entry, mode))
+        Ok(FileLockGuard::new(handle, self.traits, entry, mode, record))
     }
 }
 

@@ -32,6 +32,8 @@ struct State {
     exclusive: bool,
     shared: usize,
     last_token: u64,
+    /// The exclusive holder's record.
+    holder: Option<HolderRecord>,
 }
 
 /// One named lock.
@@ -101,6 +103,7 @@ impl MemoryLock {
             state.last_token,
             options,
         );
+        state.holder = Some(rec.clone());
         Arc::new(rec)
     }
 
@@ -150,7 +153,10 @@ impl Resource for MemoryLock {
     ) -> io::Result<bool> {
         let mut state = lock(&self.named.state);
         match mode {
-            LockMode::Exclusive => state.exclusive = false,
+            LockMode::Exclusive => {
+                state.exclusive = false;
+                state.holder = None;
+            }
             LockMode::Shared => state.shared = state.shared.saturating_sub(1),
         }
         drop(state);
@@ -171,6 +177,7 @@ impl Resource for MemoryLock {
     fn downgrade(&self, _record: Option<Arc<HolderRecord>>, _p: Params<'_>) -> io::Result<bool> {
         let mut state = lock(&self.named.state);
         state.exclusive = false;
+        state.holder = None;
         state.shared += 1;
         drop(state);
         self.released();
@@ -189,9 +196,10 @@ impl Resource for MemoryLock {
     }
 
     fn holders(&self, _p: Params<'_>) -> Holders {
-        // Held by another entry of this process (the engine answers for
-        // its own): nothing more to say.
-        Holders::default()
+        Holders {
+            record: lock(&self.named.state).holder.clone(),
+            os: Vec::new(),
+        }
     }
 
     fn refresh(&self, _p: Params<'_>) -> io::Result<Option<Arc<HolderRecord>>> {

@@ -1,22 +1,26 @@
 //! One resource as this process knows it: its queue, and the backend's
 //! resource behind it.
 //!
-//! The entry's mutex guards the queue only, and is held for bookkeeping
-//! alone: every backend call (I/O, a blocking call, a user's `on_stale`
-//! hook) runs with it released, during the caller's *turn* (the queue's
-//! `busy` mark), and its outcome is committed under the mutex afterwards.
-//! Wake-ups are delivered after the mutex is released.
+//! Every backend call (I/O, a blocking call, a user's `on_stale` hook)
+//! runs with no lock of the engine held, during the caller's *turn* (the
+//! queue's `BUSY` mark), and its outcome is committed to the queue
+//! afterwards. The uncontended path takes no lock at all (see `queue.rs`);
+//! wake-ups are delivered after the waiter list's mutex is released.
 //!
 //! The OS lock (or the database's) is therefore a *process-level*
 //! resource: in-process exclusion is decided here, and only one waiter at a
 //! time, the head of the queue, talks to the backend about other processes.
 //! Ten thousand waiting tasks cost ten thousand small queue slots and one
 //! descriptor (or connection), not ten thousand polling.
+//!
+//! The record of an exclusive hold (its fencing token) belongs to the hold:
+//! the backend returns it on acquisition, the guard keeps it, and hands it
+//! back on release.
 
 use std::any::Any;
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 
 use super::handle::Handle;
 use super::hint::Hint;
@@ -31,10 +35,13 @@ use crate::record::HolderRecord;
 /// waiting on a slow filesystem or a user's hook).
 const BUSY_SPINS: u32 = 200;
 
+/// The record an exclusive hold published, if any.
+pub(crate) type Record = Option<Arc<HolderRecord>>;
+
 /// Outcome of a first attempt ([`Entry::try_or_enqueue`]).
 pub(crate) enum Attempt {
     /// Acquired at once.
-    Acquired,
+    Acquired(Record),
     /// Held in a conflicting mode (only when asked not to enqueue).
     Busy,
     /// Queued; wait with this slot.
@@ -47,7 +54,7 @@ pub(crate) enum Attempt {
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Progress {
     /// The slot now holds the lock.
-    Acquired,
+    Acquired(Record),
     /// Waiting on another holder in this process, or behind other waiters:
     /// only a wake-up can change that.
     Waiting,
@@ -62,29 +69,7 @@ pub(crate) struct Entry {
     key: Key,
     resource: Box<dyn Resource>,
     retired: AtomicBool,
-    state: Mutex<State>,
-}
-
-/// What the entry's mutex guards.
-#[derive(Debug, Default)]
-struct State {
     queue: Queue,
-    /// The record this process's exclusive hold published, from the
-    /// backend (which gets it back on release).
-    record: Option<Arc<HolderRecord>>,
-}
-
-impl std::ops::Deref for State {
-    type Target = Queue;
-    fn deref(&self) -> &Queue {
-        &self.queue
-    }
-}
-
-impl std::ops::DerefMut for State {
-    fn deref_mut(&mut self) -> &mut Queue {
-        &mut self.queue
-    }
 }
 
 impl std::fmt::Debug for Entry {
@@ -109,7 +94,7 @@ impl Entry {
             key,
             resource,
             retired: AtomicBool::new(false),
-            state: Mutex::new(State::default()),
+            queue: Queue::default(),
         }
     }
 
@@ -121,16 +106,9 @@ impl Entry {
         self.retired.load(Ordering::Acquire)
     }
 
-    fn queue(&self) -> MutexGuard<'_, State> {
-        // Nothing panics while holding this lock (no backend call, no user
-        // code runs under it); if something ever did, the queue is still
-        // consistent at every unlock point.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
     /// Number of in-process waiters queued on this resource.
     pub(crate) fn queued(&self) -> usize {
-        self.queue().len()
+        self.queue.len()
     }
 
     /// The fast path: take the lock if nobody in this process is queued and
@@ -145,8 +123,7 @@ impl Entry {
         if self.is_retired() {
             return Ok(Attempt::Retired);
         }
-        let mut q = self.queue();
-        let mut arrival = q.arrive(mode);
+        let mut arrival = self.queue.arrive(mode);
         if !enqueue {
             // A try-once caller must not fail merely because another
             // caller's attempt or release is in flight (two concurrent
@@ -154,52 +131,47 @@ impl Entry {
             // few system calls, finish first.
             let mut spins = 0;
             while arrival == Arrival::Busy && spins < BUSY_SPINS {
-                drop(q);
                 std::thread::yield_now();
                 spins += 1;
-                q = self.queue();
-                arrival = q.arrive(mode);
+                arrival = self.queue.arrive(mode);
             }
         }
         match arrival {
-            Arrival::Joined => return Ok(Attempt::Acquired),
+            Arrival::Joined => return Ok(Attempt::Acquired(None)),
             Arrival::Wait | Arrival::Busy => {}
             Arrival::Attempt => {
-                drop(q);
                 let outcome = self.resource.try_acquire(mode, h.params());
-                q = self.queue();
+                let turn = match &outcome {
+                    Ok(Attempted::Locked(_)) => Turn::Locked,
+                    _ => Turn::Failed,
+                };
+                if let (Ok(Attempted::Busy), true) = (&outcome, enqueue) {
+                    // It came before everyone who queued while it tried: it
+                    // goes first, and keeps the turn.
+                    let slot = Slot::new(mode);
+                    self.queue.push(&slot, true);
+                    let wakes = self.queue.end_attempt(Some(&slot), mode, Turn::Failed);
+                    wakes.deliver();
+                    return Ok(Attempt::Queued(slot));
+                }
+                let wakes = self.queue.end_attempt(None, mode, turn);
                 match outcome {
                     Ok(Attempted::Locked(record)) => {
-                        q.record = record;
-                        let wakes = q.end_attempt(None, mode, Turn::Locked);
-                        drop(q);
                         wakes.deliver();
-                        return Ok(Attempt::Acquired);
+                        return Ok(Attempt::Acquired(record));
                     }
                     Ok(Attempted::Replaced) => {
-                        let _ = q.end_attempt(None, mode, Turn::Failed);
-                        self.retire(q);
+                        wakes.deliver();
+                        self.retire();
                         return Ok(Attempt::Retired);
                     }
-                    Err(e) => {
-                        let wakes = q.end_attempt(None, mode, Turn::Failed);
-                        drop(q);
-                        wakes.deliver();
-                        return Err(e);
-                    }
-                    Ok(Attempted::Busy) if enqueue => {
-                        // It came before everyone who queued while it
-                        // tried: it goes first, and keeps the turn.
-                        let slot = Slot::new(mode);
-                        q.push_front(&slot);
-                        let _ = q.end_attempt(Some(&slot), mode, Turn::Failed);
-                        return Ok(Attempt::Queued(slot));
-                    }
                     Ok(Attempted::Busy) => {
-                        let wakes = q.end_attempt(None, mode, Turn::Failed);
-                        drop(q);
                         wakes.deliver();
                         return Ok(Attempt::Busy);
+                    }
+                    Err(e) => {
+                        wakes.deliver();
+                        return Err(e);
                     }
                 }
             }
@@ -208,7 +180,7 @@ impl Entry {
             return Ok(Attempt::Busy);
         }
         let slot = Slot::new(mode);
-        q.push(&slot);
+        self.queue.push(&slot, false);
         Ok(Attempt::Queued(slot))
     }
 
@@ -216,11 +188,11 @@ impl Entry {
     /// turn. An error removes the slot from the queue.
     pub(crate) fn advance(&self, slot: &Arc<Slot>, h: &Handle) -> io::Result<Progress> {
         match slot.state() {
-            SlotState::Granted => return Ok(Progress::Acquired),
+            SlotState::Granted => return Ok(Progress::Acquired(None)),
             SlotState::Retired => return Ok(Progress::Retired),
             SlotState::Waiting => {}
         }
-        if !self.queue().begin_turn(slot) {
+        if !self.queue.begin_turn(slot) {
             return Ok(Progress::Waiting);
         }
         let outcome = self.resource.try_acquire(slot.mode(), h.params());
@@ -244,7 +216,7 @@ impl Entry {
         if slot.state() == SlotState::Retired || self.is_retired() {
             return Progress::Retired;
         }
-        if !self.queue().begin_turn(slot) {
+        if !self.queue.begin_turn(slot) {
             return Progress::Waiting;
         }
         let outcome = self.resource.commit_wait(slot.mode(), lock, h.params());
@@ -255,23 +227,17 @@ impl Entry {
 
     /// Commits the outcome of `slot`'s turn.
     fn end_turn(&self, slot: &Arc<Slot>, outcome: io::Result<Attempted>) -> io::Result<Progress> {
-        let mut q = self.queue();
         let (turn, progress) = match outcome {
-            Ok(Attempted::Locked(record)) => {
-                q.record = record;
-                (Turn::Locked, Ok(Progress::Acquired))
-            }
+            Ok(Attempted::Locked(record)) => (Turn::Locked, Ok(Progress::Acquired(record))),
             Ok(Attempted::Busy) => (Turn::Failed, Ok(Progress::Contending)),
-            Ok(Attempted::Replaced) => {
-                let _ = q.end_attempt(Some(slot), slot.mode(), Turn::Failed);
-                self.retire(q);
-                return Ok(Progress::Retired);
-            }
+            Ok(Attempted::Replaced) => (Turn::Failed, Ok(Progress::Retired)),
             Err(e) => (Turn::GaveUp, Err(e)),
         };
-        let wakes = q.end_attempt(Some(slot), slot.mode(), turn);
-        drop(q);
+        let wakes = self.queue.end_attempt(Some(slot), slot.mode(), turn);
         wakes.deliver();
+        if let Ok(Progress::Retired) = progress {
+            self.retire();
+        }
         progress
     }
 
@@ -280,65 +246,48 @@ impl Entry {
     pub(crate) fn cancel(&self, slot: &Arc<Slot>, h: &Handle) {
         match slot.state() {
             SlotState::Granted => {
-                let _ = self.release(slot.mode(), h);
+                let _ = self.release(slot.mode(), None, h);
             }
             SlotState::Retired => {}
-            SlotState::Waiting => {
-                let wakes = self.queue().cancel(slot);
-                wakes.deliver();
-            }
+            SlotState::Waiting => self.queue.cancel(slot).deliver(),
         }
     }
 
     /// Retires the entry because the resource no longer stands for its
     /// key, unless this process holds it.
     pub(crate) fn retire_if_idle(&self) {
-        let q = self.queue();
-        if q.is_idle() {
-            self.retire(q);
+        if self.queue.is_idle() {
+            self.retire();
         }
     }
 
-    /// Releases one holder of `mode`. When the last holder goes, the
-    /// backend releases the resource and the next waiter is woken.
-    pub(crate) fn release(&self, mode: LockMode, h: &Handle) -> io::Result<()> {
-        let (last, record) = {
-            let mut q = self.queue();
-            let Some(last) = q.begin_release(mode) else {
-                return Ok(());
-            };
-            (last, q.record.take())
+    /// Releases one holder of `mode`, whose hold published `record`. When
+    /// the last holder goes, the backend releases the resource and the
+    /// next waiter is woken.
+    pub(crate) fn release(&self, mode: LockMode, record: Record, h: &Handle) -> io::Result<()> {
+        let Some(last) = self.queue.begin_release(mode) else {
+            return Ok(());
         };
         let outcome = self.resource.release(mode, last, record, h.params());
-        let mut q = self.queue();
+        let wakes = self.queue.end_release();
+        wakes.deliver();
         match outcome {
             Ok(true) => {
-                let _ = q.end_release();
-                self.retire(q);
+                self.retire();
                 Ok(())
             }
-            Ok(false) => {
-                let wakes = q.end_release();
-                drop(q);
-                wakes.deliver();
-                Ok(())
-            }
-            Err(e) => {
-                // Nothing is held any more: a backend that cannot release
-                // cleanly drops what it held (closing a descriptor
-                // releases its lock) and reports `Replaced` next time.
-                let wakes = q.end_release();
-                drop(q);
-                wakes.deliver();
-                Err(e)
-            }
+            Ok(false) => Ok(()),
+            // Nothing is held any more: a backend that cannot release
+            // cleanly drops what it held (closing a descriptor releases
+            // its lock) and reports `Replaced` next time.
+            Err(e) => Err(e),
         }
     }
 
     /// Converts this process's single shared hold into an exclusive one,
     /// without waiting.
     pub(crate) fn try_upgrade(&self, h: &Handle) -> io::Result<Upgrade> {
-        if !self.queue().begin_convert(Held::Shared(1)) {
+        if !self.queue.begin_convert(Held::Shared(1)) {
             // Other guards of this process share it: they are in the way.
             return Ok(Upgrade::StillShared);
         }
@@ -348,42 +297,25 @@ impl Entry {
             Ok(Upgrade::StillShared) | Err(_) => Held::Shared(1),
             Ok(Upgrade::Lost) => Held::None,
         };
-        let mut q = self.queue();
-        if let Ok(Upgrade::Upgraded(record)) = &outcome {
-            q.record = record.clone();
-        }
-        let wakes = q.end_convert(now);
-        drop(q);
-        wakes.deliver();
+        self.queue.end_convert(now).deliver();
         outcome
     }
 
-    /// Converts this process's exclusive hold into a shared one and admits
-    /// the shared waiters queued behind it. `Ok(false)` if the lock was lost
-    /// on the way (only possible where conversion is not atomic).
-    pub(crate) fn downgrade(&self, h: &Handle) -> io::Result<bool> {
-        let record = {
-            let mut q = self.queue();
-            if !q.begin_convert(Held::Exclusive) {
-                return Ok(false);
-            }
-            q.record.take()
-        };
-        let kept = record.clone();
+    /// Converts this process's exclusive hold, which published `record`,
+    /// into a shared one and admits the shared waiters queued behind it.
+    /// `Ok(false)` if the lock was lost on the way (only possible where
+    /// conversion is not atomic).
+    pub(crate) fn downgrade(&self, record: Record, h: &Handle) -> io::Result<bool> {
+        if !self.queue.begin_convert(Held::Exclusive) {
+            return Ok(false);
+        }
         let outcome = self.resource.downgrade(record, h.params());
         let now = match &outcome {
             Ok(true) => Held::Shared(1),
             Ok(false) => Held::None,
             Err(_) => Held::Exclusive,
         };
-        let mut q = self.queue();
-        if outcome.is_err() {
-            // Still exclusive: the record still stands.
-            q.record = kept;
-        }
-        let wakes = q.end_convert(now);
-        drop(q);
-        wakes.deliver();
+        self.queue.end_convert(now).deliver();
         outcome
     }
 
@@ -392,45 +324,29 @@ impl Entry {
         self.resource.wake_hint(h.params())
     }
 
-    /// The record of this process's current exclusive hold.
-    pub(crate) fn current_record(&self) -> Option<Arc<HolderRecord>> {
-        self.queue().record.clone()
-    }
-
     /// Who holds the resource, for an error saying it is busy.
     pub(crate) fn holders(&self, h: &Handle) -> Holders {
-        if let Some(own) = self.current_record() {
-            return Holders {
-                record: Some(HolderRecord::clone(&own)),
-                os: Vec::new(),
-            };
-        }
         self.resource.holders(h.params())
     }
 
     /// Renews this process's lease (see the backend for how long it may
-    /// block).
-    pub(crate) fn refresh(&self, h: &Handle) -> io::Result<()> {
-        if let Some(renewed) = self.resource.refresh(h.params())? {
-            self.queue().record = Some(renewed);
-        }
-        Ok(())
+    /// block), returning the renewed record.
+    pub(crate) fn refresh(&self, h: &Handle) -> io::Result<Record> {
+        self.resource.refresh(h.params())
     }
 
     /// Whether this process's hold is still its own.
     pub(crate) fn still_held(&self, h: &Handle) -> io::Result<bool> {
-        let held = self.queue().held() != Held::None;
+        let held = self.queue.held() != Held::None;
         self.resource.still_held(held, h.params())
     }
 
-    /// Marks the entry retired, lets the backend close what it can, and
-    /// sends every queued waiter back to resolve the resource again.
-    fn retire(&self, mut q: MutexGuard<'_, State>) {
+    /// Marks the entry retired, sends every queued waiter back to resolve
+    /// the resource again, and lets the backend close what it can.
+    fn retire(&self) {
         self.retired.store(true, Ordering::Release);
-        let wakes = q.retire();
-        let held = q.held() != Held::None;
-        drop(q);
-        if !held {
+        let wakes = self.queue.retire();
+        if self.queue.is_idle() {
             self.resource.close();
         }
         wakes.deliver();

@@ -1,24 +1,38 @@
 //! The per-resource FIFO queue of one process: who holds the resource in
 //! this process, who waits, and whose turn it is to talk to the backend.
 //!
-//! Pure bookkeeping, no I/O: the entry (`entry.rs`) keeps a `Queue` behind
-//! its mutex and does every backend call outside it. State changes return
-//! the [`Wakes`] they cause, which the caller delivers once the mutex is
-//! released, so a woken waiter never runs into a lock still held.
+//! No I/O happens here: the entry (`entry.rs`) makes every backend call
+//! between a `begin_*` and its `end_*`, with no lock held.
 //!
-//! Invariants:
-//! - `held` is what this process holds through the resource.
-//! - At most one backend operation runs at a time (`busy`): an attempt, a
-//!   commit, a release or a conversion. While one runs, nobody else starts
-//!   one, and newcomers queue.
-//! - While nothing is held, only the head of the queue may attempt (so
-//!   nobody barges past the queue).
-//! - A slot leaves the queue when it is granted, cancelled or retired, and
-//!   every change that could let the head proceed wakes it.
+//! # Two parts
+//! - A **state word** (one atomic): what this process holds (nothing,
+//!   exclusive, or shared by *n*), whether a backend operation is running
+//!   (`BUSY`: an attempt, a release or a conversion), and whether anyone
+//!   waits (`WAITERS`). The uncontended path (take, release; join or leave
+//!   a shared hold) is a compare-and-swap on it and takes no lock.
+//! - The **waiter list**, behind a mutex, touched only when someone waits.
+//!   `WAITERS` is set (under the mutex) before a waiter checks whether it
+//!   may proceed, and cleared (under the mutex) when the list empties.
+//!
+//! # Why no wake-up is lost
+//! A waiter queues, sets `WAITERS`, and only then looks at the word
+//! ([`begin_turn`](Queue::begin_turn)). Every change that could let a
+//! waiter proceed (an operation ending, a release) is a compare-and-swap
+//! that fails when `WAITERS` is set; it then wakes the head under the
+//! mutex ([`dispatch`]). So either the change came before `WAITERS` was
+//! set, and the waiter's own look sees it, or it comes after and wakes the
+//! waiter. Wake-ups are delivered after the mutex is released.
+//!
+//! # Invariants
+//! - At most one backend operation runs at a time (`BUSY`); newcomers
+//!   queue meanwhile.
+//! - While nothing is held and anyone waits, only the head of the list may
+//!   attempt (so nobody barges past the queue).
+//! - A slot leaves the list when it is granted, cancelled or retired.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use event_listener::{Event, EventListener};
 
@@ -41,6 +55,34 @@ impl Held {
     }
 }
 
+// The state word: bit 0 exclusive, bit 1 busy, bit 2 waiters, the shared
+// count above.
+const EXCLUSIVE: u64 = 1;
+const BUSY: u64 = 1 << 1;
+const WAITERS: u64 = 1 << 2;
+const SHARED_ONE: u64 = 1 << 3;
+const HELD_BITS: u64 = !(BUSY | WAITERS);
+
+fn held_of(word: u64) -> Held {
+    if word & EXCLUSIVE != 0 {
+        Held::Exclusive
+    } else {
+        match word >> 3 {
+            0 => Held::None,
+            n => Held::Shared(usize::try_from(n).unwrap_or(usize::MAX)),
+        }
+    }
+}
+
+fn with_held(word: u64, held: Held) -> u64 {
+    let bits = match held {
+        Held::None => 0,
+        Held::Exclusive => EXCLUSIVE,
+        Held::Shared(n) => (n as u64) << 3,
+    };
+    (word & !HELD_BITS) | bits
+}
+
 const WAITING: u8 = 0;
 const GRANTED: u8 = 1;
 const RETIRED: u8 = 2;
@@ -57,8 +99,8 @@ pub(crate) enum SlotState {
 
 /// One in-process waiter's place in the queue.
 ///
-/// Its state changes only under the entry's mutex; the atomic only lets the
-/// slot be shared between the queue and its waiter.
+/// Its state changes only under the list's mutex; the atomic only lets
+/// the slot be shared between the queue and its waiter.
 #[derive(Debug)]
 pub(crate) struct Slot {
     mode: LockMode,
@@ -117,7 +159,15 @@ impl Wakes {
     }
 
     /// Wakes every slot owed a wake-up.
+    #[inline]
     pub(crate) fn deliver(self) {
+        if !self.slots.is_empty() {
+            self.wake_all();
+        }
+    }
+
+    #[cold]
+    fn wake_all(self) {
         for slot in self.slots {
             slot.event.notify(1);
         }
@@ -129,239 +179,19 @@ impl Wakes {
     }
 }
 
-/// The queue and holdings of one resource in this process.
-#[derive(Debug)]
-pub(crate) struct Queue {
-    held: Held,
-    busy: bool,
-    waiters: VecDeque<Arc<Slot>>,
-}
-
-/// What the fast path may do ([`Queue::arrive`]).
+/// What a newcomer may do ([`Queue::arrive`]).
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Arrival {
-    /// Nothing held, nobody queued, no operation running: attempt now (the
-    /// queue is marked busy; end with [`Queue::end_attempt`]).
+    /// Nothing held, nobody waiting, no operation running: attempt now
+    /// (the queue is marked busy; end with [`Queue::end_attempt`]).
     Attempt,
     /// Joined this process's shared holders.
     Joined,
-    /// Another caller's attempt, release or conversion is running, with
-    /// nobody queued: the answer comes within that operation.
+    /// Another caller's operation is running, with nobody waiting: the
+    /// answer comes within that operation.
     Busy,
     /// Must wait.
     Wait,
-}
-
-impl Default for Queue {
-    fn default() -> Self {
-        Queue {
-            held: Held::None,
-            busy: false,
-            waiters: VecDeque::new(),
-        }
-    }
-}
-
-impl Queue {
-    pub(crate) fn held(&self) -> Held {
-        self.held
-    }
-
-    /// Nothing held and no operation running.
-    pub(crate) fn is_idle(&self) -> bool {
-        self.held == Held::None && !self.busy
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        self.waiters.len()
-    }
-
-    #[cfg(test)]
-    fn is_empty(&self) -> bool {
-        self.waiters.is_empty()
-    }
-
-    /// The fast path for a newcomer that is not queued.
-    pub(crate) fn arrive(&mut self, mode: LockMode) -> Arrival {
-        if !self.waiters.is_empty() {
-            return Arrival::Wait;
-        }
-        if self.busy {
-            return Arrival::Busy;
-        }
-        match (self.held, mode) {
-            (Held::None, _) => {
-                self.busy = true;
-                Arrival::Attempt
-            }
-            (Held::Shared(n), LockMode::Shared) => {
-                self.held = Held::Shared(n + 1);
-                Arrival::Joined
-            }
-            _ => Arrival::Wait,
-        }
-    }
-
-    /// Queues a slot at the back.
-    pub(crate) fn push(&mut self, slot: &Arc<Slot>) {
-        self.waiters.push_back(Arc::clone(slot));
-    }
-
-    /// Queues a slot at the front: a newcomer whose fast-path attempt
-    /// failed came before everyone who queued while it tried.
-    pub(crate) fn push_front(&mut self, slot: &Arc<Slot>) {
-        self.waiters.push_front(Arc::clone(slot));
-    }
-
-    fn is_head(&self, slot: &Arc<Slot>) -> bool {
-        self.waiters.front().is_some_and(|h| Arc::ptr_eq(h, slot))
-    }
-
-    /// Whether `slot` may attempt now: at the head, nothing held, no
-    /// operation running. If so, the queue is marked busy.
-    pub(crate) fn begin_turn(&mut self, slot: &Arc<Slot>) -> bool {
-        if slot.state() != SlotState::Waiting
-            || self.busy
-            || self.held != Held::None
-            || !self.is_head(slot)
-        {
-            return false;
-        }
-        self.busy = true;
-        true
-    }
-
-    /// Ends an attempt begun by [`arrive`](Self::arrive) (`slot` is
-    /// `None`) or [`begin_turn`](Self::begin_turn) (the head's `slot`).
-    pub(crate) fn end_attempt(
-        &mut self,
-        slot: Option<&Arc<Slot>>,
-        mode: LockMode,
-        outcome: Turn,
-    ) -> Wakes {
-        self.busy = false;
-        match outcome {
-            Turn::Locked => {
-                self.held = Held::one(mode);
-                if let Some(slot) = slot {
-                    self.remove(slot);
-                }
-            }
-            // The head keeps its turn and retries on its own schedule:
-            // waking it would only make it spin.
-            Turn::Failed if slot.is_some() => return Wakes::default(),
-            Turn::Failed => {}
-            Turn::GaveUp => {
-                if let Some(slot) = slot {
-                    self.remove(slot);
-                }
-            }
-        }
-        self.dispatch()
-    }
-
-    /// Begins a release of one holder of `mode`. `Some(last)` when the
-    /// resource itself must now be released (the queue is marked busy; end
-    /// with [`end_release`](Self::end_release)); `last` says whether
-    /// nobody of this process waits for it either. `None` when other
-    /// holders of this process keep it.
-    pub(crate) fn begin_release(&mut self, mode: LockMode) -> Option<bool> {
-        match (self.held, mode) {
-            (Held::Exclusive, LockMode::Exclusive) | (Held::Shared(1), LockMode::Shared) => {
-                self.held = Held::None;
-                self.busy = true;
-                Some(self.waiters.is_empty())
-            }
-            (Held::Shared(n), LockMode::Shared) if n > 1 => {
-                self.held = Held::Shared(n - 1);
-                None
-            }
-            // Unreachable through the public API: guards are the only callers.
-            _ => None,
-        }
-    }
-
-    /// Ends a release (or any operation that left nothing held).
-    pub(crate) fn end_release(&mut self) -> Wakes {
-        self.busy = false;
-        self.dispatch()
-    }
-
-    /// Begins converting this process's hold: `Some(())` when `from` is
-    /// held by exactly one holder and nothing else runs.
-    pub(crate) fn begin_convert(&mut self, from: Held) -> bool {
-        if self.busy || self.held != from {
-            return false;
-        }
-        self.busy = true;
-        true
-    }
-
-    /// Ends a conversion: this process now holds `now`.
-    pub(crate) fn end_convert(&mut self, now: Held) -> Wakes {
-        self.busy = false;
-        self.held = now;
-        self.dispatch()
-    }
-
-    /// Removes a waiter that gives up. Its turn, if it was at the head,
-    /// passes on.
-    pub(crate) fn cancel(&mut self, slot: &Arc<Slot>) -> Wakes {
-        match self.waiters.iter().position(|s| Arc::ptr_eq(s, slot)) {
-            Some(0) => {
-                self.waiters.pop_front();
-                self.dispatch()
-            }
-            Some(i) => {
-                self.waiters.remove(i);
-                Wakes::default()
-            }
-            None => Wakes::default(),
-        }
-    }
-
-    /// Sends every waiter back to resolve the resource again.
-    pub(crate) fn retire(&mut self) -> Wakes {
-        let mut wakes = Wakes::default();
-        for slot in self.waiters.drain(..) {
-            slot.set(RETIRED);
-            wakes.push(&slot);
-        }
-        wakes
-    }
-
-    fn remove(&mut self, slot: &Arc<Slot>) {
-        if let Some(i) = self.waiters.iter().position(|s| Arc::ptr_eq(s, slot)) {
-            self.waiters.remove(i);
-        }
-    }
-
-    /// Who can proceed now: shared waiters at the head are granted together
-    /// while a shared lock is held; otherwise, with nothing held and no
-    /// operation running, the head is told it is its turn.
-    fn dispatch(&mut self) -> Wakes {
-        let mut wakes = Wakes::default();
-        if self.busy {
-            return wakes;
-        }
-        while let Some(head) = self.waiters.front() {
-            match (self.held, head.mode) {
-                (Held::None, _) => {
-                    wakes.push(head);
-                    break;
-                }
-                (Held::Shared(n), LockMode::Shared) => {
-                    self.held = Held::Shared(n + 1);
-                    if let Some(head) = self.waiters.pop_front() {
-                        head.set(GRANTED);
-                        wakes.push(&head);
-                    }
-                }
-                _ => break,
-            }
-        }
-        wakes
-    }
 }
 
 /// How a backend operation begun on the queue ended.
@@ -369,10 +199,290 @@ impl Queue {
 pub(crate) enum Turn {
     /// The lock was taken.
     Locked,
-    /// Not taken; the waiter stays queued.
+    /// Not taken; a queued waiter stays queued.
     Failed,
     /// Not taken; the waiter leaves the queue (an error).
     GaveUp,
+}
+
+/// The queue and holdings of one resource in this process.
+#[derive(Debug, Default)]
+pub(crate) struct Queue {
+    word: AtomicU64,
+    list: Mutex<VecDeque<Arc<Slot>>>,
+}
+
+impl Queue {
+    fn list(&self) -> MutexGuard<'_, VecDeque<Arc<Slot>>> {
+        // Nothing panics while holding it; the list is consistent at every
+        // unlock point.
+        self.list.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Changes the word with `f` (`None`: leave it) until it sticks;
+    /// returns the word before and after.
+    fn update(&self, mut f: impl FnMut(u64) -> Option<u64>) -> Option<(u64, u64)> {
+        let mut word = self.word.load(Ordering::Acquire);
+        loop {
+            let new = f(word)?;
+            match self
+                .word
+                .compare_exchange_weak(word, new, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return Some((word, new)),
+                Err(now) => word = now,
+            }
+        }
+    }
+
+    pub(crate) fn held(&self) -> Held {
+        held_of(self.word.load(Ordering::Acquire))
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.list().len()
+    }
+
+    /// Nothing held and no operation running.
+    pub(crate) fn is_idle(&self) -> bool {
+        let word = self.word.load(Ordering::Acquire);
+        held_of(word) == Held::None && word & BUSY == 0
+    }
+
+    /// The lock-free path for a newcomer: attempt, join, or learn that it
+    /// must wait.
+    pub(crate) fn arrive(&self, mode: LockMode) -> Arrival {
+        let mut arrival = Arrival::Wait;
+        let changed = self.update(|word| {
+            if word & WAITERS != 0 {
+                arrival = Arrival::Wait;
+                return None;
+            }
+            if word & BUSY != 0 {
+                arrival = Arrival::Busy;
+                return None;
+            }
+            match (held_of(word), mode) {
+                (Held::None, _) => {
+                    arrival = Arrival::Attempt;
+                    Some(word | BUSY)
+                }
+                (Held::Shared(_), LockMode::Shared) => {
+                    arrival = Arrival::Joined;
+                    Some(word + SHARED_ONE)
+                }
+                _ => {
+                    arrival = Arrival::Wait;
+                    None
+                }
+            }
+        });
+        if changed.is_none() && arrival != Arrival::Busy {
+            return Arrival::Wait;
+        }
+        arrival
+    }
+
+    /// Queues a slot at the back (or, for a newcomer whose own attempt
+    /// just failed, at the front: it came before everyone who queued while
+    /// it tried).
+    pub(crate) fn push(&self, slot: &Arc<Slot>, front: bool) {
+        let mut list = self.list();
+        if front {
+            list.push_front(Arc::clone(slot));
+        } else {
+            list.push_back(Arc::clone(slot));
+        }
+        self.word.fetch_or(WAITERS, Ordering::AcqRel);
+    }
+
+    /// Whether `slot` may attempt now: at the head, nothing held, no
+    /// operation running. If so, the queue is marked busy.
+    pub(crate) fn begin_turn(&self, slot: &Arc<Slot>) -> bool {
+        let list = self.list();
+        if slot.state() != SlotState::Waiting || !list.front().is_some_and(|h| Arc::ptr_eq(h, slot))
+        {
+            return false;
+        }
+        self.update(|word| (word & BUSY == 0 && held_of(word) == Held::None).then_some(word | BUSY))
+            .is_some()
+    }
+
+    /// Ends an attempt begun by [`arrive`](Self::arrive) (`slot` is
+    /// `None`) or [`begin_turn`](Self::begin_turn) (the head's `slot`).
+    pub(crate) fn end_attempt(
+        &self,
+        slot: Option<&Arc<Slot>>,
+        mode: LockMode,
+        turn: Turn,
+    ) -> Wakes {
+        let leaves = match (turn, slot) {
+            (Turn::Locked | Turn::GaveUp, Some(slot)) => Some(slot),
+            _ => None,
+        };
+        if let Some(slot) = leaves {
+            // Off the list first, so that a dispatch never sees it.
+            let mut list = self.list();
+            remove(&mut list, slot);
+            if list.is_empty() {
+                self.word.fetch_and(!WAITERS, Ordering::AcqRel);
+            }
+        }
+        let held = match turn {
+            Turn::Locked => Held::one(mode),
+            Turn::Failed | Turn::GaveUp => Held::None,
+        };
+        let (_, now) = self
+            .update(|word| Some(with_held(word & !BUSY, held)))
+            .unwrap_or_default();
+        // The head keeps its turn after a failed attempt and retries on its
+        // own schedule: waking it would only make it spin.
+        if turn == Turn::Failed && slot.is_some() {
+            return Wakes::default();
+        }
+        self.dispatch_if_waiting(now)
+    }
+
+    /// Begins a release of one holder of `mode`. `Some(last)` when the
+    /// resource itself must now be released (the queue is marked busy; end
+    /// with [`end_release`](Self::end_release)); `last` says whether
+    /// nobody of this process waits for it either. `None` when other
+    /// holders of this process keep it.
+    pub(crate) fn begin_release(&self, mode: LockMode) -> Option<bool> {
+        let mut releases = false;
+        let (before, _) = self.update(|word| match (held_of(word), mode) {
+            (Held::Exclusive, LockMode::Exclusive) | (Held::Shared(1), LockMode::Shared) => {
+                releases = true;
+                Some(with_held(word, Held::None) | BUSY)
+            }
+            (Held::Shared(n), LockMode::Shared) if n > 1 => {
+                releases = false;
+                Some(word - SHARED_ONE)
+            }
+            // Unreachable through the public API: guards are the only
+            // callers.
+            _ => None,
+        })?;
+        releases.then_some(before & WAITERS == 0)
+    }
+
+    /// Ends a release (or any operation that left nothing held).
+    pub(crate) fn end_release(&self) -> Wakes {
+        let (_, now) = self
+            .update(|word| Some(with_held(word & !BUSY, Held::None)))
+            .unwrap_or_default();
+        self.dispatch_if_waiting(now)
+    }
+
+    /// Begins converting this process's hold `from`: true when `from` is
+    /// held by exactly one holder and nothing else runs.
+    pub(crate) fn begin_convert(&self, from: Held) -> bool {
+        self.update(|word| (word & BUSY == 0 && held_of(word) == from).then_some(word | BUSY))
+            .is_some()
+    }
+
+    /// Ends a conversion: this process now holds `now`.
+    pub(crate) fn end_convert(&self, now: Held) -> Wakes {
+        let (_, word) = self
+            .update(|word| Some(with_held(word & !BUSY, now)))
+            .unwrap_or_default();
+        self.dispatch_if_waiting(word)
+    }
+
+    /// Removes a waiter that gives up. Its turn, if it was at the head,
+    /// passes on.
+    pub(crate) fn cancel(&self, slot: &Arc<Slot>) -> Wakes {
+        let mut list = self.list();
+        match list.iter().position(|s| Arc::ptr_eq(s, slot)) {
+            Some(i) => {
+                list.remove(i);
+                if list.is_empty() {
+                    self.word.fetch_and(!WAITERS, Ordering::AcqRel);
+                }
+                if i == 0 {
+                    return self.dispatch(&mut list);
+                }
+                Wakes::default()
+            }
+            None => Wakes::default(),
+        }
+    }
+
+    /// Sends every waiter back to resolve the resource again.
+    pub(crate) fn retire(&self) -> Wakes {
+        let mut list = self.list();
+        let mut wakes = Wakes::default();
+        for slot in list.drain(..) {
+            slot.set(RETIRED);
+            wakes.push(&slot);
+        }
+        self.word.fetch_and(!WAITERS, Ordering::AcqRel);
+        wakes
+    }
+
+    /// After a change that left `word`: wakes whoever can proceed, if
+    /// anyone waits.
+    #[inline]
+    fn dispatch_if_waiting(&self, word: u64) -> Wakes {
+        if word & WAITERS == 0 {
+            return Wakes::default();
+        }
+        self.dispatch_waiting()
+    }
+
+    #[cold]
+    fn dispatch_waiting(&self) -> Wakes {
+        let mut list = self.list();
+        self.dispatch(&mut list)
+    }
+
+    /// Who can proceed now: shared waiters at the head are granted together
+    /// while a shared lock is held; otherwise, with nothing held and no
+    /// operation running, the head is told it is its turn.
+    fn dispatch(&self, list: &mut VecDeque<Arc<Slot>>) -> Wakes {
+        let mut wakes = Wakes::default();
+        while let Some(head) = list.front() {
+            let word = self.word.load(Ordering::Acquire);
+            if word & BUSY != 0 {
+                // That operation's end dispatches.
+                break;
+            }
+            match (held_of(word), head.mode) {
+                (Held::None, _) => {
+                    wakes.push(head);
+                    break;
+                }
+                (Held::Shared(_), LockMode::Shared) => {
+                    let granted = self
+                        .word
+                        .compare_exchange(
+                            word,
+                            word + SHARED_ONE,
+                            Ordering::AcqRel,
+                            Ordering::Acquire,
+                        )
+                        .is_ok();
+                    if granted {
+                        if let Some(head) = list.pop_front() {
+                            head.set(GRANTED);
+                            wakes.push(&head);
+                        }
+                    }
+                }
+                _ => break,
+            }
+        }
+        if list.is_empty() {
+            self.word.fetch_and(!WAITERS, Ordering::AcqRel);
+        }
+        wakes
+    }
+}
+
+fn remove(list: &mut VecDeque<Arc<Slot>>, slot: &Arc<Slot>) {
+    if let Some(i) = list.iter().position(|s| Arc::ptr_eq(s, slot)) {
+        list.remove(i);
+    }
 }
 
 #[cfg(test)]
@@ -380,15 +490,31 @@ mod tests {
     use super::*;
     use LockMode::{Exclusive, Shared};
 
-    fn queued(q: &mut Queue, mode: LockMode) -> Arc<Slot> {
+    fn queued(q: &Queue, mode: LockMode) -> Arc<Slot> {
         let slot = Slot::new(mode);
-        q.push(&slot);
+        q.push(&slot, false);
         slot
     }
 
     #[test]
+    fn the_word_encodes_every_holding() {
+        for held in [
+            Held::None,
+            Held::Exclusive,
+            Held::Shared(1),
+            Held::Shared(7),
+        ] {
+            for flags in [0, BUSY, WAITERS, BUSY | WAITERS] {
+                let word = with_held(flags, held);
+                assert_eq!(held_of(word), held);
+                assert_eq!(word & (BUSY | WAITERS), flags);
+            }
+        }
+    }
+
+    #[test]
     fn the_fast_path_attempts_only_on_an_idle_queue() {
-        let mut q = Queue::default();
+        let q = Queue::default();
         assert_eq!(q.arrive(Exclusive), Arrival::Attempt);
         // An attempt runs: newcomers wait for it, whatever their mode.
         assert_eq!(q.arrive(Shared), Arrival::Busy);
@@ -401,18 +527,18 @@ mod tests {
 
     #[test]
     fn a_shared_newcomer_never_jumps_a_queued_writer() {
-        let mut q = Queue::default();
+        let q = Queue::default();
         assert_eq!(q.arrive(Shared), Arrival::Attempt);
         let _ = q.end_attempt(None, Shared, Turn::Locked);
-        let _writer = queued(&mut q, Exclusive);
+        let _writer = queued(&q, Exclusive);
         assert_eq!(q.arrive(Shared), Arrival::Wait);
     }
 
     #[test]
     fn only_the_head_takes_a_turn_and_only_with_nothing_held() {
-        let mut q = Queue::default();
-        let a = queued(&mut q, Exclusive);
-        let b = queued(&mut q, Exclusive);
+        let q = Queue::default();
+        let a = queued(&q, Exclusive);
+        let b = queued(&q, Exclusive);
         assert!(!q.begin_turn(&b));
         assert!(q.begin_turn(&a));
         // One operation at a time.
@@ -430,14 +556,15 @@ mod tests {
 
     #[test]
     fn a_failed_turn_keeps_the_place_and_wakes_nobody() {
-        let mut q = Queue::default();
-        let a = queued(&mut q, Exclusive);
-        let _b = queued(&mut q, Exclusive);
+        let q = Queue::default();
+        let a = queued(&q, Exclusive);
+        let _b = queued(&q, Exclusive);
         assert!(q.begin_turn(&a));
         let wakes = q.end_attempt(Some(&a), Exclusive, Turn::Failed);
         // a is still the head and retries on its own schedule.
         assert_eq!(wakes.count(), 0);
         assert_eq!(q.len(), 2);
+        assert!(q.begin_turn(&a));
         let wakes = q.end_attempt(Some(&a), Exclusive, Turn::GaveUp);
         assert_eq!(q.len(), 1);
         assert_eq!(wakes.count(), 1, "the next head is told it is its turn");
@@ -445,13 +572,13 @@ mod tests {
 
     #[test]
     fn a_release_grants_shared_waiters_together_up_to_a_writer() {
-        let mut q = Queue::default();
+        let q = Queue::default();
         assert_eq!(q.arrive(Exclusive), Arrival::Attempt);
         let _ = q.end_attempt(None, Exclusive, Turn::Locked);
-        let r1 = queued(&mut q, Shared);
-        let r2 = queued(&mut q, Shared);
-        let w = queued(&mut q, Exclusive);
-        let r3 = queued(&mut q, Shared);
+        let r1 = queued(&q, Shared);
+        let r2 = queued(&q, Shared);
+        let w = queued(&q, Exclusive);
+        let r3 = queued(&q, Shared);
         assert_eq!(q.begin_release(Exclusive), Some(false));
         let wakes = q.end_release();
         // Nothing held: only the head is told; it takes the lock itself.
@@ -471,10 +598,10 @@ mod tests {
 
     #[test]
     fn cancelling_the_head_passes_the_turn_and_others_do_not() {
-        let mut q = Queue::default();
-        let a = queued(&mut q, Exclusive);
-        let b = queued(&mut q, Exclusive);
-        let c = queued(&mut q, Exclusive);
+        let q = Queue::default();
+        let a = queued(&q, Exclusive);
+        let b = queued(&q, Exclusive);
+        let c = queued(&q, Exclusive);
         assert_eq!(q.cancel(&b).count(), 0);
         assert_eq!(q.cancel(&a).count(), 1);
         assert!(q.begin_turn(&c));
@@ -484,32 +611,60 @@ mod tests {
 
     #[test]
     fn nobody_is_told_of_a_turn_while_an_operation_runs() {
-        let mut q = Queue::default();
+        let q = Queue::default();
         assert_eq!(q.arrive(Exclusive), Arrival::Attempt);
-        let a = queued(&mut q, Exclusive);
+        let a = queued(&q, Exclusive);
         // The head gives up while the attempt runs: no turn to hand out.
         assert_eq!(q.cancel(&a).count(), 0);
-        let b = queued(&mut q, Exclusive);
+        let b = queued(&q, Exclusive);
         let wakes = q.end_attempt(None, Exclusive, Turn::Failed);
         assert_eq!(wakes.count(), 1, "the attempt's end tells the head");
         assert!(q.begin_turn(&b));
     }
 
     #[test]
+    fn a_waiter_that_queues_after_the_release_ended_sees_it_itself() {
+        let q = Queue::default();
+        assert_eq!(q.arrive(Exclusive), Arrival::Attempt);
+        let _ = q.end_attempt(None, Exclusive, Turn::Locked);
+        assert_eq!(q.begin_release(Exclusive), Some(true));
+        // The release ends before anyone waits: it wakes nobody...
+        assert_eq!(q.end_release().count(), 0);
+        // ...and a waiter queued after that finds its turn by looking.
+        let a = queued(&q, Exclusive);
+        assert!(q.begin_turn(&a));
+    }
+
+    #[test]
+    fn a_release_that_ends_after_a_waiter_queued_wakes_it() {
+        let q = Queue::default();
+        assert_eq!(q.arrive(Exclusive), Arrival::Attempt);
+        let _ = q.end_attempt(None, Exclusive, Turn::Locked);
+        assert_eq!(q.begin_release(Exclusive), Some(true));
+        let a = queued(&q, Exclusive);
+        // Its look comes while the release runs: not its turn yet.
+        assert!(!q.begin_turn(&a));
+        assert_eq!(q.end_release().count(), 1);
+        assert!(q.begin_turn(&a));
+    }
+
+    #[test]
     fn retiring_sends_every_waiter_back() {
-        let mut q = Queue::default();
-        let a = queued(&mut q, Exclusive);
-        let b = queued(&mut q, Shared);
+        let q = Queue::default();
+        let a = queued(&q, Exclusive);
+        let b = queued(&q, Shared);
         assert_eq!(q.retire().count(), 2);
-        assert!(q.is_empty());
+        assert_eq!(q.len(), 0);
         assert_eq!(a.state(), SlotState::Retired);
         assert_eq!(b.state(), SlotState::Retired);
         assert!(!q.begin_turn(&a));
+        // With nobody waiting, the fast path is open again.
+        assert_eq!(q.arrive(Exclusive), Arrival::Attempt);
     }
 
     #[test]
     fn conversions_need_a_sole_holder_and_an_idle_queue() {
-        let mut q = Queue::default();
+        let q = Queue::default();
         assert_eq!(q.arrive(Shared), Arrival::Attempt);
         let _ = q.end_attempt(None, Shared, Turn::Locked);
         assert_eq!(q.arrive(Shared), Arrival::Joined);
@@ -519,5 +674,50 @@ mod tests {
         assert_eq!(q.arrive(Shared), Arrival::Busy, "converting");
         let _ = q.end_convert(Held::Exclusive);
         assert_eq!(q.held(), Held::Exclusive);
+    }
+
+    /// Threads taking and releasing through the fast path and the list
+    /// together: the word never admits two exclusive holders, and every
+    /// waiter is served.
+    #[test]
+    fn concurrent_holders_exclude_each_other() {
+        use std::sync::atomic::AtomicUsize;
+        let q = Arc::new(Queue::default());
+        let inside = Arc::new(AtomicUsize::new(0));
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let (q, inside) = (Arc::clone(&q), Arc::clone(&inside));
+                std::thread::spawn(move || {
+                    for _ in 0..2000 {
+                        let slot = match q.arrive(Exclusive) {
+                            Arrival::Attempt => None,
+                            _ => {
+                                let slot = Slot::new(Exclusive);
+                                q.push(&slot, false);
+                                loop {
+                                    let listener = slot.listen();
+                                    if q.begin_turn(&slot) {
+                                        break;
+                                    }
+                                    futures_lite::future::block_on(listener);
+                                }
+                                Some(slot)
+                            }
+                        };
+                        q.end_attempt(slot.as_ref(), Exclusive, Turn::Locked)
+                            .deliver();
+                        assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0);
+                        inside.fetch_sub(1, Ordering::SeqCst);
+                        assert_eq!(q.begin_release(Exclusive).map(|_| ()), Some(()));
+                        q.end_release().deliver();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert!(q.is_idle());
+        assert_eq!(q.len(), 0);
     }
 }

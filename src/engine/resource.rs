@@ -22,8 +22,8 @@
 //!   Work that must wait (a network round trip) is deferred by the backend
 //!   itself, which keeps the resource held until it is done.
 //! - Tokens and lease expiry are the backend's: it returns the record of
-//!   each exclusive hold it takes (or renews), the engine keeps it for the
-//!   hold's guards and errors, and hands it back on release.
+//!   each exclusive hold it takes (or renews); the hold's guard keeps it
+//!   and hands it back on release.
 
 use std::any::Any;
 use std::fmt;

@@ -170,9 +170,15 @@ impl Resource for SoftLock {
         Some(Box::new(fresh))
     }
 
-    fn holders(&self, _p: Params<'_>) -> Holders {
+    fn holders(&self, p: Params<'_>) -> Holders {
+        // The record the last failed attempt saw; else (this process holds
+        // it, say) the sidecar's.
+        let record = lock(&self.last_busy).take().or_else(|| {
+            let o = settings(p).ok()?;
+            sidecar::inspect(&o.path).ok()??.record
+        });
         Holders {
-            record: lock(&self.last_busy).take(),
+            record,
             os: Vec::new(),
         }
     }

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 pub(crate) use driver::{block_on, AsyncDriver, Driver, Work};
 use state::{Phase, Queued, Retry, Strategy, Waiting};
 
-use super::entry::{Attempt, Entry, Progress};
+use super::entry::{Attempt, Entry, Progress, Record};
 use super::handle::Handle;
 use super::resource::{Holders, Waited};
 use super::BackoffState;
@@ -40,8 +40,9 @@ use crate::mode::{LockMode, Wait, WaitStrategy};
 /// How soon to look again after a hint-triggered attempt failed.
 const SETTLE: Duration = Duration::from_micros(100);
 
-/// What an acquisition comes to: the entry it now holds the lock through.
-pub(crate) type Granted = Result<Arc<Entry>, Error>;
+/// What an acquisition comes to: the entry it now holds the lock through,
+/// and the record its hold published.
+pub(crate) type Granted = Result<(Arc<Entry>, Record), Error>;
 
 /// One acquisition in progress.
 pub(crate) struct Core {
@@ -264,9 +265,9 @@ impl Core {
                 match out {
                     Ok(Ok(Waited::Locked(lock))) => {
                         match q.entry.commit_wait(&q.slot, lock, &self.handle) {
-                            Progress::Acquired => {
+                            Progress::Acquired(record) => {
                                 let entry = Arc::clone(&q.entry);
-                                return Step::Ready(self.finish(Ok(entry)));
+                                return Step::Ready(self.finish(Ok((entry, record))));
                             }
                             Progress::Retired => {
                                 self.phase = Phase::Start;
@@ -289,9 +290,9 @@ impl Core {
         }
         match q.entry.advance(&q.slot, &self.handle) {
             Err(e) => return Step::Ready(self.error(Op::Lock, e)),
-            Ok(Progress::Acquired) => {
+            Ok(Progress::Acquired(record)) => {
                 let entry = Arc::clone(&q.entry);
-                return Step::Ready(self.finish(Ok(entry)));
+                return Step::Ready(self.finish(Ok((entry, record))));
             }
             Ok(Progress::Retired) => {
                 self.phase = Phase::Start;
@@ -400,7 +401,7 @@ enum First {
 fn first_attempt(handle: &Arc<Handle>, entry: Arc<Entry>, mode: LockMode, wait: Wait) -> First {
     let enqueue = wait != Wait::TryOnce;
     match entry.try_or_enqueue(mode, enqueue, handle) {
-        Ok(Attempt::Acquired) => First::Done(Ok(entry)),
+        Ok(Attempt::Acquired(record)) => First::Done(Ok((entry, record))),
         Ok(Attempt::Busy) => {
             let err = with_holders(Error::would_block(&handle.path), entry.holders(handle));
             First::Done(Err(err))

@@ -378,7 +378,7 @@ fn a_waiter_behind_this_process_waits_in_line_until_the_release() {
     let h = handle(&script, WaitStrategy::Backoff);
     let mut d = TestDriver::new(false);
     let mut first = Core::new(Arc::clone(&h), LockMode::Exclusive, Wait::Forever);
-    let Poll::Ready(Ok(entry)) = d.poll(&mut first) else {
+    let Poll::Ready(Ok((entry, _))) = d.poll(&mut first) else {
         panic!("uncontended");
     };
     let mut second = Core::new(Arc::clone(&h), LockMode::Exclusive, Wait::Forever);
@@ -388,7 +388,7 @@ fn a_waiter_behind_this_process_waits_in_line_until_the_release() {
     // In line, no timer and no backend call: only the release wakes it.
     assert_eq!(d.wake_at, None);
     assert_eq!(script.attempts.load(Ordering::SeqCst), 1);
-    entry.release(LockMode::Exclusive, &h).unwrap();
+    entry.release(LockMode::Exclusive, None, &h).unwrap();
     assert!(second.notified());
     assert!(acquired(d.poll(&mut second)));
 }
