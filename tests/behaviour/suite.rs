@@ -428,3 +428,55 @@ fn blocking_waiters_served_in_order() {
     }
     assert_eq!(*order.lock().unwrap(), (0..6).collect::<Vec<_>>());
 }
+
+/// Threads taking the lock every way at once (blocking, try, futures;
+/// shared and exclusive): a writer is always alone, readers only with
+/// readers, and every thread finishes.
+#[test]
+fn mixed_modes_under_threads_exclude_each_other() {
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    use std::sync::Arc;
+    let dir = tempdir();
+    let lock = lock_at(dir.path().join("mixed.lock"));
+    let writers = Arc::new(AtomicUsize::new(0));
+    let readers = Arc::new(AtomicUsize::new(0));
+    let threads: Vec<_> = (0..6)
+        .map(|t| {
+            let (lock, writers, readers) = (lock.clone(), writers.clone(), readers.clone());
+            std::thread::spawn(move || {
+                for i in 0..1500 {
+                    let exclusive = (t + i) % 3 != 0;
+                    let guard = match (i % 4, exclusive) {
+                        (0, true) => lock.lock_blocking(),
+                        (0, false) => lock.lock_shared_blocking(),
+                        (1, true) => match lock.try_lock() {
+                            Ok(g) => Ok(g),
+                            Err(_) => continue,
+                        },
+                        (1, false) => match lock.try_lock_shared() {
+                            Ok(g) => Ok(g),
+                            Err(_) => continue,
+                        },
+                        (_, true) => futures::executor::block_on(lock.lock()),
+                        (_, false) => futures::executor::block_on(lock.lock_shared()),
+                    }
+                    .unwrap();
+                    if exclusive {
+                        assert_eq!(writers.fetch_add(1, SeqCst), 0, "two writers");
+                        assert_eq!(readers.load(SeqCst), 0, "a writer with readers");
+                        writers.fetch_sub(1, SeqCst);
+                    } else {
+                        readers.fetch_add(1, SeqCst);
+                        assert_eq!(writers.load(SeqCst), 0, "a reader with a writer");
+                        readers.fetch_sub(1, SeqCst);
+                    }
+                    drop(guard);
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        join_within(t, Duration::from_secs(60), "a thread never finished");
+    }
+    assert_eq!(lock.waiters(), 0);
+}
