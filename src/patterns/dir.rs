@@ -85,6 +85,17 @@ pub fn encode_lock_name(name: &str) -> Result<String, &'static str> {
 
 /// Decodes a file name stem made by [`encode_lock_name`]; `None` if it is
 /// not one.
+///
+/// # Examples
+///
+/// ```
+/// use lockyard::{decode_lock_name, encode_lock_name};
+///
+/// let encoded = encode_lock_name("reports/2026 Q4")?;
+/// assert_eq!(decode_lock_name(&encoded).as_deref(), Some("reports/2026 Q4"));
+/// assert_eq!(decode_lock_name("bad%zz"), None);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn decode_lock_name(encoded: &str) -> Option<String> {
     let bytes = encoded.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());

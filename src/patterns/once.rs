@@ -37,11 +37,31 @@ pub enum OnceOutcome<T> {
 
 impl<T> OnceOutcome<T> {
     /// Whether this call did the work.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let marker = dir.path().join("done");
+    /// assert!(lockyard::once(&marker, || Ok::<_, std::io::Error>(()))?.ran());
+    /// assert!(!lockyard::once(&marker, || Ok::<_, std::io::Error>(()))?.ran());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn ran(&self) -> bool {
         matches!(self, OnceOutcome::Ran(_))
     }
 
     /// The work's value, if this call ran it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let marker = dir.path().join("done");
+    /// let outcome = lockyard::once(&marker, || Ok::<_, std::io::Error>(42))?;
+    /// assert_eq!(outcome.into_value(), Some(42));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn into_value(self) -> Option<T> {
         match self {
             OnceOutcome::Ran(v) => Some(v),
@@ -109,6 +129,29 @@ pub fn once<T, E>(
 
 /// [`once`], for work identified by `key` (e.g. `llvm-18.1.8`): the work
 /// runs again when the key recorded in the marker differs.
+///
+/// # Examples
+///
+/// ```
+/// use lockyard::once_keyed;
+///
+/// let dir = tempfile::tempdir()?;
+/// let marker = dir.path().join("toolchain.installed");
+/// assert!(once_keyed(&marker, "v1", || Ok::<_, std::io::Error>(()))?.ran());
+/// assert!(!once_keyed(&marker, "v1", || Ok::<_, std::io::Error>(()))?.ran());
+/// // A new version runs the work again.
+/// assert!(once_keyed(&marker, "v2", || Ok::<_, std::io::Error>(()))?.ran());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// # Errors
+///
+/// As for [`once_with`].
+///
+/// # Blocking
+///
+/// Blocks while another process does the work, then for as long as `init`
+/// runs here.
 pub fn once_keyed<T, E>(
     marker: impl AsRef<Path>,
     key: &str,
@@ -163,6 +206,27 @@ pub fn once_with<T, E>(
 /// [`once`] for async work: awaits the future `init` makes. Dropping the
 /// returned future before it finishes releases the lock and writes no
 /// marker.
+///
+/// # Examples
+///
+/// ```
+/// # futures_lite::future::block_on(async {
+/// let dir = tempfile::tempdir()?;
+/// let marker = dir.path().join("cache.warm");
+/// let outcome = lockyard::once_async(&marker, || async { Ok::<_, std::io::Error>("warmed") }).await?;
+/// assert_eq!(outcome.into_value(), Some("warmed"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
+///
+/// # Errors
+///
+/// As for [`once_with`].
+///
+/// # Cancel safety
+///
+/// Dropping the future releases the lock (or gives back its place in the
+/// queue) and writes no marker: the next call runs the work.
 pub async fn once_async<T, E, F>(
     marker: impl AsRef<Path>,
     init: impl FnOnce() -> F,
@@ -174,6 +238,26 @@ where
 }
 
 /// [`once_keyed`] for async work.
+///
+/// # Examples
+///
+/// ```
+/// # futures_lite::future::block_on(async {
+/// let dir = tempfile::tempdir()?;
+/// let marker = dir.path().join("schema.migrated");
+/// let ran = lockyard::once_keyed_async(&marker, "v7", || async { Ok::<_, std::io::Error>(()) }).await?;
+/// assert!(ran.ran());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
+///
+/// # Errors
+///
+/// As for [`once_with`].
+///
+/// # Cancel safety
+///
+/// As for [`once_async`].
 pub async fn once_keyed_async<T, E, F>(
     marker: impl AsRef<Path>,
     key: &str,

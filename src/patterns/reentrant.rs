@@ -59,6 +59,20 @@ pub struct ReentrantGuard {
 
 impl ReentrantLock {
     /// A reentrant form of `lock`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lockyard::{FileLock, ReentrantLock};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let lock = ReentrantLock::new(FileLock::new(dir.path().join("config.lock")));
+    /// let outer = lock.lock()?;
+    /// let inner = lock.lock()?; // the same thread: no deadlock
+    /// assert_eq!(lock.depth(), 2);
+    /// # drop((inner, outer));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn new(lock: FileLock) -> Self {
         ReentrantLock {
             lock,
@@ -68,17 +82,65 @@ impl ReentrantLock {
 
     /// Takes the lock exclusively, blocking; returns at once if this thread
     /// already holds it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let lock = lockyard::ReentrantLock::new(lockyard::FileLock::new(dir.path().join("a.lock")));
+    /// let _g = lock.lock()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As for [`FileLock::lock_blocking`].
+    ///
+    /// # Blocking
+    ///
+    /// Blocks the calling thread while another thread or process holds it.
     pub fn lock(&self) -> Result<ReentrantGuard, Error> {
         self.enter(FileLock::lock_blocking)
     }
 
     /// Takes the lock if that is possible right now (or this thread holds
     /// it).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lockyard::{ErrorKind, FileLock, ReentrantLock};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("a.lock");
+    /// let lock = ReentrantLock::new(FileLock::new(&path));
+    /// let _g = lock.try_lock()?;
+    /// // Another handle (another thread or process) is refused.
+    /// assert_eq!(FileLock::new(&path).try_lock().unwrap_err().kind(), ErrorKind::WouldBlock);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As for [`FileLock::try_lock`].
     pub fn try_lock(&self) -> Result<ReentrantGuard, Error> {
         self.enter(FileLock::try_lock)
     }
 
     /// How many guards this lock's holding thread has (0 when free).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let lock = lockyard::ReentrantLock::new(lockyard::FileLock::new(dir.path().join("a.lock")));
+    /// assert_eq!(lock.depth(), 0);
+    /// let g = lock.lock()?;
+    /// assert_eq!(lock.depth(), 1);
+    /// drop(g);
+    /// assert_eq!(lock.depth(), 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn depth(&self) -> usize {
         self.state().as_ref().map_or(0, |o| o.depth)
     }
