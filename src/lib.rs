@@ -122,11 +122,12 @@ pub use crate::engine::Backoff;
 pub use crate::error::{Error, ErrorKind};
 pub use crate::mode::{LockMode, Wait, WaitStrategy};
 pub use crate::options::{LockOptions, DEFAULT_STALE_AFTER};
-pub use crate::patterns::dir::{decode_lock_name, encode_lock_name, LockDir, MAX_ENCODED_NAME};
+pub use crate::patterns::dir::LockDir;
 pub use crate::patterns::helpers::{
     with_lock, with_lock_async, with_read_lock, with_read_lock_async, with_write_lock,
     with_write_lock_async,
 };
+pub use crate::patterns::names::{decode_lock_name, encode_lock_name, MAX_ENCODED_NAME};
 pub use crate::patterns::once::{
     once, once_async, once_keyed, once_keyed_async, once_with, OnceError, OnceOutcome,
 };

@@ -1,13 +1,17 @@
 //! The public veneer over the engine: the lock handle, its future and
 //! guards, and looking at a lock without waiting for it.
 
+mod acquiring;
+mod conversion;
 mod future;
 mod guard;
 mod inspect;
+mod lease;
 mod lock;
 
+pub use conversion::ConvertError;
 pub use future::Acquire;
+pub use guard::FileLockGuard;
 pub(crate) use guard::Traits;
-pub use guard::{ConvertError, FileLockGuard};
 pub use inspect::{LockInfo, LockState};
 pub use lock::FileLock;

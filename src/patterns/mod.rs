@@ -3,5 +3,6 @@
 
 pub(crate) mod dir;
 pub(crate) mod helpers;
+pub(crate) mod names;
 pub(crate) mod once;
 pub(crate) mod reentrant;

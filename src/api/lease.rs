@@ -1,0 +1,180 @@
+//! Keeping a lease: renewing it, and noticing when a guard's lock is no
+//! longer its own.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::FileLockGuard;
+use crate::error::{Error, Op};
+use crate::record::HolderRecord;
+
+impl FileLockGuard {
+    /// Renews a lease (see [`LockOptions::lease`](crate::LockOptions::lease)):
+    /// its TTL starts again from now. A no-op for other locks.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use lockyard::{FileLock, LockOptions};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let lock = FileLock::with_options(dir.path().join("job.lock"), LockOptions::new().lease(Duration::from_secs(30)));
+    /// let mut guard = lock.try_lock()?;
+    /// let before = guard.record().unwrap().renewed_at();
+    /// guard.refresh()?;
+    /// assert!(guard.record().unwrap().renewed_at() >= before);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Lost`](crate::ErrorKind::Lost) if the lease already
+    /// lapsed and another process took over; I/O errors otherwise.
+    ///
+    /// # Blocking
+    ///
+    /// Takes the lock's break lock, which other processes hold for a few
+    /// system calls at most, unless one of them is stopped while holding
+    /// it. In async code use [`keep_alive`](Self::keep_alive), which renews
+    /// on a blocking-pool thread.
+    pub fn refresh(&mut self) -> Result<(), Error> {
+        let result = self.entry.refresh(&self.handle);
+        self.refreshed(result)
+    }
+
+    fn refreshed(
+        &mut self,
+        result: std::io::Result<Option<Arc<HolderRecord>>>,
+    ) -> Result<(), Error> {
+        match result {
+            Ok(renewed) => {
+                if renewed.is_some() {
+                    self.record = renewed;
+                }
+                Ok(())
+            }
+            Err(e) => Err(Error::io(&self.handle.path, Op::Lock, e)),
+        }
+    }
+
+    /// Whether this guard still holds its lock. Always `true` for OS locks,
+    /// which only the holder can release. For a soft lock or lease: whether
+    /// the lock file is still the one it published and the lease (if any)
+    /// has not lapsed. A `false` means another process may hold it now, and
+    /// this guard's fencing token is stale.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lockyard::{FileLock, LockOptions};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let lock = FileLock::with_options(dir.path().join("job.lock"), LockOptions::new().soft());
+    /// let guard = lock.try_lock()?;
+    /// assert!(guard.still_held()?);
+    /// // Someone removes the sidecar behind the holder's back.
+    /// std::fs::remove_file(lock.path())?;
+    /// assert!(!guard.still_held()?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// When the lock file cannot be read.
+    ///
+    /// # Blocking
+    ///
+    /// One or two system calls on the lock file (a soft lock or lease).
+    pub fn still_held(&self) -> Result<bool, Error> {
+        self.entry
+            .still_held(&self.handle)
+            .map_err(|e| Error::io(&self.handle.path, Op::Inspect, e))
+    }
+
+    /// Keeps a lease alive: renews it every third of its TTL, for as long as
+    /// it is polled. Run it beside the work (`select!`, `race`, `join`);
+    /// it only finishes when renewal fails, with the reason
+    /// ([`ErrorKind::Lost`](crate::ErrorKind::Lost) if another process took
+    /// over). For locks without a TTL it never finishes.
+    ///
+    /// Its timer is async-io's, so it runs under any executor.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use lockyard::{FileLock, LockOptions};
+    ///
+    /// # futures_lite::future::block_on(async {
+    /// let dir = tempfile::tempdir()?;
+    /// let lock = FileLock::with_options(dir.path().join("job.lock"), LockOptions::new().lease(Duration::from_millis(300)));
+    /// let mut guard = lock.lock().await?;
+    /// let work = async {
+    ///     async_io::Timer::after(Duration::from_millis(500)).await; // longer than the TTL
+    ///     "done"
+    /// };
+    /// // The work wins the race: the lease was renewed meanwhile.
+    /// let outcome = futures_lite::future::or(async { Ok(work.await) }, async { Err(guard.keep_alive().await) }).await;
+    /// assert_eq!(outcome.map_err(|e| e.kind()), Ok("done"));
+    /// assert!(guard.still_held()?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping it stops the renewals; a renewal already running on the
+    /// blocking pool finishes there. The guard still holds the lock.
+    pub async fn keep_alive(&mut self) -> Error {
+        let ttl = self.record.as_ref().and_then(|r| r.ttl());
+        let Some(ttl) = ttl else {
+            return std::future::pending().await;
+        };
+        let period = (ttl / 3).max(Duration::from_millis(1));
+        loop {
+            async_io::Timer::after(period).await;
+            // Off the executor's thread: renewal may wait for the break lock.
+            let (entry, handle) = (Arc::clone(&self.entry), Arc::clone(&self.handle));
+            let result = blocking::unblock(move || entry.refresh(&handle)).await;
+            if let Err(e) = self.refreshed(result) {
+                return e;
+            }
+        }
+    }
+
+    /// Resolves when this guard no longer holds its lock (a lease that
+    /// lapsed or was taken over), checking every `every`; never for OS
+    /// locks. The "lost" signal to race against the work.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use lockyard::{ErrorKind, FileLock, LockOptions};
+    ///
+    /// # futures_lite::future::block_on(async {
+    /// let dir = tempfile::tempdir()?;
+    /// let lock = FileLock::with_options(dir.path().join("job.lock"), LockOptions::new().soft());
+    /// let guard = lock.lock().await?;
+    /// std::fs::remove_file(lock.path())?; // broken behind the holder's back
+    /// let e = guard.lost(Duration::from_millis(10)).await;
+    /// assert_eq!(e.kind(), ErrorKind::Lost);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping it stops the checks; nothing else changes.
+    pub async fn lost(&self, every: Duration) -> Error {
+        loop {
+            async_io::Timer::after(every).await;
+            match self.still_held() {
+                Ok(true) => {}
+                Ok(false) => return Error::lost(&self.handle.path),
+                Err(e) => return e,
+            }
+        }
+    }
+}
