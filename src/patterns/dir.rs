@@ -280,6 +280,12 @@ impl LockDir {
     ///
     /// [`ErrorKind::InvalidPath`](crate::ErrorKind::InvalidPath) for an empty
     /// or over-long name; otherwise as for [`FileLock::lock`].
+    ///
+    /// # Panics
+    ///
+    /// As for [`FileLock::lock`](crate::FileLock::lock): with the `tokio`
+    /// feature, when polled inside a tokio runtime built without its time or
+    /// I/O driver.
     pub fn lock(&self, name: &str) -> Acquire {
         self.acquire(name, LockMode::Exclusive)
     }
@@ -308,6 +314,12 @@ impl LockDir {
     /// # Errors
     ///
     /// As for [`lock`](Self::lock).
+    ///
+    /// # Panics
+    ///
+    /// As for [`FileLock::lock`](crate::FileLock::lock): with the `tokio`
+    /// feature, when polled inside a tokio runtime built without its time or
+    /// I/O driver.
     pub fn lock_shared(&self, name: &str) -> Acquire {
         self.acquire(name, LockMode::Shared)
     }

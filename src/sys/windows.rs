@@ -7,7 +7,10 @@
 //! that lock the whole file the way `std::fs::File::lock` does (its range
 //! `0..u64::MAX` covers that byte).
 //!
-//! This is the only module of the crate that contains `unsafe` code.
+//! It holds the crate's Windows `unsafe` code, each block with a
+//! `SAFETY:` comment; the other `unsafe` blocks are the Unix file-event
+//! sources (`notify/kqueue.rs`, one call in `notify/watch.rs`). CONTRIBUTING
+//! lists them.
 #![allow(unsafe_code)]
 
 use std::fs::{File, OpenOptions};

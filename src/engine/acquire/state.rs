@@ -134,15 +134,10 @@ impl Retry {
     }
 
     /// Reads the hint's generation just before an attempt, so a signal
-    /// during the attempt is not missed. A generation that moved since the
-    /// last look means the hint woke this attempt (see `schedule`).
+    /// during the attempt is not missed.
     pub(super) fn note_generation(&mut self) {
-        if let HintState::Watching { hint, seen, fired } = &mut self.hint {
-            let now = hint.generation();
-            if now != *seen {
-                *fired = true;
-            }
-            *seen = now;
+        if let HintState::Watching { hint, seen, .. } = &mut self.hint {
+            *seen = hint.generation();
         }
     }
 

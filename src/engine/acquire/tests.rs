@@ -111,6 +111,9 @@ struct Script {
     commits: AtomicUsize,
     /// The next open fails.
     fail_open: AtomicBool,
+    /// The next attempt makes the hint fire (a release signalled while
+    /// the attempt runs).
+    signal_during_attempt: AtomicBool,
 }
 
 #[derive(Debug)]
@@ -160,6 +163,9 @@ impl Hint for ScriptHint {
 impl Resource for Scripted {
     fn try_acquire(&self, _mode: LockMode, _p: Params<'_>) -> io::Result<Attempted> {
         self.0.attempts.fetch_add(1, Ordering::SeqCst);
+        if self.0.signal_during_attempt.swap(false, Ordering::SeqCst) {
+            self.0.generation.fetch_add(1, Ordering::SeqCst);
+        }
         Ok(if self.0.held_elsewhere.load(Ordering::SeqCst) {
             Attempted::Busy
         } else {
@@ -317,11 +323,20 @@ fn a_hint_brings_the_retry_forward_to_a_settle_delay() {
     // watch would have fired nothing).
     assert_eq!(script.attempts.load(Ordering::SeqCst), 3);
     assert_eq!(d.wake_at, Some(d.now + MS));
-    // The hint fires: an attempt at once, and since it failed, a retry
-    // after the settle delay rather than the backoff's next 2 ms.
+    // The hint wakes the waiter: an attempt at once; it failed, and the
+    // backoff's retry stays where it was.
+    let backoff_retry = d.wake_at;
     script.generation.fetch_add(1, Ordering::SeqCst);
     assert!(d.poll(&mut core).is_pending());
     assert_eq!(script.attempts.load(Ordering::SeqCst), 4);
+    assert_eq!(d.wake_at, backoff_retry);
+    // A signal seen while the poll runs (the kernel reports a close just
+    // before it drops the lock) brings the retry forward to the settle
+    // delay.
+    script.signal_during_attempt.store(true, Ordering::SeqCst);
+    assert!(d.poll(&mut core).is_pending());
+    // The attempt the signal came during, and one more for the signal.
+    assert_eq!(script.attempts.load(Ordering::SeqCst), 6);
     assert_eq!(d.wake_at, Some(d.now + super::SETTLE));
     script.held_elsewhere.store(false, Ordering::SeqCst);
     script.generation.fetch_add(1, Ordering::SeqCst);
