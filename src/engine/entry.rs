@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use super::handle::Handle;
 use super::hint::Hint;
-use super::queue::{Arrival, Held, Queue, Slot, SlotState, Turn};
+use super::queue::{Arrival, Cancelled, Held, Queue, Slot, SlotState, Turn};
 use super::registry;
 use super::resource::{Attempted, BlockingWait, Holders, Key, Resource, Upgrade};
 use crate::mode::LockMode;
@@ -244,12 +244,11 @@ impl Entry {
     /// The waiter behind `slot` gives up (dropped, timed out, failed). If it
     /// had been granted the lock without noticing, the lock is released.
     pub(crate) fn cancel(&self, slot: &Arc<Slot>, h: &Handle) {
-        match slot.state() {
-            SlotState::Granted => {
+        match self.queue.cancel(slot) {
+            Cancelled::Removed(wakes) => wakes.deliver(),
+            Cancelled::WasGranted => {
                 let _ = self.release(slot.mode(), None, h);
             }
-            SlotState::Retired => {}
-            SlotState::Waiting => self.queue.cancel(slot).deliver(),
         }
     }
 

@@ -194,6 +194,15 @@ pub(crate) enum Arrival {
     Wait,
 }
 
+/// What cancelling a slot came to ([`Queue::cancel`]).
+#[derive(Debug)]
+pub(crate) enum Cancelled {
+    /// Out of the queue (or never in it); these wake-ups are owed.
+    Removed(Wakes),
+    /// It had been granted the lock: release that hold.
+    WasGranted,
+}
+
 /// How a backend operation begun on the queue ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Turn {
@@ -390,9 +399,15 @@ impl Queue {
     }
 
     /// Removes a waiter that gives up. Its turn, if it was at the head,
-    /// passes on.
-    pub(crate) fn cancel(&self, slot: &Arc<Slot>) -> Wakes {
+    /// passes on. Decided under the list's mutex, where grants are made:
+    /// a slot granted a moment ago is reported so its hold is released.
+    pub(crate) fn cancel(&self, slot: &Arc<Slot>) -> Cancelled {
         let mut list = self.list();
+        match slot.state() {
+            SlotState::Granted => return Cancelled::WasGranted,
+            SlotState::Retired => return Cancelled::Removed(Wakes::default()),
+            SlotState::Waiting => {}
+        }
         match list.iter().position(|s| Arc::ptr_eq(s, slot)) {
             Some(i) => {
                 list.remove(i);
@@ -400,11 +415,11 @@ impl Queue {
                     self.word.fetch_and(!WAITERS, Ordering::AcqRel);
                 }
                 if i == 0 {
-                    return self.dispatch(&mut list);
+                    return Cancelled::Removed(self.dispatch(&mut list));
                 }
-                Wakes::default()
+                Cancelled::Removed(Wakes::default())
             }
-            None => Wakes::default(),
+            None => Cancelled::Removed(Wakes::default()),
         }
     }
 

@@ -3,6 +3,13 @@
 use super::*;
 use LockMode::{Exclusive, Shared};
 
+fn removed(c: Cancelled) -> usize {
+    match c {
+        Cancelled::Removed(wakes) => wakes.count(),
+        Cancelled::WasGranted => panic!("the slot had been granted"),
+    }
+}
+
 fn queued(q: &Queue, mode: LockMode) -> Arc<Slot> {
     let slot = Slot::new(mode);
     q.push(&slot, false);
@@ -100,6 +107,8 @@ fn a_release_grants_shared_waiters_together_up_to_a_writer() {
     let wakes = q.end_attempt(Some(&r1), Shared, Turn::Locked);
     assert_eq!(wakes.count(), 1, "r2 is granted with r1");
     assert_eq!(r2.state(), SlotState::Granted);
+    // Giving up a slot granted a moment ago is told to release it.
+    assert!(matches!(q.cancel(&r2), Cancelled::WasGranted));
     assert_eq!(q.held(), Held::Shared(2));
     assert_eq!(w.state(), SlotState::Waiting);
     assert_eq!(r3.state(), SlotState::Waiting);
@@ -115,11 +124,11 @@ fn cancelling_the_head_passes_the_turn_and_others_do_not() {
     let a = queued(&q, Exclusive);
     let b = queued(&q, Exclusive);
     let c = queued(&q, Exclusive);
-    assert_eq!(q.cancel(&b).count(), 0);
-    assert_eq!(q.cancel(&a).count(), 1);
+    assert_eq!(removed(q.cancel(&b)), 0);
+    assert_eq!(removed(q.cancel(&a)), 1);
     assert!(q.begin_turn(&c));
     // A slot no longer queued is ignored.
-    assert_eq!(q.cancel(&a).count(), 0);
+    assert_eq!(removed(q.cancel(&a)), 0);
 }
 
 #[test]
@@ -128,7 +137,7 @@ fn nobody_is_told_of_a_turn_while_an_operation_runs() {
     assert_eq!(q.arrive(Exclusive), Arrival::Attempt);
     let a = queued(&q, Exclusive);
     // The head gives up while the attempt runs: no turn to hand out.
-    assert_eq!(q.cancel(&a).count(), 0);
+    assert_eq!(removed(q.cancel(&a)), 0);
     let b = queued(&q, Exclusive);
     let wakes = q.end_attempt(None, Exclusive, Turn::Failed);
     assert_eq!(wakes.count(), 1, "the attempt's end tells the head");
