@@ -480,3 +480,48 @@ fn mixed_modes_under_threads_exclude_each_other() {
     }
     assert_eq!(lock.waiters(), 0);
 }
+
+/// Waiters dropped at the moment a release hands them the lock: no
+/// grant is left behind (the lock is free once everyone is gone).
+#[test]
+fn waiters_dropped_during_a_hand_off_leave_no_hold() {
+    use std::sync::{Arc, Barrier};
+    let dir = tempdir();
+    let lock = lock_at(dir.path().join("handoff.lock"));
+    for round in 0..200 {
+        let writer = lock.lock_blocking().unwrap();
+        // A reader that takes the lock when the writer lets go; the
+        // release grants the readers queued behind it at the same moment.
+        let first = {
+            let lock = lock.clone();
+            std::thread::spawn(move || drop(lock.lock_shared_blocking().unwrap()))
+        };
+        while lock.waiters() < 1 {
+            std::thread::yield_now();
+        }
+        let barrier = Arc::new(Barrier::new(4));
+        let droppers: Vec<_> = (0..3)
+            .map(|_| {
+                let (lock, barrier) = (lock.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    let mut waiting = Box::pin(lock.lock_shared());
+                    let polled = futures::executor::block_on(future::poll_once(&mut waiting));
+                    assert!(polled.is_none(), "a reader got in past the writer");
+                    barrier.wait();
+                    drop(waiting);
+                })
+            })
+            .collect();
+        while lock.waiters() < 4 {
+            std::thread::yield_now();
+        }
+        barrier.wait();
+        drop(writer);
+        join_within(first, Duration::from_secs(20), "the first reader never finished");
+        for t in droppers {
+            join_within(t, Duration::from_secs(20), "a dropper never finished");
+        }
+        let free = lock.try_lock();
+        assert!(free.is_ok(), "round {round}: {:?}", free.err());
+    }
+}
