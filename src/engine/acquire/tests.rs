@@ -30,6 +30,9 @@ struct TestDriver {
     may_block: bool,
     /// The earliest instant the last poll asked to be woken at.
     wake_at: Option<Instant>,
+    /// Opens run on the real blocking pool (so they can be in progress),
+    /// not inline.
+    pool_opens: bool,
 }
 
 impl TestDriver {
@@ -38,6 +41,20 @@ impl TestDriver {
             now: Instant::now(),
             may_block,
             wake_at: None,
+            pool_opens: false,
+        }
+    }
+
+    /// Polls until the machine stops waiting for a blocking-pool task
+    /// (at most 20 s of real time).
+    fn poll_past_pool(&mut self, core: &mut Core) -> Poll<Granted> {
+        let patience = Instant::now() + Duration::from_secs(20);
+        loop {
+            let polled = self.poll(core);
+            if polled.is_ready() || core.phase.name() != "opening" || Instant::now() > patience {
+                return polled;
+            }
+            std::thread::sleep(Duration::from_millis(1));
         }
     }
 
@@ -80,10 +97,14 @@ impl Driver for TestDriver {
 
     fn run<T: Send + 'static>(
         &mut self,
-        _work: Work,
+        work: Work,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Task<T> {
-        Task::inline(f)
+        if work == Work::Open && self.pool_opens {
+            Task::spawn(Clock::Std, f)
+        } else {
+            Task::inline(f)
+        }
     }
 
     fn poll_task<T: Send + 'static>(&mut self, task: &mut Task<T>) -> Poll<io::Result<T>> {
@@ -114,6 +135,8 @@ struct Script {
     /// The next attempt makes the hint fire (a release signalled while
     /// the attempt runs).
     signal_during_attempt: AtomicBool,
+    /// Opens wait for a message on this (at most 20 s).
+    open_gate: Mutex<Option<std::sync::mpsc::Receiver<()>>>,
 }
 
 #[derive(Debug)]
@@ -121,6 +144,10 @@ struct ScriptedOpener(Arc<Script>);
 
 impl Opener for ScriptedOpener {
     fn open(&self) -> Result<(Key, Box<dyn Resource>), Error> {
+        let gate = self.0.open_gate.lock().unwrap().take();
+        if let Some(gate) = gate {
+            let _ = gate.recv_timeout(Duration::from_secs(20));
+        }
         let n = self.0.opens.fetch_add(1, Ordering::SeqCst);
         if self.0.fail_open.swap(false, Ordering::SeqCst) {
             return Err(Error::io(
@@ -508,6 +535,54 @@ fn polling_after_completion_is_an_error_not_a_panic() {
     );
     assert!(acquired(d.poll(&mut core)));
     assert!(matches!(d.poll(&mut core), Poll::Ready(Err(_))));
+}
+
+#[test]
+fn a_deadline_passing_while_the_resource_opens_ends_the_wait() {
+    let (open, gate) = std::sync::mpsc::channel();
+    let script = Arc::new(Script {
+        open_gate: Mutex::new(Some(gate)),
+        ..Script::default()
+    });
+    let h = handle(&script, WaitStrategy::Backoff);
+    let mut d = TestDriver::new(false);
+    d.pool_opens = true;
+    let mut core = Core::new(Arc::clone(&h), LockMode::Exclusive, Wait::For(5 * MS));
+    assert!(d.poll(&mut core).is_pending());
+    assert_eq!(phase(&core), "opening");
+    d.advance_to_wake();
+    match d.poll(&mut core) {
+        Poll::Ready(Err(e)) => assert_eq!(e.kind(), ErrorKind::TimedOut),
+        other => panic!("{other:?}"),
+    }
+    // The claim on the opening was given back: the next acquisition opens
+    // the resource itself.
+    drop(open);
+    let mut d = TestDriver::new(false);
+    let mut next = Core::new(h, LockMode::Exclusive, Wait::Forever);
+    assert!(acquired(d.poll(&mut next)));
+}
+
+#[test]
+fn a_second_acquisition_waits_for_the_first_one_s_open() {
+    let (open, gate) = std::sync::mpsc::channel();
+    let script = Arc::new(Script {
+        open_gate: Mutex::new(Some(gate)),
+        ..Script::default()
+    });
+    let h = handle(&script, WaitStrategy::Backoff);
+    let mut d = TestDriver::new(false);
+    d.pool_opens = true;
+    let mut first = Core::new(Arc::clone(&h), LockMode::Shared, Wait::Forever);
+    let mut second = Core::new(Arc::clone(&h), LockMode::Shared, Wait::Forever);
+    assert!(d.poll(&mut first).is_pending());
+    assert!(d.poll(&mut second).is_pending());
+    assert!(matches!(second.phase, Phase::AwaitingOpen(_)));
+    open.send(()).unwrap();
+    assert!(acquired(d.poll_past_pool(&mut first)));
+    // Told that the open ended, the second finds the entry and joins.
+    assert!(acquired(d.poll(&mut second)));
+    assert_eq!(script.opens.load(Ordering::SeqCst), 1);
 }
 
 // Single-flight opening, on real lock files.
