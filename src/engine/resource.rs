@@ -14,8 +14,10 @@
 //! - The other methods may be called at any time, from any thread.
 //!
 //! # The backend's promises
-//! - `try_acquire` never waits for another holder; anything that may wait
-//!   goes in the task from [`blocking_wait`](Resource::blocking_wait),
+//! - `try_acquire` never waits for another holder, and returns quickly:
+//!   the engine calls it inline, inside a future's `poll` (one system call
+//!   for a file). Anything that may wait goes in the task from
+//!   [`blocking_wait`](Resource::blocking_wait),
 //!   which owns what it needs and must release whatever it took if its
 //!   result is dropped.
 //! - `release` never waits for another holder either: it runs in `Drop`.
