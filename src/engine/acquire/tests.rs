@@ -260,6 +260,22 @@ impl Resource for Scripted {
 
 const MS: Duration = Duration::from_millis(1);
 
+/// A script in which another process holds the lock.
+fn held_elsewhere() -> Script {
+    Script {
+        held_elsewhere: AtomicBool::new(true),
+        ..Script::default()
+    }
+}
+
+/// Held elsewhere, with a blocking wait that comes back with `waited`.
+fn blocking_wait_gives(waited: Waited) -> Arc<Script> {
+    Arc::new(Script {
+        blocking: Mutex::new(Some(waited)),
+        ..held_elsewhere()
+    })
+}
+
 /// A handle on a scripted resource, backing off 1, 2, 4... ms (no jitter).
 fn handle(script: &Arc<Script>, strategy: WaitStrategy) -> Arc<Handle> {
     let config = Config {
@@ -305,10 +321,7 @@ fn an_uncontended_acquisition_opens_then_takes_the_lock_in_one_poll() {
 
 #[test]
 fn the_head_retries_on_backoff_and_a_new_turn_starts_it_over() {
-    let script = Arc::new(Script {
-        held_elsewhere: AtomicBool::new(true),
-        ..Script::default()
-    });
+    let script = Arc::new(held_elsewhere());
     let h = handle(&script, WaitStrategy::Backoff);
     let mut d = TestDriver::new(false);
     let mut core = Core::new(h, LockMode::Exclusive, Wait::Forever);
@@ -337,9 +350,8 @@ fn the_head_retries_on_backoff_and_a_new_turn_starts_it_over() {
 #[test]
 fn a_hint_brings_the_retry_forward_to_a_settle_delay() {
     let script = Arc::new(Script {
-        held_elsewhere: AtomicBool::new(true),
         hint: true,
-        ..Script::default()
+        ..held_elsewhere()
     });
     let h = handle(&script, WaitStrategy::Backoff);
     let mut d = TestDriver::new(false);
@@ -372,10 +384,7 @@ fn a_hint_brings_the_retry_forward_to_a_settle_delay() {
 
 #[test]
 fn a_deadline_ends_the_wait_and_leaves_the_queue() {
-    let script = Arc::new(Script {
-        held_elsewhere: AtomicBool::new(true),
-        ..Script::default()
-    });
+    let script = Arc::new(held_elsewhere());
     let h = handle(&script, WaitStrategy::Backoff);
     let mut d = TestDriver::new(false);
     let mut core = Core::new(Arc::clone(&h), LockMode::Exclusive, Wait::For(3 * MS));
@@ -399,10 +408,7 @@ fn a_deadline_ends_the_wait_and_leaves_the_queue() {
 
 #[test]
 fn a_try_once_fails_at_once_without_queueing() {
-    let script = Arc::new(Script {
-        held_elsewhere: AtomicBool::new(true),
-        ..Script::default()
-    });
+    let script = Arc::new(held_elsewhere());
     let h = handle(&script, WaitStrategy::Backoff);
     let mut d = TestDriver::new(false);
     let mut core = Core::new(Arc::clone(&h), LockMode::Exclusive, Wait::TryOnce);
@@ -437,11 +443,7 @@ fn a_waiter_behind_this_process_waits_in_line_until_the_release() {
 
 #[test]
 fn a_blocking_caller_waits_in_the_backend_and_commits_its_lock() {
-    let script = Arc::new(Script {
-        held_elsewhere: AtomicBool::new(true),
-        blocking: Mutex::new(Some(Waited::Locked(Box::new(())))),
-        ..Script::default()
-    });
+    let script = blocking_wait_gives(Waited::Locked(Box::new(())));
     let h = handle(&script, WaitStrategy::Backoff);
     // A blocking caller with no deadline: its own thread waits.
     let mut d = TestDriver::new(true);
@@ -454,11 +456,7 @@ fn a_blocking_caller_waits_in_the_backend_and_commits_its_lock() {
 
 #[test]
 fn the_blocking_pool_strategy_waits_in_the_backend_for_futures_too() {
-    let script = Arc::new(Script {
-        held_elsewhere: AtomicBool::new(true),
-        blocking: Mutex::new(Some(Waited::Locked(Box::new(())))),
-        ..Script::default()
-    });
+    let script = blocking_wait_gives(Waited::Locked(Box::new(())));
     let h = handle(&script, WaitStrategy::BlockingPool);
     let mut d = TestDriver::new(false);
     let mut core = Core::new(h, LockMode::Exclusive, Wait::Forever);
@@ -468,10 +466,7 @@ fn the_blocking_pool_strategy_waits_in_the_backend_for_futures_too() {
 
 #[test]
 fn a_backend_without_a_blocking_wait_falls_back_to_retrying() {
-    let script = Arc::new(Script {
-        held_elsewhere: AtomicBool::new(true),
-        ..Script::default()
-    });
+    let script = Arc::new(held_elsewhere());
     let h = handle(&script, WaitStrategy::BlockingPool);
     let mut d = TestDriver::new(false);
     let mut core = Core::new(h, LockMode::Exclusive, Wait::Forever);
@@ -485,11 +480,7 @@ fn a_backend_without_a_blocking_wait_falls_back_to_retrying() {
 
 #[test]
 fn a_resource_replaced_during_a_blocking_wait_is_opened_again() {
-    let script = Arc::new(Script {
-        held_elsewhere: AtomicBool::new(true),
-        blocking: Mutex::new(Some(Waited::Replaced)),
-        ..Script::default()
-    });
+    let script = blocking_wait_gives(Waited::Replaced);
     let h = handle(&script, WaitStrategy::Backoff);
     let mut d = TestDriver::new(true);
     let mut core = Core::new(h, LockMode::Exclusive, Wait::For(50 * MS));
