@@ -525,3 +525,60 @@ fn waiters_dropped_during_a_hand_off_leave_no_hold() {
         assert!(free.is_ok(), "round {round}: {:?}", free.err());
     }
 }
+
+/// Tasks on a multi-threaded tokio runtime taking the lock shared and
+/// exclusive with short timeouts, so that many give up while queued or
+/// while being handed the lock: a writer is always alone, and nothing is
+/// left held or queued at the end.
+#[test]
+fn tasks_with_timeouts_exclude_each_other_and_leave_nothing_held() {
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    use std::sync::Arc;
+    let dir = tempdir();
+    let lock = lock_at(dir.path().join("tasks.lock"));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (writers, readers) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let tasks: Vec<_> = (0..40u64)
+        .map(|t| {
+            let (lock, writers, readers) = (lock.clone(), writers.clone(), readers.clone());
+            runtime.spawn(async move {
+                for i in 0..100u64 {
+                    let exclusive = (t * 7 + i) % 3 != 0;
+                    let timeout = Duration::from_micros(50 + (t * 131 + i * 17) % 3000);
+                    let taken = if exclusive {
+                        lock.lock_timeout(timeout).await
+                    } else {
+                        lock.lock_shared_timeout(timeout).await
+                    };
+                    let Ok(guard) = taken else { continue };
+                    if exclusive {
+                        assert_eq!(writers.fetch_add(1, SeqCst), 0, "two writers");
+                        assert_eq!(readers.load(SeqCst), 0, "a writer with readers");
+                        tokio::task::yield_now().await;
+                        writers.fetch_sub(1, SeqCst);
+                    } else {
+                        readers.fetch_add(1, SeqCst);
+                        assert_eq!(writers.load(SeqCst), 0, "a reader with a writer");
+                        tokio::task::yield_now().await;
+                        readers.fetch_sub(1, SeqCst);
+                    }
+                    drop(guard);
+                }
+            })
+        })
+        .collect();
+    runtime.block_on(async {
+        for task in tasks {
+            tokio::time::timeout(Duration::from_secs(60), task)
+                .await
+                .expect("a task never finished")
+                .unwrap();
+        }
+    });
+    assert_eq!(lock.waiters(), 0);
+    assert!(lock.try_lock().is_ok(), "a hold was left behind");
+}
