@@ -122,6 +122,11 @@ fn child_main() {
             dropped_futures(&lock_path);
             say("ok");
         }
+        #[cfg(target_os = "linux")]
+        "removed_on_release" => {
+            removed_on_release(&lock_path);
+            say("ok");
+        }
         other => panic!("unknown role {other}"),
     }
 }
@@ -435,6 +440,36 @@ fn dropped_futures(path: &Path) {
     assert_eq!(try_in_child(path, "exclusive"), "ok");
     drop(lock);
     assert_eq!(common::open_fds(), before_handle);
+}
+
+/// A lock file removed on release leaves no descriptor of the deleted
+/// file open, though its handle lives on.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_removed_lock_file_keeps_no_descriptor_open() {
+    run_isolated("removed_on_release");
+}
+
+#[cfg(target_os = "linux")]
+fn removed_on_release(path: &Path) {
+    let before = common::open_fds();
+    let lock = FileLock::with_options(path, LockOptions::new().remove_on_release(true));
+    for unlock in [true, false] {
+        let guard = lock.try_lock().unwrap();
+        assert_eq!(common::open_fds(), before + 1);
+        if unlock {
+            guard.unlock().unwrap();
+        } else {
+            drop(guard);
+        }
+        assert!(!path.exists());
+        assert_eq!(
+            common::open_fds(),
+            before,
+            "a descriptor of the deleted file stayed open"
+        );
+    }
+    drop(lock);
 }
 
 /// Descriptor counts are only meaningful in a process of their own: the

@@ -211,9 +211,20 @@ impl FileLockGuard {
         } else {
             Op::Unlock
         };
-        self.entry
-            .release(self.mode, self.record.take(), &self.handle)
-            .map_err(|e| Error::io(&self.handle.path, op, e))
+        let released = self
+            .entry
+            .release(self.mode, self.record.take(), &self.handle);
+        self.let_go_if_retired();
+        released.map_err(|e| Error::io(&self.handle.path, op, e))
+    }
+
+    /// After a release that retired the entry (the lock file was removed,
+    /// or unlocking failed), the handle lets go of it too: its descriptor
+    /// closes once this guard is gone.
+    fn let_go_if_retired(&self) {
+        if self.entry.is_retired() {
+            self.handle.let_go_if_retired();
+        }
     }
 }
 
@@ -223,6 +234,7 @@ impl Drop for FileLockGuard {
             let _ = self
                 .entry
                 .release(self.mode, self.record.take(), &self.handle);
+            self.let_go_if_retired();
         }
     }
 }

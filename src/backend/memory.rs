@@ -7,7 +7,6 @@
 //! counter per name, never persisted), and its wake hint is an in-memory
 //! event.
 
-use std::any::Any;
 use std::collections::HashMap;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,9 +16,7 @@ use std::task::{Context, Poll};
 use event_listener::{Event, EventListener};
 use futures_lite::FutureExt;
 
-use crate::engine::{
-    Attempted, BlockingWait, Hint, Holders, Key, Opener, Params, Resource, Upgrade,
-};
+use crate::engine::{Attempted, Hint, Holders, Key, Opener, Params, Resource, Upgrade};
 use crate::error::Error;
 use crate::mode::LockMode;
 use crate::options::LockOptions;
@@ -129,21 +126,6 @@ impl Resource for MemoryLock {
         }
     }
 
-    fn blocking_wait(&self, _mode: LockMode, _p: Params<'_>) -> Option<BlockingWait> {
-        None
-    }
-
-    fn commit_wait(
-        &self,
-        _mode: LockMode,
-        _lock: Box<dyn Any + Send>,
-        _p: Params<'_>,
-    ) -> io::Result<Attempted> {
-        Err(io::Error::other(
-            "a memory lock has no blocking wait to commit",
-        ))
-    }
-
     fn release(
         &self,
         mode: LockMode,
@@ -201,16 +183,6 @@ impl Resource for MemoryLock {
             os: Vec::new(),
         }
     }
-
-    fn refresh(&self, _p: Params<'_>) -> io::Result<Option<Arc<HolderRecord>>> {
-        Ok(None)
-    }
-
-    fn still_held(&self, held: bool, _p: Params<'_>) -> io::Result<bool> {
-        Ok(held)
-    }
-
-    fn close(&self) {}
 }
 
 /// Fires when any holder of the name releases it.

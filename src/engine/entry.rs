@@ -276,10 +276,13 @@ impl Entry {
                 Ok(())
             }
             Ok(false) => Ok(()),
-            // Nothing is held any more: a backend that cannot release
-            // cleanly drops what it held (closing a descriptor releases
-            // its lock) and reports `Replaced` next time.
-            Err(e) => Err(e),
+            // A backend that could not release cleanly gives up what it
+            // holds: the entry retires, and once its last user lets go its
+            // descriptor (or connection) closes, which releases for certain.
+            Err(e) => {
+                self.retire();
+                Err(e)
+            }
         }
     }
 

@@ -83,6 +83,16 @@ impl Handle {
         slot.as_ref().filter(|e| !e.is_retired()).cloned()
     }
 
+    /// Lets go of the cached entry if it retired, so that it (and the
+    /// descriptor or connection it holds) goes as soon as its last guard
+    /// or waiter does, not at this handle's next acquisition.
+    pub(crate) fn let_go_if_retired(&self) {
+        let mut slot = self.entry.lock().unwrap_or_else(PoisonError::into_inner);
+        let retired = slot.take_if(|e| e.is_retired());
+        drop(slot);
+        drop(retired);
+    }
+
     /// Claims the opening of the resource for this handle. `Err` with a
     /// listener if another acquisition is opening it: wait for the
     /// listener, then look at [`cached`](Self::cached) again. (The listener

@@ -113,16 +113,22 @@ pub(crate) trait Resource: Send + Sync + fmt::Debug {
     fn try_acquire(&self, mode: LockMode, p: Params<'_>) -> io::Result<Attempted>;
 
     /// A wait for the lock that blocks a thread (the kernel's blocking
-    /// lock call), when the backend has one.
-    fn blocking_wait(&self, mode: LockMode, p: Params<'_>) -> Option<BlockingWait>;
+    /// lock call), when the backend has one. None by default: the engine
+    /// then retries on its backoff and wake hints.
+    fn blocking_wait(&self, _mode: LockMode, _p: Params<'_>) -> Option<BlockingWait> {
+        None
+    }
 
-    /// Takes over a lock a [`blocking_wait`](Self::blocking_wait) obtained.
+    /// Takes over a lock a [`blocking_wait`](Self::blocking_wait) obtained
+    /// (never called for a backend that has none).
     fn commit_wait(
         &self,
-        mode: LockMode,
-        lock: Box<dyn Any + Send>,
-        p: Params<'_>,
-    ) -> io::Result<Attempted>;
+        _mode: LockMode,
+        _lock: Box<dyn Any + Send>,
+        _p: Params<'_>,
+    ) -> io::Result<Attempted> {
+        Err(io::Error::other("this lock has no blocking wait to commit"))
+    }
 
     /// Releases the lock held in `mode`, whose hold published `record`.
     /// `last` is true when nobody in this process waits for it. `Ok(true)`
@@ -136,13 +142,19 @@ pub(crate) trait Resource: Send + Sync + fmt::Debug {
         p: Params<'_>,
     ) -> io::Result<bool>;
 
-    /// Converts a shared hold into an exclusive one without waiting.
-    fn upgrade(&self, p: Params<'_>) -> io::Result<Upgrade>;
+    /// Converts a shared hold into an exclusive one without waiting (only
+    /// called where [`supports_shared`](Self::supports_shared)).
+    fn upgrade(&self, _p: Params<'_>) -> io::Result<Upgrade> {
+        Err(exclusive_only())
+    }
 
     /// Converts an exclusive hold, which published `record`, into a shared
     /// one. `Ok(false)` if the lock was lost on the way (where conversion
-    /// is not atomic).
-    fn downgrade(&self, record: Option<Arc<HolderRecord>>, p: Params<'_>) -> io::Result<bool>;
+    /// is not atomic). Only called where
+    /// [`supports_shared`](Self::supports_shared).
+    fn downgrade(&self, _record: Option<Arc<HolderRecord>>, _p: Params<'_>) -> io::Result<bool> {
+        Err(exclusive_only())
+    }
 
     /// Whether this resource can be held shared at all.
     fn supports_shared(&self) -> bool;
@@ -152,19 +164,30 @@ pub(crate) trait Resource: Send + Sync + fmt::Debug {
     /// none: the engine then retries on its backoff alone.
     fn wake_hint(&self, p: Params<'_>) -> Option<Box<dyn Hint>>;
 
-    /// Who holds the lock, when an attempt found it busy (and this
-    /// process holds no exclusive record of its own).
+    /// Who holds the lock (this process included), for an error saying
+    /// it is busy.
     fn holders(&self, p: Params<'_>) -> Holders;
 
     /// Renews this process's lease and returns its renewed record; a
-    /// no-op (`None`) for other locks. May block briefly (see the backend).
-    fn refresh(&self, p: Params<'_>) -> io::Result<Option<Arc<HolderRecord>>>;
+    /// no-op (`None`, the default) for locks without one. May block
+    /// briefly (see the backend).
+    fn refresh(&self, _p: Params<'_>) -> io::Result<Option<Arc<HolderRecord>>> {
+        Ok(None)
+    }
 
     /// Whether this process's hold is still its own (a lease that lapsed
-    /// and was taken over is not).
-    fn still_held(&self, held: bool, p: Params<'_>) -> io::Result<bool>;
+    /// and was taken over is not). By default, whether the engine says it
+    /// holds it (`held`): only the holder can release such a lock.
+    fn still_held(&self, held: bool, _p: Params<'_>) -> io::Result<bool> {
+        Ok(held)
+    }
 
     /// The entry retired: close what can be closed (a held lock is
-    /// released by its own release first).
-    fn close(&self);
+    /// released by its own release first). Nothing by default.
+    fn close(&self) {}
+}
+
+/// Why a conversion was asked of a lock that is exclusive only.
+pub(crate) fn exclusive_only() -> io::Error {
+    io::Error::new(io::ErrorKind::Unsupported, "this lock is exclusive only")
 }

@@ -9,7 +9,6 @@ pub(crate) mod break_lock;
 pub(crate) mod sidecar;
 pub(crate) mod stale;
 
-use std::any::Any;
 use std::fs::File;
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -17,7 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use sidecar::{Ctl, SoftHeld, SoftTry};
 
 use super::settings;
-use crate::engine::{Attempted, BlockingWait, Hint, Holders, Params, Resource, Upgrade};
+use crate::engine::{Attempted, Hint, Holders, Params, Resource};
 use crate::mode::LockMode;
 use crate::notify::Watch;
 use crate::record::HolderRecord;
@@ -112,22 +111,6 @@ impl Resource for SoftLock {
         }
     }
 
-    fn blocking_wait(&self, _mode: LockMode, _p: Params<'_>) -> Option<BlockingWait> {
-        // No kernel call waits for a file to disappear.
-        None
-    }
-
-    fn commit_wait(
-        &self,
-        _mode: LockMode,
-        _lock: Box<dyn Any + Send>,
-        _p: Params<'_>,
-    ) -> io::Result<Attempted> {
-        Err(io::Error::other(
-            "a soft lock has no blocking wait to commit",
-        ))
-    }
-
     fn release(
         &self,
         _mode: LockMode,
@@ -142,14 +125,6 @@ impl Resource for SoftLock {
             sidecar::release(self.ctl(&ctl), &o.path, held)?;
         }
         Ok(false)
-    }
-
-    fn upgrade(&self, _p: Params<'_>) -> io::Result<Upgrade> {
-        Err(exclusive_only())
-    }
-
-    fn downgrade(&self, _record: Option<Arc<HolderRecord>>, _p: Params<'_>) -> io::Result<bool> {
-        Err(exclusive_only())
     }
 
     fn supports_shared(&self) -> bool {

@@ -39,7 +39,8 @@ pub(crate) struct StrictLock {
     /// locked and unlocked.
     ours: bool,
     /// The descriptor the resource was opened with. It holds the OS lock
-    /// unless `replaced`; it closes with the resource.
+    /// unless `replaced`; it closes with the resource, when the retired
+    /// entry's last user (guard, waiter, handle) lets go.
     primary: Arc<File>,
     /// The descriptor now in use is `inner.current`, not `primary`. Set
     /// only during the engine's turn.
@@ -356,8 +357,9 @@ impl Resource for StrictLock {
         match unlocked.unwrap_or(Ok(())) {
             Ok(()) => {}
             Err(e) => {
-                // Closing the descriptor releases the lock for certain; the
-                // next attempt then finds this resource closed.
+                // The engine retires the entry on this error; closing the
+                // descriptors (the primary with the entry) releases the
+                // lock for certain.
                 self.close();
                 return Err(e);
             }
@@ -440,16 +442,8 @@ impl Resource for StrictLock {
         }
     }
 
-    fn refresh(&self, _p: Params<'_>) -> io::Result<Option<Arc<HolderRecord>>> {
-        Ok(None)
-    }
-
-    fn still_held(&self, held: bool, _p: Params<'_>) -> io::Result<bool> {
-        Ok(held)
-    }
-
     /// Closes every descriptor but the primary, which closes with the
-    /// resource (it holds no lock: the engine closes only an idle entry).
+    /// resource (see `primary`); every later turn finds it replaced.
     fn close(&self) {
         self.closed.store(true, Ordering::Release);
         // Dropped once the mutex is released: closing is a system call.

@@ -246,16 +246,6 @@ impl Resource for Scripted {
     fn holders(&self, _p: Params<'_>) -> Holders {
         Holders::default()
     }
-
-    fn refresh(&self, _p: Params<'_>) -> io::Result<Option<Arc<HolderRecord>>> {
-        Ok(None)
-    }
-
-    fn still_held(&self, held: bool, _p: Params<'_>) -> io::Result<bool> {
-        Ok(held)
-    }
-
-    fn close(&self) {}
 }
 
 const MS: Duration = Duration::from_millis(1);
@@ -266,6 +256,16 @@ fn held_elsewhere() -> Script {
         held_elsewhere: AtomicBool::new(true),
         ..Script::default()
     }
+}
+
+/// A script whose open waits for a message on the returned sender.
+fn open_on_signal() -> (std::sync::mpsc::Sender<()>, Arc<Script>) {
+    let (open, gate) = std::sync::mpsc::channel();
+    let script = Script {
+        open_gate: Mutex::new(Some(gate)),
+        ..Script::default()
+    };
+    (open, Arc::new(script))
 }
 
 /// Held elsewhere, with a blocking wait that comes back with `waited`.
@@ -530,11 +530,7 @@ fn polling_after_completion_is_an_error_not_a_panic() {
 
 #[test]
 fn a_deadline_passing_while_the_resource_opens_ends_the_wait() {
-    let (open, gate) = std::sync::mpsc::channel();
-    let script = Arc::new(Script {
-        open_gate: Mutex::new(Some(gate)),
-        ..Script::default()
-    });
+    let (open, script) = open_on_signal();
     let h = handle(&script, WaitStrategy::Backoff);
     let mut d = TestDriver::new(false);
     d.pool_opens = true;
@@ -556,11 +552,7 @@ fn a_deadline_passing_while_the_resource_opens_ends_the_wait() {
 
 #[test]
 fn a_second_acquisition_waits_for_the_first_one_s_open() {
-    let (open, gate) = std::sync::mpsc::channel();
-    let script = Arc::new(Script {
-        open_gate: Mutex::new(Some(gate)),
-        ..Script::default()
-    });
+    let (open, script) = open_on_signal();
     let h = handle(&script, WaitStrategy::Backoff);
     let mut d = TestDriver::new(false);
     d.pool_opens = true;
