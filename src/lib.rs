@@ -116,6 +116,8 @@ mod record;
 mod rt;
 mod sys;
 
+#[cfg(feature = "postgres")]
+pub use crate::api::postgres;
 pub use crate::api::{Acquire, ConvertError, FileLock, FileLockGuard, LockInfo, LockState};
 pub use crate::backend::clean::{clean_stale, clean_stale_dry_run, CleanReport};
 pub use crate::engine::Backoff;

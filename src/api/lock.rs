@@ -196,6 +196,17 @@ impl FileLock {
         }
     }
 
+    /// A lock driven through `handle` (another backend's), with `options`
+    /// for its guards.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub(crate) fn from_handle(handle: Handle, options: LockOptions) -> Self {
+        FileLock {
+            handle: Arc::new(handle),
+            traits: Traits::of(&options),
+            options: Arc::new(options),
+        }
+    }
+
     /// Whether nothing but this handle uses its state: no clone, no guard,
     /// no acquisition in progress.
     pub(crate) fn is_idle(&self) -> bool {

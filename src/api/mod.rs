@@ -8,6 +8,8 @@ mod guard;
 mod inspect;
 mod lease;
 mod lock;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 
 pub use conversion::ConvertError;
 pub use future::Acquire;

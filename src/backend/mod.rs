@@ -15,6 +15,8 @@ pub(crate) mod clean;
 pub(crate) mod host;
 pub(crate) mod memory;
 pub(crate) mod open;
+#[cfg(feature = "postgres")]
+pub(crate) mod postgres;
 pub(crate) mod record_io;
 mod records;
 pub(crate) mod soft;

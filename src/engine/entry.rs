@@ -113,11 +113,15 @@ impl Entry {
 
     /// The fast path: take the lock if nobody in this process is queued and
     /// the mode allows it; otherwise queue a slot (or report `Busy` when
-    /// `enqueue` is false).
+    /// `enqueue` is false). `inline` says whether the caller may make a
+    /// [`remote`](Resource::remote) resource's round trip on its own
+    /// thread; if not, it queues first in line and its blocking wait makes
+    /// the attempt.
     pub(crate) fn try_or_enqueue(
         &self,
         mode: LockMode,
         enqueue: bool,
+        inline: bool,
         h: &Handle,
     ) -> io::Result<Attempt> {
         if self.is_retired() {
@@ -139,6 +143,13 @@ impl Entry {
         match arrival {
             Arrival::Joined => return Ok(Attempt::Acquired(None)),
             Arrival::Wait | Arrival::Busy => {}
+            Arrival::Attempt if enqueue && !self.attempts_inline(inline) => {
+                let slot = Slot::new(mode);
+                self.queue.push(&slot, true);
+                let wakes = self.queue.end_attempt(Some(&slot), mode, Turn::Failed);
+                wakes.deliver();
+                return Ok(Attempt::Queued(slot));
+            }
             Arrival::Attempt => {
                 let outcome = self.resource.try_acquire(mode, h.params());
                 let turn = match &outcome {
@@ -184,9 +195,27 @@ impl Entry {
         Ok(Attempt::Queued(slot))
     }
 
+    /// Whether an attempt may be made on the caller's thread: always for a
+    /// local resource, only where the caller allows it for a remote one.
+    fn attempts_inline(&self, inline: bool) -> bool {
+        inline || !self.resource.remote()
+    }
+
+    /// Whether the resource's attempts are network round trips.
+    pub(crate) fn is_remote(&self) -> bool {
+        self.resource.remote()
+    }
+
     /// A queued waiter checks where it stands, and attempts if it is its
-    /// turn. An error removes the slot from the queue.
-    pub(crate) fn advance(&self, slot: &Arc<Slot>, h: &Handle) -> io::Result<Progress> {
+    /// turn (for a remote resource, only if `inline` allows it: otherwise
+    /// it is told to contend, and its blocking wait attempts). An error
+    /// removes the slot from the queue.
+    pub(crate) fn advance(
+        &self,
+        slot: &Arc<Slot>,
+        inline: bool,
+        h: &Handle,
+    ) -> io::Result<Progress> {
         match slot.state() {
             SlotState::Granted => return Ok(Progress::Acquired(None)),
             SlotState::Retired => return Ok(Progress::Retired),
@@ -194,6 +223,9 @@ impl Entry {
         }
         if !self.queue.begin_turn(slot) {
             return Ok(Progress::Waiting);
+        }
+        if !self.attempts_inline(inline) {
+            return self.end_turn(slot, Ok(Attempted::Busy));
         }
         let outcome = self.resource.try_acquire(slot.mode(), h.params());
         self.end_turn(slot, outcome)

@@ -16,7 +16,8 @@
 //! # The backend's promises
 //! - `try_acquire` never waits for another holder, and returns quickly:
 //!   the engine calls it inline, inside a future's `poll` (one system call
-//!   for a file). Anything that may wait goes in the task from
+//!   for a file), unless the resource is [`remote`](Resource::remote).
+//!   Anything that may wait goes in the task from
 //!   [`blocking_wait`](Resource::blocking_wait),
 //!   which owns what it needs and must release whatever it took if its
 //!   result is dropped.
@@ -85,8 +86,41 @@ impl fmt::Debug for Waited {
     }
 }
 
-/// A wait that blocks its thread until the lock is granted.
-pub(crate) type BlockingWait = Box<dyn FnOnce() -> io::Result<Waited> + Send>;
+/// A wait that blocks its thread until the lock is granted, and what tells
+/// it that nobody waits for its outcome any more.
+pub(crate) struct BlockingWait {
+    pub(crate) run: Box<dyn FnOnce() -> io::Result<Waited> + Send>,
+    /// Dropped by the engine when it abandons the wait before the wait
+    /// ended (its waiter was dropped or timed out), so that a wait which
+    /// would otherwise run until the lock is granted (a statement waiting
+    /// in a database) can give up at once. A kernel wait has none: its
+    /// thread drops the lock it is eventually granted.
+    pub(crate) abandon: Option<Box<dyn Any + Send>>,
+}
+
+impl BlockingWait {
+    /// A wait that only ends when the lock is granted (or fails).
+    pub(crate) fn new(run: impl FnOnce() -> io::Result<Waited> + Send + 'static) -> Self {
+        BlockingWait {
+            run: Box::new(run),
+            abandon: None,
+        }
+    }
+
+    /// A wait told to give up when `guard` is dropped unfinished.
+    pub(crate) fn abandoned_by(mut self, guard: impl Any + Send) -> Self {
+        self.abandon = Some(Box::new(guard));
+        self
+    }
+}
+
+impl fmt::Debug for BlockingWait {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BlockingWait")
+            .field("abandonable", &self.abandon.is_some())
+            .finish_non_exhaustive()
+    }
+}
 
 /// How a conversion from shared to exclusive went.
 #[derive(Clone, Debug)]
@@ -158,6 +192,15 @@ pub(crate) trait Resource: Send + Sync + fmt::Debug {
 
     /// Whether this resource can be held shared at all.
     fn supports_shared(&self) -> bool;
+
+    /// Whether an attempt is a network round trip. The engine then never
+    /// makes one inline in an async poll: a waiter's every attempt goes
+    /// through the [`blocking_wait`](Self::blocking_wait) task, and only
+    /// blocking callers and try-once acquisitions call
+    /// [`try_acquire`](Self::try_acquire) on their own thread.
+    fn remote(&self) -> bool {
+        false
+    }
 
     /// Something that fires when another process may have released the
     /// lock (a file event, a database notification). `None` when there is

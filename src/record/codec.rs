@@ -269,6 +269,7 @@ impl Fields {
                     "strict" => LockKind::Strict,
                     "soft" => LockKind::Soft,
                     "lease" => LockKind::Lease,
+                    "postgres" => LockKind::Postgres,
                     _ => return Err(RecordError::Malformed("unknown kind")),
                 }
             ),

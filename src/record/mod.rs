@@ -64,6 +64,9 @@ pub enum LockKind {
     /// A soft lock with a time to live that the holder renews; once it
     /// lapses, another process may take over.
     Lease,
+    /// A PostgreSQL advisory lock, held by a database session (feature
+    /// `postgres`): its token is kept in a table of the database.
+    Postgres,
 }
 
 impl fmt::Display for LockKind {
@@ -83,6 +86,7 @@ impl LockKind {
             LockKind::Strict => "strict",
             LockKind::Soft => "soft",
             LockKind::Lease => "lease",
+            LockKind::Postgres => "postgres",
         }
     }
 }

@@ -269,7 +269,7 @@ impl Resource for StrictLock {
         let path = o.path.clone();
         let (id, ours) = (self.id, self.ours);
         let verify = o.options.verifies_identity();
-        Some(Box::new(move || {
+        Some(BlockingWait::new(move || {
             kernel_wait(spare, path, ours, id, mode, verify)
         }))
     }

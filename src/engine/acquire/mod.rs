@@ -129,8 +129,8 @@ impl Core {
 
     /// Steps 1 and 2 (see [`first_attempt`]), moving on to the phase they
     /// lead to.
-    fn first_attempt(&mut self, entry: Arc<Entry>) -> Option<Poll<Granted>> {
-        match first_attempt(&self.handle, entry, self.mode, self.wait) {
+    fn first_attempt(&mut self, entry: Arc<Entry>, inline: bool) -> Option<Poll<Granted>> {
+        match first_attempt(&self.handle, entry, self.mode, self.wait, inline) {
             First::Done(result) => Some(self.finish(result)),
             First::Queued(q) => {
                 self.phase = Phase::Queued(q);
@@ -152,6 +152,9 @@ impl Core {
             self.started = Some(now);
             self.deadline = self.wait.deadline(now);
         }
+        // A remote resource's round trip is made on this thread only by a
+        // caller that blocks anyway, or tries once.
+        let inline = d.may_block() || self.wait == Wait::TryOnce;
         loop {
             match &mut self.phase {
                 Phase::Done => {
@@ -160,7 +163,7 @@ impl Core {
                 }
                 Phase::Start => match self.handle.cached() {
                     Some(entry) => {
-                        if let Some(done) = self.first_attempt(entry) {
+                        if let Some(done) = self.first_attempt(entry, inline) {
                             return done;
                         }
                     }
@@ -181,7 +184,7 @@ impl Core {
                         Err(listener) => match self.handle.cached() {
                             // Opened between the check and the claim.
                             Some(entry) => {
-                                if let Some(done) = self.first_attempt(entry) {
+                                if let Some(done) = self.first_attempt(entry, inline) {
                                     return done;
                                 }
                             }
@@ -201,7 +204,7 @@ impl Core {
                         let entry = self.handle.adopt(key, resource);
                         self.phase = Phase::Start;
                         self.handle.end_opening();
-                        if let Some(done) = self.first_attempt(entry) {
+                        if let Some(done) = self.first_attempt(entry, inline) {
                             return done;
                         }
                     }
@@ -217,7 +220,7 @@ impl Core {
                     }
                     Poll::Pending => return self.pending_until_deadline(d),
                 },
-                Phase::Queued(_) => match self.poll_queued(d) {
+                Phase::Queued(_) => match self.poll_queued(d, inline) {
                     Step::Again => {}
                     Step::Ready(r) => return r,
                 },
@@ -236,12 +239,14 @@ impl Core {
     }
 
     /// How this acquisition waits for other processes, decided once.
-    fn strategy<D: Driver>(&mut self, d: &D) -> Strategy {
+    fn strategy<D: Driver>(&mut self, d: &D, remote: bool) -> Strategy {
         *self.strategy.get_or_insert_with(|| {
             // A blocking caller with no deadline: its thread is parked
             // anyway, and parked in the backend's blocking wait it is
-            // handed the lock directly, with no wake-up source.
-            if d.may_block() || self.handle.config.strategy == WaitStrategy::BlockingPool {
+            // handed the lock directly, with no wake-up source. A remote
+            // resource is only ever waited for that way.
+            if d.may_block() || remote || self.handle.config.strategy == WaitStrategy::BlockingPool
+            {
                 Strategy::Block
             } else {
                 Strategy::Retry
@@ -249,8 +254,12 @@ impl Core {
         })
     }
 
-    fn poll_queued<D: Driver>(&mut self, d: &mut D) -> Step {
-        let strategy = self.strategy(d);
+    fn poll_queued<D: Driver>(&mut self, d: &mut D, inline: bool) -> Step {
+        let remote = match &self.phase {
+            Phase::Queued(q) => q.entry.is_remote(),
+            _ => false,
+        };
+        let strategy = self.strategy(d, remote);
         let Phase::Queued(q) = &mut self.phase else {
             return Step::Again;
         };
@@ -259,8 +268,9 @@ impl Core {
             q.listener = Some(q.slot.listen());
         }
 
-        if let Waiting::Blocked(task) = &mut q.waiting {
+        if let Waiting::Blocked(task, _) = &mut q.waiting {
             if let Poll::Ready(out) = d.poll_task(task) {
+                // The wait ended: dropping its abandon guard now is a no-op.
                 q.waiting = Waiting::InLine;
                 match out {
                     Ok(Ok(Waited::Locked(lock))) => {
@@ -288,7 +298,7 @@ impl Core {
         if let Waiting::Retrying(retry) = &mut q.waiting {
             retry.note_generation();
         }
-        match q.entry.advance(&q.slot, &self.handle) {
+        match q.entry.advance(&q.slot, inline, &self.handle) {
             Err(e) => return Step::Ready(self.error(Op::Lock, e)),
             Ok(Progress::Acquired(record)) => {
                 let entry = Arc::clone(&q.entry);
@@ -301,7 +311,7 @@ impl Core {
             Ok(Progress::Waiting) => {
                 // A blocking wait in progress stays: its outcome is
                 // committed only if this waiter is at the head by then.
-                if !matches!(q.waiting, Waiting::Blocked(_)) {
+                if !matches!(q.waiting, Waiting::Blocked(..)) {
                     q.waiting = Waiting::InLine;
                 }
             }
@@ -312,7 +322,8 @@ impl Core {
                     q.waiting = Waiting::Retrying(Retry::default());
                     if strategy == Strategy::Block {
                         if let Some(wait) = q.entry.blocking_wait(&q.slot, &self.handle) {
-                            q.waiting = Waiting::Blocked(d.run(Work::BlockingWait, wait));
+                            let task = d.run(Work::BlockingWait, wait.run);
+                            q.waiting = Waiting::Blocked(task, wait.abandon);
                             // Poll it once: the blocking driver may have run
                             // it to completion already.
                             return Step::Again;
@@ -398,9 +409,15 @@ enum First {
 
 /// Steps 1 and 2: the fast path on a resolved entry. Takes the lock if it
 /// is free (and nobody in this process is queued for it), else queues.
-fn first_attempt(handle: &Arc<Handle>, entry: Arc<Entry>, mode: LockMode, wait: Wait) -> First {
+fn first_attempt(
+    handle: &Arc<Handle>,
+    entry: Arc<Entry>,
+    mode: LockMode,
+    wait: Wait,
+    inline: bool,
+) -> First {
     let enqueue = wait != Wait::TryOnce;
-    match entry.try_or_enqueue(mode, enqueue, handle) {
+    match entry.try_or_enqueue(mode, enqueue, inline, handle) {
         Ok(Attempt::Acquired(record)) => First::Done(Ok((entry, record))),
         Ok(Attempt::Busy) => {
             let err = with_holders(Error::would_block(&handle.path), entry.holders(handle));
@@ -418,7 +435,7 @@ fn first_attempt(handle: &Arc<Handle>, entry: Arc<Entry>, mode: LockMode, wait: 
 pub(crate) fn acquire_blocking(handle: &Arc<Handle>, mode: LockMode, wait: Wait) -> Granted {
     let queued = match handle
         .cached()
-        .map(|entry| first_attempt(handle, entry, mode, wait))
+        .map(|entry| first_attempt(handle, entry, mode, wait, true))
     {
         Some(First::Done(result)) => return result,
         Some(First::Queued(q)) => Some(q),

@@ -1,6 +1,7 @@
 //! The acquire state as types: each phase and waiting state carries what
 //! it owns, so dropping it gives that back.
 
+use std::any::Any;
 use std::io;
 use std::sync::Arc;
 use std::task::Poll;
@@ -41,7 +42,7 @@ impl Phase {
             Phase::Queued(q) => match q.waiting {
                 Waiting::InLine => "queued",
                 Waiting::Retrying(_) => "contending",
-                Waiting::Blocked(_) => "waiting in a blocking call",
+                Waiting::Blocked(..) => "waiting in a blocking call",
             },
             Phase::Done => "done",
         }
@@ -76,8 +77,13 @@ pub(super) enum Waiting {
     /// Its turn, and another process holds the lock: retrying on backoff
     /// and on wake hints.
     Retrying(Retry),
-    /// Its turn, and a blocking wait for the lock runs on a thread.
-    Blocked(Task<io::Result<Waited>>),
+    /// Its turn, and a blocking wait for the lock runs on a thread; the
+    /// second part, dropped with it, tells the wait it was abandoned.
+    Blocked(
+        Task<io::Result<Waited>>,
+        // Never read: it is there to be dropped.
+        #[allow(dead_code)] Option<Box<dyn Any + Send>>,
+    ),
 }
 
 /// How an acquisition waits for other processes, decided once.

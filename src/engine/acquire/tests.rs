@@ -202,7 +202,7 @@ impl Resource for Scripted {
 
     fn blocking_wait(&self, _mode: LockMode, _p: Params<'_>) -> Option<BlockingWait> {
         let outcome = self.0.blocking.lock().unwrap().take()?;
-        Some(Box::new(move || Ok(outcome)))
+        Some(BlockingWait::new(move || Ok(outcome)))
     }
 
     fn commit_wait(

@@ -1,0 +1,639 @@
+//! Locks in PostgreSQL: [`PgLocks`], a namespace of named locks on one
+//! server, and [`PgLock`], one of them, with the same acquisition API as
+//! [`FileLock`].
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{Acquire, FileLock, FileLockGuard, LockInfo, LockState};
+use crate::backend::postgres::{check_table, Holding, PgOpener, PgServer, SessionSettings};
+use crate::engine::{Config as EngineConfig, Handle};
+use crate::error::{Error, Op};
+use crate::mode::{LockMode, Wait};
+use crate::options::LockOptions;
+use crate::record::HolderRecord;
+
+/// The client configuration a [`PgLocks`] connects with (tokio-postgres's,
+/// re-exported): host(s), port, user, password, database,
+/// `connect_timeout`, `application_name`, `options`.
+pub use tokio_postgres::Config as PgConfig;
+
+/// The table that keeps names, ids and tokens unless told otherwise.
+pub const DEFAULT_TABLE: &str = "lockyard_locks";
+
+/// Named locks in one PostgreSQL database: the `LockDir` of a lock server.
+///
+/// Each name is a session-level advisory lock. Its row in a lock table
+/// (created on first use, [`DEFAULT_TABLE`] unless [`table`](Self::table)
+/// says otherwise) keeps the name, the id that makes its lock key, the
+/// fencing token and the exclusive holder's record, so that different
+/// names never share a lock, tokens strictly increase across processes,
+/// machines and server restarts, and [`list`](Self::list) says who holds
+/// what. Names are passed as parameters, never spliced into SQL.
+///
+/// Creating a `PgLocks` connects to nothing; each lock opens its sessions
+/// when first taken, and released sessions are kept for reuse.
+///
+/// Connections are plain TCP or Unix-domain sockets driven by async-io on
+/// a thread per session, under any executor or none. TLS is not supported
+/// yet: a configuration that requires it is refused.
+///
+/// # Examples
+///
+/// ```
+/// use lockyard::postgres::PgLocks;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let Ok(url) = std::env::var("LOCKYARD_TEST_POSTGRES") else {
+/// #     eprintln!("skipped: LOCKYARD_TEST_POSTGRES names no server");
+/// #     return Ok(());
+/// # };
+/// # futures_lite::future::block_on(async {
+/// let locks = PgLocks::connect(&url)?;             // e.g. "postgres://app@db/app"
+/// let nightly = locks.lock_named("jobs/nightly")?;
+/// let guard = nightly.lock().await?;
+/// println!("running with fencing token {:?}", guard.token());
+/// assert_eq!(nightly.holder()?.map(|h| h.pid()), Some(std::process::id()));
+/// guard.unlock()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # })
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct PgLocks {
+    server: Arc<PgServer>,
+    options: LockOptions,
+}
+
+impl std::fmt::Debug for PgLocks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgLocks")
+            .field("server", &self.server.label)
+            .field("table", &self.server.table)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PgLocks {
+    /// Locks on the server a connection string names: a URL
+    /// (`postgres://user:password@host:port/dbname?connect_timeout=5`) or
+    /// `key=value` pairs (`host=db user=app dbname=app`). Nothing is
+    /// connected yet.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidPath`](crate::ErrorKind::InvalidPath) when the
+    /// string cannot be parsed, or asks for TLS (`sslmode=require`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lockyard::postgres::PgLocks;
+    ///
+    /// let locks = PgLocks::connect("postgres://app@127.0.0.1:5432/app")?;
+    /// assert!(PgLocks::connect("postgres://[::1").is_err());
+    /// # Ok::<(), lockyard::Error>(())
+    /// ```
+    pub fn connect(url: &str) -> Result<PgLocks, Error> {
+        let config: PgConfig = url.parse().map_err(|e: tokio_postgres::Error| {
+            Error::invalid_name(&PathBuf::from("postgres"), leak(e.to_string()))
+        })?;
+        PgLocks::with_config(config)
+    }
+
+    /// Locks on the server `config` describes. Nothing is connected yet.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidPath`](crate::ErrorKind::InvalidPath) if the
+    /// configuration requires TLS, which is not supported yet.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lockyard::postgres::{PgConfig, PgLocks};
+    ///
+    /// let mut config = PgConfig::new();
+    /// config.host("127.0.0.1").port(5432).user("app").dbname("app");
+    /// let locks = PgLocks::with_config(config)?;
+    /// # Ok::<(), lockyard::Error>(())
+    /// ```
+    pub fn with_config(config: PgConfig) -> Result<PgLocks, Error> {
+        if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
+            return Err(Error::invalid_name(
+                &PathBuf::from("postgres"),
+                "sslmode=require: TLS is not supported yet",
+            ));
+        }
+        let server = PgServer::new(config, DEFAULT_TABLE.to_owned(), SessionSettings::default());
+        Ok(PgLocks {
+            server: Arc::new(server),
+            options: LockOptions::new(),
+        })
+    }
+
+    /// Keeps names and tokens in `table` (`name` or `schema.name`: ASCII
+    /// letters, digits and `_`) instead of [`DEFAULT_TABLE`]. Locks in
+    /// different tables never exclude each other.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidPath`](crate::ErrorKind::InvalidPath) for a
+    /// name that is not a plain identifier.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lockyard::postgres::PgLocks;
+    ///
+    /// let locks = PgLocks::connect("host=127.0.0.1 user=app")?.table("ops.locks")?;
+    /// assert!(PgLocks::connect("host=127.0.0.1")?.table("locks; DROP TABLE x").is_err());
+    /// # Ok::<(), lockyard::Error>(())
+    /// ```
+    pub fn table(self, table: &str) -> Result<PgLocks, Error> {
+        check_table(table).map_err(|why| Error::invalid_name(&PathBuf::from(table), why))?;
+        Ok(self.rebuild(table.to_owned(), self.settings()))
+    }
+
+    /// A server-enforced lease: a session that runs no statement for `ttl`
+    /// is ended by the server (`idle_session_timeout`, PostgreSQL 14+), and
+    /// its locks go with it. A holder keeps its lock by renewing
+    /// ([`FileLockGuard::refresh`], or
+    /// [`keep_alive`](FileLockGuard::keep_alive) beside the work), so a
+    /// holder that hangs or is stopped loses it after `ttl`. Without a
+    /// lease, a hung holder keeps its lock for as long as its connection
+    /// stays open.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use lockyard::postgres::PgLocks;
+    ///
+    /// let locks = PgLocks::connect("host=127.0.0.1 user=app")?.lease(Duration::from_secs(30));
+    /// # Ok::<(), lockyard::Error>(())
+    /// ```
+    #[must_use]
+    pub fn lease(self, ttl: Duration) -> PgLocks {
+        let mut settings = self.settings();
+        settings.lease = Some(ttl);
+        let mut options = self.options.clone();
+        options.lease_ttl = Some(ttl);
+        let mut locks = self.rebuild(self.server.table.clone(), settings);
+        locks.options = options;
+        locks
+    }
+
+    /// How often the server checks, while a statement runs (a waiter),
+    /// that the client is still connected (`client_connection_check_interval`,
+    /// PostgreSQL 14+). Without it a waiter whose process died stays queued
+    /// in the server until the lock is granted to it, holding it up for
+    /// everyone behind.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use lockyard::postgres::PgLocks;
+    ///
+    /// let locks = PgLocks::connect("host=127.0.0.1")?.check_client_every(Duration::from_millis(500));
+    /// # Ok::<(), lockyard::Error>(())
+    /// ```
+    #[must_use]
+    pub fn check_client_every(self, every: Duration) -> PgLocks {
+        let mut settings = self.settings();
+        settings.check_interval = Some(every);
+        let options = self.options.clone();
+        let mut locks = self.rebuild(self.server.table.clone(), settings);
+        locks.options = options;
+        locks
+    }
+
+    /// The owner name written into exclusive holders' records.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lockyard::postgres::PgLocks;
+    ///
+    /// let locks = PgLocks::connect("host=127.0.0.1")?.owner("indexer");
+    /// # Ok::<(), lockyard::Error>(())
+    /// ```
+    #[must_use]
+    pub fn owner(mut self, owner: impl Into<String>) -> PgLocks {
+        self.options = self.options.owner(owner);
+        self
+    }
+
+    fn settings(&self) -> SessionSettings {
+        self.server.settings().clone()
+    }
+
+    fn rebuild(&self, table: String, settings: SessionSettings) -> PgLocks {
+        PgLocks {
+            server: Arc::new(self.server.with(table, settings)),
+            options: self.options.clone(),
+        }
+    }
+
+    /// The lock named `name`: any string without NUL characters, of any
+    /// length. Connects to nothing until it is first taken.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidPath`](crate::ErrorKind::InvalidPath) for an
+    /// empty name or one containing NUL (PostgreSQL text cannot hold it).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lockyard::postgres::PgLocks;
+    ///
+    /// let locks = PgLocks::connect("host=127.0.0.1")?;
+    /// let lock = locks.lock_named("it's \"quoted\"; DROP TABLE x")?;
+    /// assert!(locks.lock_named("nul\0").is_err());
+    /// # Ok::<(), lockyard::Error>(())
+    /// ```
+    pub fn lock_named(&self, name: &str) -> Result<PgLock, Error> {
+        let label = PathBuf::from(format!("{}#{name}", self.server.label));
+        if name.is_empty() {
+            return Err(Error::invalid_name(&label, "a lock name is empty"));
+        }
+        if name.contains('\0') {
+            return Err(Error::invalid_name(&label, "a lock name contains NUL"));
+        }
+        let opener = PgOpener {
+            server: Arc::clone(&self.server),
+            name: name.to_owned(),
+            options: self.options.clone(),
+            label: label.clone(),
+        };
+        let config = EngineConfig {
+            backoff: self.options.backoff,
+            strategy: self.options.strategy,
+            offload_open: true,
+        };
+        let handle = Handle::new(label, config, opener);
+        Ok(PgLock {
+            inner: FileLock::from_handle(handle, self.options.clone()),
+            server: Arc::clone(&self.server),
+            name: name.to_owned(),
+        })
+    }
+
+    /// Every lock of this table held right now, with who holds it (from
+    /// `pg_locks` and the table's records), by name.
+    ///
+    /// # Errors
+    ///
+    /// When the server cannot be reached or queried.
+    ///
+    /// # Blocking
+    ///
+    /// A few round trips to the server (a connection if none is idle).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lockyard::{postgres::PgLocks, LockState};
+    ///
+    /// # let Ok(url) = std::env::var("LOCKYARD_TEST_POSTGRES") else {
+    /// #     eprintln!("skipped: LOCKYARD_TEST_POSTGRES names no server");
+    /// #     return Ok(());
+    /// # };
+    /// let locks = PgLocks::connect(&url)?.owner("doc-list");
+    /// let guard = locks.lock_named("doc/list")?.try_lock()?;
+    /// let held = locks.list()?;
+    /// let mine = held.iter().find(|i| i.name() == "doc/list").expect("listed");
+    /// assert_eq!(mine.state(), LockState::HeldExclusive);
+    /// assert_eq!(mine.holder().and_then(|h| h.owner()), Some("doc-list"));
+    /// # drop(guard);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn list(&self) -> Result<Vec<LockInfo>, Error> {
+        let label = PathBuf::from(&self.server.label);
+        let holdings = self
+            .server
+            .holders(None)
+            .map_err(|e| Error::io(&label, Op::Inspect, e))?;
+        Ok(summarise(&self.server.label, holdings))
+    }
+}
+
+/// One [`LockInfo`] per name from the sessions holding it.
+fn summarise(label: &str, holdings: Vec<Holding>) -> Vec<LockInfo> {
+    let mut out: Vec<LockInfo> = Vec::new();
+    let mut i = 0;
+    while i < holdings.len() {
+        let name = holdings[i].name.clone();
+        let mut exclusive = false;
+        let mut record = None;
+        while i < holdings.len() && holdings[i].name == name {
+            exclusive |= holdings[i].exclusive;
+            record = record.or_else(|| holdings[i].record.clone());
+            i += 1;
+        }
+        let state = if exclusive {
+            LockState::HeldExclusive
+        } else {
+            LockState::HeldShared
+        };
+        let path = PathBuf::from(format!("{label}#{name}"));
+        out.push(LockInfo::new(name, path, state, record));
+    }
+    out
+}
+
+/// A `&'static str` for a parse error's text (errors of this kind are
+/// made once per bad configuration, not in a loop).
+fn leak(s: String) -> &'static str {
+    Box::leak(s.into_boxed_str())
+}
+
+/// One named lock in PostgreSQL, with [`FileLock`]'s acquisition API: the
+/// same futures (cancel-safe, FIFO within the process), `try_`,
+/// timeouts, blocking calls, shared and exclusive modes, and the same
+/// guards ([`FileLockGuard`]: `token()`, `still_held()`, `lost()`,
+/// `unlock()`).
+///
+/// Within one process, waiters queue in the engine and only the first of
+/// them waits in the server, on one session: a thousand tasks waiting for
+/// one name cost one connection. A wait that is given up (its future
+/// dropped, its deadline passed) is cancelled in the server before its
+/// session is used again, so it never leaves the lock granted to nobody.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use lockyard::{postgres::PgLocks, ErrorKind};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let Ok(url) = std::env::var("LOCKYARD_TEST_POSTGRES") else {
+/// #     eprintln!("skipped: LOCKYARD_TEST_POSTGRES names no server");
+/// #     return Ok(());
+/// # };
+/// # futures_lite::future::block_on(async {
+/// let lock = PgLocks::connect(&url)?.lock_named("doc/pglock")?;
+/// let held = lock.lock().await?;
+/// let first = held.token().expect("exclusive holds have tokens");
+/// let e = lock.lock_timeout(Duration::from_millis(50)).await.unwrap_err();
+/// assert_eq!(e.kind(), ErrorKind::TimedOut);
+/// drop(held);
+/// let again = lock.lock().await?;
+/// assert!(again.token() > Some(first));
+/// drop(again);
+/// let (a, b) = (lock.try_lock_shared()?, lock.try_lock_shared()?);
+/// assert!(a.token().is_none() && b.is_shared());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # })
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct PgLock {
+    inner: FileLock,
+    server: Arc<PgServer>,
+    name: String,
+}
+
+impl std::fmt::Debug for PgLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgLock")
+            .field("server", &self.server.label)
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PgLock {
+    /// The lock's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Acquires the lock exclusively, waiting as long as it takes.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future at any point gives back what it had: its place
+    /// in the queue, a lock just granted (released in the background), or
+    /// its wait in the server (cancelled, then cleaned up).
+    ///
+    /// # Errors
+    ///
+    /// When the server cannot be reached, refuses the credentials, or
+    /// ends the session during the wait; the error names the server and
+    /// the lock.
+    pub fn lock(&self) -> Acquire {
+        self.inner.lock()
+    }
+
+    /// Acquires the lock shared (with other shared holders), waiting as
+    /// long as it takes. A shared request queues behind a waiting writer.
+    ///
+    /// # Cancel safety
+    ///
+    /// As for [`lock`](Self::lock).
+    ///
+    /// # Errors
+    ///
+    /// As for [`lock`](Self::lock).
+    pub fn lock_shared(&self) -> Acquire {
+        self.inner.lock_shared()
+    }
+
+    /// [`lock`](Self::lock), giving up after `timeout`
+    /// ([`ErrorKind::TimedOut`](crate::ErrorKind::TimedOut)).
+    ///
+    /// # Cancel safety
+    ///
+    /// As for [`lock`](Self::lock).
+    ///
+    /// # Errors
+    ///
+    /// As for [`lock`](Self::lock), and `TimedOut`.
+    pub fn lock_timeout(&self, timeout: Duration) -> Acquire {
+        self.inner.lock_timeout(timeout)
+    }
+
+    /// [`lock_shared`](Self::lock_shared), giving up after `timeout`.
+    ///
+    /// # Cancel safety
+    ///
+    /// As for [`lock`](Self::lock).
+    ///
+    /// # Errors
+    ///
+    /// As for [`lock_timeout`](Self::lock_timeout).
+    pub fn lock_shared_timeout(&self, timeout: Duration) -> Acquire {
+        self.inner.lock_shared_timeout(timeout)
+    }
+
+    /// Acquires in `mode`, waiting as `wait` says.
+    ///
+    /// # Cancel safety
+    ///
+    /// As for [`lock`](Self::lock).
+    ///
+    /// # Errors
+    ///
+    /// As for [`lock_timeout`](Self::lock_timeout), and
+    /// [`ErrorKind::WouldBlock`](crate::ErrorKind::WouldBlock) for
+    /// [`Wait::TryOnce`].
+    pub fn acquire(&self, mode: LockMode, wait: Wait) -> Acquire {
+        self.inner.acquire(mode, wait)
+    }
+
+    /// One attempt at the exclusive lock.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::WouldBlock`](crate::ErrorKind::WouldBlock) if another
+    /// session holds it (the error's holder says who, when it is known),
+    /// or a connection error.
+    ///
+    /// # Blocking
+    ///
+    /// One or two round trips to the server on this thread (a connection
+    /// first, if no session is idle).
+    pub fn try_lock(&self) -> Result<FileLockGuard, Error> {
+        self.inner.try_lock()
+    }
+
+    /// One attempt at the shared lock.
+    ///
+    /// # Errors
+    ///
+    /// As for [`try_lock`](Self::try_lock).
+    ///
+    /// # Blocking
+    ///
+    /// As for [`try_lock`](Self::try_lock).
+    pub fn try_lock_shared(&self) -> Result<FileLockGuard, Error> {
+        self.inner.try_lock_shared()
+    }
+
+    /// Acquires the lock exclusively, blocking this thread until it is
+    /// granted (the thread waits in the server).
+    ///
+    /// # Errors
+    ///
+    /// As for [`lock`](Self::lock).
+    ///
+    /// # Blocking
+    ///
+    /// Until the lock is granted.
+    pub fn lock_blocking(&self) -> Result<FileLockGuard, Error> {
+        self.inner.lock_blocking()
+    }
+
+    /// Acquires the lock shared, blocking this thread.
+    ///
+    /// # Errors
+    ///
+    /// As for [`lock`](Self::lock).
+    ///
+    /// # Blocking
+    ///
+    /// Until the lock is granted.
+    pub fn lock_shared_blocking(&self) -> Result<FileLockGuard, Error> {
+        self.inner.lock_shared_blocking()
+    }
+
+    /// Acquires in `mode`, blocking this thread as `wait` allows.
+    ///
+    /// # Errors
+    ///
+    /// As for [`acquire`](Self::acquire).
+    ///
+    /// # Blocking
+    ///
+    /// Until the lock is granted or `wait` runs out.
+    pub fn acquire_blocking(&self, mode: LockMode, wait: Wait) -> Result<FileLockGuard, Error> {
+        self.inner.acquire_blocking(mode, wait)
+    }
+
+    /// Runs `f` with the lock held exclusively (blocking until it is), and
+    /// releases it after, even if `f` panics.
+    ///
+    /// # Errors
+    ///
+    /// As for [`lock_blocking`](Self::lock_blocking); `f`'s own result is
+    /// returned inside `Ok`.
+    ///
+    /// # Blocking
+    ///
+    /// Until the lock is granted, then for as long as `f` runs.
+    pub fn with_lock<R>(&self, f: impl FnOnce() -> R) -> Result<R, Error> {
+        self.inner.with_lock(f)
+    }
+
+    /// Runs the future `f` makes with the lock held exclusively.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping it releases the lock (or gives up the wait).
+    ///
+    /// # Errors
+    ///
+    /// As for [`lock`](Self::lock).
+    pub async fn with_lock_async<F: Future>(
+        &self,
+        f: impl FnOnce() -> F,
+    ) -> Result<F::Output, Error> {
+        self.inner.with_lock_async(f).await
+    }
+
+    /// How many tasks or threads of this process wait for this lock.
+    pub fn waiters(&self) -> usize {
+        self.inner.waiters()
+    }
+
+    /// Who holds the lock exclusively, from the lock table's record of the
+    /// session that holds it in `pg_locks`: PID, host, owner, token and
+    /// since when. `None` when it is free or held shared.
+    ///
+    /// # Errors
+    ///
+    /// When the server cannot be reached or queried.
+    ///
+    /// # Blocking
+    ///
+    /// A few round trips to the server.
+    pub fn holder(&self) -> Result<Option<HolderRecord>, Error> {
+        Ok(self.info()?.and_then(|i| i.holder().cloned()))
+    }
+
+    /// Whether the lock is free, held shared or held exclusively (by any
+    /// session, this process's included), and the exclusive holder's
+    /// record.
+    ///
+    /// # Errors
+    ///
+    /// When the server cannot be reached or queried.
+    ///
+    /// # Blocking
+    ///
+    /// A few round trips to the server.
+    pub fn inspect(&self) -> Result<LockInfo, Error> {
+        let path = PathBuf::from(format!("{}#{}", self.server.label, self.name));
+        Ok(self
+            .info()?
+            .unwrap_or_else(|| LockInfo::new(self.name.clone(), path, LockState::Free, None)))
+    }
+
+    fn info(&self) -> Result<Option<LockInfo>, Error> {
+        let label = self.inner.path();
+        let holdings = self
+            .server
+            .holders(None)
+            .map_err(|e| Error::io(label, Op::Inspect, e))?;
+        let mine: Vec<Holding> = holdings
+            .into_iter()
+            .filter(|h| h.name == self.name)
+            .collect();
+        Ok(summarise(&self.server.label, mine).into_iter().next())
+    }
+}

@@ -1,0 +1,754 @@
+//! Locks in PostgreSQL: session-level advisory locks, one session per
+//! held lock, tokens in a table.
+//!
+//! - **Names.** Each name gets a row in the lock table (created if
+//!   missing), found by the SHA-256 of the name and checked against the
+//!   stored name; its lock key is the table's OID (high 32 bits) and the
+//!   row's id (low 32 bits), so two names never share a lock.
+//! - **Holding.** A lock is held by a session (a connection) of its own,
+//!   taken from the server's idle pool or opened. Releasing hands the
+//!   session to a background task that unlocks it and returns it to the
+//!   pool; the next acquisition of the same lock in this process waits for
+//!   that unlock first, so a release is never overtaken by its own
+//!   process.
+//! - **Waiting.** Only the head of the engine's queue waits in the server
+//!   (`pg_advisory_lock`, which hands the lock over as soon as it is
+//!   free), on a blocking-pool thread: a thousand waiting tasks use one
+//!   session. A wait that is abandoned is cancelled on a socket of its own,
+//!   read to its end; the statement is then awaited and the session's
+//!   advisory locks all released, so a wait given up never leaves a lock
+//!   granted to nobody.
+//! - **Tokens.** An exclusive hold bumps the name's `token` in the table,
+//!   committed before the hold is reported: tokens strictly increase
+//!   across processes, machines and server restarts.
+//! - **Losing it.** A session that ends (terminated, server restart,
+//!   network) releases its locks; the guard's `still_held` then says
+//!   false. With a lease, the session has `idle_session_timeout`: a holder
+//!   that stops renewing is cut off by the server.
+
+mod conn;
+mod sql;
+
+use std::any::Any;
+use std::fmt;
+use std::io;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use event_listener::Event;
+use futures_lite::{future, FutureExt};
+use tokio_postgres::Config;
+
+use self::conn::{to_io, Conn};
+use crate::engine::{
+    Attempted, BlockingWait, Hint, Holders, Key, Opener, Params, Resource, Upgrade, Waited,
+};
+use crate::error::{Error, Op};
+use crate::mode::LockMode;
+use crate::options::LockOptions;
+use crate::record::{HolderRecord, LockKind, RecordState};
+
+pub(crate) use sql::check_table;
+
+/// How many idle sessions a server keeps for later acquisitions.
+const IDLE_SESSIONS: usize = 8;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Session settings applied to every connection.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct SessionSettings {
+    /// `idle_session_timeout`: a holder that neither renews nor runs a
+    /// statement for this long loses its session, and its locks.
+    pub(crate) lease: Option<Duration>,
+    /// `client_connection_check_interval`: how soon the server notices a
+    /// waiting client that went away.
+    pub(crate) check_interval: Option<Duration>,
+}
+
+/// One server and lock table, shared by every lock of a `PgLocks`.
+pub(crate) struct PgServer {
+    config: Arc<Config>,
+    /// What errors name: `postgres://host:port/dbname`, no credentials.
+    pub(crate) label: String,
+    pub(crate) table: String,
+    settings: SessionSettings,
+    idle: Mutex<Vec<Conn>>,
+    /// The lock table's OID, once it is known to exist.
+    oid: Mutex<Option<u32>>,
+}
+
+impl fmt::Debug for PgServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgServer")
+            .field("server", &self.label)
+            .field("table", &self.table)
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PgServer {
+    pub(crate) fn new(config: Config, table: String, settings: SessionSettings) -> PgServer {
+        let label = label_of(&config);
+        PgServer {
+            config: Arc::new(config),
+            label,
+            table,
+            settings,
+            idle: Mutex::new(Vec::new()),
+            oid: Mutex::new(None),
+        }
+    }
+
+    /// The same server with another table or session settings (and a
+    /// pool of its own: sessions differ in their settings).
+    pub(crate) fn with(&self, table: String, settings: SessionSettings) -> PgServer {
+        PgServer {
+            config: Arc::clone(&self.config),
+            label: self.label.clone(),
+            table,
+            settings,
+            idle: Mutex::new(Vec::new()),
+            oid: Mutex::new(None),
+        }
+    }
+
+    pub(crate) fn settings(&self) -> &SessionSettings {
+        &self.settings
+    }
+
+    /// An open session: an idle one, or a new one.
+    fn session(&self) -> io::Result<Conn> {
+        loop {
+            let Some(conn) = lock(&self.idle).pop() else {
+                break;
+            };
+            if !conn.is_closed() {
+                return Ok(conn);
+            }
+        }
+        Conn::open(&self.config, &self.setup())
+    }
+
+    /// Takes back a session that holds no lock.
+    fn give_back(&self, conn: Conn) {
+        if conn.is_closed() {
+            return;
+        }
+        let mut idle = lock(&self.idle);
+        if idle.len() < IDLE_SESSIONS {
+            idle.push(conn);
+        }
+    }
+
+    fn setup(&self) -> String {
+        let mut setup = String::new();
+        if let Some(lease) = self.settings.lease {
+            let ms = lease.as_millis().max(1);
+            setup.push_str(&format!("SET idle_session_timeout = {ms};"));
+        }
+        if let Some(every) = self.settings.check_interval {
+            let ms = every.as_millis().max(1);
+            setup.push_str(&format!("SET client_connection_check_interval = {ms};"));
+        }
+        setup
+    }
+
+    /// The lock table's OID, creating the table if missing.
+    fn table_oid(&self, conn: &Conn) -> io::Result<u32> {
+        if let Some(oid) = *lock(&self.oid) {
+            return Ok(oid);
+        }
+        let oid = async_io::block_on(async {
+            conn.client
+                .batch_execute(&sql::create_table(&self.table))
+                .await
+                .map_err(to_io)?;
+            let row = conn
+                .client
+                .query_one(sql::table_oid(), &[&self.table])
+                .await
+                .map_err(to_io)?;
+            let oid: Option<i64> = row.try_get(0).map_err(to_io)?;
+            oid.and_then(|o| u32::try_from(o).ok())
+                .ok_or_else(|| io::Error::other("the lock table has no OID after its creation"))
+        })?;
+        *lock(&self.oid) = Some(oid);
+        Ok(oid)
+    }
+
+    /// The id of `name`'s row, registering it on first use.
+    fn register(&self, conn: &Conn, name: &str) -> io::Result<i32> {
+        let (insert, select) = sql::register(&self.table);
+        async_io::block_on(async {
+            conn.client
+                .execute(&insert, &[&name])
+                .await
+                .map_err(to_io)?;
+            let row = conn
+                .client
+                .query_one(&select, &[&name])
+                .await
+                .map_err(to_io)?;
+            let id: i32 = row.try_get(0).map_err(to_io)?;
+            let stored: String = row.try_get(1).map_err(to_io)?;
+            if stored != name {
+                return Err(io::Error::other(format!(
+                    "the lock table maps this name's SHA-256 to another name ({stored:?})"
+                )));
+            }
+            Ok(id)
+        })
+    }
+
+    /// Who holds the lock `id` (every lock of the table if `None`).
+    pub(crate) fn holders(&self, id: Option<i32>) -> io::Result<Vec<Holding>> {
+        let conn = self.session()?;
+        let oid = self.table_oid(&conn)?;
+        let rows = async_io::block_on(
+            conn.client
+                .query(&sql::holders(&self.table), &[&i64::from(oid), &id]),
+        )
+        .map_err(to_io)?;
+        self.give_back(conn);
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            out.push(Holding::from_row(&row).map_err(to_io)?);
+        }
+        Ok(out)
+    }
+}
+
+/// One session holding a lock, as the holder query reports it.
+#[derive(Clone, Debug)]
+pub(crate) struct Holding {
+    pub(crate) name: String,
+    pub(crate) exclusive: bool,
+    /// The record the exclusive holder wrote (only when the table's holder
+    /// columns are this session's).
+    pub(crate) record: Option<HolderRecord>,
+}
+
+impl Holding {
+    fn from_row(row: &tokio_postgres::Row) -> Result<Holding, tokio_postgres::Error> {
+        let mode: String = row.try_get(0)?;
+        let backend_pid: i32 = row.try_get(1)?;
+        let token: i64 = row.try_get(2)?;
+        let pid: Option<i64> = row.try_get(3)?;
+        let host: Option<String> = row.try_get(4)?;
+        let owner: Option<String> = row.try_get(5)?;
+        let since: Option<f64> = row.try_get(6)?;
+        let recorded_backend: Option<i32> = row.try_get(7)?;
+        let name: String = row.try_get(8)?;
+        let exclusive = mode == "ExclusiveLock";
+        let record = match (exclusive, recorded_backend, pid, since) {
+            (true, Some(b), Some(pid), Some(since)) if b == backend_pid => {
+                let at = UNIX_EPOCH + Duration::try_from_secs_f64(since).unwrap_or_default();
+                Some(HolderRecord {
+                    pid: u32::try_from(pid).unwrap_or(0),
+                    kind: LockKind::Postgres,
+                    state: RecordState::Held,
+                    mode: LockMode::Exclusive,
+                    host: host.unwrap_or_default(),
+                    boot_id: None,
+                    start_time: None,
+                    acquired: at,
+                    renewed: at,
+                    ttl: None,
+                    owner,
+                    token: u64::try_from(token).unwrap_or(0),
+                    nonce: None,
+                })
+            }
+            _ => None,
+        };
+        Ok(Holding {
+            name,
+            exclusive,
+            record,
+        })
+    }
+}
+
+/// `postgres://host:port/dbname`, for messages.
+fn label_of(config: &Config) -> String {
+    let host = match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+        #[cfg(unix)]
+        Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
+        None => String::from("?"),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let db = config.get_dbname().or(config.get_user()).unwrap_or("");
+    format!("postgres://{host}:{port}/{db}")
+}
+
+/// Opens one named lock: registers the name and finds its key.
+#[derive(Debug)]
+pub(crate) struct PgOpener {
+    pub(crate) server: Arc<PgServer>,
+    pub(crate) name: String,
+    pub(crate) options: LockOptions,
+    /// What errors name: the server and the lock's name.
+    pub(crate) label: std::path::PathBuf,
+}
+
+impl Opener for PgOpener {
+    fn open(&self) -> Result<(Key, Box<dyn Resource>), Error> {
+        let fail = |e| Error::io(&self.label, Op::Open, e);
+        let conn = self.server.session().map_err(fail)?;
+        let oid = self.server.table_oid(&conn).map_err(fail)?;
+        let id = self.server.register(&conn, &self.name).map_err(fail)?;
+        self.server.give_back(conn);
+        let key = sql::lock_key(oid, id).map_err(fail)?;
+        let mut identity = self.server.label.clone().into_bytes();
+        identity.extend_from_slice(&key.to_le_bytes());
+        let resource = PgLock {
+            server: Arc::clone(&self.server),
+            key,
+            oid,
+            id,
+            held: Mutex::new(None),
+            releasing: Mutex::new(None),
+        };
+        Ok((
+            Key {
+                space: "postgres",
+                id: identity.into_boxed_slice(),
+            },
+            Box::new(resource),
+        ))
+    }
+}
+
+/// A session holding the lock, in flight between a blocking wait and its
+/// commit: dropped uncommitted, it releases in the background.
+struct Hold {
+    conn: Option<Conn>,
+    mode: LockMode,
+    key: i64,
+    server: Arc<PgServer>,
+    record: Option<Arc<HolderRecord>>,
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            release_later(Arc::clone(&self.server), conn, self.mode, self.key).detach();
+        }
+    }
+}
+
+/// Unlocks on a blocking-pool thread; gives back the session if it is
+/// clean. A session whose unlock failed is closed, which releases
+/// whatever it held.
+fn release_later(
+    server: Arc<PgServer>,
+    conn: Conn,
+    mode: LockMode,
+    key: i64,
+) -> blocking::Task<Option<Conn>> {
+    blocking::unblock(move || {
+        let unlock = match mode {
+            LockMode::Exclusive => sql::UNLOCK_EXCLUSIVE,
+            LockMode::Shared => sql::UNLOCK_SHARED,
+        };
+        let done = async_io::block_on(conn.client.query_one(unlock, &[&key]));
+        match done.and_then(|row| row.try_get::<_, bool>(0)) {
+            Ok(true) => Some(conn),
+            // Not held (the session lost it) or failed: close it.
+            Ok(false) | Err(_) => {
+                drop(server);
+                None
+            }
+        }
+    })
+}
+
+/// The lock of one name, as this process holds it.
+struct PgLock {
+    server: Arc<PgServer>,
+    key: i64,
+    oid: u32,
+    id: i32,
+    /// The session holding the lock for this process.
+    held: Mutex<Option<Arc<Conn>>>,
+    /// The last release, in flight: the next acquisition waits for it (and
+    /// reuses its session).
+    releasing: Mutex<Option<blocking::Task<Option<Conn>>>>,
+}
+
+impl fmt::Debug for PgLock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgLock")
+            .field("server", &self.server.label)
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The handle's options (owner name), for the record.
+fn options_of(p: Params<'_>) -> LockOptions {
+    p.downcast_ref::<PgOpener>()
+        .map(|o| o.options.clone())
+        .unwrap_or_default()
+}
+
+/// A session for an attempt: the one the last release freed, once its
+/// unlock is done, or any other.
+fn session_after(
+    server: &PgServer,
+    releasing: Option<blocking::Task<Option<Conn>>>,
+) -> io::Result<Conn> {
+    if let Some(task) = releasing {
+        if let Some(conn) = async_io::block_on(task) {
+            if !conn.is_closed() {
+                return Ok(conn);
+            }
+        }
+    }
+    server.session()
+}
+
+/// Bumps the token of lock `id` on `conn`, which holds it exclusively, and
+/// makes the hold's record.
+async fn stamp(
+    server: &PgServer,
+    conn: &Conn,
+    id: i32,
+    options: &LockOptions,
+) -> io::Result<Arc<HolderRecord>> {
+    let me = crate::backend::host::me();
+    let pid = i64::from(me.pid);
+    let owner = options.owner.as_deref();
+    let row = conn
+        .client
+        .query_one(&sql::bump(&server.table), &[&id, &pid, &me.host, &owner])
+        .await
+        .map_err(to_io)?;
+    let token: i64 = row.try_get(0).map_err(to_io)?;
+    let token = u64::try_from(token).map_err(|_| io::Error::other("negative token"))?;
+    let mut rec =
+        crate::backend::new_record(LockKind::Postgres, LockMode::Exclusive, token, options);
+    rec.acquired = SystemTime::now();
+    rec.renewed = rec.acquired;
+    Ok(Arc::new(rec))
+}
+
+/// Runs one statement that returns a boolean.
+async fn ask(conn: &Conn, statement: &str, key: i64) -> io::Result<bool> {
+    let row = conn
+        .client
+        .query_one(statement, &[&key])
+        .await
+        .map_err(to_io)?;
+    row.try_get(0).map_err(to_io)
+}
+
+/// Tells a wait in progress that nobody wants its outcome.
+#[derive(Default)]
+struct Abandon {
+    flag: std::sync::atomic::AtomicBool,
+    event: Event,
+}
+
+/// Dropped by the engine when it gives up the wait.
+struct AbandonGuard(Arc<Abandon>);
+
+impl Drop for AbandonGuard {
+    fn drop(&mut self) {
+        self.0
+            .flag
+            .store(true, std::sync::atomic::Ordering::Release);
+        self.0.event.notify(usize::MAX);
+    }
+}
+
+impl Abandon {
+    fn is_set(&self) -> bool {
+        self.flag.load(std::sync::atomic::Ordering::Acquire)
+    }
+}
+
+/// The wait itself, on its own thread: the lock statement, raced against
+/// the abandon signal. An abandoned wait is cancelled and cleaned up
+/// before the session is used again (see the module docs).
+fn wait_in_server(
+    server: Arc<PgServer>,
+    releasing: Option<blocking::Task<Option<Conn>>>,
+    mode: LockMode,
+    key: i64,
+    id: i32,
+    options: LockOptions,
+    abandon: Arc<Abandon>,
+) -> io::Result<Waited> {
+    let conn = session_after(&server, releasing)?;
+    let statement = match mode {
+        LockMode::Exclusive => sql::WAIT_EXCLUSIVE,
+        LockMode::Shared => sql::WAIT_SHARED,
+    };
+    let outcome = async_io::block_on(async {
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&key];
+        let query = conn.client.query_one(statement, &params);
+        futures_lite::pin!(query);
+        let mut listener = None;
+        // Polls the statement first, so a grant that raced the abandon is
+        // seen (and then released by the dropped hold).
+        let first = future::poll_fn(|cx| {
+            if let std::task::Poll::Ready(r) = query.as_mut().poll(cx) {
+                return std::task::Poll::Ready(Some(r));
+            }
+            loop {
+                if abandon.is_set() {
+                    return std::task::Poll::Ready(None);
+                }
+                match &mut listener {
+                    None => listener = Some(abandon.event.listen()),
+                    Some(l) => {
+                        if l.poll(cx).is_pending() {
+                            return std::task::Poll::Pending;
+                        }
+                        listener = None;
+                    }
+                }
+            }
+        })
+        .await;
+        match first {
+            Some(result) => Ok(result),
+            None => {
+                // Abandoned: the statement must end before the session is
+                // clean, whatever the cancel achieves.
+                let cancelled = conn.cancel_running().await;
+                let _ = query.await;
+                cancelled?;
+                Err(None)
+            }
+        }
+    });
+    match outcome {
+        Ok(Ok(_granted)) => {
+            let record = match mode {
+                LockMode::Exclusive => {
+                    match async_io::block_on(stamp(&server, &conn, id, &options)) {
+                        Ok(rec) => Some(rec),
+                        Err(e) => {
+                            release_later(server, conn, mode, key).detach();
+                            return Err(e);
+                        }
+                    }
+                }
+                LockMode::Shared => None,
+            };
+            Ok(Waited::Locked(Box::new(Hold {
+                conn: Some(conn),
+                mode,
+                key,
+                server,
+                record,
+            })))
+        }
+        Ok(Err(e)) => {
+            // Failed (cancelled by someone, a deadlock report, the session
+            // ending): the lock may have been granted anyway.
+            clean_up(&server, conn);
+            Err(to_io(e))
+        }
+        Err(cancel_failed) => {
+            clean_up(&server, conn);
+            Err(cancel_failed.unwrap_or_else(|| io::Error::other("the wait was abandoned")))
+        }
+    }
+}
+
+/// Releases whatever advisory lock the session may hold after a wait with
+/// an uncertain outcome, and gives it back if that worked.
+fn clean_up(server: &PgServer, conn: Conn) {
+    if conn.is_closed() {
+        return;
+    }
+    if async_io::block_on(conn.client.query_one(sql::UNLOCK_ALL, &[])).is_ok() {
+        server.give_back(conn);
+    }
+    // Otherwise dropped: closing the session releases its locks.
+}
+
+impl Resource for PgLock {
+    fn try_acquire(&self, mode: LockMode, p: Params<'_>) -> io::Result<Attempted> {
+        let releasing = lock(&self.releasing).take();
+        let conn = session_after(&self.server, releasing)?;
+        let statement = match mode {
+            LockMode::Exclusive => sql::TRY_EXCLUSIVE,
+            LockMode::Shared => sql::TRY_SHARED,
+        };
+        match async_io::block_on(ask(&conn, statement, self.key)) {
+            Ok(true) => {}
+            Ok(false) => {
+                self.server.give_back(conn);
+                return Ok(Attempted::Busy);
+            }
+            Err(e) => {
+                clean_up(&self.server, conn);
+                return Err(e);
+            }
+        }
+        let record = match mode {
+            LockMode::Exclusive => {
+                let options = options_of(p);
+                match async_io::block_on(stamp(&self.server, &conn, self.id, &options)) {
+                    Ok(rec) => Some(rec),
+                    Err(e) => {
+                        let task = release_later(Arc::clone(&self.server), conn, mode, self.key);
+                        *lock(&self.releasing) = Some(task);
+                        return Err(e);
+                    }
+                }
+            }
+            LockMode::Shared => None,
+        };
+        *lock(&self.held) = Some(Arc::new(conn));
+        Ok(Attempted::Locked(record))
+    }
+
+    fn blocking_wait(&self, mode: LockMode, p: Params<'_>) -> Option<BlockingWait> {
+        let server = Arc::clone(&self.server);
+        let releasing = lock(&self.releasing).take();
+        let (key, id, options) = (self.key, self.id, options_of(p));
+        let abandon = Arc::new(Abandon::default());
+        let signal = Arc::clone(&abandon);
+        let wait = BlockingWait::new(move || {
+            wait_in_server(server, releasing, mode, key, id, options, signal)
+        });
+        Some(wait.abandoned_by(AbandonGuard(abandon)))
+    }
+
+    fn commit_wait(
+        &self,
+        _mode: LockMode,
+        lock_held: Box<dyn Any + Send>,
+        _p: Params<'_>,
+    ) -> io::Result<Attempted> {
+        let Ok(mut hold) = lock_held.downcast::<Hold>() else {
+            return Err(io::Error::other("a blocking wait returned a foreign lock"));
+        };
+        let Some(conn) = hold.conn.take() else {
+            return Err(io::Error::other("a blocking wait returned an empty hold"));
+        };
+        *lock(&self.held) = Some(Arc::new(conn));
+        Ok(Attempted::Locked(hold.record.take()))
+    }
+
+    fn release(
+        &self,
+        mode: LockMode,
+        _last: bool,
+        _record: Option<Arc<HolderRecord>>,
+        _p: Params<'_>,
+    ) -> io::Result<bool> {
+        let Some(conn) = lock(&self.held).take() else {
+            return Ok(false);
+        };
+        match Arc::try_unwrap(conn) {
+            Ok(conn) => {
+                let task = release_later(Arc::clone(&self.server), conn, mode, self.key);
+                // An older release still in flight finishes on its own.
+                if let Some(older) = lock(&self.releasing).replace(task) {
+                    older.detach();
+                }
+            }
+            // A `still_held` check is using the session right now: it is
+            // closed when that check drops it, which releases the lock.
+            Err(_shared) => {}
+        }
+        Ok(false)
+    }
+
+    fn upgrade(&self, p: Params<'_>) -> io::Result<Upgrade> {
+        let Some(conn) = lock(&self.held).clone() else {
+            return Ok(Upgrade::Lost);
+        };
+        if conn.is_closed() {
+            return Ok(Upgrade::Lost);
+        }
+        async_io::block_on(async {
+            if !ask(&conn, sql::TRY_EXCLUSIVE, self.key).await? {
+                return Ok(Upgrade::StillShared);
+            }
+            ask(&conn, sql::UNLOCK_SHARED, self.key).await?;
+            let rec = stamp(&self.server, &conn, self.id, &options_of(p)).await?;
+            Ok(Upgrade::Upgraded(Some(rec)))
+        })
+    }
+
+    fn downgrade(&self, _record: Option<Arc<HolderRecord>>, _p: Params<'_>) -> io::Result<bool> {
+        let Some(conn) = lock(&self.held).clone() else {
+            return Ok(false);
+        };
+        async_io::block_on(async {
+            // This session's own exclusive hold does not conflict with its
+            // shared request: it is granted at once, and the lock is never
+            // free in between.
+            ask(&conn, sql::WAIT_SHARED, self.key).await?;
+            ask(&conn, sql::UNLOCK_EXCLUSIVE, self.key).await
+        })
+    }
+
+    fn supports_shared(&self) -> bool {
+        true
+    }
+
+    fn remote(&self) -> bool {
+        true
+    }
+
+    fn wake_hint(&self, _p: Params<'_>) -> Option<Box<dyn Hint>> {
+        // The head waits in the server, which hands the lock over itself.
+        None
+    }
+
+    fn holders(&self, _p: Params<'_>) -> Holders {
+        let record = self
+            .server
+            .holders(Some(self.id))
+            .ok()
+            .and_then(|h| h.into_iter().find_map(|h| h.record));
+        Holders {
+            record,
+            os: Vec::new(),
+        }
+    }
+
+    fn refresh(&self, _p: Params<'_>) -> io::Result<Option<Arc<HolderRecord>>> {
+        let Some(conn) = lock(&self.held).clone() else {
+            return Err(crate::error::lost());
+        };
+        // Any statement resets the server's idle timer (the lease).
+        match async_io::block_on(conn.client.simple_query("SELECT 1")) {
+            Ok(_) => Ok(None),
+            Err(e) if e.is_closed() || conn.is_closed() => Err(crate::error::lost()),
+            Err(e) => Err(to_io(e)),
+        }
+    }
+
+    fn still_held(&self, held: bool, _p: Params<'_>) -> io::Result<bool> {
+        if !held {
+            return Ok(false);
+        }
+        let Some(conn) = lock(&self.held).clone() else {
+            return Ok(false);
+        };
+        if conn.is_closed() {
+            return Ok(false);
+        }
+        let oid = i64::from(self.oid);
+        let id = i64::from(self.id);
+        match async_io::block_on(conn.client.query_one(sql::STILL_HELD, &[&oid, &id])) {
+            Ok(row) => row.try_get(0).map_err(to_io),
+            Err(e) if e.is_closed() || conn.is_closed() => Ok(false),
+            Err(e) => Err(to_io(e)),
+        }
+    }
+}

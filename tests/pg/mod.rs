@@ -1,0 +1,108 @@
+//! What the PostgreSQL tests share: the server they run against, a table
+//! of their own per test, raw sessions for probing `pg_locks`.
+#![allow(dead_code)]
+
+use std::time::{Duration, Instant};
+
+use lockyard::postgres::PgLocks;
+
+/// The server under test (`.ci/postgres-bed` prints it), or `None` with
+/// the reason printed. `LOCKYARD_REQUIRE_POSTGRES=1` (set by CI) turns a
+/// missing server into a failure.
+pub fn server(test: &str) -> Option<String> {
+    match std::env::var("LOCKYARD_TEST_POSTGRES") {
+        Ok(url) => Some(url),
+        Err(_) => {
+            assert!(
+                std::env::var_os("LOCKYARD_REQUIRE_POSTGRES").is_none(),
+                "LOCKYARD_REQUIRE_POSTGRES is set but LOCKYARD_TEST_POSTGRES names no server"
+            );
+            eprintln!(
+                "SKIPPED {test}: LOCKYARD_TEST_POSTGRES names no server (see .ci/postgres-bed)"
+            );
+            None
+        }
+    }
+}
+
+/// A table no other test uses.
+pub fn fresh_table(test: &str) -> String {
+    format!("t_{}_{}_{}", test, std::process::id(), fastrand::u32(..))
+}
+
+/// Locks on `url` in `table`.
+pub fn locks(url: &str, table: &str) -> PgLocks {
+    PgLocks::connect(url).unwrap().table(table).unwrap()
+}
+
+/// A raw session, for probing and for playing a foreign holder.
+pub struct Raw {
+    pub client: tokio_postgres::Client,
+    pub rt: tokio::runtime::Runtime,
+}
+
+impl Raw {
+    pub fn connect(url: &str) -> Raw {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let client = rt.block_on(async {
+            let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            client
+        });
+        Raw { client, rt }
+    }
+
+    /// One value of type `T` from `sql`.
+    pub fn one<T>(&self, sql: &str, params: &[&(dyn tokio_postgres::types::ToSql + Sync)]) -> T
+    where
+        T: for<'a> tokio_postgres::types::FromSql<'a>,
+    {
+        self.rt
+            .block_on(self.client.query_one(sql, params))
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .get(0)
+    }
+
+    /// The lock key and id of `name` in `table` (after it was opened once).
+    pub fn key_of(&self, table: &str, name: &str) -> (i64, i64, i64) {
+        let oid: i64 = self.one(&format!("SELECT '{table}'::regclass::oid::bigint"), &[]);
+        let id: i32 = self.one(&format!("SELECT id FROM {table} WHERE name = $1"), &[&name]);
+        let key = ((oid as u64) << 32 | id as u64) as i64;
+        (key, oid, i64::from(id))
+    }
+
+    /// Sessions holding (granted) or waiting for the lock with these key
+    /// halves.
+    pub fn sessions_on(&self, oid: i64, id: i64) -> (i64, i64) {
+        let granted = self.one(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted
+               AND classid::bigint = $1 AND objid::bigint = $2 AND objsubid = 1",
+            &[&oid, &id],
+        );
+        let waiting = self.one(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted
+               AND classid::bigint = $1 AND objid::bigint = $2 AND objsubid = 1",
+            &[&oid, &id],
+        );
+        (granted, waiting)
+    }
+
+    /// Waits up to `limit` for no session to hold or wait for the lock;
+    /// returns what is left.
+    pub fn settle(&self, oid: i64, id: i64, limit: Duration) -> (i64, i64) {
+        let since = Instant::now();
+        loop {
+            let left = self.sessions_on(oid, id);
+            if left == (0, 0) || since.elapsed() > limit {
+                return left;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+}

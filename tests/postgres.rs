@@ -1,0 +1,536 @@
+//! PostgreSQL locks against a real server (`.ci/postgres-bed`), with real
+//! processes: exclusion under SIGKILL, shared and exclusive, cancellation
+//! safety, fencing tokens, lost signals, one server-side waiter per
+//! process, and bad input.
+
+mod common;
+mod pg;
+
+use std::io::Write;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use lockyard::postgres::PgLocks;
+use lockyard::{ErrorKind, LockMode, Wait};
+
+use common::{env_path, next_message, say, spawn_child, tempdir, Children, ROLE_VAR};
+use pg::{fresh_table, locks, server, Raw};
+
+const ENTRY: &str = "child_main";
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| panic!("{name} not set"))
+}
+
+/// The entry point of child processes; does nothing unless started as one.
+#[test]
+#[ignore = "entry point for child processes started by the other tests in this file"]
+fn child_main() {
+    let Ok(role) = std::env::var(ROLE_VAR) else {
+        return;
+    };
+    let mut pg = locks(&env("URL"), &env("TABLE"));
+    if let Ok(ms) = std::env::var("LEASE_MS") {
+        pg = pg.lease(Duration::from_millis(ms.parse().unwrap()));
+    }
+    let lock = pg.lock_named(&env("NAME")).unwrap();
+    match role.as_str() {
+        // Append the next number to the log under the lock, ROUNDS times.
+        "count" => {
+            let log = env_path("LOG");
+            let rounds: usize = env("ROUNDS").parse().unwrap();
+            for _ in 0..rounds {
+                let guard = lock.lock_blocking().unwrap();
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                let next = text.lines().count() + 1;
+                std::thread::sleep(Duration::from_micros(fastrand::u64(0..300)));
+                let mut f = std::fs::OpenOptions::new()
+                    .append(true)
+                    .create(true)
+                    .open(&log)
+                    .unwrap();
+                f.write_all(format!("{next} {}\n", guard.token().unwrap()).as_bytes())
+                    .unwrap();
+                drop(f);
+                guard.unlock().unwrap();
+            }
+            say("done");
+        }
+        // Take the lock in MODE, say so, hold it until stdin closes.
+        "hold" => {
+            let mode = match std::env::var("MODE").as_deref() {
+                Ok("shared") => LockMode::Shared,
+                _ => LockMode::Exclusive,
+            };
+            let guard = lock.acquire_blocking(mode, Wait::Forever).unwrap();
+            say(&format!("locked {}", guard.token().unwrap_or(0)));
+            std::thread::sleep(Duration::from_secs(60));
+            drop(guard);
+        }
+        // One attempt in MODE: report it.
+        "try" => {
+            let mode = match std::env::var("MODE").as_deref() {
+                Ok("shared") => LockMode::Shared,
+                _ => LockMode::Exclusive,
+            };
+            match lock.acquire_blocking(mode, Wait::TryOnce) {
+                Ok(_) => say("ok"),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => say("wouldblock"),
+                Err(e) => panic!("unexpected: {e}"),
+            }
+        }
+        other => panic!("unknown role {other}"),
+    }
+}
+
+fn child(
+    role: &str,
+    url: &str,
+    table: &str,
+    name: &str,
+    extra: &[(&str, &str)],
+) -> std::process::Child {
+    let mut args = vec![("URL", url), ("TABLE", table), ("NAME", name)];
+    args.extend_from_slice(extra);
+    spawn_child(ENTRY, role, &args)
+}
+
+/// Four processes append to one log under the lock while the parent
+/// SIGKILLs some of them mid-run: the log must count 1, 2, 3, ... with no
+/// gap or repeat, and tokens must increase line by line.
+#[test]
+fn a_counter_stays_exact_under_sigkill_of_holders() {
+    let Some(url) = server("counter") else { return };
+    let table = fresh_table("counter");
+    let dir = tempdir();
+    let log = dir.path().join("log");
+    let log_s = log.to_str().unwrap().to_owned();
+    let mut kids = Children(Vec::new());
+    for i in 0..6 {
+        let rounds = if i < 4 { "60" } else { "400" };
+        kids.0.push(child(
+            "count",
+            &url,
+            &table,
+            "counter",
+            &[("LOG", &log_s), ("ROUNDS", rounds)],
+        ));
+    }
+    // The last two run long: kill them while they hold or wait.
+    std::thread::sleep(Duration::from_millis(400));
+    for k in kids.0.iter_mut().skip(4) {
+        k.kill().unwrap();
+        k.wait().unwrap();
+    }
+    for k in kids.0.iter_mut().take(4) {
+        assert_eq!(next_message(k).as_deref(), Some("done"));
+        assert!(k.wait().unwrap().success());
+    }
+    let text = std::fs::read_to_string(&log).unwrap();
+    let mut last_token = 0;
+    let mut n = 0;
+    for line in text.lines() {
+        n += 1;
+        let (count, token) = line.split_once(' ').expect("a whole line");
+        assert_eq!(count.parse::<usize>().unwrap(), n, "log:\n{text}");
+        let token: u64 = token.parse().unwrap();
+        assert!(token > last_token, "token {token} after {last_token}");
+        last_token = token;
+    }
+    assert!(n >= 240, "only {n} lines");
+    eprintln!("{n} increments, last token {last_token}");
+}
+
+#[test]
+fn shared_holders_coexist_and_exclude_writers_across_processes() {
+    let Some(url) = server("shared") else { return };
+    let table = fresh_table("shared");
+    let mut kids = Children(Vec::new());
+    kids.0
+        .push(child("hold", &url, &table, "s", &[("MODE", "shared")]));
+    let msg = next_message(&mut kids.0[0]).unwrap();
+    assert!(msg.starts_with("locked"), "{msg}");
+    let mut t = child("try", &url, &table, "s", &[("MODE", "shared")]);
+    assert_eq!(next_message(&mut t).as_deref(), Some("ok"));
+    t.wait().unwrap();
+    let mut t = child("try", &url, &table, "s", &[("MODE", "exclusive")]);
+    assert_eq!(next_message(&mut t).as_deref(), Some("wouldblock"));
+    t.wait().unwrap();
+    // In this process too.
+    let lock = locks(&url, &table).lock_named("s").unwrap();
+    let a = lock.try_lock_shared().unwrap();
+    let b = lock.try_lock_shared().unwrap();
+    assert_eq!(lock.try_lock().unwrap_err().kind(), ErrorKind::WouldBlock);
+    drop((a, b));
+    // The child's death frees it.
+    drop(kids);
+    let started = Instant::now();
+    let g = lock
+        .acquire_blocking(LockMode::Exclusive, Wait::For(Duration::from_secs(10)))
+        .unwrap();
+    assert!(g.is_exclusive(), "{:?}", started.elapsed());
+}
+
+/// The research's trap: a waiting statement dropped around the holder's
+/// release leaves a lock granted to a session nobody uses. Rounds drop a
+/// waiting future at random moments around a foreign holder's release; no
+/// round may leave a lock held or a session waiting.
+#[test]
+fn dropped_waits_never_leave_a_ghost_lock() {
+    let Some(url) = server("cancel") else { return };
+    let rounds: usize = std::env::var("LOCKYARD_PG_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(1000);
+    let table = fresh_table("cancel");
+    let lock = locks(&url, &table).lock_named("ghost").unwrap();
+    drop(lock.try_lock().unwrap()); // registers the name
+    let holder = Raw::connect(&url);
+    let probe = Raw::connect(&url);
+    let (key, oid, id) = probe.key_of(&table, "ghost");
+    assert_eq!(probe.settle(oid, id, Duration::from_secs(5)), (0, 0));
+    let (mut granted, mut abandoned) = (0, 0);
+    let started = Instant::now();
+    for round in 0..rounds {
+        let _: i32 = holder.one("SELECT 1 FROM (SELECT pg_advisory_lock($1)) x", &[&key]);
+        let waiter = holder.rt.spawn(lock.lock());
+        std::thread::sleep(Duration::from_micros(fastrand::u64(0..2000)));
+        let release_in = Duration::from_micros(fastrand::u64(0..3000));
+        let drop_in = Duration::from_micros(fastrand::u64(0..3000));
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                std::thread::sleep(release_in);
+                let ok: bool = holder.one("SELECT pg_advisory_unlock($1)", &[&key]);
+                assert!(ok);
+            });
+            std::thread::sleep(drop_in);
+            waiter.abort();
+        });
+        match holder.rt.block_on(waiter) {
+            Ok(Ok(guard)) => {
+                granted += 1;
+                drop(guard);
+            }
+            Ok(Err(e)) => panic!("round {round}: {e}"),
+            Err(_) => abandoned += 1,
+        }
+        let left = probe.settle(oid, id, Duration::from_secs(5));
+        assert_eq!(
+            left,
+            (0, 0),
+            "round {round}: (granted, waiting) sessions left"
+        );
+        assert_eq!(lock.waiters(), 0, "round {round}");
+    }
+    // The lock still works, in this process and for others.
+    let g = lock.try_lock().unwrap();
+    drop(g);
+    eprintln!(
+        "{rounds} rounds in {:?}: {granted} granted before the drop, {abandoned} abandoned",
+        started.elapsed()
+    );
+    assert!(abandoned > rounds / 20, "the drops never hit a wait");
+    // Sessions of this process: none stuck waiting.
+    let stuck: i64 = probe.one(
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'",
+        &[],
+    );
+    assert_eq!(stuck, 0);
+}
+
+/// A timeout in the server's queue gives the lock up just as cleanly.
+#[test]
+fn timed_out_waits_leave_nothing_behind() {
+    let Some(url) = server("timeout") else { return };
+    let table = fresh_table("timeout");
+    let lock = locks(&url, &table).lock_named("t").unwrap();
+    drop(lock.try_lock().unwrap());
+    let holder = Raw::connect(&url);
+    let (key, oid, id) = holder.key_of(&table, "t");
+    let _: i32 = holder.one("SELECT 1 FROM (SELECT pg_advisory_lock($1)) x", &[&key]);
+    for _ in 0..20 {
+        let e = futures_lite::future::block_on(lock.lock_timeout(Duration::from_millis(30)))
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::TimedOut);
+        let e = lock
+            .acquire_blocking(LockMode::Exclusive, Wait::For(Duration::from_millis(20)))
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::TimedOut);
+    }
+    assert_eq!(
+        holder.settle(oid, id, Duration::from_secs(5)).1,
+        0,
+        "a waiter stayed queued"
+    );
+    let _: bool = holder.one("SELECT pg_advisory_unlock($1)", &[&key]);
+    assert_eq!(holder.settle(oid, id, Duration::from_secs(5)), (0, 0));
+    drop(lock.try_lock().unwrap());
+}
+
+/// A thousand tasks of one process wait for one name: the server sees one
+/// waiting session, and every task gets the lock in turn.
+#[test]
+fn a_thousand_waiters_use_one_waiting_session() {
+    let Some(url) = server("thousand") else {
+        return;
+    };
+    let table = fresh_table("thousand");
+    let app = format!("lockyard-thousand-{}", std::process::id());
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let pg = PgLocks::connect(&format!("{url}{sep}application_name={app}"))
+        .unwrap()
+        .table(&table)
+        .unwrap();
+    let lock = pg.lock_named("busy").unwrap();
+    let holder = Raw::connect(&url);
+    drop(lock.try_lock().unwrap());
+    let (key, _, _) = holder.key_of(&table, "busy");
+    let _: i32 = holder.one("SELECT 1 FROM (SELECT pg_advisory_lock($1)) x", &[&key]);
+    let done = Arc::new(AtomicUsize::new(0));
+    let inside = Arc::new(AtomicUsize::new(0));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..1000 {
+        let (lock, done, inside) = (lock.clone(), Arc::clone(&done), Arc::clone(&inside));
+        tasks.push(rt.spawn(async move {
+            let g = lock.lock().await.unwrap();
+            assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0, "two tasks inside");
+            inside.fetch_sub(1, Ordering::SeqCst);
+            drop(g);
+            done.fetch_add(1, Ordering::SeqCst);
+        }));
+    }
+    let since = Instant::now();
+    while lock.waiters() < 1000 {
+        assert!(
+            since.elapsed() < Duration::from_secs(20),
+            "waiters: {}",
+            lock.waiters()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // Let the head reach the server.
+    std::thread::sleep(Duration::from_millis(300));
+    let waiting: i64 = holder.one(
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND wait_event_type = 'Lock'",
+        &[&app],
+    );
+    let sessions: i64 = holder.one(
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+        &[&app],
+    );
+    assert_eq!(waiting, 1, "sessions waiting in the server");
+    assert!(sessions <= 3, "{sessions} sessions for 1000 waiters");
+    let _: bool = holder.one("SELECT pg_advisory_unlock($1)", &[&key]);
+    rt.block_on(async {
+        for t in tasks {
+            tokio::time::timeout(Duration::from_secs(60), t)
+                .await
+                .expect("a waiter never got the lock")
+                .unwrap();
+        }
+    });
+    assert_eq!(done.load(Ordering::SeqCst), 1000);
+    let sessions: i64 = holder.one(
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+        &[&app],
+    );
+    eprintln!("1000 waiters: 1 waiting session; {sessions} sessions open after");
+}
+
+/// Ending the holder's session (`pg_terminate_backend`) is a typed signal:
+/// `still_held` says false, `lost` completes, the next token is higher.
+#[test]
+fn a_terminated_session_is_a_lost_lock() {
+    let Some(url) = server("lost") else { return };
+    let table = fresh_table("lost");
+    let lock = locks(&url, &table).lock_named("l").unwrap();
+    let guard = lock.try_lock().unwrap();
+    let first = guard.token().unwrap();
+    assert!(guard.still_held().unwrap());
+    let probe = Raw::connect(&url);
+    let (_, oid, id) = probe.key_of(&table, "l");
+    let killed: bool = probe.one(
+        "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory'
+           AND granted AND classid::bigint = $1 AND objid::bigint = $2",
+        &[&oid, &id],
+    );
+    assert!(killed);
+    let e = futures_lite::future::block_on(async {
+        futures_lite::future::or(
+            async { Some(guard.lost(Duration::from_millis(10)).await) },
+            async {
+                async_io::Timer::after(Duration::from_secs(5)).await;
+                None
+            },
+        )
+        .await
+    })
+    .expect("lost() did not fire within 5 s");
+    assert_eq!(e.kind(), ErrorKind::Lost);
+    assert!(!guard.still_held().unwrap());
+    drop(guard);
+    let other = locks(&url, &table).lock_named("l").unwrap();
+    let next = other
+        .acquire_blocking(LockMode::Exclusive, Wait::For(Duration::from_secs(5)))
+        .unwrap();
+    assert!(next.token().unwrap() > first);
+}
+
+/// A holder stopped with SIGSTOP keeps its session open, but with a lease
+/// the server ends it after the TTL: a waiter takes over, with a higher
+/// token.
+#[cfg(unix)]
+#[test]
+fn a_stopped_holder_is_taken_over_after_its_lease() {
+    let Some(url) = server("lease") else { return };
+    let table = fresh_table("lease");
+    let mut kids = Children(Vec::new());
+    kids.0
+        .push(child("hold", &url, &table, "l", &[("LEASE_MS", "1000")]));
+    let msg = next_message(&mut kids.0[0]).unwrap();
+    let held: u64 = msg.strip_prefix("locked ").unwrap().parse().unwrap();
+    let pid = kids.0[0].id();
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(pid as i32).unwrap(),
+        rustix::process::Signal::STOP,
+    )
+    .unwrap();
+    let lock = locks(&url, &table).lock_named("l").unwrap();
+    let started = Instant::now();
+    let g = lock
+        .acquire_blocking(LockMode::Exclusive, Wait::For(Duration::from_secs(10)))
+        .unwrap();
+    let took = started.elapsed();
+    assert!(g.token().unwrap() > held);
+    assert!(
+        took >= Duration::from_millis(500),
+        "taken over too soon: {took:?}"
+    );
+    eprintln!("stopped holder taken over after {took:?}");
+    let _ = rustix::process::kill_process(
+        rustix::process::Pid::from_raw(pid as i32).unwrap(),
+        rustix::process::Signal::CONT,
+    );
+}
+
+#[test]
+fn holder_and_list_say_who_holds_what() {
+    let Some(url) = server("holder") else { return };
+    let table = fresh_table("holder");
+    let pg = locks(&url, &table).owner("reporter");
+    let lock = pg.lock_named("job/a").unwrap();
+    assert!(lock.holder().unwrap().is_none());
+    let g = lock.try_lock().unwrap();
+    let h = lock.holder().unwrap().expect("held");
+    assert_eq!(h.pid(), std::process::id());
+    assert_eq!(h.owner(), Some("reporter"));
+    assert_eq!(Some(h.token()), g.token());
+    let r = pg.lock_named("job/b").unwrap();
+    let _s = r.try_lock_shared().unwrap();
+    let list = pg.list().unwrap();
+    let names: Vec<_> = list
+        .iter()
+        .map(|i| (i.name().to_owned(), i.state()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("job/a".to_owned(), lockyard::LockState::HeldExclusive),
+            ("job/b".to_owned(), lockyard::LockState::HeldShared)
+        ]
+    );
+    let busy = pg.lock_named("job/a").unwrap();
+    let e = std::thread::spawn(move || busy.try_lock().map(drop))
+        .join()
+        .unwrap();
+    // Same process: the engine answers from its queue.
+    assert_eq!(e.unwrap_err().kind(), ErrorKind::WouldBlock);
+}
+
+#[test]
+fn bad_input_gets_typed_errors_naming_server_and_lock() {
+    let Some(url) = server("bad_input") else {
+        return;
+    };
+    let table = fresh_table("bad");
+    let pg = locks(&url, &table);
+    // Names: quotes and SQL are data; 10 KB is fine; NUL is refused.
+    for name in [
+        "it's",
+        "\"; DROP TABLE x; --",
+        &"n".repeat(10 * 1024),
+        "ünï/cödé",
+    ] {
+        let lock = pg.lock_named(name).unwrap();
+        let g = lock.try_lock().unwrap();
+        assert_eq!(lock.holder().unwrap().unwrap().token(), g.token().unwrap());
+    }
+    assert_eq!(
+        pg.lock_named("a\0b").unwrap_err().kind(),
+        ErrorKind::InvalidPath
+    );
+    assert_eq!(
+        pg.lock_named("").unwrap_err().kind(),
+        ErrorKind::InvalidPath
+    );
+    // Unreachable server: a closed port.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let nowhere = PgLocks::connect(&format!("postgres://postgres@127.0.0.1:{port}/postgres"))
+        .unwrap()
+        .lock_named("x")
+        .unwrap();
+    let started = Instant::now();
+    let e = nowhere.try_lock().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Io);
+    let text = e.to_string();
+    assert!(
+        text.contains(&format!("127.0.0.1:{port}")) && text.contains("#x"),
+        "{text}"
+    );
+    let e = futures_lite::future::block_on(nowhere.lock()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Io, "{e}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    // Wrong credentials: a role that does not exist.
+    let base = url.split_once('@').map(|(_, rest)| rest).unwrap();
+    let wrong = PgLocks::connect(&format!("postgres://nobody_here@{base}"))
+        .unwrap()
+        .lock_named("x")
+        .unwrap();
+    let e = wrong.try_lock().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Io);
+    assert!(
+        e.to_string().contains("nobody_here") || format!("{e:#?}").contains("nobody_here"),
+        "{e}"
+    );
+    // The server ending the waiting session: an error, not a hang.
+    let lock = pg.lock_named("going").unwrap();
+    let held = lock.try_lock().unwrap();
+    let other = locks(&url, &table).lock_named("going").unwrap();
+    let probe = Raw::connect(&url);
+    let (_, oid, id) = probe.key_of(&table, "going");
+    drop(held);
+    let holder = Raw::connect(&url);
+    let (key, _, _) = holder.key_of(&table, "going");
+    let _: i32 = holder.one("SELECT 1 FROM (SELECT pg_advisory_lock($1)) x", &[&key]);
+    let waiter = std::thread::spawn(move || other.lock_blocking().map(drop));
+    let since = Instant::now();
+    while probe.sessions_on(oid, id).1 == 0 {
+        assert!(since.elapsed() < Duration::from_secs(10));
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let _: bool = probe.one(
+        "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory'
+           AND NOT granted AND classid::bigint = $1 AND objid::bigint = $2",
+        &[&oid, &id],
+    );
+    let out = common::join_within(waiter, Duration::from_secs(10), "the waiter hung");
+    assert_eq!(out.unwrap_err().kind(), ErrorKind::Io);
+}
