@@ -419,6 +419,37 @@ fn a_stopped_holder_is_taken_over_after_its_lease() {
     );
 }
 
+/// `keep_alive` beside the work keeps a lease's session alive past its
+/// TTL; without it the server ends the session and the lock is lost.
+#[test]
+fn keep_alive_renews_a_lease_and_its_absence_loses_it() {
+    let Some(url) = server("keep_alive") else {
+        return;
+    };
+    let table = fresh_table("keep_alive");
+    let pg = locks(&url, &table).lease(Duration::from_millis(300));
+    let lock = pg.lock_named("k").unwrap();
+    futures_lite::future::block_on(async {
+        let mut guard = lock.lock().await.unwrap();
+        let work = async {
+            async_io::Timer::after(Duration::from_millis(1200)).await;
+        };
+        let outcome = futures_lite::future::or(
+            async {
+                work.await;
+                None
+            },
+            async { Some(guard.keep_alive().await) },
+        )
+        .await;
+        assert!(outcome.is_none(), "keep_alive failed: {outcome:?}");
+        assert!(guard.still_held().unwrap());
+        // Idle past the TTL: the server ends the session.
+        async_io::Timer::after(Duration::from_millis(1200)).await;
+        assert!(!guard.still_held().unwrap());
+    });
+}
+
 #[test]
 fn holder_and_list_say_who_holds_what() {
     let Some(url) = server("holder") else { return };

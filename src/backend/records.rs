@@ -26,7 +26,8 @@ pub(crate) fn new_record(
         start_time: me.start_time,
         acquired: now,
         renewed: now,
-        ttl: if kind == LockKind::Lease {
+        // A lease's TTL, or a PostgreSQL session's idle limit.
+        ttl: if matches!(kind, LockKind::Lease | LockKind::Postgres) {
             opts.lease_ttl
         } else {
             None

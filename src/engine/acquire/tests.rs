@@ -137,6 +137,8 @@ struct Script {
     signal_during_attempt: AtomicBool,
     /// Opens wait for a message on this (at most 20 s).
     open_gate: Mutex<Option<std::sync::mpsc::Receiver<()>>>,
+    /// Attempts are network round trips.
+    remote: bool,
 }
 
 #[derive(Debug)]
@@ -188,6 +190,10 @@ impl Hint for ScriptHint {
 }
 
 impl Resource for Scripted {
+    fn remote(&self) -> bool {
+        self.0.remote
+    }
+
     fn try_acquire(&self, _mode: LockMode, _p: Params<'_>) -> io::Result<Attempted> {
         self.0.attempts.fetch_add(1, Ordering::SeqCst);
         if self.0.signal_during_attempt.swap(false, Ordering::SeqCst) {
@@ -452,6 +458,30 @@ fn a_blocking_caller_waits_in_the_backend_and_commits_its_lock() {
     assert_eq!(script.commits.load(Ordering::SeqCst), 1);
     // The fast path and the check after queueing; then the wait.
     assert_eq!(script.attempts.load(Ordering::SeqCst), 2);
+}
+
+#[test]
+fn a_future_never_attempts_a_remote_resource_inline() {
+    let script = Arc::new(Script {
+        remote: true,
+        blocking: Mutex::new(Some(Waited::Locked(Box::new(())))),
+        ..Script::default()
+    });
+    let h = handle(&script, WaitStrategy::Backoff);
+    // Free, yet the future queues and lets its blocking wait attempt.
+    let mut d = TestDriver::new(false);
+    let mut core = Core::new(Arc::clone(&h), LockMode::Exclusive, Wait::Forever);
+    let Poll::Ready(Ok((entry, record))) = d.poll(&mut core) else {
+        panic!("not acquired");
+    };
+    assert_eq!(script.attempts.load(Ordering::SeqCst), 0);
+    assert_eq!(script.commits.load(Ordering::SeqCst), 1);
+    entry.release(LockMode::Exclusive, record, &h).unwrap();
+    // A try-once acquisition and a blocking caller do attempt on their
+    // own thread.
+    let mut once = Core::new(Arc::clone(&h), LockMode::Exclusive, Wait::TryOnce);
+    assert!(matches!(d.poll(&mut once), Poll::Ready(_)));
+    assert_eq!(script.attempts.load(Ordering::SeqCst), 1);
 }
 
 #[test]
