@@ -205,10 +205,7 @@ impl PgLocks {
     pub fn check_client_every(self, every: Duration) -> PgLocks {
         let mut settings = self.settings();
         settings.check_interval = Some(every);
-        let options = self.options.clone();
-        let mut locks = self.rebuild(self.server.table.clone(), settings);
-        locks.options = options;
-        locks
+        self.rebuild(self.server.table.clone(), settings)
     }
 
     /// The owner name written into exclusive holders' records.

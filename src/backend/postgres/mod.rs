@@ -330,14 +330,13 @@ struct Hold {
     conn: Option<Conn>,
     mode: LockMode,
     key: i64,
-    server: Arc<PgServer>,
     record: Option<Arc<HolderRecord>>,
 }
 
 impl Drop for Hold {
     fn drop(&mut self) {
         if let Some(conn) = self.conn.take() {
-            release_later(Arc::clone(&self.server), conn, self.mode, self.key).detach();
+            release_later(conn, self.mode, self.key).detach();
         }
     }
 }
@@ -345,12 +344,7 @@ impl Drop for Hold {
 /// Unlocks on a blocking-pool thread; gives back the session if it is
 /// clean. A session whose unlock failed is closed, which releases
 /// whatever it held.
-fn release_later(
-    server: Arc<PgServer>,
-    conn: Conn,
-    mode: LockMode,
-    key: i64,
-) -> blocking::Task<Option<Conn>> {
+fn release_later(conn: Conn, mode: LockMode, key: i64) -> blocking::Task<Option<Conn>> {
     blocking::unblock(move || {
         let unlock = match mode {
             LockMode::Exclusive => sql::UNLOCK_EXCLUSIVE,
@@ -360,10 +354,7 @@ fn release_later(
         match done.and_then(|row| row.try_get::<_, bool>(0)) {
             Ok(true) => Some(conn),
             // Not held (the session lost it) or failed: close it.
-            Ok(false) | Err(_) => {
-                drop(server);
-                None
-            }
+            Ok(false) | Err(_) => None,
         }
     })
 }
@@ -536,7 +527,7 @@ fn wait_in_server(
                     match async_io::block_on(stamp(&server, &conn, id, &options)) {
                         Ok(rec) => Some(rec),
                         Err(e) => {
-                            release_later(server, conn, mode, key).detach();
+                            release_later(conn, mode, key).detach();
                             return Err(e);
                         }
                     }
@@ -547,7 +538,6 @@ fn wait_in_server(
                 conn: Some(conn),
                 mode,
                 key,
-                server,
                 record,
             })))
         }
@@ -601,7 +591,7 @@ impl Resource for PgLock {
                 match async_io::block_on(stamp(&self.server, &conn, self.id, &options)) {
                     Ok(rec) => Some(rec),
                     Err(e) => {
-                        let task = release_later(Arc::clone(&self.server), conn, mode, self.key);
+                        let task = release_later(conn, mode, self.key);
                         *lock(&self.releasing) = Some(task);
                         return Err(e);
                     }
@@ -653,7 +643,7 @@ impl Resource for PgLock {
         };
         match Arc::try_unwrap(conn) {
             Ok(conn) => {
-                let task = release_later(Arc::clone(&self.server), conn, mode, self.key);
+                let task = release_later(conn, mode, self.key);
                 // An older release still in flight finishes on its own.
                 if let Some(older) = lock(&self.releasing).replace(task) {
                     older.detach();
