@@ -80,6 +80,31 @@ fn child_main() {
                 Err(e) => panic!("unexpected: {e}"),
             }
         }
+        // Run-once with KEY: the work appends this PID to LOG, says
+        // "running", sleeps SLEEP_MS, and fails if FAIL is set.
+        "once" => {
+            let log = env_path("LOG");
+            let sleep: u64 = std::env::var("SLEEP_MS").map_or(0, |v| v.parse().unwrap());
+            let outcome = lock.once_keyed(&env("KEY"), || {
+                let mut f = std::fs::OpenOptions::new()
+                    .append(true)
+                    .create(true)
+                    .open(&log)?;
+                f.write_all(format!("{}\n", std::process::id()).as_bytes())?;
+                say("running");
+                std::thread::sleep(Duration::from_millis(sleep));
+                if std::env::var_os("FAIL").is_some() {
+                    return Err(std::io::Error::other("asked to fail"));
+                }
+                Ok(())
+            });
+            match outcome {
+                Ok(o) if o.ran() => say("ran"),
+                Ok(_) => say("already"),
+                Err(lockyard::OnceError::Init(_)) => say("failed"),
+                Err(e) => panic!("unexpected: {e}"),
+            }
+        }
         other => panic!("unknown role {other}"),
     }
 }
@@ -564,4 +589,129 @@ fn bad_input_gets_typed_errors_naming_server_and_lock() {
     );
     let out = common::join_within(waiter, Duration::from_secs(10), "the waiter hung");
     assert_eq!(out.unwrap_err().kind(), ErrorKind::Io);
+}
+
+/// Run-once across processes: of five concurrent callers exactly one runs
+/// the work; a failed or killed run records nothing, so the next caller
+/// runs it; a new key runs it again.
+#[test]
+fn once_runs_the_work_once_across_processes() {
+    let Some(url) = server("once") else { return };
+    let table = fresh_table("once");
+    let dir = tempdir();
+    let log = dir.path().join("log");
+    let log_s = log.to_str().unwrap().to_owned();
+    let runs = || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    let once = |key: &str, extra: &[(&str, &str)]| {
+        let mut args = vec![("LOG", log_s.as_str()), ("KEY", key)];
+        args.extend_from_slice(extra);
+        child("once", &url, &table, "job", &args)
+    };
+    // A run that fails, and one killed mid-work, record nothing.
+    let mut k = Children(vec![once("v1", &[("FAIL", "1")])]);
+    assert_eq!(next_message(&mut k.0[0]).as_deref(), Some("running"));
+    assert_eq!(next_message(&mut k.0[0]).as_deref(), Some("failed"));
+    let mut k = Children(vec![once("v1", &[("SLEEP_MS", "60000")])]);
+    assert_eq!(next_message(&mut k.0[0]).as_deref(), Some("running"));
+    drop(k); // SIGKILL while the work runs
+    assert_eq!(runs(), 2);
+    // Five at once: one runs, the others find it done.
+    let mut kids = Children(Vec::new());
+    for _ in 0..5 {
+        kids.0.push(once("v1", &[("SLEEP_MS", "200")]));
+    }
+    let mut said = Vec::new();
+    for k in kids.0.iter_mut() {
+        let mut msg = next_message(k).unwrap();
+        if msg == "running" {
+            msg = next_message(k).unwrap();
+        }
+        said.push(msg);
+        assert!(k.wait().unwrap().success());
+    }
+    said.sort();
+    assert_eq!(said, ["already", "already", "already", "already", "ran"]);
+    assert_eq!(runs(), 3);
+    // Done for v1; a new key runs again.
+    let mut k = Children(vec![once("v1", &[])]);
+    assert_eq!(next_message(&mut k.0[0]).as_deref(), Some("already"));
+    let mut k = Children(vec![once("v2", &[])]);
+    assert_eq!(next_message(&mut k.0[0]).as_deref(), Some("running"));
+    assert_eq!(next_message(&mut k.0[0]).as_deref(), Some("ran"));
+    assert_eq!(runs(), 4);
+}
+
+/// The done mark is fenced by the token: a holder whose session ended
+/// while its work ran, and who was overtaken, records nothing (a `Lost`
+/// marker error), and the work stays to be done.
+#[test]
+fn once_records_nothing_for_a_holder_that_lost_the_lock() {
+    let Some(url) = server("once_fenced") else {
+        return;
+    };
+    let table = fresh_table("once_fenced");
+    let lock = locks(&url, &table).lock_named("job").unwrap();
+    let probe = Raw::connect(&url);
+    let outcome = lock.once(|| {
+        let (_, oid, id) = probe.key_of(&table, "job");
+        let killed: bool = probe.one(
+            "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory'
+               AND granted AND classid::bigint = $1 AND objid::bigint = $2",
+            &[&oid, &id],
+        );
+        assert!(killed);
+        // Another process takes the lock (and a newer token) meanwhile.
+        let mut rival = child("try", &url, &table, "job", &[("MODE", "exclusive")]);
+        assert_eq!(next_message(&mut rival).as_deref(), Some("ok"));
+        assert!(rival.wait().unwrap().success());
+        Ok::<_, std::io::Error>(())
+    });
+    match outcome {
+        Err(lockyard::OnceError::Marker(e)) => assert_eq!(e.kind(), ErrorKind::Lost, "{e}"),
+        other => panic!("expected a lost marker, got {other:?}"),
+    }
+    // Not recorded: the next call runs the work.
+    assert!(lock.once(|| Ok::<_, std::io::Error>(())).unwrap().ran());
+    assert!(!lock.once(|| Ok::<_, std::io::Error>(())).unwrap().ran());
+}
+
+/// `once_async` under an executor: concurrent tasks of one process run the
+/// work once.
+#[test]
+fn once_async_runs_once_among_tasks() {
+    let Some(url) = server("once_async") else {
+        return;
+    };
+    let table = fresh_table("once_async");
+    let lock = locks(&url, &table).lock_named("job").unwrap();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let outcomes = futures_lite::future::block_on(async {
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let (lock, runs) = (lock.clone(), Arc::clone(&runs));
+                smol::spawn(async move {
+                    lock.once_async(|| async {
+                        runs.fetch_add(1, Ordering::SeqCst);
+                        async_io::Timer::after(Duration::from_millis(50)).await;
+                        Ok::<_, std::io::Error>(())
+                    })
+                    .await
+                    .unwrap()
+                    .ran()
+                })
+            })
+            .collect();
+        let mut ran = 0;
+        for t in tasks {
+            ran += usize::from(t.await);
+        }
+        ran
+    });
+    assert_eq!(outcomes, 1);
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
 }

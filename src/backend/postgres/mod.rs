@@ -204,6 +204,34 @@ impl PgServer {
         })
     }
 
+    /// Whether a run-once call recorded `key` as done for `name`.
+    pub(crate) fn is_done(&self, name: &str, key: &str) -> io::Result<bool> {
+        let conn = self.session()?;
+        self.table_oid(&conn)?;
+        let row = async_io::block_on(conn.client.query_opt(&sql::done_key(&self.table), &[&name]))
+            .map_err(to_io)?;
+        self.give_back(conn);
+        let done: Option<String> = match row {
+            Some(row) => row.try_get(0).map_err(to_io)?,
+            None => None,
+        };
+        Ok(done.as_deref() == Some(key))
+    }
+
+    /// Records `key` as done for `name`, if the hold with `token` is still
+    /// the latest one; says whether it was recorded.
+    pub(crate) fn mark_done(&self, name: &str, key: &str, token: u64) -> io::Result<bool> {
+        let token = i64::try_from(token).map_err(|_| io::Error::other("a token past i64::MAX"))?;
+        let conn = self.session()?;
+        let changed = async_io::block_on(
+            conn.client
+                .execute(&sql::mark_done(&self.table), &[&name, &key, &token]),
+        )
+        .map_err(to_io)?;
+        self.give_back(conn);
+        Ok(changed == 1)
+    }
+
     /// Who holds the lock `id` (every lock of the table if `None`).
     pub(crate) fn holders(&self, id: Option<i32>) -> io::Result<Vec<Holding>> {
         let conn = self.session()?;

@@ -61,7 +61,10 @@ pub(super) fn create_table(table: &str) -> String {
              holder_host text,
              holder_owner text,
              holder_since double precision,
-             holder_backend integer
+             holder_backend integer,
+             done_key text,
+             done_token bigint,
+             done_at double precision
          );
          COMMIT;"
     )
@@ -94,6 +97,27 @@ pub(super) fn bump(table: &str) -> String {
              holder_owner = $4, holder_since = extract(epoch from clock_timestamp()),
              holder_backend = pg_backend_pid()
          WHERE id = $1 RETURNING token"
+    )
+}
+
+/// The key a run-once call recorded as done for the name `$1`, if any.
+pub(super) fn done_key(table: &str) -> String {
+    let t = quoted(table);
+    format!(
+        "SELECT done_key FROM {t}
+         WHERE digest = sha256(convert_to($1, 'UTF8')) AND name = $1"
+    )
+}
+
+/// Records the key `$2` as done for the name `$1`, fenced by the token
+/// `$3`: the row changes only while that hold is the latest, so a holder
+/// that lost the lock (and was overtaken) records nothing.
+pub(super) fn mark_done(table: &str) -> String {
+    let t = quoted(table);
+    format!(
+        "UPDATE {t} SET done_key = $2, done_token = token,
+             done_at = extract(epoch from clock_timestamp())
+         WHERE digest = sha256(convert_to($1, 'UTF8')) AND name = $1 AND token = $3"
     )
 }
 
