@@ -478,7 +478,7 @@ impl fmt::Display for Error {
                 self.write_source(f)
             }
             ErrorKind::Io => {
-                write!(f, "cannot {} lock file {path}", self.op.verb())?;
+                write!(f, "cannot {} lock {path}", self.op.verb())?;
                 self.write_source(f)
             }
         }

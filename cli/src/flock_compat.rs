@@ -24,6 +24,7 @@ use lockyard::{FileLock, LockMode, LockOptions, Wait};
 
 use crate::run::{self, Codes, RunArgs};
 use crate::signals::Signals;
+use crate::target;
 use crate::waiting::Ui;
 
 /// flock's exit codes that lockyard's own commands do not share.
@@ -125,7 +126,7 @@ fn run_command(file: PathBuf, command: &[String], request: &Request) -> u8 {
     }
     run::run(
         RunArgs {
-            lock,
+            lock: target::Target::File(lock),
             mode: request.mode,
             wait: request.wait,
             lease: None,

@@ -15,6 +15,7 @@ mod kind;
 mod run;
 mod signals;
 mod status;
+mod target;
 mod waiting;
 
 use std::path::PathBuf;
@@ -22,9 +23,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use lockyard::{FileLock, LockMode, LockOptions, Wait};
+use lockyard::{LockMode, LockOptions, Wait};
 
 use crate::run::{Codes, RunArgs};
+use crate::target::PgSettings;
 use crate::waiting::{Outcome, Ui};
 
 const EXIT_CODES: &str = "\
@@ -64,6 +66,10 @@ enum Cmd {
         /// An owner id written into the holder record (shown by `status`).
         #[arg(long, value_name = "ID")]
         owner: Option<String>,
+        /// For a PostgreSQL lock: the table that keeps names and tokens
+        /// (default `lockyard_locks`).
+        #[arg(long, value_name = "TABLE")]
+        table: Option<String>,
         /// Exit code when the lock is busy and --no-wait was given.
         #[arg(short = 'E', long, value_name = "N", default_value_t = exit::WOULD_BLOCK)]
         conflict_exit_code: u8,
@@ -85,6 +91,9 @@ enum Cmd {
         /// lock's control file (PATH.ctl) exists.
         #[arg(long, conflicts_with = "shared")]
         soft: bool,
+        /// For a PostgreSQL lock: the table that keeps names and tokens.
+        #[arg(long, value_name = "TABLE")]
+        table: Option<String>,
         /// Exit code when the lock is busy and --no-wait was given.
         #[arg(short = 'E', long, value_name = "N", default_value_t = exit::WOULD_BLOCK)]
         conflict_exit_code: u8,
@@ -95,9 +104,14 @@ enum Cmd {
     /// Show each lock (a lock file, or every lock in a directory): free,
     /// held shared, held exclusive or stale, and who holds it.
     Status {
-        /// A lock file or a directory of lock files.
+        /// A lock file, a directory of lock files, a PostgreSQL lock
+        /// (`postgres://user@host/db#name`) or a PostgreSQL database
+        /// (`postgres://user@host/db`: every lock held there).
         #[arg(required = true)]
         paths: Vec<PathBuf>,
+        /// For PostgreSQL: the table that keeps names and tokens.
+        #[arg(long, value_name = "TABLE")]
+        table: Option<String>,
         /// Print JSON (documented in the README; `version` field).
         #[arg(long)]
         json: bool,
@@ -125,6 +139,10 @@ struct LockArgs {
     /// script, an empty file) is locked as it is and never written, so no
     /// holder record or token is kept for it; `status` then names the
     /// holder from the kernel's lock table.
+    ///
+    /// Or a lock in PostgreSQL: `postgres://user@host:port/db#name` (the
+    /// name after the first `#`; the password from PGPASSWORD, the user
+    /// from PGUSER when the URL has none).
     path: PathBuf,
     /// Take a shared lock instead of an exclusive one.
     #[arg(short, long)]
@@ -210,11 +228,15 @@ fn dispatch(command: Cmd) -> u8 {
             soft,
             lease,
             owner,
+            table,
             conflict_exit_code,
             timeout_exit_code,
             command,
         } => {
             if let Some(code) = refuse_descriptor(&lock) {
+                return code;
+            }
+            if let Some(code) = refuse_soft_postgres(&lock, soft) {
                 return code;
             }
             let mut options = LockOptions::new();
@@ -224,12 +246,24 @@ fn dispatch(command: Cmd) -> u8 {
             if let Some(ttl) = lease {
                 options = options.lease(ttl);
             }
-            if let Some(owner) = owner {
+            if let Some(owner) = owner.clone() {
                 options = options.owner(owner);
             }
+            let pg = PgSettings {
+                table,
+                lease,
+                owner,
+            };
+            let target = match target::open(&lock.path, options, &pg) {
+                Ok(target) => target,
+                Err(e) => {
+                    lock.ui().say(e);
+                    return exit::USAGE;
+                }
+            };
             let signals = signals::Signals::install();
             let args = RunArgs {
-                lock: FileLock::with_options(&lock.path, options),
+                lock: target,
                 mode: lock.mode(),
                 wait: lock.wait(),
                 lease,
@@ -245,24 +279,38 @@ fn dispatch(command: Cmd) -> u8 {
         Cmd::Wait {
             lock,
             soft,
+            table,
             conflict_exit_code,
             timeout_exit_code,
         } => {
             if let Some(code) = refuse_descriptor(&lock) {
                 return code;
             }
-            let signals = signals::Signals::install();
+            if let Some(code) = refuse_soft_postgres(&lock, soft) {
+                return code;
+            }
             let options = if soft || kind::is_soft(&lock.path) {
                 LockOptions::new().soft()
             } else {
                 LockOptions::new()
             };
-            let file = FileLock::with_options(&lock.path, options);
+            let pg = PgSettings {
+                table,
+                ..PgSettings::default()
+            };
+            let target = match target::open(&lock.path, options, &pg) {
+                Ok(target) => target,
+                Err(e) => {
+                    lock.ui().say(e);
+                    return exit::USAGE;
+                }
+            };
+            let signals = signals::Signals::install();
             let codes = Codes {
                 conflict: conflict_exit_code,
                 timeout: timeout_exit_code,
             };
-            match waiting::acquire(&file, lock.mode(), lock.wait(), lock.ui(), &signals) {
+            match waiting::acquire(&target, lock.mode(), lock.wait(), lock.ui(), &signals) {
                 Outcome::Got(guard) => match guard.unlock() {
                     Ok(()) => 0,
                     Err(e) => {
@@ -273,10 +321,10 @@ fn dispatch(command: Cmd) -> u8 {
                 other => run::wait_failed(other, codes, lock.ui()),
             }
         }
-        Cmd::Status { paths, json } => {
+        Cmd::Status { paths, json, table } => {
             let mut reports = Vec::new();
             for path in &paths {
-                match status::collect(path) {
+                match status::collect(path, table.as_deref()) {
                     Ok(found) => reports.extend(found),
                     Err(e) => {
                         eprintln!("lockyard: {e}");
@@ -312,6 +360,17 @@ fn dispatch(command: Cmd) -> u8 {
             },
         ),
     }
+}
+
+/// `--soft` for a PostgreSQL lock: soft locks are files beside a lock
+/// file; PostgreSQL has its own.
+fn refuse_soft_postgres(lock: &LockArgs, soft: bool) -> Option<u8> {
+    if soft && target::pg_address(&lock.path).is_some() {
+        lock.ui()
+            .say("--soft is for lock files; a PostgreSQL lock is held by the server");
+        return Some(exit::USAGE);
+    }
+    None
 }
 
 /// `run N` and `wait N` where `N` is a number and no file of that name

@@ -5,17 +5,18 @@ use std::process::{Command, ExitStatus};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use lockyard::{FileLock, FileLockGuard, LockMode, Wait};
+use lockyard::{FileLockGuard, LockMode, Wait};
 
 use crate::exit;
 use crate::holder;
 use crate::signals::Signals;
+use crate::target::Target;
 use crate::waiting::{self, Outcome, Ui};
 
 /// What `run` needs from the command line.
 #[derive(Debug)]
 pub struct RunArgs<'a> {
-    pub lock: FileLock,
+    pub lock: Target,
     pub mode: LockMode,
     pub wait: Wait,
     pub lease: Option<Duration>,

@@ -21,14 +21,39 @@ pub const JSON_VERSION: u32 = 1;
 pub struct Report {
     path: PathBuf,
     name: Option<String>,
-    soft: bool,
+    kind: Kind,
     found: Result<LockInfo, lockyard::Error>,
     os: Vec<OsHolder>,
 }
 
-/// The locks at `target`: the lock file itself, or every lock in a
-/// directory (`*.lock` files, and soft locks known by their `.ctl` file).
-pub fn collect(target: &Path) -> Result<Vec<Report>, String> {
+/// Where a reported lock lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Strict,
+    Soft,
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    Postgres,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Strict => "strict",
+            Kind::Soft => "soft",
+            Kind::Postgres => "postgres",
+        }
+    }
+}
+
+/// The locks at `target`: the lock file itself, every lock in a directory
+/// (`*.lock` files, and soft locks known by their `.ctl` file), one lock in
+/// PostgreSQL (`postgres://...#name`), or every lock held in a PostgreSQL
+/// table (`postgres://...`). `table` is the PostgreSQL table, if not the
+/// default.
+pub fn collect(target: &Path, table: Option<&str>) -> Result<Vec<Report>, String> {
+    if let Some(address) = crate::target::pg_address(target) {
+        return collect_pg(&address, table);
+    }
     let meta =
         std::fs::metadata(target).map_err(|e| format!("cannot read {}: {e}", target.display()))?;
     let paths = if meta.is_dir() {
@@ -62,6 +87,55 @@ fn lock_files_in(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(out)
 }
 
+/// A PostgreSQL lock, or every lock held in the table: from `pg_locks`
+/// and the table's records.
+#[cfg(feature = "postgres")]
+fn collect_pg(
+    address: &crate::target::PgAddress<'_>,
+    table: Option<&str>,
+) -> Result<Vec<Report>, String> {
+    let settings = crate::target::PgSettings {
+        table: table.map(str::to_owned),
+        ..Default::default()
+    };
+    let locks = crate::target::pg_locks(address.url, &settings)?;
+    let report = |path: PathBuf, name: String, found| Report {
+        path,
+        name: Some(name),
+        kind: Kind::Postgres,
+        found,
+        os: Vec::new(),
+    };
+    match address.name {
+        Some(name) => {
+            let lock = locks.lock_named(name).map_err(|e| e.to_string())?;
+            let path = PathBuf::from(lock.address());
+            Ok(vec![report(path, name.to_owned(), lock.inspect())])
+        }
+        None => {
+            let held = locks.list().map_err(|e| e.to_string())?;
+            Ok(held
+                .into_iter()
+                .map(|info| {
+                    let path = info.path().to_path_buf();
+                    report(path, info.name().to_owned(), Ok(info))
+                })
+                .collect())
+        }
+    }
+}
+
+#[cfg(not(feature = "postgres"))]
+fn collect_pg(
+    address: &crate::target::PgAddress<'_>,
+    _table: Option<&str>,
+) -> Result<Vec<Report>, String> {
+    Err(format!(
+        "{}: this lockyard was built without PostgreSQL support (feature `postgres`)",
+        crate::target::without_credentials(address.url)
+    ))
+}
+
 fn report(path: &Path) -> Report {
     let soft = crate::kind::is_soft(path);
     let options = if soft {
@@ -78,7 +152,7 @@ fn report(path: &Path) -> Report {
     Report {
         path: path.to_path_buf(),
         name,
-        soft,
+        kind: if soft { Kind::Soft } else { Kind::Strict },
         found: lock.inspect(),
         os: if soft {
             Vec::new()
@@ -135,7 +209,7 @@ pub fn json(r: &Report) -> Value {
     json!({
         "path": r.path.display().to_string(),
         "name": r.name,
-        "kind": if r.soft { "soft" } else { "strict" },
+        "kind": r.kind.name(),
         "state": state,
         "holder": holder,
         "os_holders": r.os.iter().map(|h| json!({
@@ -165,7 +239,12 @@ fn record_json(h: &HolderRecord) -> Value {
         "pid": h.pid(),
         "host": h.host(),
         "owner": h.owner(),
-        "kind": match h.kind() { LockKind::Strict => "strict", LockKind::Soft => "soft", _ => "lease" },
+        "kind": match h.kind() {
+            LockKind::Strict => "strict",
+            LockKind::Soft => "soft",
+            LockKind::Postgres => "postgres",
+            _ => "lease",
+        },
         "acquired_at": unix(h.acquired_at()),
         "renewed_at": unix(h.renewed_at()),
         "age_secs": h.age().as_secs_f64(),

@@ -6,11 +6,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_lite::future;
-use lockyard::{Error, FileLock, FileLockGuard, LockMode, Wait};
+use lockyard::{Error, FileLockGuard, LockMode, Wait};
 
 use crate::duration::human;
-use crate::holder;
 use crate::signals::Signals;
+use crate::target::Target;
 
 /// How much to say on stderr.
 #[derive(Clone, Copy, Debug)]
@@ -49,7 +49,7 @@ const QUIET_PERIOD: Duration = Duration::from_secs(1);
 /// Waits for `lock` in `mode`, drawing a live line on a terminal after a
 /// second, until it is ours, `wait` runs out, or a signal arrives (then the
 /// acquisition is dropped, which gives back anything it had).
-pub fn acquire(lock: &FileLock, mode: LockMode, wait: Wait, ui: Ui, signals: &Signals) -> Outcome {
+pub fn acquire(lock: &Target, mode: LockMode, wait: Wait, ui: Ui, signals: &Signals) -> Outcome {
     let start = Instant::now();
     let done = AtomicBool::new(false);
     let outcome = std::thread::scope(|scope| {
@@ -74,7 +74,7 @@ pub fn acquire(lock: &FileLock, mode: LockMode, wait: Wait, ui: Ui, signals: &Si
         if let Outcome::Got(_) = outcome {
             eprintln!(
                 "lockyard: getting lock {} took {:.6} seconds",
-                lock.path().display(),
+                lock.label().display(),
                 start.elapsed().as_secs_f64()
             );
         }
@@ -84,7 +84,7 @@ pub fn acquire(lock: &FileLock, mode: LockMode, wait: Wait, ui: Ui, signals: &Si
 
 /// `⠋ waiting for data/state.lock — held by pid 4242 on build-3 (owner
 /// "indexer") for 12 s`, redrawn until `done`, then erased.
-fn live_line(lock: &FileLock, done: &AtomicBool) {
+fn live_line(lock: &Target, done: &AtomicBool) {
     const FRAMES: [char; 10] = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
     let start = Instant::now();
     while !done.load(Ordering::SeqCst) && start.elapsed() < QUIET_PERIOD {
@@ -96,7 +96,7 @@ fn live_line(lock: &FileLock, done: &AtomicBool) {
     while !done.load(Ordering::SeqCst) {
         // Ask who holds it twice a second, not on every frame.
         if frame % 5 == 0 {
-            who = holder::now(lock);
+            who = lock.holder_now();
         }
         let held_by = who
             .as_deref()
@@ -107,7 +107,7 @@ fn live_line(lock: &FileLock, done: &AtomicBool) {
             err,
             "\r\x1b[2K{} waiting for {}{held_by} ({})",
             FRAMES[frame % FRAMES.len()],
-            lock.path().display(),
+            lock.label().display(),
             human(start.elapsed())
         );
         let _ = err.flush();
