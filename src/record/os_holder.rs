@@ -23,6 +23,8 @@ impl OsHolder {
     }
 
     /// The same holder, with its command name.
+    // Only Linux's lock table names commands.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     pub(crate) fn with_command(mut self, command: Option<String>) -> Self {
         self.command = command;
         self
