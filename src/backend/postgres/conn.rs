@@ -1,24 +1,35 @@
-//! One connection to the server, runtime-free: an async-io socket, its
-//! protocol driven on a thread of its own, and the cancel request sent on
-//! a socket this module opens and reads to the end.
+//! One connection to the server, runtime-free: an async-io socket whose
+//! protocol is driven by the thread that uses it, statements prepared once
+//! per session, and the cancel request sent on a socket this module opens
+//! and reads to the end.
 //!
-//! Every call here blocks its thread (`async_io::block_on`): the engine
-//! makes them only where blocking is allowed (a blocking wait's task, a
-//! blocking caller, a background release). The protocol itself never runs
+//! Every call runs to completion on its thread ([`Conn::run`], over
+//! `async_io::block_on`), driving the protocol beside the statement: a
+//! round trip costs the network and the server, not a wake-up of another
+//! thread. The engine makes these calls only where blocking is allowed (a
+//! blocking wait's task, a blocking caller, a background release), never
 //! on the caller's executor, so a current-thread runtime blocked in a call
-//! cannot starve the connection it waits for.
+//! cannot starve the connection it waits for. One call at a time uses a
+//! session (they take turns); a session nobody uses is not read until its
+//! next use, when a closed socket is found at once.
 
+use std::collections::HashMap;
+use std::future::Future;
 use std::io;
 use std::net::ToSocketAddrs;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use async_io::{Async, Timer};
-use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, FutureExt};
+use futures_lite::{future, AsyncRead, AsyncReadExt, AsyncWrite, FutureExt};
 use tokio_postgres::config::Host;
-use tokio_postgres::{CancelToken, Client, Config, NoTls};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{CancelToken, Client, Config, NoTls, Row, Statement};
+
+use super::lock;
 use tokio_util::compat::{Compat, FuturesAsyncReadCompatExt};
 
 /// A byte stream to the server: TCP or a Unix socket.
@@ -31,14 +42,27 @@ type Stream = Compat<Pin<Box<dyn Duplex>>>;
 /// `connect_timeout`: an unreachable server fails instead of hanging.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A statement parameter.
+pub(super) type Param<'a> = &'a (dyn ToSql + Sync);
+
+/// The protocol's side of a session: reads replies, writes requests; ends
+/// when the socket closes.
+type Protocol = Pin<Box<dyn Future<Output = Result<(), tokio_postgres::Error>> + Send>>;
+
 /// An open session.
 pub(super) struct Conn {
-    pub(super) client: Client,
+    /// `None` only while the session is dropped.
+    client: Option<Client>,
+    /// `None` once the protocol has ended.
+    protocol: Mutex<Option<Protocol>>,
+    /// Held by the one call using the session.
+    turn: Mutex<()>,
+    statements: Mutex<HashMap<String, Statement>>,
     cancel: CancelToken,
     config: Arc<Config>,
-    /// Set by the driver thread when the protocol ends (closed socket,
-    /// terminated backend, server shut down).
-    closed: Arc<AtomicBool>,
+    /// Set when the protocol ends (closed socket, terminated backend,
+    /// server shut down).
+    closed: AtomicBool,
 }
 
 impl std::fmt::Debug for Conn {
@@ -65,32 +89,103 @@ impl Conn {
                         ))
                     })
                     .await?;
-            let closed = Arc::new(AtomicBool::new(false));
-            let flag = Arc::clone(&closed);
-            std::thread::Builder::new()
-                .name("lockyard-postgres".into())
-                .spawn(move || {
-                    // Ends when the client is dropped or the socket closes;
-                    // an error is the session's end either way.
-                    let _ = async_io::block_on(connection);
-                    flag.store(true, Ordering::Release);
-                })?;
-            let conn = Conn {
+            Ok(Conn {
                 cancel: client.cancel_token(),
-                client,
+                client: Some(client),
+                protocol: Mutex::new(Some(Box::pin(connection))),
+                turn: Mutex::new(()),
+                statements: Mutex::new(HashMap::new()),
                 config: Arc::clone(config),
-                closed,
-            };
+                closed: AtomicBool::new(false),
+            })
+        })
+        .and_then(|conn| {
             if !setup.is_empty() {
-                conn.client.batch_execute(setup).await.map_err(to_io)?;
+                conn.run(async { conn.client()?.batch_execute(setup).await.map_err(to_io) })?;
             }
             Ok(conn)
         })
     }
 
-    /// Whether the session has ended.
+    fn client(&self) -> io::Result<&Client> {
+        self.client
+            .as_ref()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::ConnectionAborted, "session dropped"))
+    }
+
+    /// Runs `work` (calls on this session) to its end on this thread,
+    /// driving the protocol beside it.
+    pub(super) fn run<T>(&self, work: impl Future<Output = T>) -> T {
+        let _turn = lock(&self.turn);
+        let drive = future::poll_fn(|cx| {
+            self.drive(cx);
+            Poll::Pending
+        });
+        async_io::block_on(work.or(drive))
+    }
+
+    /// Lets the protocol read and write what it can; notes its end.
+    fn drive(&self, cx: &mut Context<'_>) {
+        let mut protocol = lock(&self.protocol);
+        if let Some(p) = protocol.as_mut() {
+            if p.as_mut().poll(cx).is_ready() {
+                // Dropping it fails every call still waiting for a reply.
+                *protocol = None;
+                self.closed.store(true, Ordering::Release);
+            }
+        }
+    }
+
+    /// Whether the session has ended. A session nobody is using is read
+    /// first (without waiting), so a socket the server closed is seen.
     pub(super) fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::Acquire) || self.client.is_closed()
+        if let Ok(_turn) = self.turn.try_lock() {
+            self.drive(&mut Context::from_waker(Waker::noop()));
+        }
+        self.closed.load(Ordering::Acquire) || self.client.as_ref().is_none_or(Client::is_closed)
+    }
+
+    /// `sql`, prepared on this session once and reused.
+    async fn prepared(&self, sql: &str) -> io::Result<Statement> {
+        if let Some(st) = lock(&self.statements).get(sql) {
+            return Ok(st.clone());
+        }
+        let st = self.client()?.prepare(sql).await.map_err(to_io)?;
+        lock(&self.statements).insert(sql.to_owned(), st.clone());
+        Ok(st)
+    }
+
+    /// The one row `sql` returns.
+    pub(super) async fn query_one(&self, sql: &str, params: &[Param<'_>]) -> io::Result<Row> {
+        let st = self.prepared(sql).await?;
+        self.client()?.query_one(&st, params).await.map_err(to_io)
+    }
+
+    /// The row `sql` returns, if any.
+    pub(super) async fn query_opt(
+        &self,
+        sql: &str,
+        params: &[Param<'_>],
+    ) -> io::Result<Option<Row>> {
+        let st = self.prepared(sql).await?;
+        self.client()?.query_opt(&st, params).await.map_err(to_io)
+    }
+
+    /// Every row `sql` returns.
+    pub(super) async fn query(&self, sql: &str, params: &[Param<'_>]) -> io::Result<Vec<Row>> {
+        let st = self.prepared(sql).await?;
+        self.client()?.query(&st, params).await.map_err(to_io)
+    }
+
+    /// How many rows `sql` changed.
+    pub(super) async fn execute(&self, sql: &str, params: &[Param<'_>]) -> io::Result<u64> {
+        let st = self.prepared(sql).await?;
+        self.client()?.execute(&st, params).await.map_err(to_io)
+    }
+
+    /// Runs `sql` (several statements, no parameters) unprepared.
+    pub(super) async fn batch(&self, sql: &str) -> io::Result<()> {
+        self.client()?.batch_execute(sql).await.map_err(to_io)
     }
 
     /// Asks the server to cancel whatever this session runs, and returns
@@ -116,6 +211,17 @@ impl Conn {
             })
             .await?;
         Ok(())
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        // Without its client, the protocol says goodbye (Terminate) on its
+        // next poll, rather than just closing the socket.
+        drop(self.client.take());
+        if let Some(mut p) = lock(&self.protocol).take() {
+            let _ = p.as_mut().poll(&mut Context::from_waker(Waker::noop()));
+        }
     }
 }
 

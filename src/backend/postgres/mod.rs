@@ -39,7 +39,8 @@ use event_listener::Event;
 use futures_lite::{future, FutureExt};
 use tokio_postgres::Config;
 
-use self::conn::{to_io, Conn};
+use self::conn::{to_io, Conn, Param};
+use self::sql::TableSql;
 use crate::engine::{
     Attempted, BlockingWait, Hint, Holders, Key, Opener, Params, Resource, Upgrade, Waited,
 };
@@ -74,6 +75,7 @@ pub(crate) struct PgServer {
     /// What errors name: `postgres://host:port/dbname`, no credentials.
     pub(crate) label: String,
     pub(crate) table: String,
+    sql: TableSql,
     settings: SessionSettings,
     idle: Mutex<Vec<Conn>>,
     /// The lock table's OID, once it is known to exist.
@@ -96,6 +98,7 @@ impl PgServer {
         PgServer {
             config: Arc::new(config),
             label,
+            sql: TableSql::new(&table),
             table,
             settings,
             idle: Mutex::new(Vec::new()),
@@ -109,6 +112,7 @@ impl PgServer {
         PgServer {
             config: Arc::clone(&self.config),
             label: self.label.clone(),
+            sql: TableSql::new(&table),
             table,
             settings,
             idle: Mutex::new(Vec::new()),
@@ -162,16 +166,9 @@ impl PgServer {
         if let Some(oid) = *lock(&self.oid) {
             return Ok(oid);
         }
-        let oid = async_io::block_on(async {
-            conn.client
-                .batch_execute(&sql::create_table(&self.table))
-                .await
-                .map_err(to_io)?;
-            let row = conn
-                .client
-                .query_one(sql::table_oid(), &[&self.table])
-                .await
-                .map_err(to_io)?;
+        let oid = conn.run(async {
+            conn.batch(&self.sql.create).await?;
+            let row = conn.query_one(sql::TABLE_OID, &[&self.table]).await?;
             let oid: Option<i64> = row.try_get(0).map_err(to_io)?;
             oid.and_then(|o| u32::try_from(o).ok())
                 .ok_or_else(|| io::Error::other("the lock table has no OID after its creation"))
@@ -182,17 +179,9 @@ impl PgServer {
 
     /// The id of `name`'s row, registering it on first use.
     fn register(&self, conn: &Conn, name: &str) -> io::Result<i32> {
-        let (insert, select) = sql::register(&self.table);
-        async_io::block_on(async {
-            conn.client
-                .execute(&insert, &[&name])
-                .await
-                .map_err(to_io)?;
-            let row = conn
-                .client
-                .query_one(&select, &[&name])
-                .await
-                .map_err(to_io)?;
+        conn.run(async {
+            conn.execute(&self.sql.insert_name, &[&name]).await?;
+            let row = conn.query_one(&self.sql.select_name, &[&name]).await?;
             let id: i32 = row.try_get(0).map_err(to_io)?;
             let stored: String = row.try_get(1).map_err(to_io)?;
             if stored != name {
@@ -208,8 +197,7 @@ impl PgServer {
     pub(crate) fn is_done(&self, name: &str, key: &str) -> io::Result<bool> {
         let conn = self.session()?;
         self.table_oid(&conn)?;
-        let row = async_io::block_on(conn.client.query_opt(&sql::done_key(&self.table), &[&name]))
-            .map_err(to_io)?;
+        let row = conn.run(conn.query_opt(&self.sql.done_key, &[&name]))?;
         self.give_back(conn);
         let done: Option<String> = match row {
             Some(row) => row.try_get(0).map_err(to_io)?,
@@ -223,11 +211,7 @@ impl PgServer {
     pub(crate) fn mark_done(&self, name: &str, key: &str, token: u64) -> io::Result<bool> {
         let token = i64::try_from(token).map_err(|_| io::Error::other("a token past i64::MAX"))?;
         let conn = self.session()?;
-        let changed = async_io::block_on(
-            conn.client
-                .execute(&sql::mark_done(&self.table), &[&name, &key, &token]),
-        )
-        .map_err(to_io)?;
+        let changed = conn.run(conn.execute(&self.sql.mark_done, &[&name, &key, &token]))?;
         self.give_back(conn);
         Ok(changed == 1)
     }
@@ -236,11 +220,7 @@ impl PgServer {
     pub(crate) fn holders(&self, id: Option<i32>) -> io::Result<Vec<Holding>> {
         let conn = self.session()?;
         let oid = self.table_oid(&conn)?;
-        let rows = async_io::block_on(
-            conn.client
-                .query(&sql::holders(&self.table), &[&i64::from(oid), &id]),
-        )
-        .map_err(to_io)?;
+        let rows = conn.run(conn.query(&self.sql.holders, &[&i64::from(oid), &id]))?;
         self.give_back(conn);
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
@@ -378,8 +358,7 @@ fn release_later(conn: Conn, mode: LockMode, key: i64) -> blocking::Task<Option<
             LockMode::Exclusive => sql::UNLOCK_EXCLUSIVE,
             LockMode::Shared => sql::UNLOCK_SHARED,
         };
-        let done = async_io::block_on(conn.client.query_one(unlock, &[&key]));
-        match done.and_then(|row| row.try_get::<_, bool>(0)) {
+        match conn.run(ask(&conn, unlock, key)) {
             Ok(true) => Some(conn),
             // Not held (the session lost it) or failed: close it.
             Ok(false) | Err(_) => None,
@@ -432,23 +411,35 @@ fn session_after(
     server.session()
 }
 
-/// Bumps the token of lock `id` on `conn`, which holds it exclusively, and
-/// makes the hold's record.
-async fn stamp(
-    server: &PgServer,
-    conn: &Conn,
-    id: i32,
-    options: &LockOptions,
-) -> io::Result<Arc<HolderRecord>> {
-    let me = crate::backend::host::me();
-    let pid = i64::from(me.pid);
-    let owner = options.owner.as_deref();
-    let row = conn
-        .client
-        .query_one(&sql::bump(&server.table), &[&id, &pid, &me.host, &owner])
-        .await
-        .map_err(to_io)?;
-    let token: i64 = row.try_get(0).map_err(to_io)?;
+/// Who this process is, for the row of an exclusive hold: PID, host and
+/// owner, as statement parameters.
+struct Holder {
+    pid: i64,
+    host: String,
+    owner: Option<String>,
+}
+
+impl Holder {
+    fn of(options: &LockOptions) -> Holder {
+        let me = crate::backend::host::me();
+        Holder {
+            pid: i64::from(me.pid),
+            host: me.host.clone(),
+            owner: options.owner.clone(),
+        }
+    }
+
+    /// The parameters of an exclusive statement for `key` and row `id`.
+    fn params<'a>(&'a self, key: &'a i64, id: &'a i32) -> [Param<'a>; 5] {
+        [key, id, &self.pid, &self.host, &self.owner]
+    }
+}
+
+/// The record of an exclusive hold with `token`, read from the statement
+/// that took it (NULL: the name's row is gone).
+fn record_of(token: Option<i64>, options: &LockOptions) -> io::Result<Arc<HolderRecord>> {
+    let token =
+        token.ok_or_else(|| io::Error::other("the lock's row is gone from the lock table"))?;
     let token = u64::try_from(token).map_err(|_| io::Error::other("negative token"))?;
     let mut rec =
         crate::backend::new_record(LockKind::Postgres, LockMode::Exclusive, token, options);
@@ -457,13 +448,9 @@ async fn stamp(
     Ok(Arc::new(rec))
 }
 
-/// Runs one statement that returns a boolean.
+/// Runs one statement that takes the key and returns a boolean.
 async fn ask(conn: &Conn, statement: &str, key: i64) -> io::Result<bool> {
-    let row = conn
-        .client
-        .query_one(statement, &[&key])
-        .await
-        .map_err(to_io)?;
+    let row = conn.query_one(statement, &[&key]).await?;
     row.try_get(0).map_err(to_io)
 }
 
@@ -492,9 +479,21 @@ impl Abandon {
     }
 }
 
-/// The wait itself, on its own thread: the lock statement, raced against
-/// the abandon signal. An abandoned wait is cancelled and cleaned up
-/// before the session is used again (see the module docs).
+/// How a wait in the server ended.
+enum WaitEnd {
+    /// The statement returned: exclusive holds carry the new token.
+    Granted(Option<i64>),
+    /// The statement failed: the lock may have been granted anyway.
+    Failed(io::Error),
+    /// Abandoned, cancelled and the statement awaited (`Err` if the cancel
+    /// could not be sent).
+    Abandoned(io::Result<()>),
+}
+
+/// The wait itself, on its own thread: the lock statement (which for an
+/// exclusive hold also bumps the token), raced against the abandon signal.
+/// An abandoned wait is cancelled and cleaned up before the session is
+/// used again (see the module docs).
 fn wait_in_server(
     server: Arc<PgServer>,
     releasing: Option<blocking::Task<Option<Conn>>>,
@@ -505,19 +504,28 @@ fn wait_in_server(
     abandon: Arc<Abandon>,
 ) -> io::Result<Waited> {
     let conn = session_after(&server, releasing)?;
-    let statement = match mode {
-        LockMode::Exclusive => sql::WAIT_EXCLUSIVE,
-        LockMode::Shared => sql::WAIT_SHARED,
-    };
-    let outcome = async_io::block_on(async {
-        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&key];
-        let query = conn.client.query_one(statement, &params);
-        futures_lite::pin!(query);
+    let holder = Holder::of(&options);
+    let end = conn.run(async {
+        let statement = async {
+            match mode {
+                LockMode::Exclusive => {
+                    let row = conn
+                        .query_one(&server.sql.wait_exclusive, &holder.params(&key, &id))
+                        .await?;
+                    row.try_get::<_, Option<i64>>(0).map_err(to_io)
+                }
+                LockMode::Shared => {
+                    conn.query_one(sql::WAIT_SHARED, &[&key]).await?;
+                    Ok(None)
+                }
+            }
+        };
+        futures_lite::pin!(statement);
         let mut listener = None;
         // Polls the statement first, so a grant that raced the abandon is
         // seen (and then released by the dropped hold).
         let first = future::poll_fn(|cx| {
-            if let std::task::Poll::Ready(r) = query.as_mut().poll(cx) {
+            if let std::task::Poll::Ready(r) = statement.as_mut().poll(cx) {
                 return std::task::Poll::Ready(Some(r));
             }
             loop {
@@ -537,29 +545,27 @@ fn wait_in_server(
         })
         .await;
         match first {
-            Some(result) => Ok(result),
+            Some(Ok(token)) => WaitEnd::Granted(token),
+            Some(Err(e)) => WaitEnd::Failed(e),
             None => {
                 // Abandoned: the statement must end before the session is
                 // clean, whatever the cancel achieves.
                 let cancelled = conn.cancel_running().await;
-                let _ = query.await;
-                cancelled?;
-                Err(None)
+                let _ = statement.await;
+                WaitEnd::Abandoned(cancelled)
             }
         }
     });
-    match outcome {
-        Ok(Ok(_granted)) => {
+    match end {
+        WaitEnd::Granted(token) => {
             let record = match mode {
-                LockMode::Exclusive => {
-                    match async_io::block_on(stamp(&server, &conn, id, &options)) {
-                        Ok(rec) => Some(rec),
-                        Err(e) => {
-                            release_later(conn, mode, key).detach();
-                            return Err(e);
-                        }
+                LockMode::Exclusive => match record_of(token, &options) {
+                    Ok(rec) => Some(rec),
+                    Err(e) => {
+                        release_later(conn, mode, key).detach();
+                        return Err(e);
                     }
-                }
+                },
                 LockMode::Shared => None,
             };
             Ok(Waited::Locked(Box::new(Hold {
@@ -569,15 +575,15 @@ fn wait_in_server(
                 record,
             })))
         }
-        Ok(Err(e)) => {
-            // Failed (cancelled by someone, a deadlock report, the session
-            // ending): the lock may have been granted anyway.
+        WaitEnd::Failed(e) => {
+            // Cancelled by someone, a deadlock report, the session ending.
             clean_up(&server, conn);
-            Err(to_io(e))
+            Err(e)
         }
-        Err(cancel_failed) => {
+        WaitEnd::Abandoned(cancelled) => {
             clean_up(&server, conn);
-            Err(cancel_failed.unwrap_or_else(|| io::Error::other("the wait was abandoned")))
+            cancelled?;
+            Err(io::Error::other("the wait was abandoned"))
         }
     }
 }
@@ -588,7 +594,7 @@ fn clean_up(server: &PgServer, conn: Conn) {
     if conn.is_closed() {
         return;
     }
-    if async_io::block_on(conn.client.query_one(sql::UNLOCK_ALL, &[])).is_ok() {
+    if conn.run(conn.query_one(sql::UNLOCK_ALL, &[])).is_ok() {
         server.give_back(conn);
     }
     // Otherwise dropped: closing the session releases its locks.
@@ -598,13 +604,27 @@ impl Resource for PgLock {
     fn try_acquire(&self, mode: LockMode, p: Params<'_>) -> io::Result<Attempted> {
         let releasing = lock(&self.releasing).take();
         let conn = session_after(&self.server, releasing)?;
-        let statement = match mode {
-            LockMode::Exclusive => sql::TRY_EXCLUSIVE,
-            LockMode::Shared => sql::TRY_SHARED,
-        };
-        match async_io::block_on(ask(&conn, statement, self.key)) {
-            Ok(true) => {}
-            Ok(false) => {
+        let options = options_of(p);
+        let holder = Holder::of(&options);
+        let attempt = conn.run(async {
+            match mode {
+                LockMode::Exclusive => {
+                    let row = conn
+                        .query_one(
+                            &self.server.sql.try_exclusive,
+                            &holder.params(&self.key, &self.id),
+                        )
+                        .await?;
+                    let got: bool = row.try_get(0).map_err(to_io)?;
+                    let token: Option<i64> = row.try_get(1).map_err(to_io)?;
+                    Ok((got, token))
+                }
+                LockMode::Shared => Ok((ask(&conn, sql::TRY_SHARED, self.key).await?, None)),
+            }
+        });
+        let token = match attempt {
+            Ok((true, token)) => token,
+            Ok((false, _)) => {
                 self.server.give_back(conn);
                 return Ok(Attempted::Busy);
             }
@@ -612,19 +632,16 @@ impl Resource for PgLock {
                 clean_up(&self.server, conn);
                 return Err(e);
             }
-        }
+        };
         let record = match mode {
-            LockMode::Exclusive => {
-                let options = options_of(p);
-                match async_io::block_on(stamp(&self.server, &conn, self.id, &options)) {
-                    Ok(rec) => Some(rec),
-                    Err(e) => {
-                        let task = release_later(conn, mode, self.key);
-                        *lock(&self.releasing) = Some(task);
-                        return Err(e);
-                    }
+            LockMode::Exclusive => match record_of(token, &options) {
+                Ok(rec) => Some(rec),
+                Err(e) => {
+                    let task = release_later(conn, mode, self.key);
+                    *lock(&self.releasing) = Some(task);
+                    return Err(e);
                 }
-            }
+            },
             LockMode::Shared => None,
         };
         *lock(&self.held) = Some(Arc::new(conn));
@@ -691,13 +708,23 @@ impl Resource for PgLock {
         if conn.is_closed() {
             return Ok(Upgrade::Lost);
         }
-        async_io::block_on(async {
-            if !ask(&conn, sql::TRY_EXCLUSIVE, self.key).await? {
+        let options = options_of(p);
+        let holder = Holder::of(&options);
+        conn.run(async {
+            // This session's own shared hold does not conflict with its
+            // exclusive request: it is granted if nobody else shares it.
+            let row = conn
+                .query_one(
+                    &self.server.sql.try_exclusive,
+                    &holder.params(&self.key, &self.id),
+                )
+                .await?;
+            if !row.try_get::<_, bool>(0).map_err(to_io)? {
                 return Ok(Upgrade::StillShared);
             }
+            let token: Option<i64> = row.try_get(1).map_err(to_io)?;
             ask(&conn, sql::UNLOCK_SHARED, self.key).await?;
-            let rec = stamp(&self.server, &conn, self.id, &options_of(p)).await?;
-            Ok(Upgrade::Upgraded(Some(rec)))
+            Ok(Upgrade::Upgraded(Some(record_of(token, &options)?)))
         })
     }
 
@@ -705,7 +732,7 @@ impl Resource for PgLock {
         let Some(conn) = lock(&self.held).clone() else {
             return Ok(false);
         };
-        async_io::block_on(async {
+        conn.run(async {
             // This session's own exclusive hold does not conflict with its
             // shared request: it is granted at once, and the lock is never
             // free in between.
@@ -744,10 +771,10 @@ impl Resource for PgLock {
             return Err(crate::error::lost());
         };
         // Any statement resets the server's idle timer (the lease).
-        match async_io::block_on(conn.client.simple_query("SELECT 1")) {
-            Ok(_) => Ok(None),
-            Err(e) if e.is_closed() || conn.is_closed() => Err(crate::error::lost()),
-            Err(e) => Err(to_io(e)),
+        match conn.run(conn.batch("SELECT 1")) {
+            Ok(()) => Ok(None),
+            Err(_) if conn.is_closed() => Err(crate::error::lost()),
+            Err(e) => Err(e),
         }
     }
 
@@ -763,10 +790,10 @@ impl Resource for PgLock {
         }
         let oid = i64::from(self.oid);
         let id = i64::from(self.id);
-        match async_io::block_on(conn.client.query_one(sql::STILL_HELD, &[&oid, &id])) {
+        match conn.run(conn.query_one(sql::STILL_HELD, &[&oid, &id])) {
             Ok(row) => row.try_get(0).map_err(to_io),
-            Err(e) if e.is_closed() || conn.is_closed() => Ok(false),
-            Err(e) => Err(to_io(e)),
+            Err(_) if conn.is_closed() => Ok(false),
+            Err(e) => Err(e),
         }
     }
 }

@@ -10,6 +10,36 @@ use std::io;
 /// apart from the one-key form its lock keys use.)
 pub(super) const SCHEMA_KEY: (i32, i32) = (0x6c6f_636b, 0x7961_7264);
 
+/// The statements that name the lock table, made once per table.
+#[derive(Debug)]
+pub(super) struct TableSql {
+    pub(super) create: String,
+    pub(super) insert_name: String,
+    pub(super) select_name: String,
+    pub(super) wait_exclusive: String,
+    pub(super) try_exclusive: String,
+    pub(super) done_key: String,
+    pub(super) mark_done: String,
+    pub(super) holders: String,
+}
+
+impl TableSql {
+    /// The statements for `table` (checked by [`check_table`]).
+    pub(super) fn new(table: &str) -> TableSql {
+        let (insert_name, select_name) = register(table);
+        TableSql {
+            create: create_table(table),
+            insert_name,
+            select_name,
+            wait_exclusive: wait_exclusive(table),
+            try_exclusive: try_exclusive(table),
+            done_key: done_key(table),
+            mark_done: mark_done(table),
+            holders: holders(table),
+        }
+    }
+}
+
 /// Checks a table name: ASCII letters, digits and `_`, not starting with a
 /// digit, at most 63 bytes (PostgreSQL's identifier limit), optionally
 /// prefixed by a schema of the same form.
@@ -46,7 +76,7 @@ pub(super) fn quoted(table: &str) -> String {
 }
 
 /// Creates the lock table if missing.
-pub(super) fn create_table(table: &str) -> String {
+fn create_table(table: &str) -> String {
     let t = quoted(table);
     let (a, b) = SCHEMA_KEY;
     format!(
@@ -71,12 +101,10 @@ pub(super) fn create_table(table: &str) -> String {
 }
 
 /// The table's OID (the high half of every lock key).
-pub(super) fn table_oid() -> &'static str {
-    "SELECT to_regclass($1)::oid::bigint"
-}
+pub(super) const TABLE_OID: &str = "SELECT to_regclass($1)::oid::bigint";
 
 /// Registers a name (once) and returns its id and stored name.
-pub(super) fn register(table: &str) -> (String, String) {
+fn register(table: &str) -> (String, String) {
     let t = quoted(table);
     (
         format!(
@@ -87,21 +115,42 @@ pub(super) fn register(table: &str) -> (String, String) {
     )
 }
 
-/// Bumps the name's token and records the holder; run by the session that
-/// just took the lock exclusively. Committed on its own, so the token is
-/// durable before the hold is reported.
-pub(super) fn bump(table: &str) -> String {
+/// What an exclusive hold writes into the name's row: the next token and
+/// the holder's record. `$2` is the row's id, `$3`..`$5` the holder's PID,
+/// host and owner.
+const BUMP: &str = "SET token = token + 1, holder_pid = $3, holder_host = $4,
+        holder_owner = $5, holder_since = extract(epoch from clock_timestamp()),
+        holder_backend = pg_backend_pid()";
+
+/// Waits for the lock `$1` exclusively, then bumps the token: one
+/// statement, one round trip. The update runs only once the lock is
+/// granted, and in READ COMMITTED it applies to the row's latest version
+/// (the previous holder's bump included), so tokens strictly increase.
+/// Returns the new token (NULL if the row is gone: the lock is then held
+/// without a token, and the caller lets it go).
+fn wait_exclusive(table: &str) -> String {
     let t = quoted(table);
     format!(
-        "UPDATE {t} SET token = token + 1, holder_pid = $2, holder_host = $3,
-             holder_owner = $4, holder_since = extract(epoch from clock_timestamp()),
-             holder_backend = pg_backend_pid()
-         WHERE id = $1 RETURNING token"
+        "WITH locked AS (SELECT pg_advisory_lock($1)),
+              bumped AS (UPDATE {t} {BUMP} FROM locked WHERE id = $2 RETURNING token)
+         SELECT (SELECT token FROM bumped)"
+    )
+}
+
+/// One attempt at the lock `$1` exclusively, bumping the token if it was
+/// granted: whether it was, and the new token.
+fn try_exclusive(table: &str) -> String {
+    let t = quoted(table);
+    format!(
+        "WITH locked AS (SELECT pg_try_advisory_lock($1) AS got),
+              bumped AS (UPDATE {t} {BUMP} FROM locked WHERE locked.got AND id = $2
+                         RETURNING token)
+         SELECT got, (SELECT token FROM bumped) FROM locked"
     )
 }
 
 /// The key a run-once call recorded as done for the name `$1`, if any.
-pub(super) fn done_key(table: &str) -> String {
+fn done_key(table: &str) -> String {
     let t = quoted(table);
     format!(
         "SELECT done_key FROM {t}
@@ -112,7 +161,7 @@ pub(super) fn done_key(table: &str) -> String {
 /// Records the key `$2` as done for the name `$1`, fenced by the token
 /// `$3`: the row changes only while that hold is the latest, so a holder
 /// that lost the lock (and was overtaken) records nothing.
-pub(super) fn mark_done(table: &str) -> String {
+fn mark_done(table: &str) -> String {
     let t = quoted(table);
     format!(
         "UPDATE {t} SET done_key = $2, done_token = token,
@@ -122,7 +171,7 @@ pub(super) fn mark_done(table: &str) -> String {
 }
 
 /// Who holds the lock: every granted session, with the table's record.
-pub(super) fn holders(table: &str) -> String {
+fn holders(table: &str) -> String {
     let t = quoted(table);
     format!(
         "SELECT l.mode, l.pid, t.token, t.holder_pid, t.holder_host, t.holder_owner,
@@ -139,9 +188,7 @@ pub(super) const STILL_HELD: &str = "SELECT EXISTS (SELECT 1 FROM pg_locks
      WHERE locktype = 'advisory' AND granted AND objsubid = 1 AND pid = pg_backend_pid()
        AND classid::bigint = $1 AND objid::bigint = $2)";
 
-pub(super) const TRY_EXCLUSIVE: &str = "SELECT pg_try_advisory_lock($1)";
 pub(super) const TRY_SHARED: &str = "SELECT pg_try_advisory_lock_shared($1)";
-pub(super) const WAIT_EXCLUSIVE: &str = "SELECT pg_advisory_lock($1)";
 pub(super) const WAIT_SHARED: &str = "SELECT pg_advisory_lock_shared($1)";
 pub(super) const UNLOCK_EXCLUSIVE: &str = "SELECT pg_advisory_unlock($1)";
 pub(super) const UNLOCK_SHARED: &str = "SELECT pg_advisory_unlock_shared($1)";

@@ -1,0 +1,336 @@
+//! PostgreSQL locks side by side, in one run against one server:
+//!
+//! - `raw`: `pg_advisory_lock` / `pg_advisory_unlock` on one tokio-postgres
+//!   connection (the floor: the server's own hand-off, nothing else);
+//! - `lockyard` (`lock().await` under `block_on`, no tokio runtime) and
+//!   `lockyard-blocking` (`lock_blocking`): lockyard's `PgLock`, which also
+//!   bumps a durable fencing token on every exclusive hold;
+//! - `sqlx`: sqlx's `PgAdvisoryLock` on one connection;
+//! - `distributed-lock`: distributed-lock-postgres 0.2's lock from a pool.
+//!
+//! Workloads: `uncontended` (acquire + release, one process, µs per cycle;
+//! the median of 5 batches) and `handoff` (two processes: the parent
+//! holds, the child waits in the server; the latency from the parent's
+//! release call to the child holding the lock, p50/p90/p99 over ROUNDS
+//! hand-offs).
+//!
+//! Run: `cargo run --release -- postgres://user@host:port/db [ROUNDS]`
+//! (from `benches/postgres-peers`; `.ci/postgres-bed start DIR` makes a
+//! throwaway server).
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use distributed_lock_core::traits::{DistributedLock, LockHandle, LockProvider};
+
+const CHILD: &str = "PG_PEERS_CHILD";
+const TABLE: &str = "lockyard_bench";
+/// The raw floor's advisory key (lockyard's keys carry the table's OID in
+/// the high half, sqlx and distributed-lock hash their names: no clash).
+const RAW_KEY: i64 = 0x5eed_0001;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Lib {
+    Raw,
+    Lockyard,
+    LockyardBlocking,
+    Sqlx,
+    DistributedLock,
+}
+
+impl Lib {
+    const ALL: [Lib; 5] = [
+        Lib::Raw,
+        Lib::Lockyard,
+        Lib::LockyardBlocking,
+        Lib::Sqlx,
+        Lib::DistributedLock,
+    ];
+
+    fn id(self) -> &'static str {
+        match self {
+            Lib::Raw => "raw pg_advisory_lock (floor)",
+            Lib::Lockyard => "lockyard lock().await",
+            Lib::LockyardBlocking => "lockyard lock_blocking()",
+            Lib::Sqlx => "sqlx PgAdvisoryLock",
+            Lib::DistributedLock => "distributed-lock 0.2",
+        }
+    }
+
+    fn parse(s: &str) -> Lib {
+        *Lib::ALL
+            .iter()
+            .find(|l| format!("{l:?}") == s)
+            .expect("a known library")
+    }
+}
+
+/// One library's lock, ready to be taken and released many times.
+enum Locker {
+    Raw {
+        rt: tokio::runtime::Runtime,
+        client: tokio_postgres::Client,
+        lock: tokio_postgres::Statement,
+        unlock: tokio_postgres::Statement,
+    },
+    Lockyard(lockyard::postgres::PgLock),
+    Sqlx {
+        rt: tokio::runtime::Runtime,
+        conn: sqlx::PgConnection,
+        lock: sqlx::postgres::PgAdvisoryLock,
+    },
+    Dist {
+        rt: tokio::runtime::Runtime,
+        lock: distributed_lock_postgres::lock::PostgresDistributedLock,
+    },
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+impl Locker {
+    fn new(lib: Lib, url: &str) -> Locker {
+        let name = format!("bench/{lib:?}");
+        match lib {
+            Lib::Raw => {
+                let rt = runtime();
+                let (client, lock, unlock) = rt.block_on(async {
+                    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+                        .await
+                        .expect("connect");
+                    tokio::spawn(conn);
+                    // Prepared once, as sqlx and lockyard do: one round trip each.
+                    let lock = client.prepare("SELECT pg_advisory_lock($1)").await;
+                    let unlock = client.prepare("SELECT pg_advisory_unlock($1)").await;
+                    (client, lock.expect("prepare"), unlock.expect("prepare"))
+                });
+                Locker::Raw {
+                    rt,
+                    client,
+                    lock,
+                    unlock,
+                }
+            }
+            Lib::Lockyard | Lib::LockyardBlocking => {
+                let locks = lockyard::postgres::PgLocks::connect(url)
+                    .expect("url")
+                    .table(TABLE)
+                    .expect("table");
+                let lock = locks.lock_named(&name).expect("name");
+                // Open the sessions and register the name outside the timing.
+                drop(lock.try_lock().expect("free at start"));
+                Locker::Lockyard(lock)
+            }
+            Lib::Sqlx => {
+                let rt = runtime();
+                let conn = rt.block_on(async {
+                    use sqlx::Connection;
+                    sqlx::PgConnection::connect(url).await.expect("connect")
+                });
+                let lock = sqlx::postgres::PgAdvisoryLock::new(&name);
+                Locker::Sqlx { rt, conn, lock }
+            }
+            Lib::DistributedLock => {
+                let rt = runtime();
+                let lock = rt.block_on(async {
+                    let provider = distributed_lock_postgres::PostgresLockProvider::builder()
+                        .connection_string(url)
+                        .build()
+                        .await
+                        .expect("provider");
+                    provider.create_lock(&name)
+                });
+                Locker::Dist { rt, lock }
+            }
+        }
+    }
+
+    /// Takes the lock, runs `f`, releases it.
+    fn with<R>(&mut self, blocking: bool, f: impl FnOnce() -> R) -> R {
+        match self {
+            Locker::Raw {
+                rt,
+                client,
+                lock,
+                unlock,
+            } => rt.block_on(async {
+                client.execute(&*lock, &[&RAW_KEY]).await.expect("lock");
+                let r = f();
+                client.execute(&*unlock, &[&RAW_KEY]).await.expect("unlock");
+                r
+            }),
+            Locker::Lockyard(lock) => {
+                let guard = if blocking {
+                    lock.lock_blocking().expect("lock")
+                } else {
+                    futures_lite::future::block_on(lock.lock()).expect("lock")
+                };
+                let r = f();
+                drop(guard);
+                r
+            }
+            Locker::Sqlx { rt, conn, lock } => rt.block_on(async {
+                let guard = lock.acquire(&mut *conn).await.expect("lock");
+                let r = f();
+                guard.release_now().await.expect("unlock");
+                r
+            }),
+            Locker::Dist { rt, lock } => rt.block_on(async {
+                let handle = lock.acquire(None).await.expect("lock");
+                let r = f();
+                handle.release().await.expect("unlock");
+                r
+            }),
+        }
+    }
+}
+
+fn mono_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+}
+
+fn pct(sorted: &[f64], p: f64) -> f64 {
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil().max(1.0) as usize;
+    sorted[rank.min(sorted.len()) - 1]
+}
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| panic!("{name} not set"))
+}
+
+/// The waiting side of a hand-off: told "go", says "calling", waits for
+/// the lock and reports how long after the parent's release it got it.
+fn child() {
+    let lib = Lib::parse(&env("LIB"));
+    let mut locker = Locker::new(lib, &env("URL"));
+    let side = std::fs::File::open(env("SIDE")).expect("side");
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "ready")
+        .and_then(|()| out.flush())
+        .expect("pipe");
+    for line in std::io::stdin().lock().lines() {
+        if line.expect("stdin") != "go" {
+            break;
+        }
+        writeln!(out, "calling")
+            .and_then(|()| out.flush())
+            .expect("pipe");
+        let lat = locker.with(lib == Lib::LockyardBlocking, || {
+            let got = mono_ns();
+            let mut b = [0u8; 8];
+            std::os::unix::fs::FileExt::read_exact_at(&side, &mut b, 0).expect("side");
+            got.saturating_sub(u64::from_le_bytes(b))
+        });
+        writeln!(out, "{lat}")
+            .and_then(|()| out.flush())
+            .expect("pipe");
+    }
+}
+
+fn uncontended(lib: Lib, url: &str, cycles: usize) -> f64 {
+    let mut locker = Locker::new(lib, url);
+    let blocking = lib == Lib::LockyardBlocking;
+    for _ in 0..cycles / 10 {
+        locker.with(blocking, || ());
+    }
+    let mut batches = Vec::new();
+    for _ in 0..5 {
+        let start = Instant::now();
+        for _ in 0..cycles {
+            locker.with(blocking, || ());
+        }
+        batches.push(start.elapsed().as_secs_f64() * 1e6 / cycles as f64);
+    }
+    batches.sort_by(f64::total_cmp);
+    batches[2]
+}
+
+/// A child process killed and reaped when dropped, whatever happened.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn handoff(lib: Lib, url: &str, rounds: usize) -> Vec<f64> {
+    let dir = std::env::temp_dir().join(format!("pg-peers-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let side_path = dir.join(format!("{lib:?}.side"));
+    let side = std::fs::File::create(&side_path).expect("side");
+    let mut locker = Locker::new(lib, url);
+    let mut child = Reaped(
+        Command::new(std::env::current_exe().expect("exe"))
+            .env(CHILD, "1")
+            .env("LIB", format!("{lib:?}"))
+            .env("URL", url)
+            .env("SIDE", &side_path)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn"),
+    );
+    let mut to = child.0.stdin.take().expect("stdin");
+    let mut from = BufReader::new(child.0.stdout.take().expect("stdout")).lines();
+    let mut next = move || from.next().expect("a line").expect("read");
+    assert_eq!(next(), "ready");
+    let mut rng = fastrand::Rng::with_seed(42);
+    let mut lat = Vec::with_capacity(rounds);
+    let blocking = lib == Lib::LockyardBlocking;
+    for _ in 0..rounds {
+        locker.with(blocking, || {
+            writeln!(to, "go").expect("pipe");
+            assert_eq!(next(), "calling");
+            // Long enough for the child to be waiting in the server.
+            std::thread::sleep(Duration::from_micros(3_000 + rng.u64(0..3_000)));
+            std::os::unix::fs::FileExt::write_all_at(&side, &mono_ns().to_le_bytes(), 0)
+                .expect("side");
+        });
+        let ns: f64 = next().parse().expect("ns");
+        lat.push(ns / 1_000.0);
+    }
+    drop(to);
+    drop(child);
+    let _ = std::fs::remove_dir_all(&dir);
+    lat.sort_by(f64::total_cmp);
+    lat
+}
+
+fn main() {
+    if std::env::var_os(CHILD).is_some() {
+        return child();
+    }
+    let mut args = std::env::args().skip(1);
+    let url = args
+        .next()
+        .or_else(|| std::env::var("LOCKYARD_TEST_POSTGRES").ok())
+        .expect("usage: postgres-peers URL [ROUNDS] (or LOCKYARD_TEST_POSTGRES)");
+    let rounds: usize = args.next().map_or(300, |r| r.parse().expect("ROUNDS"));
+    println!(
+        "# PostgreSQL locks side by side ({rounds} hand-offs, 2,000 uncontended cycles x 5)\n"
+    );
+    println!("| library | uncontended µs/cycle | hand-off p50 µs | p90 | p99 | p50 / floor |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    let mut floor = None;
+    for lib in Lib::ALL {
+        let u = uncontended(lib, &url, 2_000);
+        let h = handoff(lib, &url, rounds);
+        let p50 = pct(&h, 50.0);
+        let base = *floor.get_or_insert(p50);
+        println!(
+            "| {} | {u:.1} | {p50:.1} | {:.1} | {:.1} | {:.2}x |",
+            lib.id(),
+            pct(&h, 90.0),
+            pct(&h, 99.0),
+            p50 / base
+        );
+    }
+}
