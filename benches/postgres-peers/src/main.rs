@@ -9,10 +9,10 @@
 //! - `distributed-lock`: distributed-lock-postgres 0.2's lock from a pool.
 //!
 //! Workloads: `uncontended` (acquire + release, one process, µs per cycle;
-//! the median of 5 batches) and `handoff` (two processes: the parent
+//! the median of the batches) and `handoff` (two processes: the parent
 //! holds, the child waits in the server; the latency from the parent's
 //! release call to the child holding the lock, p50/p90/p99 over ROUNDS
-//! hand-offs).
+//! hand-offs). The libraries take turns in three passes.
 //!
 //! Run: `cargo run --release -- postgres://user@host:port/db [ROUNDS]`
 //! (from `benches/postgres-peers`; `.ci/postgres-bed start DIR` makes a
@@ -300,7 +300,6 @@ fn handoff(lib: Lib, url: &str, rounds: usize) -> Vec<f64> {
     drop(to);
     drop(child);
     let _ = std::fs::remove_dir_all(&dir);
-    lat.sort_by(f64::total_cmp);
     lat
 }
 
@@ -314,22 +313,37 @@ fn main() {
         .or_else(|| std::env::var("LOCKYARD_TEST_POSTGRES").ok())
         .expect("usage: postgres-peers URL [ROUNDS] (or LOCKYARD_TEST_POSTGRES)");
     let rounds: usize = args.next().map_or(300, |r| r.parse().expect("ROUNDS"));
+    // The libraries take turns, pass after pass, so a drift of the machine
+    // (another load, the server's caches) touches every row alike.
+    const PASSES: usize = 3;
+    let per_pass = rounds.div_ceil(PASSES);
+    let mut cycle = vec![Vec::new(); Lib::ALL.len()];
+    let mut waits = vec![Vec::new(); Lib::ALL.len()];
+    for _ in 0..PASSES {
+        for (i, lib) in Lib::ALL.into_iter().enumerate() {
+            cycle[i].push(uncontended(lib, &url, 1_000));
+            waits[i].extend(handoff(lib, &url, per_pass));
+        }
+    }
     println!(
-        "# PostgreSQL locks side by side ({rounds} hand-offs, 2,000 uncontended cycles x 5)\n"
+        "# PostgreSQL locks side by side ({} hand-offs and 3 x 5 batches of 1,000 uncontended cycles per row, {PASSES} interleaved passes)\n",
+        per_pass * PASSES
     );
     println!("| library | uncontended µs/cycle | hand-off p50 µs | p90 | p99 | p50 / floor |");
     println!("|---|---:|---:|---:|---:|---:|");
     let mut floor = None;
-    for lib in Lib::ALL {
-        let u = uncontended(lib, &url, 2_000);
-        let h = handoff(lib, &url, rounds);
-        let p50 = pct(&h, 50.0);
+    for (i, lib) in Lib::ALL.into_iter().enumerate() {
+        cycle[i].sort_by(f64::total_cmp);
+        let u = cycle[i][cycle[i].len() / 2];
+        let h = &mut waits[i];
+        h.sort_by(f64::total_cmp);
+        let p50 = pct(h, 50.0);
         let base = *floor.get_or_insert(p50);
         println!(
             "| {} | {u:.1} | {p50:.1} | {:.1} | {:.1} | {:.2}x |",
             lib.id(),
-            pct(&h, 90.0),
-            pct(&h, 99.0),
+            pct(h, 90.0),
+            pct(h, 99.0),
             p50 / base
         );
     }

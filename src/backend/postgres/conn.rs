@@ -45,14 +45,18 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// A statement parameter.
 pub(super) type Param<'a> = &'a (dyn ToSql + Sync);
 
+/// The reply to a statement sent by [`Conn::send_now`].
+pub(super) type Reply = Pin<Box<dyn Future<Output = io::Result<Row>> + Send>>;
+
 /// The protocol's side of a session: reads replies, writes requests; ends
 /// when the socket closes.
 type Protocol = Pin<Box<dyn Future<Output = Result<(), tokio_postgres::Error>> + Send>>;
 
 /// An open session.
 pub(super) struct Conn {
-    /// `None` only while the session is dropped.
-    client: Option<Client>,
+    /// `None` only while the session is dropped. Shared with replies
+    /// awaited later ([`Conn::send_now`]).
+    client: Option<Arc<Client>>,
     /// `None` once the protocol has ended.
     protocol: Mutex<Option<Protocol>>,
     /// Held by the one call using the session.
@@ -91,7 +95,7 @@ impl Conn {
                     .await?;
             Ok(Conn {
                 cancel: client.cancel_token(),
-                client: Some(client),
+                client: Some(Arc::new(client)),
                 protocol: Mutex::new(Some(Box::pin(connection))),
                 turn: Mutex::new(()),
                 statements: Mutex::new(HashMap::new()),
@@ -107,7 +111,7 @@ impl Conn {
         })
     }
 
-    fn client(&self) -> io::Result<&Client> {
+    fn client(&self) -> io::Result<&Arc<Client>> {
         self.client
             .as_ref()
             .ok_or_else(|| io::Error::new(io::ErrorKind::ConnectionAborted, "session dropped"))
@@ -142,7 +146,7 @@ impl Conn {
         if let Ok(_turn) = self.turn.try_lock() {
             self.drive(&mut Context::from_waker(Waker::noop()));
         }
-        self.closed.load(Ordering::Acquire) || self.client.as_ref().is_none_or(Client::is_closed)
+        self.closed.load(Ordering::Acquire) || self.client.as_ref().is_none_or(|c| c.is_closed())
     }
 
     /// `sql`, prepared on this session once and reused.
@@ -181,6 +185,27 @@ impl Conn {
     pub(super) async fn execute(&self, sql: &str, params: &[Param<'_>]) -> io::Result<u64> {
         let st = self.prepared(sql).await?;
         self.client()?.execute(&st, params).await.map_err(to_io)
+    }
+
+    /// Puts `sql` (with the one parameter `key`) on the wire now, from this
+    /// thread, without waiting: the statement reaches the server without a
+    /// wake-up of another thread, and its reply is a future to drive later
+    /// with [`run`](Self::run). Nothing is sent, and `None` returned, when
+    /// the statement is not prepared on this session yet or another call is
+    /// using it. Never blocks.
+    pub(super) fn send_now(&self, sql: &str, key: i64) -> Option<Reply> {
+        let _turn = self.turn.try_lock().ok()?;
+        let statement = lock(&self.statements).get(sql)?.clone();
+        let client = Arc::clone(self.client.as_ref()?);
+        let mut reply: Reply =
+            Box::pin(async move { client.query_one(&statement, &[&key]).await.map_err(to_io) });
+        let mut cx = Context::from_waker(Waker::noop());
+        // The first poll queues the request; driving the protocol writes it.
+        if let Poll::Ready(done) = reply.as_mut().poll(&mut cx) {
+            return Some(Box::pin(future::ready(done)));
+        }
+        self.drive(&mut cx);
+        Some(reply)
     }
 
     /// Runs `sql` (several statements, no parameters) unprepared.

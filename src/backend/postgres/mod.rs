@@ -349,16 +349,23 @@ impl Drop for Hold {
     }
 }
 
-/// Unlocks on a blocking-pool thread; gives back the session if it is
-/// clean. A session whose unlock failed is closed, which releases
-/// whatever it held.
+/// Unlocks: the statement leaves at once from the caller's thread (so the
+/// next holder's wait ends without a wake-up of another thread first), and
+/// its reply is awaited on a blocking-pool thread, which gives back the
+/// session if it is clean. A session whose unlock failed is closed, which
+/// releases whatever it held.
 fn release_later(conn: Conn, mode: LockMode, key: i64) -> blocking::Task<Option<Conn>> {
+    let unlock = match mode {
+        LockMode::Exclusive => sql::UNLOCK_EXCLUSIVE,
+        LockMode::Shared => sql::UNLOCK_SHARED,
+    };
+    let sent = conn.send_now(unlock, key);
     blocking::unblock(move || {
-        let unlock = match mode {
-            LockMode::Exclusive => sql::UNLOCK_EXCLUSIVE,
-            LockMode::Shared => sql::UNLOCK_SHARED,
+        let reply = match sent {
+            Some(reply) => conn.run(reply),
+            None => conn.run(conn.query_one(unlock, &[&key])),
         };
-        match conn.run(ask(&conn, unlock, key)) {
+        match reply.and_then(|row| row.try_get::<_, bool>(0).map_err(to_io)) {
             Ok(true) => Some(conn),
             // Not held (the session lost it) or failed: close it.
             Ok(false) | Err(_) => None,
