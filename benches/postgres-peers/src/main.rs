@@ -1,7 +1,11 @@
 //! PostgreSQL locks side by side, in one run against one server:
 //!
 //! - `raw`: `pg_advisory_lock` / `pg_advisory_unlock` on one tokio-postgres
-//!   connection (the floor: the server's own hand-off, nothing else);
+//!   connection, statements prepared once (the floor: the server's own
+//!   hand-off, nothing else);
+//! - `raw + token`: the same, with a committed row update (a durable
+//!   fencing token) in the lock statement: the cost of the mechanism
+//!   lockyard uses for its tokens, alone;
 //! - `lockyard` (`lock().await` under `block_on`, no tokio runtime) and
 //!   `lockyard-blocking` (`lock_blocking`): lockyard's `PgLock`, which also
 //!   bumps a durable fencing token on every exclusive hold;
@@ -18,7 +22,9 @@
 //! (from `benches/postgres-peers`; `.ci/postgres-bed start DIR` makes a
 //! throwaway server).
 
+use std::future::Future;
 use std::io::{BufRead, BufReader, Write};
+use std::pin::Pin;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -26,13 +32,14 @@ use distributed_lock_core::traits::{DistributedLock, LockHandle, LockProvider};
 
 const CHILD: &str = "PG_PEERS_CHILD";
 const TABLE: &str = "lockyard_bench";
-/// The raw floor's advisory key (lockyard's keys carry the table's OID in
+/// The raw rows' advisory key (lockyard's keys carry the table's OID in
 /// the high half, sqlx and distributed-lock hash their names: no clash).
 const RAW_KEY: i64 = 0x5eed_0001;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Lib {
     Raw,
+    RawToken,
     Lockyard,
     LockyardBlocking,
     Sqlx,
@@ -40,8 +47,9 @@ enum Lib {
 }
 
 impl Lib {
-    const ALL: [Lib; 5] = [
+    const ALL: [Lib; 6] = [
         Lib::Raw,
+        Lib::RawToken,
         Lib::Lockyard,
         Lib::LockyardBlocking,
         Lib::Sqlx,
@@ -51,6 +59,7 @@ impl Lib {
     fn id(self) -> &'static str {
         match self {
             Lib::Raw => "raw pg_advisory_lock (floor)",
+            Lib::RawToken => "raw, + token UPDATE in the lock statement",
             Lib::Lockyard => "lockyard lock().await",
             Lib::LockyardBlocking => "lockyard lock_blocking()",
             Lib::Sqlx => "sqlx PgAdvisoryLock",
@@ -73,6 +82,7 @@ enum Locker {
         client: tokio_postgres::Client,
         lock: tokio_postgres::Statement,
         unlock: tokio_postgres::Statement,
+        conn: Protocol,
     },
     Lockyard(lockyard::postgres::PgLock),
     Sqlx {
@@ -86,6 +96,20 @@ enum Locker {
     },
 }
 
+/// A tokio-postgres connection's protocol side, driven by the future that
+/// waits for a reply (as lockyard drives its sessions and sqlx its
+/// connections) rather than by a task of its own, which would add a task
+/// switch to every round trip and make the floor look slower than it is.
+type Protocol = Pin<Box<dyn Future<Output = Result<(), tokio_postgres::Error>> + Send>>;
+
+/// `work`, with `conn`'s protocol driven beside it.
+async fn driven<T>(conn: &mut Protocol, work: impl Future<Output = T>) -> T {
+    tokio::select! {
+        out = work => out,
+        end = conn => panic!("the connection ended: {end:?}"),
+    }
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -97,23 +121,36 @@ impl Locker {
     fn new(lib: Lib, url: &str) -> Locker {
         let name = format!("bench/{lib:?}");
         match lib {
-            Lib::Raw => {
+            Lib::Raw | Lib::RawToken => {
                 let rt = runtime();
-                let (client, lock, unlock) = rt.block_on(async {
+                let (client, lock, unlock, conn) = rt.block_on(async {
                     let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
                         .await
                         .expect("connect");
-                    tokio::spawn(conn);
+                    let mut conn: Protocol = Box::pin(conn);
                     // Prepared once, as sqlx and lockyard do: one round trip each.
-                    let lock = client.prepare("SELECT pg_advisory_lock($1)").await;
-                    let unlock = client.prepare("SELECT pg_advisory_unlock($1)").await;
-                    (client, lock.expect("prepare"), unlock.expect("prepare"))
+                    let lock_sql = if lib == Lib::RawToken {
+                        // The mechanism of a durable fencing token alone: the
+                        // lock and a committed row update in one statement.
+                        let setup = "CREATE TABLE IF NOT EXISTS raw_tokens (id int PRIMARY KEY, token bigint NOT NULL);
+                                     INSERT INTO raw_tokens VALUES (1, 0) ON CONFLICT DO NOTHING";
+                        driven(&mut conn, client.batch_execute(setup)).await.expect("setup");
+                        "WITH locked AS (SELECT pg_advisory_lock($1)),
+                              bumped AS (UPDATE raw_tokens SET token = token + 1 FROM locked WHERE id = 1 RETURNING token)
+                         SELECT (SELECT token FROM bumped)"
+                    } else {
+                        "SELECT pg_advisory_lock($1)"
+                    };
+                    let lock = driven(&mut conn, client.prepare(lock_sql)).await;
+                    let unlock = driven(&mut conn, client.prepare("SELECT pg_advisory_unlock($1)")).await;
+                    (client, lock.expect("prepare"), unlock.expect("prepare"), conn)
                 });
                 Locker::Raw {
                     rt,
                     client,
                     lock,
                     unlock,
+                    conn,
                 }
             }
             Lib::Lockyard | Lib::LockyardBlocking => {
@@ -158,10 +195,15 @@ impl Locker {
                 client,
                 lock,
                 unlock,
+                conn,
             } => rt.block_on(async {
-                client.execute(&*lock, &[&RAW_KEY]).await.expect("lock");
+                driven(conn, client.execute(&*lock, &[&RAW_KEY]))
+                    .await
+                    .expect("lock");
                 let r = f();
-                client.execute(&*unlock, &[&RAW_KEY]).await.expect("unlock");
+                driven(conn, client.execute(&*unlock, &[&RAW_KEY]))
+                    .await
+                    .expect("unlock");
                 r
             }),
             Locker::Lockyard(lock) => {

@@ -39,7 +39,7 @@ use event_listener::Event;
 use futures_lite::{future, FutureExt};
 use tokio_postgres::Config;
 
-use self::conn::{to_io, Conn, Param};
+use self::conn::{to_io, Conn, Param, Reply};
 use self::sql::TableSql;
 use crate::engine::{
     Attempted, BlockingWait, Hint, Holders, Key, Opener, Params, Resource, Upgrade, Waited,
@@ -349,19 +349,55 @@ impl Drop for Hold {
     }
 }
 
-/// Unlocks: the statement leaves at once from the caller's thread (so the
-/// next holder's wait ends without a wake-up of another thread first), and
-/// its reply is awaited on a blocking-pool thread, which gives back the
-/// session if it is clean. A session whose unlock failed is closed, which
-/// releases whatever it held.
-fn release_later(conn: Conn, mode: LockMode, key: i64) -> blocking::Task<Option<Conn>> {
-    let unlock = match mode {
-        LockMode::Exclusive => sql::UNLOCK_EXCLUSIVE,
-        LockMode::Shared => sql::UNLOCK_SHARED,
-    };
-    let sent = conn.send_now(unlock, key);
-    blocking::unblock(move || {
-        let reply = match sent {
+/// A release in flight: its session, with the unlock on the wire and its
+/// reply unread. Whoever comes first reads the reply: the next acquisition
+/// of the lock in this process (on its own thread, with no hand-over), or
+/// a background task, so a session is never left with its reply unread.
+struct Release {
+    unlocking: Arc<Mutex<Option<Unlocking>>>,
+    task: blocking::Task<Option<Conn>>,
+}
+
+impl Release {
+    /// The session, once its unlock is done (`None`: it was closed).
+    fn session(self) -> Option<Conn> {
+        let mine = lock(&self.unlocking).take();
+        match mine {
+            Some(unlocking) => {
+                // The task finds nothing left to do.
+                self.task.detach();
+                unlocking.finish()
+            }
+            None => async_io::block_on(self.task),
+        }
+    }
+
+    /// Lets the background task finish the release on its own.
+    fn detach(self) {
+        self.task.detach();
+    }
+}
+
+/// A session whose unlock is in flight.
+struct Unlocking {
+    conn: Conn,
+    reply: Option<Reply>,
+    unlock: &'static str,
+    key: i64,
+}
+
+impl Unlocking {
+    /// Reads the unlock's reply (or runs the unlock, if it could not be sent
+    /// at once): the session if it is clean. A session whose unlock failed
+    /// is closed, which releases whatever it held.
+    fn finish(self) -> Option<Conn> {
+        let Unlocking {
+            conn,
+            reply,
+            unlock,
+            key,
+        } = self;
+        let reply = match reply {
             Some(reply) => conn.run(reply),
             None => conn.run(conn.query_one(unlock, &[&key])),
         };
@@ -370,7 +406,30 @@ fn release_later(conn: Conn, mode: LockMode, key: i64) -> blocking::Task<Option<
             // Not held (the session lost it) or failed: close it.
             Ok(false) | Err(_) => None,
         }
-    })
+    }
+}
+
+/// Unlocks: the statement leaves at once from the caller's thread (so the
+/// next holder's wait ends without a wake-up of another thread first), and
+/// its reply is read by the next acquisition or in the background.
+fn release_later(conn: Conn, mode: LockMode, key: i64) -> Release {
+    let unlock = match mode {
+        LockMode::Exclusive => sql::UNLOCK_EXCLUSIVE,
+        LockMode::Shared => sql::UNLOCK_SHARED,
+    };
+    let reply = conn.send_now(unlock, key);
+    let unlocking = Arc::new(Mutex::new(Some(Unlocking {
+        conn,
+        reply,
+        unlock,
+        key,
+    })));
+    let left = Arc::clone(&unlocking);
+    let task = blocking::unblock(move || {
+        let mine = lock(&left).take();
+        mine.and_then(Unlocking::finish)
+    });
+    Release { unlocking, task }
 }
 
 /// The lock of one name, as this process holds it.
@@ -383,7 +442,7 @@ struct PgLock {
     held: Mutex<Option<Arc<Conn>>>,
     /// The last release, in flight: the next acquisition waits for it (and
     /// reuses its session).
-    releasing: Mutex<Option<blocking::Task<Option<Conn>>>>,
+    releasing: Mutex<Option<Release>>,
 }
 
 impl fmt::Debug for PgLock {
@@ -404,15 +463,10 @@ fn options_of(p: Params<'_>) -> LockOptions {
 
 /// A session for an attempt: the one the last release freed, once its
 /// unlock is done, or any other.
-fn session_after(
-    server: &PgServer,
-    releasing: Option<blocking::Task<Option<Conn>>>,
-) -> io::Result<Conn> {
-    if let Some(task) = releasing {
-        if let Some(conn) = async_io::block_on(task) {
-            if !conn.is_closed() {
-                return Ok(conn);
-            }
+fn session_after(server: &PgServer, releasing: Option<Release>) -> io::Result<Conn> {
+    if let Some(conn) = releasing.and_then(Release::session) {
+        if !conn.is_closed() {
+            return Ok(conn);
         }
     }
     server.session()
@@ -503,7 +557,7 @@ enum WaitEnd {
 /// used again (see the module docs).
 fn wait_in_server(
     server: Arc<PgServer>,
-    releasing: Option<blocking::Task<Option<Conn>>>,
+    releasing: Option<Release>,
     mode: LockMode,
     key: i64,
     id: i32,
