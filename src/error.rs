@@ -160,12 +160,12 @@ impl fmt::Display for LostError {
 
 impl std::error::Error for LostError {}
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 enum Detail {
     NotFile(NotFile),
     Nul,
     Empty,
-    Name(&'static str),
+    Name(std::borrow::Cow<'static, str>),
 }
 
 impl Error {
@@ -202,9 +202,12 @@ impl Error {
 
     /// A lock name (for a [`LockDir`](crate::LockDir)) that cannot name a
     /// lock; `path` is the directory joined with the name as given.
-    pub(crate) fn invalid_name(path: &Path, why: &'static str) -> Self {
+    pub(crate) fn invalid_name(
+        path: &Path,
+        why: impl Into<std::borrow::Cow<'static, str>>,
+    ) -> Self {
         let mut e = Self::bare(ErrorKind::InvalidPath, path, Op::Open);
-        e.detail = Some(Detail::Name(why));
+        e.detail = Some(Detail::Name(why.into()));
         e
     }
 
@@ -458,7 +461,7 @@ impl fmt::Display for Error {
                 self.write_source(f)
             }
             ErrorKind::NotAFile | ErrorKind::Symlink => {
-                let what = match self.detail {
+                let what = match &self.detail {
                     Some(Detail::NotFile(NotFile::Directory)) => "a directory",
                     Some(Detail::NotFile(NotFile::Fifo)) => "a FIFO",
                     Some(Detail::NotFile(NotFile::Socket)) => "a socket",
@@ -468,7 +471,7 @@ impl fmt::Display for Error {
                 };
                 write!(f, "lock path {path} is {what}")
             }
-            ErrorKind::InvalidPath => match self.detail {
+            ErrorKind::InvalidPath => match &self.detail {
                 Some(Detail::Nul) => write!(f, "lock path {path:?} contains a NUL byte"),
                 Some(Detail::Name(why)) => write!(f, "invalid lock name {path:?}: {why}"),
                 _ => write!(f, "lock path is empty"),

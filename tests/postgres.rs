@@ -454,8 +454,15 @@ fn keep_alive_renews_a_lease_and_its_absence_loses_it() {
     let table = fresh_table("keep_alive");
     let pg = locks(&url, &table).lease(Duration::from_millis(300));
     let lock = pg.lock_named("k").unwrap();
+    // Exclusive and shared holds alike (a shared hold has no record).
+    for mode in [LockMode::Exclusive, LockMode::Shared] {
+        keep_alive_round(&lock, mode);
+    }
+}
+
+fn keep_alive_round(lock: &lockyard::postgres::PgLock, mode: LockMode) {
     futures_lite::future::block_on(async {
-        let mut guard = lock.lock().await.unwrap();
+        let mut guard = lock.acquire(mode, Wait::Forever).await.unwrap();
         let work = async {
             async_io::Timer::after(Duration::from_millis(1200)).await;
         };
@@ -467,11 +474,20 @@ fn keep_alive_renews_a_lease_and_its_absence_loses_it() {
             async { Some(guard.keep_alive().await) },
         )
         .await;
-        assert!(outcome.is_none(), "keep_alive failed: {outcome:?}");
-        assert!(guard.still_held().unwrap());
+        assert!(
+            outcome.is_none(),
+            "{mode:?}: keep_alive failed: {outcome:?}"
+        );
+        assert!(
+            guard.still_held().unwrap(),
+            "{mode:?}: lost while kept alive"
+        );
         // Idle past the TTL: the server ends the session.
         async_io::Timer::after(Duration::from_millis(1200)).await;
-        assert!(!guard.still_held().unwrap());
+        assert!(
+            !guard.still_held().unwrap(),
+            "{mode:?}: kept past its lease"
+        );
     });
 }
 

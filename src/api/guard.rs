@@ -16,13 +16,22 @@ use crate::record::HolderRecord;
 pub(crate) struct Traits {
     /// The last release removes the lock file.
     removes: bool,
+    /// The lease's TTL, for holds whose record does not carry it (a shared
+    /// hold on a server with a lease has no record).
+    lease: Option<std::time::Duration>,
 }
 
 impl Traits {
     pub(crate) fn of(options: &LockOptions) -> Self {
         Traits {
             removes: options.remove_on_release,
+            lease: options.lease_ttl,
         }
+    }
+
+    /// The lease's TTL, if the lock has one.
+    pub(crate) fn lease(&self) -> Option<std::time::Duration> {
+        self.lease
     }
 }
 
@@ -52,7 +61,7 @@ impl Traits {
 pub struct FileLockGuard {
     // Shared with `conversion.rs` and `lease.rs`, which extend the guard.
     pub(super) handle: Arc<Handle>,
-    traits: Traits,
+    pub(super) traits: Traits,
     pub(super) entry: Arc<Entry>,
     pub(super) mode: LockMode,
     pub(super) held: bool,

@@ -127,7 +127,11 @@ impl FileLockGuard {
     /// Dropping it stops the renewals; a renewal already running on the
     /// blocking pool finishes there. The guard still holds the lock.
     pub async fn keep_alive(&mut self) -> Error {
-        let ttl = self.record.as_ref().and_then(|r| r.ttl());
+        let ttl = self
+            .record
+            .as_ref()
+            .and_then(|r| r.ttl())
+            .or(self.traits.lease());
         let Some(ttl) = ttl else {
             return std::future::pending().await;
         };

@@ -98,7 +98,7 @@ impl PgLocks {
     /// ```
     pub fn connect(url: &str) -> Result<PgLocks, Error> {
         let config: PgConfig = url.parse().map_err(|e: tokio_postgres::Error| {
-            Error::invalid_name(&PathBuf::from("postgres"), leak(e.to_string()))
+            Error::invalid_name(&PathBuf::from("postgres"), e.to_string())
         })?;
         PgLocks::with_config(config)
     }
@@ -341,12 +341,6 @@ fn summarise(label: &str, holdings: Vec<Holding>) -> Vec<LockInfo> {
         out.push(LockInfo::new(name, path, state, record));
     }
     out
-}
-
-/// A `&'static str` for a parse error's text (errors of this kind are
-/// made once per bad configuration, not in a loop).
-fn leak(s: String) -> &'static str {
-    Box::leak(s.into_boxed_str())
 }
 
 /// One named lock in PostgreSQL, with [`FileLock`]'s acquisition API: the
