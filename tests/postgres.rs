@@ -731,3 +731,83 @@ fn once_async_runs_once_among_tasks() {
     assert_eq!(outcomes, 1);
     assert_eq!(runs.load(Ordering::SeqCst), 1);
 }
+
+/// A rustls connector trusting `ca` (a PEM file), or nothing.
+fn rustls_connector(ca: Option<&str>) -> tokio_postgres_rustls::MakeRustlsConnect {
+    use rustls::pki_types::{pem::PemObject, CertificateDer};
+    let mut roots = rustls::RootCertStore::empty();
+    if let Some(ca) = ca {
+        roots
+            .add(CertificateDer::from_pem_file(ca).unwrap())
+            .unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tokio_postgres_rustls::MakeRustlsConnect::new(config)
+}
+
+/// TLS through the user's connector: the holding session is encrypted (as
+/// the server sees it), waits and hand-offs work as in the clear, a server
+/// whose certificate the connector does not trust is refused with an
+/// error naming the lock, and `sslmode=require` without a connector is
+/// refused up front.
+#[test]
+fn tls_through_the_users_connector() {
+    let Some(url) = server("tls") else {
+        return;
+    };
+    let Ok(ca) = std::env::var("LOCKYARD_TEST_POSTGRES_CA") else {
+        assert!(
+            std::env::var_os("LOCKYARD_REQUIRE_POSTGRES").is_none(),
+            "LOCKYARD_REQUIRE_POSTGRES is set but the server offers no TLS (LOCKYARD_TEST_POSTGRES_CA)"
+        );
+        eprintln!("SKIPPED tls: the server offers no TLS (LOCKYARD_TEST_POSTGRES_CA unset)");
+        return;
+    };
+    let table = fresh_table("tls");
+    let required = format!("{url}?sslmode=require");
+    let locks = PgLocks::connect_tls(&required, rustls_connector(Some(&ca)))
+        .unwrap()
+        .table(&table)
+        .unwrap();
+    let lock = locks.lock_named("t").unwrap();
+    let guard = lock.try_lock().unwrap();
+    let probe = Raw::connect(&url);
+    let (_, oid, id) = probe.key_of(&table, "t");
+    let encrypted: bool = probe.one(
+        "SELECT bool_and(s.ssl) FROM pg_stat_ssl s JOIN pg_locks l ON l.pid = s.pid
+         WHERE l.locktype = 'advisory' AND l.granted AND l.classid::bigint = $1
+           AND l.objid::bigint = $2",
+        &[&oid, &id],
+    );
+    assert!(encrypted, "the holding session is not encrypted");
+    // A waiter (another session, also over TLS) gets it when it is let go.
+    let first = guard.token().unwrap();
+    let waiter = std::thread::spawn({
+        let lock = lock.clone();
+        move || {
+            lock.acquire_blocking(LockMode::Exclusive, Wait::For(Duration::from_secs(10)))
+                .map(|g| g.token())
+        }
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    drop(guard);
+    let next = waiter.join().unwrap().unwrap().unwrap();
+    assert!(next > first);
+
+    // An untrusted certificate: refused, the error names server and lock.
+    let distrust = PgLocks::connect_tls(&required, rustls_connector(None))
+        .unwrap()
+        .table(&table)
+        .unwrap();
+    let e = distrust.lock_named("t").unwrap().try_lock().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Io, "{e}");
+    assert!(e.to_string().contains("#t"), "{e}");
+    // sslmode=require with no connector: refused before any connection.
+    let e = PgLocks::connect(&required).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidPath, "{e}");
+}

@@ -115,6 +115,55 @@ fn open_pg(address: &PgAddress<'_>, _pg: &PgSettings) -> Result<Target, String> 
     ))
 }
 
+/// The TLS connector for `sslmode=require`: rustls, trusting the CA
+/// certificates in the file `PGSSLROOTCERT` names (as psql's
+/// `sslrootcert`), else the system's. Unlike libpq's `require`, the
+/// server's certificate and name are always checked.
+#[cfg(feature = "postgres")]
+fn tls_connector(url: &str) -> Result<tokio_postgres_rustls::MakeRustlsConnect, String> {
+    use rustls::pki_types::{pem::PemObject, CertificateDer};
+
+    let shown = without_credentials(url);
+    let mut roots = rustls::RootCertStore::empty();
+    match std::env::var_os("PGSSLROOTCERT") {
+        Some(file) => {
+            let certs = CertificateDer::pem_file_iter(&file).map_err(|e| {
+                format!(
+                    "{shown}: cannot read PGSSLROOTCERT {}: {e}",
+                    file.to_string_lossy()
+                )
+            })?;
+            for cert in certs {
+                let cert = cert.map_err(|e| {
+                    format!("{shown}: PGSSLROOTCERT {}: {e}", file.to_string_lossy())
+                })?;
+                roots.add(cert).map_err(|e| {
+                    format!("{shown}: PGSSLROOTCERT {}: {e}", file.to_string_lossy())
+                })?;
+            }
+        }
+        None => {
+            for cert in rustls_native_certs::load_native_certs().certs {
+                // A system certificate rustls cannot use is skipped.
+                let _ = roots.add(cert);
+            }
+        }
+    }
+    if roots.is_empty() {
+        return Err(format!(
+            "{shown}: sslmode=require, but no CA certificate to check the server with \
+             (set PGSSLROOTCERT to a PEM file)"
+        ));
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("{shown}: TLS: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
+}
+
 /// `url` for messages: the user and password (before `@` in the
 /// authority) left out, as lockyard's own errors do.
 pub fn without_credentials(url: &str) -> String {
@@ -149,7 +198,11 @@ pub fn pg_locks(url: &str, pg: &PgSettings) -> Result<lockyard::postgres::PgLock
             config.password(password.to_string_lossy().as_bytes());
         }
     }
-    let mut locks = PgLocks::with_config(config).map_err(|e| e.to_string())?;
+    let mut locks = if config.get_ssl_mode() == lockyard::postgres::PgSslMode::Require {
+        PgLocks::with_config_tls(config, tls_connector(url)?)
+    } else {
+        PgLocks::with_config(config).map_err(|e| e.to_string())?
+    };
     if let Some(table) = &pg.table {
         locks = locks.table(table).map_err(|e| e.to_string())?;
     }

@@ -254,3 +254,50 @@ fn bad_postgres_arguments_get_clear_errors() {
         eprintln!("PGUSER case skipped: the test URL names no user `postgres`");
     }
 }
+
+/// `sslmode=require`: TLS checked against PGSSLROOTCERT (or the system's
+/// roots, which do not know the test server's CA: refused).
+#[test]
+fn tls_with_sslmode_require() {
+    let Some(url) = server("tls") else {
+        return;
+    };
+    let Ok(ca) = std::env::var("LOCKYARD_TEST_POSTGRES_CA") else {
+        assert!(
+            std::env::var_os("LOCKYARD_REQUIRE_POSTGRES").is_none(),
+            "LOCKYARD_REQUIRE_POSTGRES is set but the server offers no TLS"
+        );
+        eprintln!("SKIPPED tls: the server offers no TLS (LOCKYARD_TEST_POSTGRES_CA unset)");
+        return;
+    };
+    let t = table("tls");
+    let lock = format!("{url}?sslmode=require#tls");
+    let trusted = lockyard()
+        .args([
+            "run", "-n", "--table", &t, &lock, "--", "sh", "-c", "exit 3",
+        ])
+        .env("PGSSLROOTCERT", &ca)
+        .output()
+        .unwrap();
+    assert_eq!(
+        code(&trusted),
+        3,
+        "{}",
+        String::from_utf8_lossy(&trusted.stderr)
+    );
+    let untrusted = lockyard()
+        .args(["run", "-n", "--table", &t, &lock, "--", "true"])
+        .env_remove("PGSSLROOTCERT")
+        .output()
+        .unwrap();
+    assert_eq!(code(&untrusted), 71);
+    let said = String::from_utf8_lossy(&untrusted.stderr);
+    assert!(said.contains("certificate"), "{said}");
+    let missing = lockyard()
+        .args(["run", "-n", &lock, "--", "true"])
+        .env("PGSSLROOTCERT", "/nonexistent/ca.pem")
+        .output()
+        .unwrap();
+    assert_eq!(code(&missing), 64);
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("PGSSLROOTCERT"));
+}

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{Acquire, FileLock, FileLockGuard, LockInfo, LockState};
-use crate::backend::postgres::{check_table, Holding, PgOpener, PgServer, SessionSettings};
+use crate::backend::postgres::{
+    check_table, Clear, Connector, Holding, PgOpener, PgServer, SessionSettings, Tls,
+};
 use crate::engine::{Config as EngineConfig, Handle};
 use crate::error::{Error, Op};
 use crate::mode::{LockMode, Wait};
@@ -19,6 +21,13 @@ use crate::record::HolderRecord;
 /// re-exported): host(s), port, user, password, database,
 /// `connect_timeout`, `application_name`, `options`.
 pub use tokio_postgres::Config as PgConfig;
+
+/// Whether a session must, may or must not use TLS (tokio-postgres's,
+/// re-exported; [`PgConfig::ssl_mode`] sets it, `sslmode=` in a URL).
+pub use tokio_postgres::config::SslMode as PgSslMode;
+
+pub use crate::backend::postgres::PgSocket;
+use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 
 /// The table that keeps names, ids and tokens unless told otherwise.
 pub const DEFAULT_TABLE: &str = "lockyard_locks";
@@ -36,9 +45,9 @@ pub const DEFAULT_TABLE: &str = "lockyard_locks";
 /// Creating a `PgLocks` connects to nothing; each lock opens its sessions
 /// when first taken, and released sessions are kept for reuse.
 ///
-/// Connections are plain TCP or Unix-domain sockets driven by async-io on
-/// a thread per session, under any executor or none. TLS is not supported
-/// yet: a configuration that requires it is refused.
+/// Connections are TCP or Unix-domain sockets driven by async-io on the
+/// thread that makes each call, under any executor or none; TLS goes
+/// through a connector of your choice ([`connect_tls`](Self::connect_tls)).
 ///
 /// # Examples
 ///
@@ -85,7 +94,8 @@ impl PgLocks {
     /// # Errors
     ///
     /// [`ErrorKind::InvalidPath`](crate::ErrorKind::InvalidPath) when the
-    /// string cannot be parsed, or asks for TLS (`sslmode=require`).
+    /// string cannot be parsed, or requires TLS (`sslmode=require`: see
+    /// [`connect_tls`](Self::connect_tls)).
     ///
     /// # Examples
     ///
@@ -97,10 +107,7 @@ impl PgLocks {
     /// # Ok::<(), lockyard::Error>(())
     /// ```
     pub fn connect(url: &str) -> Result<PgLocks, Error> {
-        let config: PgConfig = url.parse().map_err(|e: tokio_postgres::Error| {
-            Error::invalid_name(&PathBuf::from("postgres"), e.to_string())
-        })?;
-        PgLocks::with_config(config)
+        PgLocks::with_config(parse(url)?)
     }
 
     /// Locks on the server `config` describes. Nothing is connected yet.
@@ -108,7 +115,8 @@ impl PgLocks {
     /// # Errors
     ///
     /// [`ErrorKind::InvalidPath`](crate::ErrorKind::InvalidPath) if the
-    /// configuration requires TLS, which is not supported yet.
+    /// configuration requires TLS (`sslmode=require`): that takes a
+    /// connector, [`with_config_tls`](Self::with_config_tls).
     ///
     /// # Examples
     ///
@@ -121,17 +129,115 @@ impl PgLocks {
     /// # Ok::<(), lockyard::Error>(())
     /// ```
     pub fn with_config(config: PgConfig) -> Result<PgLocks, Error> {
-        if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
+        if config.get_ssl_mode() == PgSslMode::Require {
             return Err(Error::invalid_name(
                 &PathBuf::from("postgres"),
-                "sslmode=require: TLS is not supported yet",
+                "sslmode=require needs a TLS connector (PgLocks::connect_tls)",
             ));
         }
-        let server = PgServer::new(config, DEFAULT_TABLE.to_owned(), SessionSettings::default());
-        Ok(PgLocks {
+        Ok(PgLocks::new(config, Arc::new(Clear)))
+    }
+
+    /// [`connect`](Self::connect), with TLS through `tls`: any
+    /// tokio-postgres connector for [`PgSocket`] (tokio-postgres-rustls's
+    /// `MakeRustlsConnect`, postgres-native-tls's `MakeTlsConnector`, ...),
+    /// which checks the server's certificate as it is configured to. With
+    /// the default `sslmode=prefer`, a server that offers no TLS is spoken
+    /// to in the clear; `sslmode=require` refuses it.
+    ///
+    /// The cancel request of an abandoned wait goes in the clear, as
+    /// libpq's did before PostgreSQL 17: it carries the session's PID and
+    /// secret key, nothing else, and the server takes it before any
+    /// authentication or TLS rule applies.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidPath`](crate::ErrorKind::InvalidPath) when the
+    /// string cannot be parsed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use lockyard::postgres::PgLocks;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let (Ok(url), Ok(ca)) = (std::env::var("LOCKYARD_TEST_POSTGRES"), std::env::var("LOCKYARD_TEST_POSTGRES_CA")) else {
+    /// #     eprintln!("skipped: LOCKYARD_TEST_POSTGRES(_CA) name no server with TLS");
+    /// #     return Ok(());
+    /// # };
+    /// use rustls::pki_types::{pem::PemObject, CertificateDer};
+    ///
+    /// let mut roots = rustls::RootCertStore::empty();
+    /// roots.add(CertificateDer::from_pem_file(&ca)?)?;   // the server's CA
+    /// let provider = Arc::new(rustls::crypto::ring::default_provider());
+    /// let config = rustls::ClientConfig::builder_with_provider(provider)
+    ///     .with_safe_default_protocol_versions()?
+    ///     .with_root_certificates(roots)
+    ///     .with_no_client_auth();
+    /// let tls = tokio_postgres_rustls::MakeRustlsConnect::new(config);
+    ///
+    /// let locks = PgLocks::connect_tls(&format!("{url}?sslmode=require"), tls)?;
+    /// let guard = locks.lock_named("doc/tls")?.lock_blocking()?;
+    /// # drop(guard);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn connect_tls<T>(url: &str, tls: T) -> Result<PgLocks, Error>
+    where
+        T: MakeTlsConnect<PgSocket> + Clone + Send + Sync + 'static,
+        T::Stream: Send + 'static,
+        T::TlsConnect: Send,
+        T::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+        <T::TlsConnect as TlsConnect<PgSocket>>::Future: Send,
+    {
+        Ok(PgLocks::with_config_tls(parse(url)?, tls))
+    }
+
+    /// [`with_config`](Self::with_config), with TLS through `tls` (see
+    /// [`connect_tls`](Self::connect_tls)). Nothing is connected yet.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lockyard::postgres::{PgConfig, PgLocks};
+    ///
+    /// # fn connector() -> tokio_postgres_rustls::MakeRustlsConnect {
+    /// #     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    /// #     let config = rustls::ClientConfig::builder_with_provider(provider)
+    /// #         .with_safe_default_protocol_versions().unwrap()
+    /// #         .with_root_certificates(rustls::RootCertStore::empty())
+    /// #         .with_no_client_auth();
+    /// #     tokio_postgres_rustls::MakeRustlsConnect::new(config)
+    /// # }
+    /// use lockyard::postgres::PgSslMode;
+    ///
+    /// let mut config = PgConfig::new();
+    /// config.host("db.internal").user("app").dbname("app").ssl_mode(PgSslMode::Require);
+    /// let locks = PgLocks::with_config_tls(config, connector());
+    /// ```
+    pub fn with_config_tls<T>(config: PgConfig, tls: T) -> PgLocks
+    where
+        T: MakeTlsConnect<PgSocket> + Clone + Send + Sync + 'static,
+        T::Stream: Send + 'static,
+        T::TlsConnect: Send,
+        T::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+        <T::TlsConnect as TlsConnect<PgSocket>>::Future: Send,
+    {
+        PgLocks::new(config, Arc::new(Connector(tls)))
+    }
+
+    fn new(config: PgConfig, tls: Arc<dyn Tls>) -> PgLocks {
+        let server = PgServer::new(
+            config,
+            tls,
+            DEFAULT_TABLE.to_owned(),
+            SessionSettings::default(),
+        );
+        PgLocks {
             server: Arc::new(server),
             options: LockOptions::new(),
-        })
+        }
     }
 
     /// Keeps names and tokens in `table` (`name` or `schema.name`: ASCII
@@ -317,6 +423,13 @@ impl PgLocks {
             .map_err(|e| Error::io(&label, Op::Inspect, e))?;
         Ok(summarise(&self.server.label, holdings))
     }
+}
+
+/// A connection string's configuration.
+fn parse(url: &str) -> Result<PgConfig, Error> {
+    url.parse().map_err(|e: tokio_postgres::Error| {
+        Error::invalid_name(&PathBuf::from("postgres"), e.to_string())
+    })
 }
 
 /// One [`LockInfo`] per name from the sessions holding it.

@@ -30,13 +30,12 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{CancelToken, Client, Config, NoTls, Row, Statement};
 
 use super::lock;
-use tokio_util::compat::{Compat, FuturesAsyncReadCompatExt};
+use super::tls::{PgSocket, Protocol, Tls};
+use tokio_util::compat::FuturesAsyncReadCompatExt;
 
 /// A byte stream to the server: TCP or a Unix socket.
-trait Duplex: AsyncRead + AsyncWrite + Send + Unpin {}
+pub(super) trait Duplex: AsyncRead + AsyncWrite + Send + Unpin {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin> Duplex for T {}
-
-type Stream = Compat<Pin<Box<dyn Duplex>>>;
 
 /// How long a connection attempt may take when the configuration gives no
 /// `connect_timeout`: an unreachable server fails instead of hanging.
@@ -47,10 +46,6 @@ pub(super) type Param<'a> = &'a (dyn ToSql + Sync);
 
 /// The reply to a statement sent by [`Conn::send_now`].
 pub(super) type Reply = Pin<Box<dyn Future<Output = io::Result<Row>> + Send>>;
-
-/// The protocol's side of a session: reads replies, writes requests; ends
-/// when the socket closes.
-type Protocol = Pin<Box<dyn Future<Output = Result<(), tokio_postgres::Error>> + Send>>;
 
 /// An open session.
 pub(super) struct Conn {
@@ -78,25 +73,25 @@ impl std::fmt::Debug for Conn {
 }
 
 impl Conn {
-    /// Connects and starts the session's driver thread.
-    pub(super) fn open(config: &Arc<Config>, setup: &str) -> io::Result<Conn> {
+    /// Connects (through `tls`) and runs `setup`.
+    pub(super) fn open(config: &Arc<Config>, tls: &dyn Tls, setup: &str) -> io::Result<Conn> {
         async_io::block_on(async {
-            let stream = dial(config).await?;
+            let (socket, host) = dial(config).await?;
             let limit = connect_timeout(config);
-            let (client, connection) =
-                async { config.connect_raw(stream, NoTls).await.map_err(to_io) }
-                    .or(async {
-                        Timer::after(limit).await;
-                        Err(io::Error::new(
-                            io::ErrorKind::TimedOut,
-                            format!("the server did not complete the start-up within {limit:?}"),
-                        ))
-                    })
-                    .await?;
+            let (client, connection) = tls
+                .start(socket, config, &host)
+                .or(async {
+                    Timer::after(limit).await;
+                    Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!("the server did not complete the start-up within {limit:?}"),
+                    ))
+                })
+                .await?;
             Ok(Conn {
                 cancel: client.cancel_token(),
                 client: Some(Arc::new(client)),
-                protocol: Mutex::new(Some(Box::pin(connection))),
+                protocol: Mutex::new(Some(connection)),
                 turn: Mutex::new(()),
                 statements: Mutex::new(HashMap::new()),
                 config: Arc::clone(config),
@@ -218,13 +213,16 @@ impl Conn {
     /// socket after acting on it, so reading that socket to its end means
     /// a later statement on the session cannot be hit by this cancel.
     pub(super) async fn cancel_running(&self) -> io::Result<()> {
-        let mut stream = dial(&self.config).await?;
+        // In the clear, as libpq's cancel requests long were: the request
+        // carries only the session's PID and secret key, and the server
+        // takes it before any authentication or TLS policy applies.
+        let (mut socket, _) = dial(&self.config).await?;
         self.cancel
-            .cancel_query_raw(&mut stream, NoTls)
+            .cancel_query_raw(&mut socket, NoTls)
             .await
             .map_err(to_io)?;
         let mut rest = Vec::new();
-        let inner = stream.get_mut();
+        let inner = socket.0.get_mut();
         inner
             .read_to_end(&mut rest)
             .or(async {
@@ -257,8 +255,8 @@ fn connect_timeout(config: &Config) -> Duration {
         .unwrap_or(CONNECT_TIMEOUT)
 }
 
-/// Opens a socket to the first host that answers.
-async fn dial(config: &Config) -> io::Result<Stream> {
+/// Opens a socket to the first host that answers; says which host.
+async fn dial(config: &Config) -> io::Result<(PgSocket, String)> {
     let hosts = config.get_hosts();
     let ports = config.get_ports();
     if hosts.is_empty() {
@@ -315,11 +313,20 @@ async fn dial(config: &Config) -> io::Result<Stream> {
             ))
         });
         match timed.await {
-            Ok(stream) => return Ok(stream.compat()),
+            Ok(stream) => return Ok((PgSocket(stream.compat()), host_name(host))),
             Err(e) => last = Some(e),
         }
     }
     Err(last.unwrap_or_else(|| io::Error::other("no host to connect to")))
+}
+
+/// The name a server's certificate must carry for `host`.
+fn host_name(host: &Host) -> String {
+    match host {
+        Host::Tcp(name) => name.clone(),
+        #[cfg(unix)]
+        Host::Unix(dir) => dir.display().to_string(),
+    }
 }
 
 /// A client error as an `io::Error`, keeping the server's words (and SQL
@@ -337,8 +344,17 @@ pub(super) fn to_io(e: tokio_postgres::Error) -> io::Error {
     if e.is_closed() {
         return io::Error::new(io::ErrorKind::ConnectionAborted, e.to_string());
     }
+    // The client's words name only the step ("error performing TLS
+    // handshake"): the causes say what went wrong.
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(&e);
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
     match std::error::Error::source(&e).and_then(|s| s.downcast_ref::<io::Error>()) {
-        Some(io) => io::Error::new(io.kind(), e.to_string()),
-        None => io::Error::other(e.to_string()),
+        Some(io) => io::Error::new(io.kind(), text),
+        None => io::Error::other(text),
     }
 }

@@ -28,6 +28,7 @@
 
 mod conn;
 mod sql;
+mod tls;
 
 use std::any::Any;
 use std::fmt;
@@ -50,6 +51,8 @@ use crate::options::LockOptions;
 use crate::record::{HolderRecord, LockKind, RecordState};
 
 pub(crate) use sql::check_table;
+pub use tls::PgSocket;
+pub(crate) use tls::{Clear, Connector, Tls};
 
 /// How many idle sessions a server keeps for later acquisitions.
 const IDLE_SESSIONS: usize = 8;
@@ -72,6 +75,8 @@ pub(crate) struct SessionSettings {
 /// One server and lock table, shared by every lock of a `PgLocks`.
 pub(crate) struct PgServer {
     config: Arc<Config>,
+    /// How sessions start: in the clear or through the user's connector.
+    tls: Arc<dyn Tls>,
     /// What errors name: `postgres://host:port/dbname`, no credentials.
     pub(crate) label: String,
     pub(crate) table: String,
@@ -93,10 +98,16 @@ impl fmt::Debug for PgServer {
 }
 
 impl PgServer {
-    pub(crate) fn new(config: Config, table: String, settings: SessionSettings) -> PgServer {
+    pub(crate) fn new(
+        config: Config,
+        tls: Arc<dyn Tls>,
+        table: String,
+        settings: SessionSettings,
+    ) -> PgServer {
         let label = label_of(&config);
         PgServer {
             config: Arc::new(config),
+            tls,
             label,
             sql: TableSql::new(&table),
             table,
@@ -111,6 +122,7 @@ impl PgServer {
     pub(crate) fn with(&self, table: String, settings: SessionSettings) -> PgServer {
         PgServer {
             config: Arc::clone(&self.config),
+            tls: Arc::clone(&self.tls),
             label: self.label.clone(),
             sql: TableSql::new(&table),
             table,
@@ -134,7 +146,7 @@ impl PgServer {
                 return Ok(conn);
             }
         }
-        Conn::open(&self.config, &self.setup())
+        Conn::open(&self.config, &*self.tls, &self.setup())
     }
 
     /// Takes back a session that holds no lock.
