@@ -733,6 +733,7 @@ fn once_async_runs_once_among_tasks() {
 }
 
 /// A rustls connector trusting `ca` (a PEM file), or nothing.
+#[cfg(not(target_os = "macos"))]
 fn rustls_connector(ca: Option<&str>) -> tokio_postgres_rustls::MakeRustlsConnect {
     use rustls::pki_types::{pem::PemObject, CertificateDer};
     let mut roots = rustls::RootCertStore::empty();
@@ -755,6 +756,7 @@ fn rustls_connector(ca: Option<&str>) -> tokio_postgres_rustls::MakeRustlsConnec
 /// whose certificate the connector does not trust is refused with an
 /// error naming the lock, and `sslmode=require` without a connector is
 /// refused up front.
+#[cfg(not(target_os = "macos"))]
 #[test]
 fn tls_through_the_users_connector() {
     let Some(url) = server("tls") else {

@@ -161,6 +161,7 @@ impl PgLocks {
     /// use std::sync::Arc;
     /// use lockyard::postgres::PgLocks;
     ///
+    /// # #[cfg(not(target_os = "macos"))] // (rustls's ring, in this example)
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let (Ok(url), Ok(ca)) = (std::env::var("LOCKYARD_TEST_POSTGRES"), std::env::var("LOCKYARD_TEST_POSTGRES_CA")) else {
     /// #     eprintln!("skipped: LOCKYARD_TEST_POSTGRES(_CA) name no server with TLS");
@@ -182,6 +183,8 @@ impl PgLocks {
     /// # drop(guard);
     /// # Ok(())
     /// # }
+    /// # #[cfg(target_os = "macos")]
+    /// # fn main() {}
     /// ```
     pub fn connect_tls<T>(url: &str, tls: T) -> Result<PgLocks, Error>
     where
@@ -200,6 +203,8 @@ impl PgLocks {
     /// # Examples
     ///
     /// ```
+    /// # #[cfg(not(target_os = "macos"))] // (rustls's ring, in this example)
+    /// # fn main() {
     /// use lockyard::postgres::{PgConfig, PgLocks};
     ///
     /// # fn connector() -> tokio_postgres_rustls::MakeRustlsConnect {
@@ -215,6 +220,9 @@ impl PgLocks {
     /// let mut config = PgConfig::new();
     /// config.host("db.internal").user("app").dbname("app").ssl_mode(PgSslMode::Require);
     /// let locks = PgLocks::with_config_tls(config, connector());
+    /// # }
+    /// # #[cfg(target_os = "macos")]
+    /// # fn main() {}
     /// ```
     pub fn with_config_tls<T>(config: PgConfig, tls: T) -> PgLocks
     where
