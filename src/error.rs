@@ -77,8 +77,11 @@ impl Op {
 /// An error from lockyard: the lock path, a [`kind`](Error::kind), and the
 /// underlying cause where there is one.
 ///
-/// `Display` names the path and the cause, e.g.
-/// `timed out after 5.00 s waiting for lock data/state.lock`.
+/// `Display` says what failed and names the lock, e.g.
+/// `timed out after 5.00 s waiting for lock data/state.lock` or
+/// `cannot open lock data/state.lock`; the underlying cause, if any, is
+/// the error's [`source`](std::error::Error::source) and is not repeated
+/// in `Display` (anyhow's `{:#}` prints the whole chain once).
 ///
 /// # Examples
 ///
@@ -91,6 +94,14 @@ impl Op {
 /// let err = lock.try_lock().unwrap_err();
 /// assert_eq!(err.kind(), ErrorKind::WouldBlock);
 /// assert!(err.to_string().contains("state.lock"));
+///
+/// // The cause is the source: a chain says it once.
+/// std::fs::write(dir.path().join("plain"), "a file, not a directory")?;
+/// let e = FileLock::new(dir.path().join("plain/x.lock")).try_lock().unwrap_err();
+/// let cause = std::error::Error::source(&e).expect("an OS error").to_string();
+/// assert!(!e.to_string().contains(&cause));
+/// let chain = format!("{:#}", anyhow::Error::from(e));
+/// assert_eq!(chain.matches(&cause).count(), 1, "{chain}");
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Error {
@@ -456,10 +467,7 @@ impl fmt::Display for Error {
                 }
             }
             ErrorKind::Lost => write!(f, "lock {path} was taken over by another holder"),
-            ErrorKind::CreateDir => {
-                write!(f, "cannot create the directory for lock {path}")?;
-                self.write_source(f)
-            }
+            ErrorKind::CreateDir => write!(f, "cannot create the directory for lock {path}"),
             ErrorKind::NotAFile | ErrorKind::Symlink => {
                 let what = match &self.detail {
                     Some(Detail::NotFile(NotFile::Directory)) => "a directory",
@@ -476,23 +484,8 @@ impl fmt::Display for Error {
                 Some(Detail::Name(why)) => write!(f, "invalid lock name {path:?}: {why}"),
                 _ => write!(f, "lock path is empty"),
             },
-            ErrorKind::Unsupported => {
-                write!(f, "file locking is not supported for {path}")?;
-                self.write_source(f)
-            }
-            ErrorKind::Io => {
-                write!(f, "cannot {} lock {path}", self.op.verb())?;
-                self.write_source(f)
-            }
-        }
-    }
-}
-
-impl Error {
-    fn write_source(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.source {
-            Some(s) => write!(f, ": {s}"),
-            None => Ok(()),
+            ErrorKind::Unsupported => write!(f, "file locking is not supported for {path}"),
+            ErrorKind::Io => write!(f, "cannot {} lock {path}", self.op.verb()),
         }
     }
 }

@@ -214,9 +214,10 @@ fn read_only_filesystem() {
             existing_locks.err()
         );
         assert_eq!(e.kind(), ErrorKind::Io, "{e}");
+        let cause = std::error::Error::source(&e).map(ToString::to_string);
         assert!(
-            e.to_string().contains("new.lock") && e.to_string().contains("Read-only"),
-            "{e}"
+            e.to_string().contains("new.lock") && cause.is_some_and(|c| c.contains("Read-only")),
+            "{e:?}"
         );
         assert_eq!(e2.kind(), ErrorKind::CreateDir, "{e2}");
         assert!(unmounted.is_ok_and(|s| s.success()));

@@ -19,7 +19,7 @@ pub fn clean(dir: &Path, dry_run: bool, ui: Ui) -> u8 {
     let report = match report {
         Ok(report) => report,
         Err(e) => {
-            ui.say(&e);
+            ui.say(crate::report::chain(&e));
             return exit::LOCK_ERROR;
         }
     };

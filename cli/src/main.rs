@@ -12,6 +12,7 @@ mod exit;
 mod flock_compat;
 mod holder;
 mod kind;
+mod report;
 mod run;
 mod signals;
 mod status;
@@ -314,7 +315,7 @@ fn dispatch(command: Cmd) -> u8 {
                 Outcome::Got(guard) => match guard.unlock() {
                     Ok(()) => 0,
                     Err(e) => {
-                        lock.ui().say(&e);
+                        lock.ui().say(report::chain(&e));
                         exit::LOCK_ERROR
                     }
                 },

@@ -9,6 +9,7 @@ use lockyard::{FileLockGuard, LockMode, Wait};
 
 use crate::exit;
 use crate::holder;
+use crate::report::chain;
 use crate::signals::Signals;
 use crate::target::Target;
 use crate::waiting::{self, Outcome, Ui};
@@ -48,9 +49,9 @@ pub fn wait_failed(outcome: Outcome, codes: Codes, ui: Ui) -> u8 {
             {
                 _ if e.is_contended() && ui.quiet_conflict => {}
                 Some(os) if e.is_contended() => ui.say(format_args!("{e} (by {os})")),
-                _ => ui.say(&e),
+                _ => ui.say(chain(&e)),
             }
-            if e.kind() == lockyard::ErrorKind::Unsupported && e.to_string().contains("soft()") {
+            if e.kind() == lockyard::ErrorKind::Unsupported && chain(&e).contains("soft()") {
                 ui.say("hint: on this filesystem, take it as a soft lock: --soft (or --lease TTL)");
             }
             match e.kind() {
@@ -125,7 +126,7 @@ enum Held {
 
 fn release(guard: FileLockGuard, ui: Ui) {
     if let Err(e) = guard.unlock() {
-        ui.say(format_args!("releasing the lock failed: {e}"));
+        ui.say(format_args!("releasing the lock failed: {}", chain(&e)));
     }
 }
 
@@ -136,7 +137,8 @@ fn renew(mut guard: FileLockGuard, ttl: Duration, stop: &mpsc::Receiver<()>, ui:
     while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(every) {
         if let Err(e) = guard.refresh() {
             ui.say(format_args!(
-                "the lease was lost while the command ran: {e}"
+                "the lease was lost while the command ran: {}",
+                chain(&e)
             ));
             return;
         }

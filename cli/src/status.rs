@@ -10,6 +10,7 @@ use lockyard::{
 use serde_json::{json, Value};
 
 use crate::holder;
+use crate::report::chain;
 use lockyard::OsHolder;
 
 /// The version of the `--json` shape; it changes only when a field is
@@ -108,12 +109,12 @@ fn collect_pg(
     };
     match address.name {
         Some(name) => {
-            let lock = locks.lock_named(name).map_err(|e| e.to_string())?;
+            let lock = locks.lock_named(name).map_err(|e| chain(&e))?;
             let path = PathBuf::from(lock.address());
             Ok(vec![report(path, name.to_owned(), lock.inspect())])
         }
         None => {
-            let held = locks.list().map_err(|e| e.to_string())?;
+            let held = locks.list().map_err(|e| chain(&e))?;
             Ok(held
                 .into_iter()
                 .map(|info| {
@@ -168,7 +169,7 @@ pub fn human(r: &Report) -> String {
     let path = r.path.display();
     let info = match &r.found {
         Ok(info) => info,
-        Err(e) => return format!("{path}: cannot inspect: {e}"),
+        Err(e) => return format!("{path}: cannot inspect: {}", chain(e)),
     };
     let by_record = info.holder().map(|h| {
         let mut s = holder::describe(h);
@@ -204,7 +205,7 @@ pub fn json(r: &Report) -> Value {
             let holder = info.holder().filter(|_| current).map(record_json);
             (state_name(info.state()), holder, None)
         }
-        Err(e) => ("unknown", None, Some(e.to_string())),
+        Err(e) => ("unknown", None, Some(chain(e))),
     };
     json!({
         "path": r.path.display().to_string(),

@@ -9,6 +9,8 @@ use std::time::Duration;
 use lockyard::{Acquire, FileLock, LockMode, LockOptions, Wait};
 
 use crate::holder;
+#[cfg(feature = "postgres")]
+use crate::report::chain;
 
 /// A lock the command takes.
 #[derive(Debug)]
@@ -104,7 +106,7 @@ fn open_pg(address: &PgAddress<'_>, pg: &PgSettings) -> Result<Target, String> {
     locks
         .lock_named(name)
         .map(Target::Postgres)
-        .map_err(|e| e.to_string())
+        .map_err(|e| chain(&e))
 }
 
 #[cfg(not(feature = "postgres"))]
@@ -201,10 +203,10 @@ pub fn pg_locks(url: &str, pg: &PgSettings) -> Result<lockyard::postgres::PgLock
     let mut locks = if config.get_ssl_mode() == lockyard::postgres::PgSslMode::Require {
         PgLocks::with_config_tls(config, tls_connector(url)?)
     } else {
-        PgLocks::with_config(config).map_err(|e| e.to_string())?
+        PgLocks::with_config(config).map_err(|e| chain(&e))?
     };
     if let Some(table) = &pg.table {
-        locks = locks.table(table).map_err(|e| e.to_string())?;
+        locks = locks.table(table).map_err(|e| chain(&e))?;
     }
     if let Some(ttl) = pg.lease {
         locks = locks.lease(ttl);

@@ -225,7 +225,8 @@ impl ConvertError {
 
 impl fmt::Display for ConvertError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "cannot convert the lock: {}", self.error)
+        // The reason is the source: said once in a chain.
+        f.write_str("cannot convert the lock")
     }
 }
 

@@ -83,13 +83,74 @@ pub enum OnceError<E> {
     Marker(Error),
 }
 
-impl<E: fmt::Display> fmt::Display for OnceError<E> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl<E> OnceError<E> {
+    /// One error of the work's type: the work's own error, or lockyard's
+    /// converted into it. With `E = anyhow::Error` (or `std::io::Error`,
+    /// or `Box<dyn Error + Send + Sync>`), this is the way to `?`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lockyard::{once, OnceError};
+    ///
+    /// fn install(marker: &std::path::Path) -> anyhow::Result<bool> {
+    ///     let outcome = once(marker, || -> anyhow::Result<()> {
+    ///         // ... download, unpack ...
+    ///         Ok(())
+    ///     })
+    ///     .map_err(OnceError::into_inner)?;
+    ///     Ok(outcome.ran())
+    /// }
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// assert!(install(&dir.path().join("installed"))?);
+    /// assert!(!install(&dir.path().join("installed"))?);
+    /// // A lock error arrives as anyhow's, with its cause chain.
+    /// std::fs::write(dir.path().join("plain"), "a file")?;
+    /// let e = install(&dir.path().join("plain/installed")).unwrap_err();
+    /// assert!(e.downcast_ref::<lockyard::Error>().is_some());
+    /// # Ok::<(), anyhow::Error>(())
+    /// ```
+    pub fn into_inner(self) -> E
+    where
+        E: From<Error>,
+    {
         match self {
-            OnceError::Lock(e) => write!(f, "cannot take the run-once lock: {e}"),
-            OnceError::Init(e) => write!(f, "the run-once work failed: {e}"),
-            OnceError::Marker(e) => write!(f, "cannot record the run-once work as done: {e}"),
+            OnceError::Init(e) => e,
+            OnceError::Lock(e) | OnceError::Marker(e) => E::from(e),
         }
+    }
+
+    /// The same error, with the work's error mapped by `f`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lockyard::OnceError;
+    ///
+    /// let e: OnceError<u8> = OnceError::Init(7);
+    /// let mapped = e.map(|code| format!("exit code {code}"));
+    /// assert!(matches!(mapped, OnceError::Init(s) if s == "exit code 7"));
+    /// ```
+    pub fn map<F>(self, f: impl FnOnce(E) -> F) -> OnceError<F> {
+        match self {
+            OnceError::Init(e) => OnceError::Init(f(e)),
+            OnceError::Lock(e) => OnceError::Lock(e),
+            OnceError::Marker(e) => OnceError::Marker(e),
+        }
+    }
+}
+
+/// Says which step failed; the failure itself is the
+/// [`source`](std::error::Error::source) (when `E` is an error type), not
+/// repeated here.
+impl<E> fmt::Display for OnceError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            OnceError::Lock(_) => "cannot take the run-once lock",
+            OnceError::Init(_) => "the run-once work failed",
+            OnceError::Marker(_) => "cannot record the run-once work as done",
+        })
     }
 }
 
