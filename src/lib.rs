@@ -129,7 +129,7 @@ pub use crate::patterns::helpers::{
     with_lock, with_lock_async, with_read_lock, with_read_lock_async, with_write_lock,
     with_write_lock_async,
 };
-pub use crate::patterns::names::{decode_lock_name, encode_lock_name, MAX_ENCODED_NAME};
+pub use crate::patterns::names::{decode_lock_name, encode_lock_name, NameError, MAX_ENCODED_NAME};
 pub use crate::patterns::once::{
     once, once_async, once_keyed, once_keyed_async, once_with, OnceError, OnceOutcome,
 };

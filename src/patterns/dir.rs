@@ -224,8 +224,8 @@ impl LockDir {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn path_of(&self, name: &str) -> Result<PathBuf, Error> {
-        let encoded =
-            encode_lock_name(name).map_err(|why| Error::invalid_name(&self.dir.join(name), why))?;
+        let encoded = encode_lock_name(name)
+            .map_err(|why| Error::invalid_name(&self.dir.join(name), why.reason()))?;
         Ok(self.dir.join(format!("{encoded}.lock")))
     }
 

@@ -1,7 +1,7 @@
 //! Lock names as file names: any string, encoded so that it is one safe
 //! file name on every platform, and decoded back.
 
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
 
 /// Longest encoded name accepted (leaves room for `.lock` and a soft
 /// lock's `.ctl` within 255 bytes).
@@ -27,11 +27,11 @@ const WINDOWS_RESERVED: [&str; 22] = [
 ///
 /// # Errors
 ///
-/// For an empty name, or one whose encoding is longer than
-/// [`MAX_ENCODED_NAME`].
-pub fn encode_lock_name(name: &str) -> Result<String, &'static str> {
+/// [`NameError::Empty`] for an empty name, [`NameError::TooLong`] for one
+/// whose encoding is longer than [`MAX_ENCODED_NAME`].
+pub fn encode_lock_name(name: &str) -> Result<String, NameError> {
     if name.is_empty() {
-        return Err("lock names cannot be empty");
+        return Err(NameError::Empty);
     }
     let mut out = String::with_capacity(name.len());
     for (i, &b) in name.as_bytes().iter().enumerate() {
@@ -52,10 +52,60 @@ pub fn encode_lock_name(name: &str) -> Result<String, &'static str> {
         out.replace_range(0..1, &format!("%{first:02X}"));
     }
     if out.len() > MAX_ENCODED_NAME {
-        return Err("lock name too long once encoded");
+        return Err(NameError::TooLong { encoded: out.len() });
     }
     Ok(out)
 }
+
+/// Why a lock name cannot be encoded into a file name.
+///
+/// # Examples
+///
+/// ```
+/// use lockyard::{encode_lock_name, NameError, MAX_ENCODED_NAME};
+///
+/// assert_eq!(encode_lock_name(""), Err(NameError::Empty));
+/// let e = encode_lock_name(&"/".repeat(100)).unwrap_err();
+/// assert_eq!(e, NameError::TooLong { encoded: 300 });
+/// assert!(e.to_string().contains(&MAX_ENCODED_NAME.to_string()));
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum NameError {
+    /// The name is empty.
+    Empty,
+    /// The encoded name would be `encoded` bytes, more than
+    /// [`MAX_ENCODED_NAME`].
+    TooLong {
+        /// The length of the encoding.
+        encoded: usize,
+    },
+}
+
+impl NameError {
+    /// The reason in a few words.
+    pub(crate) fn reason(&self) -> &'static str {
+        match self {
+            NameError::Empty => "lock names cannot be empty",
+            NameError::TooLong { .. } => "lock name too long once encoded",
+        }
+    }
+}
+
+impl fmt::Display for NameError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NameError::TooLong { encoded } => write!(
+                f,
+                "{}: {encoded} bytes, at most {MAX_ENCODED_NAME}",
+                self.reason()
+            ),
+            _ => f.write_str(self.reason()),
+        }
+    }
+}
+
+impl std::error::Error for NameError {}
 
 /// Decodes a file name stem made by [`encode_lock_name`]; `None` if it is
 /// not one.
