@@ -479,7 +479,7 @@ fn upgrade_and_downgrade_against_another_process() {
 #[test]
 fn soft_locks_in_a_lock_dir() {
     let tmp = tempdir();
-    let locks = LockDir::new(tmp.path()).options(LockOptions::new().soft().owner("svc"));
+    let locks = LockDir::new(tmp.path()).with_options(LockOptions::new().soft().owner("svc"));
     let g = locks.try_lock("jobs").unwrap();
     // Soft locks are exclusive only: a downgrade is refused, guard intact.
     let err = g.downgrade().unwrap_err();

@@ -125,7 +125,8 @@ impl LockDir {
         }
     }
 
-    /// Options for every lock of the directory.
+    /// Options for every lock of the directory (a builder method; the
+    /// getter is [`options`](Self::options), as for [`FileLock`]).
     ///
     /// # Examples
     ///
@@ -133,17 +134,31 @@ impl LockDir {
     /// use lockyard::{LockDir, LockOptions};
     ///
     /// let dir = tempfile::tempdir()?;
-    /// let locks = LockDir::new(dir.path()).options(LockOptions::new().owner("api-3"));
+    /// let locks = LockDir::new(dir.path()).with_options(LockOptions::new().owner("api-3"));
     /// let guard = locks.try_lock("invoice-42")?;
     /// assert_eq!(guard.record().and_then(|r| r.owner()), Some("api-3"));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     #[must_use = "a builder method returns the changed value; the original is unchanged"]
-    pub fn options(mut self, options: LockOptions) -> Self {
+    pub fn with_options(mut self, options: LockOptions) -> Self {
         self.options = options;
         // Handles made with the old options must not be reused.
         self.handles = Arc::default();
         self
+    }
+
+    /// The options every lock of the directory is taken with.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lockyard::{LockDir, LockKind, LockOptions};
+    ///
+    /// let locks = LockDir::new("locks").with_options(LockOptions::new().soft());
+    /// assert_eq!(locks.options().lock_kind(), LockKind::Soft);
+    /// ```
+    pub fn options(&self) -> &LockOptions {
+        &self.options
     }
 
     /// How long `lock`/`lock_shared` wait for names without their own
@@ -287,7 +302,7 @@ impl LockDir {
     /// feature, when polled inside a tokio runtime built without its time or
     /// I/O driver.
     pub fn lock(&self, name: &str) -> Acquire {
-        self.acquire(name, LockMode::Exclusive)
+        self.acquire(name, LockMode::Exclusive, self.wait_of(name))
     }
 
     /// Locks `name` shared, waiting as configured for it.
@@ -321,14 +336,80 @@ impl LockDir {
     /// feature, when polled inside a tokio runtime built without its time or
     /// I/O driver.
     pub fn lock_shared(&self, name: &str) -> Acquire {
-        self.acquire(name, LockMode::Shared)
+        self.acquire(name, LockMode::Shared, self.wait_of(name))
     }
 
-    fn acquire(&self, name: &str, mode: LockMode) -> Acquire {
+    /// Locks `name` in `mode`, waiting as `wait` says for this call (the
+    /// name's configured wait does not apply).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use lockyard::{ErrorKind, LockDir, LockMode, Wait};
+    ///
+    /// # futures_lite::future::block_on(async {
+    /// let dir = tempfile::tempdir()?;
+    /// let locks = LockDir::new(dir.path());
+    /// let _held = locks.lock("report").await?;
+    /// let e = locks.acquire("report", LockMode::Shared, Wait::For(Duration::from_millis(20))).await.unwrap_err();
+    /// assert_eq!(e.kind(), ErrorKind::TimedOut);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// As for [`FileLock::lock`]: dropping the future gives back everything it had.
+    ///
+    /// # Errors
+    ///
+    /// As for [`lock`](Self::lock), and
+    /// [`ErrorKind::TimedOut`](crate::ErrorKind::TimedOut) or
+    /// [`ErrorKind::WouldBlock`](crate::ErrorKind::WouldBlock) as `wait` says.
+    ///
+    /// # Panics
+    ///
+    /// As for [`FileLock::lock`](crate::FileLock::lock): with the `tokio`
+    /// feature, when polled inside a tokio runtime built without its time or
+    /// I/O driver.
+    pub fn acquire(&self, name: &str, mode: LockMode, wait: Wait) -> Acquire {
         match self.handle(name) {
-            Ok(lock) => lock.acquire(mode, self.wait_of(name)),
+            Ok(lock) => lock.acquire(mode, wait),
             Err(e) => Acquire::failed(e),
         }
+    }
+
+    /// [`acquire`](Self::acquire) from blocking code.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lockyard::{ErrorKind, LockDir, LockMode, Wait};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let locks = LockDir::new(dir.path());
+    /// let reader = locks.acquire_blocking("catalog", LockMode::Shared, Wait::TryOnce)?;
+    /// let e = locks.acquire_blocking("catalog", LockMode::Exclusive, Wait::TryOnce).unwrap_err();
+    /// assert_eq!(e.kind(), ErrorKind::WouldBlock);
+    /// # drop(reader);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As for [`acquire`](Self::acquire).
+    ///
+    /// # Blocking
+    ///
+    /// Blocks the calling thread for as long as `wait` allows.
+    pub fn acquire_blocking(
+        &self,
+        name: &str,
+        mode: LockMode,
+        wait: Wait,
+    ) -> Result<FileLockGuard, Error> {
+        self.handle(name)?.acquire_blocking(mode, wait)
     }
 
     /// Takes `name` exclusively if possible right now.
@@ -351,6 +432,29 @@ impl LockDir {
     /// otherwise as for [`lock`](Self::lock).
     pub fn try_lock(&self, name: &str) -> Result<FileLockGuard, Error> {
         self.handle(name)?.try_lock()
+    }
+
+    /// Takes `name` shared if possible right now.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lockyard::{ErrorKind, LockDir};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let locks = LockDir::new(dir.path());
+    /// let (a, b) = (locks.try_lock_shared("catalog")?, locks.try_lock_shared("catalog")?);
+    /// assert_eq!(locks.try_lock("catalog").unwrap_err().kind(), ErrorKind::WouldBlock);
+    /// # drop((a, b));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::WouldBlock`](crate::ErrorKind::WouldBlock) if held
+    /// exclusively; otherwise as for [`lock`](Self::lock).
+    pub fn try_lock_shared(&self, name: &str) -> Result<FileLockGuard, Error> {
+        self.handle(name)?.try_lock_shared()
     }
 
     /// Locks `name` exclusively from blocking code, waiting as configured.
