@@ -255,12 +255,9 @@ fn dispatch(command: Cmd) -> u8 {
                 lease,
                 owner,
             };
-            let target = match target::open(&lock.path, options, &pg) {
+            let target = match open_target(&lock, options, &pg) {
                 Ok(target) => target,
-                Err(e) => {
-                    lock.ui().say(e);
-                    return exit::USAGE;
-                }
+                Err(code) => return code,
             };
             let signals = signals::Signals::install();
             let args = RunArgs {
@@ -299,12 +296,9 @@ fn dispatch(command: Cmd) -> u8 {
                 table,
                 ..PgSettings::default()
             };
-            let target = match target::open(&lock.path, options, &pg) {
+            let target = match open_target(&lock, options, &pg) {
                 Ok(target) => target,
-                Err(e) => {
-                    lock.ui().say(e);
-                    return exit::USAGE;
-                }
+                Err(code) => return code,
             };
             let signals = signals::Signals::install();
             let codes = Codes {
@@ -361,6 +355,18 @@ fn dispatch(command: Cmd) -> u8 {
             },
         ),
     }
+}
+
+/// The lock `lock.path` names, or the usage error's exit code (said).
+fn open_target(
+    lock: &LockArgs,
+    options: LockOptions,
+    pg: &PgSettings,
+) -> Result<target::Target, u8> {
+    target::open(&lock.path, options, pg).map_err(|e| {
+        lock.ui().say(e);
+        exit::USAGE
+    })
 }
 
 /// `--soft` for a PostgreSQL lock: soft locks are files beside a lock
