@@ -26,8 +26,7 @@ pub use tokio_postgres::Config as PgConfig;
 /// re-exported; [`PgConfig::ssl_mode`] sets it, `sslmode=` in a URL).
 pub use tokio_postgres::config::SslMode as PgSslMode;
 
-pub use crate::backend::postgres::PgSocket;
-use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
+pub use crate::backend::postgres::{PgSocket, PgTlsConnector};
 
 /// The table that keeps names, ids and tokens unless told otherwise.
 pub const DEFAULT_TABLE: &str = "lockyard_locks";
@@ -139,8 +138,9 @@ impl PgLocks {
     }
 
     /// [`connect`](Self::connect), with TLS through `tls`: any
-    /// tokio-postgres connector for [`PgSocket`] (tokio-postgres-rustls's
-    /// `MakeRustlsConnect`, postgres-native-tls's `MakeTlsConnector`, ...),
+    /// tokio-postgres connector for [`PgSocket`] ([`PgTlsConnector`]:
+    /// tokio-postgres-rustls's `MakeRustlsConnect`, postgres-native-tls's
+    /// `MakeTlsConnector`, ...),
     /// which checks the server's certificate as it is configured to. With
     /// the default `sslmode=prefer`, a server that offers no TLS is spoken
     /// to in the clear; `sslmode=require` refuses it.
@@ -186,14 +186,7 @@ impl PgLocks {
     /// # #[cfg(target_os = "macos")]
     /// # fn main() {}
     /// ```
-    pub fn connect_tls<T>(url: &str, tls: T) -> Result<PgLocks, Error>
-    where
-        T: MakeTlsConnect<PgSocket> + Clone + Send + Sync + 'static,
-        T::Stream: Send + 'static,
-        T::TlsConnect: Send,
-        T::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-        <T::TlsConnect as TlsConnect<PgSocket>>::Future: Send,
-    {
+    pub fn connect_tls(url: &str, tls: impl PgTlsConnector) -> Result<PgLocks, Error> {
         Ok(PgLocks::with_config_tls(parse(url)?, tls))
     }
 
@@ -224,14 +217,7 @@ impl PgLocks {
     /// # #[cfg(target_os = "macos")]
     /// # fn main() {}
     /// ```
-    pub fn with_config_tls<T>(config: PgConfig, tls: T) -> PgLocks
-    where
-        T: MakeTlsConnect<PgSocket> + Clone + Send + Sync + 'static,
-        T::Stream: Send + 'static,
-        T::TlsConnect: Send,
-        T::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-        <T::TlsConnect as TlsConnect<PgSocket>>::Future: Send,
-    {
+    pub fn with_config_tls(config: PgConfig, tls: impl PgTlsConnector) -> PgLocks {
         PgLocks::new(config, Arc::new(Connector(tls)))
     }
 

@@ -51,8 +51,8 @@ use crate::options::LockOptions;
 use crate::record::{HolderRecord, LockKind, RecordState};
 
 pub(crate) use sql::check_table;
-pub use tls::PgSocket;
 pub(crate) use tls::{Clear, Connector, Tls};
+pub use tls::{PgSocket, PgTlsConnector};
 
 /// How many idle sessions a server keeps for later acquisitions.
 const IDLE_SESSIONS: usize = 8;

@@ -82,17 +82,63 @@ impl Tls for Clear {
     }
 }
 
+/// A TLS connector sessions can start through: any tokio-postgres
+/// `MakeTlsConnect` for [`PgSocket`] whose streams and futures may move
+/// between threads (tokio-postgres-rustls's `MakeRustlsConnect`,
+/// postgres-native-tls's `MakeTlsConnector`). Implemented for every such
+/// type; there is nothing to implement by hand.
+///
+/// # Examples
+///
+/// ```
+/// use lockyard::postgres::{PgLocks, PgTlsConnector};
+///
+/// // A helper that takes whichever connector the application chose.
+/// fn locks_over_tls(url: &str, tls: impl PgTlsConnector) -> Result<PgLocks, lockyard::Error> {
+///     PgLocks::connect_tls(&format!("{url}?sslmode=require"), tls)
+/// }
+/// # #[cfg(not(target_os = "macos"))] // (rustls's ring, in this example)
+/// # {
+/// # let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+/// # let config = rustls::ClientConfig::builder_with_provider(provider)
+/// #     .with_safe_default_protocol_versions().unwrap()
+/// #     .with_root_certificates(rustls::RootCertStore::empty())
+/// #     .with_no_client_auth();
+/// let connector = tokio_postgres_rustls::MakeRustlsConnect::new(config);
+/// let locks = locks_over_tls("postgres://app@db.internal/app", connector)?;
+/// # }
+/// # Ok::<(), lockyard::Error>(())
+/// ```
+pub trait PgTlsConnector:
+    MakeTlsConnect<
+        PgSocket,
+        Stream: Send + 'static,
+        TlsConnect: Send + TlsConnect<PgSocket, Future: Send>,
+        Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    > + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<T> PgTlsConnector for T where
+    T: MakeTlsConnect<
+            PgSocket,
+            Stream: Send + 'static,
+            TlsConnect: Send + TlsConnect<PgSocket, Future: Send>,
+            Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+        > + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
+
 /// TLS through the connector `T`.
 pub(crate) struct Connector<T>(pub(crate) T);
 
-impl<T> Tls for Connector<T>
-where
-    T: MakeTlsConnect<PgSocket> + Clone + Send + Sync + 'static,
-    T::Stream: Send + 'static,
-    T::TlsConnect: Send,
-    T::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    <T::TlsConnect as TlsConnect<PgSocket>>::Future: Send,
-{
+impl<T: PgTlsConnector> Tls for Connector<T> {
     fn start<'a>(&'a self, socket: PgSocket, config: &'a Config, host: &'a str) -> Startup<'a> {
         Box::pin(async move {
             let tls = self
