@@ -109,7 +109,7 @@ impl BlockingWait {
 
     /// A wait told to give up when `guard` is dropped unfinished.
     // Only remote backends (and the engine's tests) have waits to abandon.
-    #[cfg_attr(not(any(feature = "postgres", test)), allow(dead_code))]
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     pub(crate) fn abandoned_by(mut self, guard: impl Any + Send) -> Self {
         self.abandon = Some(Box::new(guard));
         self
