@@ -177,6 +177,8 @@ enum Detail {
     Nul,
     Empty,
     Name(std::borrow::Cow<'static, str>),
+    /// The parent directory is missing and creating it is off.
+    NoParent,
 }
 
 impl Error {
@@ -225,6 +227,15 @@ impl Error {
     pub(crate) fn create_dir(path: &Path, source: io::Error) -> Self {
         let mut e = Self::bare(ErrorKind::CreateDir, path, Op::Open);
         e.source = Some(source);
+        e
+    }
+
+    /// The lock's directory is missing, and
+    /// [`LockOptions::create_parent`](crate::LockOptions::create_parent)
+    /// says not to create it.
+    pub(crate) fn no_parent(path: &Path, source: io::Error) -> Self {
+        let mut e = Self::create_dir(path, source);
+        e.detail = Some(Detail::NoParent);
         e
     }
 
@@ -467,7 +478,13 @@ impl fmt::Display for Error {
                 }
             }
             ErrorKind::Lost => write!(f, "lock {path} was taken over by another holder"),
-            ErrorKind::CreateDir => write!(f, "cannot create the directory for lock {path}"),
+            ErrorKind::CreateDir => match &self.detail {
+                Some(Detail::NoParent) => write!(
+                    f,
+                    "the directory for lock {path} does not exist (and creating it is off)"
+                ),
+                _ => write!(f, "cannot create the directory for lock {path}"),
+            },
             ErrorKind::NotAFile | ErrorKind::Symlink => {
                 let what = match &self.detail {
                     Some(Detail::NotFile(NotFile::Directory)) => "a directory",

@@ -228,3 +228,26 @@ async fn paused_tokio_clock_drives_timeouts_and_backoff() {
     release.await.unwrap();
     drop(guard);
 }
+
+/// Messages say what happened: a missing directory with `create_parent`
+/// off is not "cannot create", and an invalid `LockDir` name shows the
+/// name, not just the directory.
+#[test]
+fn messages_say_what_happened() {
+    let dir = tempdir();
+    let e = FileLock::with_options(
+        dir.path().join("missing/x.lock"),
+        LockOptions::new().create_parent(false),
+    )
+    .try_lock()
+    .unwrap_err();
+    assert_eq!(e.kind(), lockyard::ErrorKind::CreateDir);
+    let text = e.to_string();
+    assert!(
+        text.contains("does not exist") && !text.contains("cannot create"),
+        "{text}"
+    );
+    assert!(!dir.path().join("missing").exists());
+    let e = lockyard::LockDir::new(dir.path()).try_lock("").unwrap_err();
+    assert!(e.to_string().contains("the name \"\""), "{e}");
+}

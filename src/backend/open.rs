@@ -319,7 +319,7 @@ fn create_parent(path: &Path, options: &LockOptions, not_found: io::Error) -> Re
         _ => return Err(Error::io(path, Op::Open, not_found)),
     };
     if !options.create_parent {
-        return Err(Error::create_dir(path, not_found));
+        return Err(Error::no_parent(path, not_found));
     }
     std::fs::create_dir_all(parent).map_err(|e| Error::create_dir(path, e))
 }

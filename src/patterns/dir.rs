@@ -239,8 +239,10 @@ impl LockDir {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn path_of(&self, name: &str) -> Result<PathBuf, Error> {
-        let encoded = encode_lock_name(name)
-            .map_err(|why| Error::invalid_name(&self.dir.join(name), why.reason()))?;
+        let encoded = encode_lock_name(name).map_err(|why| {
+            // The path alone would show the directory: say the name.
+            Error::invalid_name(&self.dir.join(name), format!("the name {name:?}: {why}"))
+        })?;
         Ok(self.dir.join(format!("{encoded}.lock")))
     }
 
