@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
-"""Draws benches/results.svg from target/lockyard-bench/processes.json
-(written by `cargo bench --all-features --bench processes`). Standard
-library only: the SVG is written by hand."""
+"""Draws benches/results.svg from lockyard-bench/processes.json under the
+target directory (target/, or $CARGO_TARGET_DIR), written by
+`cargo bench --all-features --bench processes`. Standard library only: the
+SVG is written by hand."""
 import json
+import os
 import pathlib
 import sys
 
 root = pathlib.Path(__file__).resolve().parent.parent
-src = root / "target" / "lockyard-bench" / "processes.json"
+target = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", root / "target"))
+src = target / "lockyard-bench" / "processes.json"
 out = root / "benches" / "results.svg"
 data = json.loads(src.read_text())
 

@@ -18,7 +18,7 @@
 //! - `timeout`: how late `lock_timeout(50 ms)` on a held lock returns.
 //!
 //! Run: `cargo bench --all-features --bench processes` (Linux). Writes
-//! `target/lockyard-bench/processes.json`; `python3 benches/plot.py` turns it
+//! `target/lockyard-bench/processes.json` (under `$CARGO_TARGET_DIR` when set); `python3 benches/plot.py` turns it
 //! into `benches/results.svg`.
 
 #[cfg(target_os = "linux")]
@@ -795,7 +795,11 @@ mod bench {
         }
         json.push_str("}\n}\n");
 
-        let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/lockyard-bench");
+        // Under the build's target directory, wherever CARGO_TARGET_DIR puts it.
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+        let out = target.join("lockyard-bench");
         std::fs::create_dir_all(&out).expect("output dir");
         std::fs::write(out.join("processes.json"), json).expect("write json");
         println!("\nwrote {}", out.join("processes.json").display());
