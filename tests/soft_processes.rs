@@ -78,14 +78,21 @@ fn child_main() {
                 .try_lock()
                 .unwrap();
             say("locked");
-            let kept = futures_lite::future::block_on(futures_lite::future::or(
-                async { Some(guard.keep_alive().await) },
-                async {
-                    async_io::Timer::after(Duration::from_millis(1500)).await;
-                    None
-                },
-            ));
-            assert!(kept.is_none(), "renewal failed: {kept:?}");
+            if std::env::var("HOW").as_deref() == Ok("blocking") {
+                // From blocking code: the work runs here, renewals beside it.
+                let ((), kept) =
+                    guard.keep_alive_while(|| std::thread::sleep(Duration::from_millis(1500)));
+                assert!(kept.is_ok(), "renewal failed: {kept:?}");
+            } else {
+                let kept = futures_lite::future::block_on(futures_lite::future::or(
+                    async { Some(guard.keep_alive().await) },
+                    async {
+                        async_io::Timer::after(Duration::from_millis(1500)).await;
+                        None
+                    },
+                ));
+                assert!(kept.is_none(), "renewal failed: {kept:?}");
+            }
             assert!(guard.still_held().unwrap());
             guard.unlock().unwrap();
             say("released");
@@ -375,12 +382,18 @@ fn lapsed_lease_is_taken_over_and_the_former_holder_finds_out() {
 
 #[test]
 fn renewed_lease_outlives_its_ttl() {
+    for how in ["async", "blocking"] {
+        renewed_lease_outlives_its_ttl_with(how);
+    }
+}
+
+fn renewed_lease_outlives_its_ttl_with(how: &str) {
     let dir = tempdir();
     let path = dir.path().join("renewed.lock");
     let mut holder = spawn_child(
         ENTRY,
         "lease_keep_alive",
-        &[("LOCK", path.to_str().unwrap())],
+        &[("LOCK", path.to_str().unwrap()), ("HOW", how)],
     );
     wait_for_line(&mut holder, "locked");
     let lock = FileLock::with_options(&path, LockOptions::new().lease(Duration::from_secs(1)));
@@ -537,4 +550,23 @@ fn on_stale_hook_may_call_back_into_the_lock() {
         seen[0].starts_with("ProcessDead") || seen[0].starts_with("HolderGone"),
         "{seen:?}"
     );
+}
+
+/// `keep_alive_while` reports a lease lost during the work (here: its
+/// sidecar removed behind the holder's back), once the work has ended.
+#[test]
+fn keep_alive_while_reports_a_lost_lease() {
+    let dir = tempdir();
+    let path = dir.path().join("lost.lock");
+    let lock = FileLock::with_options(&path, LockOptions::new().lease(Duration::from_millis(150)));
+    let mut guard = lock.try_lock().unwrap();
+    let (value, kept) = guard.keep_alive_while(|| {
+        std::fs::remove_file(&path).unwrap();
+        std::thread::sleep(Duration::from_millis(400));
+        "done"
+    });
+    assert_eq!(value, "done");
+    let e = kept.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Lost, "{e}");
+    assert!(!guard.still_held().unwrap());
 }

@@ -147,6 +147,98 @@ impl FileLockGuard {
         }
     }
 
+    /// [`keep_alive`](Self::keep_alive) for blocking code: runs `work` on
+    /// this thread while a thread beside it renews the lease every third
+    /// of its TTL, and returns once `work` has returned and the renewals
+    /// have stopped. For a lock without a TTL it just runs `work`.
+    ///
+    /// Returns `work`'s value and how the renewals went. A thread cannot be
+    /// stopped from outside, so `work` runs to its end even if renewing
+    /// failed meanwhile; the `Err` ([`ErrorKind::Lost`](crate::ErrorKind::Lost)
+    /// if another process took over) says that what `work` did may have
+    /// overlapped another holder: check it before trusting the result.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use lockyard::{FileLock, LockOptions};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let lock = FileLock::with_options(dir.path().join("job.lock"), LockOptions::new().lease(Duration::from_millis(300)));
+    /// let mut guard = lock.lock_blocking()?;
+    /// let (rows, kept) = guard.keep_alive_while(|| {
+    ///     std::thread::sleep(Duration::from_millis(700)); // longer than the TTL
+    ///     42
+    /// });
+    /// kept?;                                                // renewed all along
+    /// assert_eq!(rows, 42);
+    /// assert!(guard.still_held()?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// The second value is the first renewal that failed, if any.
+    ///
+    /// # Panics
+    ///
+    /// If `work` panics, the renewals stop and the panic goes on.
+    ///
+    /// # Blocking
+    ///
+    /// For as long as `work` runs, and at most one renewal after it.
+    pub fn keep_alive_while<R>(&mut self, work: impl FnOnce() -> R) -> (R, Result<(), Error>) {
+        let ttl = self
+            .record
+            .as_ref()
+            .and_then(|r| r.ttl())
+            .or(self.traits.lease());
+        let Some(ttl) = ttl else {
+            return (work(), Ok(()));
+        };
+        let period = (ttl / 3).max(Duration::from_millis(1));
+        let (entry, handle) = (Arc::clone(&self.entry), Arc::clone(&self.handle));
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let (value, renewals) = std::thread::scope(|scope| {
+            let renewer = scope.spawn(move || {
+                let mut latest = None;
+                loop {
+                    match stopped.recv_timeout(period) {
+                        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                            match entry.refresh(&handle) {
+                                Ok(Some(record)) => latest = Some(record),
+                                Ok(None) => {}
+                                Err(e) => return (latest, Err(e)),
+                            }
+                        }
+                        // Told to stop, or `work` panicked (the sender is
+                        // dropped as it unwinds).
+                        _ => return (latest, Ok(())),
+                    }
+                }
+            });
+            let stop = stop;
+            let value = work();
+            drop(stop);
+            (value, renewer.join())
+        });
+        let result = match renewals {
+            Ok((latest, outcome)) => {
+                if latest.is_some() {
+                    self.record = latest;
+                }
+                outcome.map_err(|e| Error::io(&self.handle.path, Op::Lock, e))
+            }
+            Err(_) => Err(Error::io(
+                &self.handle.path,
+                Op::Lock,
+                std::io::Error::other("the renewal thread panicked"),
+            )),
+        };
+        (value, result)
+    }
+
     /// Resolves when this guard no longer holds its lock (a lease that
     /// lapsed or was taken over), checking every `every`; never for OS
     /// locks. The "lost" signal to race against the work.
