@@ -256,10 +256,12 @@ fn dropped_waits_never_leave_a_ghost_lock() {
         started.elapsed()
     );
     assert!(abandoned > rounds / 20, "the drops never hit a wait");
-    // Sessions of this process: none stuck waiting.
+    // No session left waiting for this lock. (Scoped to its key: other
+    // tests running at the same time have sessions waiting for theirs.)
     let stuck: i64 = probe.one(
-        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'",
-        &[],
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted
+           AND classid::bigint = $1 AND objid::bigint = $2",
+        &[&oid, &id],
     );
     assert_eq!(stuck, 0);
 }

@@ -2,7 +2,7 @@
 //! drive it with shell commands and signals.
 #![cfg(unix)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -11,52 +11,7 @@ use serde_json::Value;
 
 mod common;
 
-use common::{code, lockyard, run};
-
-/// A process holding `path` until dropped: `lockyard run` with a command
-/// that says "locked" and waits for its stdin to close.
-struct Holder {
-    child: Child,
-}
-
-impl Holder {
-    fn start(extra: &[&str], path: &Path) -> Holder {
-        let mut child = lockyard()
-            .arg("run")
-            .args(extra)
-            .arg(path)
-            .args(["--", "sh", "-c", "echo locked; cat >/dev/null"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        expect_line(&mut child, "locked");
-        Holder { child }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn release(mut self) -> i32 {
-        drop(self.child.stdin.take());
-        self.child.wait().unwrap().code().unwrap()
-    }
-}
-
-impl Drop for Holder {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn expect_line(child: &mut Child, want: &str) {
-    let out = child.stdout.as_mut().unwrap();
-    let mut line = String::new();
-    BufReader::new(out).read_line(&mut line).unwrap();
-    assert_eq!(line.trim(), want);
-}
+use common::{code, expect_line, lockyard, run, Holder};
 
 fn status_json(path: &Path) -> Value {
     let out = run(&["status", "--json", path.to_str().unwrap()]);
@@ -384,7 +339,7 @@ fn clean_removes_only_stale_locks() {
         p(&dir, "soft.lock").exists(),
         "the dead holder's sidecar is left behind"
     );
-    let held = Holder::start(&[], &p(&dir, "held.lock"));
+    let held = Holder::start(&[], p(&dir, "held.lock"));
 
     let doc = status_json(dir.path());
     let states = names_and_states(&doc);

@@ -4,15 +4,14 @@
 //! command with shell commands.
 #![cfg(all(unix, feature = "postgres"))]
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 mod common;
 
-use common::{code, lockyard, run};
+use common::{code, lockyard, run, Holder};
 
 /// The server under test, or `None` with the reason printed;
 /// `LOCKYARD_REQUIRE_POSTGRES` (set by CI) makes its absence a failure.
@@ -33,43 +32,6 @@ fn server(test: &str) -> Option<String> {
 /// A table of this test's own, so runs never see each other's locks.
 fn table(test: &str) -> String {
     format!("cli_{test}_{}_{}", std::process::id(), fastrand::u32(..))
-}
-
-/// `lockyard run` holding `lock` until dropped.
-struct Holder {
-    child: Child,
-}
-
-impl Holder {
-    fn start(extra: &[&str], lock: &str) -> Holder {
-        let mut child = lockyard()
-            .arg("run")
-            .args(extra)
-            .arg(lock)
-            .args(["--", "sh", "-c", "echo locked; cat >/dev/null"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.as_mut().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert_eq!(line.trim(), "locked");
-        Holder { child }
-    }
-
-    fn release(mut self) -> i32 {
-        drop(self.child.stdin.take());
-        self.child.wait().unwrap().code().unwrap()
-    }
-}
-
-impl Drop for Holder {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn status_json(args: &[&str]) -> Value {
@@ -98,7 +60,7 @@ fn run_wait_and_status_on_a_postgres_lock() {
     assert_eq!(code(&busy), 1);
     let said = String::from_utf8_lossy(&busy.stderr);
     assert!(
-        said.contains("#jobs/nightly") && said.contains(&format!("pid {}", holder.child.id())),
+        said.contains("#jobs/nightly") && said.contains(&format!("pid {}", holder.pid())),
         "{said}"
     );
     assert!(
@@ -119,7 +81,7 @@ fn run_wait_and_status_on_a_postgres_lock() {
     assert_eq!(one["state"], "held-exclusive", "{doc}");
     assert_eq!(one["kind"], "postgres");
     assert_eq!(one["name"], "jobs/nightly");
-    assert_eq!(one["holder"]["pid"], holder.child.id());
+    assert_eq!(one["holder"]["pid"], holder.pid());
     assert_eq!(one["holder"]["owner"], "cli-test");
     assert!(one["holder"]["token"].as_u64().unwrap() >= 2, "{doc}");
     let all = status_json(&[&tbl[..], &[url.as_str()]].concat());

@@ -376,11 +376,14 @@ impl Release {
         let mine = lock(&self.unlocking).take();
         match mine {
             Some(unlocking) => {
-                // The task finds nothing left to do.
+                // The task finds nothing left to do. The reply just read
+                // shows the session open: no need to look again.
                 self.task.detach();
                 unlocking.finish()
             }
-            None => async_io::block_on(self.task),
+            // Finished in the background, perhaps long ago: the server may
+            // have ended the session since (a lease), so look.
+            None => async_io::block_on(self.task).filter(|conn| !conn.is_closed()),
         }
     }
 
@@ -476,12 +479,10 @@ fn options_of(p: Params<'_>) -> LockOptions {
 /// A session for an attempt: the one the last release freed, once its
 /// unlock is done, or any other.
 fn session_after(server: &PgServer, releasing: Option<Release>) -> io::Result<Conn> {
-    if let Some(conn) = releasing.and_then(Release::session) {
-        if !conn.is_closed() {
-            return Ok(conn);
-        }
+    match releasing.and_then(Release::session) {
+        Some(conn) => Ok(conn),
+        None => server.session(),
     }
-    server.session()
 }
 
 /// Who this process is, for the row of an exclusive hold: PID, host and

@@ -18,6 +18,16 @@ use super::conn::{to_io, Duplex};
 /// The byte stream a TLS connector wraps: a TCP or Unix-domain socket to
 /// the server, driven by async-io. It implements tokio's `AsyncRead` and
 /// `AsyncWrite`, which is what tokio-postgres's connectors expect.
+///
+/// # Examples
+///
+/// ```
+/// use lockyard::postgres::PgSocket;
+///
+/// // What a TLS connector is written for: tokio's byte-stream traits.
+/// fn connectable<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send>() {}
+/// connectable::<PgSocket>();
+/// ```
 pub struct PgSocket(pub(super) Compat<Pin<Box<dyn Duplex>>>);
 
 impl fmt::Debug for PgSocket {
