@@ -73,6 +73,7 @@ pub(crate) fn describe(lock: &FileLock) -> Result<(LockState, Option<HolderRecor
         let got = sys::try_lock(&file, mode).map_err(io_err)?;
         if got {
             sys::unlock(&file).map_err(io_err)?;
+            crate::notify::announce_probe_release(&file);
         }
         Ok(got)
     };

@@ -10,6 +10,7 @@ use crate::backend::host;
 use crate::backend::memory::MemoryOpener;
 use crate::backend::record_io;
 use crate::backend::soft::{sidecar, stale};
+use crate::backend::strict;
 use crate::backend::FileOpener;
 use crate::engine::{Config, Handle};
 use crate::error::{Error, Op};
@@ -297,13 +298,12 @@ impl FileLock {
         let path = self.path();
         let io_err = |e| Error::io(path, Op::Inspect, e);
         if self.is_strict() {
-            let Some(file) = sys::open_existing(path).map_err(io_err)? else {
-                return Ok(None);
-            };
-            if let Err(what) = sys::identify(&file).map_err(io_err)? {
-                return Err(Error::not_a_file(path, what));
-            }
-            return self.holder_in(&file);
+            // A released holder's record stays in the file: only the
+            // kernel says whether the lock is held, and how.
+            return Ok(match super::inspect::describe(self)? {
+                (crate::LockState::HeldExclusive, record) => record,
+                _ => None,
+            });
         }
         let record = match sidecar::inspect(path).map_err(io_err)? {
             None => return Ok(None),
@@ -321,7 +321,7 @@ impl FileLock {
         let record = record_io::read(file)
             .map_err(|e| Error::io(&self.handle.path, Op::Inspect, e))?
             .record();
-        Ok(record.filter(|r| r.is_held() && !host::me().provably_dead(r)))
+        Ok(record.and_then(|r| strict::current_holder(&self.handle.path, r)))
     }
 
     /// Who holds the file locked, as the kernel's lock table says: every

@@ -80,6 +80,19 @@ pub(crate) fn announce_release(file: &File) {
     let _ = rustix::fs::futimens(file, &times);
 }
 
+/// Announces a release of `file` by someone that is not its holder (a
+/// probe that locked and unlocked it to look) when another process's
+/// waiter has marked it (`sys::waiters`): that waiter may have found the
+/// lock busy because of the probe. Elsewhere, nothing: such a waiter finds
+/// the release by backoff.
+pub(crate) fn announce_probe_release(file: &File) {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    if crate::sys::waiters::marked(file) {
+        announce_release(file);
+    }
+    let _ = file;
+}
+
 /// No platform watcher to tell here.
 #[cfg(not(unix))]
 pub(crate) fn announce_release(_file: &File) {}

@@ -8,6 +8,8 @@
 pub(crate) mod os_holders;
 pub(crate) mod pio;
 pub(crate) mod process;
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(crate) mod waiters;
 
 #[cfg(unix)]
 mod unix;

@@ -63,6 +63,12 @@ fn parse(table: &str) -> Vec<((u32, u32, u64), OsHolder)> {
             let major = u32::from_str_radix(file.next()?, 16).ok()?;
             let minor = u32::from_str_radix(file.next()?, 16).ok()?;
             let inode: u64 = file.next()?.parse().ok()?;
+            // A waiter's mark (`sys::waiters`): a one-byte read lock past
+            // any content, which holds nothing.
+            let start: u64 = fields.next()?.parse().ok()?;
+            if kind == "OFDLCK" && !exclusive && start >= i32::MAX as u64 - 1 {
+                return None;
+            }
             let holder = OsHolder::new(pid, exclusive, kind.to_string());
             Some(((major, minor, inode), holder))
         })
@@ -79,6 +85,7 @@ mod tests {
                      1: -> FLOCK  ADVISORY  WRITE 4243 fd:01:1837 0 EOF\n\
                      2: FLOCK  ADVISORY  READ 77 08:10:99 0 EOF\n\
                      3: OFDLCK ADVISORY  WRITE -1 08:10:99 0 EOF\n\
+                     5: OFDLCK ADVISORY  READ 99 08:10:99 9223372036854775806 9223372036854775806\n\
                      garbage\n\
                      4: POSIX  ADVISORY  WRITE 12 103:02:5 0 EOF\n";
         let got = parse(table);

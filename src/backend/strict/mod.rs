@@ -10,6 +10,7 @@
 //! it. The record stamp, read and written with I/O, is touched only during
 //! the engine's turn, which never has two owners at once.
 
+mod marks;
 mod stamp;
 mod wait;
 
@@ -19,6 +20,7 @@ use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use marks::{Marked, Marks};
 use stamp::Stamp;
 use wait::{kernel_wait, WaitFile, Waiting};
 
@@ -55,6 +57,10 @@ pub(crate) struct StrictLock {
     /// This process's last record in the file and its length. Only the
     /// engine's turn touches it (one caller at a time), with I/O.
     stamp: Mutex<Stamp>,
+    /// Waiter marks, where they can be used: a release is then announced
+    /// only when another process's waiter marked the file. `None`: every
+    /// release is announced.
+    marks: Option<Arc<Marks>>,
 }
 
 #[derive(Debug, Default)]
@@ -79,10 +85,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl StrictLock {
     pub(crate) fn new(file: File, id: FileId, ours: bool) -> Self {
+        let primary = Arc::new(file);
+        // A plain file is never announced, so never marked either.
+        let marks = if ours { Marks::new(&primary) } else { None };
         StrictLock {
             id,
             ours,
-            primary: Arc::new(file),
+            marks,
+            primary,
             replaced: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             primary_lent: Arc::new(AtomicBool::new(false)),
@@ -149,6 +159,12 @@ impl StrictLock {
         None
     }
 
+    /// Whether a release through `file` must be announced: always, unless
+    /// waiter marks say no other process is watching.
+    fn announce_wanted(&self, file: &File) -> bool {
+        self.marks.as_ref().is_none_or(|m| m.wanted(file))
+    }
+
     fn writes_records(&self, o: &FileOpener) -> bool {
         o.options.metadata && self.ours
     }
@@ -183,6 +199,12 @@ impl StrictLock {
     /// record says the file was removed by `clean_stale` (the path no
     /// longer names this file: start over); `Ok(Some(record))` with the
     /// record written, if any.
+    ///
+    /// A release leaves its record as it was ("held"), saving a write per
+    /// cycle: a record counts only while the kernel says the file is held
+    /// exclusively. A shared holder, which knows nobody holds it exclusively,
+    /// marks a record it finds "held" released, so that while shared holders
+    /// hold the file no record names a holder.
     fn stamp(
         &self,
         file: &File,
@@ -193,9 +215,31 @@ impl StrictLock {
         let (found, len) = record_io::read_sized_or_known(file, |b| stamp.token_if_unchanged(b))?;
         let last = match found {
             // What this process left: no other holder came in between.
-            Lookup::Known(token) => token,
+            Lookup::Known(token) => {
+                if mode == LockMode::Shared {
+                    stamp.set_len(len);
+                    if stamp.left_held() {
+                        stamp.mark_released(file);
+                    }
+                    return Ok(Some(None));
+                }
+                token
+            }
             Lookup::Read(Read::Record(r)) if r.state == RecordState::Removed => return Ok(None),
-            Lookup::Read(Read::Record(r)) if r.kind == LockKind::Strict => r.token,
+            Lookup::Read(Read::Record(mut r)) if r.kind == LockKind::Strict => {
+                if mode == LockMode::Shared {
+                    stamp.set_len(len);
+                    if r.state == RecordState::Held {
+                        // Best effort, like the record itself. Other shared
+                        // holders doing the same write the same bytes.
+                        r.state = RecordState::Released;
+                        let _ = record_io::rewrite(file, &r.to_bytes(), len);
+                        stamp.forget();
+                    }
+                    return Ok(Some(None));
+                }
+                r.token
+            }
             // No strict record (any more): whatever is there now is not
             // lockyard's to overwrite. The lock holds without a record or a
             // token.
@@ -206,9 +250,6 @@ impl StrictLock {
             }
         };
         stamp.set_len(len);
-        if mode == LockMode::Shared {
-            return Ok(Some(None));
-        }
         let rec = Arc::new(super::new_record(
             LockKind::Strict,
             mode,
@@ -224,6 +265,24 @@ impl StrictLock {
     fn mark_released(&self, file: &File) {
         lock(&self.stamp).mark_released(file);
     }
+}
+
+/// The holder a strict lock file's record names, if the record still
+/// counts: it says "held" (a release leaves it so: see `StrictLock::stamp`),
+/// its process is not provably gone, and on Linux the kernel's lock table
+/// shows that process holding the file (a holder that writes no record,
+/// such as `flock(1)`, may have come after it). Call it only once the file
+/// is known to be held exclusively.
+pub(crate) fn current_holder(path: &std::path::Path, record: HolderRecord) -> Option<HolderRecord> {
+    if !record.is_held() || super::host::me().provably_dead(&record) {
+        return None;
+    }
+    let os = sys::os_holders::of(path);
+    // An empty table: not Linux, or unreadable. The record is all there is.
+    if !os.is_empty() && !os.iter().any(|h| h.pid() == record.pid()) {
+        return None;
+    }
+    Some(record)
 }
 
 impl Resource for StrictLock {
@@ -323,10 +382,8 @@ impl Resource for StrictLock {
         p: Params<'_>,
     ) -> io::Result<bool> {
         let o = settings(p)?;
-        if record.is_some() {
-            // Keep the record (and the last token) with a "released" mark.
-            self.with_file(|file| self.mark_released(file));
-        }
+        // The record stays as written: see `stamp`.
+        let _ = record;
         let mut result = Ok(());
         let mut removed = false;
         // A plain file is never removed: only a lock file lockyard made.
@@ -349,7 +406,7 @@ impl Resource for StrictLock {
             let unlocked = sys::unlock(file);
             // A plain file's times are left alone: its waiters in other
             // processes see the release by backoff (or a close, on Linux).
-            if unlocked.is_ok() && announce {
+            if unlocked.is_ok() && announce && self.announce_wanted(file) {
                 notify::announce_release(file);
             }
             unlocked
@@ -397,7 +454,7 @@ impl Resource for StrictLock {
         if record.is_some() {
             self.mark_released(&file);
         }
-        if o.options.file_events && self.ours {
+        if o.options.file_events && self.ours && self.announce_wanted(&file) {
             // Shared waiters in other processes may go in now.
             notify::announce_release(&file);
         }
@@ -413,14 +470,26 @@ impl Resource for StrictLock {
         if !o.options.file_events {
             return None;
         }
-        if let Some(joined) = self.inner().watch.as_ref().and_then(Watch::join) {
-            return Some(Box::new(joined));
-        }
-        let file = self.file()?;
-        // Watching is a system call: no mutex is held meanwhile.
-        let fresh = Watch::file(&file, &o.path)?;
-        self.inner().watch = fresh.join();
-        Some(Box::new(fresh))
+        let joined = self.inner().watch.as_ref().and_then(Watch::join);
+        let watch = match joined {
+            Some(joined) => joined,
+            None => {
+                let file = self.file()?;
+                // Watching is a system call: no mutex is held meanwhile.
+                let fresh = Watch::file(&file, &o.path)?;
+                self.inner().watch = fresh.join();
+                fresh
+            }
+        };
+        // Marked before the attempt that follows a new hint, so a holder
+        // that unlocks after that attempt failed sees the mark.
+        Some(match &self.marks {
+            Some(marks) => Box::new(Marked {
+                hint: Box::new(watch),
+                _mark: marks.enter(),
+            }),
+            None => Box::new(watch),
+        })
     }
 
     fn holders(&self, p: Params<'_>) -> Holders {
@@ -435,7 +504,10 @@ impl Resource for StrictLock {
             .file()
             .and_then(|file| record_io::read(&file).ok())
             .and_then(Read::record)
-            .filter(HolderRecord::is_held);
+            .and_then(|r| match settings(p) {
+                Ok(o) => current_holder(&o.path, r),
+                Err(_) => Some(r).filter(HolderRecord::is_held),
+            });
         Holders {
             record,
             os: Vec::new(),

@@ -99,6 +99,15 @@ impl Stamp {
         Some(&self.bytes)
     }
 
+    /// Whether the record last written still says "held" (no release or
+    /// downgrade marked it since).
+    pub(crate) fn left_held(&self) -> bool {
+        self.head.as_ref().is_some_and(|h| {
+            self.bytes.get(h.state_at..h.state_at + 4)
+                == Some(record::state_word(RecordState::Held).as_slice())
+        })
+    }
+
     /// Forgets what was written: the file no longer holds it.
     pub(crate) fn forget(&mut self) {
         self.bytes.clear();
