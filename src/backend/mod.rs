@@ -25,7 +25,7 @@ pub(crate) mod temp;
 
 use std::path::PathBuf;
 
-pub(crate) use records::{new_record, next_token};
+pub(crate) use records::{new_record, next_token, next_token_at};
 
 use crate::engine::{Key, Opener, Params, Resource};
 use crate::error::Error;

@@ -23,6 +23,9 @@ impl Read {
     }
 }
 
+/// What the first read of a record asks for.
+const SMALL_READ: usize = 512;
+
 /// Reads the record at the start of `file`: at most `MAX_RECORD + 1`
 /// bytes, retried a few times when it looks torn (a writer rewriting it).
 pub(crate) fn read(file: &File) -> io::Result<Read> {
@@ -52,6 +55,24 @@ pub(crate) fn read_sized_or_known<T>(
     file: &File,
     known: impl Fn(&[u8]) -> Option<T>,
 ) -> io::Result<(Lookup<T>, usize)> {
+    // Most records fit in a small buffer on the stack: one read, and no
+    // 4 KiB buffer to allocate and zero on every acquisition. A record that
+    // fills it is read again whole below.
+    let mut small = [0u8; SMALL_READ];
+    let n = pio::read_start(file, &mut small, false)?;
+    if n < SMALL_READ {
+        if let Some(answer) = known(&small[..n]) {
+            return Ok((Lookup::Known(answer), n));
+        }
+        match parse(&small[..n]) {
+            Ok(r) => return Ok((Lookup::Read(Read::Record(r)), n)),
+            // Torn: the retries below read it again.
+            Err(RecordError::Checksum | RecordError::Malformed("truncated last line")) => {
+                std::thread::yield_now();
+            }
+            Err(e) => return Ok((Lookup::Read(Read::Invalid(e)), n)),
+        }
+    }
     let mut buf = vec![0u8; MAX_RECORD + 1];
     let mut last = RecordError::Empty;
     for attempt in 0..3 {

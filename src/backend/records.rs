@@ -43,7 +43,12 @@ pub(crate) fn new_record(
 /// that remembered the last one is deleted (as long as the wall clock
 /// does not step back).
 pub(crate) fn next_token(last: u64) -> u64 {
-    let micros = SystemTime::now()
+    next_token_at(last, SystemTime::now())
+}
+
+/// [`next_token`] with the clock read at `now`.
+pub(crate) fn next_token_at(last: u64, now: SystemTime) -> u64 {
+    let micros = now
         .duration_since(UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
         .unwrap_or(0);

@@ -250,12 +250,10 @@ impl StrictLock {
             }
         };
         stamp.set_len(len);
-        let rec = Arc::new(super::new_record(
-            LockKind::Strict,
-            mode,
-            super::next_token(last),
-            &o.options,
-        ));
+        let mut rec = super::new_record(LockKind::Strict, mode, 0, &o.options);
+        // One clock read serves the record's times and the token's floor.
+        rec.token = super::next_token_at(last, rec.acquired);
+        let rec = Arc::new(rec);
         stamp.write(file, Arc::clone(&rec));
         Ok(Some(Some(rec)))
     }
