@@ -11,7 +11,7 @@
 //! - `cross-process`: hand-off latency between two processes (release ->
 //!   the waiter holds it), p50/p90/p99 over 200 hand-offs;
 //! - `counter`: 4 processes x 250 increments of a file under the lock, wall
-//!   time, final count checked;
+//!   time, runs (how often the lock changed process), final count checked;
 //! - `many-waiters`: 10,000 tasks queued on one lock in one process: extra
 //!   OS threads, memory per waiter, time to serve them all (and 1,000 to
 //!   show it is linear); `spawn_blocking` and plain threads for contrast;
@@ -311,16 +311,33 @@ mod bench {
             "counter" => {
                 let data = open(Path::new(&env("DATA")));
                 let m: usize = env("M").parse().expect("M");
+                let me: u64 = env("ID").parse().expect("ID");
                 writeln!(out, "ready")
                     .and_then(|()| out.flush())
                     .expect("pipe");
                 let _ = lines.next();
                 for _ in 0..m {
+                    // The count, the last writer and the number of runs (a
+                    // run ends when the lock changes process).
                     locker.with(|| {
-                        let mut b = [0u8; 8];
+                        let mut b = [0u8; 24];
                         let n = data.read_at(&mut b, 0).expect("read");
-                        let v = if n == 8 { u64::from_le_bytes(b) } else { 0 };
-                        data.write_all_at(&(v + 1).to_le_bytes(), 0).expect("write");
+                        let word = |i: usize| {
+                            let mut w = [0u8; 8];
+                            w.copy_from_slice(&b[i * 8..i * 8 + 8]);
+                            u64::from_le_bytes(w)
+                        };
+                        let (v, last, runs) = if n == 24 {
+                            (word(0), word(1), word(2))
+                        } else {
+                            (0, 0, 0)
+                        };
+                        let runs = if last == me { runs } else { runs + 1 };
+                        let mut w = [0u8; 24];
+                        w[..8].copy_from_slice(&(v + 1).to_le_bytes());
+                        w[8..16].copy_from_slice(&me.to_le_bytes());
+                        w[16..].copy_from_slice(&runs.to_le_bytes());
+                        data.write_all_at(&w, 0).expect("write");
                     });
                 }
                 writeln!(out, "done")
@@ -429,16 +446,19 @@ mod bench {
         lat
     }
 
-    fn counter(lib: Lib, dir: &Path) -> (f64, u64) {
+    /// Wall time, final count and runs (how often the lock changed process).
+    fn counter(lib: Lib, dir: &Path) -> (f64, u64, u64) {
         let (p, m) = (4, 250);
         let path = dir.join(format!("c-{lib:?}.lock"));
         let data = dir.join(format!("c-{lib:?}.data"));
         let _ = std::fs::remove_file(&data);
         let mut children: Vec<Child> = (0..p)
-            .map(|_| {
+            .enumerate()
+            .map(|(i, _)| {
                 spawn(
                     "counter",
                     &[
+                        ("ID", (i + 1).to_string()),
                         ("LIB", format!("{lib:?}")),
                         ("LOCK", path.display().to_string()),
                         ("DATA", data.display().to_string()),
@@ -466,9 +486,14 @@ mod bench {
             drop(c.stdin.take());
             c.wait().expect("child");
         }
-        let mut b = [0u8; 8];
+        let mut b = [0u8; 24];
         open(&data).read_exact_at(&mut b, 0).expect("count");
-        (wall, u64::from_le_bytes(b))
+        let word = |i: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&b[i * 8..i * 8 + 8]);
+            u64::from_le_bytes(w)
+        };
+        (wall, word(0), word(2))
     }
 
     fn proc_status(field: &str) -> u64 {
@@ -722,20 +747,22 @@ mod bench {
         json.push_str("},\n");
 
         println!("\n## 4 processes x 250 increments under the lock\n");
-        println!("| library | wall ms | x floor | final count |\n|---|---:|---:|---:|");
+        println!("Runs: stretches of increments by one process (4: each process did all of its work at once; 1000: strict alternation), i.e. how often the lock changed process.\n");
+        println!("| library | wall ms | x floor | runs | final count |\n|---|---:|---:|---:|---:|");
         json.push_str("\"counter_ms\": {");
         let mut floor_ms = 0.0;
         for (i, lib) in LIBS.into_iter().enumerate() {
-            let (ms, count) = counter(lib, d);
+            let (ms, count, runs) = counter(lib, d);
             if i == 0 {
                 floor_ms = ms;
             }
             assert_eq!(count, 1000, "{}: lost updates", lib.id());
             println!(
-                "| {} | {:.1} | {:.2} | {} |",
+                "| {} | {:.1} | {:.2} | {} | {} |",
                 lib.id(),
                 ms,
                 ms / floor_ms,
+                runs,
                 count
             );
             json.push_str(&format!("{}\"{}\": {:.2}", sep(i), lib.id(), ms));

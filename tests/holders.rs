@@ -464,3 +464,98 @@ fn clean_stale_removes_only_what_is_unused() {
     );
     drop(guard);
 }
+
+/// A release leaves its record as written ("held"): only the kernel says
+/// whether the lock is held, and how. A shared holder after an exclusive
+/// one marks the record released, so nobody is named while it holds.
+#[test]
+fn a_released_record_names_nobody() {
+    let dir = tempdir();
+    let path = dir.path().join("left.lock");
+    let lock = FileLock::new(&path);
+    let token = lock.try_lock().unwrap().token().unwrap();
+    let left = std::fs::read_to_string(&path).unwrap();
+    assert!(left.contains("\nstate held\n"), "{left}");
+    assert!(lock.holder().unwrap().is_none(), "released");
+    assert!(lock.inspect().unwrap().holder().is_some(), "the last one");
+
+    let shared = lock.try_lock_shared().unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains("\nstate free\n"), "{text}");
+    assert!(lock.holder().unwrap().is_none(), "held shared: no holder");
+    let other = FileLock::new(&path);
+    let err = other.try_lock().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::WouldBlock);
+    assert!(err.holder().is_none(), "{err}");
+    drop(shared);
+    // The token is kept.
+    assert!(lock.try_lock().unwrap().token().unwrap() > token);
+}
+
+/// A holder that writes no record (here `flock(1)`) after a lockyard one
+/// that released: the record left in the file names a process that does
+/// not hold the lock, and the kernel's lock table says so.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_record_left_by_a_released_holder_is_not_the_holder() {
+    use std::process::{Command, Stdio};
+    if Command::new("flock").arg("-V").output().is_err() {
+        eprintln!("skipped: util-linux flock(1) is not installed");
+        return;
+    }
+    let dir = tempdir();
+    let path = dir.path().join("flock1.lock");
+    let lock = FileLock::new(&path);
+    drop(lock.try_lock().unwrap());
+    let child = Command::new("flock")
+        .arg("-x")
+        .arg(&path)
+        .args(["sleep", "30"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let _children = common::Children(vec![child]);
+    let since = std::time::Instant::now();
+    while lock.try_lock().is_ok() {
+        assert!(
+            since.elapsed() < Duration::from_secs(10),
+            "flock(1) never took the lock"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(lock.holder().unwrap().is_none(), "flock(1) wrote no record");
+    let err = lock.try_lock().unwrap_err();
+    assert!(err.holder().is_none(), "{err}");
+    assert!(err.os_holders().iter().any(|h| h.pid() == pid), "{err}");
+}
+
+/// With nobody in another process waiting, a release changes nothing in
+/// the file: not even its times (the announcement waiters listen for is
+/// made only when one has marked the file: see the wake-up tests).
+#[cfg(target_os = "linux")]
+#[test]
+fn a_release_nobody_waits_for_announces_nothing() {
+    let dir = tempdir();
+    let path = dir.path().join("quiet.lock");
+    let lock = FileLock::with_options(&path, LockOptions::new().metadata(false));
+    drop(lock.try_lock().unwrap());
+    let old = std::time::UNIX_EPOCH + Duration::from_secs(946_684_800);
+    let file = std::fs::File::options().write(true).open(&path).unwrap();
+    file.set_times(
+        std::fs::FileTimes::new()
+            .set_modified(old)
+            .set_accessed(old),
+    )
+    .unwrap();
+    for _ in 0..3 {
+        drop(lock.try_lock().unwrap());
+        drop(lock.try_lock_shared().unwrap());
+    }
+    let meta = std::fs::metadata(&path).unwrap();
+    assert_eq!(
+        meta.modified().unwrap(),
+        old,
+        "a release was announced to nobody"
+    );
+}

@@ -93,7 +93,11 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("m.lock");
         std::fs::write(&path, b"content").expect("write");
-        let a = File::options().read(true).write(true).open(&path).expect("a");
+        let a = File::options()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .expect("a");
         let b = File::open(&path).expect("b");
         assert!(!marked(&a), "no mark yet");
         mark(&b).expect("mark");

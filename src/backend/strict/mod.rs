@@ -272,15 +272,27 @@ impl StrictLock {
 /// such as `flock(1)`, may have come after it). Call it only once the file
 /// is known to be held exclusively.
 pub(crate) fn current_holder(path: &std::path::Path, record: HolderRecord) -> Option<HolderRecord> {
-    if !record.is_held() || super::host::me().provably_dead(&record) {
-        return None;
-    }
+    current_holders(path, Some(record)).record
+}
+
+/// [`current_holder`], with what the kernel's lock table showed when it
+/// was read (the holders to name instead of a record that does not count).
+fn current_holders(path: &std::path::Path, record: Option<HolderRecord>) -> Holders {
+    let Some(record) = record.filter(|r| r.is_held() && !super::host::me().provably_dead(r)) else {
+        return Holders {
+            record: None,
+            os: sys::os_holders::of(path),
+        };
+    };
     let os = sys::os_holders::of(path);
     // An empty table: not Linux, or unreadable. The record is all there is.
-    if !os.is_empty() && !os.iter().any(|h| h.pid() == record.pid()) {
-        return None;
+    if os.is_empty() || os.iter().any(|h| h.pid() == record.pid()) {
+        return Holders {
+            record: Some(record),
+            os: Vec::new(),
+        };
     }
-    Some(record)
+    Holders { record: None, os }
 }
 
 impl Resource for StrictLock {
@@ -501,14 +513,13 @@ impl Resource for StrictLock {
         let record = self
             .file()
             .and_then(|file| record_io::read(&file).ok())
-            .and_then(Read::record)
-            .and_then(|r| match settings(p) {
-                Ok(o) => current_holder(&o.path, r),
-                Err(_) => Some(r).filter(HolderRecord::is_held),
-            });
-        Holders {
-            record,
-            os: Vec::new(),
+            .and_then(Read::record);
+        match settings(p) {
+            Ok(o) => current_holders(&o.path, record),
+            Err(_) => Holders {
+                record: record.filter(HolderRecord::is_held),
+                os: Vec::new(),
+            },
         }
     }
 
