@@ -10,8 +10,10 @@ use std::task::{Context, Poll};
 use crate::engine::Hint;
 use crate::rt::Clock;
 
-/// The mark of one lock file, shared by this process's waiters.
+/// The mark of one lock file, shared by this process's waiters. Made only
+/// where marks work (see [`Marks::new`]).
 #[derive(Debug)]
+#[cfg_attr(not(any(target_os = "linux", target_os = "android")), allow(dead_code))]
 pub(crate) struct Marks {
     /// The descriptor the mark is placed through (the lock file's first).
     file: Arc<File>,
