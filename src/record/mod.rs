@@ -37,7 +37,7 @@ mod codec;
 mod os_holder;
 mod stale;
 
-pub(crate) use codec::{fnv1a, seal, state_word, FNV_START, SEAL_LEN};
+pub(crate) use codec::{fnv1a, peek, seal, state_word, Peek, FNV_START, SEAL_LEN};
 pub use codec::{parse, RecordError};
 
 pub use os_holder::OsHolder;

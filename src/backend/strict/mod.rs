@@ -29,7 +29,7 @@ use crate::backend::record_io::{self, Lookup, Read};
 use crate::engine::{Attempted, BlockingWait, Hint, Holders, Params, Resource, Upgrade};
 use crate::mode::LockMode;
 use crate::notify::{self, Watch};
-use crate::record::{HolderRecord, LockKind, RecordState};
+use crate::record::{self, HolderRecord, LockKind, Peek, RecordState};
 use crate::sys::{self, FileId};
 
 /// A strict lock file as this process knows it.
@@ -212,10 +212,24 @@ impl StrictLock {
         o: &FileOpener,
     ) -> io::Result<Option<Option<Arc<HolderRecord>>>> {
         let mut stamp = lock(&self.stamp);
-        let (found, len) = record_io::read_sized_or_known(file, |b| stamp.token_if_unchanged(b))?;
+        let (found, len) = record_io::read_sized_or_known(file, |b| {
+            stamp
+                .token_if_unchanged(b)
+                .map(Found::Own)
+                .or_else(|| record::peek(b).map(Found::Other))
+        })?;
+        let found = match found {
+            Lookup::Known(found) => found,
+            Lookup::Read(Read::Record(r)) => Found::Other(Peek {
+                kind: r.kind,
+                state: r.state,
+                token: r.token,
+            }),
+            Lookup::Read(Read::Invalid(_)) => Found::Foreign,
+        };
         let last = match found {
             // What this process left: no other holder came in between.
-            Lookup::Known(token) => {
+            Found::Own(token) => {
                 if mode == LockMode::Shared {
                     stamp.set_len(len);
                     if stamp.left_held() {
@@ -225,25 +239,22 @@ impl StrictLock {
                 }
                 token
             }
-            Lookup::Read(Read::Record(r)) if r.state == RecordState::Removed => return Ok(None),
-            Lookup::Read(Read::Record(mut r)) if r.kind == LockKind::Strict => {
+            Found::Other(p) if p.state == RecordState::Removed => return Ok(None),
+            Found::Other(p) if p.kind == LockKind::Strict => {
                 if mode == LockMode::Shared {
                     stamp.set_len(len);
-                    if r.state == RecordState::Held {
-                        // Best effort, like the record itself. Other shared
-                        // holders doing the same write the same bytes.
-                        r.state = RecordState::Released;
-                        let _ = record_io::rewrite(file, &r.to_bytes(), len);
+                    if p.state == RecordState::Held {
+                        mark_found_released(file, len);
                         stamp.forget();
                     }
                     return Ok(Some(None));
                 }
-                r.token
+                p.token
             }
             // No strict record (any more): whatever is there now is not
             // lockyard's to overwrite. The lock holds without a record or a
             // token.
-            Lookup::Read(_) => {
+            Found::Other(_) | Found::Foreign => {
                 stamp.forget();
                 stamp.set_len(len);
                 return Ok(Some(None));
@@ -262,6 +273,28 @@ impl StrictLock {
     /// still held). Best effort, like the record itself.
     fn mark_released(&self, file: &File) {
         lock(&self.stamp).mark_released(file);
+    }
+}
+
+/// What an acquisition found in the lock file.
+enum Found {
+    /// The record this process left, with its token.
+    Own(u64),
+    /// Another holder's record.
+    Other(Peek),
+    /// Something that is not a record (a file that holds data).
+    Foreign,
+}
+
+/// Marks another process's record released, for a shared holder (see
+/// [`StrictLock::stamp`]). Best effort, like the record itself; other
+/// shared holders doing the same write the same bytes.
+fn mark_found_released(file: &File, len: usize) {
+    if let Ok((Read::Record(mut r), _)) = record_io::read_sized(file) {
+        if r.state == RecordState::Held {
+            r.state = RecordState::Released;
+            let _ = record_io::rewrite(file, &r.to_bytes(), len);
+        }
     }
 }
 
