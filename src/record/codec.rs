@@ -58,9 +58,15 @@ impl HolderRecord {
     /// The lines from the acquisition time to the token.
     pub(crate) fn write_tail(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(b"acquired ");
+        let at = out.len();
         push_time(out, self.acquired);
         out.extend_from_slice(b"\nrenewed ");
-        push_time(out, self.renewed);
+        if self.renewed == self.acquired {
+            // A new record's two times are one clock reading.
+            out.extend_from_within(at..at + (out.len() - at - b"\nrenewed ".len()));
+        } else {
+            push_time(out, self.renewed);
+        }
         out.extend_from_slice(b"\nttl ");
         match self.ttl {
             Some(t) => push_duration(out, t),
