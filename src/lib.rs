@@ -40,7 +40,8 @@
 //!   processes*: it watches the lock file (one inotify instance per
 //!   process on Linux, one kqueue on macOS and the BSDs) and retries as
 //!   soon as another process announces its release (a lockyard holder sets
-//!   the file's times right after unlocking), closes it (seen on Linux), or
+//!   the file's times right after unlocking, on Linux only when a waiter
+//!   has marked the file), closes it (seen on Linux), or
 //!   removes a soft lock's sidecar, with an
 //!   exponential [`Backoff`] underneath for releases that fire no event
 //!   (see [`LockOptions::file_events`]); or, opt-in, it parks one

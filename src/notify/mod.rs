@@ -15,7 +15,10 @@
 //!
 //! A lockyard holder announces its release by setting the file's times
 //! *after* `flock(LOCK_UN)` ([`announce_release`]): the event then says the
-//! lock is free, not about to be. Writes are not watched, so a new holder
+//! lock is free, not about to be. On Linux it does so only when another
+//! process's waiter has marked the file as waited for (`sys::waiters`),
+//! which a waiter does before its last attempt; most releases have nobody
+//! to tell and cost no inode update. Writes are not watched, so a new holder
 //! stamping its record wakes nobody; a close is reported by the kernel just
 //! before the lock goes with it, so a waiter woken by one retries once more
 //! shortly after.

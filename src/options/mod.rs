@@ -276,11 +276,15 @@ impl LockOptions {
     /// try again at once instead of at its next backoff step.
     ///
     /// A holder announces by setting the file's times to now right after
-    /// `flock(LOCK_UN)`: one more system call per release (three per
-    /// uncontended acquire and release instead of two with
-    /// [`metadata`](Self::metadata) off), and the event comes only once the
-    /// lock is free. Record writes are not watched, so taking the lock
-    /// wakes nobody.
+    /// `flock(LOCK_UN)`, so the event comes only once the lock is free.
+    /// Record writes are not watched, so taking the lock wakes nobody. On
+    /// Linux, a waiter first marks the file as waited for (a lock on one
+    /// byte far past the content, which never conflicts with the lock
+    /// itself), and a holder announces only when it finds such a mark: the
+    /// check is one `fcntl` per release (three system calls per uncontended
+    /// acquire and release instead of two with [`metadata`](Self::metadata)
+    /// off), the announcement one more only when someone waits. Elsewhere,
+    /// and on network filesystems, every release is announced.
     ///
     /// Backoff keeps running underneath: a holder that releases with a bare
     /// `flock(LOCK_UN)` and keeps the file open (`fs4`, `fd-lock`, lockyard

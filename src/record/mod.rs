@@ -96,8 +96,10 @@ impl LockKind {
 pub(crate) enum RecordState {
     /// Written on acquisition.
     Held,
-    /// Written on release (strict locks keep the file, and with it the
-    /// last fencing token).
+    /// Written as a new lock file's first content, on a downgrade, and by
+    /// a shared holder over an exclusive holder's record. A release leaves
+    /// its record as it was: a strict lock's record counts only while the
+    /// kernel says the file is held exclusively.
     Released,
     /// Written by `clean_stale` just before it deletes a strict lock file,
     /// so a process that opened the file earlier and locks it afterwards
