@@ -4,7 +4,11 @@
  * flock(2), and a waiter woken by the inotify event that a holder's
  * futimens(2) after its unlock produces (read, poll and epoll on the
  * inotify descriptor), plus the same through IN_ACCESS from a 1-byte
- * pread(2). The variants take turns, so all see the same machine state.
+ * pread(2). "flock + record" is a waiter blocked in flock(2) that then
+ * reads the last holder's record and writes its own (one pread, one
+ * pwrite, as lockyard's default does) before it counts as holding: what a
+ * freshly woken thread pays for that I/O. The variants take turns, so all
+ * see the same machine state.
  *
  *   cc -O2 -o /tmp/wake_probe benches/wake_probe.c && /tmp/wake_probe 150
  *
@@ -17,6 +21,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/epoll.h>
 #include <sys/file.h>
 #include <sys/inotify.h>
@@ -26,10 +31,10 @@
 #include <time.h>
 #include <unistd.h>
 
-enum { FLOCK, READ, POLL, EPOLL, ACCESS, VARIANTS };
+enum { FLOCK, FLOCK_RECORD, READ, POLL, EPOLL, ACCESS, VARIANTS };
 static const char *NAMES[VARIANTS] = {
-    "blocked in flock", "inotify read", "inotify poll", "inotify epoll",
-    "IN_ACCESS epoll"};
+    "blocked in flock", "flock + record", "inotify read", "inotify poll",
+    "inotify epoll", "IN_ACCESS epoll"};
 
 struct shared {
     _Atomic int phase; /* 1: holder holds, 2: waiter waits, 3: waiter done, 9: exit */
@@ -63,7 +68,8 @@ static void waiter(const char *path, struct shared *s) {
     struct epoll_event in = {.events = EPOLLIN};
     epoll_ctl(ep, EPOLL_CTL_ADD, events, &in);
     epoll_ctl(ep_access, EPOLL_CTL_ADD, access, &in);
-    char buf[4096];
+    char buf[4096], record[245];
+    memset(record, 'r', sizeof record);
     for (;;) {
         while (s->phase != 1) {
             if (s->phase == 9) _exit(0);
@@ -74,8 +80,12 @@ static void waiter(const char *path, struct shared *s) {
         while (read(access, buf, sizeof buf) > 0) {}
         s->phase = 2;
         for (;;) {
-            if (v == FLOCK) {
+            if (v == FLOCK || v == FLOCK_RECORD) {
                 flock(fd, LOCK_EX);
+                if (v == FLOCK_RECORD) {
+                    pread(fd, buf, 512, 0);
+                    pwrite(fd, record, sizeof record, 0);
+                }
                 break;
             }
             if (flock(fd, LOCK_EX | LOCK_NB) == 0) break;
@@ -124,7 +134,7 @@ int main(int argc, char **argv) {
         if (v == ACCESS) {
             char b;
             pread(fd, &b, 1, 0);
-        } else if (v != FLOCK) {
+        } else if (v != FLOCK && v != FLOCK_RECORD) {
             futimens(fd, NULL);
         }
         s->announced = now();

@@ -84,6 +84,13 @@ mod worker {
             notes: "FileLock::lock_blocking(): no deadline, so it waits in flock(LOCK_EX) itself",
         },
         Row {
+            id: "rs-lockyard-blocking-nometa",
+            driver: Driver::Blocking,
+            options: || LockOptions::new().metadata(false),
+            kernel_wait: true,
+            notes: "FileLock::lock_blocking(), metadata(false): the kernel wait without the record",
+        },
+        Row {
             id: "rs-lockyard-blocking-timeout",
             driver: Driver::BlockingTimeout,
             options: LockOptions::new,
