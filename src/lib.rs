@@ -44,10 +44,11 @@
 //!   has marked the file), closes it (seen on Linux), or
 //!   removes a soft lock's sidecar, with an
 //!   exponential [`Backoff`] underneath for releases that fire no event
-//!   (see [`LockOptions::file_events`]); or, opt-in, it parks one
-//!   blocking-pool thread in the kernel ([`WaitStrategy`]). The process
-//!   uses one descriptor per lock file however many wait, and no thread per
-//!   waiter.
+//!   (see [`LockOptions::file_events`]). When other processes keep taking
+//!   the lock back to back and win every race, or when asked to, it parks
+//!   one blocking-pool thread in the kernel instead ([`WaitStrategy`]). The
+//!   process uses one descriptor per lock file however many wait, and no
+//!   thread per waiter.
 //! - **Cancellation.** Dropping an [`Acquire`] future at any point gives
 //!   everything back; dropping a [`FileLockGuard`] releases the lock.
 //!   [`FileLockGuard::unlock`] releases it and reports errors.

@@ -19,8 +19,9 @@
 
 use std::any::Any;
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use super::handle::Handle;
 use super::hint::Hint;
@@ -70,6 +71,21 @@ pub(crate) struct Entry {
     resource: Box<dyn Resource>,
     retired: AtomicBool,
     queue: Queue,
+    /// When a wait for this resource last lost races to another process
+    /// (see `WaitStrategy::Adaptive`), in milliseconds after [`epoch`]
+    /// plus one; 0 for never.
+    contended_at: AtomicU64,
+}
+
+/// How long after a wait lost races to other processes the next waits go
+/// straight to the backend's blocking wait (`WaitStrategy::Adaptive`):
+/// contention that lasts is noticed again at most once per period.
+const CONTENTION_MEMORY: Duration = Duration::from_secs(1);
+
+/// The process's reference instant for `contended_at`.
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
 }
 
 impl std::fmt::Debug for Entry {
@@ -95,6 +111,7 @@ impl Entry {
             resource,
             retired: AtomicBool::new(false),
             queue: Queue::default(),
+            contended_at: AtomicU64::new(0),
         }
     }
 
@@ -193,6 +210,25 @@ impl Entry {
         let slot = Slot::new(mode);
         self.queue.push(&slot, false);
         Ok(Attempt::Queued(slot))
+    }
+
+    /// Notes that a wait lost races to other processes.
+    pub(crate) fn note_contended(&self) {
+        let ms = u64::try_from(epoch().elapsed().as_millis()).unwrap_or(u64::MAX - 1);
+        self.contended_at.store(ms + 1, Ordering::Relaxed);
+    }
+
+    /// Whether a wait lost races to other processes within the last
+    /// [`CONTENTION_MEMORY`].
+    pub(crate) fn recently_contended(&self) -> bool {
+        match self.contended_at.load(Ordering::Relaxed) {
+            0 => false,
+            at => {
+                let now = u64::try_from(epoch().elapsed().as_millis()).unwrap_or(u64::MAX);
+                let memory = u64::try_from(CONTENTION_MEMORY.as_millis()).unwrap_or(u64::MAX);
+                now.saturating_sub(at - 1) < memory
+            }
+        }
     }
 
     /// Whether an attempt may be made on the caller's thread: always for a

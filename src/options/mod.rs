@@ -70,7 +70,7 @@ impl Default for LockOptions {
     fn default() -> Self {
         LockOptions {
             backoff: Backoff::default(),
-            strategy: WaitStrategy::Backoff,
+            strategy: WaitStrategy::Adaptive,
             remove_on_release: false,
             verify_identity: false,
             create_parent: true,
@@ -91,7 +91,7 @@ impl Default for LockOptions {
 }
 
 impl LockOptions {
-    /// The defaults: backoff wait, lock file kept on release, parent
+    /// The defaults: adaptive wait, lock file kept on release, parent
     /// directory created when missing, file mode `0o644`.
     ///
     /// # Examples
@@ -101,7 +101,7 @@ impl LockOptions {
     ///
     /// let options = LockOptions::new();
     /// assert_eq!(options.lock_kind(), LockKind::Strict);
-    /// assert_eq!(options.strategy(), WaitStrategy::Backoff);
+    /// assert_eq!(options.strategy(), WaitStrategy::Adaptive);
     /// assert!(!options.removes_on_release());
     /// ```
     #[must_use]
@@ -376,7 +376,7 @@ impl LockOptions {
     /// ```
     /// use lockyard::{LockOptions, WaitStrategy};
     ///
-    /// assert_eq!(LockOptions::new().strategy(), WaitStrategy::Backoff);
+    /// assert_eq!(LockOptions::new().strategy(), WaitStrategy::Adaptive);
     /// ```
     pub fn strategy(&self) -> WaitStrategy {
         self.strategy

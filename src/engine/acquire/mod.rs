@@ -40,6 +40,18 @@ use crate::mode::{LockMode, Wait, WaitStrategy};
 /// How soon to look again after a hint-triggered attempt failed.
 const SETTLE: Duration = Duration::from_micros(100);
 
+/// After how many lost races in a row (a release was signalled, and the
+/// attempt that followed found the lock taken again) an adaptive wait
+/// parks a pool thread in the backend's blocking wait instead.
+///
+/// A process taking the lock back to back wins nearly every race against
+/// a waiter that must first be woken through its executor, and each race
+/// costs both a wake-up; a thread blocked in the kernel is queued there
+/// and retries the instant it is woken. Measured on the peers benchmark's
+/// 4-process counter: events alone handed the lock between processes
+/// ~1,300 times in 2,000 increments, kernel waits ~30 times.
+const RACES_BEFORE_BLOCKING: u32 = 2;
+
 /// What an acquisition comes to: the entry it now holds the lock through,
 /// and the record its hold published.
 pub(crate) type Granted = Result<(Arc<Entry>, Record), Error>;
@@ -320,7 +332,12 @@ impl Core {
                     // A new turn: back off from the start.
                     self.backoff.reset();
                     q.waiting = Waiting::Retrying(Retry::default());
-                    if strategy == Strategy::Block {
+                    // An adaptive wait on a resource whose waits lately
+                    // lost races blocks at once, rather than lose them
+                    // again first.
+                    let adaptive = self.handle.config.strategy == WaitStrategy::Adaptive
+                        && q.entry.recently_contended();
+                    if strategy == Strategy::Block || adaptive {
                         if let Some(wait) = q.entry.blocking_wait(&q.slot, &self.handle) {
                             let task = d.run(Work::BlockingWait, wait.run);
                             q.waiting = Waiting::Blocked(task, wait.abandon);
@@ -338,6 +355,18 @@ impl Core {
                     }
                     let now = d.now();
                     retry.schedule(now, SETTLE, &mut self.backoff);
+                    if retry.races_lost >= RACES_BEFORE_BLOCKING
+                        && self.handle.config.strategy == WaitStrategy::Adaptive
+                    {
+                        if let Some(wait) = q.entry.blocking_wait(&q.slot, &self.handle) {
+                            q.entry.note_contended();
+                            // Dropping the retry state drops its watch (and
+                            // this process's waiter mark) with it.
+                            let task = d.run(Work::BlockingWait, wait.run);
+                            q.waiting = Waiting::Blocked(task, wait.abandon);
+                            return Step::Again;
+                        }
+                    }
                 }
             }
         }

@@ -102,6 +102,12 @@ pub(super) struct Retry {
     /// `Instant` can hold (then wake hints and the deadline remain).
     pub(super) at: Option<Instant>,
     hint: HintState,
+    /// Attempts that answered a signal from the hint and found the lock
+    /// taken again: a release was announced, and another process was
+    /// quicker.
+    pub(super) races_lost: u32,
+    /// The attempt under way answers a signal.
+    answering: bool,
 }
 
 /// The wake hint of one turn.
@@ -140,10 +146,13 @@ impl Retry {
     }
 
     /// Reads the hint's generation just before an attempt, so a signal
-    /// during the attempt is not missed.
+    /// during the attempt is not missed. A generation that moved since the
+    /// last look means this attempt answers a signal.
     pub(super) fn note_generation(&mut self) {
         if let HintState::Watching { hint, seen, .. } = &mut self.hint {
-            *seen = hint.generation();
+            let now = hint.generation();
+            self.answering = now != *seen;
+            *seen = now;
         }
     }
 
@@ -153,6 +162,10 @@ impl Retry {
             HintState::Watching { fired, .. } => std::mem::take(fired),
             _ => false,
         };
+        let answered = std::mem::take(&mut self.answering);
+        if fired || answered {
+            self.races_lost = self.races_lost.saturating_add(1);
+        }
         if fired {
             // The signal may have come a moment before the release (the
             // kernel reports a close just before it drops the lock): look

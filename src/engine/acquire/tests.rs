@@ -691,3 +691,62 @@ fn a_dropped_opening_passes_the_turn_on() {
         "the waiter never got the lock: {got:?}"
     );
 }
+
+/// Lost races: a release is signalled, and the attempt that follows finds
+/// the lock taken again. The adaptive strategy then waits in the backend's
+/// blocking wait; the backoff strategy keeps retrying.
+#[test]
+fn an_adaptive_wait_blocks_after_losing_races() {
+    for (strategy, blocks) in [
+        (WaitStrategy::Adaptive, true),
+        (WaitStrategy::Backoff, false),
+    ] {
+        let script = Arc::new(Script {
+            hint: true,
+            blocking: Mutex::new(Some(Waited::Locked(Box::new(())))),
+            ..held_elsewhere()
+        });
+        let h = handle(&script, strategy);
+        let mut d = TestDriver::new(false);
+        let mut core = Core::new(Arc::clone(&h), LockMode::Exclusive, Wait::Forever);
+        assert!(d.poll(&mut core).is_pending(), "{strategy:?}");
+        let mut polls = Vec::new();
+        for _ in 0..4 {
+            script.generation.fetch_add(1, Ordering::SeqCst);
+            polls.push(d.poll(&mut core));
+            if polls.last().is_some_and(|p| p.is_ready()) {
+                break;
+            }
+        }
+        let done = polls.iter().any(|p| p.is_ready());
+        assert_eq!(done, blocks, "{strategy:?}");
+        assert_eq!(
+            script.commits.load(Ordering::SeqCst),
+            usize::from(blocks),
+            "{strategy:?}"
+        );
+        if blocks {
+            // Not before the second lost race.
+            assert!(
+                polls.len() >= 2,
+                "{strategy:?}: blocked after {} races",
+                polls.len()
+            );
+            // The entry remembers: the next wait blocks at once, without
+            // losing races first.
+            let Some(Poll::Ready(Ok((entry, _)))) = polls.pop() else {
+                panic!("acquired");
+            };
+            entry.release(LockMode::Exclusive, None, &h).unwrap();
+            *script.blocking.lock().unwrap() = Some(Waited::Locked(Box::new(())));
+            let mut next = Core::new(Arc::clone(&h), LockMode::Exclusive, Wait::Forever);
+            assert!(acquired(d.poll(&mut next)), "the next wait blocked at once");
+            assert_eq!(script.commits.load(Ordering::SeqCst), 2);
+        } else {
+            assert!(matches!(
+                &core.phase,
+                Phase::Queued(q) if matches!(q.waiting, Waiting::Retrying(_))
+            ));
+        }
+    }
+}
