@@ -475,12 +475,11 @@ impl Resource for StrictLock {
         &self,
         _mode: LockMode,
         last: bool,
-        record: Option<Arc<HolderRecord>>,
+        // The record stays as written: see `stamp`.
+        _record: Option<Arc<HolderRecord>>,
         p: Params<'_>,
     ) -> io::Result<bool> {
         let o = settings(p)?;
-        // The record stays as written: see `stamp`.
-        let _ = record;
         let mut result = Ok(());
         let mut removed = false;
         // A plain file is never removed: only a lock file lockyard made.
