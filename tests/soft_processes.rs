@@ -561,7 +561,13 @@ fn keep_alive_while_reports_a_lost_lease() {
     let lock = FileLock::with_options(&path, LockOptions::new().lease(Duration::from_millis(150)));
     let mut guard = lock.try_lock().unwrap();
     let (value, kept) = guard.keep_alive_while(|| {
-        std::fs::remove_file(&path).unwrap();
+        // Taken away behind the holder's back. Moved, then deleted: where
+        // deleting an open file keeps its name until the last handle
+        // closes (Windows on ReFS or SMB, wine), a delete alone leaves the
+        // sidecar in place, and the lock with it.
+        let moved = path.with_extension("moved");
+        std::fs::rename(&path, &moved).unwrap();
+        std::fs::remove_file(&moved).unwrap();
         std::thread::sleep(Duration::from_millis(400));
         "done"
     });

@@ -73,8 +73,8 @@ impl FileLockGuard {
     /// let lock = FileLock::with_options(dir.path().join("job.lock"), LockOptions::new().soft());
     /// let guard = lock.try_lock()?;
     /// assert!(guard.still_held()?);
-    /// // Someone removes the sidecar behind the holder's back.
-    /// std::fs::remove_file(lock.path())?;
+    /// // Someone moves the sidecar away behind the holder's back.
+    /// std::fs::rename(lock.path(), dir.path().join("elsewhere"))?;
     /// assert!(!guard.still_held()?);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
@@ -253,7 +253,7 @@ impl FileLockGuard {
     /// let dir = tempfile::tempdir()?;
     /// let lock = FileLock::with_options(dir.path().join("job.lock"), LockOptions::new().soft());
     /// let guard = lock.lock().await?;
-    /// std::fs::remove_file(lock.path())?; // broken behind the holder's back
+    /// std::fs::rename(lock.path(), dir.path().join("elsewhere"))?; // behind the holder's back
     /// let e = guard.lost(Duration::from_millis(10)).await;
     /// assert_eq!(e.kind(), ErrorKind::Lost);
     /// # Ok::<(), Box<dyn std::error::Error>>(())

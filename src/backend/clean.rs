@@ -162,7 +162,7 @@ fn clean(dir: &Path, options: &LockOptions, act: Act) -> Result<CleanReport, Err
         let path = entry.path();
         let is_file = entry.file_type().map(|t| t.is_file()).unwrap_or(false);
         let name = entry.file_name().to_string_lossy().into_owned();
-        if !is_file || name.ends_with(".ctl") {
+        if !is_file || name.ends_with(".ctl") || super::temp::is_tombstone(&name) {
             continue;
         }
         let outcome = if let Some(target) = super::temp::target_of(&name) {
@@ -259,7 +259,7 @@ fn clean_strict(path: &Path, file: &File, act: Act) -> io::Result<Option<StaleLo
         if act == Act::Remove {
             rec.state = RecordState::Removed;
             record_io::write(file, &rec)?;
-            std::fs::remove_file(path)?;
+            crate::sys::remove_file(path)?;
         }
         Ok(Some(unused))
     })();
@@ -302,7 +302,7 @@ fn clean_temp(path: &Path, target: &Path, act: Act) -> io::Result<Option<StaleLo
         return Ok(None);
     }
     if act == Act::Remove {
-        std::fs::remove_file(path)?;
+        crate::sys::remove_file(path)?;
     }
     Ok(Some(StaleLock {
         path: path.to_path_buf(),

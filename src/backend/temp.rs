@@ -53,7 +53,19 @@ pub(crate) fn publish(
 /// If `name` has the exact form of a temporary file made by [`path_for`],
 /// the name of the file it was made for.
 pub(crate) fn target_of(name: &str) -> Option<&str> {
-    let rest = name.strip_prefix('.')?.strip_suffix(".tmp")?;
+    target_with_suffix(name, ".tmp")
+}
+
+/// Whether `name` has the exact form of a tombstone: the name a file
+/// takes on Windows just before it is deleted, `.NAME.PID.HEX16.gone`
+/// (see `sys::remove_file`). It lasts until the last handle to the file
+/// closes, and is neither a lock nor something to clean.
+pub(crate) fn is_tombstone(name: &str) -> bool {
+    target_with_suffix(name, ".gone").is_some()
+}
+
+fn target_with_suffix<'a>(name: &'a str, suffix: &str) -> Option<&'a str> {
+    let rest = name.strip_prefix('.')?.strip_suffix(suffix)?;
     let (rest, random) = rest.rsplit_once('.')?;
     let (target, pid) = rest.rsplit_once('.')?;
     let hex = random.len() == 16 && random.bytes().all(|b| b.is_ascii_hexdigit());
@@ -67,13 +79,30 @@ pub(crate) struct Removed<'a>(pub(crate) &'a Path);
 
 impl Drop for Removed<'_> {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(self.0);
+        let _ = crate::sys::remove_file(self.0);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tombstones_are_recognised_by_their_exact_form() {
+        assert!(is_tombstone(".job.lock.42.0123456789abcdef.gone"));
+        assert!(is_tombstone(
+            "..job.lock.42.0123456789abcdef.tmp.42.0123456789abcdef.gone"
+        ));
+        for other in [
+            "job.lock",
+            ".job.lock.42.0123456789abcdef.tmp",
+            ".job.lock.42.0123.gone",
+            ".job.lock.x.0123456789abcdef.gone",
+            "job.lock.42.0123456789abcdef.gone",
+        ] {
+            assert!(!is_tombstone(other), "{other}");
+        }
+    }
 
     #[test]
     fn only_the_exact_form_names_a_target() {

@@ -82,3 +82,8 @@ pub(crate) fn create_new(_path: &Path, _mode: u32) -> io::Result<File> {
 pub(crate) fn open_existing_rw(_path: &Path) -> io::Result<Option<File>> {
     Err(unsupported())
 }
+
+/// Removes the file at `path`.
+pub(crate) fn remove_file(path: &Path) -> io::Result<()> {
+    std::fs::remove_file(path)
+}

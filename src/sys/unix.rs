@@ -286,3 +286,8 @@ pub(crate) fn open_existing_rw(path: &Path) -> io::Result<Option<File>> {
         Err(e) => Err(e.into()),
     }
 }
+
+/// Removes the file at `path`. Unix frees the name at once, open or not.
+pub(crate) fn remove_file(path: &Path) -> io::Result<()> {
+    std::fs::remove_file(path)
+}

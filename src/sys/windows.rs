@@ -229,3 +229,36 @@ pub(crate) fn open_existing_rw(path: &Path) -> io::Result<Option<File>> {
         Err(e) => Err(e),
     }
 }
+
+/// Removes the file at `path`, freeing the name at once even while some
+/// handle keeps the file open.
+///
+/// Deleting an open file on Windows only marks it for deletion: its name
+/// stays until the last handle closes (on ReFS, over SMB, on Windows before
+/// 10 1903, and under wine), so a soft lock broken behind its holder's back
+/// could not be taken, and a cleaned lock file would still be listed. A
+/// rename of an open file is immediate (every handle lockyard opens shares
+/// deletion), so the file is first renamed to a tombstone beside it,
+/// `.NAME.PID.HEX16.gone`, and the tombstone is deleted. If the rename is
+/// refused (a handle that does not share deletion), the file is deleted
+/// under its name, as before.
+pub(crate) fn remove_file(path: &Path) -> io::Result<()> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tombstone = path.with_file_name(format!(
+        ".{name}.{}.{:016x}.gone",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
+    match std::fs::rename(path, &tombstone) {
+        Ok(()) => {
+            // Marked for deletion; gone with the last handle.
+            let _ = std::fs::remove_file(&tombstone);
+            Ok(())
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(e),
+        Err(_) => std::fs::remove_file(path),
+    }
+}

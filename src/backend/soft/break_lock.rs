@@ -59,7 +59,7 @@ impl Drop for BreakLock<'_> {
                 // Only ours: a taker that judged ours abandoned may have
                 // replaced it.
                 if marker_nonce(path).ok().flatten() == *nonce {
-                    let _ = std::fs::remove_file(&*path);
+                    let _ = crate::sys::remove_file(&*path);
                 }
             }
         }
@@ -137,7 +137,7 @@ fn try_marker(sidecar: &Path) -> io::Result<Option<BreakLock<'static>>> {
         // needs a remover dead in the middle of a break, and two more
         // racing past it within microseconds.)
         if marker_nonce(&path)? == found.nonce {
-            match std::fs::remove_file(&path) {
+            match crate::sys::remove_file(&path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(e),

@@ -141,7 +141,7 @@ pub(crate) fn try_acquire(
                 // sidecar is ours while it is at the path, so nobody else's
                 // file is removed.
                 if is_ours(path, &held)? {
-                    std::fs::remove_file(path)?;
+                    crate::sys::remove_file(path)?;
                 }
                 return Err(e);
             }
@@ -223,7 +223,7 @@ pub(crate) fn break_stale(
         return Ok(false);
     }
     drop(found);
-    match std::fs::remove_file(path) {
+    match crate::sys::remove_file(path) {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(true),
         Err(e) => Err(e),
@@ -267,7 +267,7 @@ const BREAK_LOCK_TRIES: usize = 16;
 
 fn remove_if_ours(path: &Path, held: &SoftHeld) -> io::Result<()> {
     if is_ours(path, held)? {
-        std::fs::remove_file(path)
+        crate::sys::remove_file(path)
     } else {
         Err(lost())
     }

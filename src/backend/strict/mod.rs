@@ -488,7 +488,7 @@ impl Resource for StrictLock {
             // a process that opened the file before the unlink then finds,
             // after locking, that the path no longer names its file.
             match sys::path_id(&o.path) {
-                Ok(Some(id)) if id == self.id => match std::fs::remove_file(&o.path) {
+                Ok(Some(id)) if id == self.id => match sys::remove_file(&o.path) {
                     Ok(()) => removed = true,
                     Err(e) if e.kind() == io::ErrorKind::NotFound => removed = true,
                     Err(e) => result = Err(e),
