@@ -9,6 +9,15 @@ use crate::error::{Error, Op};
 use crate::record::HolderRecord;
 
 impl FileLockGuard {
+    /// The TTL a renewal keeps up: the record's (a lease), else the lock's
+    /// options' (a shared PostgreSQL hold, which has no record).
+    fn lease_ttl(&self) -> Option<Duration> {
+        self.record
+            .as_ref()
+            .and_then(|r| r.ttl())
+            .or(self.traits.lease())
+    }
+
     /// Renews a lease (see [`LockOptions::lease`](crate::LockOptions::lease)):
     /// its TTL starts again from now. A no-op for other locks.
     ///
@@ -127,12 +136,7 @@ impl FileLockGuard {
     /// Dropping it stops the renewals; a renewal already running on the
     /// blocking pool finishes there. The guard still holds the lock.
     pub async fn keep_alive(&mut self) -> Error {
-        let ttl = self
-            .record
-            .as_ref()
-            .and_then(|r| r.ttl())
-            .or(self.traits.lease());
-        let Some(ttl) = ttl else {
+        let Some(ttl) = self.lease_ttl() else {
             return std::future::pending().await;
         };
         let period = (ttl / 3).max(Duration::from_millis(1));
@@ -189,12 +193,7 @@ impl FileLockGuard {
     ///
     /// For as long as `work` runs, and at most one renewal after it.
     pub fn keep_alive_while<R>(&mut self, work: impl FnOnce() -> R) -> (R, Result<(), Error>) {
-        let ttl = self
-            .record
-            .as_ref()
-            .and_then(|r| r.ttl())
-            .or(self.traits.lease());
-        let Some(ttl) = ttl else {
+        let Some(ttl) = self.lease_ttl() else {
             return (work(), Ok(()));
         };
         let period = (ttl / 3).max(Duration::from_millis(1));

@@ -15,16 +15,7 @@ use crate::sys;
 
 /// A private temporary path beside `path`.
 pub(crate) fn path_for(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = format!(
-        ".{name}.{}.{:016x}.tmp",
-        std::process::id(),
-        fastrand::u64(..)
-    );
-    path.with_file_name(tmp)
+    sys::private_path(path, ".tmp")
 }
 
 /// Creates the file `path` whole: a temporary file beside it, written by

@@ -26,6 +26,21 @@ mod other;
 #[cfg(not(any(unix, windows)))]
 pub(crate) use other::*;
 
+/// A private name beside `path` for a file lockyard makes on the way to
+/// another: `.NAME.PID.HEX16` followed by `suffix` (`.tmp` for a file being
+/// published, `.gone` for one being removed on Windows).
+pub(crate) fn private_path(path: &std::path::Path, suffix: &str) -> std::path::PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!(
+        ".{name}.{}.{:016x}{suffix}",
+        std::process::id(),
+        fastrand::u64(..)
+    ))
+}
+
 /// Identity of an open file: two descriptors lock the same thing exactly
 /// when their ids are equal (device + inode on Unix, volume + file index on
 /// Windows).

@@ -243,15 +243,7 @@ pub(crate) fn open_existing_rw(path: &Path) -> io::Result<Option<File>> {
 /// refused (a handle that does not share deletion), the file is deleted
 /// under its name, as before.
 pub(crate) fn remove_file(path: &Path) -> io::Result<()> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tombstone = path.with_file_name(format!(
-        ".{name}.{}.{:016x}.gone",
-        std::process::id(),
-        fastrand::u64(..)
-    ));
+    let tombstone = super::private_path(path, ".gone");
     match std::fs::rename(path, &tombstone) {
         Ok(()) => {
             // Marked for deletion; gone with the last handle.
