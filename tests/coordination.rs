@@ -104,7 +104,7 @@ fn child_main() {
     }
 }
 
-fn spawn(role: &str, marker: &Path, counter: &Path, go: &Path) -> std::process::Child {
+fn spawn(role: &str, marker: &Path, counter: &Path, go: &Path) -> common::Kid {
     spawn_child(
         ENTRY,
         role,

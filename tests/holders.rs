@@ -507,15 +507,16 @@ fn a_record_left_by_a_released_holder_is_not_the_holder() {
     let path = dir.path().join("flock1.lock");
     let lock = FileLock::new(&path);
     drop(lock.try_lock().unwrap());
-    let child = Command::new("flock")
-        .arg("-x")
-        .arg(&path)
-        .args(["sleep", "30"])
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let child = common::Kid(
+        Command::new("flock")
+            .arg("-x")
+            .arg(&path)
+            .args(["sleep", "30"])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let pid = child.id();
-    let _children = common::Children(vec![child]);
     let since = std::time::Instant::now();
     while lock.try_lock().is_ok() {
         assert!(

@@ -15,7 +15,6 @@ mod common;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Child;
 use std::time::{Duration, Instant};
 
 use lockyard::{ErrorKind, FileLock, LockOptions, StaleReason};
@@ -176,7 +175,7 @@ fn child_main() {
     }
 }
 
-fn spawn_on(role: &str, lock: &Path, extra: &[(&str, &str)]) -> Child {
+fn spawn_on(role: &str, lock: &Path, extra: &[(&str, &str)]) -> common::Kid {
     let mut args = vec![("LOCK", lock.to_str().unwrap())];
     args.extend_from_slice(extra);
     spawn_child(ENTRY, role, &args)
@@ -580,13 +579,15 @@ fn a_holder_under_another_host_name_is_not_broken_before_stale_after() {
         "hostname machine-b && exec \"{}\" {ENTRY} --exact --ignored --nocapture --test-threads=1",
         exe.display()
     );
-    let mut holder = Children(vec![std::process::Command::new("unshare")
-        .args(["--uts", "sh", "-c", &script])
-        .env(ROLE_VAR, "hold")
-        .env("LOCK", da.join("u.lock"))
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap()]);
+    let mut holder = Children(vec![common::Kid(
+        std::process::Command::new("unshare")
+            .args(["--uts", "sh", "-c", &script])
+            .env(ROLE_VAR, "hold")
+            .env("LOCK", da.join("u.lock"))
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    )]);
     next_message(&mut holder.0[0]).unwrap();
     let record = std::fs::read(db.join("u.lock")).unwrap();
     let rec = lockyard::parse_record(&record).unwrap();

@@ -109,13 +109,7 @@ fn child_main() {
     }
 }
 
-fn child(
-    role: &str,
-    url: &str,
-    table: &str,
-    name: &str,
-    extra: &[(&str, &str)],
-) -> std::process::Child {
+fn child(role: &str, url: &str, table: &str, name: &str, extra: &[(&str, &str)]) -> common::Kid {
     let mut args = vec![("URL", url), ("TABLE", table), ("NAME", name)];
     args.extend_from_slice(extra);
     spawn_child(ENTRY, role, &args)

@@ -176,7 +176,7 @@ fn many_waiters(lock_path: &Path, n: usize) {
 
 /// A child process holding `lock` exclusively until the file `release`
 /// appears.
-fn hold_in_child(lock: &Path, release: &Path) -> std::process::Child {
+fn hold_in_child(lock: &Path, release: &Path) -> common::Kid {
     let mut holder = spawn_child(
         ENTRY,
         "hold",

@@ -5,7 +5,8 @@
 //! in one file-event instance shared by the whole process (`watch`) and
 //! served by async-io's reactor, or tokio's inside a tokio runtime. The
 //! kernel interface is a `backend`: inotify on Linux and Android, kqueue on
-//! macOS, iOS and the BSDs, none elsewhere.
+//! macOS, iOS and the BSDs. Windows (`windows.rs`) watches the lock file's
+//! directory from a thread of its own; other targets have no watch.
 //!
 //! What wakes a waiter: lockyard's own release announcement (below), the
 //! lock file going away, for soft locks the removal of the sidecar from its
@@ -48,14 +49,21 @@ use std::fs::File;
 )]
 mod backend;
 
+mod subscriber;
+
 #[cfg(unix)]
 mod watch;
 #[cfg(unix)]
 pub(crate) use watch::Watch;
 
-#[cfg(not(unix))]
+#[cfg(windows)]
+mod windows;
+#[cfg(windows)]
+pub(crate) use windows::Watch;
+
+#[cfg(not(any(unix, windows)))]
 mod none;
-#[cfg(not(unix))]
+#[cfg(not(any(unix, windows)))]
 pub(crate) use none::Watch;
 
 /// Tells waiters in other processes that this process has just unlocked
@@ -96,8 +104,23 @@ pub(crate) fn announce_probe_release(file: &File) {
     let _ = file;
 }
 
+/// Tells waiters in other processes that this process has just unlocked
+/// `file`: sets its access and last-write times to now, which a watch on
+/// its directory sees (Windows reports a last-write change, wine an
+/// attribute change). After the unlock, for the reason given on Unix; best
+/// effort, as there (a handle without write access announces nothing).
+#[cfg(windows)]
+pub(crate) fn announce_release(file: &File) {
+    let now = std::time::SystemTime::now();
+    let _ = file.set_times(
+        std::fs::FileTimes::new()
+            .set_accessed(now)
+            .set_modified(now),
+    );
+}
+
 /// No platform watcher to tell here.
-#[cfg(not(unix))]
+#[cfg(not(any(unix, windows)))]
 pub(crate) fn announce_release(_file: &File) {}
 
 impl crate::engine::Hint for Watch {

@@ -1,5 +1,5 @@
-//! No file-event source on this platform (Windows, and targets without
-//! Unix or Windows locks): waiters rely on backoff.
+//! No file-event source on this platform (targets without Unix or
+//! Windows locks): waiters rely on backoff.
 
 use std::fs::File;
 use std::path::Path;

@@ -16,7 +16,7 @@ use std::future::Future;
 use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::task::{Context, Poll, Waker};
 
@@ -24,6 +24,7 @@ use async_io::{Async, Readable};
 use rustix::io::Errno;
 
 use super::backend::{self, Keep, Key};
+use super::subscriber::Subscriber;
 use crate::rt::Clock;
 
 /// What a backend reports while reading the instance.
@@ -52,56 +53,6 @@ struct Kernel {
     subs: Vec<Weak<Subscriber>>,
     /// What keeps the kernel watch alive (kqueue: its descriptor).
     keep: Keep,
-}
-
-#[derive(Debug)]
-struct Subscriber {
-    /// For a directory watch: the one entry this subscriber cares about
-    /// (where the backend reports names).
-    name: Option<Box<[u8]>>,
-    generation: AtomicU64,
-    /// The task waiting for the generation to move. Whoever drains the
-    /// instance wakes it: the drainer may have been woken by another
-    /// reactor (tokio's, async-io's), and a drained queue is readable for
-    /// nobody else.
-    waker: Mutex<Option<Waker>>,
-}
-
-impl Subscriber {
-    fn new(name: Option<Box<[u8]>>) -> Arc<Subscriber> {
-        Arc::new(Subscriber {
-            name,
-            generation: AtomicU64::new(0),
-            waker: Mutex::new(None),
-        })
-    }
-
-    fn concerned_by(&self, name: Option<&[u8]>) -> bool {
-        match (&self.name, name) {
-            (Some(want), Some(got)) => **want == *got,
-            // Events on the watched file itself, or from a backend that
-            // names nothing, concern everybody.
-            _ => true,
-        }
-    }
-
-    /// Moves the generation on and hands back the waiting task's waker.
-    fn bump(&self) -> Option<Waker> {
-        self.generation.fetch_add(1, Ordering::Release);
-        self.waker_slot().take()
-    }
-
-    fn waker_slot(&self) -> MutexGuard<'_, Option<Waker>> {
-        // Nothing panics under this lock.
-        self.waker.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn set_waker(&self, waker: &Waker) {
-        let mut slot = self.waker_slot();
-        if !slot.as_ref().is_some_and(|w| w.will_wake(waker)) {
-            *slot = Some(waker.clone());
-        }
-    }
 }
 
 /// One waiter's subscription to events on a lock file (or, for a soft
@@ -173,7 +124,7 @@ impl Watch {
     /// wait for it to change after the attempt failed, so an event in
     /// between is never missed.
     pub(crate) fn generation(&self) -> u64 {
-        self.sub.generation.load(Ordering::Acquire)
+        self.sub.generation()
     }
 
     /// Ready once the generation differs from `since`. `clock` says whose

@@ -7,10 +7,10 @@
 //! that lock the whole file the way `std::fs::File::lock` does (its range
 //! `0..u64::MAX` covers that byte).
 //!
-//! It holds the crate's Windows `unsafe` code, each block with a
-//! `SAFETY:` comment; the other `unsafe` blocks are the Unix file-event
-//! sources (`notify/kqueue.rs`, one call in `notify/watch.rs`). CONTRIBUTING
-//! lists them.
+//! It holds the crate's Windows `unsafe` code for locking, each block with
+//! a `SAFETY:` comment; the other `unsafe` blocks are the file-event
+//! sources (`notify/kqueue.rs`, `notify/windows.rs`, one call in
+//! `notify/watch.rs`). CONTRIBUTING lists them.
 #![allow(unsafe_code)]
 
 use std::fs::{File, OpenOptions};

@@ -25,8 +25,9 @@ pub fn wake_only() -> LockOptions {
 
 /// Starts this test binary again as a child running only `entry` (an
 /// `#[ignore]`d test that dispatches on [`ROLE_VAR`]), with `role` and
-/// `args` passed in the environment.
-pub fn spawn_child(entry: &str, role: &str, args: &[(&str, &str)]) -> Child {
+/// `args` passed in the environment. The child is killed and reaped if the
+/// test ends (or fails) without waiting for it.
+pub fn spawn_child(entry: &str, role: &str, args: &[(&str, &str)]) -> Kid {
     let exe = std::env::current_exe().expect("current exe");
     let mut cmd = Command::new(exe);
     cmd.args([
@@ -43,7 +44,34 @@ pub fn spawn_child(entry: &str, role: &str, args: &[(&str, &str)]) -> Child {
     for (k, v) in args {
         cmd.env(k, v);
     }
-    cmd.spawn().expect("spawn child test process")
+    Kid(cmd.spawn().expect("spawn child test process"))
+}
+
+/// A child process that is killed and reaped when dropped, so a failed test
+/// never leaves one behind (under wine, one would keep the test's output
+/// pipe open and hang `cargo test`). Waiting for it first is harmless:
+/// killing a reaped child does nothing.
+#[derive(Debug)]
+pub struct Kid(pub Child);
+
+impl std::ops::Deref for Kid {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Kid {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Kid {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// Sends `msg` to the parent test. The test harness may have written
@@ -94,7 +122,7 @@ pub fn wait_for_line(child: &mut Child, msg: &str) {
 }
 
 /// Waits for a child and asserts it succeeded.
-pub fn expect_success(mut child: Child) {
+pub fn expect_success(mut child: Kid) {
     let status = child.wait().expect("wait for child");
     assert!(status.success(), "child failed: {status}");
 }
@@ -223,17 +251,8 @@ pub fn join_within<T>(thread: std::thread::JoinHandle<T>, limit: Duration, what:
 }
 
 /// Children that are killed if the test fails before waiting for them, so
-/// a failed test never leaves processes behind.
-pub struct Children(pub Vec<Child>);
-
-impl Drop for Children {
-    fn drop(&mut self) {
-        for child in &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
+/// a failed test never leaves processes behind (each [`Kid`] sees to it).
+pub struct Children(pub Vec<Kid>);
 
 /// Why std's `File::unlock` cannot be trusted here, if it cannot: under
 /// wine 8.0 it fails with `ERROR_LOCK_VIOLATION` (33) on a file it locked.
