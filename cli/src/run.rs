@@ -148,6 +148,10 @@ fn renew(mut guard: FileLockGuard, ttl: Duration, stop: &mpsc::Receiver<()>, ui:
 
 /// The command's exit status as a shell reports it.
 fn code_of(status: ExitStatus) -> u8 {
+    #[cfg(windows)]
+    if let Some(code) = status.code() {
+        return windows_code(code);
+    }
     if let Some(code) = status.code() {
         return code as u8;
     }
@@ -161,6 +165,19 @@ fn code_of(status: ExitStatus) -> u8 {
     exit::LOCK_ERROR
 }
 
+/// A Windows exit status as one byte: a command ended by Ctrl-C
+/// (`STATUS_CONTROL_C_EXIT`) is 130, as a Unix shell reports SIGINT; any
+/// other status above 255 is 255, so a failure never reads as success.
+#[cfg(windows)]
+fn windows_code(code: i32) -> u8 {
+    const STATUS_CONTROL_C_EXIT: u32 = 0xC000_013A;
+    match u8::try_from(code) {
+        Ok(code) => code,
+        Err(_) if code as u32 == STATUS_CONTROL_C_EXIT => exit::SIGNAL_BASE + 2,
+        Err(_) => u8::MAX,
+    }
+}
+
 fn forward_now(child: &std::process::Child, sig: i32) {
     #[cfg(unix)]
     if let (Some(pid), Some(sig)) = (
@@ -171,4 +188,16 @@ fn forward_now(child: &std::process::Child, sig: i32) {
     }
     #[cfg(not(unix))]
     let _ = (child, sig);
+}
+
+#[cfg(all(test, windows))]
+mod tests {
+    #[test]
+    fn windows_statuses_fit_a_byte_without_reading_as_success() {
+        assert_eq!(super::windows_code(0), 0);
+        assert_eq!(super::windows_code(7), 7);
+        assert_eq!(super::windows_code(256), 255);
+        assert_eq!(super::windows_code(0xC000_013A_u32 as i32), 130);
+        assert_eq!(super::windows_code(-1), 255);
+    }
 }

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 mod common;
 
-use common::{code, expect_line, lockyard, run, Holder};
+use common::{code, expect_line, lockyard, run, Holder, Kid};
 
 fn status_json(path: &Path) -> Value {
     let out = run(&["status", "--json", path.to_str().unwrap()]);
@@ -55,12 +55,9 @@ fn two_runs_exclude_each_other() {
         "echo start >> {0}; sleep 0.1; echo end >> {0}",
         log.display()
     );
-    let runs: Vec<Child> = (0..4)
+    let runs: Vec<Kid> = (0..4)
         .map(|_| {
-            lockyard()
-                .args(["run", lock.to_str().unwrap(), "--", "sh", "-c", &script])
-                .spawn()
-                .unwrap()
+            Kid::spawn(lockyard().args(["run", lock.to_str().unwrap(), "--", "sh", "-c", &script]))
         })
         .collect();
     for mut r in runs {
@@ -143,10 +140,7 @@ fn wait_returns_when_the_lock_is_released_and_holds_nothing() {
     let dir = tmp();
     let lock = p(&dir, "x.lock");
     let holder = Holder::start(&[], &lock);
-    let mut waiter = lockyard()
-        .args(["wait", lock.to_str().unwrap()])
-        .spawn()
-        .unwrap();
+    let mut waiter = Kid::spawn(lockyard().args(["wait", lock.to_str().unwrap()]));
     std::thread::sleep(Duration::from_millis(200));
     assert!(
         waiter.try_wait().unwrap().is_none(),
@@ -217,19 +211,19 @@ fn status_sees_foreign_flock_holders() {
     let dir = tmp();
     let lock = p(&dir, "foreign.lock");
     std::fs::write(&lock, "").unwrap();
-    let mut std_child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "std_lock_child",
-            "--exact",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("LOCKYARD_STD_LOCK", &lock)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut std_child = Kid::spawn(
+        Command::new(std::env::current_exe().unwrap())
+            .args([
+                "std_lock_child",
+                "--exact",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("LOCKYARD_STD_LOCK", &lock)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped()),
+    );
     wait_for_word(&mut std_child, "std-locked");
     let doc = status_json(&lock);
     let l = &doc["locks"][0];
@@ -249,18 +243,18 @@ fn status_sees_foreign_flock_holders() {
         ("-x", "held-exclusive", "exclusive"),
         ("-s", "held-shared", "shared"),
     ] {
-        let mut flock = Command::new("flock")
-            .args([
-                flag,
-                lock.to_str().unwrap(),
-                "sh",
-                "-c",
-                "echo flocked; cat >/dev/null",
-            ])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut flock = Kid::spawn(
+            Command::new("flock")
+                .args([
+                    flag,
+                    lock.to_str().unwrap(),
+                    "sh",
+                    "-c",
+                    "echo flocked; cat >/dev/null",
+                ])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped()),
+        );
         expect_line(&mut flock, "flocked");
         let doc = status_json(&lock);
         let l = &doc["locks"][0];
@@ -386,12 +380,12 @@ fn clean_removes_only_stale_locks() {
 fn sigterm_is_forwarded_and_the_lock_released() {
     let dir = tmp();
     let lock = p(&dir, "x.lock");
-    let mut child = lockyard()
-        .args(["run", lock.to_str().unwrap(), "--", "sh", "-c"])
-        .arg("trap 'exit 3' TERM; echo ready; while :; do sleep 0.05; done")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = Kid::spawn(
+        lockyard()
+            .args(["run", lock.to_str().unwrap(), "--", "sh", "-c"])
+            .arg("trap 'exit 3' TERM; echo ready; while :; do sleep 0.05; done")
+            .stdout(Stdio::piped()),
+    );
     expect_line(&mut child, "ready");
     signal(child.id(), rustix::process::Signal::TERM);
     assert_eq!(
@@ -412,17 +406,17 @@ fn interrupt_while_waiting_exits_130_and_leaves_nothing() {
         let lock = p(&dir, if soft { "s.lock" } else { "x.lock" });
         let extra: &[&str] = if soft { &["--soft"] } else { &[] };
         let holder = Holder::start(extra, &lock);
-        let waiter = lockyard()
-            .arg("run")
-            .args(extra)
-            .args([lock.to_str().unwrap(), "--", "sh", "-c", "echo ran"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let waiter = Kid::spawn(
+            lockyard()
+                .arg("run")
+                .args(extra)
+                .args([lock.to_str().unwrap(), "--", "sh", "-c", "echo ran"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped()),
+        );
         std::thread::sleep(Duration::from_millis(300));
         signal(waiter.id(), rustix::process::Signal::INT);
-        let out = waiter.wait_with_output().unwrap();
+        let out = waiter.into_inner().wait_with_output().unwrap();
         assert_eq!(out.status.code(), Some(130));
         assert!(out.stdout.is_empty(), "the command ran");
         assert!(String::from_utf8_lossy(&out.stderr).contains("interrupted"));
@@ -448,10 +442,8 @@ fn lease_is_renewed_while_the_command_runs() {
     let lock = p(&dir, "lease.lock");
     let l = lock.to_str().unwrap();
     let start = Instant::now();
-    let mut holder = lockyard()
-        .args(["run", "--lease", "600ms", l, "--", "sleep", "2"])
-        .spawn()
-        .unwrap();
+    let mut holder =
+        Kid::spawn(lockyard().args(["run", "--lease", "600ms", l, "--", "sleep", "2"]));
     std::thread::sleep(Duration::from_millis(300));
     // Well past several TTLs, nobody can take over.
     while start.elapsed() < Duration::from_millis(1700) {

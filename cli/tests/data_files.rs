@@ -5,12 +5,12 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 mod common;
 
-use common::{code, lockyard, run};
+use common::{code, lockyard, run, Kid};
 
 /// Bytes and modification time: what locking must leave alone.
 fn snapshot(path: &Path) -> (Vec<u8>, SystemTime) {
@@ -30,16 +30,6 @@ fn plant(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
         .set_modified(SystemTime::now() - Duration::from_secs(3600))
         .unwrap();
     path
-}
-
-/// A child that is killed if the test fails before it ends.
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// Waits until `path` exists, for at most 10 s.
@@ -72,12 +62,10 @@ fn run_and_wait_leave_data_files_as_they_were_and_still_exclude() {
         // Held by one run, another one is refused.
         let signal = dir.path().join(format!("{name}.held"));
         let script = format!("touch {}; sleep 30", signal.display());
-        let holder = Reaped(
+        let holder = Kid::spawn(
             lockyard()
                 .args(["run", p, "--", "sh", "-c", &script])
-                .stdin(Stdio::null())
-                .spawn()
-                .unwrap(),
+                .stdin(Stdio::null()),
         );
         wait_for(&signal);
         assert_eq!(code(&run(&["run", "-n", p, "--", "true"])), 1, "{name}");
@@ -150,12 +138,10 @@ fn wait_respects_soft_locks() {
 
     let signal = dir.path().join("held");
     let script = format!("touch {}; sleep 30", signal.display());
-    let holder = Reaped(
+    let holder = Kid::spawn(
         lockyard()
             .args(["run", "--soft", l, "--", "sh", "-c", &script])
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap(),
+            .stdin(Stdio::null()),
     );
     wait_for(&signal);
     let sidecar = std::fs::read(&lock).unwrap();

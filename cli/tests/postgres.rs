@@ -4,14 +4,13 @@
 //! command with shell commands.
 #![cfg(all(unix, feature = "postgres"))]
 
-use std::process::Child;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 mod common;
 
-use common::{code, lockyard, run, Holder};
+use common::{code, lockyard, run, Holder, Kid};
 
 /// The server under test, or `None` with the reason printed;
 /// `LOCKYARD_REQUIRE_POSTGRES` (set by CI) makes its absence a failure.
@@ -100,10 +99,7 @@ fn run_wait_and_status_on_a_postgres_lock() {
     );
 
     // wait returns once the holder lets go, holding nothing.
-    let mut waiter = lockyard()
-        .args([&["wait"][..], &tbl, &[l]].concat())
-        .spawn()
-        .unwrap();
+    let mut waiter = Kid::spawn(lockyard().args([&["wait"][..], &tbl, &[l]].concat()));
     std::thread::sleep(Duration::from_millis(300));
     assert!(waiter.try_wait().unwrap().is_none(), "wait returned early");
     assert_eq!(holder.release(), 0);
@@ -150,21 +146,18 @@ fn runs_exclude_each_other() {
         c = counter.display()
     );
     let lock = format!("{url}#counter");
-    let kids: Vec<Child> = (0..4)
+    let kids: Vec<Kid> = (0..4)
         .map(|_| {
-            lockyard()
-                .args([
-                    "run",
-                    "--table",
-                    &t,
-                    &lock,
-                    "--",
-                    "sh",
-                    "-c",
-                    &format!("for i in 1 2 3 4 5; do {script}; done"),
-                ])
-                .spawn()
-                .unwrap()
+            Kid::spawn(lockyard().args([
+                "run",
+                "--table",
+                &t,
+                &lock,
+                "--",
+                "sh",
+                "-c",
+                &format!("for i in 1 2 3 4 5; do {script}; done"),
+            ]))
         })
         .collect();
     for mut k in kids {

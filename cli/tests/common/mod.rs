@@ -20,6 +20,12 @@ pub fn code(out: &Output) -> i32 {
     out.status.code().expect("exited normally")
 }
 
+/// A command that prints "locked" and waits for its stdin to close.
+#[cfg(unix)]
+pub const SAY_LOCKED_AND_WAIT: &[&str] = &["sh", "-c", "echo locked; cat >/dev/null"];
+#[cfg(windows)]
+pub const SAY_LOCKED_AND_WAIT: &[&str] = &["cmd", "/c", "echo locked& set /p x="];
+
 /// A process holding the lock `path` (a file or `postgres://...#name`) until dropped: `lockyard run` with a command
 /// that says "locked" and waits for its stdin to close.
 pub struct Holder {
@@ -32,7 +38,8 @@ impl Holder {
             .arg("run")
             .args(extra)
             .arg(path.as_ref())
-            .args(["--", "sh", "-c", "echo locked; cat >/dev/null"])
+            .arg("--")
+            .args(SAY_LOCKED_AND_WAIT)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -55,6 +62,44 @@ impl Drop for Holder {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A child process that is killed and reaped when dropped, so a failed
+/// test never leaves one behind.
+#[derive(Debug)]
+pub struct Kid(Option<Child>);
+
+impl Kid {
+    pub fn spawn(cmd: &mut Command) -> Kid {
+        Kid(Some(cmd.spawn().expect("spawn child process")))
+    }
+
+    /// The child itself, for a call that consumes it (`wait_with_output`).
+    pub fn into_inner(mut self) -> Child {
+        self.0.take().expect("child present")
+    }
+}
+
+impl std::ops::Deref for Kid {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        self.0.as_ref().expect("child present")
+    }
+}
+
+impl std::ops::DerefMut for Kid {
+    fn deref_mut(&mut self) -> &mut Child {
+        self.0.as_mut().expect("child present")
+    }
+}
+
+impl Drop for Kid {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
