@@ -227,6 +227,88 @@ fn read_only_filesystem() {
     }
 }
 
+/// Windows device names name devices in every directory: a lock there
+/// would lock nothing anyone else sees.
+#[cfg(windows)]
+#[test]
+fn reserved_device_names_are_not_lock_files() {
+    let dir = tempdir();
+    for path in [Path::new("NUL").to_path_buf(), dir.path().join("NUL")] {
+        let e = all_fail(&path, ErrorKind::NotAFile);
+        assert!(e.to_string().contains("device"), "{e}");
+    }
+}
+
+/// A path longer than `MAX_PATH` (260 characters) locks like any other:
+/// std passes such paths to Windows in their `\\?\` form.
+#[cfg(windows)]
+#[test]
+fn paths_longer_than_max_path_lock() {
+    let dir = tempdir();
+    let mut path = dir.path().to_path_buf();
+    for i in 0..6 {
+        path.push(format!("{i:0>50}"));
+    }
+    path.push("long.lock");
+    assert!(path.as_os_str().len() > 260);
+    let lock = FileLock::new(&path);
+    let guard = lock.try_lock().expect("a long path locks");
+    assert_eq!(
+        FileLock::new(&path).try_lock().unwrap_err().kind(),
+        ErrorKind::WouldBlock
+    );
+    assert!(path.is_file());
+    drop(guard);
+    FileLock::new(&path).try_lock().expect("free again");
+}
+
+/// A read-only data file locks, shared and exclusive (a lock needs only
+/// read access), and stays as it was: same bytes, still read-only.
+#[cfg(windows)]
+#[test]
+fn a_read_only_file_locks_and_is_left_alone() {
+    let dir = tempdir();
+    let path = dir.path().join("read-only.dat");
+    std::fs::write(&path, b"data").unwrap();
+    let mut perms = std::fs::metadata(&path).unwrap().permissions();
+    perms.set_readonly(true);
+    std::fs::set_permissions(&path, perms).unwrap();
+    let lock = FileLock::new(&path);
+    drop(lock.try_lock().expect("exclusive"));
+    drop(lock.try_lock_shared().expect("shared"));
+    assert_eq!(std::fs::read(&path).unwrap(), b"data");
+    assert!(std::fs::metadata(&path).unwrap().permissions().readonly());
+}
+
+/// A file some program opened without sharing it (share mode 0) cannot be
+/// opened at all until it closes: a typed I/O error naming the path, with
+/// the sharing violation as its cause, from every way of locking. Sharing
+/// is checked per file, whatever process holds the other handle.
+#[cfg(windows)]
+#[test]
+fn a_file_opened_without_sharing_is_a_clear_error() {
+    use std::os::windows::fs::OpenOptionsExt;
+    const ERROR_SHARING_VIOLATION: i32 = 32;
+    let dir = tempdir();
+    let path = dir.path().join("unshared.dat");
+    std::fs::write(&path, b"data").unwrap();
+    let unshared = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .share_mode(0)
+        .open(&path)
+        .unwrap();
+    let e = all_fail(&path, ErrorKind::Io);
+    assert_eq!(
+        e.io_error().and_then(std::io::Error::raw_os_error),
+        Some(ERROR_SHARING_VIOLATION),
+        "{e:?}"
+    );
+    drop(unshared);
+    drop(FileLock::new(&path).try_lock().expect("locks once closed"));
+    assert_eq!(std::fs::read(&path).unwrap(), b"data");
+}
+
 /// Out of descriptors: a typed I/O error naming the path, and the lock
 /// works again once descriptors are free. Runs in a child, whose limit can
 /// be lowered without disturbing the other tests.
