@@ -193,6 +193,31 @@ fn zero_timeout_is_one_attempt_and_reports_a_timeout() {
     assert_eq!(lock.waiters(), 0);
 }
 
+/// Under the `tokio` feature, `keep_alive` renews on tokio's clock: with
+/// time paused, a minute of virtual time passes at once and the lease
+/// (TTL 30 s) is renewed meanwhile, within milliseconds of real time.
+#[cfg(feature = "tokio")]
+#[tokio::test(start_paused = true)]
+async fn paused_tokio_clock_drives_keep_alive() {
+    let dir = tempdir();
+    let options = LockOptions::new().lease(Duration::from_secs(30));
+    let lock = FileLock::with_options(dir.path().join("lease.lock"), options);
+    let mut guard = lock.lock().await.unwrap();
+    let taken = guard.record().unwrap().renewed_at();
+    let started = std::time::Instant::now();
+    tokio::select! {
+        lost = guard.keep_alive() => panic!("the lease was lost: {lost}"),
+        () = tokio::time::sleep(Duration::from_secs(60)) => {}
+    }
+    let renewed = guard.record().unwrap().renewed_at();
+    assert!(renewed > taken, "no renewal in a minute of tokio's time");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "renewals waited for real time"
+    );
+    assert!(guard.still_held().unwrap());
+}
+
 /// Under the `tokio` feature, acquisitions inside a runtime use tokio's
 /// clock: with time paused, an hour-long timeout elapses at once, in
 /// virtual time.

@@ -64,6 +64,24 @@ macro_rules! under_every_runtime {
                 });
             })*
         }
+        // Runtimes without a timer or a reactor: with the `tokio` feature,
+        // lockyard must fall back to its own (tokio would panic).
+        mod tokio_without_drivers {
+            $(#[test] fn $name() {
+                super::within_a_minute(|| {
+                    tokio::runtime::Builder::new_current_thread().build().unwrap()
+                        .block_on(super::$name());
+                });
+            })*
+        }
+        mod tokio_time_without_io {
+            $(#[test] fn $name() {
+                super::within_a_minute(|| {
+                    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_time().build().unwrap()
+                        .block_on(super::$name());
+                });
+            })*
+        }
         mod smol_runtime {
             $(#[test] fn $name() { super::within_a_minute(|| smol::block_on(super::$name())); })*
         }

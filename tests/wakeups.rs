@@ -149,6 +149,10 @@ enum How {
     /// serves the watch.
     #[cfg(feature = "tokio")]
     Tokio,
+    /// Inside a tokio runtime with a timer but no reactor: async-io's
+    /// reactor serves the watch.
+    #[cfg(feature = "tokio")]
+    TokioWithoutIo,
 }
 
 /// Starts a holder child playing `role`, waits on the lock with a backoff
@@ -179,6 +183,13 @@ fn wait_while_child_releases(
             #[cfg(feature = "tokio")]
             How::Tokio => tokio::runtime::Builder::new_current_thread()
                 .enable_all()
+                .build()
+                .expect("runtime")
+                .block_on(lock.lock_timeout(timeout))
+                .map(drop),
+            #[cfg(feature = "tokio")]
+            How::TokioWithoutIo => tokio::runtime::Builder::new_current_thread()
+                .enable_time()
                 .build()
                 .expect("runtime")
                 .block_on(lock.lock_timeout(timeout))
@@ -258,6 +269,8 @@ fn a_waiter_in_a_tokio_runtime_is_woken() {
     for role in roles {
         wait_while_child_releases(role, watching(), How::Tokio, PATIENCE)
             .unwrap_or_else(|e| panic!("{role}: not woken: {e}"));
+        wait_while_child_releases(role, watching(), How::TokioWithoutIo, PATIENCE)
+            .unwrap_or_else(|e| panic!("{role}, runtime without I/O: not woken: {e}"));
     }
 }
 

@@ -140,11 +140,16 @@ impl FileLockGuard {
             return std::future::pending().await;
         };
         let period = (ttl / 3).max(Duration::from_millis(1));
+        // tokio's clock inside a tokio runtime with a timer (the `tokio`
+        // feature), so `tokio::time::pause()` governs renewals too.
+        let clock = crate::rt::Clock::current();
         loop {
-            async_io::Timer::after(period).await;
+            crate::rt::sleep(clock, period).await;
             // Off the executor's thread: renewal may wait for the break lock.
             let (entry, handle) = (Arc::clone(&self.entry), Arc::clone(&self.handle));
-            let result = blocking::unblock(move || entry.refresh(&handle)).await;
+            let result = crate::rt::unblock(clock, move || entry.refresh(&handle))
+                .await
+                .and_then(|refreshed| refreshed);
             if let Err(e) = self.refreshed(result) {
                 return e;
             }

@@ -331,9 +331,11 @@ fn report_unwatched(path: &Path, e: Errno) {
 #[cfg(feature = "tokio")]
 #[allow(unsafe_code)]
 fn tokio_registration(notifier: &Notifier) -> Option<Box<tokio::io::unix::AsyncFd<OwnedFd>>> {
-    // A future started in a runtime may be polled outside one later, where
-    // registering would panic.
-    tokio::runtime::Handle::try_current().ok()?;
+    // A future started in a runtime may be polled outside one later, and a
+    // runtime may have no reactor: registering would panic in either.
+    if !crate::rt::tokio_rt::has_io() {
+        return None;
+    }
     let dup = rustix::io::fcntl_dupfd_cloexec(notifier.fd.get_ref(), 0).ok()?;
     // SAFETY: `dup` is an open descriptor that the `AsyncFd` owns from here
     // until it is dropped; `OwnedFd::as_raw_fd` always returns that same

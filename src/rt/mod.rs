@@ -2,13 +2,13 @@
 //!
 //! By default these are async-io's timers (a reactor thread started lazily,
 //! usable from any executor) and the `blocking` crate's pool. With the
-//! `tokio` feature, an acquisition first polled inside a tokio runtime uses
-//! tokio's clock, timer and blocking pool instead, so that
+//! `tokio` feature, an acquisition first polled inside a tokio runtime that
+//! has a timer uses tokio's clock, timer and blocking pool instead, so that
 //! `tokio::time::pause()` governs its deadlines and backoff, and its file
-//! events come through tokio's reactor (see `notify`). Such a runtime needs
-//! time and I/O enabled, as tokio's own timers and sockets do: tokio panics
-//! otherwise, and no public tokio API tells a library in advance. Outside a
-//! tokio runtime nothing changes.
+//! events come through tokio's reactor where it has one (see `notify`). A
+//! runtime built without time gets the runtime-free path, as without the
+//! feature (`tokio_rt` says how that is found out). Outside a tokio runtime
+//! nothing changes.
 
 use std::future::Future;
 use std::io;
@@ -17,7 +17,7 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 #[cfg(feature = "tokio")]
-mod tokio_rt;
+pub(crate) mod tokio_rt;
 
 /// Which clock (and with it which timer and pool) an acquisition uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,7 +33,7 @@ impl Clock {
     /// The clock for the context the caller runs in.
     pub(crate) fn current() -> Clock {
         #[cfg(feature = "tokio")]
-        if tokio_rt::in_runtime() {
+        if tokio_rt::in_runtime_with_time() {
             return Clock::Tokio;
         }
         Clock::Std
@@ -98,6 +98,22 @@ impl Timer {
             }
         }
     }
+}
+
+/// Waits for `period` on `clock`'s timer.
+pub(crate) async fn sleep(clock: Clock, period: std::time::Duration) {
+    let at = clock.now() + period;
+    let mut timer = Timer::default();
+    std::future::poll_fn(|cx| timer.poll_until(cx, clock, at)).await;
+}
+
+/// Runs `f` on `clock`'s blocking pool and waits for its output.
+pub(crate) async fn unblock<T: Send + 'static>(
+    clock: Clock,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> io::Result<T> {
+    let mut task = Task::spawn(clock, f);
+    std::future::poll_fn(|cx| task.poll(cx)).await
 }
 
 /// Work handed to a blocking thread, or already done inline.
