@@ -90,6 +90,11 @@
 //! | `tokio` | inside a tokio runtime, tokio's clock, timers, blocking pool and I/O reactor, so `tokio::time::pause()` governs timeouts and `keep_alive`; a runtime built without time or I/O gets the runtime-free timer or reactor instead (never a panic); outside one, nothing changes |
 //! | `smol`, `async-std` | nothing: these runtimes already use async-io and `blocking`; the features exist so a manifest can state them |
 //!
+//! Feature `postgres` adds [`postgres`], the same locks in a PostgreSQL
+//! database; feature `serde` implements `serde::Serialize` for
+//! [`LockInfo`], [`LockState`] and [`HolderRecord`], in the shape of
+//! `lockyard status --json`.
+//!
 //! # Platforms
 //!
 //! Unix: `flock(2)` through rustix. Windows: `LockFileEx` on one byte far

@@ -286,3 +286,63 @@ fn messages_say_what_happened() {
     let e = lockyard::LockDir::new(dir.path()).try_lock("").unwrap_err();
     assert!(e.to_string().contains("the name \"\""), "{e}");
 }
+
+/// The `serde` form is the `status --json` shape: every state's name, a
+/// holder's fields, and no holder for a free lock whose last record stays.
+#[cfg(feature = "serde")]
+#[test]
+fn serialized_shape_is_the_commands() {
+    use lockyard::LockState;
+    let names: Vec<_> = [
+        LockState::Free,
+        LockState::HeldShared,
+        LockState::HeldExclusive,
+        LockState::Stale,
+    ]
+    .iter()
+    .map(|s| serde_json::to_value(s).unwrap())
+    .collect();
+    assert_eq!(
+        names,
+        ["free", "held-shared", "held-exclusive", "stale"].map(serde_json::Value::from)
+    );
+
+    let dir = tempdir();
+    let path = dir.path().join("shape.lock");
+    let options = LockOptions::new().owner("etl").lease(Duration::from_secs(30));
+    let lock = FileLock::with_options(&path, options);
+    let guard = lock.try_lock().unwrap();
+    let json = serde_json::to_value(lock.inspect().unwrap()).unwrap();
+    assert_eq!(json["path"], path.to_str().unwrap());
+    assert_eq!(json["name"], "shape.lock");
+    assert_eq!(json["state"], "held-exclusive");
+    let h = &json["holder"];
+    let fields: Vec<_> = h.as_object().unwrap().keys().cloned().collect();
+    assert_eq!(
+        fields,
+        [
+            "acquired_at",
+            "age_secs",
+            "host",
+            "kind",
+            "owner",
+            "pid",
+            "renewed_at",
+            "token",
+            "ttl_secs"
+        ]
+    );
+    assert_eq!(h["pid"], std::process::id());
+    assert_eq!(h["owner"], "etl");
+    assert_eq!(h["kind"], "lease");
+    assert_eq!(h["ttl_secs"], 30.0);
+    assert_eq!(h["token"], guard.token().unwrap());
+    assert!(h["acquired_at"].as_f64().unwrap() > 1.6e9);
+    drop(guard);
+
+    let strict = FileLock::new(dir.path().join("strict.lock"));
+    drop(strict.try_lock().unwrap());
+    let json = serde_json::to_value(strict.inspect().unwrap()).unwrap();
+    assert_eq!(json["state"], "free");
+    assert_eq!(json["holder"], serde_json::Value::Null);
+}

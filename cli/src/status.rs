@@ -2,11 +2,8 @@
 //! stale, and who holds it, for people or (`--json`) for programs.
 
 use std::path::{Path, PathBuf};
-use std::time::UNIX_EPOCH;
 
-use lockyard::{
-    decode_lock_name, FileLock, HolderRecord, LockInfo, LockKind, LockOptions, LockState,
-};
+use lockyard::{decode_lock_name, FileLock, LockInfo, LockOptions, LockState};
 use serde_json::{json, Value};
 
 use crate::holder;
@@ -198,60 +195,36 @@ pub fn human(r: &Report) -> String {
 }
 
 /// The documented `--json` object for one lock.
+/// A lock's object is the library's `LockInfo` (its `serde` form: path,
+/// name, state, holder), with the lock kind, the kernel's holders and the
+/// error added; a lock that could not be inspected has state "unknown".
 pub fn json(r: &Report) -> Value {
-    let (state, holder, error) = match &r.found {
-        Ok(info) => {
-            let current = matches!(info.state(), LockState::HeldExclusive | LockState::Stale);
-            let holder = info.holder().filter(|_| current).map(record_json);
-            (state_name(info.state()), holder, None)
-        }
-        Err(e) => ("unknown", None, Some(chain(e))),
+    let mut object = match &r.found {
+        Ok(info) => serde_json::to_value(info).unwrap_or_default(),
+        Err(e) => json!({ "state": "unknown", "holder": null, "error": chain(e) }),
     };
-    json!({
-        "path": r.path.display().to_string(),
-        "name": r.name,
-        "kind": r.kind.name(),
-        "state": state,
-        "holder": holder,
-        "os_holders": r.os.iter().map(|h| json!({
-            "pid": h.pid(),
-            "mode": if h.is_exclusive() { "exclusive" } else { "shared" },
-            "lock": h.kind(),
-            "command": h.command(),
-        })).collect::<Vec<_>>(),
-        "error": error,
-    })
-}
-
-fn state_name(state: LockState) -> &'static str {
-    match state {
-        LockState::Free => "free",
-        LockState::HeldShared => "held-shared",
-        LockState::HeldExclusive => "held-exclusive",
-        LockState::Stale => "stale",
-        _ => "unknown",
+    if let Some(fields) = object.as_object_mut() {
+        // The path and name as given, which for a directory's entries and
+        // PostgreSQL locks is what the user asked about.
+        fields.insert("path".into(), r.path.display().to_string().into());
+        fields.insert("name".into(), r.name.clone().into());
+        fields.insert("kind".into(), r.kind.name().into());
+        fields.entry("error").or_insert(Value::Null);
+        fields.insert(
+            "os_holders".into(),
+            r.os.iter()
+                .map(|h| {
+                    json!({
+                        "pid": h.pid(),
+                        "mode": if h.is_exclusive() { "exclusive" } else { "shared" },
+                        "lock": h.kind(),
+                        "command": h.command(),
+                    })
+                })
+                .collect(),
+        );
     }
-}
-
-fn record_json(h: &HolderRecord) -> Value {
-    let unix =
-        |t: std::time::SystemTime| t.duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).ok();
-    json!({
-        "pid": h.pid(),
-        "host": h.host(),
-        "owner": h.owner(),
-        "kind": match h.kind() {
-            LockKind::Strict => "strict",
-            LockKind::Soft => "soft",
-            LockKind::Postgres => "postgres",
-            _ => "lease",
-        },
-        "acquired_at": unix(h.acquired_at()),
-        "renewed_at": unix(h.renewed_at()),
-        "age_secs": h.age().as_secs_f64(),
-        "ttl_secs": h.ttl().map(|t| t.as_secs_f64()),
-        "token": h.token(),
-    })
+    object
 }
 
 /// The whole `--json` document.

@@ -89,6 +89,23 @@ pub(crate) fn describe(lock: &FileLock) -> Result<(LockState, Option<HolderRecor
 }
 
 /// What [`LockDir::list`](crate::LockDir::list) (or [`FileLock::inspect`]) knows about one lock.
+///
+/// With the `serde` feature it is `serde::Serialize`, as `lockyard status
+/// --json` shows a lock: `path`, `name`, `state` (`"free"`,
+/// `"held-shared"`, `"held-exclusive"`, `"stale"`) and the `holder` that
+/// state names, or null.
+///
+/// ```
+/// # #[cfg(feature = "serde")] {
+/// let dir = tempfile::tempdir()?;
+/// let lock = lockyard::FileLock::new(dir.path().join("job.lock"));
+/// let _held = lock.try_lock()?;
+/// let json = serde_json::to_value(lock.inspect()?)?;
+/// assert_eq!(json["state"], "held-exclusive");
+/// assert_eq!(json["holder"]["pid"], std::process::id());
+/// # }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct LockInfo {
     name: String,

@@ -10,6 +10,8 @@ mod lease;
 mod lock;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+#[cfg(feature = "serde")]
+mod serialize;
 
 pub use conversion::ConvertError;
 pub use future::Acquire;
