@@ -187,6 +187,7 @@ impl Error {
     }
 
     pub(crate) fn lost(path: &Path) -> Self {
+        crate::trace::lost(path);
         Self::bare(ErrorKind::Lost, path, Op::Lock)
     }
 
@@ -245,6 +246,7 @@ impl Error {
             return Self::not_a_file(path, *what);
         }
         if source.get_ref().is_some_and(|e| e.is::<LostError>()) {
+            crate::trace::lost(path);
             return Self::bare(ErrorKind::Lost, path, op);
         }
         let kind = if sys::is_unsupported(&source) {

@@ -93,7 +93,10 @@
 //! Feature `postgres` adds [`postgres`], the same locks in a PostgreSQL
 //! database; feature `serde` implements `serde::Serialize` for
 //! [`LockInfo`], [`LockState`] and [`HolderRecord`], in the shape of
-//! `lockyard status --json`.
+//! `lockyard status --json`; feature `tracing` emits events under the
+//! target `lockyard` for a wait that blocks (path, mode, holder), how it
+//! ended, a stale lock broken (previous holder, reason), a lease lost and a
+//! watch limit reached.
 //!
 //! # Platforms
 //!
@@ -122,6 +125,7 @@ mod patterns;
 mod record;
 mod rt;
 mod sys;
+mod trace;
 
 #[cfg(feature = "postgres")]
 pub use crate::api::postgres;

@@ -309,7 +309,9 @@ fn serialized_shape_is_the_commands() {
 
     let dir = tempdir();
     let path = dir.path().join("shape.lock");
-    let options = LockOptions::new().owner("etl").lease(Duration::from_secs(30));
+    let options = LockOptions::new()
+        .owner("etl")
+        .lease(Duration::from_secs(30));
     let lock = FileLock::with_options(&path, options);
     let guard = lock.try_lock().unwrap();
     let json = serde_json::to_value(lock.inspect().unwrap()).unwrap();

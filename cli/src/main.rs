@@ -250,6 +250,7 @@ fn dispatch(command: Cmd) -> u8 {
             if let Some(owner) = owner.clone() {
                 options = options.owner(owner);
             }
+            let options = say_takeovers(options, lock.ui());
             let pg = PgSettings {
                 table,
                 lease,
@@ -292,6 +293,7 @@ fn dispatch(command: Cmd) -> u8 {
             } else {
                 LockOptions::new()
             };
+            let options = say_takeovers(options, lock.ui());
             let pg = PgSettings {
                 table,
                 ..PgSettings::default()
@@ -394,4 +396,24 @@ fn refuse_descriptor(lock: &LockArgs) -> Option<u8> {
          locks descriptor {text} and leaves it locked; write ./{text} for a file of that name"
     ));
     Some(exit::USAGE)
+}
+
+/// With `-v`, a stale soft lock or lapsed lease is not broken without a
+/// word: the command says whose it was and why it counts as stale.
+fn say_takeovers(options: LockOptions, ui: waiting::Ui) -> LockOptions {
+    if !ui.verbose || ui.quiet {
+        return options;
+    }
+    options.on_stale(move |stale| {
+        let whose = stale
+            .record()
+            .map(|r| format!(", left by {r}"))
+            .unwrap_or_default();
+        ui.say(format_args!(
+            "taking over stale lock {} ({}){whose}",
+            stale.path().display(),
+            stale.reason()
+        ));
+        true
+    })
 }

@@ -500,3 +500,33 @@ fn live_line_only_on_a_terminal() {
     }
     assert_eq!(holder.release(), 0);
 }
+
+/// `-v` says when a stale soft lock is taken over, whose it was and why;
+/// without `-v` nothing is said.
+#[test]
+fn verbose_says_when_a_stale_lock_is_taken_over() {
+    let dir = tmp();
+    let soft = p(&dir, "soft.lock");
+    let s = soft.to_str().unwrap();
+    let stale = || {
+        let killed = run(&["run", "--soft", s, "--", "sh", "-c", "kill -9 $PPID"]);
+        assert_eq!(killed.status.code(), None, "lockyard itself was killed");
+        assert!(soft.exists(), "the dead holder's sidecar is left behind");
+    };
+    stale();
+    let quiet = run(&["run", "--soft", s, "--", "true"]);
+    assert_eq!(code(&quiet), 0);
+    assert!(
+        quiet.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&quiet.stderr)
+    );
+    stale();
+    let told = run(&["run", "-v", "--soft", s, "--", "true"]);
+    assert_eq!(code(&told), 0);
+    let said = String::from_utf8_lossy(&told.stderr);
+    assert!(
+        said.contains("taking over stale lock") && said.contains("left by pid"),
+        "{said}"
+    );
+}

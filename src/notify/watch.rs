@@ -309,6 +309,7 @@ impl Notifier {
 fn report_unwatched(path: &Path, e: Errno) {
     static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
     if backend::is_limit(e) {
+        crate::trace::watch_limit(backend::NAME);
         if !SAID.swap(true, Ordering::Relaxed) {
             log::warn!(
                 "lockyard: {} watch limit reached ({e}); waiters for other processes \

@@ -386,6 +386,7 @@ impl Watcher {
 
 /// Says once per process that waiters fall back to backoff.
 fn report_limit() {
+    crate::trace::watch_limit("directory change notification");
     static SAID: AtomicBool = AtomicBool::new(false);
     if !SAID.swap(true, Ordering::Relaxed) {
         log::warn!(

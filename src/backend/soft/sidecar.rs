@@ -219,12 +219,14 @@ pub(crate) fn break_stale(
     if !found.publication().is(judged) {
         return Ok(true); // replaced: judge the new one afresh
     }
-    if stale::judge(&found.evidence(), opts).is_none() {
+    let Some(reason) = stale::judge(&found.evidence(), opts) else {
         return Ok(false);
-    }
-    drop(found);
+    };
     match crate::sys::remove_file(path) {
-        Ok(()) => Ok(true),
+        Ok(()) => {
+            crate::trace::took_over(path, found.record.as_ref(), &reason);
+            Ok(true)
+        }
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(true),
         Err(e) => Err(e),
     }

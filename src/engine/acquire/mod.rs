@@ -67,6 +67,9 @@ pub(crate) struct Core {
     backoff: BackoffState,
     /// Decided at the first contended check, then kept.
     strategy: Option<Strategy>,
+    /// When it started waiting, for the `tracing` events.
+    #[cfg(feature = "tracing")]
+    waiting_since: Option<Instant>,
 }
 
 impl std::fmt::Debug for Core {
@@ -92,6 +95,8 @@ impl Core {
             phase: Phase::Start,
             backoff,
             strategy: None,
+            #[cfg(feature = "tracing")]
+            waiting_since: None,
         }
     }
 
@@ -123,7 +128,24 @@ impl Core {
         matches!(&self.phase, Phase::Queued(q) if q.slot.is_notified())
     }
 
+    /// It found the lock taken and waits: says so to `tracing`.
+    fn note_waiting(&mut self) {
+        if let Phase::Queued(q) = &self.phase {
+            crate::trace::waiting(&self.handle.path, self.mode, || {
+                q.entry.holders(&self.handle)
+            });
+        }
+        #[cfg(feature = "tracing")]
+        {
+            self.waiting_since = Some(Instant::now());
+        }
+    }
+
     fn finish(&mut self, result: Granted) -> Poll<Granted> {
+        #[cfg(feature = "tracing")]
+        if let (Some(since), Ok(_)) = (self.waiting_since.take(), &result) {
+            crate::trace::acquired_after(&self.handle.path, since.elapsed());
+        }
         // Replacing the phase without `cancel`: the caller has already
         // settled the slot (acquired, or removed from the queue). An
         // opening given up (a deadline) passes its claim on.
@@ -146,6 +168,7 @@ impl Core {
             First::Done(result) => Some(self.finish(result)),
             First::Queued(q) => {
                 self.phase = Phase::Queued(q);
+                self.note_waiting();
                 None
             }
             First::Retired => {
@@ -421,6 +444,7 @@ impl Core {
             .started
             .map(|s| d.now().saturating_duration_since(s))
             .unwrap_or_default();
+        crate::trace::timed_out(&self.handle.path, waited);
         let err = with_holders(Error::timed_out(&self.handle.path, waited), holders);
         self.finish(Err(err))
     }
@@ -475,6 +499,7 @@ pub(crate) fn acquire_blocking(handle: &Arc<Handle>, mode: LockMode, wait: Wait)
     let mut core = Core::new(Arc::clone(handle), mode, wait);
     if let Some(q) = queued {
         core.phase = Phase::Queued(q);
+        core.note_waiting();
     }
     block_on(core)
 }
