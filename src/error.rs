@@ -40,6 +40,9 @@ pub enum ErrorKind {
     InvalidPath,
     /// This platform or filesystem does not support file locks.
     Unsupported,
+    /// A shared hold, or a conversion, was asked of a soft lock or lease,
+    /// which are exclusive only: a usage error, whatever the filesystem.
+    ExclusiveOnly,
     /// A soft or lease lock this guard held was taken over: its lease lapsed
     /// (or it was judged stale) and another process broke it. The guard's
     /// fencing token is stale.
@@ -130,6 +133,7 @@ impl fmt::Display for ErrorKind {
             ErrorKind::Symlink => "a symbolic link",
             ErrorKind::InvalidPath => "invalid path",
             ErrorKind::Unsupported => "unsupported",
+            ErrorKind::ExclusiveOnly => "exclusive only",
             ErrorKind::Lost => "lost",
             ErrorKind::Io => "I/O error",
         })
@@ -154,6 +158,23 @@ impl NotFileError {
         io::Error::new(io::ErrorKind::InvalidInput, NotFileError(what))
     }
 }
+
+/// The `io::Error` for a shared hold or a conversion asked of a lock that
+/// is exclusive only.
+pub(crate) fn exclusive_only() -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, ExclusiveOnlyError)
+}
+
+#[derive(Debug)]
+struct ExclusiveOnlyError;
+
+impl fmt::Display for ExclusiveOnlyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("soft locks and leases are exclusive only: they have no shared mode")
+    }
+}
+
+impl std::error::Error for ExclusiveOnlyError {}
 
 /// The `io::Error` for a lock that was taken over.
 pub(crate) fn lost() -> io::Error {
@@ -244,6 +265,12 @@ impl Error {
     pub(crate) fn io(path: &Path, op: Op, source: io::Error) -> Self {
         if let Some(NotFileError(what)) = source.get_ref().and_then(|e| e.downcast_ref()) {
             return Self::not_a_file(path, *what);
+        }
+        if source
+            .get_ref()
+            .is_some_and(|e| e.is::<ExclusiveOnlyError>())
+        {
+            return Self::bare(ErrorKind::ExclusiveOnly, path, op);
         }
         if source.get_ref().is_some_and(|e| e.is::<LostError>()) {
             crate::trace::lost(path);
@@ -460,7 +487,10 @@ impl fmt::Display for Error {
         let path = self.path.display();
         match self.kind {
             ErrorKind::WouldBlock => match &self.holder {
-                Some(h) => write!(f, "lock {path} is held by {h}"),
+                Some(h) => {
+                    write!(f, "lock {path} is held by ")?;
+                    write_holder(f, h)
+                }
                 None if !self.os_holders.is_empty() => {
                     write!(f, "lock {path} is held by ")?;
                     self.write_os_holders(f)
@@ -471,7 +501,10 @@ impl fmt::Display for Error {
                 let waited = self.waited.unwrap_or_default().as_secs_f64();
                 write!(f, "timed out after {waited:.2} s waiting for lock {path}")?;
                 match &self.holder {
-                    Some(h) => write!(f, ", held by {h}"),
+                    Some(h) => {
+                        f.write_str(", held by ")?;
+                        write_holder(f, h)
+                    }
                     None if !self.os_holders.is_empty() => {
                         f.write_str(", held by ")?;
                         self.write_os_holders(f)
@@ -504,8 +537,27 @@ impl fmt::Display for Error {
                 _ => write!(f, "lock path is empty"),
             },
             ErrorKind::Unsupported => write!(f, "file locking is not supported for {path}"),
+            ErrorKind::ExclusiveOnly => write!(
+                f,
+                "lock {path} is a soft lock or lease, which is exclusive only: \
+                 it has no shared mode"
+            ),
             ErrorKind::Io => write!(f, "cannot {} lock {path}", self.op.verb()),
         }
+    }
+}
+
+/// A holder, saying so when it is this very process: another guard or
+/// handle of ours holds the lock, and waiting for it where that guard
+/// lives would never end.
+fn write_holder(f: &mut fmt::Formatter<'_>, h: &HolderRecord) -> fmt::Result {
+    if h.pid() == std::process::id() && crate::backend::host::me().same_host(h) {
+        write!(
+            f,
+            "this process ({h}): another guard or handle here holds it"
+        )
+    } else {
+        write!(f, "{h}")
     }
 }
 
@@ -524,9 +576,10 @@ impl From<Error> for io::Error {
             ErrorKind::WouldBlock => io::ErrorKind::WouldBlock,
             ErrorKind::TimedOut => io::ErrorKind::TimedOut,
             ErrorKind::Unsupported => io::ErrorKind::Unsupported,
-            ErrorKind::InvalidPath | ErrorKind::NotAFile | ErrorKind::Symlink => {
-                io::ErrorKind::InvalidInput
-            }
+            ErrorKind::InvalidPath
+            | ErrorKind::NotAFile
+            | ErrorKind::Symlink
+            | ErrorKind::ExclusiveOnly => io::ErrorKind::InvalidInput,
             ErrorKind::Lost => io::ErrorKind::Other,
             ErrorKind::CreateDir | ErrorKind::Io => err
                 .source

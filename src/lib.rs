@@ -87,7 +87,7 @@
 //! | feature | what it changes |
 //! |---|---|
 //! | *(none)* | async-io timers and the `blocking` pool: works under any executor, including `futures::executor`, smol and async-std |
-//! | `tokio` | inside a tokio runtime, tokio's clock, timers, blocking pool and I/O reactor, so `tokio::time::pause()` governs timeouts and `keep_alive`; a runtime built without time or I/O gets the runtime-free timer or reactor instead (never a panic); outside one, nothing changes |
+//! | `tokio` | inside a tokio runtime, tokio's clock, timers, blocking pool and I/O reactor, so `tokio::time::pause()` governs timeouts and `keep_alive`; a runtime built without time or I/O gets the runtime-free timer or reactor instead (never a panic; under `panic = "abort"`, where a runtime cannot be probed, it is taken to have both); outside one, nothing changes |
 //! | `smol`, `async-std` | nothing: these runtimes already use async-io and `blocking`; the features exist so a manifest can state them |
 //!
 //! Feature `postgres` adds [`postgres`], the same locks in a PostgreSQL

@@ -132,10 +132,11 @@ fn messages_name_the_path_and_the_cause() {
     let e = lock.try_lock().unwrap_err();
     let text = e.to_string();
     let pid = std::process::id();
-    let prefix = format!("lock {shown} is held by pid {pid} on ");
+    let prefix = format!("lock {shown} is held by this process (pid {pid} on ");
     assert!(text.starts_with(&prefix), "{text}");
     assert!(
-        text.contains(" (owner \"indexer\") for ") && text.ends_with(" s"),
+        text.contains(" (owner \"indexer\") for ")
+            && text.ends_with(" s): another guard or handle here holds it"),
         "{text}"
     );
     assert_eq!(e.holder().unwrap().pid(), pid);
@@ -165,7 +166,9 @@ fn messages_name_the_path_and_the_cause() {
     let text = e.to_string();
     assert!(
         text.starts_with("timed out after ")
-            && text.contains(&format!("waiting for lock {shown}, held by pid {pid}")),
+            && text.contains(&format!(
+                "waiting for lock {shown}, held by this process (pid {pid}"
+            )),
         "{text}"
     );
     assert!(e.waited().unwrap() >= Duration::from_millis(20));
@@ -285,6 +288,23 @@ fn messages_say_what_happened() {
     assert!(!dir.path().join("missing").exists());
     let e = lockyard::LockDir::new(dir.path()).try_lock("").unwrap_err();
     assert!(e.to_string().contains("the name \"\""), "{e}");
+
+    // Held by this very process: said so (the classic self-deadlock).
+    let lock = FileLock::new(dir.path().join("self.lock"));
+    let _held = lock.try_lock().unwrap();
+    let text = lock.try_lock().unwrap_err().to_string();
+    assert!(text.contains("held by this process (pid"), "{text}");
+    let text = lock
+        .lock_blocking_timeout(Duration::from_millis(20))
+        .unwrap_err()
+        .to_string();
+    assert!(text.contains("held by this process (pid"), "{text}");
+
+    // A shared soft lock is a usage error, not an unsupported filesystem.
+    let soft = FileLock::with_options(dir.path().join("soft.lock"), LockOptions::new().soft());
+    let e = soft.try_lock_shared().unwrap_err();
+    assert_eq!(e.kind(), lockyard::ErrorKind::ExclusiveOnly);
+    assert!(e.to_string().contains("exclusive only"), "{e}");
 }
 
 /// The `serde` form is the `status --json` shape: every state's name, a

@@ -483,7 +483,7 @@ fn soft_locks_in_a_lock_dir() {
     let g = locks.try_lock("jobs").unwrap();
     // Soft locks are exclusive only: a downgrade is refused, guard intact.
     let err = g.downgrade().unwrap_err();
-    assert_eq!(err.error().kind(), ErrorKind::Unsupported);
+    assert_eq!(err.error().kind(), ErrorKind::ExclusiveOnly);
     let g = err.into_guard().expect("the guard comes back");
     assert!(g.is_exclusive() && g.still_held().unwrap());
     let list = locks.list().unwrap();

@@ -105,7 +105,7 @@ fn soft_lock_lifecycle() {
     // Soft locks are exclusive only.
     assert_eq!(
         b.try_lock_shared().unwrap_err().kind(),
-        ErrorKind::Unsupported
+        ErrorKind::ExclusiveOnly
     );
 }
 

@@ -41,12 +41,6 @@ impl FileLock {
     /// Only for a lock that cannot be taken at all (the path is a directory,
     /// permission denied, an unsupported filesystem...): see
     /// [`ErrorKind`](crate::ErrorKind).
-    ///
-    /// # Panics
-    ///
-    /// With the `tokio` feature, when polled inside a tokio runtime built
-    /// without its time or I/O driver (use `enable_all()`): tokio's timer and
-    /// reactor panic there. See [Runtimes](crate#runtimes).
     pub fn lock(&self) -> Acquire {
         self.acquire(LockMode::Exclusive, Wait::Forever)
     }
@@ -82,13 +76,7 @@ impl FileLock {
     /// # Errors
     ///
     /// As for [`lock`](Self::lock); soft locks and leases are exclusive only
-    /// ([`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported)).
-    ///
-    /// # Panics
-    ///
-    /// With the `tokio` feature, when polled inside a tokio runtime built
-    /// without its time or I/O driver (use `enable_all()`): tokio's timer and
-    /// reactor panic there. See [Runtimes](crate#runtimes).
+    /// ([`ErrorKind::ExclusiveOnly`](crate::ErrorKind::ExclusiveOnly)).
     pub fn lock_shared(&self) -> Acquire {
         self.acquire(LockMode::Shared, Wait::Forever)
     }
@@ -125,12 +113,6 @@ impl FileLock {
     ///
     /// [`ErrorKind::TimedOut`](crate::ErrorKind::TimedOut) once `timeout` has
     /// passed; otherwise as for [`lock`](Self::lock).
-    ///
-    /// # Panics
-    ///
-    /// With the `tokio` feature, when polled inside a tokio runtime built
-    /// without its time or I/O driver (use `enable_all()`): tokio's timer and
-    /// reactor panic there. See [Runtimes](crate#runtimes).
     pub fn lock_timeout(&self, timeout: Duration) -> Acquire {
         self.acquire(LockMode::Exclusive, Wait::For(timeout))
     }
@@ -164,12 +146,6 @@ impl FileLock {
     ///
     /// As for [`lock_timeout`](Self::lock_timeout) and
     /// [`lock_shared`](Self::lock_shared).
-    ///
-    /// # Panics
-    ///
-    /// With the `tokio` feature, when polled inside a tokio runtime built
-    /// without its time or I/O driver (use `enable_all()`): tokio's timer and
-    /// reactor panic there. See [Runtimes](crate#runtimes).
     pub fn lock_shared_timeout(&self, timeout: Duration) -> Acquire {
         self.acquire(LockMode::Shared, Wait::For(timeout))
     }
@@ -207,12 +183,6 @@ impl FileLock {
     /// [`Wait::TryOnce`] on a held lock,
     /// [`ErrorKind::TimedOut`](crate::ErrorKind::TimedOut) past a deadline;
     /// otherwise as for [`lock`](Self::lock).
-    ///
-    /// # Panics
-    ///
-    /// With the `tokio` feature, when polled inside a tokio runtime built
-    /// without its time or I/O driver (use `enable_all()`): tokio's timer and
-    /// reactor panic there. See [Runtimes](crate#runtimes).
     pub fn acquire(&self, mode: LockMode, wait: Wait) -> Acquire {
         let core = Core::new(Arc::clone(self.handle()), mode, wait);
         Acquire::new(core, self.traits())
@@ -270,7 +240,7 @@ impl FileLock {
     /// # Errors
     ///
     /// As for [`try_lock`](Self::try_lock); soft locks and leases are
-    /// exclusive only ([`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported)).
+    /// exclusive only ([`ErrorKind::ExclusiveOnly`](crate::ErrorKind::ExclusiveOnly)).
     ///
     /// # Blocking
     ///

@@ -42,7 +42,7 @@ impl FileLockGuard {
     ///
     /// [`ErrorKind::WouldBlock`](crate::ErrorKind::WouldBlock) with the
     /// guard handed back (another holder is in the way),
-    /// [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported) with the
+    /// [`ErrorKind::ExclusiveOnly`](crate::ErrorKind::ExclusiveOnly) with the
     /// guard (soft locks and leases), [`ErrorKind::Lost`](crate::ErrorKind::Lost)
     /// without it (see above), or an I/O error with the shared guard still
     /// held.
@@ -101,7 +101,7 @@ impl FileLockGuard {
     /// # Errors
     ///
     /// Soft locks and leases are exclusive only: the error hands the guard
-    /// back with [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported).
+    /// back with [`ErrorKind::ExclusiveOnly`](crate::ErrorKind::ExclusiveOnly).
     /// An I/O error leaves the guard exclusive and hands it back;
     /// [`ErrorKind::Lost`](crate::ErrorKind::Lost) (Windows only) carries no
     /// guard.
@@ -136,11 +136,7 @@ impl FileLockGuard {
     }
 
     fn refuse_conversion(self) -> ConvertError {
-        let why = std::io::Error::new(
-            std::io::ErrorKind::Unsupported,
-            "soft locks and leases are exclusive only",
-        );
-        let error = Error::io(&self.handle.path, Op::Lock, why);
+        let error = Error::io(&self.handle.path, Op::Lock, crate::error::exclusive_only());
         self.hand_back(error)
     }
 
@@ -166,7 +162,7 @@ pub struct ConvertError {
 
 impl ConvertError {
     /// Why the conversion failed: [`ErrorKind::WouldBlock`](crate::ErrorKind::WouldBlock)
-    /// (guard handed back), [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported)
+    /// (guard handed back), [`ErrorKind::ExclusiveOnly`](crate::ErrorKind::ExclusiveOnly)
     /// (soft locks and leases; guard handed back), or
     /// [`ErrorKind::Lost`](crate::ErrorKind::Lost) (no guard).
     ///

@@ -233,6 +233,4 @@ pub(crate) trait Resource: Send + Sync + fmt::Debug {
 }
 
 /// Why a conversion was asked of a lock that is exclusive only.
-pub(crate) fn exclusive_only() -> io::Error {
-    io::Error::new(io::ErrorKind::Unsupported, "this lock is exclusive only")
-}
+pub(crate) use crate::error::exclusive_only;

@@ -17,7 +17,7 @@ impl LockOptions {
     /// A companion file `<path>.ctl` stays beside it: it serialises the
     /// breaking of stale locks and remembers the last fencing token. Soft
     /// locks are exclusive; a shared request fails with
-    /// [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported).
+    /// [`ErrorKind::ExclusiveOnly`](crate::ErrorKind::ExclusiveOnly).
     ///
     /// A file at the path without a complete holder record is never broken
     /// or removed, however old: lockyard publishes a sidecar only once its

@@ -297,12 +297,6 @@ impl LockDir {
     ///
     /// [`ErrorKind::InvalidPath`](crate::ErrorKind::InvalidPath) for an empty
     /// or over-long name; otherwise as for [`FileLock::lock`].
-    ///
-    /// # Panics
-    ///
-    /// As for [`FileLock::lock`](crate::FileLock::lock): with the `tokio`
-    /// feature, when polled inside a tokio runtime built without its time or
-    /// I/O driver.
     pub fn lock(&self, name: &str) -> Acquire {
         self.acquire(name, LockMode::Exclusive, self.wait_of(name))
     }
@@ -331,12 +325,6 @@ impl LockDir {
     /// # Errors
     ///
     /// As for [`lock`](Self::lock).
-    ///
-    /// # Panics
-    ///
-    /// As for [`FileLock::lock`](crate::FileLock::lock): with the `tokio`
-    /// feature, when polled inside a tokio runtime built without its time or
-    /// I/O driver.
     pub fn lock_shared(&self, name: &str) -> Acquire {
         self.acquire(name, LockMode::Shared, self.wait_of(name))
     }
@@ -369,12 +357,6 @@ impl LockDir {
     /// As for [`lock`](Self::lock), and
     /// [`ErrorKind::TimedOut`](crate::ErrorKind::TimedOut) or
     /// [`ErrorKind::WouldBlock`](crate::ErrorKind::WouldBlock) as `wait` says.
-    ///
-    /// # Panics
-    ///
-    /// As for [`FileLock::lock`](crate::FileLock::lock): with the `tokio`
-    /// feature, when polled inside a tokio runtime built without its time or
-    /// I/O driver.
     pub fn acquire(&self, name: &str, mode: LockMode, wait: Wait) -> Acquire {
         match self.handle(name) {
             Ok(lock) => lock.acquire(mode, wait),

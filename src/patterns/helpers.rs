@@ -119,12 +119,6 @@ pub fn with_read_lock<R>(path: impl AsRef<Path>, f: impl FnOnce() -> R) -> Resul
 ///
 /// Dropping the future releases the lock (or gives back its place in the
 /// queue) and drops `f`'s future wherever it was.
-///
-/// # Panics
-///
-/// As for [`FileLock::lock`](crate::FileLock::lock): with the `tokio`
-/// feature, when polled inside a tokio runtime built without its time or
-/// I/O driver.
 pub async fn with_lock_async<F: Future>(
     path: impl AsRef<Path>,
     f: impl FnOnce() -> F,
@@ -154,12 +148,6 @@ pub async fn with_lock_async<F: Future>(
 ///
 /// Dropping the future releases the lock (or gives back its place in the
 /// queue) and drops `f`'s future wherever it was.
-///
-/// # Panics
-///
-/// As for [`FileLock::lock`](crate::FileLock::lock): with the `tokio`
-/// feature, when polled inside a tokio runtime built without its time or
-/// I/O driver.
 pub async fn with_write_lock_async<F: Future>(
     path: impl AsRef<Path>,
     f: impl FnOnce() -> F,
@@ -189,12 +177,6 @@ pub async fn with_write_lock_async<F: Future>(
 ///
 /// Dropping the future releases the lock (or gives back its place in the
 /// queue) and drops `f`'s future wherever it was.
-///
-/// # Panics
-///
-/// As for [`FileLock::lock`](crate::FileLock::lock): with the `tokio`
-/// feature, when polled inside a tokio runtime built without its time or
-/// I/O driver.
 pub async fn with_read_lock_async<F: Future>(
     path: impl AsRef<Path>,
     f: impl FnOnce() -> F,
@@ -279,12 +261,6 @@ impl FileLock {
     ///
     /// Dropping the future releases the lock (or gives back its place in the
     /// queue) and drops `f`'s future wherever it was.
-    ///
-    /// # Panics
-    ///
-    /// As for [`FileLock::lock`](crate::FileLock::lock): with the `tokio`
-    /// feature, when polled inside a tokio runtime built without its time or
-    /// I/O driver.
     pub async fn with_lock_async<F: Future>(
         &self,
         f: impl FnOnce() -> F,
@@ -316,12 +292,6 @@ impl FileLock {
     ///
     /// Dropping the future releases the lock (or gives back its place in the
     /// queue) and drops `f`'s future wherever it was.
-    ///
-    /// # Panics
-    ///
-    /// As for [`FileLock::lock`](crate::FileLock::lock): with the `tokio`
-    /// feature, when polled inside a tokio runtime built without its time or
-    /// I/O driver.
     pub async fn with_lock_shared_async<F: Future>(
         &self,
         f: impl FnOnce() -> F,

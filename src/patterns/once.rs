@@ -288,12 +288,6 @@ pub fn once_with<T, E>(
 ///
 /// Dropping the future releases the lock (or gives back its place in the
 /// queue) and writes no marker: the next call runs the work.
-///
-/// # Panics
-///
-/// As for [`FileLock::lock`](crate::FileLock::lock): with the `tokio`
-/// feature, when polled inside a tokio runtime built without its time or
-/// I/O driver.
 pub async fn once_async<T, E, F>(
     marker: impl AsRef<Path>,
     init: impl FnOnce() -> F,
@@ -325,12 +319,6 @@ where
 /// # Cancel safety
 ///
 /// As for [`once_async`].
-///
-/// # Panics
-///
-/// As for [`FileLock::lock`](crate::FileLock::lock): with the `tokio`
-/// feature, when polled inside a tokio runtime built without its time or
-/// I/O driver.
 pub async fn once_keyed_async<T, E, F>(
     marker: impl AsRef<Path>,
     key: &str,

@@ -44,12 +44,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn exclusive_only() -> io::Error {
-    io::Error::new(
-        io::ErrorKind::Unsupported,
-        "soft and lease locks are exclusive only",
-    )
-}
+use crate::error::exclusive_only;
 
 impl SoftLock {
     pub(crate) fn new(ctl: File, ours: bool, shared: bool) -> Self {
