@@ -3,6 +3,7 @@
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::PoisonError;
 use std::time::Duration;
 
 use crate::record::HolderRecord;
@@ -176,6 +177,29 @@ impl fmt::Display for ExclusiveOnlyError {
 
 impl std::error::Error for ExclusiveOnlyError {}
 
+/// The `io::Error` that carries a panic of the user's `on_stale` hook
+/// through the engine, which cleans up as after any failed attempt; the
+/// panic resumes at the API's edge ([`Error::resume_panic`]).
+pub(crate) fn hook_panicked(payload: Box<dyn std::any::Any + Send>) -> io::Error {
+    io::Error::other(HookPanic(std::sync::Mutex::new(Some(payload))))
+}
+
+struct HookPanic(std::sync::Mutex<Option<Box<dyn std::any::Any + Send>>>);
+
+impl fmt::Debug for HookPanic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("HookPanic")
+    }
+}
+
+impl fmt::Display for HookPanic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the on_stale hook panicked")
+    }
+}
+
+impl std::error::Error for HookPanic {}
+
 /// The `io::Error` for a lock that was taken over.
 pub(crate) fn lost() -> io::Error {
     io::Error::other(LostError)
@@ -205,6 +229,21 @@ enum Detail {
 impl Error {
     pub(crate) fn would_block(path: &Path) -> Self {
         Self::bare(ErrorKind::WouldBlock, path, Op::Lock)
+    }
+
+    /// Resumes the panic of a user's hook that this error carried through
+    /// the engine; any other error comes back as it is.
+    pub(crate) fn resume_panic(self) -> Self {
+        let payload = self
+            .source
+            .as_ref()
+            .and_then(|e| e.get_ref())
+            .and_then(|e| e.downcast_ref::<HookPanic>())
+            .and_then(|p| p.0.lock().unwrap_or_else(PoisonError::into_inner).take());
+        match payload {
+            Some(payload) => std::panic::resume_unwind(payload),
+            None => self,
+        }
     }
 
     pub(crate) fn lost(path: &Path) -> Self {

@@ -43,7 +43,7 @@ impl std::fmt::Display for LockMode {
 /// assert!(guard.is_shared());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Wait {
     /// Wait until the lock is acquired, however long that takes.
     Forever,
@@ -88,7 +88,7 @@ impl Wait {
 /// How the one waiter per process and lock file waits for *other processes*
 /// to release it. (Waiters in the same process are always woken directly by
 /// the release.)
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum WaitStrategy {
     /// As [`Backoff`](Self::Backoff), until other processes keep winning

@@ -23,7 +23,19 @@ assert_impl_all!(Acquire: Send, std::future::Future<Output = Result<FileLockGuar
 assert_impl_all!(Error: Send, Sync, std::error::Error, Into<io::Error>);
 assert_impl_all!(LockOptions: Send, Sync, Clone, std::fmt::Debug, Default);
 assert_impl_all!(Backoff: Send, Sync, Copy, std::fmt::Debug);
-assert_impl_all!(Wait: Send, Sync, Copy, std::fmt::Debug);
+assert_impl_all!(Wait: Send, Sync, Copy, std::fmt::Debug, std::hash::Hash);
+// Usable across `catch_unwind`, as std's handles are.
+assert_impl_all!(FileLock: std::panic::UnwindSafe, std::panic::RefUnwindSafe);
+assert_impl_all!(FileLockGuard: std::panic::UnwindSafe, std::panic::RefUnwindSafe);
+assert_impl_all!(lockyard::LockDir: std::panic::UnwindSafe, std::panic::RefUnwindSafe);
+// Comparable and hashable where their contents are.
+assert_impl_all!(lockyard::LockInfo: Eq, std::hash::Hash);
+assert_impl_all!(lockyard::HolderRecord: Eq, std::hash::Hash);
+assert_impl_all!(lockyard::StaleLock: Eq, std::hash::Hash);
+assert_impl_all!(lockyard::LockState: Eq, std::hash::Hash);
+assert_impl_all!(Backoff: Eq, std::hash::Hash);
+assert_impl_all!(lockyard::WaitStrategy: Eq, std::hash::Hash);
+assert_impl_all!(lockyard::CleanReport: Eq);
 // A guard is proof of holding the lock: it cannot be duplicated, and an
 // acquisition in progress cannot be either.
 assert_not_impl_any!(FileLockGuard: Clone, Copy);

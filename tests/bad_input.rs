@@ -22,7 +22,7 @@ fn all_fail(path: &Path, kind: ErrorKind) -> Error {
 /// [`all_fail`] with `options`; shared requests are left out for soft
 /// locks, which are exclusive only.
 fn all_fail_with(path: &Path, options: LockOptions, kind: ErrorKind) -> Error {
-    let shared_ok = options.lock_kind() == lockyard::LockKind::Strict;
+    let shared_ok = options.get_kind() == lockyard::LockKind::Strict;
     let lock = FileLock::with_options(path, options);
     let errors = [
         lock.try_lock().unwrap_err(),

@@ -576,3 +576,59 @@ fn keep_alive_while_reports_a_lost_lease() {
     assert_eq!(e.kind(), ErrorKind::Lost, "{e}");
     assert!(!guard.still_held().unwrap());
 }
+
+/// A panicking `on_stale` hook leaves the lock usable: the panic reaches
+/// the caller, nothing stays claimed, and the next acquisition (blocking
+/// or async, same process) breaks the stale lock and takes it. This is
+/// what lets `FileLock` and its guard be `UnwindSafe`.
+#[test]
+fn a_panicking_on_stale_hook_leaves_the_lock_usable() {
+    let dir = tempdir();
+    let path = dir.path().join("panic.lock");
+    drop(
+        FileLock::with_options(&path, LockOptions::new().soft())
+            .try_lock()
+            .unwrap(),
+    );
+    let (host, boot, _) = local_identity(dir.path());
+    std::fs::write(&path, dead_local_soft(&host, boot.as_deref(), 5)).unwrap();
+    let panicking = FileLock::with_options(
+        &path,
+        LockOptions::new()
+            .soft()
+            .on_stale(|_| panic!("hook failed")),
+    );
+    for attempt in 0..2 {
+        // No `AssertUnwindSafe`: a `FileLock` is `UnwindSafe`.
+        let caught =
+            std::panic::catch_unwind(|| panicking.lock_blocking_timeout(Duration::from_secs(5)));
+        assert!(
+            caught.is_err(),
+            "attempt {attempt}: the hook's panic was swallowed"
+        );
+        let caught = std::panic::catch_unwind(|| {
+            futures::executor::block_on(panicking.lock_timeout(Duration::from_secs(5)))
+        });
+        assert!(
+            caught.is_err(),
+            "attempt {attempt}: the hook's panic was swallowed: {:?}",
+            caught.map(|r| r.map(drop))
+        );
+    }
+    assert_eq!(panicking.waiters(), 0);
+    let worker = {
+        let path = path.clone();
+        std::thread::spawn(move || {
+            let lock = FileLock::with_options(&path, LockOptions::new().soft());
+            lock.lock_blocking_timeout(Duration::from_secs(5))
+                .map(|g| g.token())
+        })
+    };
+    let token = join_within(
+        worker,
+        Duration::from_secs(20),
+        "stuck after the hook's panic",
+    )
+    .unwrap();
+    assert!(token.unwrap() > 5);
+}

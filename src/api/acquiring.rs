@@ -392,7 +392,8 @@ impl FileLock {
     /// Blocks the calling thread until the lock is taken or `wait` gives up. Do not call it
     /// on an async executor's thread; use [`acquire`](Self::acquire) there.
     pub fn acquire_blocking(&self, mode: LockMode, wait: Wait) -> Result<FileLockGuard, Error> {
-        let (entry, record) = acquire::acquire_blocking(self.handle(), mode, wait)?;
+        let (entry, record) =
+            acquire::acquire_blocking(self.handle(), mode, wait).map_err(Error::resume_panic)?;
         let handle = Arc::clone(self.handle());
         Ok(FileLockGuard::new(
             handle,

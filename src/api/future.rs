@@ -93,7 +93,7 @@ impl Future for Acquire {
             inline_blocking_wait: false,
         };
         core.poll(&mut driver).map(|granted| {
-            let (entry, record) = granted?;
+            let (entry, record) = granted.map_err(Error::resume_panic)?;
             let handle = Arc::clone(core.handle());
             Ok(FileLockGuard::new(
                 handle,

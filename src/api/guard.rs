@@ -68,6 +68,10 @@ pub struct FileLockGuard {
     pub(super) record: Option<Arc<HolderRecord>>,
 }
 
+// As for `FileLock`: nothing a panic interrupts leaves the lock broken.
+impl std::panic::UnwindSafe for FileLockGuard {}
+impl std::panic::RefUnwindSafe for FileLockGuard {}
+
 impl FileLockGuard {
     pub(crate) fn new(
         handle: Arc<Handle>,

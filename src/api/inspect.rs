@@ -11,7 +11,7 @@ use crate::record::HolderRecord;
 use crate::sys;
 
 /// The state of a lock as seen from outside.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum LockState {
     /// Nobody holds it.
@@ -106,7 +106,7 @@ pub(crate) fn describe(lock: &FileLock) -> Result<(LockState, Option<HolderRecor
 /// # }
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct LockInfo {
     name: String,
     path: PathBuf,

@@ -70,6 +70,14 @@ pub struct FileLock {
     traits: Traits,
 }
 
+// A panic while the lock is in use leaves nothing broken behind it: the
+// engine's mutexes are never held across user code and recover from
+// poisoning, and a panicking `on_stale` hook (the one user code the engine
+// calls) ends its attempt like any failed attempt before the panic goes
+// on (`tests/soft_processes.rs`, `a_panicking_on_stale_hook_leaves_the_lock_usable`).
+impl std::panic::UnwindSafe for FileLock {}
+impl std::panic::RefUnwindSafe for FileLock {}
+
 impl std::fmt::Debug for FileLock {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FileLock")
@@ -234,7 +242,7 @@ impl FileLock {
     /// use lockyard::{FileLock, LockKind, LockOptions};
     ///
     /// let lock = FileLock::with_options("job.lock", LockOptions::new().soft());
-    /// assert_eq!(lock.options().lock_kind(), LockKind::Soft);
+    /// assert_eq!(lock.options().get_kind(), LockKind::Soft);
     /// ```
     pub fn options(&self) -> &LockOptions {
         &self.options

@@ -19,7 +19,7 @@ use crate::sys;
 const TEMP_GRACE: Duration = Duration::from_secs(60);
 
 /// What [`clean_stale`] did.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CleanReport {
     pub(crate) removed: Vec<StaleLock>,
     pub(crate) kept: Vec<PathBuf>,

@@ -29,7 +29,7 @@ use std::time::Duration;
 /// let lock = FileLock::with_options("job.lock", LockOptions::new().backoff(backoff));
 /// # drop(lock);
 /// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Backoff {
     initial: Duration,
     factor: u32,

@@ -8,6 +8,7 @@ use crate::engine::Backoff;
 use crate::mode::WaitStrategy;
 use crate::record::{LockKind, StaleLock};
 
+mod getters;
 mod kinds;
 
 /// Options for a [`FileLock`](crate::FileLock), built by chaining.
@@ -21,7 +22,7 @@ mod kinds;
 ///     .wait_strategy(WaitStrategy::BlockingPool)
 ///     .remove_on_release(true);
 /// let lock = FileLock::with_options("build.lock", options);
-/// assert!(lock.options().removes_on_release());
+/// assert!(lock.options().get_remove_on_release());
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LockOptions {
@@ -100,9 +101,9 @@ impl LockOptions {
     /// use lockyard::{LockKind, LockOptions, WaitStrategy};
     ///
     /// let options = LockOptions::new();
-    /// assert_eq!(options.lock_kind(), LockKind::Strict);
-    /// assert_eq!(options.strategy(), WaitStrategy::Adaptive);
-    /// assert!(!options.removes_on_release());
+    /// assert_eq!(options.get_kind(), LockKind::Strict);
+    /// assert_eq!(options.get_wait_strategy(), WaitStrategy::Adaptive);
+    /// assert!(!options.get_remove_on_release());
     /// ```
     #[must_use]
     pub fn new() -> Self {
@@ -119,7 +120,7 @@ impl LockOptions {
     ///
     /// let backoff = Backoff::new(Duration::from_millis(2), 2, Duration::from_millis(100));
     /// let options = LockOptions::new().backoff(backoff);
-    /// assert_eq!(options.backoff_policy(), backoff);
+    /// assert_eq!(options.get_backoff(), backoff);
     /// ```
     #[must_use = "a builder method returns the changed value; the original is unchanged"]
     pub fn backoff(mut self, backoff: Backoff) -> Self {
@@ -135,7 +136,7 @@ impl LockOptions {
     /// use lockyard::{LockOptions, WaitStrategy};
     ///
     /// let options = LockOptions::new().wait_strategy(WaitStrategy::BlockingPool);
-    /// assert_eq!(options.strategy(), WaitStrategy::BlockingPool);
+    /// assert_eq!(options.get_wait_strategy(), WaitStrategy::BlockingPool);
     /// ```
     #[must_use = "a builder method returns the changed value; the original is unchanged"]
     pub fn wait_strategy(mut self, strategy: WaitStrategy) -> Self {
@@ -186,8 +187,8 @@ impl LockOptions {
     /// use lockyard::LockOptions;
     ///
     /// let options = LockOptions::new().verify_identity(true);
-    /// assert!(options.verifies_identity());
-    /// assert!(LockOptions::new().remove_on_release(true).verifies_identity());
+    /// assert!(options.get_verify_identity());
+    /// assert!(LockOptions::new().remove_on_release(true).get_verify_identity());
     /// ```
     #[must_use = "a builder method returns the changed value; the original is unchanged"]
     pub fn verify_identity(mut self, on: bool) -> Self {
@@ -303,7 +304,7 @@ impl LockOptions {
     /// // A lock only this process takes, in a tight loop: the bare cycle.
     /// let dir = tempfile::tempdir()?;
     /// let options = LockOptions::new().metadata(false).file_events(false);
-    /// assert!(!options.watches_file_events());
+    /// assert!(!options.get_file_events());
     /// let lock = FileLock::with_options(dir.path().join("hot.lock"), options);
     /// for _ in 0..3 {
     ///     drop(lock.lock_blocking()?);
@@ -316,21 +317,6 @@ impl LockOptions {
         self
     }
 
-    /// Whether waiters watch the lock file for releases and holders
-    /// announce theirs; see [`file_events`](Self::file_events).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use lockyard::LockOptions;
-    ///
-    /// assert!(LockOptions::new().watches_file_events());
-    /// assert!(!LockOptions::new().file_events(false).watches_file_events());
-    /// ```
-    pub fn watches_file_events(&self) -> bool {
-        self.file_events
-    }
-
     /// Keeps the lock in this process's memory instead of a file: the
     /// path is only its name. This is lockyard's reference backend, which
     /// its own behaviour suite runs against; it is not part of the stable
@@ -340,72 +326,5 @@ impl LockOptions {
     pub fn in_memory_for_tests(mut self) -> Self {
         self.in_memory = true;
         self
-    }
-
-    /// The kind of lock.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use lockyard::{LockKind, LockOptions};
-    ///
-    /// assert_eq!(LockOptions::new().lease(Duration::from_secs(5)).lock_kind(), LockKind::Lease);
-    /// ```
-    pub fn lock_kind(&self) -> LockKind {
-        self.kind
-    }
-
-    /// The backoff schedule.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use lockyard::{Backoff, LockOptions};
-    ///
-    /// assert_eq!(LockOptions::new().backoff_policy(), Backoff::default());
-    /// ```
-    pub fn backoff_policy(&self) -> Backoff {
-        self.backoff
-    }
-
-    /// The wait strategy.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use lockyard::{LockOptions, WaitStrategy};
-    ///
-    /// assert_eq!(LockOptions::new().strategy(), WaitStrategy::Adaptive);
-    /// ```
-    pub fn strategy(&self) -> WaitStrategy {
-        self.strategy
-    }
-
-    /// Whether the lock file is removed on release.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use lockyard::LockOptions;
-    ///
-    /// assert!(LockOptions::new().remove_on_release(true).removes_on_release());
-    /// ```
-    pub fn removes_on_release(&self) -> bool {
-        self.remove_on_release
-    }
-
-    /// Whether each lock is followed by an identity check.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use lockyard::LockOptions;
-    ///
-    /// assert!(!LockOptions::new().verifies_identity());
-    /// assert!(LockOptions::new().verify_identity(true).verifies_identity());
-    /// ```
-    pub fn verifies_identity(&self) -> bool {
-        self.verify_identity || self.remove_on_release
     }
 }

@@ -65,6 +65,10 @@ pub struct LockDir {
     handles: Arc<Mutex<Handles>>,
 }
 
+// As for `FileLock`, whose options it shares.
+impl std::panic::UnwindSafe for LockDir {}
+impl std::panic::RefUnwindSafe for LockDir {}
+
 /// The directory's handles, bounded: past [`Handles::KEEP`] names, handles
 /// that nothing uses (no guard, no waiter, no clone outside) are dropped,
 /// closing their descriptors, so a daemon locking a name per request does
@@ -155,7 +159,7 @@ impl LockDir {
     /// use lockyard::{LockDir, LockKind, LockOptions};
     ///
     /// let locks = LockDir::new("locks").with_options(LockOptions::new().soft());
-    /// assert_eq!(locks.options().lock_kind(), LockKind::Soft);
+    /// assert_eq!(locks.options().get_kind(), LockKind::Soft);
     /// ```
     pub fn options(&self) -> &LockOptions {
         &self.options

@@ -27,7 +27,7 @@ use crate::{Error, FileLock, LockOptions};
 const HEADER: &str = "lockyard-once 1";
 
 /// What a run-once call did.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum OnceOutcome<T> {
     /// This call ran the work, which returned this value.
     Ran(T),

@@ -132,7 +132,7 @@ impl fmt::Display for HolderRecord {
 }
 
 /// Why bytes are not a usable record.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum RecordError {
     /// Nothing was written (yet).

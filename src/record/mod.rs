@@ -92,7 +92,7 @@ impl LockKind {
 }
 
 /// Whether the record describes a current holder.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum RecordState {
     /// Written on acquisition.
     Held,
@@ -114,7 +114,7 @@ pub(crate) enum RecordState {
 /// content comes from another process and is treated as untrusted: a
 /// malformed record reads as "holder unknown", never as an error that
 /// breaks the lock.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct HolderRecord {
     pub(crate) pid: u32,
     pub(crate) kind: LockKind,

@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::HolderRecord;
 
 /// Why a soft lock was judged stale.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum StaleReason {
     /// Its holder (on this host) no longer holds the OS lock on it: the
@@ -60,7 +60,7 @@ impl fmt::Display for StaleReason {
 /// A stale lock about to be broken, as shown to an
 /// [`on_stale`](crate::LockOptions::on_stale) hook, or one that
 /// [`clean_stale`](crate::clean_stale) removed.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct StaleLock {
     pub(crate) path: PathBuf,
     pub(crate) record: Option<HolderRecord>,

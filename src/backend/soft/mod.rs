@@ -96,7 +96,14 @@ impl Resource for SoftLock {
                     let Some(hook) = o.options.on_stale.as_ref() else {
                         return Ok(Attempted::Busy);
                     };
-                    if !(hook.0)(&verdict) {
+                    // The user's code: a panic in it is carried out as an
+                    // error, so the engine ends this attempt as after any
+                    // other, and resumed at the caller (`Error::resume_panic`).
+                    let approve = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        (hook.0)(&verdict)
+                    }));
+                    let approve = approve.map_err(crate::error::hook_panicked)?;
+                    if !approve {
                         *lock(&self.last_busy) = verdict.record;
                         return Ok(Attempted::Busy);
                     }

@@ -390,7 +390,7 @@ impl Resource for StrictLock {
             Some(false) => return Ok(Attempted::Busy),
             Some(true) => {}
         }
-        if o.options.verifies_identity() {
+        if o.options.get_verify_identity() {
             match sys::path_id(&o.path) {
                 Ok(Some(id)) if id == self.id => {}
                 Ok(_) => {
@@ -424,7 +424,7 @@ impl Resource for StrictLock {
         let spare = self.wait_file();
         let path = o.path.clone();
         let (id, ours) = (self.id, self.ours);
-        let verify = o.options.verifies_identity();
+        let verify = o.options.get_verify_identity();
         Some(BlockingWait::new(move || {
             kernel_wait(spare, path, ours, id, mode, verify)
         }))
