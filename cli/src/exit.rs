@@ -9,6 +9,9 @@ pub const WOULD_BLOCK: u8 = 1;
 pub const TIMED_OUT: u8 = 124;
 /// Bad command line (`EX_USAGE`, as `flock(1)`).
 pub const USAGE: u8 = 64;
+/// The lock file's directory does not exist (and `--create-dirs` was not
+/// given), or cannot be created (`EX_NOINPUT`, as `flock(1)`).
+pub const CANNOT_OPEN: u8 = 66;
 /// The lock could not be opened, locked or inspected (`EX_OSERR`).
 pub const LOCK_ERROR: u8 = 71;
 /// The command exists but cannot be run (as shells do).

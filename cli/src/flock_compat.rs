@@ -14,8 +14,10 @@
 //! descriptor that is not open, 66 for a lock file that cannot be opened.
 //! A busy lock with `-n` prints nothing, as with flock. Unlike flock, the
 //! lock's descriptor is never inherited by the command (`-o` is what
-//! lockyard always does), and `-F` (the command itself holding the lock)
-//! is refused.
+//! lockyard always does), except with `-F`, where the command replaces
+//! lockyard and holds the lock itself. A directory is locked as flock
+//! locks it, on a descriptor of lockyard's own (`descriptor`); `-F` and
+//! directories need a Unix system.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -30,7 +32,6 @@ use crate::waiting::Ui;
 /// flock's exit codes that lockyard's own commands do not share.
 #[cfg_attr(not(unix), allow(dead_code))]
 const BAD_DESCRIPTOR: u8 = 65;
-const CANNOT_OPEN: u8 = 66;
 
 /// What the command line asked for.
 #[derive(Debug, PartialEq)]
@@ -40,6 +41,8 @@ struct Request {
     wait: Wait,
     conflict: u8,
     verbose: bool,
+    /// `-F`: the command replaces lockyard and holds the lock itself.
+    no_fork: bool,
     target: Target,
 }
 
@@ -114,7 +117,6 @@ fn run_command(file: PathBuf, command: &[String], request: &Request) -> u8 {
         verbose: request.verbose,
         quiet_conflict: true,
     };
-    let signals = Signals::install();
     // flock: a lock file that cannot be opened is 66; its directory is
     // never created.
     if !parent_exists(&file) {
@@ -122,8 +124,12 @@ fn run_command(file: PathBuf, command: &[String], request: &Request) -> u8 {
             "lockyard: cannot open lock file {}: its directory does not exist",
             file.display()
         );
-        return CANNOT_OPEN;
+        return crate::exit::CANNOT_OPEN;
     }
+    if request.no_fork || file.is_dir() {
+        return own_descriptor(&file, command, request, ui);
+    }
+    let signals = Signals::install();
     run::run(
         RunArgs {
             lock: target::Target::File(lock),
@@ -141,6 +147,35 @@ fn run_command(file: PathBuf, command: &[String], request: &Request) -> u8 {
     )
 }
 
+/// `-F`, or a directory: a lock on a descriptor of lockyard's own.
+#[cfg(unix)]
+fn own_descriptor(file: &std::path::Path, command: &[String], request: &Request, ui: Ui) -> u8 {
+    let how = crate::descriptor::Held {
+        mode: request.mode,
+        wait: request.wait,
+        conflict: request.conflict,
+        ui,
+    };
+    if request.no_fork {
+        crate::descriptor::exec_holding(file, command, &how)
+    } else {
+        crate::descriptor::run_holding(file, command, &how)
+    }
+}
+
+#[cfg(not(unix))]
+fn own_descriptor(file: &std::path::Path, _command: &[String], request: &Request, _ui: Ui) -> u8 {
+    if request.no_fork {
+        eprintln!("lockyard: -F (--no-fork) needs a Unix system");
+    } else {
+        eprintln!(
+            "lockyard: {}: a directory cannot be locked on this system",
+            file.display()
+        );
+    }
+    crate::exit::USAGE
+}
+
 fn parent_exists(file: &std::path::Path) -> bool {
     match file.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.is_dir(),
@@ -155,6 +190,7 @@ fn parse(args: &[String]) -> Result<Request, String> {
         wait: Wait::Forever,
         conflict: crate::exit::WOULD_BLOCK,
         verbose: false,
+        no_fork: false,
         target: Target::Descriptor(-1),
     };
     let mut rest = args.iter();
@@ -181,7 +217,7 @@ fn parse(args: &[String]) -> Result<Request, String> {
                 "nb" | "nonblock" => request.wait = Wait::TryOnce,
                 "close" => {}
                 "verbose" => request.verbose = true,
-                "no-fork" => return Err(no_fork()),
+                "no-fork" => request.no_fork = true,
                 "wait" | "timeout" => {
                     let v = match inline {
                         Some(v) => v,
@@ -212,7 +248,7 @@ fn parse(args: &[String]) -> Result<Request, String> {
                 'n' => request.wait = Wait::TryOnce,
                 'o' => {}
                 'v' => request.verbose = true,
-                'F' => return Err(no_fork()),
+                'F' => request.no_fork = true,
                 'w' | 'E' => {
                     let attached = &cluster[i + 1..];
                     let v = if attached.is_empty() {
@@ -275,12 +311,6 @@ fn shell() -> String {
         .unwrap_or_else(|| "/bin/sh".into())
 }
 
-fn no_fork() -> String {
-    "-F (--no-fork) is not supported: lockyard holds the lock in its own process, \
-     never in the command's"
-        .into()
-}
-
 /// flock's `-w SECONDS` (fractions allowed); 0 means "do not wait".
 fn seconds(v: &str) -> Result<Wait, String> {
     let secs: f64 = v
@@ -341,16 +371,17 @@ mod tests {
     }
 
     #[test]
+    fn no_fork_is_a_flag() {
+        let r = parse(&args("-F -n f.lock true")).unwrap();
+        assert!(r.no_fork);
+        assert_eq!(r.wait, Wait::TryOnce);
+        assert!(parse(&args("--no-fork f.lock true")).unwrap().no_fork);
+        assert!(!parse(&args("f.lock true")).unwrap().no_fork);
+    }
+
+    #[test]
     fn bad_forms_are_refused() {
-        for bad in [
-            "f.lock",
-            "-c x f.lock",
-            "-F f.lock true",
-            "-w -1 9",
-            "-E 300 9",
-            "-q 9",
-            "",
-        ] {
+        for bad in ["f.lock", "-c x f.lock", "-w -1 9", "-E 300 9", "-q 9", ""] {
             assert!(parse(&args(bad)).is_err(), "{bad}");
         }
     }

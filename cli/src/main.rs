@@ -37,6 +37,7 @@ Exit codes:
   1                     the lock is busy and --no-wait was given (--conflict-exit-code)
   124                   --timeout passed with the lock still held (--timeout-exit-code)
   64                    bad command line
+  66                    the lock file's directory is missing (see --create-dirs)
   71                    the lock could not be opened, locked or inspected
   126 / 127             the command cannot be run / was not found
   128+N                 interrupted by signal N while waiting (130 for Ctrl-C)";
@@ -135,7 +136,8 @@ enum Cmd {
 
 #[derive(Debug, Args)]
 struct LockArgs {
-    /// The lock file (created with its directory if missing). Any existing
+    /// The lock file (created if missing; its directory only with
+    /// --create-dirs, so that a typo does not build a tree). Any existing
     /// file may be locked: one that is not a lockyard lock file (data, a
     /// script, an empty file) is locked as it is and never written, so no
     /// holder record or token is kept for it; `status` then names the
@@ -160,9 +162,14 @@ struct LockArgs {
     /// Print nothing of our own on stderr (the live waiting line included).
     #[arg(short, long, conflicts_with = "verbose")]
     quiet: bool,
-    /// Say how long getting the lock took.
+    /// Say how long getting the lock took, and when a stale lock is taken
+    /// over.
     #[arg(short, long)]
     verbose: bool,
+    /// Create the lock file's missing directories (without it, a missing
+    /// directory is exit 66, as with flock).
+    #[arg(long)]
+    create_dirs: bool,
 }
 
 impl LockArgs {
@@ -180,6 +187,11 @@ impl LockArgs {
             (false, Some(d)) => Wait::For(d),
             (false, None) => Wait::Forever,
         }
+    }
+
+    /// `options` with the directory creation asked for.
+    fn dirs(&self, options: LockOptions) -> LockOptions {
+        options.create_parent(self.create_dirs)
     }
 
     fn ui(&self) -> Ui {
@@ -250,7 +262,7 @@ fn dispatch(command: Cmd) -> u8 {
             if let Some(owner) = owner.clone() {
                 options = options.owner(owner);
             }
-            let options = say_takeovers(options, lock.ui());
+            let options = say_takeovers(lock.dirs(options), lock.ui());
             let pg = PgSettings {
                 table,
                 lease,
@@ -293,7 +305,7 @@ fn dispatch(command: Cmd) -> u8 {
             } else {
                 LockOptions::new()
             };
-            let options = say_takeovers(options, lock.ui());
+            let options = say_takeovers(lock.dirs(options), lock.ui());
             let pg = PgSettings {
                 table,
                 ..PgSettings::default()

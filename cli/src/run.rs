@@ -1,7 +1,7 @@
 //! `lockyard run`: the command runs with the lock held; the lock is
 //! released when it exits, and its exit status is ours.
 
-use std::process::{Command, ExitStatus};
+use std::process::{Child, Command, ExitStatus};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -54,9 +54,14 @@ pub fn wait_failed(outcome: Outcome, codes: Codes, ui: Ui) -> u8 {
             if e.kind() == lockyard::ErrorKind::Unsupported && chain(&e).contains("soft()") {
                 ui.say("hint: on this filesystem, take it as a soft lock: --soft (or --lease TTL)");
             }
+            if e.kind() == lockyard::ErrorKind::CreateDir && !chain(&e).contains("cannot create") {
+                ui.say("hint: --create-dirs creates missing directories");
+            }
             match e.kind() {
                 lockyard::ErrorKind::WouldBlock => codes.conflict,
                 lockyard::ErrorKind::TimedOut => codes.timeout,
+                // As flock: the lock file cannot be opened.
+                lockyard::ErrorKind::CreateDir => crate::exit::CANNOT_OPEN,
                 _ => exit::LOCK_ERROR,
             }
         }
@@ -68,29 +73,10 @@ pub fn run(args: RunArgs<'_>, signals: &Signals) -> u8 {
         Outcome::Got(guard) => guard,
         other => return wait_failed(other, args.codes, args.ui),
     };
-    let (program, rest) = match args.command.split_first() {
-        Some(split) => split,
-        None => return exit::USAGE,
-    };
-    if args.ui.verbose {
-        args.ui
-            .say(format_args!("running {}", args.command.join(" ")));
-    }
-    let mut child = match Command::new(program).args(rest).spawn() {
+    let mut child = match start(args.command, args.ui, signals) {
         Ok(child) => child,
-        Err(e) => {
-            args.ui.say(format_args!("cannot run {program}: {e}"));
-            return match e.kind() {
-                std::io::ErrorKind::NotFound => exit::NOT_FOUND,
-                _ => exit::CANNOT_EXECUTE,
-            };
-        }
+        Err(code) => return code,
     };
-    signals.forward_to(child.id());
-    // A signal that came between the lock and the spawn is the command's.
-    if let Some(sig) = signals.caught() {
-        forward_now(&child, sig);
-    }
     let (stop, stopped) = mpsc::channel::<()>();
     let held = match args.lease {
         Some(ttl) => {
@@ -108,10 +94,39 @@ pub fn run(args: RunArgs<'_>, signals: &Signals) -> u8 {
             let _ = renewer.join();
         }
     }
+    status_code(status, args.ui)
+}
+
+/// Starts the command (held under a lock already) and forwards signals to
+/// it from now on; `Err` is the exit code when it cannot be started.
+pub fn start(command: &[String], ui: Ui, signals: &Signals) -> Result<Child, u8> {
+    let Some((program, rest)) = command.split_first() else {
+        return Err(exit::USAGE);
+    };
+    if ui.verbose {
+        ui.say(format_args!("running {}", command.join(" ")));
+    }
+    let child = Command::new(program).args(rest).spawn().map_err(|e| {
+        ui.say(format_args!("cannot run {program}: {e}"));
+        match e.kind() {
+            std::io::ErrorKind::NotFound => exit::NOT_FOUND,
+            _ => exit::CANNOT_EXECUTE,
+        }
+    })?;
+    signals.forward_to(child.id());
+    // A signal that came between the lock and the spawn is the command's.
+    if let Some(sig) = signals.caught() {
+        forward_now(&child, sig);
+    }
+    Ok(child)
+}
+
+/// The exit code for how the command's wait ended.
+pub fn status_code(status: std::io::Result<ExitStatus>, ui: Ui) -> u8 {
     match status {
         Ok(status) => code_of(status),
         Err(e) => {
-            args.ui.say(format_args!("cannot wait for {program}: {e}"));
+            ui.say(format_args!("cannot wait for the command: {e}"));
             exit::LOCK_ERROR
         }
     }

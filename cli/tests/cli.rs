@@ -530,3 +530,21 @@ fn verbose_says_when_a_stale_lock_is_taken_over() {
         "{said}"
     );
 }
+
+/// `run` and `wait` never build a missing directory unless asked: a typo
+/// is exit 66 with a hint, as flock(1) exits 66; `--create-dirs` builds it.
+#[test]
+fn missing_directories_are_created_only_when_asked() {
+    let dir = tmp();
+    let lock = p(&dir, "typo/sub/x.lock");
+    let l = lock.to_str().unwrap();
+    for args in [&["run", l, "--", "true"][..], &["wait", l][..]] {
+        let out = run(args);
+        assert_eq!(code(&out), 66, "{args:?}");
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(said.contains("--create-dirs"), "{said}");
+        assert!(!p(&dir, "typo").exists(), "{args:?} built a directory");
+    }
+    assert_eq!(code(&run(&["run", "--create-dirs", l, "--", "true"])), 0);
+    assert!(lock.exists());
+}

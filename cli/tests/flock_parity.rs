@@ -155,3 +155,42 @@ fn run_and_wait_take_flocks_spellings() {
         .unwrap();
     assert_eq!(out.status.code(), Some(64));
 }
+
+/// flock locks an existing directory; so does lockyard's flock form, on a
+/// descriptor of its own.
+#[test]
+fn a_directory_is_locked_as_flock_locks_it() {
+    let Some(out) = both(
+        r#"mkdir "$D/dir"
+           $LOCKER "$D/dir" echo held; echo "rc $?"
+           $LOCKER "$D/dir" sh -c 'touch "$D/in"; while [ ! -e "$D/go" ]; do sleep 0.01; done' &
+           for _ in $(seq 500); do [ -e "$D/in" ] && break; sleep 0.01; done
+           $LOCKER -n "$D/dir" true; echo "busy $?"
+           $LOCKER -w 0.2 -E 75 "$D/dir" true; echo "timeout $?"
+           $LOCKER -s -n "$D/dir" true; echo "shared $?"
+           touch "$D/go"; wait
+           $LOCKER -n "$D/dir" true; echo "free $?""#,
+    ) else {
+        return;
+    };
+    assert_eq!(out, "held\nrc 0\nbusy 1\ntimeout 75\nshared 1\nfree 0\n");
+}
+
+/// `-F`: the command replaces the locker (same PID) and holds the lock
+/// itself until it exits; its status is the exit status.
+#[test]
+fn no_fork_hands_the_lock_to_the_command() {
+    let Some(out) = both(
+        r#"$LOCKER -F "$D/f.lock" sh -c 'echo $$ > "$D/pid"; exec sleep 3' & p=$!
+           for _ in $(seq 500); do [ -s "$D/pid" ] && break; sleep 0.01; done
+           [ "$(cat "$D/pid")" = "$p" ] && echo "no fork"
+           $LOCKER -n "$D/f.lock" true; echo "busy $?"
+           kill $p; wait
+           $LOCKER -n "$D/f.lock" true; echo "free $?"
+           $LOCKER -F -n "$D/f.lock" sh -c 'exit 4'; echo "rc $?"
+           $LOCKER --no-fork "$D/f.lock" -c 'exit 5'; echo "-c rc $?""#,
+    ) else {
+        return;
+    };
+    assert_eq!(out, "no fork\nbusy 1\nfree 0\nrc 4\n-c rc 5\n");
+}
