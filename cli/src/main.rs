@@ -227,7 +227,12 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             let code = if e.use_stderr() { exit::USAGE } else { 0 };
-            let _ = e.print();
+            match flock_flag_hint(&e) {
+                Some(hint) => eprintln!("{hint}\n\nFor more information, try '--help'."),
+                None => {
+                    let _ = e.print();
+                }
+            }
             return ExitCode::from(code);
         }
     };
@@ -428,4 +433,34 @@ fn say_takeovers(options: LockOptions, ui: waiting::Ui) -> LockOptions {
         ));
         true
     })
+}
+
+/// For one of flock's flags that `run` and `wait` do not take, what to do
+/// instead: clap's own tip ("to pass '-F' as a value, use '-- -F'") would
+/// hand the flag to the command.
+fn flock_flag_hint(e: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if e.kind() != ErrorKind::UnknownArgument {
+        return None;
+    }
+    let Some(ContextValue::String(arg)) = e.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    let flag = arg.split('=').next().unwrap_or(arg);
+    let instead = match flag {
+        "-o" | "--close" => {
+            "lockyard never passes the lock's descriptor to a command, as flock does with -o: \
+             leave the flag out"
+        }
+        "-F" | "--no-fork" => {
+            "the command holds the lock itself only in flock's form: lockyard -F FILE COMMAND"
+        }
+        "-c" | "--command" => {
+            "a shell command string goes in flock's form, lockyard FILE -c 'COMMAND', \
+             or after -- here: lockyard run FILE -- sh -c 'COMMAND'"
+        }
+        "-u" | "--unlock" => "unlocking a descriptor is flock's form: lockyard -u NUMBER",
+        _ => return None,
+    };
+    Some(format!("lockyard: {flag} is flock(1)'s: {instead}"))
 }

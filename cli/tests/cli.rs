@@ -548,3 +548,30 @@ fn missing_directories_are_created_only_when_asked() {
     assert_eq!(code(&run(&["run", "--create-dirs", l, "--", "true"])), 0);
     assert!(lock.exists());
 }
+
+/// flock's flags that `run` and `wait` do not take get a message saying
+/// what to do, not clap's tip to pass them to the command.
+#[test]
+fn flock_flags_in_run_and_wait_say_what_to_do() {
+    let dir = tmp();
+    let l = p(&dir, "x.lock");
+    let l = l.to_str().unwrap();
+    for (args, says) in [
+        (
+            &["run", "-F", l, "--", "true"][..],
+            "lockyard -F FILE COMMAND",
+        ),
+        (&["run", "-o", l, "--", "true"][..], "leave the flag out"),
+        (&["wait", "--close", l][..], "leave the flag out"),
+        (&["run", "-c", "true", l][..], "lockyard FILE -c"),
+        (&["wait", "-u", l][..], "lockyard -u NUMBER"),
+    ] {
+        let out = run(args);
+        assert_eq!(code(&out), 64, "{args:?}");
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            said.contains(says) && !said.contains("tip:"),
+            "{args:?}: {said}"
+        );
+    }
+}
