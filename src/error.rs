@@ -117,6 +117,7 @@ pub struct Error {
     detail: Option<Detail>,
     holder: Option<Box<HolderRecord>>,
     os_holders: Box<[OsHolder]>,
+    breakable_in: Option<Duration>,
 }
 
 impl fmt::Display for ErrorKind {
@@ -344,6 +345,7 @@ impl Error {
             detail: None,
             holder: None,
             os_holders: Box::default(),
+            breakable_in: None,
         }
     }
 
@@ -459,6 +461,35 @@ impl Error {
         &self.os_holders
     }
 
+    /// For [`ErrorKind::WouldBlock`] and [`ErrorKind::TimedOut`] on a soft
+    /// lock or lease whose holder can only be outlived (a lease, or a holder
+    /// on another host): how long until it may be taken over as stale, as
+    /// far as this process could tell when the error was made.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use lockyard::{FileLock, LockOptions};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let options = LockOptions::new().lease(Duration::from_secs(30));
+    /// let lock = FileLock::with_options(dir.path().join("job.lock"), options.clone());
+    /// let _held = lock.try_lock()?;
+    /// let other = FileLock::with_options(dir.path().join("job.lock"), options);
+    /// let e = other.try_lock().unwrap_err();
+    /// assert!(e.breakable_in().is_some_and(|d| d <= Duration::from_secs(30)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn breakable_in(&self) -> Option<Duration> {
+        self.breakable_in
+    }
+
+    pub(crate) fn with_breakable_in(mut self, after: Option<Duration>) -> Self {
+        self.breakable_in = after;
+        self
+    }
+
     pub(crate) fn with_os_holders(mut self, holders: Vec<OsHolder>) -> Self {
         self.os_holders = holders.into_boxed_slice();
         self
@@ -528,7 +559,8 @@ impl fmt::Display for Error {
             ErrorKind::WouldBlock => match &self.holder {
                 Some(h) => {
                     write!(f, "lock {path} is held by ")?;
-                    write_holder(f, h)
+                    write_holder(f, h)?;
+                    self.write_breakable(f)
                 }
                 None if !self.os_holders.is_empty() => {
                     write!(f, "lock {path} is held by ")?;
@@ -542,7 +574,8 @@ impl fmt::Display for Error {
                 match &self.holder {
                     Some(h) => {
                         f.write_str(", held by ")?;
-                        write_holder(f, h)
+                        write_holder(f, h)?;
+                        self.write_breakable(f)
                     }
                     None if !self.os_holders.is_empty() => {
                         f.write_str(", held by ")?;
@@ -582,6 +615,32 @@ impl fmt::Display for Error {
                  it has no shared mode"
             ),
             ErrorKind::Io => write!(f, "cannot {} lock {path}", self.op.verb()),
+        }
+    }
+}
+
+impl Error {
+    /// `; breakable as stale in 3h 59m`, for a holder that can only be
+    /// outlived.
+    fn write_breakable(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Some(after) = self.breakable_in else {
+            return Ok(());
+        };
+        let secs = after.as_secs();
+        match secs {
+            3600.. => write!(
+                f,
+                "; breakable as stale in {}h {:02}m",
+                secs / 3600,
+                secs % 3600 / 60
+            ),
+            60.. => write!(
+                f,
+                "; breakable as stale in {}m {:02}s",
+                secs / 60,
+                secs % 60
+            ),
+            _ => write!(f, "; breakable as stale in {:.1} s", after.as_secs_f64()),
         }
     }
 }

@@ -632,3 +632,56 @@ fn a_panicking_on_stale_hook_leaves_the_lock_usable() {
     .unwrap();
     assert!(token.unwrap() > 5);
 }
+
+/// A busy soft lock whose holder this host cannot check (another host)
+/// says when it becomes breakable; one whose holder is checked alive, and
+/// a live local holder, do not.
+#[test]
+fn a_remote_holder_says_when_it_becomes_breakable() {
+    let dir = tempdir();
+    let path = dir.path().join("remote.lock");
+    let hour = Duration::from_secs(3600);
+    let options = LockOptions::new().soft().stale_after(Some(hour));
+    drop(
+        FileLock::with_options(&path, options.clone())
+            .try_lock()
+            .unwrap(),
+    );
+    let remote = forge_record(&Forged {
+        pid: 42,
+        kind: "soft",
+        host: "elsewhere.example",
+        boot: None,
+        start: None,
+        acquired: now_secs(),
+        ttl_secs: None,
+        token: 9,
+    });
+    std::fs::write(&path, remote).unwrap();
+    let e = FileLock::with_options(&path, options.clone())
+        .try_lock()
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::WouldBlock);
+    let left = e.breakable_in().expect("a remote holder ages out");
+    assert!(
+        left > hour - Duration::from_secs(120) && left <= hour,
+        "{left:?}"
+    );
+    let text = e.to_string();
+    assert!(
+        text.contains("breakable as stale in 59m") || text.contains("breakable as stale in 1h 00m"),
+        "{text}"
+    );
+    std::fs::remove_file(&path).unwrap();
+
+    // A live holder here: never broken by age, so nothing to say.
+    let held = FileLock::with_options(&path, options.clone())
+        .try_lock()
+        .unwrap();
+    let e = FileLock::with_options(&path, options)
+        .try_lock()
+        .unwrap_err();
+    assert_eq!(e.breakable_in(), None, "{e}");
+    assert!(!e.to_string().contains("breakable"), "{e}");
+    drop(held);
+}

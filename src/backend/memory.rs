@@ -180,7 +180,7 @@ impl Resource for MemoryLock {
     fn holders(&self, _p: Params<'_>) -> Holders {
         Holders {
             record: lock(&self.named.state).holder.clone(),
-            os: Vec::new(),
+            ..Holders::default()
         }
     }
 }

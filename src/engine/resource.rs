@@ -140,6 +140,9 @@ pub(crate) enum Upgrade {
 pub(crate) struct Holders {
     pub(crate) record: Option<HolderRecord>,
     pub(crate) os: Vec<OsHolder>,
+    /// For a soft lock whose holder's liveness cannot be checked (another
+    /// host) or a lease: how long until it may be taken over as stale.
+    pub(crate) breakable_in: Option<std::time::Duration>,
 }
 
 /// A lock resource, as the engine drives it. See the module docs for who

@@ -836,7 +836,7 @@ impl Resource for PgLock {
             .and_then(|h| h.into_iter().find_map(|h| h.record));
         Holders {
             record,
-            os: Vec::new(),
+            ..Holders::default()
         }
     }
 

@@ -154,9 +154,14 @@ impl Resource for SoftLock {
             let o = settings(p).ok()?;
             sidecar::inspect(&o.path).ok()??.record
         });
+        let breakable_in = match (&record, settings(p)) {
+            (Some(r), Ok(o)) => stale::breakable_in(r, &o.options),
+            _ => None,
+        };
         Holders {
             record,
-            os: Vec::new(),
+            breakable_in,
+            ..Holders::default()
         }
     }
 

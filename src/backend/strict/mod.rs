@@ -361,14 +361,14 @@ pub(crate) fn current_holder(path: &std::path::Path, record: HolderRecord) -> Op
 fn current_holders(path: &std::path::Path, record: Option<HolderRecord>, check: bool) -> Holders {
     let Some(record) = record.filter(|r| r.is_held() && !super::host::me().provably_dead(r)) else {
         return Holders {
-            record: None,
             os: sys::os_holders::of(path),
+            ..Holders::default()
         };
     };
     if !check && record.pid() != std::process::id() {
         return Holders {
             record: Some(record),
-            os: Vec::new(),
+            ..Holders::default()
         };
     }
     let os = sys::os_holders::of(path);
@@ -376,10 +376,13 @@ fn current_holders(path: &std::path::Path, record: Option<HolderRecord>, check: 
     if os.is_empty() || os.iter().any(|h| h.pid() == record.pid()) {
         return Holders {
             record: Some(record),
-            os: Vec::new(),
+            ..Holders::default()
         };
     }
-    Holders { record: None, os }
+    Holders {
+        os,
+        ..Holders::default()
+    }
 }
 
 impl Resource for StrictLock {
@@ -592,8 +595,8 @@ impl Resource for StrictLock {
         // A plain file has no record: the kernel's lock table says who.
         if !self.ours {
             return Holders {
-                record: None,
                 os: settings(p).map_or_else(|_| Vec::new(), |o| sys::os_holders::of(&o.path)),
+                ..Holders::default()
             };
         }
         let record = self
@@ -604,7 +607,7 @@ impl Resource for StrictLock {
             Ok(o) => current_holders(&o.path, record, false),
             Err(_) => Holders {
                 record: record.filter(HolderRecord::is_held),
-                os: Vec::new(),
+                ..Holders::default()
             },
         }
     }

@@ -506,7 +506,9 @@ pub(crate) fn acquire_blocking(handle: &Arc<Handle>, mode: LockMode, wait: Wait)
 
 /// `err` with who holds the lock, as far as the backend knows.
 fn with_holders(err: Error, holders: Holders) -> Error {
-    err.with_holder(holders.record).with_os_holders(holders.os)
+    err.with_holder(holders.record)
+        .with_os_holders(holders.os)
+        .with_breakable_in(holders.breakable_in)
 }
 
 enum Step {
