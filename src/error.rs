@@ -115,9 +115,9 @@ pub struct Error {
     source: Option<io::Error>,
     waited: Option<Duration>,
     detail: Option<Detail>,
-    holder: Option<Box<HolderRecord>>,
-    os_holders: Box<[OsHolder]>,
-    breakable_in: Option<Duration>,
+    /// Who holds a busy lock, boxed: most errors have none, and an error
+    /// travels in every `Result` of the crate.
+    holders: Option<Box<Holding>>,
 }
 
 impl fmt::Display for ErrorKind {
@@ -343,9 +343,7 @@ impl Error {
             source: None,
             waited: None,
             detail: None,
-            holder: None,
-            os_holders: Box::default(),
-            breakable_in: None,
+            holders: None,
         }
     }
 
@@ -430,11 +428,17 @@ impl Error {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn holder(&self) -> Option<&HolderRecord> {
-        self.holder.as_deref()
+        self.holders.as_ref().and_then(|h| h.record.as_ref())
+    }
+
+    fn holding(&mut self) -> &mut Holding {
+        self.holders.get_or_insert_with(Box::default)
     }
 
     pub(crate) fn with_holder(mut self, holder: Option<HolderRecord>) -> Self {
-        self.holder = holder.map(Box::new);
+        if holder.is_some() {
+            self.holding().record = holder;
+        }
         self
     }
 
@@ -458,7 +462,7 @@ impl Error {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn os_holders(&self) -> &[OsHolder] {
-        &self.os_holders
+        self.holders.as_ref().map_or(&[], |h| &h.os)
     }
 
     /// For [`ErrorKind::WouldBlock`] and [`ErrorKind::TimedOut`] on a soft
@@ -482,22 +486,26 @@ impl Error {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn breakable_in(&self) -> Option<Duration> {
-        self.breakable_in
+        self.holders.as_ref().and_then(|h| h.breakable_in)
     }
 
     pub(crate) fn with_breakable_in(mut self, after: Option<Duration>) -> Self {
-        self.breakable_in = after;
+        if after.is_some() {
+            self.holding().breakable_in = after;
+        }
         self
     }
 
     pub(crate) fn with_os_holders(mut self, holders: Vec<OsHolder>) -> Self {
-        self.os_holders = holders.into_boxed_slice();
+        if !holders.is_empty() {
+            self.holding().os = holders;
+        }
         self
     }
 
     /// `pid 4242 (flock), exclusive; this process (pid 77), shared`.
     fn write_os_holders(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, h) in self.os_holders.iter().enumerate() {
+        for (i, h) in self.os_holders().iter().enumerate() {
             if i > 0 {
                 f.write_str("; ")?;
             }
@@ -542,11 +550,11 @@ impl fmt::Debug for Error {
         if let Some(s) = &self.source {
             d.field("source", s);
         }
-        if let Some(h) = &self.holder {
+        if let Some(h) = self.holder() {
             d.field("holder", h);
         }
-        if !self.os_holders.is_empty() {
-            d.field("os_holders", &self.os_holders);
+        if !self.os_holders().is_empty() {
+            d.field("os_holders", &self.os_holders());
         }
         d.finish()
     }
@@ -556,13 +564,13 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let path = self.path.display();
         match self.kind {
-            ErrorKind::WouldBlock => match &self.holder {
+            ErrorKind::WouldBlock => match self.holder() {
                 Some(h) => {
                     write!(f, "lock {path} is held by ")?;
                     write_holder(f, h)?;
                     self.write_breakable(f)
                 }
-                None if !self.os_holders.is_empty() => {
+                None if !self.os_holders().is_empty() => {
                     write!(f, "lock {path} is held by ")?;
                     self.write_os_holders(f)
                 }
@@ -571,13 +579,13 @@ impl fmt::Display for Error {
             ErrorKind::TimedOut => {
                 let waited = self.waited.unwrap_or_default().as_secs_f64();
                 write!(f, "timed out after {waited:.2} s waiting for lock {path}")?;
-                match &self.holder {
+                match self.holder() {
                     Some(h) => {
                         f.write_str(", held by ")?;
                         write_holder(f, h)?;
                         self.write_breakable(f)
                     }
-                    None if !self.os_holders.is_empty() => {
+                    None if !self.os_holders().is_empty() => {
                         f.write_str(", held by ")?;
                         self.write_os_holders(f)
                     }
@@ -623,7 +631,7 @@ impl Error {
     /// `; breakable as stale in 3h 59m`, for a holder that can only be
     /// outlived.
     fn write_breakable(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let Some(after) = self.breakable_in else {
+        let Some(after) = self.breakable_in() else {
             return Ok(());
         };
         let secs = after.as_secs();
@@ -645,11 +653,19 @@ impl Error {
     }
 }
 
+/// Who holds a busy lock, as far as the error knows.
+#[derive(Debug, Default)]
+struct Holding {
+    record: Option<HolderRecord>,
+    os: Vec<OsHolder>,
+    breakable_in: Option<Duration>,
+}
+
 /// A holder, saying so when it is this very process: another guard or
 /// handle of ours holds the lock, and waiting for it where that guard
 /// lives would never end.
 fn write_holder(f: &mut fmt::Formatter<'_>, h: &HolderRecord) -> fmt::Result {
-    if h.pid() == std::process::id() && crate::backend::host::me().same_host(h) {
+    if h.pid() == std::process::id() && h.host() == crate::sys::process::hostname() {
         write!(
             f,
             "this process ({h}): another guard or handle here holds it"

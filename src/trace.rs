@@ -8,18 +8,16 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::engine::Holders;
+use crate::mode::LockMode;
 use crate::record::{HolderRecord, StaleReason};
-use crate::LockMode;
 
-/// An acquisition found the lock taken and starts waiting for it.
-/// `holders` is asked only if someone listens.
+/// An acquisition found the lock taken and starts waiting for it. `holder`
+/// (who holds it, in words) is asked only if someone listens.
 #[inline]
-pub(crate) fn waiting(path: &Path, mode: LockMode, holders: impl FnOnce() -> Holders) {
+pub(crate) fn waiting(path: &Path, mode: LockMode, holder: impl FnOnce() -> Option<String>) {
     #[cfg(feature = "tracing")]
     if tracing::enabled!(target: "lockyard", tracing::Level::INFO) {
-        let holders = holders();
-        let holder = describe(&holders);
+        let holder = holder();
         tracing::info!(
             target: "lockyard",
             path = %path.display(),
@@ -29,21 +27,7 @@ pub(crate) fn waiting(path: &Path, mode: LockMode, holders: impl FnOnce() -> Hol
         );
     }
     #[cfg(not(feature = "tracing"))]
-    let _ = (path, mode, holders);
-}
-
-/// Who holds it, as a busy error would say.
-#[cfg(feature = "tracing")]
-fn describe(holders: &Holders) -> Option<String> {
-    if let Some(record) = &holders.record {
-        return Some(record.to_string());
-    }
-    let pids: Vec<String> = holders
-        .os
-        .iter()
-        .map(|h| format!("pid {}", h.pid()))
-        .collect();
-    (!pids.is_empty()).then(|| pids.join(", "))
+    let _ = (path, mode, holder);
 }
 
 /// A wait ended with the lock, after `waited` (measured only with the

@@ -15,15 +15,17 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("mode", &[]),
     ("rt", &[]),
     ("record", &["mode"]),
+    // Events for `tracing` subscribers: anyone may report, it knows no one.
+    ("trace", &["mode", "record"]),
     ("sys", &["mode", "record"]),
-    ("error", &["mode", "record", "sys"]),
-    ("engine", &["mode", "record", "error", "rt"]),
+    ("error", &["mode", "record", "sys", "trace"]),
+    ("engine", &["mode", "record", "error", "rt", "trace"]),
     ("options", &["mode", "record", "engine"]),
-    ("notify", &["rt", "engine", "sys"]),
+    ("notify", &["rt", "engine", "sys", "trace"]),
     (
         "backend",
         &[
-            "mode", "record", "sys", "rt", "error", "engine", "options", "notify",
+            "mode", "record", "sys", "rt", "error", "engine", "options", "notify", "trace",
         ],
     ),
     (

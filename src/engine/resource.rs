@@ -145,6 +145,17 @@ pub(crate) struct Holders {
     pub(crate) breakable_in: Option<std::time::Duration>,
 }
 
+impl Holders {
+    /// Who holds it, in words, as a busy error would say.
+    pub(crate) fn describe(&self) -> Option<String> {
+        if let Some(record) = &self.record {
+            return Some(record.to_string());
+        }
+        let pids: Vec<String> = self.os.iter().map(|h| format!("pid {}", h.pid())).collect();
+        (!pids.is_empty()).then(|| pids.join(", "))
+    }
+}
+
 /// A lock resource, as the engine drives it. See the module docs for who
 /// calls what when.
 pub(crate) trait Resource: Send + Sync + fmt::Debug {

@@ -132,7 +132,7 @@ impl Core {
     fn note_waiting(&mut self) {
         if let Phase::Queued(q) = &self.phase {
             crate::trace::waiting(&self.handle.path, self.mode, || {
-                q.entry.holders(&self.handle)
+                q.entry.holders(&self.handle).describe()
             });
         }
         #[cfg(feature = "tracing")]
