@@ -30,6 +30,20 @@ fn dead_local_soft(host: &str, boot: Option<&str>, token: u64) -> Vec<u8> {
     })
 }
 
+/// A soft lock `name` in `dir` whose control file exists and whose sidecar
+/// a dead process of this host left behind (token 5).
+fn left_by_a_dead_process(dir: &std::path::Path, name: &str) -> std::path::PathBuf {
+    let path = dir.join(name);
+    drop(
+        FileLock::with_options(&path, LockOptions::new().soft())
+            .try_lock()
+            .unwrap(),
+    );
+    let (host, boot, _) = local_identity(dir);
+    std::fs::write(&path, dead_local_soft(&host, boot.as_deref(), 5)).unwrap();
+    path
+}
+
 /// The entry point of child processes; does nothing unless started as one.
 #[test]
 #[ignore = "entry point for child processes started by the other tests in this file"]
@@ -513,15 +527,7 @@ fn a_stopped_break_lock_holder_does_not_block_the_executor() {
 #[test]
 fn on_stale_hook_may_call_back_into_the_lock() {
     let dir = tempdir();
-    let path = dir.path().join("hook.lock");
-    // Create the control file, then leave a stale sidecar of a dead process.
-    drop(
-        FileLock::with_options(&path, LockOptions::new().soft())
-            .try_lock()
-            .unwrap(),
-    );
-    let (host, boot, _) = local_identity(dir.path());
-    std::fs::write(&path, dead_local_soft(&host, boot.as_deref(), 5)).unwrap();
+    let path = left_by_a_dead_process(dir.path(), "hook.lock");
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let worker = {
         let (path, seen) = (path.clone(), seen.clone());
@@ -584,14 +590,7 @@ fn keep_alive_while_reports_a_lost_lease() {
 #[test]
 fn a_panicking_on_stale_hook_leaves_the_lock_usable() {
     let dir = tempdir();
-    let path = dir.path().join("panic.lock");
-    drop(
-        FileLock::with_options(&path, LockOptions::new().soft())
-            .try_lock()
-            .unwrap(),
-    );
-    let (host, boot, _) = local_identity(dir.path());
-    std::fs::write(&path, dead_local_soft(&host, boot.as_deref(), 5)).unwrap();
+    let path = left_by_a_dead_process(dir.path(), "panic.lock");
     let panicking = FileLock::with_options(
         &path,
         LockOptions::new()
