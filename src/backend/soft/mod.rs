@@ -150,14 +150,15 @@ impl Resource for SoftLock {
     fn holders(&self, p: Params<'_>) -> Holders {
         // The record the last failed attempt saw; else (this process holds
         // it, say) the sidecar's.
-        let record = lock(&self.last_busy).take().or_else(|| {
-            let o = settings(p).ok()?;
-            sidecar::inspect(&o.path).ok()??.record
-        });
-        let breakable_in = match (&record, settings(p)) {
-            (Some(r), Ok(o)) => stale::breakable_in(r, &o.options),
+        let o = settings(p).ok();
+        let found = o.and_then(|o| sidecar::inspect(&o.path).ok().flatten());
+        let breakable_in = match (&found, o) {
+            (Some(found), Some(o)) => stale::breakable_in(&found.evidence(), &o.options),
             _ => None,
         };
+        let record = lock(&self.last_busy)
+            .take()
+            .or_else(|| found.and_then(|f| f.record));
         Holders {
             record,
             breakable_in,

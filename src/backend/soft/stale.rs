@@ -74,23 +74,23 @@ pub(crate) fn judge(ev: &Evidence<'_>, opts: &LockOptions) -> Option<StaleReason
     too_old(now.duration_since(rec.renewed).unwrap_or_default())
 }
 
-/// How long until the lock `rec` describes may be taken over as stale, for
-/// a holder that can only be outlived: a lease (until it lapses), or a
-/// holder on another host (until it is older than `stale_after`). `None`
-/// for a holder whose liveness this host can check, or that never ages
-/// out.
-pub(crate) fn breakable_in(rec: &HolderRecord, opts: &LockOptions) -> Option<Duration> {
-    let now = SystemTime::now();
+/// How long until the lock described by `ev` may be taken over as stale,
+/// for a holder that can only be outlived: a lease (until it lapses), or a
+/// holder whose liveness this host cannot see (until it is older than
+/// `stale_after`). `None` for a holder seen alive (its OS lock held, or its
+/// process running here), which age never breaks, or one that never ages
+/// out. The same rules as [`judge`], looked at from the other side.
+pub(crate) fn breakable_in(ev: &Evidence<'_>, opts: &LockOptions) -> Option<Duration> {
+    let rec = ev.record?;
     let lapses = rec.expires_at();
-    let ages_out = match host::me().liveness(rec) {
-        Liveness::Unknown => opts
-            .stale_after
-            .and_then(|limit| rec.renewed.checked_add(limit)),
+    let seen_alive = ev.os_free == Some(false) || host::me().liveness(rec) != Liveness::Unknown;
+    let ages_out = match opts.stale_after {
+        Some(limit) if !seen_alive => rec.renewed.checked_add(limit),
         _ => None,
     };
     let at = match (lapses, ages_out) {
         (Some(a), Some(b)) => a.min(b),
         (a, b) => a.or(b)?,
     };
-    Some(at.duration_since(now).unwrap_or_default())
+    Some(at.duration_since(SystemTime::now()).unwrap_or_default())
 }
