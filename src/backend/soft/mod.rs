@@ -13,7 +13,7 @@ use std::fs::File;
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use sidecar::{Ctl, SoftHeld, SoftTry};
+use sidecar::{Ctl, Seen, SoftHeld, SoftTry};
 
 use super::settings;
 use crate::engine::{Attempted, Hint, Holders, Params, Resource};
@@ -34,7 +34,7 @@ pub(crate) struct SoftLock {
     /// The sidecar this process holds.
     held: Mutex<Option<SoftHeld>>,
     /// The holder record seen by the last failed attempt.
-    last_busy: Mutex<Option<HolderRecord>>,
+    last_busy: Mutex<Option<Seen>>,
     /// Keeps the watch on the sidecar's directory entry between waits.
     watch: Mutex<Option<Watch>>,
 }
@@ -88,8 +88,8 @@ impl Resource for SoftLock {
                     *lock(&self.last_busy) = None;
                     return Ok(Attempted::Locked(Some(record)));
                 }
-                SoftTry::Busy(rec) => {
-                    *lock(&self.last_busy) = rec;
+                SoftTry::Busy(seen) => {
+                    *lock(&self.last_busy) = Some(seen);
                     return Ok(Attempted::Busy);
                 }
                 SoftTry::Ask(verdict, publication) => {
@@ -104,7 +104,12 @@ impl Resource for SoftLock {
                     }));
                     let approve = approve.map_err(crate::error::hook_panicked)?;
                     if !approve {
-                        *lock(&self.last_busy) = verdict.record;
+                        *lock(&self.last_busy) = Some(Seen {
+                            record: verdict.record,
+                            // The hook kept a stale holder: when it goes is
+                            // the hook's to say, not its age's.
+                            os_free: Some(false),
+                        });
                         return Ok(Attempted::Busy);
                     }
                     approved = Some(publication);
@@ -148,17 +153,17 @@ impl Resource for SoftLock {
     }
 
     fn holders(&self, p: Params<'_>) -> Holders {
-        // The record the last failed attempt saw; else (this process holds
-        // it, say) the sidecar's.
         let o = settings(p).ok();
-        let found = o.and_then(|o| sidecar::inspect(&o.path).ok().flatten());
-        let breakable_in = match (&found, o) {
-            (Some(found), Some(o)) => stale::breakable_in(&found.evidence(), &o.options),
-            _ => None,
-        };
-        let record = lock(&self.last_busy)
+        // What the last failed attempt saw; else (this process holds it,
+        // say) the sidecar as it is now.
+        let seen = lock(&self.last_busy)
             .take()
-            .or_else(|| found.and_then(|f| f.record));
+            .or_else(|| Some(sidecar::inspect(&o?.path).ok()??.seen()));
+        let Some(seen) = seen else {
+            return Holders::default();
+        };
+        let breakable_in = o.and_then(|o| stale::breakable_in(&seen.evidence(), &o.options));
+        let record = seen.record;
         Holders {
             record,
             breakable_in,

@@ -94,11 +94,29 @@ impl Publication {
 /// Outcome of one soft attempt.
 pub(crate) enum SoftTry {
     Locked(SoftHeld),
-    /// Held by someone else (record when readable).
-    Busy(Option<HolderRecord>),
+    /// Held by someone else, as last seen.
+    Busy(Seen),
     /// Stale: ask the `on_stale` hook whether this publication of the
     /// sidecar may be broken, then try again.
     Ask(Box<StaleLock>, Publication),
+}
+
+/// A busy sidecar as an attempt saw it: its record when readable, and its
+/// OS lock where that means something (see [`Found::os_free`]), for saying
+/// who holds it and when it becomes breakable.
+#[derive(Debug, Default)]
+pub(crate) struct Seen {
+    pub(crate) record: Option<HolderRecord>,
+    pub(crate) os_free: Option<bool>,
+}
+
+impl Seen {
+    pub(crate) fn evidence(&self) -> Evidence<'_> {
+        Evidence {
+            record: self.record.as_ref(),
+            os_free: self.os_free,
+        }
+    }
 }
 
 /// The control file's path for a soft lock at `path`.
@@ -130,7 +148,7 @@ pub(crate) fn try_acquire(
         LockKind::Soft
     };
     let mut seen_token = 0;
-    let mut holder = None;
+    let mut holder = Seen::default();
     // A few rounds: a sidecar can vanish or be broken between our steps.
     for _ in 0..4 {
         let token = next_token(read_token_now(ctl, path).max(seen_token));
@@ -157,7 +175,7 @@ pub(crate) fn try_acquire(
         if let Some(r) = &found.record {
             seen_token = seen_token.max(r.token);
         }
-        holder = found.record.clone();
+        holder = found.seen();
         let Some(reason) = stale::judge(&found.evidence(), opts) else {
             return Ok(SoftTry::Busy(holder));
         };
@@ -336,6 +354,14 @@ pub(crate) struct Found {
 }
 
 impl Found {
+    /// What a busy attempt reports of it.
+    pub(crate) fn seen(&self) -> Seen {
+        Seen {
+            record: self.record.clone(),
+            os_free: self.os_free,
+        }
+    }
+
     pub(crate) fn publication(&self) -> Publication {
         Publication {
             id: self.id,
