@@ -268,8 +268,11 @@ impl FileLockGuard {
     ///
     /// Dropping it stops the checks; nothing else changes.
     pub async fn lost(&self, every: Duration) -> Error {
+        // On tokio's clock inside a tokio runtime with a timer, as
+        // `keep_alive`.
+        let clock = crate::rt::Clock::current();
         loop {
-            async_io::Timer::after(every).await;
+            crate::rt::sleep(clock, every).await;
             match self.still_held() {
                 Ok(true) => {}
                 Ok(false) => return Error::lost(&self.handle.path),
