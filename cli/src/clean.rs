@@ -7,6 +7,7 @@ use lockyard::{clean_stale, clean_stale_dry_run, LockOptions};
 
 use crate::exit;
 use crate::holder;
+use crate::output::out;
 use crate::waiting::Ui;
 
 pub fn clean(dir: &Path, dry_run: bool, ui: Ui) -> u8 {
@@ -29,7 +30,7 @@ pub fn clean(dir: &Path, dry_run: bool, ui: Ui) -> u8 {
             .record()
             .map(|r| format!("; last held by {}", holder::describe_last(r)))
             .unwrap_or_default();
-        println!(
+        out!(
             "{verb} {} ({}{last})",
             stale.path().display(),
             stale.reason()
@@ -37,7 +38,7 @@ pub fn clean(dir: &Path, dry_run: bool, ui: Ui) -> u8 {
     }
     if ui.verbose {
         for kept in report.kept() {
-            println!("kept {}", kept.display());
+            out!("kept {}", kept.display());
         }
     }
     if report.removed().is_empty() {

@@ -20,3 +20,10 @@ pub const CANNOT_EXECUTE: u8 = 126;
 pub const NOT_FOUND: u8 = 127;
 /// Killed or interrupted by signal `n`: `128 + n`, as shells report it.
 pub const SIGNAL_BASE: u8 = 128;
+/// Stdout could not be written, for a reason other than a closed pipe
+/// (`EX_IOERR`).
+pub const OUTPUT_ERROR: u8 = 74;
+/// Stdout was a pipe whose reader had gone (`lockyard status | head -1`):
+/// the status a shell reports for `ls` or `cat` ended by `SIGPIPE`
+/// (128 + 13), given without a word, on every system.
+pub const BROKEN_PIPE: u8 = 141;

@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use lockyard::{FileLock, LockMode, LockOptions, Wait};
 
+use crate::output::say;
 use crate::run::{self, Codes, RunArgs};
 use crate::signals::Signals;
 use crate::target;
@@ -57,8 +58,8 @@ pub fn main(args: &[String]) -> u8 {
     let request = match parse(args) {
         Ok(r) => r,
         Err(msg) => {
-            eprintln!("lockyard: {msg}");
-            eprintln!(
+            say!("lockyard: {msg}");
+            say!(
                 "usage: lockyard [-s|-x] [-n|-w SECONDS] [-E N] [-o] FILE COMMAND [ARGS...]\n\
                  \x20      lockyard [-s|-x] [-n|-w SECONDS] [-E N] FILE -c COMMAND\n\
                  \x20      lockyard [-s|-x|-u] [-n|-w SECONDS] [-E N] NUMBER\n\
@@ -88,11 +89,11 @@ fn descriptor(fd: i32, request: &Request) -> u8 {
         Outcome::Locked => 0,
         Outcome::Busy => request.conflict,
         Outcome::NotOpen => {
-            eprintln!("lockyard: {fd}: bad file descriptor (not open in this process)");
+            say!("lockyard: {fd}: bad file descriptor (not open in this process)");
             BAD_DESCRIPTOR
         }
         Outcome::Failed(e) => {
-            eprintln!("lockyard: {fd}: {e}");
+            say!("lockyard: {fd}: {e}");
             crate::exit::LOCK_ERROR
         }
     }
@@ -100,13 +101,13 @@ fn descriptor(fd: i32, request: &Request) -> u8 {
 
 #[cfg(not(unix))]
 fn descriptor(fd: i32, _request: &Request) -> u8 {
-    eprintln!("lockyard: {fd}: the descriptor form needs a Unix system");
+    say!("lockyard: {fd}: the descriptor form needs a Unix system");
     crate::exit::USAGE
 }
 
 fn run_command(file: PathBuf, command: &[String], request: &Request) -> u8 {
     if request.unlock {
-        eprintln!("lockyard: -u unlocks a descriptor: lockyard -u NUMBER");
+        say!("lockyard: -u unlocks a descriptor: lockyard -u NUMBER");
         return crate::exit::USAGE;
     }
     // As flock: the lock file is created if missing, its directory never
@@ -120,7 +121,7 @@ fn run_command(file: PathBuf, command: &[String], request: &Request) -> u8 {
     // flock: a lock file that cannot be opened is 66; its directory is
     // never created.
     if !parent_exists(&file) {
-        eprintln!(
+        say!(
             "lockyard: cannot open lock file {}: its directory does not exist",
             file.display()
         );
@@ -166,9 +167,9 @@ fn own_descriptor(file: &std::path::Path, command: &[String], request: &Request,
 #[cfg(not(unix))]
 fn own_descriptor(file: &std::path::Path, _command: &[String], request: &Request, _ui: Ui) -> u8 {
     if request.no_fork {
-        eprintln!("lockyard: -F (--no-fork) needs a Unix system");
+        say!("lockyard: -F (--no-fork) needs a Unix system");
     } else {
-        eprintln!(
+        say!(
             "lockyard: {}: a directory cannot be locked on this system",
             file.display()
         );

@@ -12,6 +12,7 @@ mod exit;
 mod flock_compat;
 mod holder;
 mod kind;
+mod output;
 mod report;
 mod run;
 mod signals;
@@ -26,6 +27,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use lockyard::{LockMode, LockOptions, Wait};
 
+use crate::output::{out, say};
 use crate::run::{Codes, RunArgs};
 use crate::target::PgSettings;
 use crate::waiting::{Outcome, Ui};
@@ -39,8 +41,10 @@ Exit codes:
   64                    bad command line
   66                    the lock file's directory is missing (see --create-dirs)
   71                    the lock could not be opened, locked or inspected
+  74                    the output could not be written (status, clean)
   126 / 127             the command cannot be run / was not found
-  128+N                 interrupted by signal N while waiting (130 for Ctrl-C)";
+  128+N                 interrupted by signal N while waiting (130 for Ctrl-C)
+  141                   stdout was closed early (status | head): quiet, as ls and cat";
 
 /// Run commands under file locks, wait for locks, and see who holds them.
 #[derive(Debug, Parser)]
@@ -228,7 +232,7 @@ fn main() -> ExitCode {
         Err(e) => {
             let code = if e.use_stderr() { exit::USAGE } else { 0 };
             match flock_flag_hint(&e) {
-                Some(hint) => eprintln!("{hint}\n\nFor more information, try '--help'."),
+                Some(hint) => say!("{hint}\n\nFor more information, try '--help'."),
                 None => {
                     let _ = e.print();
                 }
@@ -341,16 +345,16 @@ fn dispatch(command: Cmd) -> u8 {
                 match status::collect(path, table.as_deref()) {
                     Ok(found) => reports.extend(found),
                     Err(e) => {
-                        eprintln!("lockyard: {e}");
+                        say!("lockyard: {e}");
                         return exit::LOCK_ERROR;
                     }
                 }
             }
             if json {
-                println!("{:#}", status::json_document(&reports));
+                out!("{:#}", status::json_document(&reports));
             } else {
                 for r in &reports {
-                    println!("{}", status::human(r));
+                    out!("{}", status::human(r));
                 }
             }
             if status::any_error(&reports) {

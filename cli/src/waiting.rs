@@ -9,6 +9,7 @@ use futures_lite::future;
 use lockyard::{Error, FileLockGuard, LockMode, Wait};
 
 use crate::duration::human;
+use crate::output::say;
 use crate::signals::Signals;
 use crate::target::Target;
 
@@ -25,7 +26,7 @@ impl Ui {
     /// A message for people, unless `--quiet`.
     pub fn say(&self, msg: impl std::fmt::Display) {
         if !self.quiet {
-            eprintln!("lockyard: {msg}");
+            say!("lockyard: {msg}");
         }
     }
 
@@ -72,7 +73,7 @@ pub fn acquire(lock: &Target, mode: LockMode, wait: Wait, ui: Ui, signals: &Sign
     });
     if ui.verbose && !ui.quiet {
         if let Outcome::Got(_) = outcome {
-            eprintln!(
+            say!(
                 "lockyard: getting lock {} took {:.6} seconds",
                 lock.label().display(),
                 start.elapsed().as_secs_f64()

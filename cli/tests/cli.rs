@@ -575,3 +575,63 @@ fn flock_flags_in_run_and_wait_say_what_to_do() {
         );
     }
 }
+
+/// A reader that stops after the first line (`lockyard status DIR | head
+/// -1`) ends the command quietly with 141, as a shell reports `ls` ended
+/// by SIGPIPE; no panic, for every subcommand that writes to stdout.
+#[test]
+fn a_closed_stdout_ends_the_command_quietly() {
+    let dir = tmp();
+    // Well over a pipe's 64 KiB buffer of output.
+    for i in 0..3000 {
+        std::fs::write(p(&dir, &format!("job-with-a-long-name-{i:05}.lock")), b"").unwrap();
+    }
+    let d = dir.path().to_str().unwrap();
+    let forms: [&[&str]; 3] = [
+        &["status", d],
+        &["status", "--json", d],
+        &["clean", "--dry-run", "-v", d],
+    ];
+    for args in forms {
+        let mut child = Kid::spawn(
+            lockyard()
+                .args(args)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped()),
+        );
+        let mut stdout = child.stdout.take().unwrap();
+        let mut first = [0u8; 64];
+        let n = stdout.read(&mut first).unwrap();
+        assert!(n > 0, "{args:?} wrote nothing");
+        drop(stdout);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "{args:?} did not end");
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let mut stderr = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        assert_eq!(status.code(), Some(141), "{args:?}: {stderr}");
+        assert!(stderr.is_empty(), "{args:?} said: {stderr}");
+    }
+    // Any other failure to write is said, with its own status.
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let out = lockyard()
+        .args(["status", d])
+        .stdout(full)
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 74);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot write the output"));
+}
