@@ -4,6 +4,7 @@
 //! process, and bad input.
 
 mod common;
+mod harness;
 mod pg;
 
 use std::io::Write;
@@ -15,17 +16,57 @@ use lockyard::postgres::PgLocks;
 use lockyard::{ErrorKind, LockMode, Wait};
 
 use common::{env_path, next_message, say, spawn_child, tempdir, Children, ROLE_VAR};
+use harness::{case, POSTGRES, POSTGRES_TLS};
 use pg::{fresh_table, locks, server, Raw};
 
 const ENTRY: &str = "child_main";
+
+fn main() {
+    let mut cases = vec![case!(entry child_main)];
+    cases.extend([
+        case!(a_counter_stays_exact_under_sigkill_of_holders, [POSTGRES]),
+        case!(
+            shared_holders_coexist_and_exclude_writers_across_processes,
+            [POSTGRES]
+        ),
+        case!(dropped_waits_never_leave_a_ghost_lock, [POSTGRES]),
+        case!(timed_out_waits_leave_nothing_behind, [POSTGRES]),
+        case!(a_thousand_waiters_use_one_waiting_session, [POSTGRES]),
+        case!(a_terminated_session_is_a_lost_lock, [POSTGRES]),
+        case!(
+            keep_alive_renews_a_lease_and_its_absence_loses_it,
+            [POSTGRES]
+        ),
+        case!(holder_and_list_say_who_holds_what, [POSTGRES]),
+        case!(
+            bad_input_gets_typed_errors_naming_server_and_lock,
+            [POSTGRES]
+        ),
+        case!(once_runs_the_work_once_across_processes, [POSTGRES]),
+        case!(
+            once_records_nothing_for_a_holder_that_lost_the_lock,
+            [POSTGRES]
+        ),
+        case!(once_async_runs_once_among_tasks, [POSTGRES]),
+    ]);
+    #[cfg(unix)]
+    cases.push(case!(
+        a_stopped_holder_is_taken_over_after_its_lease,
+        [POSTGRES]
+    ));
+    #[cfg(not(target_os = "macos"))]
+    cases.push(case!(
+        tls_through_the_users_connector,
+        [POSTGRES, POSTGRES_TLS]
+    ));
+    harness::main(cases);
+}
 
 fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| panic!("{name} not set"))
 }
 
 /// The entry point of child processes; does nothing unless started as one.
-#[test]
-#[ignore = "entry point for child processes started by the other tests in this file"]
 fn child_main() {
     let Ok(role) = std::env::var(ROLE_VAR) else {
         return;
@@ -118,9 +159,8 @@ fn child(role: &str, url: &str, table: &str, name: &str, extra: &[(&str, &str)])
 /// Four processes append to one log under the lock while the parent
 /// SIGKILLs some of them mid-run: the log must count 1, 2, 3, ... with no
 /// gap or repeat, and tokens must increase line by line.
-#[test]
 fn a_counter_stays_exact_under_sigkill_of_holders() {
-    let Some(url) = server("counter") else { return };
+    let url = server();
     let table = fresh_table("counter");
     let dir = tempdir();
     let log = dir.path().join("log");
@@ -161,9 +201,8 @@ fn a_counter_stays_exact_under_sigkill_of_holders() {
     eprintln!("{n} increments, last token {last_token}");
 }
 
-#[test]
 fn shared_holders_coexist_and_exclude_writers_across_processes() {
-    let Some(url) = server("shared") else { return };
+    let url = server();
     let table = fresh_table("shared");
     let mut kids = Children(Vec::new());
     kids.0
@@ -195,9 +234,8 @@ fn shared_holders_coexist_and_exclude_writers_across_processes() {
 /// release leaves a lock granted to a session nobody uses. Rounds drop a
 /// waiting future at random moments around a foreign holder's release; no
 /// round may leave a lock held or a session waiting.
-#[test]
 fn dropped_waits_never_leave_a_ghost_lock() {
-    let Some(url) = server("cancel") else { return };
+    let url = server();
     let rounds: usize = std::env::var("LOCKYARD_PG_ROUNDS")
         .ok()
         .and_then(|r| r.parse().ok())
@@ -261,9 +299,8 @@ fn dropped_waits_never_leave_a_ghost_lock() {
 }
 
 /// A timeout in the server's queue gives the lock up just as cleanly.
-#[test]
 fn timed_out_waits_leave_nothing_behind() {
-    let Some(url) = server("timeout") else { return };
+    let url = server();
     let table = fresh_table("timeout");
     let lock = locks(&url, &table).lock_named("t").unwrap();
     drop(lock.try_lock().unwrap());
@@ -291,11 +328,8 @@ fn timed_out_waits_leave_nothing_behind() {
 
 /// A thousand tasks of one process wait for one name: the server sees one
 /// waiting session, and every task gets the lock in turn.
-#[test]
 fn a_thousand_waiters_use_one_waiting_session() {
-    let Some(url) = server("thousand") else {
-        return;
-    };
+    let url = server();
     let table = fresh_table("thousand");
     let app = format!("lockyard-thousand-{}", std::process::id());
     let sep = if url.contains('?') { '&' } else { '?' };
@@ -366,9 +400,8 @@ fn a_thousand_waiters_use_one_waiting_session() {
 
 /// Ending the holder's session (`pg_terminate_backend`) is a typed signal:
 /// `still_held` says false, `lost` completes, the next token is higher.
-#[test]
 fn a_terminated_session_is_a_lost_lock() {
-    let Some(url) = server("lost") else { return };
+    let url = server();
     let table = fresh_table("lost");
     let lock = locks(&url, &table).lock_named("l").unwrap();
     let guard = lock.try_lock().unwrap();
@@ -407,9 +440,8 @@ fn a_terminated_session_is_a_lost_lock() {
 /// the server ends it after the TTL: a waiter takes over, with a higher
 /// token.
 #[cfg(unix)]
-#[test]
 fn a_stopped_holder_is_taken_over_after_its_lease() {
-    let Some(url) = server("lease") else { return };
+    let url = server();
     let table = fresh_table("lease");
     let mut kids = Children(Vec::new());
     kids.0
@@ -442,11 +474,8 @@ fn a_stopped_holder_is_taken_over_after_its_lease() {
 
 /// `keep_alive` beside the work keeps a lease's session alive past its
 /// TTL; without it the server ends the session and the lock is lost.
-#[test]
 fn keep_alive_renews_a_lease_and_its_absence_loses_it() {
-    let Some(url) = server("keep_alive") else {
-        return;
-    };
+    let url = server();
     let table = fresh_table("keep_alive");
     let pg = locks(&url, &table).lease(Duration::from_millis(300));
     let lock = pg.lock_named("k").unwrap();
@@ -487,9 +516,8 @@ fn keep_alive_round(lock: &lockyard::postgres::PgLock, mode: LockMode) {
     });
 }
 
-#[test]
 fn holder_and_list_say_who_holds_what() {
-    let Some(url) = server("holder") else { return };
+    let url = server();
     let table = fresh_table("holder");
     let pg = locks(&url, &table).owner("reporter");
     let lock = pg.lock_named("job/a").unwrap();
@@ -521,11 +549,8 @@ fn holder_and_list_say_who_holds_what() {
     assert_eq!(e.unwrap_err().kind(), ErrorKind::WouldBlock);
 }
 
-#[test]
 fn bad_input_gets_typed_errors_naming_server_and_lock() {
-    let Some(url) = server("bad_input") else {
-        return;
-    };
+    let url = server();
     let table = fresh_table("bad");
     let pg = locks(&url, &table);
     // Names: quotes and SQL are data; 10 KB is fine; NUL is refused.
@@ -606,9 +631,8 @@ fn bad_input_gets_typed_errors_naming_server_and_lock() {
 /// Run-once across processes: of five concurrent callers exactly one runs
 /// the work; a failed or killed run records nothing, so the next caller
 /// runs it; a new key runs it again.
-#[test]
 fn once_runs_the_work_once_across_processes() {
-    let Some(url) = server("once") else { return };
+    let url = server();
     let table = fresh_table("once");
     let dir = tempdir();
     let log = dir.path().join("log");
@@ -661,11 +685,8 @@ fn once_runs_the_work_once_across_processes() {
 /// The done mark is fenced by the token: a holder whose session ended
 /// while its work ran, and who was overtaken, records nothing (a `Lost`
 /// marker error), and the work stays to be done.
-#[test]
 fn once_records_nothing_for_a_holder_that_lost_the_lock() {
-    let Some(url) = server("once_fenced") else {
-        return;
-    };
+    let url = server();
     let table = fresh_table("once_fenced");
     let lock = locks(&url, &table).lock_named("job").unwrap();
     let probe = Raw::connect(&url);
@@ -694,11 +715,8 @@ fn once_records_nothing_for_a_holder_that_lost_the_lock() {
 
 /// `once_async` under an executor: concurrent tasks of one process run the
 /// work once.
-#[test]
 fn once_async_runs_once_among_tasks() {
-    let Some(url) = server("once_async") else {
-        return;
-    };
+    let url = server();
     let table = fresh_table("once_async");
     let lock = locks(&url, &table).lock_named("job").unwrap();
     let runs = Arc::new(AtomicUsize::new(0));
@@ -753,19 +771,9 @@ fn rustls_connector(ca: Option<&str>) -> tokio_postgres_rustls::MakeRustlsConnec
 /// error naming the lock, and `sslmode=require` without a connector is
 /// refused up front.
 #[cfg(not(target_os = "macos"))]
-#[test]
 fn tls_through_the_users_connector() {
-    let Some(url) = server("tls") else {
-        return;
-    };
-    let Ok(ca) = std::env::var("LOCKYARD_TEST_POSTGRES_CA") else {
-        assert!(
-            std::env::var_os("LOCKYARD_REQUIRE_POSTGRES").is_none(),
-            "LOCKYARD_REQUIRE_POSTGRES is set but the server offers no TLS (LOCKYARD_TEST_POSTGRES_CA)"
-        );
-        eprintln!("SKIPPED tls: the server offers no TLS (LOCKYARD_TEST_POSTGRES_CA unset)");
-        return;
-    };
+    let url = server();
+    let ca = std::env::var("LOCKYARD_TEST_POSTGRES_CA").expect("the harness checked it");
     let table = fresh_table("tls");
     let required = format!("{url}?sslmode=require");
     let locks = PgLocks::connect_tls(&required, rustls_connector(Some(&ca)))

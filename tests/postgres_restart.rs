@@ -1,28 +1,36 @@
 //! A server restart, in a test binary of its own (test binaries run one
 //! after another, so no other test sees the server go away): holds are
 //! lost, and tokens keep increasing across it.
-#![cfg(unix)]
 
+mod harness;
+#[cfg(unix)]
 mod pg;
 
-use std::process::Command;
-use std::time::Duration;
+#[cfg(unix)]
+fn main() {
+    use harness::{case, POSTGRES, POSTGRES_CLUSTER};
+    harness::main(vec![case!(
+        tokens_increase_across_a_server_restart_and_holds_are_lost,
+        [POSTGRES, POSTGRES_CLUSTER]
+    )]);
+}
 
-use lockyard::{LockMode, Wait};
-use pg::{fresh_table, locks, server};
+#[cfg(not(unix))]
+fn main() {
+    harness::main(Vec::new());
+}
 
-#[test]
+#[cfg(unix)]
 fn tokens_increase_across_a_server_restart_and_holds_are_lost() {
-    let Some(url) = server("restart") else { return };
-    let (Ok(data), Ok(bin)) = (
-        std::env::var("LOCKYARD_TEST_POSTGRES_DATA"),
-        std::env::var("LOCKYARD_TEST_POSTGRES_BIN"),
-    ) else {
-        eprintln!(
-            "SKIPPED restart: LOCKYARD_TEST_POSTGRES_DATA/BIN not set (.ci/postgres-bed sets them)"
-        );
-        return;
-    };
+    use std::process::Command;
+    use std::time::Duration;
+
+    use lockyard::{LockMode, Wait};
+    use pg::{fresh_table, locks, server};
+
+    let url = server();
+    let data = std::env::var("LOCKYARD_TEST_POSTGRES_DATA").expect("the harness checked it");
+    let bin = std::env::var("LOCKYARD_TEST_POSTGRES_BIN").expect("the harness checked it");
     let table = fresh_table("restart");
     let pg = locks(&url, &table);
     let lock = pg.lock_named("r").unwrap();
