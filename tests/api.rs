@@ -380,3 +380,82 @@ fn serialized_shape_is_the_commands() {
     assert_eq!(json["state"], "free");
     assert_eq!(json["holder"], serde_json::Value::Null);
 }
+
+/// Every order of `soft`, `lease` and `stale_after` (strict when neither
+/// kind is asked for) gives the same options, and the lock taken with them
+/// is what was asked for: a lease whenever `lease` was called, whatever
+/// came after it.
+#[test]
+fn the_kind_of_lock_does_not_depend_on_the_order_of_the_calls() {
+    use lockyard::LockKind;
+    #[derive(Clone, Copy, Debug)]
+    enum Call {
+        Soft,
+        Lease,
+        StaleAfter,
+    }
+    let ttl = Duration::from_secs(30);
+    let age = Some(Duration::from_secs(77));
+    let apply = |calls: &[Call]| {
+        calls.iter().fold(LockOptions::new(), |o, call| match call {
+            Call::Soft => o.soft(),
+            Call::Lease => o.lease(ttl),
+            Call::StaleAfter => o.stale_after(age),
+        })
+    };
+    // Every ordered selection of the three calls, the empty one included.
+    let all = [Call::Soft, Call::Lease, Call::StaleAfter];
+    let mut orders: Vec<Vec<Call>> = vec![Vec::new()];
+    for _ in 0..all.len() {
+        let longer: Vec<Vec<Call>> = orders
+            .iter()
+            .flat_map(|o| {
+                all.iter()
+                    .filter(|c| {
+                        !o.iter()
+                            .any(|d| std::mem::discriminant(*c) == std::mem::discriminant(d))
+                    })
+                    .map(move |c| [o.clone(), vec![*c]].concat())
+            })
+            .collect();
+        orders.extend(longer);
+    }
+    orders.sort_by_key(|o| format!("{o:?}"));
+    orders.dedup_by_key(|o| format!("{o:?}"));
+    assert_eq!(orders.len(), 16); // 1 + 3 + 6 + 6
+    let dir = tempdir();
+    for (i, calls) in orders.iter().enumerate() {
+        let has = |c: Call| {
+            calls
+                .iter()
+                .any(|d| std::mem::discriminant(&c) == std::mem::discriminant(d))
+        };
+        let options = apply(calls);
+        let (kind, lease) = if has(Call::Lease) {
+            (LockKind::Lease, Some(ttl))
+        } else if has(Call::Soft) {
+            (LockKind::Soft, None)
+        } else {
+            (LockKind::Strict, None)
+        };
+        assert_eq!(options.get_kind(), kind, "{calls:?}");
+        assert_eq!(options.get_lease(), lease, "{calls:?}");
+        let want_age = if has(Call::StaleAfter) {
+            age
+        } else {
+            LockOptions::new().get_stale_after()
+        };
+        assert_eq!(options.get_stale_after(), want_age, "{calls:?}");
+        // The same calls in reverse order give equal options.
+        let reversed: Vec<Call> = calls.iter().rev().copied().collect();
+        assert_eq!(apply(&reversed), options, "{calls:?} reversed");
+        // And the lock taken is the kind asked for, with its TTL recorded.
+        let lock = FileLock::with_options(dir.path().join(format!("k{i}.lock")), options);
+        let guard = lock.try_lock().unwrap();
+        let record = guard
+            .record()
+            .expect("every kind writes a record by default");
+        assert_eq!(record.kind(), kind, "{calls:?}");
+        assert_eq!(record.ttl(), lease, "{calls:?}");
+    }
+}

@@ -24,6 +24,10 @@ impl LockOptions {
     /// record is complete, so such a file may be someone's data. The lock
     /// stays busy until someone removes it.
     ///
+    /// A [`lease`](Self::lease) is a soft lock already: after `lease(ttl)`,
+    /// `soft()` keeps the lease and its TTL (see "The kind of lock" on
+    /// [`LockOptions`]).
+    ///
     /// # Examples
     ///
     /// ```
@@ -39,7 +43,10 @@ impl LockOptions {
     /// ```
     #[must_use = "a builder method returns the changed value; the original is unchanged"]
     pub fn soft(mut self) -> Self {
-        self.kind = LockKind::Soft;
+        // A lease is the stronger requirement and includes this one.
+        if self.kind != LockKind::Lease {
+            self.kind = LockKind::Soft;
+        }
         self
     }
 
@@ -48,6 +55,9 @@ impl LockOptions {
     /// [`FileLockGuard::keep_alive`](crate::FileLockGuard::keep_alive)).
     /// After that another process may take over, and the former holder's
     /// [`still_held`](crate::FileLockGuard::still_held) turns false.
+    ///
+    /// Called before or after [`soft`](Self::soft), the result is the same
+    /// lease; called twice, the last TTL counts.
     ///
     /// # Examples
     ///

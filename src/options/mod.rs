@@ -13,6 +13,36 @@ mod kinds;
 
 /// Options for a [`FileLock`](crate::FileLock), built by chaining.
 ///
+/// # The kind of lock
+///
+/// A lock is an OS lock (strict, the default) unless [`soft`](Self::soft)
+/// or [`lease`](Self::lease) says otherwise. Each call adds a requirement
+/// and none undoes another's, so the order of the calls never matters:
+///
+/// | calls, in any order | kind | record's TTL |
+/// |---|---|---|
+/// | neither | [`Strict`](crate::LockKind::Strict) | none |
+/// | `soft()` | [`Soft`](crate::LockKind::Soft) | none |
+/// | `lease(ttl)` | [`Lease`](crate::LockKind::Lease) | `ttl` |
+/// | `soft()` and `lease(ttl)` | [`Lease`](crate::LockKind::Lease) (a lease is a soft lock) | `ttl` |
+///
+/// [`stale_after`](Self::stale_after) and the other staleness options keep
+/// their values whatever the kind and whenever they are called: they
+/// govern soft locks and leases, and a strict lock, which the kernel
+/// releases with its holder, never needs them.
+///
+/// ```
+/// use std::time::Duration;
+/// use lockyard::{LockKind, LockOptions};
+///
+/// let ttl = Duration::from_secs(30);
+/// let a = LockOptions::new().lease(ttl).soft();
+/// let b = LockOptions::new().soft().lease(ttl);
+/// assert_eq!(a, b);
+/// assert_eq!(a.get_kind(), LockKind::Lease);
+/// assert_eq!(a.get_lease(), Some(ttl));
+/// ```
+///
 /// # Examples
 ///
 /// ```
