@@ -222,6 +222,8 @@ enum Detail {
     NotFile(NotFile),
     Nul,
     Empty,
+    /// The path ends in no file name (`.`, `..`, `/`).
+    NoFileName,
     Name(std::borrow::Cow<'static, str>),
     /// The parent directory is missing and creating it is off.
     NoParent,
@@ -272,6 +274,13 @@ impl Error {
     pub(crate) fn invalid_path(path: &Path, nul: bool) -> Self {
         let mut e = Self::bare(ErrorKind::InvalidPath, path, Op::Open);
         e.detail = Some(if nul { Detail::Nul } else { Detail::Empty });
+        e
+    }
+
+    /// A lock path that ends in no file name (`.`, `..`, `/`).
+    pub(crate) fn no_file_name(path: &Path) -> Self {
+        let mut e = Self::bare(ErrorKind::InvalidPath, path, Op::Open);
+        e.detail = Some(Detail::NoFileName);
         e
     }
 
@@ -614,6 +623,10 @@ impl fmt::Display for Error {
             ErrorKind::InvalidPath => match &self.detail {
                 Some(Detail::Nul) => write!(f, "lock path {path:?} contains a NUL byte"),
                 Some(Detail::Name(why)) => write!(f, "invalid lock name {path:?}: {why}"),
+                Some(Detail::NoFileName) => write!(
+                    f,
+                    "lock path {path:?} names no file (it ends in `.`, `..` or a root)"
+                ),
                 _ => write!(f, "lock path is empty"),
             },
             ErrorKind::Unsupported => write!(f, "file locking is not supported for {path}"),

@@ -47,11 +47,78 @@ fn all_fail_with(path: &Path, options: LockOptions, kind: ErrorKind) -> Error {
     errors.into_iter().next().unwrap()
 }
 
+/// Every question about the lock (`holder`, `state`, `inspect`) gives the
+/// same typed answer as taking it, naming the path.
+fn all_questions_fail(path: &Path, options: LockOptions, kind: ErrorKind) {
+    let lock = FileLock::with_options(path, options);
+    let errors = [
+        lock.holder().unwrap_err(),
+        lock.state().unwrap_err(),
+        lock.inspect().unwrap_err(),
+    ];
+    for e in &errors {
+        assert_eq!(e.kind(), kind, "{e}");
+        assert_eq!(e.path(), path);
+    }
+}
+
+/// [`all_fail_with`] and [`all_questions_fail`] for a strict lock, a soft
+/// lock and a lease at `path`.
+fn every_kind_fails(path: &Path, kind: ErrorKind) {
+    for options in [
+        LockOptions::new(),
+        LockOptions::new().soft(),
+        LockOptions::new().lease(Duration::from_secs(5)),
+    ] {
+        all_fail_with(path, options.clone(), kind);
+        all_questions_fail(path, options, kind);
+    }
+}
+
 #[test]
 fn directory_is_not_a_lock_file() {
     let dir = tempdir();
     let e = all_fail(dir.path(), ErrorKind::NotAFile);
     assert!(e.to_string().contains("directory"), "{e}");
+    every_kind_fails(dir.path(), ErrorKind::NotAFile);
+}
+
+/// A path that names no file (`.`, `..`, a root) is refused by `new` and
+/// `for_file` alike, for every question, instead of locking a neighbour
+/// such as `./.lock`.
+#[test]
+fn paths_with_no_file_name_are_invalid() {
+    let dir = tempdir();
+    for path in [".", "..", "a/..", "/", ""] {
+        let e = all_fail(Path::new(path), ErrorKind::InvalidPath);
+        assert!(
+            e.to_string().contains(&format!("{path:?}")) || path.is_empty(),
+            "{e}"
+        );
+        every_kind_fails(Path::new(path), ErrorKind::InvalidPath);
+        for lock in [
+            FileLock::for_file(path),
+            FileLock::for_file_in(dir.path(), path),
+        ] {
+            assert_eq!(lock.path(), Path::new(path));
+            assert_eq!(lock.try_lock().unwrap_err().kind(), ErrorKind::InvalidPath);
+            assert_eq!(lock.holder().unwrap_err().kind(), ErrorKind::InvalidPath);
+            assert_eq!(lock.state().unwrap_err().kind(), ErrorKind::InvalidPath);
+        }
+    }
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "something was created"
+    );
+    for stray in ["./.lock", "./...lock", "./..lock"] {
+        assert!(!Path::new(stray).exists(), "{stray} was created");
+    }
+    // A data path that ends in a separator still gets its lock beside it.
+    assert_eq!(
+        FileLock::for_file("data/state.json/").path(),
+        Path::new("data/state.json.lock")
+    );
 }
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
@@ -67,6 +134,7 @@ fn fifo_is_not_a_lock_file_and_does_not_hang() {
     .unwrap();
     let e = all_fail(&path, ErrorKind::NotAFile);
     assert!(e.to_string().contains("FIFO"), "{e}");
+    every_kind_fails(&path, ErrorKind::NotAFile);
 }
 
 #[cfg(unix)]
@@ -147,7 +215,8 @@ fn empty_soft_and_lease_paths_are_invalid_and_write_nothing() {
     drop(dir);
 }
 
-/// A Unix socket at the lock path is "not a file", like a FIFO.
+/// A Unix socket at the lock path is "not a file", like a FIFO, however
+/// the lock is asked about.
 #[cfg(unix)]
 #[test]
 fn unix_socket_is_not_a_lock_file() {
@@ -156,6 +225,7 @@ fn unix_socket_is_not_a_lock_file() {
     let _listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
     let e = all_fail(&path, ErrorKind::NotAFile);
     assert!(e.to_string().contains("socket"), "{e}");
+    every_kind_fails(&path, ErrorKind::NotAFile);
 }
 
 #[cfg(unix)]

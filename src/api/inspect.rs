@@ -50,6 +50,7 @@ impl std::fmt::Display for LockState {
 /// For those few microseconds a `try_lock` elsewhere can find it busy.
 pub(crate) fn describe(lock: &FileLock) -> Result<(LockState, Option<HolderRecord>), Error> {
     let path = lock.path();
+    crate::backend::open::check_path(path)?;
     let io_err = |e| Error::io(path, Op::Inspect, e);
     if !lock.is_strict() {
         return Ok(match sidecar::inspect(path).map_err(io_err)? {
@@ -63,7 +64,7 @@ pub(crate) fn describe(lock: &FileLock) -> Result<(LockState, Option<HolderRecor
             None => (LockState::Free, None),
         });
     }
-    let Some(file) = sys::open_existing(path).map_err(io_err)? else {
+    let Some(file) = crate::backend::open::open_existing(path).map_err(io_err)? else {
         return Ok((LockState::Free, None));
     };
     if let Err(what) = sys::identify(&file).map_err(io_err)? {

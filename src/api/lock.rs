@@ -132,13 +132,22 @@ impl FileLock {
     /// A lock guarding the data file `data`: the lock file is `data` with
     /// `.lock` appended to its name (`state.json` → `state.json.lock`).
     ///
+    /// A path that names no file (`""`, `.`, `..`, `/`) gives a lock that
+    /// every use refuses with
+    /// [`ErrorKind::InvalidPath`](crate::ErrorKind::InvalidPath), as
+    /// [`new`](Self::new) refuses such a path, instead of locking some
+    /// other file (`./.lock`).
+    ///
     /// # Examples
     ///
     /// ```
-    /// use lockyard::FileLock;
+    /// use lockyard::{ErrorKind, FileLock};
     ///
     /// let lock = FileLock::for_file("data/state.json");
     /// assert_eq!(lock.path(), std::path::Path::new("data/state.json.lock"));
+    ///
+    /// let nothing = FileLock::for_file("..");
+    /// assert_eq!(nothing.try_lock().unwrap_err().kind(), ErrorKind::InvalidPath);
     /// ```
     #[must_use]
     pub fn for_file(data: impl AsRef<Path>) -> Self {
@@ -160,8 +169,12 @@ impl FileLock {
     /// ```
     #[must_use]
     pub fn for_file_in(lock_dir: impl AsRef<Path>, data: impl AsRef<Path>) -> Self {
-        let name = lock_path_for(Path::new(data.as_ref().file_name().unwrap_or_default()));
-        Self::new(lock_dir.as_ref().join(name))
+        let data = data.as_ref();
+        match data.file_name() {
+            Some(name) => Self::new(lock_dir.as_ref().join(lock_path_for(Path::new(name)))),
+            // Refused at the first use (see `lock_path_for`).
+            None => Self::new(data),
+        }
     }
 
     /// A lock on the file at `path` with the given options. Nothing is opened
@@ -304,6 +317,7 @@ impl FileLock {
     /// ```
     pub fn holder(&self) -> Result<Option<HolderRecord>, Error> {
         let path = self.path();
+        crate::backend::open::check_path(path)?;
         let io_err = |e| Error::io(path, Op::Inspect, e);
         if self.is_strict() {
             // A released holder's record stays in the file: only the
@@ -451,7 +465,17 @@ impl FileLock {
 
 /// `data` with `.lock` appended to its file name.
 fn lock_path_for(data: &Path) -> PathBuf {
-    let mut name = data.as_os_str().to_os_string();
+    // `""`, `.`, `..` and `/` name no data file, and appending `.lock`
+    // would lock some other file (`./.lock`, `./...lock`): the path is kept
+    // as it is, which every use refuses as `InvalidPath`.
+    if data.file_name().is_none() {
+        return data.to_path_buf();
+    }
+    let Some(name) = data.file_name() else {
+        return data.to_path_buf();
+    };
+    let mut name = name.to_os_string();
     name.push(".lock");
-    PathBuf::from(name)
+    // Beside the data file, also when its path ends in a separator.
+    data.with_file_name(name)
 }

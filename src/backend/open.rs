@@ -163,13 +163,18 @@ fn if_same(file: Option<File>, id: FileId) -> io::Result<Option<File>> {
     })
 }
 
-fn check_path(path: &Path) -> Result<(), Error> {
+/// A path a lock can live at: not empty, no NUL byte, and ending in a
+/// file name (`.`, `..` and a root name directories, never a lock file).
+pub(crate) fn check_path(path: &Path) -> Result<(), Error> {
     let bytes = path.as_os_str().as_encoded_bytes();
     if bytes.is_empty() {
         return Err(Error::invalid_path(path, false));
     }
     if bytes.contains(&0) {
         return Err(Error::invalid_path(path, true));
+    }
+    if path.file_name().is_none() {
+        return Err(Error::no_file_name(path));
     }
     Ok(())
 }
@@ -180,6 +185,17 @@ fn identify(path: &Path, file: &File) -> Result<FileId, Error> {
         Ok(Err(what)) => Err(Error::not_a_file(path, what)),
         Err(e) => Err(Error::io(path, Op::Inspect, e)),
     }
+}
+
+/// [`sys::open_existing`], where an open that fails on something that is
+/// not a regular file (opening a socket fails with "no such device or
+/// address") says what it is, so that every question about a lock gives
+/// the same typed answer as taking it.
+pub(crate) fn open_existing(path: &Path) -> io::Result<Option<File>> {
+    sys::open_existing(path).map_err(|e| match sys::not_file_at(path) {
+        Some(what) => crate::error::NotFileError::io(what),
+        None => e,
+    })
 }
 
 /// An open that failed: a socket or device at the path is named as such

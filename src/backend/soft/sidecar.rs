@@ -412,7 +412,7 @@ fn inspect_record(path: &Path) -> io::Result<Option<Found>> {
 }
 
 fn read_sidecar(path: &Path) -> io::Result<Option<(File, Found)>> {
-    let Some(file) = sys::open_existing(path)? else {
+    let Some(file) = crate::backend::open::open_existing(path)? else {
         return Ok(None);
     };
     // A network filesystem may answer "no such file" through a descriptor
