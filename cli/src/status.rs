@@ -52,9 +52,14 @@ pub fn collect(target: &Path, table: Option<&str>) -> Result<Vec<Report>, String
     if let Some(address) = crate::target::pg_address(target) {
         return collect_pg(&address, table);
     }
-    let meta =
-        std::fs::metadata(target).map_err(|e| format!("cannot read {}: {e}", target.display()))?;
-    let paths = if meta.is_dir() {
+    let is_dir = match std::fs::metadata(target) {
+        Ok(meta) => meta.is_dir(),
+        // No lock file: a lock nobody holds (the question is most often
+        // "is anybody running this job?"), reported as the library sees it.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+        Err(e) => return Err(format!("cannot read {}: {e}", target.display())),
+    };
+    let paths = if is_dir {
         lock_files_in(target).map_err(|e| format!("cannot list {}: {e}", target.display()))?
     } else {
         vec![target.to_path_buf()]

@@ -635,3 +635,25 @@ fn a_closed_stdout_ends_the_command_quietly() {
     assert_eq!(code(&out), 74);
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot write the output"));
 }
+
+/// `status` of a lock whose file does not exist (yet) answers "free", in
+/// text and JSON, exit 0: nobody holds it. A missing directory is the same
+/// answer; only other errors (permission) are errors.
+#[test]
+fn status_of_a_lock_with_no_file_is_free() {
+    let dir = tmp();
+    for path in [p(&dir, "never-made.lock"), p(&dir, "no-dir/job.lock")] {
+        let l = path.to_str().unwrap();
+        let out = run(&["status", l]);
+        assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            format!("{l}: free")
+        );
+        let doc = status_json(&path);
+        assert_eq!(doc["locks"][0]["state"], "free", "{doc}");
+        assert_eq!(doc["locks"][0]["path"], l, "{doc}");
+        assert!(doc["locks"][0]["error"].is_null(), "{doc}");
+        assert!(!path.exists(), "status created {l}");
+    }
+}
