@@ -498,6 +498,42 @@ impl Error {
         self.holders.as_ref().and_then(|h| h.breakable_in)
     }
 
+    /// For [`ErrorKind::WouldBlock`] and [`ErrorKind::TimedOut`] on a soft
+    /// lock or lease: whether what keeps it busy is a file at its path that
+    /// is not a lockyard lock file (it has no complete holder record). Such
+    /// a file is never broken or removed, however old, because it may be
+    /// someone's data: the lock stays busy until someone removes it.
+    /// [`FileLock::state`](crate::FileLock::state) says
+    /// [`LockState::Foreign`](crate::LockState::Foreign) for it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lockyard::{ErrorKind, FileLock, LockOptions, LockState};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("job.lock");
+    /// std::fs::write(&path, "not a lock")?;
+    /// let lock = FileLock::with_options(&path, LockOptions::new().soft());
+    /// let e = lock.try_lock().unwrap_err();
+    /// assert_eq!(e.kind(), ErrorKind::WouldBlock);
+    /// assert!(e.is_foreign_file());
+    /// assert!(e.to_string().contains("not a lockyard lock file"));
+    /// assert_eq!(lock.state()?, LockState::Foreign);
+    /// assert_eq!(std::fs::read(&path)?, b"not a lock"); // never touched
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn is_foreign_file(&self) -> bool {
+        self.holders.as_ref().is_some_and(|h| h.foreign)
+    }
+
+    pub(crate) fn with_foreign(mut self, foreign: bool) -> Self {
+        if foreign {
+            self.holding().foreign = true;
+        }
+        self
+    }
+
     pub(crate) fn with_breakable_in(mut self, after: Option<Duration>) -> Self {
         if after.is_some() {
             self.holding().breakable_in = after;
@@ -583,6 +619,10 @@ impl fmt::Display for Error {
                     write!(f, "lock {path} is held by ")?;
                     self.write_os_holders(f)
                 }
+                None if self.is_foreign_file() => {
+                    write!(f, "lock {path} is busy: ")?;
+                    f.write_str(FOREIGN)
+                }
                 None => write!(f, "lock {path} is held elsewhere"),
             },
             ErrorKind::TimedOut => {
@@ -597,6 +637,10 @@ impl fmt::Display for Error {
                     None if !self.os_holders().is_empty() => {
                         f.write_str(", held by ")?;
                         self.write_os_holders(f)
+                    }
+                    None if self.is_foreign_file() => {
+                        f.write_str(": ")?;
+                        f.write_str(FOREIGN)
                     }
                     None => Ok(()),
                 }
@@ -666,12 +710,17 @@ impl Error {
     }
 }
 
+/// What a soft lock blocked by a file that is not lockyard's says.
+const FOREIGN: &str = "the file at its path is not a lockyard lock file (no holder record \
+     this version can read): it is never broken, however old; remove it if nothing uses it";
+
 /// Who holds a busy lock, as far as the error knows.
 #[derive(Debug, Default)]
 struct Holding {
     record: Option<HolderRecord>,
     os: Vec<OsHolder>,
     breakable_in: Option<Duration>,
+    foreign: bool,
 }
 
 /// A holder, saying so when it is this very process: another guard or

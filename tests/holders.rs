@@ -330,7 +330,36 @@ fn untrusted_sidecar_content() {
         let e = lock.try_lock().unwrap_err();
         assert_eq!(e.kind(), ErrorKind::WouldBlock, "{name}: {e}");
         assert!(e.holder().is_none(), "{name}");
+        // It says what blocks it, in the error and in the state.
+        assert!(e.is_foreign_file(), "{name}");
+        assert!(
+            e.to_string().contains("not a lockyard lock file"),
+            "{name}: {e}"
+        );
+        assert!(
+            e.to_string().contains("remove it if nothing uses it"),
+            "{name}: {e}"
+        );
+        let e = lock
+            .lock_blocking_timeout(Duration::from_millis(50))
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::TimedOut, "{name}: {e}");
+        assert!(e.is_foreign_file(), "{name}: {e}");
+        assert!(
+            e.to_string().contains("not a lockyard lock file"),
+            "{name}: {e}"
+        );
         assert!(lock.holder().unwrap().is_none(), "{name}");
+        assert_eq!(
+            lock.state().unwrap(),
+            lockyard::LockState::Foreign,
+            "{name}"
+        );
+        assert_eq!(
+            lock.inspect().unwrap().state(),
+            lockyard::LockState::Foreign,
+            "{name}"
+        );
         assert_eq!(std::fs::read(&path).unwrap(), bytes, "{name} was modified");
         // Not even once older than stale_after (here: at once).
         let lock = FileLock::with_options(&path, soft().stale_after(Some(Duration::ZERO)));

@@ -195,6 +195,10 @@ pub fn human(r: &Report) -> String {
         },
         LockState::HeldExclusive => who("held exclusive"),
         LockState::Stale => who("stale (its holder is gone or its lease lapsed), left"),
+        LockState::Foreign => format!(
+            "{path}: busy: not a lockyard lock file (no holder record this version can \
+             read); never broken or cleaned, however old: remove it if nothing uses it"
+        ),
         _ => format!("{path}: unknown state"),
     }
 }

@@ -657,3 +657,26 @@ fn status_of_a_lock_with_no_file_is_free() {
         assert!(!path.exists(), "status created {l}");
     }
 }
+
+/// A file that is not a lockyard lock file at a soft lock's path blocks it
+/// forever (it is never broken): `status` says so, in text and JSON, and
+/// `clean` leaves it.
+#[test]
+fn status_says_a_foreign_file_blocks_a_soft_lock() {
+    let dir = tmp();
+    let lock = p(&dir, "job.lock");
+    let l = lock.to_str().unwrap();
+    assert_eq!(code(&run(&["run", "--soft", l, "--", "true"])), 0);
+    std::fs::write(&lock, b"someone's notes\n").unwrap();
+    let out = run(&["status", l]);
+    assert_eq!(code(&out), 0);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("not a lockyard lock file"), "{text}");
+    assert!(text.contains("remove it if nothing uses it"), "{text}");
+    assert_eq!(status_json(&lock)["locks"][0]["state"], "foreign");
+    let out = run(&["run", "--soft", "-n", l, "--", "true"]);
+    assert_eq!(code(&out), 1);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a lockyard lock file"));
+    assert_eq!(code(&run(&["clean", dir.path().to_str().unwrap()])), 0);
+    assert_eq!(std::fs::read(&lock).unwrap(), b"someone's notes\n");
+}

@@ -24,10 +24,17 @@ pub enum LockState {
     /// A soft lock or lease whose holder is provably gone or whose lease
     /// lapsed: the next waiter will break it.
     Stale,
+    /// A soft lock or lease whose path holds a file that is not a lockyard
+    /// lock file (no complete holder record): the lock is busy, and stays
+    /// busy until someone removes that file, because lockyard never breaks
+    /// or removes a file it cannot prove is its own, however old. See
+    /// [`Error::is_foreign_file`](crate::Error::is_foreign_file).
+    Foreign,
 }
 
 impl std::fmt::Display for LockState {
-    /// `free`, `held shared`, `held exclusive` or `stale`.
+    /// `free`, `held shared`, `held exclusive`, `stale` or `not a lockyard
+    /// lock file`.
     ///
     /// ```
     /// assert_eq!(lockyard::LockState::HeldShared.to_string(), "held shared");
@@ -38,6 +45,7 @@ impl std::fmt::Display for LockState {
             LockState::HeldShared => "held shared",
             LockState::HeldExclusive => "held exclusive",
             LockState::Stale => "stale",
+            LockState::Foreign => "not a lockyard lock file",
         })
     }
 }
@@ -57,6 +65,7 @@ pub(crate) fn describe(lock: &FileLock) -> Result<(LockState, Option<HolderRecor
             Some(found) => {
                 let state = match stale::judge(&found.evidence(), lock.options()) {
                     Some(_) => LockState::Stale,
+                    None if found.is_foreign() => LockState::Foreign,
                     None => LockState::HeldExclusive,
                 };
                 (state, found.record)
@@ -93,7 +102,7 @@ pub(crate) fn describe(lock: &FileLock) -> Result<(LockState, Option<HolderRecor
 ///
 /// With the `serde` feature it is `serde::Serialize`, as `lockyard status
 /// --json` shows a lock: `path`, `name`, `state` (`"free"`,
-/// `"held-shared"`, `"held-exclusive"`, `"stale"`) and the `holder` that
+/// `"held-shared"`, `"held-exclusive"`, `"stale"`, `"foreign"`) and the `holder` that
 /// state names, or null.
 ///
 /// ```

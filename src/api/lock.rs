@@ -289,7 +289,10 @@ impl FileLock {
 
     /// Who holds the lock now, from its holder record: `None` if nobody
     /// does (the record says released, there is none, or its holder is
-    /// provably dead). A holder on another machine cannot be checked and
+    /// provably dead), and for a soft lock whose path holds a file that is
+    /// not a lockyard lock file, which has no holder to name but keeps the
+    /// lock busy: [`state`](Self::state) tells the two apart
+    /// ([`LockState::Foreign`](crate::LockState::Foreign)). A holder on another machine cannot be checked and
     /// is reported as long as its record says it holds the lock.
     ///
     /// Reading never creates or locks anything.

@@ -2,7 +2,7 @@
 //! shape of the `lockyard status --json` document, whose `locks` entries
 //! extend a [`LockInfo`]'s object.
 //!
-//! - [`LockState`]: `"free"`, `"held-shared"`, `"held-exclusive"`, `"stale"`.
+//! - [`LockState`]: `"free"`, `"held-shared"`, `"held-exclusive"`, `"stale"`, `"foreign"` (a soft lock blocked by a file that is not lockyard's).
 //! - [`HolderRecord`]: `pid`, `host`, `owner` (or null), `kind` (`"strict"`,
 //!   `"soft"`, `"lease"`, `"postgres"`), `acquired_at` and `renewed_at`
 //!   (seconds since the Unix epoch, or null before it), `age_secs`,
@@ -28,6 +28,7 @@ impl Serialize for LockState {
             LockState::HeldShared => "held-shared",
             LockState::HeldExclusive => "held-exclusive",
             LockState::Stale => "stale",
+            LockState::Foreign => "foreign",
         })
     }
 }

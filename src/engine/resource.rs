@@ -143,6 +143,9 @@ pub(crate) struct Holders {
     /// For a soft lock whose holder's liveness cannot be checked (another
     /// host) or a lease: how long until it may be taken over as stale.
     pub(crate) breakable_in: Option<std::time::Duration>,
+    /// For a soft lock: the file at its path is not a lockyard lock file
+    /// (no complete holder record), so it is never broken.
+    pub(crate) foreign: bool,
 }
 
 impl Holders {

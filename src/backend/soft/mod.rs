@@ -109,6 +109,7 @@ impl Resource for SoftLock {
                             // The hook kept a stale holder: when it goes is
                             // the hook's to say, not its age's.
                             os_free: Some(false),
+                            foreign: false,
                         });
                         return Ok(Attempted::Busy);
                     }
@@ -163,10 +164,10 @@ impl Resource for SoftLock {
             return Holders::default();
         };
         let breakable_in = o.and_then(|o| stale::breakable_in(&seen.evidence(), &o.options));
-        let record = seen.record;
         Holders {
-            record,
+            record: seen.record,
             breakable_in,
+            foreign: seen.foreign,
             ..Holders::default()
         }
     }

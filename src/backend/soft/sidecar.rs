@@ -108,6 +108,9 @@ pub(crate) enum SoftTry {
 pub(crate) struct Seen {
     pub(crate) record: Option<HolderRecord>,
     pub(crate) os_free: Option<bool>,
+    /// The file at the path is not a lockyard lock file (see
+    /// [`Found::is_foreign`]).
+    pub(crate) foreign: bool,
 }
 
 impl Seen {
@@ -359,7 +362,15 @@ impl Found {
         Seen {
             record: self.record.clone(),
             os_free: self.os_free,
+            foreign: self.is_foreign(),
         }
+    }
+
+    /// Whether the file is not a lockyard lock file: lockyard publishes a
+    /// sidecar only once its record is complete, so a file without one was
+    /// put there by something else, and is never broken or removed.
+    pub(crate) fn is_foreign(&self) -> bool {
+        self.record.is_none()
     }
 
     pub(crate) fn publication(&self) -> Publication {

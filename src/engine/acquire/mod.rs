@@ -509,6 +509,7 @@ fn with_holders(err: Error, holders: Holders) -> Error {
     err.with_holder(holders.record)
         .with_os_holders(holders.os)
         .with_breakable_in(holders.breakable_in)
+        .with_foreign(holders.foreign)
 }
 
 enum Step {
