@@ -48,6 +48,7 @@ fn round(crash: bool) -> Result<(), String> {
         std::process::id(),
         u8::from(crash)
     ));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot make {}: {e}", dir.display()))?;
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
     println!(
         "{PROCESSES} processes need {VERSION}{}",

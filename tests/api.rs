@@ -85,11 +85,24 @@ fn path_conventions() {
     );
 }
 
+/// Missing directories are an error by default, as for the command (and
+/// flock(1)), for every constructor; `create_parent(true)` makes them.
 #[test]
-fn missing_parent_directories_are_created() {
+fn missing_parent_directories_are_created_only_when_asked() {
     let dir = tempdir();
     let path = dir.path().join("a").join("b").join("x.lock");
-    let guard = FileLock::new(&path).try_lock().unwrap();
+    for lock in [
+        FileLock::new(&path),
+        FileLock::for_file(dir.path().join("a/b/x")),
+        FileLock::for_file_in(dir.path().join("a/b"), "x"),
+        FileLock::with_options(&path, LockOptions::new().soft()),
+    ] {
+        let e = lock.try_lock().unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::CreateDir, "{e}");
+        assert!(!dir.path().join("a").exists(), "a directory was made");
+    }
+    let lock = FileLock::with_options(&path, LockOptions::new().create_parent(true));
+    let guard = lock.try_lock().unwrap();
     assert!(path.is_file());
     assert_eq!(guard.path(), path);
 }

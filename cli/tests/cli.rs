@@ -98,7 +98,14 @@ fn exit_codes() {
         code(&run(&["run", dir.path().to_str().unwrap(), "--", "true"])),
         71
     );
-    assert_eq!(code(&run(&["status", "/nonexistent/x.lock"])), 71);
+    let fifo = p(&dir, "fifo.lock");
+    rustix::fs::mkfifoat(
+        rustix::fs::CWD,
+        &fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+    )
+    .unwrap();
+    assert_eq!(code(&run(&["status", fifo.to_str().unwrap()])), 71);
 
     let holder = Holder::start(&[], &lock);
     let busy = run(&["run", "-n", l, "--", "true"]);

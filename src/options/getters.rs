@@ -74,8 +74,8 @@ impl LockOptions {
     /// ```
     /// use lockyard::LockOptions;
     ///
-    /// assert!(LockOptions::new().get_create_parent());
-    /// assert!(!LockOptions::new().create_parent(false).get_create_parent());
+    /// assert!(!LockOptions::new().get_create_parent());
+    /// assert!(LockOptions::new().create_parent(true).get_create_parent());
     /// ```
     pub fn get_create_parent(&self) -> bool {
         self.create_parent

@@ -104,7 +104,7 @@ impl Default for LockOptions {
             strategy: WaitStrategy::Adaptive,
             remove_on_release: false,
             verify_identity: false,
-            create_parent: true,
+            create_parent: false,
             offload_open: true,
             file_mode: 0o644,
             kind: LockKind::Strict,
@@ -226,7 +226,16 @@ impl LockOptions {
         self
     }
 
-    /// Create missing parent directories of the lock file (on by default).
+    /// Create missing parent directories of the lock file (off by
+    /// default).
+    ///
+    /// Off, a lock whose directory is missing fails with
+    /// [`ErrorKind::CreateDir`](crate::ErrorKind::CreateDir), as
+    /// `File::create` and `flock(1)` fail: a typo in a path
+    /// (`/var/lib/myap/state.json`) is an error to see, not a tree to build
+    /// silently, and the `lockyard` command, which follows `flock(1)`, has
+    /// the same default (`--create-dirs` turns it on there). A
+    /// [`LockDir`](crate::LockDir) creates its own directory.
     ///
     /// # Examples
     ///
@@ -234,8 +243,12 @@ impl LockOptions {
     /// use lockyard::{ErrorKind, FileLock, LockOptions};
     ///
     /// let dir = tempfile::tempdir()?;
-    /// let lock = FileLock::with_options(dir.path().join("missing/job.lock"), LockOptions::new().create_parent(false));
+    /// let path = dir.path().join("missing/job.lock");
+    /// let lock = FileLock::new(&path);
     /// assert_eq!(lock.try_lock().unwrap_err().kind(), ErrorKind::CreateDir);
+    ///
+    /// let lock = FileLock::with_options(&path, LockOptions::new().create_parent(true));
+    /// let _guard = lock.try_lock()?; // made missing/ first
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     #[must_use = "a builder method returns the changed value; the original is unchanged"]

@@ -103,8 +103,10 @@ impl Handles {
 }
 
 impl LockDir {
-    /// Named locks in `dir` (created on first use), with default options
-    /// and waiting forever unless told otherwise.
+    /// Named locks in `dir`, with default options and waiting forever
+    /// unless told otherwise. The directory is the `LockDir`'s own: it is
+    /// created, with missing parents, on the first acquisition, whatever
+    /// [`LockOptions::create_parent`] says.
     ///
     /// # Examples
     ///
@@ -270,9 +272,11 @@ impl LockDir {
     pub fn handle(&self, name: &str) -> Result<FileLock, Error> {
         let mut handles = self.handles.lock().unwrap_or_else(PoisonError::into_inner);
         handles.get_or_insert(name, || {
+            // The directory is the LockDir's own: made on first use, whatever
+            // `create_parent` says for single lock files.
             Ok(FileLock::with_options(
                 self.path_of(name)?,
-                self.options.clone(),
+                self.options.clone().create_parent(true),
             ))
         })
     }

@@ -276,7 +276,7 @@ async fn remove_on_release_deletes_and_recreates() {
     }
     let dir = tempdir();
     let path = dir.path().join("deep/er/rm.lock");
-    let lock = lock_with(&path, LockOptions::new().remove_on_release(true));
+    let lock = lock_with(&path, LockOptions::new().remove_on_release(true).create_parent(true));
     let g = lock.lock().await.unwrap();
     assert!(path.exists());
     g.unlock().unwrap();
