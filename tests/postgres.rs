@@ -33,6 +33,7 @@ fn main() {
         case!(timed_out_waits_leave_nothing_behind, [POSTGRES]),
         case!(a_thousand_waiters_use_one_waiting_session, [POSTGRES]),
         case!(a_terminated_session_is_a_lost_lock, [POSTGRES]),
+        case!(a_termination_during_a_query_is_lost_not_io, [POSTGRES]),
         case!(
             keep_alive_renews_a_lease_and_its_absence_loses_it,
             [POSTGRES]
@@ -434,6 +435,61 @@ fn a_terminated_session_is_a_lost_lock() {
         .acquire_blocking(LockMode::Exclusive, Wait::For(Duration::from_secs(5)))
         .unwrap();
     assert!(next.token().unwrap() > first);
+}
+
+/// A termination that lands while one of the guard's queries is in flight
+/// (`still_held`'s check, a lease's renewal, `lost`'s polling) means the
+/// session and its locks are gone: `Ok(false)` and kind `Lost`, never
+/// `Io`. A proxy holds the guard's query while the server ends the
+/// session, so the server's "terminating connection" (57P01) is what
+/// answers it.
+fn a_termination_during_a_query_is_lost_not_io() {
+    let url = server();
+    let proxy = pg::Proxy::start(&url);
+    let table = fresh_table("midquery");
+    let probe = Raw::connect(&url);
+    let pg = locks(&proxy.url, &table).lease(Duration::from_secs(60));
+    for query in ["still_held", "refresh", "lost"] {
+        let lock = pg.lock_named(query).unwrap();
+        let mut guard = lock.try_lock().unwrap();
+        let (_, oid, id) = probe.key_of(&table, query);
+        proxy.hold(true);
+        let asking = std::thread::spawn(move || {
+            let answer = match query {
+                "still_held" => guard.still_held().map(|held| format!("still_held: {held}")),
+                "refresh" => guard.refresh().map(|()| "refreshed".to_owned()),
+                _ => Err(futures_lite::future::block_on(
+                    guard.lost(Duration::from_millis(10)),
+                )),
+            };
+            (guard, answer)
+        });
+        // The query is in the proxy now; the session ends under it.
+        std::thread::sleep(Duration::from_millis(300));
+        let killed: bool = probe.one(
+            "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory'
+               AND granted AND classid::bigint = $1 AND objid::bigint = $2",
+            &[&oid, &id],
+        );
+        assert!(killed, "{query}: no session held the lock");
+        std::thread::sleep(Duration::from_millis(300));
+        proxy.hold(false);
+        let (guard, answer) = pg::within(Duration::from_secs(20), move || asking.join().unwrap());
+        match (query, answer) {
+            ("still_held", Ok(said)) => assert_eq!(said, "still_held: false"),
+            (_, Err(e)) if query != "still_held" => {
+                assert_eq!(e.kind(), ErrorKind::Lost, "{query}: {e}");
+            }
+            (_, other) => panic!("{query}: {other:?}"),
+        }
+        assert!(!guard.still_held().unwrap(), "{query}");
+        drop(guard);
+        assert_eq!(
+            probe.settle(oid, id, Duration::from_secs(5)),
+            (0, 0),
+            "{query}"
+        );
+    }
 }
 
 /// A holder stopped with SIGSTOP keeps its session open, but with a lease

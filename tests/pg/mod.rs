@@ -93,3 +93,91 @@ impl Raw {
         }
     }
 }
+
+/// A TCP proxy in front of the server whose client-to-server direction can
+/// be held: a query sent while it is held stays in the proxy, so whatever
+/// the server does meanwhile (a `pg_terminate_backend`) lands while the
+/// client waits for that query's answer. Server-to-client bytes always
+/// flow.
+pub struct Proxy {
+    pub url: String,
+    held: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Proxy {
+    /// A proxy to the server of `url` (`postgres://user@host:port/db`),
+    /// and `url` rewritten to go through it.
+    pub fn start(url: &str) -> Proxy {
+        use std::net::{TcpListener, TcpStream};
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
+        let rest = url.split_once("://").expect("a URL").1;
+        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let (user, host_port) = authority.rsplit_once('@').unwrap_or(("", authority));
+        let upstream = host_port.to_owned();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let held = Arc::new(AtomicBool::new(false));
+        let gate = held.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                let Ok(server) = TcpStream::connect(&upstream) else {
+                    continue;
+                };
+                let pump =
+                    |mut from: TcpStream, mut to: TcpStream, gate: Option<Arc<AtomicBool>>| {
+                        std::thread::spawn(move || {
+                            use std::io::{Read, Write};
+                            let mut buf = [0u8; 16384];
+                            loop {
+                                let n = match from.read(&mut buf) {
+                                    Ok(0) | Err(_) => break,
+                                    Ok(n) => n,
+                                };
+                                while gate.as_ref().is_some_and(|g| g.load(Ordering::SeqCst)) {
+                                    std::thread::sleep(Duration::from_millis(1));
+                                }
+                                if to.write_all(&buf[..n]).is_err() {
+                                    break;
+                                }
+                            }
+                            let _ = to.shutdown(std::net::Shutdown::Both);
+                            let _ = from.shutdown(std::net::Shutdown::Both);
+                        });
+                    };
+                pump(
+                    client.try_clone().unwrap(),
+                    server.try_clone().unwrap(),
+                    Some(gate.clone()),
+                );
+                pump(server, client, None);
+            }
+        });
+        let at = if user.is_empty() {
+            String::new()
+        } else {
+            format!("{user}@")
+        };
+        Proxy {
+            url: format!("postgres://{at}127.0.0.1:{port}/{path}"),
+            held,
+        }
+    }
+
+    /// Holds (or lets through) what clients send to the server.
+    pub fn hold(&self, on: bool) {
+        self.held.store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Runs `f` on a thread of its own and returns its result, failing the
+/// test if it takes longer than `limit`.
+pub fn within<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(limit)
+        .unwrap_or_else(|_| panic!("no answer within {limit:?}"))
+}

@@ -320,6 +320,34 @@ async fn dial(config: &Config) -> io::Result<(PgSocket, String)> {
     Err(last.unwrap_or_else(|| io::Error::other("no host to connect to")))
 }
 
+/// Whether a server error ends the session that received it, and with it
+/// every advisory lock the session held: any `FATAL` or `PANIC` (the
+/// server closes the connection after sending it), and the codes that
+/// mean so whatever the severity: class 08 (connection exception) and
+/// class 57P (the operator ended it: `pg_terminate_backend` is 57P01,
+/// shutdown 57P02, a dropped database 57P04, `idle_session_timeout`
+/// 57P05), and `idle_in_transaction_session_timeout` (25P03).
+fn ends_session(code: &str, severity: &str) -> bool {
+    matches!(severity, "FATAL" | "PANIC")
+        || code.starts_with("08")
+        || code.starts_with("57P")
+        || code == "25P03"
+}
+
+/// Whether `e`, met by a query on a session, says the session is gone: the
+/// server ended it ([`to_io`] gives such errors `ConnectionAborted`) or its
+/// socket closed or broke.
+pub(super) fn session_gone(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::UnexpectedEof
+            | io::ErrorKind::NotConnected
+    )
+}
+
 /// The name a server's certificate must carry for `host`.
 fn host_name(host: &Host) -> String {
     match host {
@@ -337,6 +365,7 @@ pub(super) fn to_io(e: tokio_postgres::Error) -> io::Error {
         let kind = match code {
             // invalid_authorization_specification, invalid_password
             "28000" | "28P01" | "42501" => io::ErrorKind::PermissionDenied,
+            _ if ends_session(code, db.severity()) => io::ErrorKind::ConnectionAborted,
             _ => io::ErrorKind::Other,
         };
         return io::Error::new(kind, format!("{} (SQLSTATE {code})", db.message()));

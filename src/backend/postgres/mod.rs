@@ -40,7 +40,7 @@ use event_listener::Event;
 use futures_lite::{future, FutureExt};
 use tokio_postgres::Config;
 
-use self::conn::{to_io, Conn, Param, Reply};
+use self::conn::{session_gone, to_io, Conn, Param, Reply};
 use self::sql::TableSql;
 use crate::engine::{
     Attempted, BlockingWait, Hint, Holders, Key, Opener, Params, Resource, Upgrade, Waited,
@@ -847,7 +847,10 @@ impl Resource for PgLock {
         // Any statement resets the server's idle timer (the lease).
         match conn.run(conn.batch("SELECT 1")) {
             Ok(()) => Ok(None),
-            Err(_) if conn.is_closed() => Err(crate::error::lost()),
+            // Decided by what the server said, not by whether the socket
+            // has been seen closed yet: a termination that lands during
+            // the query answers it before the socket's end is read.
+            Err(e) if session_gone(&e) || conn.is_closed() => Err(crate::error::lost()),
             Err(e) => Err(e),
         }
     }
@@ -866,7 +869,8 @@ impl Resource for PgLock {
         let id = i64::from(self.id);
         match conn.run(conn.query_one(sql::STILL_HELD, &[&oid, &id])) {
             Ok(row) => row.try_get(0).map_err(to_io),
-            Err(_) if conn.is_closed() => Ok(false),
+            // As in `refresh`: the server's words decide.
+            Err(e) if session_gone(&e) || conn.is_closed() => Ok(false),
             Err(e) => Err(e),
         }
     }
