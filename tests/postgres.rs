@@ -34,6 +34,7 @@ fn main() {
         case!(a_thousand_waiters_use_one_waiting_session, [POSTGRES]),
         case!(a_terminated_session_is_a_lost_lock, [POSTGRES]),
         case!(a_termination_during_a_query_is_lost_not_io, [POSTGRES]),
+        case!(a_deadline_bounds_connecting, []),
         case!(
             keep_alive_renews_a_lease_and_its_absence_loses_it,
             [POSTGRES]
@@ -490,6 +491,82 @@ fn a_termination_during_a_query_is_lost_not_io() {
             "{query}"
         );
     }
+}
+
+/// A server that accepts connections and never answers: each accepted
+/// socket is held until the client lets go of it, and the time it did so
+/// is sent on the returned channel.
+fn silent_server() -> (String, std::sync::mpsc::Receiver<Instant>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for socket in listener.incoming() {
+            let Ok(mut socket) = socket else { return };
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                use std::io::Read;
+                // Read (and ignore) the start-up until the client closes.
+                let mut buf = [0u8; 1024];
+                while matches!(socket.read(&mut buf), Ok(n) if n > 0) {}
+                let _ = tx.send(Instant::now());
+            });
+        }
+    });
+    (format!("postgres://nobody@127.0.0.1:{port}/db"), rx)
+}
+
+/// A deadline bounds the whole acquisition, connecting included: against a
+/// server that accepts and never answers, every form with a deadline ends
+/// with `TimedOut` at the deadline, not at the connect timeout (10 s), and
+/// the abandoned connection is let go at once, so a tokio runtime that ran
+/// the acquisition shuts down without waiting for it.
+fn a_deadline_bounds_connecting() {
+    let (url, closed) = silent_server();
+    let pg = PgLocks::connect(&url).unwrap();
+    let limit = Duration::from_millis(800);
+    let late = Duration::from_secs(3);
+    for i in 0..2 {
+        let lock = pg.lock_named(&format!("blocking-{i}")).unwrap();
+        let start = Instant::now();
+        let wait = if i == 0 {
+            Wait::For(limit)
+        } else {
+            Wait::Until(start + limit)
+        };
+        let e = lock
+            .acquire_blocking(LockMode::Exclusive, wait)
+            .unwrap_err();
+        let took = start.elapsed();
+        assert_eq!(e.kind(), ErrorKind::TimedOut, "{wait:?}: {e}");
+        assert!(took < late, "{wait:?}: took {took:?}");
+        let gone = closed
+            .recv_timeout(late)
+            .expect("the abandoned connection stayed open");
+        assert!(gone.duration_since(start) < late, "{wait:?}");
+    }
+    // The async form, in a tokio runtime that is then dropped.
+    let lock = pg.lock_named("async").unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let start = Instant::now();
+    let e = rt.block_on(lock.lock_timeout(limit)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::TimedOut, "{e}");
+    assert!(start.elapsed() < late, "took {:?}", start.elapsed());
+    let dropping = Instant::now();
+    drop(rt);
+    assert!(
+        dropping.elapsed() < Duration::from_secs(2),
+        "the runtime waited {:?}",
+        dropping.elapsed()
+    );
+    let gone = closed
+        .recv_timeout(late)
+        .expect("the abandoned connection stayed open");
+    assert!(gone.duration_since(start) < late);
 }
 
 /// A holder stopped with SIGSTOP keeps its session open, but with a lease

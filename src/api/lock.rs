@@ -200,6 +200,7 @@ impl FileLock {
             backoff: options.backoff,
             strategy: options.strategy,
             offload_open: options.offload_open,
+            open_may_wait: false,
         };
         let handle = if options.in_memory {
             let opener = MemoryOpener {

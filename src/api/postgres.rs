@@ -371,6 +371,7 @@ impl PgLocks {
             backoff: self.options.backoff,
             strategy: self.options.strategy,
             offload_open: true,
+            open_may_wait: true,
         };
         let handle = Handle::new(label, config, opener);
         Ok(PgLock {

@@ -16,7 +16,7 @@ use std::task::{Context, Poll};
 use event_listener::{Event, EventListener};
 use futures_lite::FutureExt;
 
-use crate::engine::{Attempted, Hint, Holders, Key, Opener, Params, Resource, Upgrade};
+use crate::engine::{Abandon, Attempted, Hint, Holders, Key, Opener, Params, Resource, Upgrade};
 use crate::error::Error;
 use crate::mode::LockMode;
 use crate::options::LockOptions;
@@ -66,7 +66,7 @@ pub(crate) struct MemoryOpener {
 }
 
 impl Opener for MemoryOpener {
-    fn open(&self) -> Result<(Key, Box<dyn Resource>), Error> {
+    fn open(&self, _abandon: &Abandon) -> Result<(Key, Box<dyn Resource>), Error> {
         let key = Key {
             space: "memory",
             id: self.name.as_bytes().into(),

@@ -27,7 +27,7 @@ use std::path::PathBuf;
 
 pub(crate) use records::{new_record, next_token, next_token_at};
 
-use crate::engine::{Key, Opener, Params, Resource};
+use crate::engine::{Abandon, Key, Opener, Params, Resource};
 use crate::error::Error;
 use crate::options::LockOptions;
 use crate::record::LockKind;
@@ -89,7 +89,7 @@ fn settings(p: Params<'_>) -> std::io::Result<&FileOpener> {
 }
 
 impl Opener for FileOpener {
-    fn open(&self) -> Result<(Key, Box<dyn Resource>), Error> {
+    fn open(&self, _abandon: &Abandon) -> Result<(Key, Box<dyn Resource>), Error> {
         let opened = open::open_lock_file(&self.path, &self.anchor, &self.options, self.format())?;
         let open::Opened { file, id, ours } = opened;
         Ok(match self.options.kind {

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use event_listener::{Event, EventListener};
 
+use super::abandon::Abandon;
 use super::backoff::Backoff;
 use super::entry::Entry;
 use super::registry;
@@ -18,8 +19,10 @@ use crate::mode::WaitStrategy;
 /// Opens a handle's resource: a backend's front door.
 pub(crate) trait Opener: Send + Sync + fmt::Debug {
     /// Opens (maybe creates) the resource, and says which key it has. May
-    /// block: the engine runs it on a blocking pool unless told not to.
-    fn open(&self) -> Result<(Key, Box<dyn Resource>), Error>;
+    /// block: the engine runs it on a blocking pool unless told not to. An
+    /// open that can wait long (a connection) ends early, with any error,
+    /// once `abandon` fires: nobody waits for it any more.
+    fn open(&self, abandon: &Abandon) -> Result<(Key, Box<dyn Resource>), Error>;
 }
 
 /// How the engine waits, as the handle's options say.
@@ -29,6 +32,10 @@ pub(crate) struct Config {
     pub(crate) strategy: WaitStrategy,
     /// Opening goes to the blocking pool.
     pub(crate) offload_open: bool,
+    /// Opening may wait on a network (a connection): a blocking caller
+    /// with a deadline opens on the pool too, so that the deadline bounds
+    /// the open as it bounds the wait.
+    pub(crate) open_may_wait: bool,
 }
 
 /// A lock handle's shared state.
@@ -114,9 +121,9 @@ impl Handle {
         self.opened.notify(usize::MAX);
     }
 
-    /// Opens the resource (blocking).
-    pub(crate) fn open(&self) -> Result<(Key, Box<dyn Resource>), Error> {
-        self.opener.open()
+    /// Opens the resource (blocking), until `abandon` fires.
+    pub(crate) fn open(&self, abandon: &Abandon) -> Result<(Key, Box<dyn Resource>), Error> {
+        self.opener.open(abandon)
     }
 
     /// This handle's settings, for its backend.

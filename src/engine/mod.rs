@@ -12,6 +12,7 @@
 //! The engine knows no file, no database and no public type beyond the
 //! shared vocabulary (`mode`, `record`, `error`, `rt`).
 
+mod abandon;
 pub(crate) mod acquire;
 mod backoff;
 mod entry;
@@ -21,6 +22,7 @@ mod queue;
 mod registry;
 pub(crate) mod resource;
 
+pub(crate) use abandon::Abandon;
 pub use backoff::Backoff;
 pub(crate) use backoff::BackoffState;
 pub(crate) use entry::Entry;

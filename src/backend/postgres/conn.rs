@@ -31,6 +31,7 @@ use tokio_postgres::{CancelToken, Client, Config, NoTls, Row, Statement};
 
 use super::lock;
 use super::tls::{PgSocket, Protocol, Tls};
+use crate::engine::Abandon;
 use tokio_util::compat::FuturesAsyncReadCompatExt;
 
 /// A byte stream to the server: TCP or a Unix socket.
@@ -74,8 +75,13 @@ impl std::fmt::Debug for Conn {
 
 impl Conn {
     /// Connects (through `tls`) and runs `setup`.
-    pub(super) fn open(config: &Arc<Config>, tls: &dyn Tls, setup: &str) -> io::Result<Conn> {
-        async_io::block_on(async {
+    pub(super) fn open(
+        config: &Arc<Config>,
+        tls: &dyn Tls,
+        setup: &str,
+        abandon: &Abandon,
+    ) -> io::Result<Conn> {
+        async_io::block_on(unless(abandon, async {
             let (socket, host) = dial(config).await?;
             let limit = connect_timeout(config);
             let (client, connection) = tls
@@ -97,10 +103,12 @@ impl Conn {
                 config: Arc::clone(config),
                 closed: AtomicBool::new(false),
             })
-        })
+        }))
         .and_then(|conn| {
             if !setup.is_empty() {
-                conn.run(async { conn.client()?.batch_execute(setup).await.map_err(to_io) })?;
+                conn.run(unless(abandon, async {
+                    conn.client()?.batch_execute(setup).await.map_err(to_io)
+                }))?;
             }
             Ok(conn)
         })
@@ -346,6 +354,23 @@ pub(super) fn session_gone(e: &io::Error) -> bool {
             | io::ErrorKind::UnexpectedEof
             | io::ErrorKind::NotConnected
     )
+}
+
+/// `work`, or an error as soon as `abandon` fires: nobody waits for it any
+/// more, and what it waits on (a server that accepted and never answers)
+/// is let go at once instead of at the connect timeout.
+pub(super) async fn unless<T>(
+    abandon: &Abandon,
+    work: impl Future<Output = io::Result<T>>,
+) -> io::Result<T> {
+    work.or(async {
+        abandon.fired().await;
+        Err(io::Error::new(
+            io::ErrorKind::Interrupted,
+            "given up: nobody waits for this open any more",
+        ))
+    })
+    .await
 }
 
 /// The name a server's certificate must carry for `host`.

@@ -138,6 +138,12 @@ impl PgServer {
 
     /// An open session: an idle one, or a new one.
     fn session(&self) -> io::Result<Conn> {
+        self.session_unless(&crate::engine::Abandon::never())
+    }
+
+    /// [`session`](Self::session), given up (an error) once `abandon`
+    /// fires.
+    fn session_unless(&self, abandon: &crate::engine::Abandon) -> io::Result<Conn> {
         loop {
             let Some(conn) = lock(&self.idle).pop() else {
                 break;
@@ -146,7 +152,7 @@ impl PgServer {
                 return Ok(conn);
             }
         }
-        Conn::open(&self.config, &*self.tls, &self.setup())
+        Conn::open(&self.config, &*self.tls, &self.setup(), abandon)
     }
 
     /// Takes back a session that holds no lock.
@@ -175,34 +181,38 @@ impl PgServer {
 
     /// The lock table's OID, creating the table if missing.
     fn table_oid(&self, conn: &Conn) -> io::Result<u32> {
+        conn.run(self.find_table(conn))
+    }
+
+    /// [`table_oid`](Self::table_oid), as queries for a caller driving
+    /// `conn` itself.
+    async fn find_table(&self, conn: &Conn) -> io::Result<u32> {
         if let Some(oid) = *lock(&self.oid) {
             return Ok(oid);
         }
-        let oid = conn.run(async {
-            conn.batch(&self.sql.create).await?;
-            let row = conn.query_one(sql::TABLE_OID, &[&self.table]).await?;
-            let oid: Option<i64> = row.try_get(0).map_err(to_io)?;
-            oid.and_then(|o| u32::try_from(o).ok())
-                .ok_or_else(|| io::Error::other("the lock table has no OID after its creation"))
-        })?;
+        conn.batch(&self.sql.create).await?;
+        let row = conn.query_one(sql::TABLE_OID, &[&self.table]).await?;
+        let oid: Option<i64> = row.try_get(0).map_err(to_io)?;
+        let oid = oid
+            .and_then(|o| u32::try_from(o).ok())
+            .ok_or_else(|| io::Error::other("the lock table has no OID after its creation"))?;
         *lock(&self.oid) = Some(oid);
         Ok(oid)
     }
 
-    /// The id of `name`'s row, registering it on first use.
-    fn register(&self, conn: &Conn, name: &str) -> io::Result<i32> {
-        conn.run(async {
-            conn.execute(&self.sql.insert_name, &[&name]).await?;
-            let row = conn.query_one(&self.sql.select_name, &[&name]).await?;
-            let id: i32 = row.try_get(0).map_err(to_io)?;
-            let stored: String = row.try_get(1).map_err(to_io)?;
-            if stored != name {
-                return Err(io::Error::other(format!(
-                    "the lock table maps this name's SHA-256 to another name ({stored:?})"
-                )));
-            }
-            Ok(id)
-        })
+    /// The id of `name`'s row, registering it on first use, as queries for
+    /// a caller driving `conn` itself.
+    async fn register_in(&self, conn: &Conn, name: &str) -> io::Result<i32> {
+        conn.execute(&self.sql.insert_name, &[&name]).await?;
+        let row = conn.query_one(&self.sql.select_name, &[&name]).await?;
+        let id: i32 = row.try_get(0).map_err(to_io)?;
+        let stored: String = row.try_get(1).map_err(to_io)?;
+        if stored != name {
+            return Err(io::Error::other(format!(
+                "the lock table maps this name's SHA-256 to another name ({stored:?})"
+            )));
+        }
+        Ok(id)
     }
 
     /// Whether a run-once call recorded `key` as done for `name`.
@@ -317,11 +327,18 @@ pub(crate) struct PgOpener {
 }
 
 impl Opener for PgOpener {
-    fn open(&self) -> Result<(Key, Box<dyn Resource>), Error> {
+    fn open(&self, abandon: &crate::engine::Abandon) -> Result<(Key, Box<dyn Resource>), Error> {
         let fail = |e| Error::io(&self.label, Op::Open, e);
-        let conn = self.server.session().map_err(fail)?;
-        let oid = self.server.table_oid(&conn).map_err(fail)?;
-        let id = self.server.register(&conn, &self.name).map_err(fail)?;
+        let conn = self.server.session_unless(abandon).map_err(fail)?;
+        // The first queries on a fresh session can wait too (a server that
+        // accepted and stalls): given up with the acquisition as well.
+        let (oid, id) = conn
+            .run(conn::unless(abandon, async {
+                let oid = self.server.find_table(&conn).await?;
+                let id = self.server.register_in(&conn, &self.name).await?;
+                Ok((oid, id))
+            }))
+            .map_err(fail)?;
         self.server.give_back(conn);
         let key = sql::lock_key(oid, id).map_err(fail)?;
         let mut identity = self.server.label.clone().into_bytes();

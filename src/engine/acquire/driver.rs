@@ -130,12 +130,16 @@ pub(crate) fn block_on(mut core: Core) -> Granted {
     // a tokio timer might never be driven.
     let mut clock = Some(Clock::Std);
     let inline_blocking_wait = !core.has_deadline();
+    // An open that may wait on a network goes to the pool when there is a
+    // deadline, so that the deadline bounds it: this thread then waits for
+    // the open's end or the deadline, whichever comes first.
+    let offload_open = core.has_deadline() && core.open_may_wait();
     let mut poll = |core: &mut Core, cx: &mut Context<'_>| {
         core.poll(&mut AsyncDriver {
             cx,
             timer: &mut timer,
             clock: &mut clock,
-            offload_open: false,
+            offload_open,
             inline_blocking_wait,
         })
     };

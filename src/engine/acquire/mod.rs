@@ -30,6 +30,9 @@ use std::time::{Duration, Instant};
 pub(crate) use driver::{block_on, AsyncDriver, Driver, Work};
 use state::{Phase, Queued, Retry, Strategy, Waiting};
 
+use super::abandon::FireOnDrop;
+use super::Abandon;
+
 use super::entry::{Attempt, Entry, Progress, Record};
 use super::handle::Handle;
 use super::resource::{Holders, Waited};
@@ -116,6 +119,11 @@ impl Core {
         !matches!(self.wait, Wait::Forever)
     }
 
+    /// Whether opening this handle's resource may wait on a network.
+    pub(crate) fn open_may_wait(&self) -> bool {
+        self.handle.config.open_may_wait
+    }
+
     /// Whether the acquisition waits for another holder or waiter of this
     /// process (not for another process, nor in a blocking wait).
     pub(crate) fn waits_in_process(&self) -> bool {
@@ -149,7 +157,7 @@ impl Core {
         // Replacing the phase without `cancel`: the caller has already
         // settled the slot (acquired, or removed from the queue). An
         // opening given up (a deadline) passes its claim on.
-        if matches!(self.phase, Phase::Opening(_)) {
+        if matches!(self.phase, Phase::Opening(..)) {
             self.handle.end_opening();
         }
         self.phase = Phase::Done;
@@ -208,13 +216,17 @@ impl Core {
                             // Set before running: an inline open finishes in
                             // `run`, and the phase's cleanup must own the
                             // claim from the start.
-                            self.phase = Phase::Opening(crate::rt::Task::Done(None));
+                            let abandon = Abandon::new();
+                            let fire = FireOnDrop(abandon.clone());
+                            self.phase = Phase::Opening(crate::rt::Task::Done(None), fire);
                             let task = d.run(Work::Open, move || {
                                 #[cfg(test)]
                                 tests::count_open(&handle.path);
-                                handle.open()
+                                handle.open(&abandon)
                             });
-                            self.phase = Phase::Opening(task);
+                            if let Phase::Opening(slot, _) = &mut self.phase {
+                                *slot = task;
+                            }
                         }
                         Err(listener) => match self.handle.cached() {
                             // Opened between the check and the claim.
@@ -234,7 +246,7 @@ impl Core {
                     }
                     return self.pending_until_deadline(d);
                 }
-                Phase::Opening(task) => match d.poll_task(task) {
+                Phase::Opening(task, _) => match d.poll_task(task) {
                     Poll::Ready(Ok(Ok((key, resource)))) => {
                         let entry = self.handle.adopt(key, resource);
                         self.phase = Phase::Start;
@@ -528,7 +540,7 @@ impl Drop for Core {
         match &self.phase {
             Phase::Queued(q) => q.entry.cancel(&q.slot, &self.handle),
             // Whoever waits for this opening opens the resource itself.
-            Phase::Opening(_) => self.handle.end_opening(),
+            Phase::Opening(..) => self.handle.end_opening(),
             _ => {}
         }
     }

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use event_listener::EventListener;
 
 use super::driver::Driver;
+use crate::engine::abandon::FireOnDrop;
 use crate::engine::entry::Entry;
 use crate::engine::handle::Handle;
 use crate::engine::hint::Hint;
@@ -26,8 +27,12 @@ pub(super) type Opened = Result<(Key, Box<dyn Resource>), Error>;
 pub(super) enum Phase {
     Start,
     /// This acquisition opens the resource for the handle (it holds the
-    /// handle's opening claim).
-    Opening(Task<Opened>),
+    /// handle's opening claim). Leaving the phase, however, fires the
+    /// open's abandon signal (a no-op once it is done).
+    Opening(
+        Task<Opened>,
+        #[allow(dead_code, reason = "held for its drop")] FireOnDrop,
+    ),
     /// Another acquisition of this handle is opening the resource.
     AwaitingOpen(EventListener),
     Queued(Queued),
@@ -38,7 +43,7 @@ impl Phase {
     pub(super) fn name(&self) -> &'static str {
         match self {
             Phase::Start => "start",
-            Phase::Opening(_) | Phase::AwaitingOpen(_) => "opening",
+            Phase::Opening(..) | Phase::AwaitingOpen(_) => "opening",
             Phase::Queued(q) => match q.waiting {
                 Waiting::InLine => "queued",
                 Waiting::Retrying(_) => "contending",

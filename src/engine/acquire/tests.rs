@@ -17,7 +17,7 @@ use futures_lite::FutureExt;
 use super::state::{Phase, Waiting};
 use super::{Core, Driver, Granted, Work};
 use crate::engine::resource::{Attempted, BlockingWait, Holders, Key, Params, Upgrade, Waited};
-use crate::engine::{Backoff, Config, Handle, Hint, Opener, Resource};
+use crate::engine::{Abandon, Backoff, Config, Handle, Hint, Opener, Resource};
 use crate::error::{Error, ErrorKind};
 use crate::mode::{LockMode, Wait, WaitStrategy};
 use crate::record::HolderRecord;
@@ -145,7 +145,7 @@ struct Script {
 struct ScriptedOpener(Arc<Script>);
 
 impl Opener for ScriptedOpener {
-    fn open(&self) -> Result<(Key, Box<dyn Resource>), Error> {
+    fn open(&self, _abandon: &Abandon) -> Result<(Key, Box<dyn Resource>), Error> {
         let gate = self.0.open_gate.lock().unwrap().take();
         if let Some(gate) = gate {
             let _ = gate.recv_timeout(Duration::from_secs(20));
@@ -288,6 +288,7 @@ fn handle(script: &Arc<Script>, strategy: WaitStrategy) -> Arc<Handle> {
         backoff: Backoff::new(MS, 2, 100 * MS).jitter(false),
         strategy,
         offload_open: false,
+        open_may_wait: false,
     };
     Arc::new(Handle::new(
         PathBuf::from("scripted.lock"),
