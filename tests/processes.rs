@@ -45,6 +45,18 @@ fn child_main() {
             guard.unlock().unwrap();
             say("released");
         }
+        // Take and release the lock over and over until RELEASE exists.
+        "churn" => {
+            let lock = FileLock::new(&lock_path);
+            let release = env_path("RELEASE");
+            say("churning");
+            while !release.exists() {
+                let guard = lock.lock_blocking().unwrap();
+                std::thread::sleep(Duration::from_micros(300));
+                drop(guard);
+                std::thread::sleep(Duration::from_micros(300));
+            }
+        }
         // One attempt; report the outcome.
         "try" => {
             let lock = FileLock::new(&lock_path);
@@ -524,6 +536,78 @@ fn blocking_lock_without_deadline_waits_in_the_kernel() {
     assert!(
         ours <= 2,
         "{ours} descriptors of the lock file after three waits"
+    );
+}
+
+/// Many acquisitions over three handles of one file (one waiting on the
+/// blocking pool), each cancelled at a random point or timed out while
+/// another process takes and releases the lock: the process keeps at most
+/// two descriptors of the lock file, however many waits it made.
+#[cfg(target_os = "linux")]
+#[test]
+fn cancelled_waits_keep_at_most_two_descriptors() {
+    let dir = tempdir();
+    let path = dir.path().join("churn.lock");
+    let release = dir.path().join("release");
+    let handles = [
+        FileLock::new(&path),
+        FileLock::new(&path),
+        FileLock::with_options(
+            &path,
+            LockOptions::new().wait_strategy(WaitStrategy::BlockingPool),
+        ),
+    ];
+    drop(handles[0].try_lock().unwrap()); // the file exists
+    let mut churn = spawn_child(
+        ENTRY,
+        "churn",
+        &[
+            ("LOCK", path.to_str().unwrap()),
+            ("RELEASE", release.to_str().unwrap()),
+        ],
+    );
+    wait_for_line(&mut churn, "churning");
+    let mut most = 0;
+    for round in 0..4000u32 {
+        let lock = &handles[fastrand::usize(..handles.len())];
+        let patience = Duration::from_micros(fastrand::u64(0..2000));
+        match round % 3 {
+            // A future given up at a random moment.
+            0 => {
+                let _ = futures::executor::block_on(futures_lite::future::or(
+                    async { lock.lock().await.map(drop) },
+                    async {
+                        async_io::Timer::after(patience).await;
+                        Ok(())
+                    },
+                ));
+            }
+            // A future with a timeout of its own.
+            1 => {
+                let _ = futures::executor::block_on(lock.lock_timeout(patience)).map(drop);
+            }
+            // A blocking wait with a deadline.
+            _ => {
+                let _ = lock.lock_blocking_timeout(patience).map(drop);
+            }
+        }
+        if round % 100 == 0 {
+            most = most.max(common::fds_of(&path));
+        }
+    }
+    std::fs::write(&release, "").unwrap();
+    expect_success(churn);
+    // Abandoned blocking waits end once the lock is theirs (the churn is
+    // over, so at once): then only what the handles keep is left.
+    let settled = std::time::Instant::now() + Duration::from_secs(10);
+    while common::fds_of(&path) > 2 && std::time::Instant::now() < settled {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let left = common::fds_of(&path);
+    eprintln!("descriptors of the lock file: at most {most} while waiting, {left} after");
+    assert!(
+        left <= 2,
+        "{left} descriptors of the lock file kept by three handles"
     );
 }
 

@@ -24,6 +24,8 @@ struct Signal {
     event: Event,
 }
 
+// Only a backend whose open can wait (PostgreSQL) listens for it.
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
 impl Abandon {
     /// A signal an acquisition fires when it leaves the opening phase.
     pub(crate) fn new() -> Self {

@@ -162,28 +162,40 @@ impl StrictLock {
     }
 
     /// Makes `file` the descriptor in use (during the engine's turn). The
-    /// one it replaces holds no lock: it is kept for the next blocking
-    /// wait (the primary stays put, and is lent to it).
+    /// one it replaces holds no lock, and is closed: while another
+    /// descriptor is in use the primary serves the next blocking wait, so
+    /// a spare beside them would be a third descriptor of the file. The
+    /// close happens after the field swap, outside the mutex.
     fn replace_current(&self, file: Arc<File>) {
-        let mut inner = self.inner();
-        let old = inner.current.replace(file);
-        if self.replaced.swap(true, Ordering::AcqRel) {
-            inner.spare = old;
-        }
+        let (old, spare) = {
+            let mut inner = self.inner();
+            let old = inner.current.replace(file);
+            self.replaced.store(true, Ordering::Release);
+            (old, inner.spare.take())
+        };
+        drop((old, spare));
     }
 
     /// Makes the primary the descriptor in use again (during the engine's
-    /// turn); the one it replaces becomes the spare.
+    /// turn); the one it replaces becomes the spare (the only one: an older
+    /// spare is closed, outside the mutex).
     fn restore_primary(&self) {
-        let mut inner = self.inner();
-        inner.spare = inner.current.take();
-        self.replaced.store(false, Ordering::Release);
+        let older = {
+            let mut inner = self.inner();
+            let current = inner.current.take();
+            self.replaced.store(false, Ordering::Release);
+            std::mem::replace(&mut inner.spare, current)
+        };
+        drop(older);
     }
 
     /// A descriptor for a blocking wait to lock through, never the one in
     /// use: the spare, else the primary if another one is in use, else
-    /// none (the wait opens one). So a process keeps at most two
-    /// descriptors of a lock file however many waits it makes.
+    /// none (the wait opens one). With [`replace_current`] and
+    /// [`restore_primary`] keeping a spare only while the primary is in
+    /// use, the handles of a lock file keep at most two descriptors of it
+    /// however many waits they make (a wait abandoned on the pool holds its
+    /// own until it ends).
     fn wait_file(&self) -> Option<WaitFile> {
         if let Some(spare) = self.inner().spare.take() {
             return Some(WaitFile::Owned(spare));
