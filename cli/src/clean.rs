@@ -38,7 +38,15 @@ pub fn clean(dir: &Path, dry_run: bool, ui: Ui) -> u8 {
     }
     if ui.verbose {
         for kept in report.kept() {
-            out!("kept {}", kept.display());
+            if kept.extension().is_some_and(|e| e == "ctl") {
+                out!(
+                    "kept {} (a soft lock's control file: its break lock and last token, \
+                     never removed while a process may use the lock)",
+                    kept.display()
+                );
+            } else {
+                out!("kept {}", kept.display());
+            }
         }
     }
     if report.removed().is_empty() {

@@ -687,3 +687,27 @@ fn status_says_a_foreign_file_blocks_a_soft_lock() {
     assert_eq!(code(&run(&["clean", dir.path().to_str().unwrap()])), 0);
     assert_eq!(std::fs::read(&lock).unwrap(), b"someone's notes\n");
 }
+
+/// `clean` never removes a soft lock's control file, even for an unused
+/// lock (another process may keep it open as its break lock), and `-v`
+/// says so for each one it keeps.
+#[test]
+fn clean_keeps_control_files_and_says_why() {
+    let dir = tmp();
+    let lock = p(&dir, "job.lock");
+    let l = lock.to_str().unwrap();
+    assert_eq!(code(&run(&["run", "--soft", l, "--", "true"])), 0);
+    let ctl = p(&dir, "job.lock.ctl");
+    assert!(ctl.exists());
+    let out = run(&["clean", "-v", dir.path().to_str().unwrap()]);
+    assert_eq!(code(&out), 0);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!(
+            "kept {} (a soft lock's control file",
+            ctl.display()
+        )),
+        "{text}"
+    );
+    assert!(ctl.exists(), "clean removed the control file");
+}

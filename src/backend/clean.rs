@@ -45,7 +45,8 @@ impl CleanReport {
     }
 
     /// Lock files left alone: held, not provably stale, or not recognised
-    /// as lockyard lock files.
+    /// as lockyard lock files; and soft locks' control files (`*.ctl`),
+    /// which are never removed (see [`clean_stale`]).
     ///
     /// # Examples
     ///
@@ -87,7 +88,14 @@ impl CleanReport {
 ///   control file `NAME.ctl` beside it.
 /// - Nothing else is touched: not files without a holder record, not other
 ///   `.tmp` files, not files whose record is damaged.
-/// - Control files (`*.ctl`) are kept: they hold the fencing-token history.
+/// - Control files (`*.ctl`) are kept, even for an unused soft lock: on a
+///   local disk the control file is the break lock, which every process
+///   takes (an OS lock) through a descriptor it keeps open, and no
+///   process can see which others keep one. Removed under them, the next
+///   user would create a new control file and two breakers could each
+///   hold "the" break lock on a different file, the race that breaks a
+///   live holder. It also holds the fencing-token history. They are
+///   listed in [`CleanReport::kept`].
 ///
 /// A held lock is never removed.
 ///
@@ -162,7 +170,12 @@ fn clean(dir: &Path, options: &LockOptions, act: Act) -> Result<CleanReport, Err
         let path = entry.path();
         let is_file = entry.file_type().map(|t| t.is_file()).unwrap_or(false);
         let name = entry.file_name().to_string_lossy().into_owned();
-        if !is_file || name.ends_with(".ctl") || super::temp::is_tombstone(&name) {
+        if !is_file || super::temp::is_tombstone(&name) {
+            continue;
+        }
+        if name.ends_with(".ctl") {
+            // Never removed: see the docs of `clean_stale`.
+            report.kept.push(path);
             continue;
         }
         let outcome = if let Some(target) = super::temp::target_of(&name) {
