@@ -439,7 +439,8 @@ fn a_terminated_session_is_a_lost_lock() {
 }
 
 /// A termination that lands while one of the guard's queries is in flight
-/// (`still_held`'s check, a lease's renewal, `lost`'s polling) means the
+/// (`still_held`'s check, a lease's renewal, `lost`'s polling, a
+/// conversion between shared and exclusive) means the
 /// session and its locks are gone: `Ok(false)` and kind `Lost`, never
 /// `Io`. A proxy holds the guard's query while the server ends the
 /// session, so the server's "terminating connection" (57P01) is what
@@ -450,20 +451,40 @@ fn a_termination_during_a_query_is_lost_not_io() {
     let table = fresh_table("midquery");
     let probe = Raw::connect(&url);
     let pg = locks(&proxy.url, &table).lease(Duration::from_secs(60));
-    for query in ["still_held", "refresh", "lost"] {
+    for query in ["still_held", "refresh", "lost", "try_upgrade", "downgrade"] {
         let lock = pg.lock_named(query).unwrap();
-        let mut guard = lock.try_lock().unwrap();
+        let mut guard = if query == "try_upgrade" {
+            lock.try_lock_shared().unwrap()
+        } else {
+            lock.try_lock().unwrap()
+        };
         let (_, oid, id) = probe.key_of(&table, query);
         proxy.hold(true);
         let asking = std::thread::spawn(move || {
             let answer = match query {
                 "still_held" => guard.still_held().map(|held| format!("still_held: {held}")),
                 "refresh" => guard.refresh().map(|()| "refreshed".to_owned()),
-                _ => Err(futures_lite::future::block_on(
+                "lost" => Err(futures_lite::future::block_on(
                     guard.lost(Duration::from_millis(10)),
                 )),
+                // A conversion that fails this way hands back no guard: it
+                // holds nothing.
+                _ => {
+                    let converted = if query == "try_upgrade" {
+                        guard.try_upgrade()
+                    } else {
+                        guard.downgrade()
+                    };
+                    return match converted {
+                        Ok(guard) => (Some(guard), Ok("converted".to_owned())),
+                        Err(e) => {
+                            let (guard, error) = e.into_parts();
+                            (guard, Err(error))
+                        }
+                    };
+                }
             };
-            (guard, answer)
+            (Some(guard), answer)
         });
         // The query is in the proxy now; the session ends under it.
         std::thread::sleep(Duration::from_millis(300));
@@ -483,8 +504,13 @@ fn a_termination_during_a_query_is_lost_not_io() {
             }
             (_, other) => panic!("{query}: {other:?}"),
         }
-        assert!(!guard.still_held().unwrap(), "{query}");
-        drop(guard);
+        if let Some(guard) = guard {
+            assert!(
+                query != "try_upgrade" && query != "downgrade",
+                "{query}: a guard came back"
+            );
+            assert!(!guard.still_held().unwrap(), "{query}");
+        }
         assert_eq!(
             probe.settle(oid, id, Duration::from_secs(5)),
             (0, 0),

@@ -801,7 +801,7 @@ impl Resource for PgLock {
         }
         let options = options_of(p);
         let holder = Holder::of(&options);
-        conn.run(async {
+        let upgraded = conn.run(async {
             // This session's own shared hold does not conflict with its
             // exclusive request: it is granted if nobody else shares it.
             let row = conn
@@ -816,20 +816,30 @@ impl Resource for PgLock {
             let token: Option<i64> = row.try_get(1).map_err(to_io)?;
             ask(&conn, sql::UNLOCK_SHARED, self.key).await?;
             Ok(Upgrade::Upgraded(Some(record_of(token, &options)?)))
-        })
+        });
+        match upgraded {
+            // The session ended under the query: so did the shared hold.
+            Err(e) if session_gone(&e) || conn.is_closed() => Ok(Upgrade::Lost),
+            other => other,
+        }
     }
 
     fn downgrade(&self, _record: Option<Arc<HolderRecord>>, _p: Params<'_>) -> io::Result<bool> {
         let Some(conn) = lock(&self.held).clone() else {
             return Ok(false);
         };
-        conn.run(async {
+        let downgraded = conn.run(async {
             // This session's own exclusive hold does not conflict with its
             // shared request: it is granted at once, and the lock is never
             // free in between.
             ask(&conn, sql::WAIT_SHARED, self.key).await?;
             ask(&conn, sql::UNLOCK_EXCLUSIVE, self.key).await
-        })
+        });
+        match downgraded {
+            // The session ended under the queries, and its holds with it.
+            Err(e) if session_gone(&e) || conn.is_closed() => Ok(false),
+            other => other,
+        }
     }
 
     fn supports_shared(&self) -> bool {
