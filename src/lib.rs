@@ -107,6 +107,8 @@
 //! is emulated with byte-range locks by Linux (since 2.6.12); the lock file
 //! is opened read-write because NFSv4 needs that for exclusive locks.
 #![deny(missing_docs, missing_debug_implementations, unsafe_code)]
+// docs.rs (nightly, `--cfg docsrs`) marks every item that needs a feature.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(rust_2018_idioms, unreachable_pub)]
 
 // Layers, each importing only those listed before it (checked by
