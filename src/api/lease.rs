@@ -107,7 +107,10 @@ impl FileLockGuard {
     /// ([`ErrorKind::Lost`](crate::ErrorKind::Lost) if another process took
     /// over). For locks without a TTL it never finishes.
     ///
-    /// Its timer is async-io's, so it runs under any executor.
+    /// It runs under any executor: its timer is async-io's, or tokio's
+    /// clock inside a tokio runtime that has a timer (with the `tokio`
+    /// feature), so `tokio::time::pause()` governs the renewals too. Each
+    /// renewal runs on the blocking pool (tokio's, or `blocking`'s).
     ///
     /// # Examples
     ///

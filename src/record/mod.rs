@@ -322,6 +322,16 @@ impl HolderRecord {
     /// this lock, so a protected resource can refuse a writer whose token is
     /// lower than one it has already seen.
     ///
+    /// What a token is, and is not: a number to compare with other tokens
+    /// *of the same lock*, never a count of acquisitions and never
+    /// comparable across locks. For lock files, soft locks and leases it
+    /// is the previous token plus one, but never below the wall clock in
+    /// microseconds since the Unix epoch (so the first one looks like
+    /// `1796526134437414`), which keeps tokens increasing even when the
+    /// file that remembered the last one is deleted, as long as the clock
+    /// does not step back. For PostgreSQL locks it is a counter in the lock
+    /// table (1, 2, 3, ...), kept for as long as the table is.
+    ///
     /// # Examples
     ///
     /// ```
