@@ -230,14 +230,14 @@ async fn paused_tokio_clock_drives_keep_alive() {
     let dir = tempdir();
     let options = LockOptions::new().lease(Duration::from_secs(30));
     let lock = FileLock::with_options(dir.path().join("lease.lock"), options);
-    let mut guard = lock.lock().await.unwrap();
+    let guard = lock.lock().await.unwrap();
     let taken = guard.record().unwrap().renewed_at();
     let started = std::time::Instant::now();
     tokio::select! {
-        lost = guard.keep_alive() => panic!("the lease was lost: {lost}"),
+        lost = guard.keep_alive() => panic!("the lease was lost: {lost:?}"),
         () = tokio::time::sleep(Duration::from_secs(60)) => {}
     }
-    let renewed = guard.record().unwrap().renewed_at();
+    let renewed = lock.holder().unwrap().unwrap().renewed_at();
     assert!(renewed > taken, "no renewal in a minute of tokio's time");
     assert!(
         started.elapsed() < Duration::from_secs(20),
@@ -471,4 +471,43 @@ fn the_kind_of_lock_does_not_depend_on_the_order_of_the_calls() {
         assert_eq!(record.kind(), kind, "{calls:?}");
         assert_eq!(record.ttl(), lease, "{calls:?}");
     }
+}
+
+/// The guard stays usable while it is kept alive (`keep_alive(&self)`):
+/// the work reads its token and asks `still_held` meanwhile, and the
+/// renewal's failure comes out through `?` as `ErrorKind::Lost`.
+#[test]
+fn a_guard_is_usable_while_it_is_kept_alive() {
+    let dir = tempdir();
+    let options = LockOptions::new().lease(Duration::from_millis(150));
+    let lock = FileLock::with_options(dir.path().join("kept.lock"), options);
+    let guard = lock.try_lock().unwrap();
+    let token = guard.token();
+    let run = async {
+        futures_lite::future::or(
+            async {
+                let mut checks = 0;
+                // Renewed all along: still held well past the TTL.
+                while checks < 40 {
+                    assert_eq!(guard.token(), token);
+                    assert!(guard.still_held()?);
+                    async_io::Timer::after(Duration::from_millis(10)).await;
+                    checks += 1;
+                }
+                // Then taken away behind the holder's back.
+                std::fs::rename(lock.path(), dir.path().join("elsewhere")).unwrap();
+                std::future::pending::<()>().await;
+                Ok::<(), Error>(())
+            },
+            async {
+                match guard.keep_alive().await {
+                    Err(lost) => Err(lost),
+                }
+            },
+        )
+        .await?;
+        Ok::<(), Error>(())
+    };
+    let e = futures::executor::block_on(run).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Lost, "{e}");
 }

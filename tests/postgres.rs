@@ -453,7 +453,7 @@ fn a_termination_during_a_query_is_lost_not_io() {
     let pg = locks(&proxy.url, &table).lease(Duration::from_secs(60));
     for query in ["still_held", "refresh", "lost", "try_upgrade", "downgrade"] {
         let lock = pg.lock_named(query).unwrap();
-        let mut guard = if query == "try_upgrade" {
+        let guard = if query == "try_upgrade" {
             lock.try_lock_shared().unwrap()
         } else {
             lock.try_lock().unwrap()
@@ -646,7 +646,7 @@ fn keep_alive_renews_a_lease_and_its_absence_loses_it() {
 
 fn keep_alive_round(lock: &lockyard::postgres::PgLock, mode: LockMode) {
     futures_lite::future::block_on(async {
-        let mut guard = lock.acquire(mode, Wait::Forever).await.unwrap();
+        let guard = lock.acquire(mode, Wait::Forever).await.unwrap();
         let work = async {
             async_io::Timer::after(Duration::from_millis(1200)).await;
         };

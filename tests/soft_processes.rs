@@ -88,7 +88,7 @@ fn child_main() {
         // Take a lease and keep it alive well past its TTL, then release.
         "lease_keep_alive" => {
             let ttl = Duration::from_millis(200);
-            let mut guard = FileLock::with_options(&path, LockOptions::new().lease(ttl))
+            let guard = FileLock::with_options(&path, LockOptions::new().lease(ttl))
                 .try_lock()
                 .unwrap();
             say("locked");
@@ -445,7 +445,7 @@ fn a_stopped_break_lock_holder_does_not_block_the_executor() {
         &lease_path,
         LockOptions::new().lease(Duration::from_millis(90)),
     );
-    let mut lease_guard = lease.try_lock().unwrap();
+    let lease_guard = lease.try_lock().unwrap();
 
     let mut holders = Children(
         [&path, &lease_path]
@@ -478,7 +478,7 @@ fn a_stopped_break_lock_holder_does_not_block_the_executor() {
                     },
                 )
                 .await;
-                (dropped_in, kept.map(|e| e.kind()))
+                (dropped_in, kept.map(|r| r.map_err(|e| e.kind())))
             };
             let ticker = async {
                 loop {
@@ -565,7 +565,7 @@ fn keep_alive_while_reports_a_lost_lease() {
     let dir = tempdir();
     let path = dir.path().join("lost.lock");
     let lock = FileLock::with_options(&path, LockOptions::new().lease(Duration::from_millis(150)));
-    let mut guard = lock.try_lock().unwrap();
+    let guard = lock.try_lock().unwrap();
     let (value, kept) = guard.keep_alive_while(|| {
         // Taken away behind the holder's back. Moved, then deleted: where
         // deleting an open file keeps its name until the last handle

@@ -147,7 +147,7 @@ fn release(guard: FileLockGuard, ui: Ui) {
 
 /// Keeps a lease alive while the command runs (renewing at a third of its
 /// TTL), then releases it.
-fn renew(mut guard: FileLockGuard, ttl: Duration, stop: &mpsc::Receiver<()>, ui: Ui) {
+fn renew(guard: FileLockGuard, ttl: Duration, stop: &mpsc::Receiver<()>, ui: Ui) {
     let every = (ttl / 3).max(Duration::from_millis(10));
     while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(every) {
         if let Err(e) = guard.refresh() {

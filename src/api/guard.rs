@@ -91,7 +91,10 @@ impl FileLockGuard {
     }
 
     /// The holder record this acquisition published (exclusive locks with
-    /// metadata on; `None` for shared locks and files that hold data).
+    /// metadata on; `None` for shared locks and files that hold data), as
+    /// it was then: renewals ([`refresh`](Self::refresh),
+    /// [`keep_alive`](Self::keep_alive)) write a newer one to the lock,
+    /// which [`FileLock::holder`](crate::FileLock::holder) reads.
     ///
     /// # Examples
     ///

@@ -1,12 +1,12 @@
 //! Keeping a lease: renewing it, and noticing when a guard's lock is no
 //! longer its own.
 
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::FileLockGuard;
 use crate::error::{Error, Op};
-use crate::record::HolderRecord;
 
 impl FileLockGuard {
     /// The TTL a renewal keeps up: the record's (a lease), else the lock's
@@ -21,6 +21,12 @@ impl FileLockGuard {
     /// Renews a lease (see [`LockOptions::lease`](crate::LockOptions::lease)):
     /// its TTL starts again from now. A no-op for other locks.
     ///
+    /// Takes `&self`, as every renewal does, so the guard stays usable
+    /// (its token read, passed to the work) while it is renewed. The
+    /// renewal is written to the lock's record, which
+    /// [`FileLock::holder`](crate::FileLock::holder) reads; the guard's
+    /// [`record`](Self::record) stays the one the acquisition published.
+    ///
     /// # Examples
     ///
     /// ```
@@ -29,10 +35,11 @@ impl FileLockGuard {
     ///
     /// let dir = tempfile::tempdir()?;
     /// let lock = FileLock::with_options(dir.path().join("job.lock"), LockOptions::new().lease(Duration::from_secs(30)));
-    /// let mut guard = lock.try_lock()?;
+    /// let guard = lock.try_lock()?;
     /// let before = guard.record().unwrap().renewed_at();
+    /// std::thread::sleep(Duration::from_millis(5));
     /// guard.refresh()?;
-    /// assert!(guard.record().unwrap().renewed_at() >= before);
+    /// assert!(lock.holder()?.unwrap().renewed_at() > before);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     ///
@@ -47,24 +54,11 @@ impl FileLockGuard {
     /// system calls at most, unless one of them is stopped while holding
     /// it. In async code use [`keep_alive`](Self::keep_alive), which renews
     /// on a blocking-pool thread.
-    pub fn refresh(&mut self) -> Result<(), Error> {
-        let result = self.entry.refresh(&self.handle);
-        self.refreshed(result)
-    }
-
-    fn refreshed(
-        &mut self,
-        result: std::io::Result<Option<Arc<HolderRecord>>>,
-    ) -> Result<(), Error> {
-        match result {
-            Ok(renewed) => {
-                if renewed.is_some() {
-                    self.record = renewed;
-                }
-                Ok(())
-            }
-            Err(e) => Err(Error::io(&self.handle.path, Op::Lock, e)),
-        }
+    pub fn refresh(&self) -> Result<(), Error> {
+        self.entry
+            .refresh(&self.handle)
+            .map(drop)
+            .map_err(|e| Error::io(&self.handle.path, Op::Lock, e))
     }
 
     /// Whether this guard still holds its lock. Always `true` for OS locks,
@@ -102,15 +96,19 @@ impl FileLockGuard {
     }
 
     /// Keeps a lease alive: renews it every third of its TTL, for as long as
-    /// it is polled. Run it beside the work (`select!`, `race`, `join`);
-    /// it only finishes when renewal fails, with the reason
+    /// it is polled. Run it beside the work (`select!`, `race`, `or`); it
+    /// takes `&self`, so the work can use the guard meanwhile (read its
+    /// token, check [`still_held`](Self::still_held)). It only finishes when
+    /// renewal fails, with the reason as an `Err`
     /// ([`ErrorKind::Lost`](crate::ErrorKind::Lost) if another process took
-    /// over). For locks without a TTL it never finishes.
+    /// over), so `?` ends the work that depended on the lease. For locks
+    /// without a TTL it never finishes.
     ///
     /// It runs under any executor: its timer is async-io's, or tokio's
     /// clock inside a tokio runtime that has a timer (with the `tokio`
     /// feature), so `tokio::time::pause()` governs the renewals too. Each
-    /// renewal runs on the blocking pool (tokio's, or `blocking`'s).
+    /// renewal runs on the blocking pool (tokio's, or `blocking`'s), and is
+    /// written to the lock's record (see [`refresh`](Self::refresh)).
     ///
     /// # Examples
     ///
@@ -121,24 +119,34 @@ impl FileLockGuard {
     /// # futures_lite::future::block_on(async {
     /// let dir = tempfile::tempdir()?;
     /// let lock = FileLock::with_options(dir.path().join("job.lock"), LockOptions::new().lease(Duration::from_millis(300)));
-    /// let mut guard = lock.lock().await?;
+    /// let guard = lock.lock().await?;
     /// let work = async {
+    ///     let token = guard.token(); // the guard is usable while it is kept alive
     ///     async_io::Timer::after(Duration::from_millis(500)).await; // longer than the TTL
-    ///     "done"
+    ///     assert!(guard.still_held()?);
+    ///     Ok::<_, lockyard::Error>(token)
     /// };
     /// // The work wins the race: the lease was renewed meanwhile.
-    /// let outcome = futures_lite::future::or(async { Ok(work.await) }, async { Err(guard.keep_alive().await) }).await;
-    /// assert_eq!(outcome.map_err(|e| e.kind()), Ok("done"));
-    /// assert!(guard.still_held()?);
+    /// let token = futures_lite::future::or(work, async {
+    ///     match guard.keep_alive().await {
+    ///         Err(lost) => Err(lost),
+    ///     }
+    /// })
+    /// .await?;
+    /// assert_eq!(token, guard.token());
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// # }).unwrap();
     /// ```
+    ///
+    /// # Errors
+    ///
+    /// The first renewal that failed.
     ///
     /// # Cancel safety
     ///
     /// Dropping it stops the renewals; a renewal already running on the
     /// blocking pool finishes there. The guard still holds the lock.
-    pub async fn keep_alive(&mut self) -> Error {
+    pub async fn keep_alive(&self) -> Result<Infallible, Error> {
         let Some(ttl) = self.lease_ttl() else {
             return std::future::pending().await;
         };
@@ -150,12 +158,10 @@ impl FileLockGuard {
             crate::rt::sleep(clock, period).await;
             // Off the executor's thread: renewal may wait for the break lock.
             let (entry, handle) = (Arc::clone(&self.entry), Arc::clone(&self.handle));
-            let result = crate::rt::unblock(clock, move || entry.refresh(&handle))
+            crate::rt::unblock(clock, move || entry.refresh(&handle))
                 .await
-                .and_then(|refreshed| refreshed);
-            if let Err(e) = self.refreshed(result) {
-                return e;
-            }
+                .and_then(|refreshed| refreshed)
+                .map_err(|e| Error::io(&self.handle.path, Op::Lock, e))?;
         }
     }
 
@@ -178,9 +184,10 @@ impl FileLockGuard {
     ///
     /// let dir = tempfile::tempdir()?;
     /// let lock = FileLock::with_options(dir.path().join("job.lock"), LockOptions::new().lease(Duration::from_millis(300)));
-    /// let mut guard = lock.lock_blocking()?;
+    /// let guard = lock.lock_blocking()?;
     /// let (rows, kept) = guard.keep_alive_while(|| {
     ///     std::thread::sleep(Duration::from_millis(700)); // longer than the TTL
+    ///     assert!(guard.token().is_some()); // the guard is usable meanwhile
     ///     42
     /// });
     /// kept?;                                                // renewed all along
@@ -200,7 +207,7 @@ impl FileLockGuard {
     /// # Blocking
     ///
     /// For as long as `work` runs, and at most one renewal after it.
-    pub fn keep_alive_while<R>(&mut self, work: impl FnOnce() -> R) -> (R, Result<(), Error>) {
+    pub fn keep_alive_while<R>(&self, work: impl FnOnce() -> R) -> (R, Result<(), Error>) {
         let Some(ttl) = self.lease_ttl() else {
             return (work(), Ok(()));
         };
@@ -208,21 +215,14 @@ impl FileLockGuard {
         let (entry, handle) = (Arc::clone(&self.entry), Arc::clone(&self.handle));
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
         let (value, renewals) = std::thread::scope(|scope| {
-            let renewer = scope.spawn(move || {
-                let mut latest = None;
-                loop {
-                    match stopped.recv_timeout(period) {
-                        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                            match entry.refresh(&handle) {
-                                Ok(Some(record)) => latest = Some(record),
-                                Ok(None) => {}
-                                Err(e) => return (latest, Err(e)),
-                            }
-                        }
-                        // Told to stop, or `work` panicked (the sender is
-                        // dropped as it unwinds).
-                        _ => return (latest, Ok(())),
+            let renewer = scope.spawn(move || loop {
+                match stopped.recv_timeout(period) {
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                        entry.refresh(&handle)?;
                     }
+                    // Told to stop, or `work` panicked (the sender is
+                    // dropped as it unwinds).
+                    _ => return Ok(()),
                 }
             });
             let stop = stop;
@@ -231,12 +231,7 @@ impl FileLockGuard {
             (value, renewer.join())
         });
         let result = match renewals {
-            Ok((latest, outcome)) => {
-                if latest.is_some() {
-                    self.record = latest;
-                }
-                outcome.map_err(|e| Error::io(&self.handle.path, Op::Lock, e))
-            }
+            Ok(outcome) => outcome.map_err(|e| Error::io(&self.handle.path, Op::Lock, e)),
             Err(_) => Err(Error::io(
                 &self.handle.path,
                 Op::Lock,

@@ -271,7 +271,7 @@ pub(crate) fn a_renewed_lease_is_not_taken_over_from_the_other_mount() {
     let (a, b) = mounts("LOCKYARD_TEST_SSHFS");
     let (da, db) = shared_dir(&a, &b);
     let ttl = Duration::from_millis(300);
-    let mut guard = FileLock::with_options(da.join("r.lock"), LockOptions::new().lease(ttl))
+    let guard = FileLock::with_options(da.join("r.lock"), LockOptions::new().lease(ttl))
         .try_lock()
         .unwrap();
     let other = FileLock::with_options(db.join("r.lock"), LockOptions::new().lease(ttl));
