@@ -319,6 +319,7 @@ fn paths_longer_than_max_path_lock() {
     for i in 0..6 {
         path.push(format!("{i:0>50}"));
     }
+    std::fs::create_dir_all(&path).unwrap();
     path.push("long.lock");
     assert!(path.as_os_str().len() > 260);
     let lock = FileLock::new(&path);

@@ -10,7 +10,7 @@
 //! [`main`]; the usual libtest flags (`--exact`, `--ignored`,
 //! `--nocapture`, `--test-threads`, a filter) work as before, so child
 //! processes re-executing the test binary are started the same way.
-#![allow(dead_code)]
+#![allow(dead_code, unused_macros, unused_imports)]
 
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
 
