@@ -144,7 +144,7 @@ pub use crate::patterns::helpers::{
 };
 pub use crate::patterns::names::{decode_lock_name, encode_lock_name, NameError, MAX_ENCODED_NAME};
 pub use crate::patterns::once::{
-    once, once_async, once_keyed, once_keyed_async, once_with, OnceError, OnceOutcome,
+    once, once_async, once_keyed, once_keyed_async, once_with, OnceOutcome,
 };
 pub use crate::patterns::reentrant::{ReentrantGuard, ReentrantLock};
 pub use crate::record::{parse as parse_record, HolderRecord, LockKind, RecordError};

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use lockyard::{
     decode_lock_name, encode_lock_name, once, once_async, once_keyed, with_lock, with_lock_async,
-    with_read_lock, ErrorKind, FileLock, LockDir, LockOptions, LockState, OnceError, OnceOutcome,
+    with_read_lock, ErrorKind, FileLock, LockDir, LockOptions, LockState, OnceOutcome,
     ReentrantLock, Wait,
 };
 
@@ -148,7 +148,7 @@ fn once_across_eight_processes_runs_init_exactly_once() {
     let marker = dir.path().join("m");
     // Later calls return at once, without running anything.
     assert_eq!(
-        once(&marker, || -> Result<(), ()> { unreachable!() }).unwrap(),
+        once(&marker, || -> Result<(), std::io::Error> { unreachable!() }).unwrap(),
         OnceOutcome::AlreadyDone
     );
 }
@@ -175,23 +175,30 @@ fn killed_inside_init_means_the_next_process_runs_it() {
 fn failing_init_propagates_and_the_next_call_retries() {
     let dir = tempdir();
     let marker = dir.path().join("m");
-    let e = once(&marker, || Err::<(), _>("disk full")).unwrap_err();
-    assert!(matches!(e, OnceError::Init("disk full")), "{e:?}");
+    let e = once(&marker, || Err::<(), _>(std::io::Error::other("disk full"))).unwrap_err();
+    assert_eq!(e.to_string(), "disk full");
+    assert!(
+        e.get_ref()
+            .is_some_and(|inner| !inner.is::<lockyard::Error>()),
+        "{e:?}"
+    );
     assert!(!marker.exists());
     assert_eq!(
-        once(&marker, || Ok::<_, &str>(1)).unwrap(),
+        once(&marker, || Ok::<_, std::io::Error>(1)).unwrap(),
         OnceOutcome::Ran(1)
     );
     // A panicking init releases the lock and writes nothing either.
     let other = dir.path().join("p");
-    let caught = std::panic::catch_unwind(|| once(&other, || -> Result<(), ()> { panic!("boom") }));
+    let caught = std::panic::catch_unwind(|| {
+        once(&other, || -> Result<(), std::io::Error> { panic!("boom") })
+    });
     assert!(caught.is_err());
     assert!(!other.exists());
     assert!(
         FileLock::for_file(&other).try_lock().is_ok(),
         "lock left held after a panic"
     );
-    assert!(once(&other, || Ok::<_, ()>(())).unwrap().ran());
+    assert!(once(&other, || Ok::<_, std::io::Error>(())).unwrap().ran());
 }
 
 #[test]
@@ -202,7 +209,7 @@ fn keyed_once_reruns_when_the_key_changes() {
     let run = |key: &str| {
         once_keyed(&marker, key, || {
             n.fetch_add(1, Ordering::SeqCst);
-            Ok::<_, ()>(())
+            Ok::<_, std::io::Error>(())
         })
         .unwrap()
         .ran()
@@ -225,13 +232,13 @@ fn async_once_dropped_midway_leaves_no_marker_and_no_lock() {
     futures::executor::block_on(async {
         let mut fut = Box::pin(once_async(&marker, || async {
             async_io::Timer::after(Duration::from_secs(3600)).await;
-            Ok::<_, ()>(())
+            Ok::<_, std::io::Error>(())
         }));
         assert!(futures_lite::future::poll_once(&mut fut).await.is_none());
         drop(fut);
         assert!(!marker.exists());
         assert!(FileLock::for_file(&marker).try_lock().is_ok());
-        let out = once_async(&marker, || async { Ok::<_, ()>(5) })
+        let out = once_async(&marker, || async { Ok::<_, std::io::Error>(5) })
             .await
             .unwrap();
         assert_eq!(out, OnceOutcome::Ran(5));
@@ -523,4 +530,24 @@ fn lock_dir_descriptors_stay_bounded() {
     );
     drop(kept);
     drop(locks.try_lock("kept").unwrap());
+}
+
+/// Run-once in a function that returns `anyhow::Result`: `?` in one line,
+/// blocking and async, with lockyard's own errors arriving as anyhow's.
+#[test]
+fn once_takes_question_mark_in_an_anyhow_function() {
+    fn install(marker: &std::path::Path) -> anyhow::Result<bool> {
+        Ok(once(marker, || anyhow::Ok(()))?.ran())
+    }
+    async fn warm(marker: &std::path::Path) -> anyhow::Result<bool> {
+        Ok(once_async(marker, || async { anyhow::Ok(()) }).await?.ran())
+    }
+    let dir = tempdir();
+    assert!(install(&dir.path().join("installed")).unwrap());
+    assert!(!install(&dir.path().join("installed")).unwrap());
+    assert!(futures::executor::block_on(warm(&dir.path().join("warm"))).unwrap());
+    assert!(!futures::executor::block_on(warm(&dir.path().join("warm"))).unwrap());
+    let e = install(&dir.path().join("missing/installed")).unwrap_err();
+    let e = e.downcast::<lockyard::Error>().expect("lockyard's error");
+    assert_eq!(e.kind(), ErrorKind::CreateDir, "{e}");
 }

@@ -144,7 +144,8 @@ fn child_main() {
             match outcome {
                 Ok(o) if o.ran() => say("ran"),
                 Ok(_) => say("already"),
-                Err(lockyard::OnceError::Init(_)) => say("failed"),
+                // The work's own error, not lockyard's.
+                Err(e) if e.get_ref().is_some_and(|i| !i.is::<lockyard::Error>()) => say("failed"),
                 Err(e) => panic!("unexpected: {e}"),
             }
         }
@@ -864,7 +865,12 @@ fn once_records_nothing_for_a_holder_that_lost_the_lock() {
         Ok::<_, std::io::Error>(())
     });
     match outcome {
-        Err(lockyard::OnceError::Marker(e)) => assert_eq!(e.kind(), ErrorKind::Lost, "{e}"),
+        // lockyard's error, converted into the work's type.
+        Err(e) => {
+            let e = e.into_inner().expect("lockyard's error inside");
+            let e = e.downcast::<lockyard::Error>().expect("lockyard's error");
+            assert_eq!(e.kind(), ErrorKind::Lost, "{e}");
+        }
         other => panic!("expected a lost marker, got {other:?}"),
     }
     // Not recorded: the next call runs the work.

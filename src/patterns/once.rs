@@ -16,7 +16,6 @@
 //! The marker's content is untrusted input: anything that is not a marker
 //! for the wanted key counts as "not done" (the work runs again).
 
-use std::fmt;
 use std::future::Future;
 use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
@@ -70,105 +69,39 @@ impl<T> OnceOutcome<T> {
     }
 }
 
-/// Why a run-once call failed.
-#[derive(Debug)]
-pub enum OnceError<E> {
-    /// The lock could not be taken.
-    Lock(Error),
-    /// The work itself failed; no marker was written, the next call runs it
-    /// again.
-    Init(E),
-    /// The work succeeded but its marker could not be written durably; the
-    /// next call runs it again.
-    Marker(Error),
-}
-
-impl<E> OnceError<E> {
-    /// One error of the work's type: the work's own error, or lockyard's
-    /// converted into it. With `E = anyhow::Error` (or `std::io::Error`,
-    /// or `Box<dyn Error + Send + Sync>`), this is the way to `?`.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use lockyard::{once, OnceError};
-    ///
-    /// fn install(marker: &std::path::Path) -> anyhow::Result<bool> {
-    ///     let outcome = once(marker, || -> anyhow::Result<()> {
-    ///         // ... download, unpack ...
-    ///         Ok(())
-    ///     })
-    ///     .map_err(OnceError::into_inner)?;
-    ///     Ok(outcome.ran())
-    /// }
-    ///
-    /// let dir = tempfile::tempdir()?;
-    /// assert!(install(&dir.path().join("installed"))?);
-    /// assert!(!install(&dir.path().join("installed"))?);
-    /// // A lock error arrives as anyhow's, with its cause chain.
-    /// std::fs::write(dir.path().join("plain"), "a file")?;
-    /// let e = install(&dir.path().join("plain/installed")).unwrap_err();
-    /// assert!(e.downcast_ref::<lockyard::Error>().is_some());
-    /// # Ok::<(), anyhow::Error>(())
-    /// ```
-    pub fn into_inner(self) -> E
-    where
-        E: From<Error>,
-    {
-        match self {
-            OnceError::Init(e) => e,
-            OnceError::Lock(e) | OnceError::Marker(e) => E::from(e),
-        }
-    }
-
-    /// The same error, with the work's error mapped by `f`.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use lockyard::OnceError;
-    ///
-    /// let e: OnceError<u8> = OnceError::Init(7);
-    /// let mapped = e.map(|code| format!("exit code {code}"));
-    /// assert!(matches!(mapped, OnceError::Init(s) if s == "exit code 7"));
-    /// ```
-    pub fn map<F>(self, f: impl FnOnce(E) -> F) -> OnceError<F> {
-        match self {
-            OnceError::Init(e) => OnceError::Init(f(e)),
-            OnceError::Lock(e) => OnceError::Lock(e),
-            OnceError::Marker(e) => OnceError::Marker(e),
-        }
-    }
-}
-
-/// Says which step failed; the failure itself is the
-/// [`source`](std::error::Error::source) (when `E` is an error type), not
-/// repeated here.
-impl<E> fmt::Display for OnceError<E> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            OnceError::Lock(_) => "cannot take the run-once lock",
-            OnceError::Init(_) => "the run-once work failed",
-            OnceError::Marker(_) => "cannot record the run-once work as done",
-        })
-    }
-}
-
-impl<E: std::error::Error + 'static> std::error::Error for OnceError<E> {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            OnceError::Lock(e) | OnceError::Marker(e) => Some(e),
-            OnceError::Init(e) => Some(e),
-        }
-    }
-}
-
 /// Runs `init` once across all processes that call this with the same
 /// `marker` path: the first caller runs it while the others wait; once it
 /// succeeds, every later call returns [`OnceOutcome::AlreadyDone`] without
 /// taking the lock. Blocking.
 ///
+/// The error is the work's own type: lockyard's errors (taking the lock,
+/// writing the marker) are converted into it, so `?` works in one line
+/// wherever the work's errors do.
+///
 /// # Examples
+///
+/// With `anyhow`:
+///
+/// ```
+/// fn install(marker: &std::path::Path) -> anyhow::Result<bool> {
+///     let outcome = lockyard::once(marker, || -> anyhow::Result<()> {
+///         // ... download, unpack ...
+///         Ok(())
+///     })?;
+///     Ok(outcome.ran())
+/// }
+///
+/// let dir = tempfile::tempdir()?;
+/// assert!(install(&dir.path().join("installed"))?);
+/// assert!(!install(&dir.path().join("installed"))?);
+/// // A lock error arrives as anyhow's, with its cause chain.
+/// std::fs::write(dir.path().join("plain"), "a file")?;
+/// let e = install(&dir.path().join("plain/installed")).unwrap_err();
+/// assert!(e.downcast_ref::<lockyard::Error>().is_some());
+/// # Ok::<(), anyhow::Error>(())
+/// ```
+///
+/// With `std::io::Error`, and the value the work returned:
 ///
 /// ```
 /// use lockyard::{once, OnceOutcome};
@@ -181,10 +114,22 @@ impl<E: std::error::Error + 'static> std::error::Error for OnceError<E> {
 /// assert!(!second.ran());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+///
+/// # Errors
+///
+/// As for [`once_with`].
+///
+/// # Blocking
+///
+/// Blocks while another process does the work, then for as long as `init`
+/// runs here.
 pub fn once<T, E>(
     marker: impl AsRef<Path>,
     init: impl FnOnce() -> Result<T, E>,
-) -> Result<OnceOutcome<T>, OnceError<E>> {
+) -> Result<OnceOutcome<T>, E>
+where
+    E: From<Error>,
+{
     once_keyed(marker, "", init)
 }
 
@@ -217,7 +162,10 @@ pub fn once_keyed<T, E>(
     marker: impl AsRef<Path>,
     key: &str,
     init: impl FnOnce() -> Result<T, E>,
-) -> Result<OnceOutcome<T>, OnceError<E>> {
+) -> Result<OnceOutcome<T>, E>
+where
+    E: From<Error>,
+{
     once_with(marker, key, &LockOptions::new(), init)
 }
 
@@ -241,26 +189,33 @@ pub fn once_keyed<T, E>(
 ///
 /// # Errors
 ///
-/// [`OnceError::Lock`] when the lock cannot be taken, [`OnceError::Init`]
-/// when `init` fails (no marker is written), [`OnceError::Marker`] when
-/// the marker cannot be written.
+/// The work's own error when `init` fails (no marker is written; the next
+/// call runs it again). lockyard's errors are converted into the work's
+/// error type `E`, which `anyhow::Error`, `std::io::Error` and `Box<dyn
+/// Error + Send + Sync>` allow (your own type needs a `From<lockyard::Error>`
+/// impl): when the lock cannot be taken ([`Error::path`] is the lock
+/// file's), and when the marker cannot be written ([`Error::path`] is the
+/// marker's; the work ran, and will run again).
 pub fn once_with<T, E>(
     marker: impl AsRef<Path>,
     key: &str,
     options: &LockOptions,
     init: impl FnOnce() -> Result<T, E>,
-) -> Result<OnceOutcome<T>, OnceError<E>> {
+) -> Result<OnceOutcome<T>, E>
+where
+    E: From<Error>,
+{
     let marker = marker.as_ref();
     if is_done(marker, key) {
         return Ok(OnceOutcome::AlreadyDone);
     }
     let lock = FileLock::with_options(lock_path(marker), options.clone());
-    let _guard = lock.lock_blocking().map_err(OnceError::Lock)?;
+    let _guard = lock.lock_blocking().map_err(E::from)?;
     if is_done(marker, key) {
         return Ok(OnceOutcome::AlreadyDone);
     }
-    let value = init().map_err(OnceError::Init)?;
-    publish(marker, key).map_err(|e| OnceError::Marker(Error::io(marker, Op::Open, e)))?;
+    let value = init()?;
+    publish(marker, key).map_err(|e| E::from(Error::io(marker, Op::Open, e)))?;
     Ok(OnceOutcome::Ran(value))
 }
 
@@ -291,8 +246,9 @@ pub fn once_with<T, E>(
 pub async fn once_async<T, E, F>(
     marker: impl AsRef<Path>,
     init: impl FnOnce() -> F,
-) -> Result<OnceOutcome<T>, OnceError<E>>
+) -> Result<OnceOutcome<T>, E>
 where
+    E: From<Error>,
     F: Future<Output = Result<T, E>>,
 {
     once_keyed_async(marker, "", init).await
@@ -323,8 +279,9 @@ pub async fn once_keyed_async<T, E, F>(
     marker: impl AsRef<Path>,
     key: &str,
     init: impl FnOnce() -> F,
-) -> Result<OnceOutcome<T>, OnceError<E>>
+) -> Result<OnceOutcome<T>, E>
 where
+    E: From<Error>,
     F: Future<Output = Result<T, E>>,
 {
     let marker = marker.as_ref();
@@ -332,12 +289,12 @@ where
         return Ok(OnceOutcome::AlreadyDone);
     }
     let lock = FileLock::for_file(marker);
-    let _guard = lock.lock().await.map_err(OnceError::Lock)?;
+    let _guard = lock.lock().await.map_err(E::from)?;
     if is_done(marker, key) {
         return Ok(OnceOutcome::AlreadyDone);
     }
-    let value = init().await.map_err(OnceError::Init)?;
-    publish(marker, key).map_err(|e| OnceError::Marker(Error::io(marker, Op::Open, e)))?;
+    let value = init().await?;
+    publish(marker, key).map_err(|e| E::from(Error::io(marker, Op::Open, e)))?;
     Ok(OnceOutcome::Ran(value))
 }
 

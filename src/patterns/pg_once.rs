@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::path::Path;
 
-use super::once::{OnceError, OnceOutcome};
+use super::once::OnceOutcome;
 use crate::api::postgres::PgLock;
 use crate::api::FileLockGuard;
 use crate::error::{Error, Op};
@@ -19,16 +19,19 @@ impl PgLock {
     ///
     /// The mark is written with the hold's fencing token as a condition:
     /// a holder that lost its session and was overtaken while `init` ran
-    /// records nothing ([`OnceError::Marker`] of kind
-    /// [`Lost`](crate::ErrorKind::Lost)), so the work is never recorded
-    /// as done by a holder that no longer held the lock.
+    /// records nothing (an error of kind [`Lost`](crate::ErrorKind::Lost)),
+    /// so the work is never recorded as done by a holder that no longer
+    /// held the lock.
     ///
     /// # Errors
     ///
-    /// [`OnceError::Lock`] when the server cannot be reached or the lock
-    /// taken, [`OnceError::Init`] when `init` fails (nothing is recorded;
-    /// the next call runs it again), [`OnceError::Marker`] when the mark
-    /// cannot be written.
+    /// The work's own error when `init` fails (nothing is recorded; the
+    /// next call runs it again). lockyard's errors, converted into the
+    /// work's error type `E` (`anyhow::Error`, `std::io::Error`, `Box<dyn
+    /// Error + Send + Sync>`, or your own type with a `From` impl), when the
+    /// server cannot be reached or the lock taken, and when the mark cannot
+    /// be written (kind [`Lost`](crate::ErrorKind::Lost) if the hold was
+    /// lost meanwhile: the work ran, and will run again).
     ///
     /// # Blocking
     ///
@@ -51,10 +54,10 @@ impl PgLock {
     /// assert!(!migrate.once(|| Ok::<_, std::io::Error>(7))?.ran());
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn once<T, E>(
-        &self,
-        init: impl FnOnce() -> Result<T, E>,
-    ) -> Result<OnceOutcome<T>, OnceError<E>> {
+    pub fn once<T, E>(&self, init: impl FnOnce() -> Result<T, E>) -> Result<OnceOutcome<T>, E>
+    where
+        E: From<Error>,
+    {
         self.once_keyed("", init)
     }
 
@@ -90,16 +93,19 @@ impl PgLock {
         &self,
         key: &str,
         init: impl FnOnce() -> Result<T, E>,
-    ) -> Result<OnceOutcome<T>, OnceError<E>> {
-        if self.is_done_pg(key).map_err(OnceError::Lock)? {
+    ) -> Result<OnceOutcome<T>, E>
+    where
+        E: From<Error>,
+    {
+        if self.is_done_pg(key).map_err(E::from)? {
             return Ok(OnceOutcome::AlreadyDone);
         }
-        let guard = self.lock_blocking().map_err(OnceError::Lock)?;
-        if self.is_done_pg(key).map_err(OnceError::Lock)? {
+        let guard = self.lock_blocking().map_err(E::from)?;
+        if self.is_done_pg(key).map_err(E::from)? {
             return Ok(OnceOutcome::AlreadyDone);
         }
-        let value = init().map_err(OnceError::Init)?;
-        self.mark_done_pg(key, &guard).map_err(OnceError::Marker)?;
+        let value = init()?;
+        self.mark_done_pg(key, &guard).map_err(E::from)?;
         drop(guard);
         Ok(OnceOutcome::Ran(value))
     }
@@ -137,11 +143,9 @@ impl PgLock {
     /// # })
     /// # }
     /// ```
-    pub async fn once_async<T, E, F>(
-        &self,
-        init: impl FnOnce() -> F,
-    ) -> Result<OnceOutcome<T>, OnceError<E>>
+    pub async fn once_async<T, E, F>(&self, init: impl FnOnce() -> F) -> Result<OnceOutcome<T>, E>
     where
+        E: From<Error>,
         F: Future<Output = Result<T, E>>,
     {
         self.once_keyed_async("", init).await
@@ -180,30 +184,31 @@ impl PgLock {
         &self,
         key: &str,
         init: impl FnOnce() -> F,
-    ) -> Result<OnceOutcome<T>, OnceError<E>>
+    ) -> Result<OnceOutcome<T>, E>
     where
+        E: From<Error>,
         F: Future<Output = Result<T, E>>,
     {
         let done = |this: PgLock, key: String| async move {
             blocking::unblock(move || this.is_done_pg(&key))
                 .await
-                .map_err(OnceError::Lock)
+                .map_err(E::from)
         };
         if done(self.clone(), key.to_owned()).await? {
             return Ok(OnceOutcome::AlreadyDone);
         }
-        let guard = self.lock().await.map_err(OnceError::Lock)?;
+        let guard = self.lock().await.map_err(E::from)?;
         if done(self.clone(), key.to_owned()).await? {
             return Ok(OnceOutcome::AlreadyDone);
         }
-        let value = init().await.map_err(OnceError::Init)?;
+        let value = init().await?;
         let (this, key_owned) = (self.clone(), key.to_owned());
         let guard = blocking::unblock(move || {
             let marked = this.mark_done_pg(&key_owned, &guard);
             (marked, guard)
         });
         let (marked, guard) = guard.await;
-        marked.map_err(OnceError::Marker)?;
+        marked.map_err(E::from)?;
         drop(guard);
         Ok(OnceOutcome::Ran(value))
     }
