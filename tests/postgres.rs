@@ -571,6 +571,10 @@ fn a_deadline_bounds_connecting() {
             .recv_timeout(late)
             .expect("the abandoned connection stayed open");
         assert!(gone.duration_since(start) < late, "{wait:?}");
+        eprintln!(
+            "{wait:?}: TimedOut after {took:?}, connection closed after {:?}",
+            gone.duration_since(start)
+        );
     }
     // The async form, in a tokio runtime that is then dropped.
     let lock = pg.lock_named("async").unwrap();
@@ -585,6 +589,7 @@ fn a_deadline_bounds_connecting() {
     assert!(start.elapsed() < late, "took {:?}", start.elapsed());
     let dropping = Instant::now();
     drop(rt);
+    eprintln!("async: the runtime dropped in {:?}", dropping.elapsed());
     assert!(
         dropping.elapsed() < Duration::from_secs(2),
         "the runtime waited {:?}",
