@@ -511,3 +511,42 @@ fn a_guard_is_usable_while_it_is_kept_alive() {
     let e = futures::executor::block_on(run).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Lost, "{e}");
 }
+
+/// Every lock type offers the same acquisition methods, with the same
+/// signatures: the list below type-checks against each (nothing runs), so
+/// a method missing from one of them fails the build.
+macro_rules! same_acquisition_methods {
+    ($($lock:ty),* $(,)?) => {$(
+        const _: () = {
+            #[allow(dead_code, unused_must_use, clippy::let_underscore_future)]
+            fn check(l: &$lock) {
+                let d = Duration::ZERO;
+                let _: Acquire = l.lock();
+                let _: Acquire = l.lock_shared();
+                let _: Acquire = l.lock_timeout(d);
+                let _: Acquire = l.lock_shared_timeout(d);
+                let _: Acquire = l.acquire(LockMode::Exclusive, Wait::TryOnce);
+                let _: Result<FileLockGuard, Error> = l.try_lock();
+                let _: Result<FileLockGuard, Error> = l.try_lock_shared();
+                let _: Result<FileLockGuard, Error> = l.lock_blocking();
+                let _: Result<FileLockGuard, Error> = l.lock_shared_blocking();
+                let _: Result<FileLockGuard, Error> = l.lock_blocking_timeout(d);
+                let _: Result<FileLockGuard, Error> = l.lock_shared_blocking_timeout(d);
+                let _: Result<FileLockGuard, Error> =
+                    l.acquire_blocking(LockMode::Shared, Wait::For(d));
+                let _: Result<u8, Error> = l.with_lock(|| 1u8);
+                let _: Result<u8, Error> = l.with_lock_shared(|| 1u8);
+                let _ = l.with_lock_async(|| async { 1u8 });
+                let _ = l.with_lock_shared_async(|| async { 1u8 });
+                let _: usize = l.waiters();
+                let _: Result<Option<lockyard::HolderRecord>, Error> = l.holder();
+                let _: Result<lockyard::LockInfo, Error> = l.inspect();
+            }
+        };
+    )*};
+}
+
+#[cfg(feature = "postgres")]
+same_acquisition_methods!(FileLock, lockyard::postgres::PgLock);
+#[cfg(not(feature = "postgres"))]
+same_acquisition_methods!(FileLock);

@@ -553,26 +553,24 @@ fn a_deadline_bounds_connecting() {
     let pg = PgLocks::connect(&url).unwrap();
     let limit = Duration::from_millis(800);
     let late = Duration::from_secs(3);
-    for i in 0..2 {
-        let lock = pg.lock_named(&format!("blocking-{i}")).unwrap();
+    for form in ["Wait::For", "Wait::Until", "lock_blocking_timeout"] {
+        let lock = pg.lock_named(form).unwrap();
         let start = Instant::now();
-        let wait = if i == 0 {
-            Wait::For(limit)
-        } else {
-            Wait::Until(start + limit)
+        let result = match form {
+            "Wait::For" => lock.acquire_blocking(LockMode::Exclusive, Wait::For(limit)),
+            "Wait::Until" => lock.acquire_blocking(LockMode::Exclusive, Wait::Until(start + limit)),
+            _ => lock.lock_blocking_timeout(limit),
         };
-        let e = lock
-            .acquire_blocking(LockMode::Exclusive, wait)
-            .unwrap_err();
+        let e = result.unwrap_err();
         let took = start.elapsed();
-        assert_eq!(e.kind(), ErrorKind::TimedOut, "{wait:?}: {e}");
-        assert!(took < late, "{wait:?}: took {took:?}");
+        assert_eq!(e.kind(), ErrorKind::TimedOut, "{form}: {e}");
+        assert!(took < late, "{form}: took {took:?}");
         let gone = closed
             .recv_timeout(late)
             .expect("the abandoned connection stayed open");
-        assert!(gone.duration_since(start) < late, "{wait:?}");
+        assert!(gone.duration_since(start) < late, "{form}");
         eprintln!(
-            "{wait:?}: TimedOut after {took:?}, connection closed after {:?}",
+            "{form}: TimedOut after {took:?}, connection closed after {:?}",
             gone.duration_since(start)
         );
     }

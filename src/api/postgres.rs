@@ -667,6 +667,35 @@ impl PgLock {
         self.inner.lock_shared_blocking()
     }
 
+    /// Acquires the lock exclusively, blocking this thread for at most
+    /// `timeout`, connecting to the server included.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::TimedOut`](crate::ErrorKind::TimedOut) when `timeout`
+    /// passes first; otherwise as for [`lock`](Self::lock).
+    ///
+    /// # Blocking
+    ///
+    /// Until the lock is granted or `timeout` passes.
+    pub fn lock_blocking_timeout(&self, timeout: Duration) -> Result<FileLockGuard, Error> {
+        self.inner.lock_blocking_timeout(timeout)
+    }
+
+    /// Acquires the lock shared, blocking this thread for at most
+    /// `timeout`, connecting to the server included.
+    ///
+    /// # Errors
+    ///
+    /// As for [`lock_blocking_timeout`](Self::lock_blocking_timeout).
+    ///
+    /// # Blocking
+    ///
+    /// Until the lock is granted or `timeout` passes.
+    pub fn lock_shared_blocking_timeout(&self, timeout: Duration) -> Result<FileLockGuard, Error> {
+        self.inner.lock_shared_blocking_timeout(timeout)
+    }
+
     /// Acquires in `mode`, blocking this thread as `wait` allows.
     ///
     /// # Errors
@@ -709,6 +738,37 @@ impl PgLock {
         f: impl FnOnce() -> F,
     ) -> Result<F::Output, Error> {
         self.inner.with_lock_async(f).await
+    }
+
+    /// Runs `f` with the lock held shared (blocking until it is), and
+    /// releases it after, even if `f` panics.
+    ///
+    /// # Errors
+    ///
+    /// As for [`lock_shared_blocking`](Self::lock_shared_blocking); `f`'s
+    /// own result is returned inside `Ok`.
+    ///
+    /// # Blocking
+    ///
+    /// Until the lock is granted, then for as long as `f` runs.
+    pub fn with_lock_shared<R>(&self, f: impl FnOnce() -> R) -> Result<R, Error> {
+        self.inner.with_lock_shared(f)
+    }
+
+    /// Runs the future `f` makes with the lock held shared.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping it releases the lock (or gives up the wait).
+    ///
+    /// # Errors
+    ///
+    /// As for [`lock_shared`](Self::lock_shared).
+    pub async fn with_lock_shared_async<F: Future>(
+        &self,
+        f: impl FnOnce() -> F,
+    ) -> Result<F::Output, Error> {
+        self.inner.with_lock_shared_async(f).await
     }
 
     /// The server and table this lock lives in.
