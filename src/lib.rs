@@ -50,8 +50,8 @@
 //!   process uses one descriptor per lock file however many wait, and no
 //!   thread per waiter.
 //! - **Cancellation.** Dropping an [`Acquire`] future at any point gives
-//!   everything back; dropping a [`FileLockGuard`] releases the lock.
-//!   [`FileLockGuard::unlock`] releases it and reports errors.
+//!   everything back; dropping a [`LockGuard`] releases the lock.
+//!   [`LockGuard::unlock`] releases it and reports errors.
 //! - **No reentrancy.** A task that holds a lock exclusively and asks for it
 //!   again waits for itself, forever with [`Wait::Forever`] (as with
 //!   `std::sync::Mutex`). Use [`Wait::TryOnce`] or a timeout where that can
@@ -71,7 +71,7 @@
 //! id, process start time, time, owner id, TTL, fencing token) that
 //! [`FileLock::holder`] and error messages show:
 //! `lock data/state.lock is held by pid 4242 on build-3 (owner "indexer") for 12.3 s`.
-//! The **fencing token** ([`FileLockGuard::token`]) increases with every
+//! The **fencing token** ([`LockGuard::token`]) increases with every
 //! acquisition; a resource that remembers the highest token it has seen
 //! can refuse a delayed former holder. [`LockOptions::metadata`] turns
 //! records off for strict locks. [`clean_stale`] removes provably unused
@@ -131,7 +131,12 @@ mod trace;
 
 #[cfg(feature = "postgres")]
 pub use crate::api::postgres;
-pub use crate::api::{Acquire, ConvertError, FileLock, FileLockGuard, LockInfo, LockState};
+pub use crate::api::{Acquire, ConvertError, FileLock, LockGuard, LockInfo, LockState};
+
+/// The former name of [`LockGuard`], which every lock type's guard now
+/// bears (a PostgreSQL lock's guard is no file's).
+#[deprecated(since = "0.1.0", note = "renamed `LockGuard`")]
+pub type FileLockGuard = LockGuard;
 pub use crate::backend::clean::{clean_stale, clean_stale_dry_run, CleanReport};
 pub use crate::engine::Backoff;
 pub use crate::error::{Error, ErrorKind};

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lockyard::{
-    Acquire, Backoff, Error, ErrorKind, FileLock, FileLockGuard, LockMode, LockOptions, Wait,
+    Acquire, Backoff, Error, ErrorKind, FileLock, LockGuard, LockMode, LockOptions, Wait,
 };
 use static_assertions::{assert_impl_all, assert_not_impl_any};
 
@@ -18,15 +18,15 @@ use common::tempdir;
 // Handles are shared freely; guards and futures move between threads (a
 // guard can be sent to, or held across `.await` in, a spawned task).
 assert_impl_all!(FileLock: Send, Sync, Clone, std::fmt::Debug);
-assert_impl_all!(FileLockGuard: Send, Sync, std::fmt::Debug);
-assert_impl_all!(Acquire: Send, std::future::Future<Output = Result<FileLockGuard, Error>>, std::fmt::Debug);
+assert_impl_all!(LockGuard: Send, Sync, std::fmt::Debug);
+assert_impl_all!(Acquire: Send, std::future::Future<Output = Result<LockGuard, Error>>, std::fmt::Debug);
 assert_impl_all!(Error: Send, Sync, std::error::Error, Into<io::Error>);
 assert_impl_all!(LockOptions: Send, Sync, Clone, std::fmt::Debug, Default);
 assert_impl_all!(Backoff: Send, Sync, Copy, std::fmt::Debug);
 assert_impl_all!(Wait: Send, Sync, Copy, std::fmt::Debug, std::hash::Hash);
 // Usable across `catch_unwind`, as std's handles are.
 assert_impl_all!(FileLock: std::panic::UnwindSafe, std::panic::RefUnwindSafe);
-assert_impl_all!(FileLockGuard: std::panic::UnwindSafe, std::panic::RefUnwindSafe);
+assert_impl_all!(LockGuard: std::panic::UnwindSafe, std::panic::RefUnwindSafe);
 assert_impl_all!(lockyard::LockDir: std::panic::UnwindSafe, std::panic::RefUnwindSafe);
 // Comparable and hashable where their contents are.
 assert_impl_all!(lockyard::LockInfo: Eq, std::hash::Hash);
@@ -38,7 +38,7 @@ assert_impl_all!(lockyard::WaitStrategy: Eq, std::hash::Hash);
 assert_impl_all!(lockyard::CleanReport: Eq);
 // A guard is proof of holding the lock: it cannot be duplicated, and an
 // acquisition in progress cannot be either.
-assert_not_impl_any!(FileLockGuard: Clone, Copy);
+assert_not_impl_any!(LockGuard: Clone, Copy);
 assert_not_impl_any!(Acquire: Clone, Copy);
 assert_not_impl_any!(Error: Clone);
 
@@ -526,13 +526,13 @@ macro_rules! same_acquisition_methods {
                 let _: Acquire = l.lock_timeout(d);
                 let _: Acquire = l.lock_shared_timeout(d);
                 let _: Acquire = l.acquire(LockMode::Exclusive, Wait::TryOnce);
-                let _: Result<FileLockGuard, Error> = l.try_lock();
-                let _: Result<FileLockGuard, Error> = l.try_lock_shared();
-                let _: Result<FileLockGuard, Error> = l.lock_blocking();
-                let _: Result<FileLockGuard, Error> = l.lock_shared_blocking();
-                let _: Result<FileLockGuard, Error> = l.lock_blocking_timeout(d);
-                let _: Result<FileLockGuard, Error> = l.lock_shared_blocking_timeout(d);
-                let _: Result<FileLockGuard, Error> =
+                let _: Result<LockGuard, Error> = l.try_lock();
+                let _: Result<LockGuard, Error> = l.try_lock_shared();
+                let _: Result<LockGuard, Error> = l.lock_blocking();
+                let _: Result<LockGuard, Error> = l.lock_shared_blocking();
+                let _: Result<LockGuard, Error> = l.lock_blocking_timeout(d);
+                let _: Result<LockGuard, Error> = l.lock_shared_blocking_timeout(d);
+                let _: Result<LockGuard, Error> =
                     l.acquire_blocking(LockMode::Shared, Wait::For(d));
                 let _: Result<u8, Error> = l.with_lock(|| 1u8);
                 let _: Result<u8, Error> = l.with_lock_shared(|| 1u8);

@@ -5,7 +5,7 @@ use std::process::{Child, Command, ExitStatus};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use lockyard::{FileLockGuard, LockMode, Wait};
+use lockyard::{LockGuard, LockMode, Wait};
 
 use crate::exit;
 use crate::holder;
@@ -134,12 +134,12 @@ pub fn status_code(status: std::io::Result<ExitStatus>, ui: Ui) -> u8 {
 
 /// The lock while the command runs.
 enum Held {
-    Plain(FileLockGuard),
+    Plain(LockGuard),
     /// A lease, owned by the thread that renews it and releases it at the end.
     Renewing(std::thread::JoinHandle<()>),
 }
 
-fn release(guard: FileLockGuard, ui: Ui) {
+fn release(guard: LockGuard, ui: Ui) {
     if let Err(e) = guard.unlock() {
         ui.say(format_args!("releasing the lock failed: {}", chain(&e)));
     }
@@ -147,7 +147,7 @@ fn release(guard: FileLockGuard, ui: Ui) {
 
 /// Keeps a lease alive while the command runs (renewing at a third of its
 /// TTL), then releases it.
-fn renew(guard: FileLockGuard, ttl: Duration, stop: &mpsc::Receiver<()>, ui: Ui) {
+fn renew(guard: LockGuard, ttl: Duration, stop: &mpsc::Receiver<()>, ui: Ui) {
     let every = (ttl / 3).max(Duration::from_millis(10));
     while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(every) {
         if let Err(e) = guard.refresh() {

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_lite::future;
-use lockyard::{Error, FileLockGuard, LockMode, Wait};
+use lockyard::{Error, LockGuard, LockMode, Wait};
 
 use crate::duration::human;
 use crate::output::say;
@@ -39,7 +39,7 @@ impl Ui {
 /// How a wait ended.
 #[derive(Debug)]
 pub enum Outcome {
-    Got(FileLockGuard),
+    Got(LockGuard),
     Failed(Error),
     Interrupted(i32),
 }

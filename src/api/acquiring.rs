@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Acquire, FileLock, FileLockGuard};
+use super::{Acquire, FileLock, LockGuard};
 use crate::engine::acquire::{self, Core};
 use crate::error::Error;
 use crate::mode::{LockMode, Wait};
@@ -217,7 +217,7 @@ impl FileLock {
     ///
     /// Only for system calls: opening the file the first time, and letting
     /// another caller's attempt or release in flight finish.
-    pub fn try_lock(&self) -> Result<FileLockGuard, Error> {
+    pub fn try_lock(&self) -> Result<LockGuard, Error> {
         self.acquire_blocking(LockMode::Exclusive, Wait::TryOnce)
     }
 
@@ -245,7 +245,7 @@ impl FileLock {
     /// # Blocking
     ///
     /// As for [`try_lock`](Self::try_lock).
-    pub fn try_lock_shared(&self) -> Result<FileLockGuard, Error> {
+    pub fn try_lock_shared(&self) -> Result<LockGuard, Error> {
         self.acquire_blocking(LockMode::Shared, Wait::TryOnce)
     }
 
@@ -278,7 +278,7 @@ impl FileLock {
     ///
     /// Blocks the calling thread until the lock is taken, however long that takes. Do not call it
     /// on an async executor's thread; use [`lock`](Self::lock) there.
-    pub fn lock_blocking(&self) -> Result<FileLockGuard, Error> {
+    pub fn lock_blocking(&self) -> Result<LockGuard, Error> {
         self.acquire_blocking(LockMode::Exclusive, Wait::Forever)
     }
 
@@ -304,7 +304,7 @@ impl FileLock {
     ///
     /// Blocks the calling thread until the lock is taken, however long that takes. Do not call it
     /// on an async executor's thread; use [`lock_shared`](Self::lock_shared) there.
-    pub fn lock_shared_blocking(&self) -> Result<FileLockGuard, Error> {
+    pub fn lock_shared_blocking(&self) -> Result<LockGuard, Error> {
         self.acquire_blocking(LockMode::Shared, Wait::Forever)
     }
 
@@ -335,7 +335,7 @@ impl FileLock {
     ///
     /// Blocks the calling thread until the lock is taken or `timeout` has passed. Do not call it
     /// on an async executor's thread; use [`lock_timeout`](Self::lock_timeout) there.
-    pub fn lock_blocking_timeout(&self, timeout: Duration) -> Result<FileLockGuard, Error> {
+    pub fn lock_blocking_timeout(&self, timeout: Duration) -> Result<LockGuard, Error> {
         self.acquire_blocking(LockMode::Exclusive, Wait::For(timeout))
     }
 
@@ -363,7 +363,7 @@ impl FileLock {
     ///
     /// Blocks the calling thread until the lock is taken or `timeout` has passed. Do not call it
     /// on an async executor's thread; use [`lock_shared_timeout`](Self::lock_shared_timeout) there.
-    pub fn lock_shared_blocking_timeout(&self, timeout: Duration) -> Result<FileLockGuard, Error> {
+    pub fn lock_shared_blocking_timeout(&self, timeout: Duration) -> Result<LockGuard, Error> {
         self.acquire_blocking(LockMode::Shared, Wait::For(timeout))
     }
 
@@ -391,16 +391,10 @@ impl FileLock {
     ///
     /// Blocks the calling thread until the lock is taken or `wait` gives up. Do not call it
     /// on an async executor's thread; use [`acquire`](Self::acquire) there.
-    pub fn acquire_blocking(&self, mode: LockMode, wait: Wait) -> Result<FileLockGuard, Error> {
+    pub fn acquire_blocking(&self, mode: LockMode, wait: Wait) -> Result<LockGuard, Error> {
         let (entry, record) =
             acquire::acquire_blocking(self.handle(), mode, wait).map_err(Error::resume_panic)?;
         let handle = Arc::clone(self.handle());
-        Ok(FileLockGuard::new(
-            handle,
-            self.traits(),
-            entry,
-            mode,
-            record,
-        ))
+        Ok(LockGuard::new(handle, self.traits(), entry, mode, record))
     }
 }

@@ -3,12 +3,12 @@
 
 use std::fmt;
 
-use super::FileLockGuard;
+use super::LockGuard;
 use crate::engine::Upgrade;
 use crate::error::{Error, Op};
 use crate::mode::LockMode;
 
-impl FileLockGuard {
+impl LockGuard {
     /// Turns a shared guard into an exclusive one if that is possible right
     /// now.
     ///
@@ -46,7 +46,7 @@ impl FileLockGuard {
     /// guard (soft locks and leases), [`ErrorKind::Lost`](crate::ErrorKind::Lost)
     /// without it (see above), or an I/O error with the shared guard still
     /// held.
-    pub fn try_upgrade(mut self) -> Result<FileLockGuard, ConvertError> {
+    pub fn try_upgrade(mut self) -> Result<LockGuard, ConvertError> {
         if self.mode == LockMode::Exclusive {
             return Ok(self);
         }
@@ -105,7 +105,7 @@ impl FileLockGuard {
     /// An I/O error leaves the guard exclusive and hands it back;
     /// [`ErrorKind::Lost`](crate::ErrorKind::Lost) (Windows only) carries no
     /// guard.
-    pub fn downgrade(mut self) -> Result<FileLockGuard, ConvertError> {
+    pub fn downgrade(mut self) -> Result<LockGuard, ConvertError> {
         if self.mode == LockMode::Shared {
             return Ok(self);
         }
@@ -151,12 +151,12 @@ impl FileLockGuard {
     }
 }
 
-/// A failed [`FileLockGuard::try_upgrade`] or [`FileLockGuard::downgrade`]:
+/// A failed [`LockGuard::try_upgrade`] or [`LockGuard::downgrade`]:
 /// why, and the guard (in its old mode) if it is still held.
 #[derive(Debug)]
 pub struct ConvertError {
-    guard: Option<FileLockGuard>,
-    // Boxed: keeps `Result<FileLockGuard, ConvertError>` small.
+    guard: Option<LockGuard>,
+    // Boxed: keeps `Result<LockGuard, ConvertError>` small.
     error: Box<Error>,
 }
 
@@ -196,7 +196,7 @@ impl ConvertError {
     /// assert!(a.is_shared());
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn into_guard(self) -> Option<FileLockGuard> {
+    pub fn into_guard(self) -> Option<LockGuard> {
         self.guard
     }
 
@@ -214,7 +214,7 @@ impl ConvertError {
     /// assert_eq!(error.kind(), lockyard::ErrorKind::WouldBlock);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn into_parts(self) -> (Option<FileLockGuard>, Error) {
+    pub fn into_parts(self) -> (Option<LockGuard>, Error) {
         (self.guard, *self.error)
     }
 }

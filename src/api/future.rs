@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 use pin_project_lite::pin_project;
 
 use super::guard::Traits;
-use super::FileLockGuard;
+use super::LockGuard;
 use crate::engine::acquire::{AsyncDriver, Core};
 use crate::error::Error;
 use crate::rt::{Clock, Timer};
@@ -71,7 +71,7 @@ impl std::fmt::Debug for Acquire {
 }
 
 impl Future for Acquire {
-    type Output = Result<FileLockGuard, Error>;
+    type Output = Result<LockGuard, Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
@@ -95,13 +95,7 @@ impl Future for Acquire {
         core.poll(&mut driver).map(|granted| {
             let (entry, record) = granted.map_err(Error::resume_panic)?;
             let handle = Arc::clone(core.handle());
-            Ok(FileLockGuard::new(
-                handle,
-                traits,
-                entry,
-                core.mode(),
-                record,
-            ))
+            Ok(LockGuard::new(handle, traits, entry, core.mode(), record))
         })
     }
 }

@@ -58,7 +58,7 @@ impl Traits {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[must_use = "dropping the guard releases the lock at once"]
-pub struct FileLockGuard {
+pub struct LockGuard {
     // Shared with `conversion.rs` and `lease.rs`, which extend the guard.
     pub(super) handle: Arc<Handle>,
     pub(super) traits: Traits,
@@ -69,10 +69,10 @@ pub struct FileLockGuard {
 }
 
 // As for `FileLock`: nothing a panic interrupts leaves the lock broken.
-impl std::panic::UnwindSafe for FileLockGuard {}
-impl std::panic::RefUnwindSafe for FileLockGuard {}
+impl std::panic::UnwindSafe for LockGuard {}
+impl std::panic::RefUnwindSafe for LockGuard {}
 
-impl FileLockGuard {
+impl LockGuard {
     pub(crate) fn new(
         handle: Arc<Handle>,
         traits: Traits,
@@ -80,7 +80,7 @@ impl FileLockGuard {
         mode: LockMode,
         record: Option<Arc<HolderRecord>>,
     ) -> Self {
-        FileLockGuard {
+        LockGuard {
             handle,
             traits,
             entry,
@@ -254,7 +254,7 @@ impl FileLockGuard {
     }
 }
 
-impl Drop for FileLockGuard {
+impl Drop for LockGuard {
     fn drop(&mut self) {
         if self.held {
             let _ = self
@@ -265,9 +265,9 @@ impl Drop for FileLockGuard {
     }
 }
 
-impl fmt::Debug for FileLockGuard {
+impl fmt::Debug for LockGuard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("FileLockGuard")
+        f.debug_struct("LockGuard")
             .field("path", &self.handle.path)
             .field("mode", &self.mode)
             .finish()

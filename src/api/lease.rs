@@ -5,10 +5,10 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::FileLockGuard;
+use super::LockGuard;
 use crate::error::{Error, Op};
 
-impl FileLockGuard {
+impl LockGuard {
     /// The TTL a renewal keeps up: the record's (a lease), else the lock's
     /// options' (a shared PostgreSQL hold, which has no record).
     fn lease_ttl(&self) -> Option<Duration> {

@@ -62,7 +62,7 @@ use crate::sys;
 /// holding the lock may be about to be released by another thread or task.
 /// Avoid it with [`try_lock`](Self::try_lock) or a timeout, with
 /// [`ReentrantLock`](crate::ReentrantLock) in blocking code, or, in async
-/// code, by passing `&FileLockGuard` to the code that needs the lock held.
+/// code, by passing `&LockGuard` to the code that needs the lock held.
 #[derive(Clone)]
 pub struct FileLock {
     handle: Arc<Handle>,
@@ -98,7 +98,7 @@ impl FileLock {
     /// created, or one that begins with a complete strict holder record;
     /// every other file, an existing empty one included, is locked as it
     /// is. Its guards then carry no record and no fencing token
-    /// ([`FileLockGuard::token`](crate::FileLockGuard::token) is `None`), [`holder`](Self::holder) is
+    /// ([`LockGuard::token`](crate::LockGuard::token) is `None`), [`holder`](Self::holder) is
     /// `None`, and [`state`](Self::state) reports what the kernel says.
     /// Such a file is opened read-only (a locked script can still be
     /// executed), and [`remove_on_release`](LockOptions::remove_on_release)

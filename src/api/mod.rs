@@ -15,7 +15,7 @@ mod serialize;
 
 pub use conversion::ConvertError;
 pub use future::Acquire;
-pub use guard::FileLockGuard;
+pub use guard::LockGuard;
 pub(crate) use guard::Traits;
 pub use inspect::{LockInfo, LockState};
 pub use lock::FileLock;

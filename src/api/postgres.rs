@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Acquire, FileLock, FileLockGuard, LockInfo, LockState};
+use super::{Acquire, FileLock, LockGuard, LockInfo, LockState};
 use crate::backend::postgres::{
     check_table, Clear, Connector, Holding, PgOpener, PgServer, SessionSettings, Tls,
 };
@@ -260,8 +260,8 @@ impl PgLocks {
     /// A server-enforced lease: a session that runs no statement for `ttl`
     /// is ended by the server (`idle_session_timeout`, PostgreSQL 14+), and
     /// its locks go with it. A holder keeps its lock by renewing
-    /// ([`FileLockGuard::refresh`], or
-    /// [`keep_alive`](FileLockGuard::keep_alive) beside the work), so a
+    /// ([`LockGuard::refresh`], or
+    /// [`keep_alive`](LockGuard::keep_alive) beside the work), so a
     /// holder that hangs or is stopped loses it after `ttl`. Without a
     /// lease, a hung holder keeps its lock for as long as its connection
     /// stays open.
@@ -454,7 +454,7 @@ fn summarise(label: &str, holdings: Vec<Holding>) -> Vec<LockInfo> {
 /// One named lock in PostgreSQL, with [`FileLock`]'s acquisition API: the
 /// same futures (cancel-safe, FIFO within the process), `try_`,
 /// timeouts, blocking calls, shared and exclusive modes, and the same
-/// guards ([`FileLockGuard`]: `token()`, `still_held()`, `lost()`,
+/// guards ([`LockGuard`]: `token()`, `still_held()`, `lost()`,
 /// `unlock()`).
 ///
 /// Within one process, waiters queue in the engine and only the first of
@@ -623,7 +623,7 @@ impl PgLock {
     ///
     /// One or two round trips to the server on this thread (a connection
     /// first, if no session is idle).
-    pub fn try_lock(&self) -> Result<FileLockGuard, Error> {
+    pub fn try_lock(&self) -> Result<LockGuard, Error> {
         self.inner.try_lock()
     }
 
@@ -636,7 +636,7 @@ impl PgLock {
     /// # Blocking
     ///
     /// As for [`try_lock`](Self::try_lock).
-    pub fn try_lock_shared(&self) -> Result<FileLockGuard, Error> {
+    pub fn try_lock_shared(&self) -> Result<LockGuard, Error> {
         self.inner.try_lock_shared()
     }
 
@@ -650,7 +650,7 @@ impl PgLock {
     /// # Blocking
     ///
     /// Until the lock is granted.
-    pub fn lock_blocking(&self) -> Result<FileLockGuard, Error> {
+    pub fn lock_blocking(&self) -> Result<LockGuard, Error> {
         self.inner.lock_blocking()
     }
 
@@ -663,7 +663,7 @@ impl PgLock {
     /// # Blocking
     ///
     /// Until the lock is granted.
-    pub fn lock_shared_blocking(&self) -> Result<FileLockGuard, Error> {
+    pub fn lock_shared_blocking(&self) -> Result<LockGuard, Error> {
         self.inner.lock_shared_blocking()
     }
 
@@ -678,7 +678,7 @@ impl PgLock {
     /// # Blocking
     ///
     /// Until the lock is granted or `timeout` passes.
-    pub fn lock_blocking_timeout(&self, timeout: Duration) -> Result<FileLockGuard, Error> {
+    pub fn lock_blocking_timeout(&self, timeout: Duration) -> Result<LockGuard, Error> {
         self.inner.lock_blocking_timeout(timeout)
     }
 
@@ -692,7 +692,7 @@ impl PgLock {
     /// # Blocking
     ///
     /// Until the lock is granted or `timeout` passes.
-    pub fn lock_shared_blocking_timeout(&self, timeout: Duration) -> Result<FileLockGuard, Error> {
+    pub fn lock_shared_blocking_timeout(&self, timeout: Duration) -> Result<LockGuard, Error> {
         self.inner.lock_shared_blocking_timeout(timeout)
     }
 
@@ -705,7 +705,7 @@ impl PgLock {
     /// # Blocking
     ///
     /// Until the lock is granted or `wait` runs out.
-    pub fn acquire_blocking(&self, mode: LockMode, wait: Wait) -> Result<FileLockGuard, Error> {
+    pub fn acquire_blocking(&self, mode: LockMode, wait: Wait) -> Result<LockGuard, Error> {
         self.inner.acquire_blocking(mode, wait)
     }
 

@@ -51,10 +51,10 @@ impl LockOptions {
     }
 
     /// A lease: a soft lock that lapses `ttl` after its last renewal unless
-    /// the holder renews it ([`FileLockGuard::refresh`](crate::FileLockGuard::refresh),
-    /// [`FileLockGuard::keep_alive`](crate::FileLockGuard::keep_alive)).
+    /// the holder renews it ([`LockGuard::refresh`](crate::LockGuard::refresh),
+    /// [`LockGuard::keep_alive`](crate::LockGuard::keep_alive)).
     /// After that another process may take over, and the former holder's
-    /// [`still_held`](crate::FileLockGuard::still_held) turns false.
+    /// [`still_held`](crate::LockGuard::still_held) turns false.
     ///
     /// Called before or after [`soft`](Self::soft), the result is the same
     /// lease; called twice, the last TTL counts.

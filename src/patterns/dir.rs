@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use crate::api::{Acquire, FileLock, FileLockGuard, LockInfo};
+use crate::api::{Acquire, FileLock, LockGuard, LockInfo};
 use crate::backend::clean::{clean_stale, CleanReport};
 use crate::error::Error;
 use crate::mode::{LockMode, Wait};
@@ -400,7 +400,7 @@ impl LockDir {
         name: &str,
         mode: LockMode,
         wait: Wait,
-    ) -> Result<FileLockGuard, Error> {
+    ) -> Result<LockGuard, Error> {
         self.handle(name)?.acquire_blocking(mode, wait)
     }
 
@@ -422,7 +422,7 @@ impl LockDir {
     ///
     /// [`ErrorKind::WouldBlock`](crate::ErrorKind::WouldBlock) if held;
     /// otherwise as for [`lock`](Self::lock).
-    pub fn try_lock(&self, name: &str) -> Result<FileLockGuard, Error> {
+    pub fn try_lock(&self, name: &str) -> Result<LockGuard, Error> {
         self.handle(name)?.try_lock()
     }
 
@@ -445,7 +445,7 @@ impl LockDir {
     ///
     /// [`ErrorKind::WouldBlock`](crate::ErrorKind::WouldBlock) if held
     /// exclusively; otherwise as for [`lock`](Self::lock).
-    pub fn try_lock_shared(&self, name: &str) -> Result<FileLockGuard, Error> {
+    pub fn try_lock_shared(&self, name: &str) -> Result<LockGuard, Error> {
         self.handle(name)?.try_lock_shared()
     }
 
@@ -468,7 +468,7 @@ impl LockDir {
     /// # Blocking
     ///
     /// Blocks the calling thread for as long as the name's wait allows.
-    pub fn lock_blocking(&self, name: &str) -> Result<FileLockGuard, Error> {
+    pub fn lock_blocking(&self, name: &str) -> Result<LockGuard, Error> {
         self.handle(name)?
             .acquire_blocking(LockMode::Exclusive, self.wait_of(name))
     }
@@ -492,7 +492,7 @@ impl LockDir {
     /// # Blocking
     ///
     /// Blocks the calling thread for as long as the name's wait allows.
-    pub fn lock_shared_blocking(&self, name: &str) -> Result<FileLockGuard, Error> {
+    pub fn lock_shared_blocking(&self, name: &str) -> Result<LockGuard, Error> {
         self.handle(name)?
             .acquire_blocking(LockMode::Shared, self.wait_of(name))
     }

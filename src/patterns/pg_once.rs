@@ -7,7 +7,7 @@ use std::path::Path;
 
 use super::once::OnceOutcome;
 use crate::api::postgres::PgLock;
-use crate::api::FileLockGuard;
+use crate::api::LockGuard;
 use crate::error::{Error, Op};
 
 impl PgLock {
@@ -220,7 +220,7 @@ impl PgLock {
     }
 
     /// Records `key` as done, fenced by `guard`'s token.
-    fn mark_done_pg(&self, key: &str, guard: &FileLockGuard) -> Result<(), Error> {
+    fn mark_done_pg(&self, key: &str, guard: &LockGuard) -> Result<(), Error> {
         let path = Path::new(self.address());
         let Some(token) = guard.token() else {
             return Err(Error::io(

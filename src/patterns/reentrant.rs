@@ -7,14 +7,14 @@
 //! and "the same task" is invisible to a library, so a thread-keyed
 //! reentrant lock would let two tasks on one thread both "hold" it, and a
 //! task-keyed one cannot be built. In async code, pass the guard you hold
-//! (`&FileLockGuard`) to the code that needs the lock held: the borrow is
+//! (`&LockGuard`) to the code that needs the lock held: the borrow is
 //! the proof, and nothing is locked twice.
 
 use std::marker::PhantomData;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::ThreadId;
 
-use crate::{Error, FileLock, FileLockGuard};
+use crate::{Error, FileLock, LockGuard};
 
 /// A blocking, exclusive lock that the holding thread may take again
 /// without deadlocking itself.
@@ -45,7 +45,7 @@ struct Owner {
     thread: ThreadId,
     depth: usize,
     // Held for its `Drop`, which releases the lock.
-    _guard: FileLockGuard,
+    _guard: LockGuard,
 }
 
 /// Held while alive; the last guard of the owning thread releases the
@@ -153,7 +153,7 @@ impl ReentrantLock {
     /// lock and become the holder.
     fn enter(
         &self,
-        take: impl FnOnce(&FileLock) -> Result<FileLockGuard, Error>,
+        take: impl FnOnce(&FileLock) -> Result<LockGuard, Error>,
     ) -> Result<ReentrantGuard, Error> {
         let me = std::thread::current().id();
         {
