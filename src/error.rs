@@ -24,9 +24,10 @@ pub enum ErrorKind {
     /// The lock was still held when the deadline passed.
     /// [`Error::waited`] says how long the call waited.
     TimedOut,
-    /// The lock file's parent directory is missing and could not be created
-    /// (permission, a file in the way, a read-only filesystem), or
-    /// [`LockOptions::create_parent`](crate::LockOptions::create_parent) is off.
+    /// The lock file's parent directory is missing, and
+    /// [`LockOptions::create_parent`](crate::LockOptions::create_parent) is
+    /// off (the default) or creating it failed (permission, a file in the
+    /// way, a read-only filesystem).
     CreateDir,
     /// The lock path names something that is not a regular file: a
     /// directory, a FIFO, a socket or a device.

@@ -23,8 +23,9 @@ use crate::sys;
 ///
 /// A `FileLock` is cheap to create and to clone (clones share everything);
 /// creating one touches no file. The first acquisition opens the lock file,
-/// creating it and its parent directory if missing, and the handle keeps
-/// that descriptor for later acquisitions.
+/// creating it if missing (its directory too, with
+/// [`LockOptions::create_parent`]), and the handle keeps that descriptor
+/// for later acquisitions.
 ///
 /// Locks follow `flock(2)` semantics on Unix and `LockFileEx` on Windows,
 /// and they exclude *within* a process exactly as *between* processes: two
