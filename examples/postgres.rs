@@ -46,7 +46,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
 /// Takes the lock five times, holding it briefly, and prints each token.
 fn worker(url: &str) -> Result<(), Box<dyn std::error::Error>> {
-    let lock = PgLocks::connect(url)?
+    let lock = PgLocks::from_url(url)?
         .owner("example")
         .lock_named("examples/report")?;
     futures_lite::future::block_on(async {

@@ -37,17 +37,25 @@ pub enum ErrorKind {
     /// redirect the lock (or its creation) elsewhere.
     Symlink,
     /// The path cannot be a lock path at all: it is empty or contains a NUL
-    /// byte; or a [`LockDir`](crate::LockDir) lock name is empty or too
-    /// long.
+    /// byte, or names no file (`.`, `..`, `/`); or a lock name (of a
+    /// [`LockDir`](crate::LockDir) or a PostgreSQL lock) is empty, too long
+    /// or contains NUL.
     InvalidPath,
+    /// A backend's configuration cannot be used: a connection string that
+    /// does not parse, an `sslmode` that needs a TLS connector none was
+    /// given, a table name that is not a plain identifier. Nothing was
+    /// connected. [`Error::path`] names what was configured (`postgres`,
+    /// or the table), never a password.
+    InvalidConfig,
     /// This platform or filesystem does not support file locks.
     Unsupported,
     /// A shared hold, or a conversion, was asked of a soft lock or lease,
     /// which are exclusive only: a usage error, whatever the filesystem.
     ExclusiveOnly,
-    /// A soft or lease lock this guard held was taken over: its lease lapsed
-    /// (or it was judged stale) and another process broke it. The guard's
-    /// fencing token is stale.
+    /// A lock this guard held is no longer its own: a soft lock or lease
+    /// that lapsed (or was judged stale) and was broken by another process,
+    /// or a PostgreSQL lock whose session ended (terminated, server
+    /// restarted, network cut). The guard's fencing token is stale.
     Lost,
     /// Any other operating-system error (permission denied, read-only
     /// filesystem, too many open files, ...); [`std::error::Error::source`]
@@ -135,6 +143,7 @@ impl fmt::Display for ErrorKind {
             ErrorKind::NotAFile => "not a regular file",
             ErrorKind::Symlink => "a symbolic link",
             ErrorKind::InvalidPath => "invalid path",
+            ErrorKind::InvalidConfig => "invalid configuration",
             ErrorKind::Unsupported => "unsupported",
             ErrorKind::ExclusiveOnly => "exclusive only",
             ErrorKind::Lost => "lost",
@@ -282,6 +291,17 @@ impl Error {
     pub(crate) fn no_file_name(path: &Path) -> Self {
         let mut e = Self::bare(ErrorKind::InvalidPath, path, Op::Open);
         e.detail = Some(Detail::NoFileName);
+        e
+    }
+
+    /// A backend configuration that cannot be used; `what` names what was
+    /// configured (never with a password).
+    pub(crate) fn invalid_config(
+        what: &Path,
+        why: impl Into<std::borrow::Cow<'static, str>>,
+    ) -> Self {
+        let mut e = Self::bare(ErrorKind::InvalidConfig, what, Op::Open);
+        e.detail = Some(Detail::Name(why.into()));
         e
     }
 
@@ -674,6 +694,10 @@ impl fmt::Display for Error {
                 ),
                 _ => write!(f, "lock path is empty"),
             },
+            ErrorKind::InvalidConfig => match &self.detail {
+                Some(Detail::Name(why)) => write!(f, "invalid configuration of {path}: {why}"),
+                _ => write!(f, "invalid configuration of {path}"),
+            },
             ErrorKind::Unsupported => write!(f, "file locking is not supported for {path}"),
             ErrorKind::ExclusiveOnly => write!(
                 f,
@@ -754,6 +778,7 @@ impl From<Error> for io::Error {
             ErrorKind::TimedOut => io::ErrorKind::TimedOut,
             ErrorKind::Unsupported => io::ErrorKind::Unsupported,
             ErrorKind::InvalidPath
+            | ErrorKind::InvalidConfig
             | ErrorKind::NotAFile
             | ErrorKind::Symlink
             | ErrorKind::ExclusiveOnly => io::ErrorKind::InvalidInput,

@@ -550,3 +550,31 @@ macro_rules! same_acquisition_methods {
 same_acquisition_methods!(FileLock, lockyard::postgres::PgLock);
 #[cfg(not(feature = "postgres"))]
 same_acquisition_methods!(FileLock);
+
+/// A PostgreSQL configuration that cannot be used is `InvalidConfig`
+/// (a lock name that cannot name a lock stays `InvalidPath`), and nothing
+/// in it is connected; the message never shows a password.
+#[cfg(feature = "postgres")]
+#[test]
+fn postgres_configuration_errors_have_their_own_kind() {
+    use lockyard::postgres::PgLocks;
+    for url in [
+        "postgres://[::1",
+        "postgres://u:secret@h/db?sslmode=require",
+    ] {
+        let e = PgLocks::from_url(url).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidConfig, "{url}: {e}");
+        assert!(!e.to_string().contains("secret"), "{e}");
+    }
+    let locks = PgLocks::from_url("postgres://app@127.0.0.1:1/app").unwrap();
+    let e = locks.clone().table("no-dashes").unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidConfig, "{e}");
+    assert_eq!(
+        locks.lock_named("").unwrap_err().kind(),
+        ErrorKind::InvalidPath
+    );
+    // The former name still works, deprecated.
+    #[allow(deprecated)]
+    let old = PgLocks::connect("postgres://app@127.0.0.1:1/app");
+    assert!(old.is_ok());
+}

@@ -36,6 +36,10 @@ fn main() {
         case!(a_termination_during_a_query_is_lost_not_io, [POSTGRES]),
         case!(a_deadline_bounds_connecting, []),
         case!(
+            an_abandoned_wait_whose_statement_arrives_late_leaves_no_waiter,
+            [POSTGRES]
+        ),
+        case!(
             keep_alive_renews_a_lease_and_its_absence_loses_it,
             [POSTGRES]
         ),
@@ -301,6 +305,48 @@ fn dropped_waits_never_leave_a_ghost_lock() {
     assert_eq!(stuck, 0);
 }
 
+/// A wait given up before its statement reached the server leaves no
+/// ghost in the server's queue: the first cancel finds the session idle,
+/// and the server ignores it, so lockyard cancels again until the statement
+/// has ended. A proxy holds the session's statement while the cancel
+/// (a connection of its own) goes through.
+fn an_abandoned_wait_whose_statement_arrives_late_leaves_no_waiter() {
+    let url = server();
+    let proxy = pg::Proxy::start(&url);
+    let table = fresh_table("late");
+    let lock = locks(&proxy.url, &table).lock_named("l").unwrap();
+    drop(lock.try_lock().unwrap()); // the session, through the proxy
+    let holder = Raw::connect(&url);
+    let (key, oid, id) = holder.key_of(&table, "l");
+    let _: i32 = holder.one("SELECT 1 FROM (SELECT pg_advisory_lock($1)) x", &[&key]);
+    proxy.hold_open(true);
+    // The async form sends the waiting statement alone (no try first).
+    let e = pg::within(Duration::from_secs(20), {
+        let lock = lock.clone();
+        move || {
+            futures_lite::future::block_on(lock.lock_timeout(Duration::from_millis(200)))
+                .unwrap_err()
+        }
+    });
+    assert_eq!(e.kind(), ErrorKind::TimedOut, "{e}");
+    std::thread::sleep(Duration::from_millis(300));
+    // The statement reaches the server only now, long after the first
+    // cancel.
+    proxy.hold_open(false);
+    let patience = Instant::now() + Duration::from_secs(5);
+    while holder.sessions_on(oid, id).1 > 0 && Instant::now() < patience {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        holder.sessions_on(oid, id),
+        (1, 0),
+        "a waiter stayed queued in the server"
+    );
+    let _: bool = holder.one("SELECT pg_advisory_unlock($1)", &[&key]);
+    assert_eq!(holder.settle(oid, id, Duration::from_secs(5)), (0, 0));
+    drop(lock.try_lock().unwrap());
+}
+
 /// A timeout in the server's queue gives the lock up just as cleanly.
 fn timed_out_waits_leave_nothing_behind() {
     let url = server();
@@ -336,7 +382,7 @@ fn a_thousand_waiters_use_one_waiting_session() {
     let table = fresh_table("thousand");
     let app = format!("lockyard-thousand-{}", std::process::id());
     let sep = if url.contains('?') { '&' } else { '?' };
-    let pg = PgLocks::connect(&format!("{url}{sep}application_name={app}"))
+    let pg = PgLocks::from_url(&format!("{url}{sep}application_name={app}"))
         .unwrap()
         .table(&table)
         .unwrap();
@@ -550,7 +596,7 @@ fn silent_server() -> (String, std::sync::mpsc::Receiver<Instant>) {
 /// the acquisition shuts down without waiting for it.
 fn a_deadline_bounds_connecting() {
     let (url, closed) = silent_server();
-    let pg = PgLocks::connect(&url).unwrap();
+    let pg = PgLocks::from_url(&url).unwrap();
     let limit = Duration::from_millis(800);
     let late = Duration::from_secs(3);
     for form in ["Wait::For", "Wait::Until", "lock_blocking_timeout"] {
@@ -739,7 +785,7 @@ fn bad_input_gets_typed_errors_naming_server_and_lock() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = closed.local_addr().unwrap().port();
     drop(closed);
-    let nowhere = PgLocks::connect(&format!("postgres://postgres@127.0.0.1:{port}/postgres"))
+    let nowhere = PgLocks::from_url(&format!("postgres://postgres@127.0.0.1:{port}/postgres"))
         .unwrap()
         .lock_named("x")
         .unwrap();
@@ -756,7 +802,7 @@ fn bad_input_gets_typed_errors_naming_server_and_lock() {
     assert!(started.elapsed() < Duration::from_secs(10));
     // Wrong credentials: a role that does not exist.
     let base = url.split_once('@').map(|(_, rest)| rest).unwrap();
-    let wrong = PgLocks::connect(&format!("postgres://nobody_here@{base}"))
+    let wrong = PgLocks::from_url(&format!("postgres://nobody_here@{base}"))
         .unwrap()
         .lock_named("x")
         .unwrap();
@@ -944,7 +990,7 @@ fn tls_through_the_users_connector() {
     let ca = std::env::var("LOCKYARD_TEST_POSTGRES_CA").expect("the harness checked it");
     let table = fresh_table("tls");
     let required = format!("{url}?sslmode=require");
-    let locks = PgLocks::connect_tls(&required, rustls_connector(Some(&ca)))
+    let locks = PgLocks::from_url_tls(&required, rustls_connector(Some(&ca)))
         .unwrap()
         .table(&table)
         .unwrap();
@@ -974,7 +1020,7 @@ fn tls_through_the_users_connector() {
     assert!(next > first);
 
     // An untrusted certificate: refused, the error names server and lock.
-    let distrust = PgLocks::connect_tls(&required, rustls_connector(None))
+    let distrust = PgLocks::from_url_tls(&required, rustls_connector(None))
         .unwrap()
         .table(&table)
         .unwrap();
@@ -982,6 +1028,6 @@ fn tls_through_the_users_connector() {
     assert_eq!(e.kind(), ErrorKind::Io, "{e}");
     assert!(e.to_string().contains("#t"), "{e}");
     // sslmode=require with no connector: refused before any connection.
-    let e = PgLocks::connect(&required).unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::InvalidPath, "{e}");
+    let e = PgLocks::from_url(&required).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidConfig, "{e}");
 }

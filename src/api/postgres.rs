@@ -46,7 +46,7 @@ pub const DEFAULT_TABLE: &str = "lockyard_locks";
 ///
 /// Connections are TCP or Unix-domain sockets driven by async-io on the
 /// thread that makes each call, under any executor or none; TLS goes
-/// through a connector of your choice ([`connect_tls`](Self::connect_tls)).
+/// through a connector of your choice ([`from_url_tls`](Self::from_url_tls)).
 ///
 /// # Examples
 ///
@@ -59,7 +59,7 @@ pub const DEFAULT_TABLE: &str = "lockyard_locks";
 /// #     return Ok(());
 /// # };
 /// # futures_lite::future::block_on(async {
-/// let locks = PgLocks::connect(&url)?;             // e.g. "postgres://app@db/app"
+/// let locks = PgLocks::from_url(&url)?;             // e.g. "postgres://app@db/app"
 /// let nightly = locks.lock_named("jobs/nightly")?;
 /// let guard = nightly.lock().await?;
 /// println!("running with fencing token {:?}", guard.token());
@@ -92,28 +92,42 @@ impl PgLocks {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::InvalidPath`](crate::ErrorKind::InvalidPath) when the
+    /// [`ErrorKind::InvalidConfig`](crate::ErrorKind::InvalidConfig) when the
     /// string cannot be parsed, or requires TLS (`sslmode=require`: see
-    /// [`connect_tls`](Self::connect_tls)).
+    /// [`from_url_tls`](Self::from_url_tls)).
     ///
     /// # Examples
     ///
     /// ```
     /// use lockyard::postgres::PgLocks;
     ///
-    /// let locks = PgLocks::connect("postgres://app@127.0.0.1:5432/app")?;
-    /// assert!(PgLocks::connect("postgres://[::1").is_err());
+    /// let locks = PgLocks::from_url("postgres://app@127.0.0.1:5432/app")?;
+    /// assert!(PgLocks::from_url("postgres://[::1").is_err());
     /// # Ok::<(), lockyard::Error>(())
     /// ```
-    pub fn connect(url: &str) -> Result<PgLocks, Error> {
+    pub fn from_url(url: &str) -> Result<PgLocks, Error> {
         PgLocks::with_config(parse(url)?)
+    }
+
+    /// The former name of [`from_url`](Self::from_url), which connects
+    /// nothing either.
+    ///
+    /// # Errors
+    ///
+    /// As for [`from_url`](Self::from_url).
+    #[deprecated(
+        since = "0.1.0",
+        note = "renamed `from_url`: nothing is connected until a lock is taken"
+    )]
+    pub fn connect(url: &str) -> Result<PgLocks, Error> {
+        PgLocks::from_url(url)
     }
 
     /// Locks on the server `config` describes. Nothing is connected yet.
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::InvalidPath`](crate::ErrorKind::InvalidPath) if the
+    /// [`ErrorKind::InvalidConfig`](crate::ErrorKind::InvalidConfig) if the
     /// configuration requires TLS (`sslmode=require`): that takes a
     /// connector, [`with_config_tls`](Self::with_config_tls).
     ///
@@ -129,15 +143,15 @@ impl PgLocks {
     /// ```
     pub fn with_config(config: PgConfig) -> Result<PgLocks, Error> {
         if config.get_ssl_mode() == PgSslMode::Require {
-            return Err(Error::invalid_name(
+            return Err(Error::invalid_config(
                 &PathBuf::from("postgres"),
-                "sslmode=require needs a TLS connector (PgLocks::connect_tls)",
+                "sslmode=require needs a TLS connector (PgLocks::from_url_tls)",
             ));
         }
         Ok(PgLocks::new(config, Arc::new(Clear)))
     }
 
-    /// [`connect`](Self::connect), with TLS through `tls`: any
+    /// [`from_url`](Self::from_url), with TLS through `tls`: any
     /// tokio-postgres connector for [`PgSocket`] ([`PgTlsConnector`]:
     /// tokio-postgres-rustls's `MakeRustlsConnect`, postgres-native-tls's
     /// `MakeTlsConnector`, ...),
@@ -152,7 +166,7 @@ impl PgLocks {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::InvalidPath`](crate::ErrorKind::InvalidPath) when the
+    /// [`ErrorKind::InvalidConfig`](crate::ErrorKind::InvalidConfig) when the
     /// string cannot be parsed.
     ///
     /// # Examples
@@ -178,7 +192,7 @@ impl PgLocks {
     ///     .with_no_client_auth();
     /// let tls = tokio_postgres_rustls::MakeRustlsConnect::new(config);
     ///
-    /// let locks = PgLocks::connect_tls(&format!("{url}?sslmode=require"), tls)?;
+    /// let locks = PgLocks::from_url_tls(&format!("{url}?sslmode=require"), tls)?;
     /// let guard = locks.lock_named("doc/tls")?.lock_blocking()?;
     /// # drop(guard);
     /// # Ok(())
@@ -186,12 +200,26 @@ impl PgLocks {
     /// # #[cfg(target_os = "macos")]
     /// # fn main() {}
     /// ```
-    pub fn connect_tls(url: &str, tls: impl PgTlsConnector) -> Result<PgLocks, Error> {
+    pub fn from_url_tls(url: &str, tls: impl PgTlsConnector) -> Result<PgLocks, Error> {
         Ok(PgLocks::with_config_tls(parse(url)?, tls))
     }
 
+    /// The former name of [`from_url_tls`](Self::from_url_tls), which
+    /// connects nothing either.
+    ///
+    /// # Errors
+    ///
+    /// As for [`from_url_tls`](Self::from_url_tls).
+    #[deprecated(
+        since = "0.1.0",
+        note = "renamed `from_url_tls`: nothing is connected until a lock is taken"
+    )]
+    pub fn connect_tls(url: &str, tls: impl PgTlsConnector) -> Result<PgLocks, Error> {
+        PgLocks::from_url_tls(url, tls)
+    }
+
     /// [`with_config`](Self::with_config), with TLS through `tls` (see
-    /// [`connect_tls`](Self::connect_tls)). Nothing is connected yet.
+    /// [`from_url_tls`](Self::from_url_tls)). Nothing is connected yet.
     ///
     /// # Examples
     ///
@@ -240,7 +268,7 @@ impl PgLocks {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::InvalidPath`](crate::ErrorKind::InvalidPath) for a
+    /// [`ErrorKind::InvalidConfig`](crate::ErrorKind::InvalidConfig) for a
     /// name that is not a plain identifier.
     ///
     /// # Examples
@@ -248,12 +276,12 @@ impl PgLocks {
     /// ```
     /// use lockyard::postgres::PgLocks;
     ///
-    /// let locks = PgLocks::connect("host=127.0.0.1 user=app")?.table("ops.locks")?;
-    /// assert!(PgLocks::connect("host=127.0.0.1")?.table("locks; DROP TABLE x").is_err());
+    /// let locks = PgLocks::from_url("host=127.0.0.1 user=app")?.table("ops.locks")?;
+    /// assert!(PgLocks::from_url("host=127.0.0.1")?.table("locks; DROP TABLE x").is_err());
     /// # Ok::<(), lockyard::Error>(())
     /// ```
     pub fn table(self, table: &str) -> Result<PgLocks, Error> {
-        check_table(table).map_err(|why| Error::invalid_name(&PathBuf::from(table), why))?;
+        check_table(table).map_err(|why| Error::invalid_config(&PathBuf::from(table), why))?;
         Ok(self.rebuild(table.to_owned(), self.settings()))
     }
 
@@ -272,7 +300,7 @@ impl PgLocks {
     /// use std::time::Duration;
     /// use lockyard::postgres::PgLocks;
     ///
-    /// let locks = PgLocks::connect("host=127.0.0.1 user=app")?.lease(Duration::from_secs(30));
+    /// let locks = PgLocks::from_url("host=127.0.0.1 user=app")?.lease(Duration::from_secs(30));
     /// # Ok::<(), lockyard::Error>(())
     /// ```
     #[must_use]
@@ -298,7 +326,7 @@ impl PgLocks {
     /// use std::time::Duration;
     /// use lockyard::postgres::PgLocks;
     ///
-    /// let locks = PgLocks::connect("host=127.0.0.1")?.check_client_every(Duration::from_millis(500));
+    /// let locks = PgLocks::from_url("host=127.0.0.1")?.check_client_every(Duration::from_millis(500));
     /// # Ok::<(), lockyard::Error>(())
     /// ```
     #[must_use]
@@ -315,7 +343,7 @@ impl PgLocks {
     /// ```
     /// use lockyard::postgres::PgLocks;
     ///
-    /// let locks = PgLocks::connect("host=127.0.0.1")?.owner("indexer");
+    /// let locks = PgLocks::from_url("host=127.0.0.1")?.owner("indexer");
     /// # Ok::<(), lockyard::Error>(())
     /// ```
     #[must_use]
@@ -348,7 +376,7 @@ impl PgLocks {
     /// ```
     /// use lockyard::postgres::PgLocks;
     ///
-    /// let locks = PgLocks::connect("host=127.0.0.1")?;
+    /// let locks = PgLocks::from_url("host=127.0.0.1")?;
     /// let lock = locks.lock_named("it's \"quoted\"; DROP TABLE x")?;
     /// assert!(locks.lock_named("nul\0").is_err());
     /// # Ok::<(), lockyard::Error>(())
@@ -401,7 +429,7 @@ impl PgLocks {
     /// #     eprintln!("skipped: LOCKYARD_TEST_POSTGRES names no server");
     /// #     return Ok(());
     /// # };
-    /// let locks = PgLocks::connect(&url)?.owner("doc-list");
+    /// let locks = PgLocks::from_url(&url)?.owner("doc-list");
     /// let guard = locks.lock_named("doc/list")?.try_lock()?;
     /// let held = locks.list()?;
     /// let mine = held.iter().find(|i| i.name() == "doc/list").expect("listed");
@@ -423,7 +451,7 @@ impl PgLocks {
 /// A connection string's configuration.
 fn parse(url: &str) -> Result<PgConfig, Error> {
     url.parse().map_err(|e: tokio_postgres::Error| {
-        Error::invalid_name(&PathBuf::from("postgres"), e.to_string())
+        Error::invalid_config(&PathBuf::from("postgres"), e.to_string())
     })
 }
 
@@ -475,7 +503,7 @@ fn summarise(label: &str, holdings: Vec<Holding>) -> Vec<LockInfo> {
 /// #     return Ok(());
 /// # };
 /// # futures_lite::future::block_on(async {
-/// let lock = PgLocks::connect(&url)?.lock_named("doc/pglock")?;
+/// let lock = PgLocks::from_url(&url)?.lock_named("doc/pglock")?;
 /// let held = lock.lock().await?;
 /// let first = held.token().expect("exclusive holds have tokens");
 /// let e = lock.lock_timeout(Duration::from_millis(50)).await.unwrap_err();
@@ -514,7 +542,7 @@ impl PgLock {
     /// ```
     /// use lockyard::postgres::PgLocks;
     ///
-    /// let lock = PgLocks::connect("postgres://app@127.0.0.1/app")?.lock_named("jobs/nightly")?;
+    /// let lock = PgLocks::from_url("postgres://app@127.0.0.1/app")?.lock_named("jobs/nightly")?;
     /// assert_eq!(lock.name(), "jobs/nightly");
     /// # Ok::<(), lockyard::Error>(())
     /// ```
@@ -530,7 +558,7 @@ impl PgLock {
     /// ```
     /// use lockyard::postgres::PgLocks;
     ///
-    /// let lock = PgLocks::connect("postgres://app:secret@127.0.0.1/app")?.lock_named("jobs/nightly")?;
+    /// let lock = PgLocks::from_url("postgres://app:secret@127.0.0.1/app")?.lock_named("jobs/nightly")?;
     /// assert_eq!(lock.address(), "postgres://127.0.0.1:5432/app#jobs/nightly");
     /// # Ok::<(), lockyard::Error>(())
     /// ```

@@ -48,7 +48,7 @@ impl PgLock {
     /// #     return Ok(());
     /// # };
     /// # let unique = format!("doc/once/{}/{}", std::process::id(), fastrand::u64(..));
-    /// let locks = PgLocks::connect(&url)?;
+    /// let locks = PgLocks::from_url(&url)?;
     /// let migrate = locks.lock_named(&unique)?;   // e.g. "schema/migrate"
     /// assert_eq!(migrate.once(|| Ok::<_, std::io::Error>(7))?, OnceOutcome::Ran(7));
     /// assert!(!migrate.once(|| Ok::<_, std::io::Error>(7))?.ran());
@@ -83,7 +83,7 @@ impl PgLock {
     /// #     return Ok(());
     /// # };
     /// # let unique = format!("doc/once-keyed/{}/{}", std::process::id(), fastrand::u64(..));
-    /// let schema = PgLocks::connect(&url)?.lock_named(&unique)?;
+    /// let schema = PgLocks::from_url(&url)?.lock_named(&unique)?;
     /// assert!(schema.once_keyed("v1", || Ok::<_, std::io::Error>(()))?.ran());
     /// assert!(!schema.once_keyed("v1", || Ok::<_, std::io::Error>(()))?.ran());
     /// assert!(schema.once_keyed("v2", || Ok::<_, std::io::Error>(()))?.ran());
@@ -136,7 +136,7 @@ impl PgLock {
     /// # };
     /// # let unique = format!("doc/once-async/{}/{}", std::process::id(), fastrand::u64(..));
     /// # futures_lite::future::block_on(async {
-    /// let warm = PgLocks::connect(&url)?.lock_named(&unique)?;
+    /// let warm = PgLocks::from_url(&url)?.lock_named(&unique)?;
     /// let outcome = warm.once_async(|| async { Ok::<_, std::io::Error>("warmed") }).await?;
     /// assert_eq!(outcome.into_value(), Some("warmed"));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -173,7 +173,7 @@ impl PgLock {
     /// # };
     /// # let unique = format!("doc/once-keyed-async/{}/{}", std::process::id(), fastrand::u64(..));
     /// # futures_lite::future::block_on(async {
-    /// let lock = PgLocks::connect(&url)?.lock_named(&unique)?;
+    /// let lock = PgLocks::from_url(&url)?.lock_named(&unique)?;
     /// let ran = lock.once_keyed_async("v7", || async { Ok::<_, std::io::Error>(()) }).await?;
     /// assert!(ran.ran());
     /// # Ok::<(), Box<dyn std::error::Error>>(())

@@ -19,7 +19,7 @@ pub fn fresh_table(test: &str) -> String {
 
 /// Locks on `url` in `table`.
 pub fn locks(url: &str, table: &str) -> PgLocks {
-    PgLocks::connect(url).unwrap().table(table).unwrap()
+    PgLocks::from_url(url).unwrap().table(table).unwrap()
 }
 
 /// A raw session, for probing and for playing a foreign holder.
@@ -98,10 +98,13 @@ impl Raw {
 /// be held: a query sent while it is held stays in the proxy, so whatever
 /// the server does meanwhile (a `pg_terminate_backend`) lands while the
 /// client waits for that query's answer. Server-to-client bytes always
-/// flow.
+/// flow. [`hold`](Self::hold) holds every connection open at the time;
+/// [`hold_open`](Self::hold_open) only those, letting later ones (a cancel
+/// request) through.
 pub struct Proxy {
     pub url: String,
     held: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    gates: std::sync::Arc<std::sync::Mutex<Vec<std::sync::Arc<std::sync::atomic::AtomicBool>>>>,
 }
 
 impl Proxy {
@@ -118,40 +121,25 @@ impl Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let held = Arc::new(AtomicBool::new(false));
-        let gate = held.clone();
+        let gates: Arc<std::sync::Mutex<Vec<Arc<AtomicBool>>>> = Arc::default();
+        let (all, each) = (held.clone(), gates.clone());
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 let Ok(client) = client else { return };
                 let Ok(server) = TcpStream::connect(&upstream) else {
                     continue;
                 };
-                let pump =
-                    |mut from: TcpStream, mut to: TcpStream, gate: Option<Arc<AtomicBool>>| {
-                        std::thread::spawn(move || {
-                            use std::io::{Read, Write};
-                            let mut buf = [0u8; 16384];
-                            loop {
-                                let n = match from.read(&mut buf) {
-                                    Ok(0) | Err(_) => break,
-                                    Ok(n) => n,
-                                };
-                                while gate.as_ref().is_some_and(|g| g.load(Ordering::SeqCst)) {
-                                    std::thread::sleep(Duration::from_millis(1));
-                                }
-                                if to.write_all(&buf[..n]).is_err() {
-                                    break;
-                                }
-                            }
-                            let _ = to.shutdown(std::net::Shutdown::Both);
-                            let _ = from.shutdown(std::net::Shutdown::Both);
-                        });
-                    };
+                // Held while the proxy-wide flag or this connection's is set.
+                let own = Arc::new(AtomicBool::new(false));
+                each.lock().unwrap().push(own.clone());
+                let gate = [all.clone(), own];
+                let held = move || gate.iter().any(|g| g.load(Ordering::SeqCst));
                 pump(
                     client.try_clone().unwrap(),
                     server.try_clone().unwrap(),
-                    Some(gate.clone()),
+                    held,
                 );
-                pump(server, client, None);
+                pump(server, client, || false);
             }
         });
         let at = if user.is_empty() {
@@ -162,6 +150,7 @@ impl Proxy {
         Proxy {
             url: format!("postgres://{at}127.0.0.1:{port}/{path}"),
             held,
+            gates,
         }
     }
 
@@ -169,6 +158,41 @@ impl Proxy {
     pub fn hold(&self, on: bool) {
         self.held.store(on, std::sync::atomic::Ordering::SeqCst);
     }
+
+    /// Holds (or lets through) what the connections open now send to the
+    /// server; connections made later are not held.
+    pub fn hold_open(&self, on: bool) {
+        for gate in self.gates.lock().unwrap().iter() {
+            gate.store(on, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+}
+
+/// Copies `from` to `to` on a thread of its own, waiting while `held`
+/// says so before each write; shuts both down at the end.
+fn pump(
+    mut from: std::net::TcpStream,
+    mut to: std::net::TcpStream,
+    held: impl Fn() -> bool + Send + 'static,
+) {
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let mut buf = [0u8; 16384];
+        loop {
+            let n = match from.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            while held() {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            if to.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
+        let _ = to.shutdown(std::net::Shutdown::Both);
+        let _ = from.shutdown(std::net::Shutdown::Both);
+    });
 }
 
 /// Runs `f` on a thread of its own and returns its result, failing the

@@ -154,7 +154,7 @@ impl Locker {
                 }
             }
             Lib::Lockyard | Lib::LockyardBlocking => {
-                let locks = lockyard::postgres::PgLocks::connect(url)
+                let locks = lockyard::postgres::PgLocks::from_url(url)
                     .expect("url")
                     .table(TABLE)
                     .expect("table");

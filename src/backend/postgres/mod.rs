@@ -640,9 +640,30 @@ fn wait_in_server(
             Some(Err(e)) => WaitEnd::Failed(e),
             None => {
                 // Abandoned: the statement must end before the session is
-                // clean, whatever the cancel achieves.
-                let cancelled = conn.cancel_running().await;
-                let _ = statement.await;
+                // clean. A cancel that the server takes before the
+                // statement has started finds an idle session, which
+                // ignores it, and the statement would then wait in the
+                // server's queue until granted (a ghost waiter): so the
+                // cancel is sent again until the statement ends. Each one
+                // is processed before the next step (see `cancel_running`),
+                // so none can hit a later statement of the session.
+                let mut pause = CANCEL_FIRST_PAUSE;
+                let cancelled = loop {
+                    if let Err(e) = conn.cancel_running().await {
+                        let _ = statement.as_mut().await;
+                        break Err(e);
+                    }
+                    let ended = async { Some(statement.as_mut().await) }
+                        .or(async {
+                            async_io::Timer::after(pause).await;
+                            None
+                        })
+                        .await;
+                    if ended.is_some() {
+                        break Ok(());
+                    }
+                    pause = (pause * 2).min(CANCEL_LAST_PAUSE);
+                };
                 WaitEnd::Abandoned(cancelled)
             }
         }
@@ -678,6 +699,11 @@ fn wait_in_server(
         }
     }
 }
+
+/// How long an abandoned wait's statement has to end after a cancel before
+/// the cancel is sent again (doubling up to [`CANCEL_LAST_PAUSE`]).
+const CANCEL_FIRST_PAUSE: Duration = Duration::from_millis(20);
+const CANCEL_LAST_PAUSE: Duration = Duration::from_secs(1);
 
 /// Releases whatever advisory lock the session may hold after a wait with
 /// an uncertain outcome, and gives it back if that worked.

@@ -105,7 +105,7 @@ impl Tls for Clear {
 ///
 /// // A helper that takes whichever connector the application chose.
 /// fn locks_over_tls(url: &str, tls: impl PgTlsConnector) -> Result<PgLocks, lockyard::Error> {
-///     PgLocks::connect_tls(&format!("{url}?sslmode=require"), tls)
+///     PgLocks::from_url_tls(&format!("{url}?sslmode=require"), tls)
 /// }
 /// # #[cfg(not(target_os = "macos"))] // (rustls's ring, in this example)
 /// # {
