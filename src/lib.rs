@@ -144,8 +144,11 @@ pub use crate::mode::{LockMode, Wait, WaitStrategy};
 pub use crate::options::{LockOptions, DEFAULT_STALE_AFTER};
 pub use crate::patterns::dir::LockDir;
 pub use crate::patterns::helpers::{
-    with_lock, with_lock_async, with_read_lock, with_read_lock_async, with_write_lock,
-    with_write_lock_async,
+    with_lock, with_lock_async, with_lock_shared, with_lock_shared_async,
+};
+#[allow(deprecated)]
+pub use crate::patterns::helpers::{
+    with_read_lock, with_read_lock_async, with_write_lock, with_write_lock_async,
 };
 pub use crate::patterns::names::{decode_lock_name, encode_lock_name, NameError, MAX_ENCODED_NAME};
 pub use crate::patterns::once::{

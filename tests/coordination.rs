@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use lockyard::{
     decode_lock_name, encode_lock_name, once, once_async, once_keyed, with_lock, with_lock_async,
-    with_read_lock, ErrorKind, FileLock, LockDir, LockOptions, LockState, OnceOutcome,
+    with_lock_shared, ErrorKind, FileLock, LockDir, LockOptions, LockState, OnceOutcome,
     ReentrantLock, Wait,
 };
 
@@ -365,7 +365,7 @@ fn helpers_pass_results_through_and_release_on_panic() {
     let path = dir.path().join("h.lock");
     let r: Result<Result<u8, &str>, lockyard::Error> = with_lock(&path, || Err("mine"));
     assert_eq!(r.unwrap(), Err("mine"));
-    assert_eq!(with_read_lock(&path, || 3).unwrap(), 3);
+    assert_eq!(with_lock_shared(&path, || 3).unwrap(), 3);
 
     let caught = std::panic::catch_unwind(|| with_lock(&path, || panic!("inside")));
     assert!(caught.is_err());

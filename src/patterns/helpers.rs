@@ -48,27 +48,19 @@ pub fn with_lock<R>(path: impl AsRef<Path>, f: impl FnOnce() -> R) -> Result<R, 
     FileLock::new(path.as_ref()).with_lock(f)
 }
 
-/// [`with_lock`], for a writer: the same exclusive lock, named for symmetry
-/// with [`with_read_lock`].
-///
-/// # Examples
-///
-/// ```
-/// let dir = tempfile::tempdir()?;
-/// let n = lockyard::with_write_lock(dir.path().join("a.lock"), || 1 + 1)?;
-/// assert_eq!(n, 2);
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
+/// The former name of [`with_lock`].
 ///
 /// # Errors
 ///
-/// The lock's error if it could not be taken (see [`FileLock::lock`]); the
-/// closure's own result comes back inside `Ok`.
+/// As for [`with_lock`].
 ///
 /// # Blocking
 ///
-/// Blocks the calling thread until the lock is taken, then for as long as
-/// `f` runs.
+/// As for [`with_lock`].
+#[deprecated(
+    since = "0.1.0",
+    note = "renamed `with_lock`: one word, shared or exclusive, for every form"
+)]
 pub fn with_write_lock<R>(path: impl AsRef<Path>, f: impl FnOnce() -> R) -> Result<R, Error> {
     with_lock(path, f)
 }
@@ -79,7 +71,7 @@ pub fn with_write_lock<R>(path: impl AsRef<Path>, f: impl FnOnce() -> R) -> Resu
 ///
 /// ```
 /// let dir = tempfile::tempdir()?;
-/// let n = lockyard::with_read_lock(dir.path().join("a.lock"), || 1 + 1)?;
+/// let n = lockyard::with_lock_shared(dir.path().join("a.lock"), || 1 + 1)?;
 /// assert_eq!(n, 2);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -93,8 +85,25 @@ pub fn with_write_lock<R>(path: impl AsRef<Path>, f: impl FnOnce() -> R) -> Resu
 ///
 /// Blocks the calling thread until the lock is taken, then for as long as
 /// `f` runs.
-pub fn with_read_lock<R>(path: impl AsRef<Path>, f: impl FnOnce() -> R) -> Result<R, Error> {
+pub fn with_lock_shared<R>(path: impl AsRef<Path>, f: impl FnOnce() -> R) -> Result<R, Error> {
     FileLock::new(path.as_ref()).with_lock_shared(f)
+}
+
+/// The former name of [`with_lock_shared`].
+///
+/// # Errors
+///
+/// As for [`with_lock_shared`].
+///
+/// # Blocking
+///
+/// As for [`with_lock_shared`].
+#[deprecated(
+    since = "0.1.0",
+    note = "renamed `with_lock_shared`: one word, shared or exclusive, for every form"
+)]
+pub fn with_read_lock<R>(path: impl AsRef<Path>, f: impl FnOnce() -> R) -> Result<R, Error> {
+    with_lock_shared(path, f)
 }
 
 /// Awaits the future `f` makes with the lock at `path` held exclusively.
@@ -126,28 +135,19 @@ pub async fn with_lock_async<F: Future>(
     FileLock::new(path.as_ref()).with_lock_async(f).await
 }
 
-/// [`with_lock_async`], named for symmetry with [`with_read_lock_async`].
-///
-/// # Examples
-///
-/// ```
-/// # futures_lite::future::block_on(async {
-/// let dir = tempfile::tempdir()?;
-/// let n = lockyard::with_write_lock_async(dir.path().join("a.lock"), || async { 1 + 1 }).await?;
-/// assert_eq!(n, 2);
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// # }).unwrap();
-/// ```
+/// The former name of [`with_lock_async`].
 ///
 /// # Errors
 ///
-/// The lock's error if it could not be taken (see [`FileLock::lock`]); the
-/// future's own output comes back inside `Ok`.
+/// As for [`with_lock_async`].
 ///
 /// # Cancel safety
 ///
-/// Dropping the future releases the lock (or gives back its place in the
-/// queue) and drops `f`'s future wherever it was.
+/// As for [`with_lock_async`].
+#[deprecated(
+    since = "0.1.0",
+    note = "renamed `with_lock_async`: one word, shared or exclusive, for every form"
+)]
 pub async fn with_write_lock_async<F: Future>(
     path: impl AsRef<Path>,
     f: impl FnOnce() -> F,
@@ -162,7 +162,7 @@ pub async fn with_write_lock_async<F: Future>(
 /// ```
 /// # futures_lite::future::block_on(async {
 /// let dir = tempfile::tempdir()?;
-/// let n = lockyard::with_read_lock_async(dir.path().join("a.lock"), || async { 1 + 1 }).await?;
+/// let n = lockyard::with_lock_shared_async(dir.path().join("a.lock"), || async { 1 + 1 }).await?;
 /// assert_eq!(n, 2);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// # }).unwrap();
@@ -177,11 +177,31 @@ pub async fn with_write_lock_async<F: Future>(
 ///
 /// Dropping the future releases the lock (or gives back its place in the
 /// queue) and drops `f`'s future wherever it was.
-pub async fn with_read_lock_async<F: Future>(
+pub async fn with_lock_shared_async<F: Future>(
     path: impl AsRef<Path>,
     f: impl FnOnce() -> F,
 ) -> Result<F::Output, Error> {
     FileLock::new(path.as_ref()).with_lock_shared_async(f).await
+}
+
+/// The former name of [`with_lock_shared_async`].
+///
+/// # Errors
+///
+/// As for [`with_lock_shared_async`].
+///
+/// # Cancel safety
+///
+/// As for [`with_lock_shared_async`].
+#[deprecated(
+    since = "0.1.0",
+    note = "renamed `with_lock_shared_async`: one word, shared or exclusive, for every form"
+)]
+pub async fn with_read_lock_async<F: Future>(
+    path: impl AsRef<Path>,
+    f: impl FnOnce() -> F,
+) -> Result<F::Output, Error> {
+    with_lock_shared_async(path, f).await
 }
 
 impl FileLock {
