@@ -296,6 +296,7 @@ impl Error {
 
     /// A backend configuration that cannot be used; `what` names what was
     /// configured (never with a password).
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     pub(crate) fn invalid_config(
         what: &Path,
         why: impl Into<std::borrow::Cow<'static, str>>,

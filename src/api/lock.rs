@@ -173,8 +173,8 @@ impl FileLock {
         let data = data.as_ref();
         match data.file_name() {
             Some(name) => Self::new(lock_dir.as_ref().join(lock_path_for(Path::new(name)))),
-            // Refused at the first use (see `lock_path_for`).
-            None => Self::new(data),
+            // No data file: refused at the first use, as `for_file` does.
+            None => Self::new(lock_path_for(data)),
         }
     }
 
@@ -473,9 +473,6 @@ fn lock_path_for(data: &Path) -> PathBuf {
     // `""`, `.`, `..` and `/` name no data file, and appending `.lock`
     // would lock some other file (`./.lock`, `./...lock`): the path is kept
     // as it is, which every use refuses as `InvalidPath`.
-    if data.file_name().is_none() {
-        return data.to_path_buf();
-    }
     let Some(name) = data.file_name() else {
         return data.to_path_buf();
     };

@@ -1,4 +1,5 @@
-//! Telling an open that nobody waits for it any more.
+//! Telling work on another thread that nobody waits for it any more: an
+//! open, or a backend's blocking wait (PostgreSQL cancels its statement).
 //!
 //! An acquisition opens its resource on a blocking-pool thread; when the
 //! acquisition ends first (its future dropped, its deadline passed), that
@@ -24,7 +25,7 @@ struct Signal {
     event: Event,
 }
 
-// Only a backend whose open can wait (PostgreSQL) listens for it.
+// Only a backend whose work can wait on a network (PostgreSQL) listens.
 #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
 impl Abandon {
     /// A signal an acquisition fires when it leaves the opening phase.
@@ -62,8 +63,9 @@ impl Abandon {
     }
 }
 
-/// Fires its signal when dropped: kept in the opening phase, so that every
-/// way out of it (done, timed out, dropped) fires.
+/// Fires its signal when dropped: kept in the opening phase (and by a
+/// blocking wait's owner), so that every way out of it (done, timed out,
+/// dropped) fires.
 #[derive(Debug)]
 pub(crate) struct FireOnDrop(pub(crate) Abandon);
 

@@ -23,6 +23,8 @@ mod registry;
 pub(crate) mod resource;
 
 pub(crate) use abandon::Abandon;
+#[cfg(feature = "postgres")]
+pub(crate) use abandon::FireOnDrop;
 pub use backoff::Backoff;
 pub(crate) use backoff::BackoffState;
 pub(crate) use entry::Entry;

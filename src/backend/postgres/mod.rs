@@ -36,14 +36,14 @@ use std::io;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use event_listener::Event;
-use futures_lite::{future, FutureExt};
+use futures_lite::FutureExt;
 use tokio_postgres::Config;
 
 use self::conn::{session_gone, to_io, Conn, Param, Reply};
 use self::sql::TableSql;
 use crate::engine::{
-    Attempted, BlockingWait, Hint, Holders, Key, Opener, Params, Resource, Upgrade, Waited,
+    Abandon, Attempted, BlockingWait, FireOnDrop, Hint, Holders, Key, Opener, Params, Resource,
+    Upgrade, Waited,
 };
 use crate::error::{Error, Op};
 use crate::mode::LockMode;
@@ -138,12 +138,12 @@ impl PgServer {
 
     /// An open session: an idle one, or a new one.
     fn session(&self) -> io::Result<Conn> {
-        self.session_unless(&crate::engine::Abandon::never())
+        self.session_unless(&Abandon::never())
     }
 
     /// [`session`](Self::session), given up (an error) once `abandon`
     /// fires.
-    fn session_unless(&self, abandon: &crate::engine::Abandon) -> io::Result<Conn> {
+    fn session_unless(&self, abandon: &Abandon) -> io::Result<Conn> {
         loop {
             let Some(conn) = lock(&self.idle).pop() else {
                 break;
@@ -327,7 +327,7 @@ pub(crate) struct PgOpener {
 }
 
 impl Opener for PgOpener {
-    fn open(&self, abandon: &crate::engine::Abandon) -> Result<(Key, Box<dyn Resource>), Error> {
+    fn open(&self, abandon: &Abandon) -> Result<(Key, Box<dyn Resource>), Error> {
         let fail = |e| Error::io(&self.label, Op::Open, e);
         let conn = self.server.session_unless(abandon).map_err(fail)?;
         // The first queries on a fresh session can wait too (a server that
@@ -545,31 +545,6 @@ async fn ask(conn: &Conn, statement: &str, key: i64) -> io::Result<bool> {
     row.try_get(0).map_err(to_io)
 }
 
-/// Tells a wait in progress that nobody wants its outcome.
-#[derive(Default)]
-struct Abandon {
-    flag: std::sync::atomic::AtomicBool,
-    event: Event,
-}
-
-/// Dropped by the engine when it gives up the wait.
-struct AbandonGuard(Arc<Abandon>);
-
-impl Drop for AbandonGuard {
-    fn drop(&mut self) {
-        self.0
-            .flag
-            .store(true, std::sync::atomic::Ordering::Release);
-        self.0.event.notify(usize::MAX);
-    }
-}
-
-impl Abandon {
-    fn is_set(&self) -> bool {
-        self.flag.load(std::sync::atomic::Ordering::Acquire)
-    }
-}
-
 /// How a wait in the server ended.
 enum WaitEnd {
     /// The statement returned: exclusive holds carry the new token.
@@ -592,7 +567,7 @@ fn wait_in_server(
     key: i64,
     id: i32,
     options: LockOptions,
-    abandon: Arc<Abandon>,
+    abandon: Abandon,
 ) -> io::Result<Waited> {
     let conn = session_after(&server, releasing)?;
     let holder = Holder::of(&options);
@@ -612,29 +587,14 @@ fn wait_in_server(
             }
         };
         futures_lite::pin!(statement);
-        let mut listener = None;
-        // Polls the statement first, so a grant that raced the abandon is
-        // seen (and then released by the dropped hold).
-        let first = future::poll_fn(|cx| {
-            if let std::task::Poll::Ready(r) = statement.as_mut().poll(cx) {
-                return std::task::Poll::Ready(Some(r));
-            }
-            loop {
-                if abandon.is_set() {
-                    return std::task::Poll::Ready(None);
-                }
-                match &mut listener {
-                    None => listener = Some(abandon.event.listen()),
-                    Some(l) => {
-                        if l.poll(cx).is_pending() {
-                            return std::task::Poll::Pending;
-                        }
-                        listener = None;
-                    }
-                }
-            }
-        })
-        .await;
+        // The statement is polled first, so a grant that raced the abandon
+        // is seen (and then released by the dropped hold).
+        let first = async { Some(statement.as_mut().await) }
+            .or(async {
+                abandon.fired().await;
+                None
+            })
+            .await;
         match first {
             Some(Ok(token)) => WaitEnd::Granted(token),
             Some(Err(e)) => WaitEnd::Failed(e),
@@ -769,12 +729,12 @@ impl Resource for PgLock {
         let server = Arc::clone(&self.server);
         let releasing = lock(&self.releasing).take();
         let (key, id, options) = (self.key, self.id, options_of(p));
-        let abandon = Arc::new(Abandon::default());
-        let signal = Arc::clone(&abandon);
+        let abandon = Abandon::new();
+        let signal = abandon.clone();
         let wait = BlockingWait::new(move || {
             wait_in_server(server, releasing, mode, key, id, options, signal)
         });
-        Some(wait.abandoned_by(AbandonGuard(abandon)))
+        Some(wait.abandoned_by(FireOnDrop(abandon)))
     }
 
     fn commit_wait(
