@@ -119,7 +119,10 @@ impl Op {
 /// ```
 pub struct Error {
     kind: ErrorKind,
-    path: PathBuf,
+    /// The lock's path, or a remote lock's address.
+    name: PathBuf,
+    /// `name` is a file's path.
+    names_a_file: bool,
     op: Op,
     source: Option<io::Error>,
     waited: Option<Duration>,
@@ -239,8 +242,45 @@ enum Detail {
     NoParent,
 }
 
+/// What an error is about: a lock file's path, or a remote lock's address.
+#[derive(Clone, Copy)]
+pub(crate) struct Subject<'a> {
+    name: &'a Path,
+    names_a_file: bool,
+}
+
+impl<'a> Subject<'a> {
+    pub(crate) fn file(path: &'a Path) -> Self {
+        Subject {
+            name: path,
+            names_a_file: true,
+        }
+    }
+
+    /// A lock that is not a file: `address` is what messages call it
+    /// (`postgres://host:port/db#name`).
+    pub(crate) fn remote(address: &'a Path) -> Self {
+        Subject {
+            name: address,
+            names_a_file: false,
+        }
+    }
+}
+
+impl<'a> From<&'a Path> for Subject<'a> {
+    fn from(path: &'a Path) -> Self {
+        Subject::file(path)
+    }
+}
+
+impl<'a> From<&'a PathBuf> for Subject<'a> {
+    fn from(path: &'a PathBuf) -> Self {
+        Subject::file(path)
+    }
+}
+
 impl Error {
-    pub(crate) fn would_block(path: &Path) -> Self {
+    pub(crate) fn would_block<'a>(path: impl Into<Subject<'a>>) -> Self {
         Self::bare(ErrorKind::WouldBlock, path, Op::Lock)
     }
 
@@ -259,18 +299,19 @@ impl Error {
         }
     }
 
-    pub(crate) fn lost(path: &Path) -> Self {
-        crate::trace::lost(path);
+    pub(crate) fn lost<'a>(path: impl Into<Subject<'a>>) -> Self {
+        let path = path.into();
+        crate::trace::lost(path.name);
         Self::bare(ErrorKind::Lost, path, Op::Lock)
     }
 
-    pub(crate) fn timed_out(path: &Path, waited: Duration) -> Self {
+    pub(crate) fn timed_out<'a>(path: impl Into<Subject<'a>>, waited: Duration) -> Self {
         let mut e = Self::bare(ErrorKind::TimedOut, path, Op::Wait);
         e.waited = Some(waited);
         e
     }
 
-    pub(crate) fn not_a_file(path: &Path, what: NotFile) -> Self {
+    pub(crate) fn not_a_file<'a>(path: impl Into<Subject<'a>>, what: NotFile) -> Self {
         let kind = if what == NotFile::Symlink {
             ErrorKind::Symlink
         } else {
@@ -281,14 +322,14 @@ impl Error {
         e
     }
 
-    pub(crate) fn invalid_path(path: &Path, nul: bool) -> Self {
+    pub(crate) fn invalid_path<'a>(path: impl Into<Subject<'a>>, nul: bool) -> Self {
         let mut e = Self::bare(ErrorKind::InvalidPath, path, Op::Open);
         e.detail = Some(if nul { Detail::Nul } else { Detail::Empty });
         e
     }
 
     /// A lock path that ends in no file name (`.`, `..`, `/`).
-    pub(crate) fn no_file_name(path: &Path) -> Self {
+    pub(crate) fn no_file_name<'a>(path: impl Into<Subject<'a>>) -> Self {
         let mut e = Self::bare(ErrorKind::InvalidPath, path, Op::Open);
         e.detail = Some(Detail::NoFileName);
         e
@@ -297,19 +338,21 @@ impl Error {
     /// A backend configuration that cannot be used; `what` names what was
     /// configured (never with a password).
     #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
-    pub(crate) fn invalid_config(
-        what: &Path,
+    pub(crate) fn invalid_config<'a>(
+        what: impl Into<Subject<'a>>,
         why: impl Into<std::borrow::Cow<'static, str>>,
     ) -> Self {
         let mut e = Self::bare(ErrorKind::InvalidConfig, what, Op::Open);
+        // What was configured (a URL, a table) is never a lock file.
+        e.names_a_file = false;
         e.detail = Some(Detail::Name(why.into()));
         e
     }
 
     /// A lock name (for a [`LockDir`](crate::LockDir)) that cannot name a
     /// lock; `path` is the directory joined with the name as given.
-    pub(crate) fn invalid_name(
-        path: &Path,
+    pub(crate) fn invalid_name<'a>(
+        path: impl Into<Subject<'a>>,
         why: impl Into<std::borrow::Cow<'static, str>>,
     ) -> Self {
         let mut e = Self::bare(ErrorKind::InvalidPath, path, Op::Open);
@@ -317,7 +360,7 @@ impl Error {
         e
     }
 
-    pub(crate) fn create_dir(path: &Path, source: io::Error) -> Self {
+    pub(crate) fn create_dir<'a>(path: impl Into<Subject<'a>>, source: io::Error) -> Self {
         let mut e = Self::bare(ErrorKind::CreateDir, path, Op::Open);
         e.source = Some(source);
         e
@@ -326,14 +369,15 @@ impl Error {
     /// The lock's directory is missing, and
     /// [`LockOptions::create_parent`](crate::LockOptions::create_parent)
     /// says not to create it.
-    pub(crate) fn no_parent(path: &Path, source: io::Error) -> Self {
+    pub(crate) fn no_parent<'a>(path: impl Into<Subject<'a>>, source: io::Error) -> Self {
         let mut e = Self::create_dir(path, source);
         e.detail = Some(Detail::NoParent);
         e
     }
 
     /// Classifies an OS error met while doing `op` on the lock at `path`.
-    pub(crate) fn io(path: &Path, op: Op, source: io::Error) -> Self {
+    pub(crate) fn io<'a>(path: impl Into<Subject<'a>>, op: Op, source: io::Error) -> Self {
+        let path = path.into();
         if let Some(NotFileError(what)) = source.get_ref().and_then(|e| e.downcast_ref()) {
             return Self::not_a_file(path, *what);
         }
@@ -344,7 +388,7 @@ impl Error {
             return Self::bare(ErrorKind::ExclusiveOnly, path, op);
         }
         if source.get_ref().is_some_and(|e| e.is::<LostError>()) {
-            crate::trace::lost(path);
+            crate::trace::lost(path.name);
             return Self::bare(ErrorKind::Lost, path, op);
         }
         let kind = if sys::is_unsupported(&source) {
@@ -366,10 +410,12 @@ impl Error {
         e
     }
 
-    fn bare(kind: ErrorKind, path: &Path, op: Op) -> Self {
+    fn bare<'a>(kind: ErrorKind, subject: impl Into<Subject<'a>>, op: Op) -> Self {
+        let subject = subject.into();
         Error {
             kind,
-            path: path.to_path_buf(),
+            name: subject.name.to_path_buf(),
+            names_a_file: subject.names_a_file,
             op,
             source: None,
             waited: None,
@@ -395,7 +441,9 @@ impl Error {
         self.kind
     }
 
-    /// The lock file this error is about.
+    /// The lock file this error is about; `None` for a lock that is not a
+    /// file (a [`PgLock`](crate::postgres::PgLock)), whose address
+    /// [`name`](Self::name) gives.
     ///
     /// # Examples
     ///
@@ -403,11 +451,33 @@ impl Error {
     /// let dir = tempfile::tempdir()?;
     /// let lock = lockyard::FileLock::new(dir.path().join("job.lock"));
     /// let _held = lock.try_lock()?;
-    /// assert_eq!(lock.try_lock().unwrap_err().path(), lock.path());
+    /// assert_eq!(lock.try_lock().unwrap_err().path(), Some(lock.path()));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn path(&self) -> &Path {
-        &self.path
+    pub fn path(&self) -> Option<&Path> {
+        self.names_a_file.then_some(self.name.as_path())
+    }
+
+    /// What the lock this error is about is called, whatever its backend:
+    /// a file lock's path ([`FileLock::path`](crate::FileLock::path)), a
+    /// PostgreSQL lock's address (`postgres://host:port/dbname#name`, as
+    /// [`PgLock::address`](crate::postgres::PgLock::address) gives it:
+    /// server and name, never credentials). For a configuration error, what
+    /// was configured.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let lock = lockyard::FileLock::new(dir.path().join("job.lock"));
+    /// let _held = lock.try_lock()?;
+    /// let e = lock.try_lock().unwrap_err();
+    /// assert_eq!(e.name(), lock.path().as_os_str());
+    /// eprintln!("{} is busy", e.name().display());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn name(&self) -> &std::ffi::OsStr {
+        self.name.as_os_str()
     }
 
     /// For [`ErrorKind::TimedOut`], how long the call waited before giving
@@ -610,7 +680,7 @@ impl Error {
 impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("Error");
-        d.field("kind", &self.kind).field("path", &self.path);
+        d.field("kind", &self.kind).field("name", &self.name);
         if let Some(w) = self.waited {
             d.field("waited", &w);
         }
@@ -629,7 +699,7 @@ impl fmt::Debug for Error {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let path = self.path.display();
+        let path = self.name.display();
         match self.kind {
             ErrorKind::WouldBlock => match self.holder() {
                 Some(h) => {

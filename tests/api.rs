@@ -104,7 +104,8 @@ fn missing_parent_directories_are_created_only_when_asked() {
     let lock = FileLock::with_options(&path, LockOptions::new().create_parent(true));
     let guard = lock.try_lock().unwrap();
     assert!(path.is_file());
-    assert_eq!(guard.path(), path);
+    assert_eq!(guard.path(), Some(path.as_path()));
+    assert_eq!(guard.name(), path.as_os_str());
 }
 
 #[cfg(unix)]
@@ -565,14 +566,16 @@ fn postgres_configuration_errors_have_their_own_kind() {
         let e = PgLocks::from_url(url).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidConfig, "{url}: {e}");
         assert!(!e.to_string().contains("secret"), "{e}");
+        // What was configured is named; it is no lock file.
+        assert_eq!(e.path(), None, "{e:?}");
     }
     let locks = PgLocks::from_url("postgres://app@127.0.0.1:1/app").unwrap();
     let e = locks.clone().table("no-dashes").unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidConfig, "{e}");
-    assert_eq!(
-        locks.lock_named("").unwrap_err().kind(),
-        ErrorKind::InvalidPath
-    );
+    let e = locks.lock_named("").unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidPath);
+    assert_eq!(e.path(), None);
+    assert_eq!(e.name(), "postgres://127.0.0.1:1/app#");
     // The former name still works, deprecated.
     #[allow(deprecated)]
     let old = PgLocks::connect("postgres://app@127.0.0.1:1/app");

@@ -610,6 +610,8 @@ fn a_deadline_bounds_connecting() {
         let e = result.unwrap_err();
         let took = start.elapsed();
         assert_eq!(e.kind(), ErrorKind::TimedOut, "{form}: {e}");
+        // A lock in PostgreSQL has a name (its address), no path.
+        assert_eq!((e.path(), e.name()), (None, lock.address().as_ref()));
         assert!(took < late, "{form}: took {took:?}");
         let gone = closed
             .recv_timeout(late)
@@ -736,6 +738,7 @@ fn holder_and_list_say_who_holds_what() {
     assert_eq!(h.pid(), std::process::id());
     assert_eq!(h.owner(), Some("reporter"));
     assert_eq!(Some(h.token()), g.token());
+    assert_eq!((g.path(), g.name()), (None, lock.address().as_ref()));
     let r = pg.lock_named("job/b").unwrap();
     let _s = r.try_lock_shared().unwrap();
     let list = pg.list().unwrap();
@@ -773,9 +776,11 @@ fn bad_input_gets_typed_errors_naming_server_and_lock() {
         let g = lock.try_lock().unwrap();
         assert_eq!(lock.holder().unwrap().unwrap().token(), g.token().unwrap());
     }
-    assert_eq!(
-        pg.lock_named("a\0b").unwrap_err().kind(),
-        ErrorKind::InvalidPath
+    let e = pg.lock_named("a\0b").unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidPath);
+    assert!(
+        e.path().is_none() && e.name().to_string_lossy().ends_with("#a\0b"),
+        "{e:?}"
     );
     assert_eq!(
         pg.lock_named("").unwrap_err().kind(),
@@ -792,6 +797,7 @@ fn bad_input_gets_typed_errors_naming_server_and_lock() {
     let started = Instant::now();
     let e = nowhere.try_lock().unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Io);
+    assert_eq!((e.path(), e.name()), (None, nowhere.address().as_ref()));
     let text = e.to_string();
     assert!(
         text.contains(&format!("127.0.0.1:{port}")) && text.contains("#x"),

@@ -44,7 +44,8 @@ pub fn wait_failed(outcome: Outcome, codes: Codes, ui: Ui) -> u8 {
         Outcome::Failed(e) => {
             // A holder that wrote no record may still be in the kernel's
             // table (the error names it already for files that hold data).
-            match holder::describe_os(&holder::os_holders(e.path()))
+            let os = e.path().map(holder::os_holders).unwrap_or_default();
+            match holder::describe_os(&os)
                 .filter(|_| e.holder().is_none() && e.os_holders().is_empty())
             {
                 _ if e.is_contended() && ui.quiet_conflict => {}

@@ -61,7 +61,7 @@ impl LockGuard {
             }
             Ok(Upgrade::StillShared) => {
                 let holders = self.entry.holders(&self.handle);
-                let error = Error::would_block(&self.handle.path)
+                let error = Error::would_block(self.handle.subject())
                     .with_holder(holders.record)
                     .with_os_holders(holders.os);
                 Err(self.hand_back(error))
@@ -69,7 +69,7 @@ impl LockGuard {
             Ok(Upgrade::Lost) => Err(self.lose()),
             Err(e) => {
                 // The shared lock is still held (see `sys::try_upgrade`).
-                let error = Error::io(&self.handle.path, Op::Lock, e);
+                let error = Error::io(self.handle.subject(), Op::Lock, e);
                 Err(self.hand_back(error))
             }
         }
@@ -121,7 +121,7 @@ impl LockGuard {
             Ok(false) => Err(self.lose()),
             Err(e) => {
                 // Nothing changed: still exclusive.
-                let error = Error::io(&self.handle.path, Op::Lock, e);
+                let error = Error::io(self.handle.subject(), Op::Lock, e);
                 Err(self.hand_back(error))
             }
         }
@@ -136,7 +136,11 @@ impl LockGuard {
     }
 
     fn refuse_conversion(self) -> ConvertError {
-        let error = Error::io(&self.handle.path, Op::Lock, crate::error::exclusive_only());
+        let error = Error::io(
+            self.handle.subject(),
+            Op::Lock,
+            crate::error::exclusive_only(),
+        );
         self.hand_back(error)
     }
 
@@ -146,7 +150,7 @@ impl LockGuard {
         self.held = false;
         ConvertError {
             guard: None,
-            error: Box::new(Error::lost(&self.handle.path)),
+            error: Box::new(Error::lost(self.handle.subject())),
         }
     }
 }

@@ -189,18 +189,42 @@ impl LockGuard {
         self.mode == LockMode::Shared
     }
 
-    /// The lock file's path.
+    /// The lock file's path; `None` for a lock that is not a file (a
+    /// [`PgLock`](crate::postgres::PgLock)), whose address
+    /// [`name`](Self::name) gives.
     ///
     /// # Examples
     ///
     /// ```
     /// let dir = tempfile::tempdir()?;
     /// let lock = lockyard::FileLock::new(dir.path().join("a.lock"));
-    /// assert_eq!(lock.try_lock()?.path(), lock.path());
+    /// assert_eq!(lock.try_lock()?.path(), Some(lock.path()));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn path(&self) -> &Path {
-        &self.handle.path
+    pub fn path(&self) -> Option<&Path> {
+        self.handle
+            .config
+            .names_a_file
+            .then_some(self.handle.path.as_path())
+    }
+
+    /// What the lock is called, whatever its backend: a file lock's path,
+    /// a PostgreSQL lock's address (`postgres://host:port/dbname#name`, as
+    /// [`PgLock::address`](crate::postgres::PgLock::address) gives it).
+    /// Errors about the lock give the same
+    /// ([`Error::name`](crate::Error::name)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let lock = lockyard::FileLock::new(dir.path().join("a.lock"));
+    /// let guard = lock.try_lock()?;
+    /// assert_eq!(guard.name(), lock.path().as_os_str());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn name(&self) -> &std::ffi::OsStr {
+        self.handle.path.as_os_str()
     }
 
     /// Releases the lock now, reporting failure (dropping the guard releases
@@ -241,7 +265,7 @@ impl LockGuard {
             .entry
             .release(self.mode, self.record.take(), &self.handle);
         self.let_go_if_retired();
-        released.map_err(|e| Error::io(&self.handle.path, op, e))
+        released.map_err(|e| Error::io(self.handle.subject(), op, e))
     }
 
     /// After a release that retired the entry (the lock file was removed,

@@ -58,7 +58,7 @@ impl LockGuard {
         self.entry
             .refresh(&self.handle)
             .map(drop)
-            .map_err(|e| Error::io(&self.handle.path, Op::Lock, e))
+            .map_err(|e| Error::io(self.handle.subject(), Op::Lock, e))
     }
 
     /// Whether this guard still holds its lock. Always `true` for OS locks,
@@ -92,7 +92,7 @@ impl LockGuard {
     pub fn still_held(&self) -> Result<bool, Error> {
         self.entry
             .still_held(&self.handle)
-            .map_err(|e| Error::io(&self.handle.path, Op::Inspect, e))
+            .map_err(|e| Error::io(self.handle.subject(), Op::Inspect, e))
     }
 
     /// Keeps a lease alive: renews it every third of its TTL, for as long as
@@ -161,7 +161,7 @@ impl LockGuard {
             crate::rt::unblock(clock, move || entry.refresh(&handle))
                 .await
                 .and_then(|refreshed| refreshed)
-                .map_err(|e| Error::io(&self.handle.path, Op::Lock, e))?;
+                .map_err(|e| Error::io(self.handle.subject(), Op::Lock, e))?;
         }
     }
 
@@ -231,9 +231,9 @@ impl LockGuard {
             (value, renewer.join())
         });
         let result = match renewals {
-            Ok(outcome) => outcome.map_err(|e| Error::io(&self.handle.path, Op::Lock, e)),
+            Ok(outcome) => outcome.map_err(|e| Error::io(self.handle.subject(), Op::Lock, e)),
             Err(_) => Err(Error::io(
-                &self.handle.path,
+                self.handle.subject(),
                 Op::Lock,
                 std::io::Error::other("the renewal thread panicked"),
             )),
@@ -273,7 +273,7 @@ impl LockGuard {
             crate::rt::sleep(clock, every).await;
             match self.still_held() {
                 Ok(true) => {}
-                Ok(false) => return Error::lost(&self.handle.path),
+                Ok(false) => return Error::lost(self.handle.subject()),
                 Err(e) => return e,
             }
         }

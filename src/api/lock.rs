@@ -202,6 +202,7 @@ impl FileLock {
             strategy: options.strategy,
             offload_open: options.offload_open,
             open_may_wait: false,
+            names_a_file: true,
         };
         let handle = if options.in_memory {
             let opener = MemoryOpener {
@@ -346,7 +347,7 @@ impl FileLock {
     /// open as `file`.
     pub(crate) fn holder_in(&self, file: &File) -> Result<Option<HolderRecord>, Error> {
         let record = record_io::read(file)
-            .map_err(|e| Error::io(&self.handle.path, Op::Inspect, e))?
+            .map_err(|e| Error::io(self.handle.subject(), Op::Inspect, e))?
             .record();
         Ok(record.and_then(|r| strict::current_holder(&self.handle.path, r)))
     }

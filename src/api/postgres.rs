@@ -12,7 +12,7 @@ use crate::backend::postgres::{
     check_table, Clear, Connector, Holding, PgOpener, PgServer, SessionSettings, Tls,
 };
 use crate::engine::{Config as EngineConfig, Handle};
-use crate::error::{Error, Op};
+use crate::error::{Error, Op, Subject};
 use crate::mode::{LockMode, Wait};
 use crate::options::LockOptions;
 use crate::record::HolderRecord;
@@ -384,10 +384,16 @@ impl PgLocks {
     pub fn lock_named(&self, name: &str) -> Result<PgLock, Error> {
         let label = PathBuf::from(format!("{}#{name}", self.server.label));
         if name.is_empty() {
-            return Err(Error::invalid_name(&label, "a lock name is empty"));
+            return Err(Error::invalid_name(
+                Subject::remote(&label),
+                "a lock name is empty",
+            ));
         }
         if name.contains('\0') {
-            return Err(Error::invalid_name(&label, "a lock name contains NUL"));
+            return Err(Error::invalid_name(
+                Subject::remote(&label),
+                "a lock name contains NUL",
+            ));
         }
         let opener = PgOpener {
             server: Arc::clone(&self.server),
@@ -400,6 +406,7 @@ impl PgLocks {
             strategy: self.options.strategy,
             offload_open: true,
             open_may_wait: true,
+            names_a_file: false,
         };
         let handle = Handle::new(label, config, opener);
         Ok(PgLock {
@@ -443,7 +450,7 @@ impl PgLocks {
         let holdings = self
             .server
             .holders(None)
-            .map_err(|e| Error::io(&label, Op::Inspect, e))?;
+            .map_err(|e| Error::io(Subject::remote(&label), Op::Inspect, e))?;
         Ok(summarise(&self.server.label, holdings))
     }
 }
@@ -847,7 +854,7 @@ impl PgLock {
         let holdings = self
             .server
             .holders(None)
-            .map_err(|e| Error::io(label, Op::Inspect, e))?;
+            .map_err(|e| Error::io(Subject::remote(label), Op::Inspect, e))?;
         let mine: Vec<Holding> = holdings
             .into_iter()
             .filter(|h| h.name == self.name)

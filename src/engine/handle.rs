@@ -13,7 +13,7 @@ use super::backoff::Backoff;
 use super::entry::Entry;
 use super::registry;
 use super::resource::{Key, Params, Resource};
-use crate::error::Error;
+use crate::error::{Error, Subject};
 use crate::mode::WaitStrategy;
 
 /// Opens a handle's resource: a backend's front door.
@@ -36,6 +36,9 @@ pub(crate) struct Config {
     /// with a deadline opens on the pool too, so that the deadline bounds
     /// the open as it bounds the wait.
     pub(crate) open_may_wait: bool,
+    /// The lock's name is a file's path (errors and guards answer
+    /// `path()`), not a remote lock's address.
+    pub(crate) names_a_file: bool,
 }
 
 /// A lock handle's shared state.
@@ -80,6 +83,16 @@ impl Handle {
             entry: Mutex::new(None),
             opening: Mutex::new(false),
             opened: Event::new(),
+        }
+    }
+
+    /// What errors about this lock name: its path, or a remote lock's
+    /// address.
+    pub(crate) fn subject(&self) -> Subject<'_> {
+        if self.config.names_a_file {
+            Subject::file(&self.path)
+        } else {
+            Subject::remote(&self.path)
         }
     }
 

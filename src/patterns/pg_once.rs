@@ -8,7 +8,7 @@ use std::path::Path;
 use super::once::OnceOutcome;
 use crate::api::postgres::PgLock;
 use crate::api::LockGuard;
-use crate::error::{Error, Op};
+use crate::error::{Error, Op, Subject};
 
 impl PgLock {
     /// Runs `init` once across every process and machine that calls this
@@ -216,12 +216,12 @@ impl PgLock {
     fn is_done_pg(&self, key: &str) -> Result<bool, Error> {
         self.server()
             .is_done(self.name(), key)
-            .map_err(|e| Error::io(Path::new(self.address()), Op::Inspect, e))
+            .map_err(|e| Error::io(Subject::remote(Path::new(self.address())), Op::Inspect, e))
     }
 
     /// Records `key` as done, fenced by `guard`'s token.
     fn mark_done_pg(&self, key: &str, guard: &LockGuard) -> Result<(), Error> {
-        let path = Path::new(self.address());
+        let path = Subject::remote(Path::new(self.address()));
         let Some(token) = guard.token() else {
             return Err(Error::io(
                 path,

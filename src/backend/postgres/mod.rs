@@ -45,7 +45,7 @@ use crate::engine::{
     Abandon, Attempted, BlockingWait, FireOnDrop, Hint, Holders, Key, Opener, Params, Resource,
     Upgrade, Waited,
 };
-use crate::error::{Error, Op};
+use crate::error::{Error, Op, Subject};
 use crate::mode::LockMode;
 use crate::options::LockOptions;
 use crate::record::{HolderRecord, LockKind, RecordState};
@@ -328,7 +328,7 @@ pub(crate) struct PgOpener {
 
 impl Opener for PgOpener {
     fn open(&self, abandon: &Abandon) -> Result<(Key, Box<dyn Resource>), Error> {
-        let fail = |e| Error::io(&self.label, Op::Open, e);
+        let fail = |e| Error::io(Subject::remote(&self.label), Op::Open, e);
         let conn = self.server.session_unless(abandon).map_err(fail)?;
         // The first queries on a fresh session can wait too (a server that
         // accepted and stalls): given up with the acquisition as well.

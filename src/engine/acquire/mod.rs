@@ -165,7 +165,7 @@ impl Core {
     }
 
     fn error(&mut self, op: Op, e: io::Error) -> Poll<Granted> {
-        let err = Error::io(&self.handle.path, op, e);
+        let err = Error::io(self.handle.subject(), op, e);
         self.finish(Err(err))
     }
 
@@ -202,7 +202,7 @@ impl Core {
             match &mut self.phase {
                 Phase::Done => {
                     let e = io::Error::other("acquire future polled after it completed");
-                    return Poll::Ready(Err(Error::io(&self.handle.path, Op::Lock, e)));
+                    return Poll::Ready(Err(Error::io(self.handle.subject(), Op::Lock, e)));
                 }
                 Phase::Start => match self.handle.cached() {
                     Some(entry) => {
@@ -457,7 +457,7 @@ impl Core {
             .map(|s| d.now().saturating_duration_since(s))
             .unwrap_or_default();
         crate::trace::timed_out(&self.handle.path, waited);
-        let err = with_holders(Error::timed_out(&self.handle.path, waited), holders);
+        let err = with_holders(Error::timed_out(self.handle.subject(), waited), holders);
         self.finish(Err(err))
     }
 }
@@ -485,12 +485,12 @@ fn first_attempt(
     match entry.try_or_enqueue(mode, enqueue, inline, handle) {
         Ok(Attempt::Acquired(record)) => First::Done(Ok((entry, record))),
         Ok(Attempt::Busy) => {
-            let err = with_holders(Error::would_block(&handle.path), entry.holders(handle));
+            let err = with_holders(Error::would_block(handle.subject()), entry.holders(handle));
             First::Done(Err(err))
         }
         Ok(Attempt::Queued(slot)) => First::Queued(Queued::new(entry, slot)),
         Ok(Attempt::Retired) => First::Retired,
-        Err(e) => First::Done(Err(Error::io(&handle.path, Op::Lock, e))),
+        Err(e) => First::Done(Err(Error::io(handle.subject(), Op::Lock, e))),
     }
 }
 

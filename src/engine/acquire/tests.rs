@@ -289,6 +289,7 @@ fn handle(script: &Arc<Script>, strategy: WaitStrategy) -> Arc<Handle> {
         strategy,
         offload_open: false,
         open_may_wait: false,
+        names_a_file: true,
     };
     Arc::new(Handle::new(
         PathBuf::from("scripted.lock"),
