@@ -529,6 +529,8 @@ macro_rules! same_acquisition_methods {
                 let _: Acquire = l.acquire(LockMode::Exclusive, Wait::TryOnce);
                 let _: Result<LockGuard, Error> = l.try_lock();
                 let _: Result<LockGuard, Error> = l.try_lock_shared();
+                let _: Acquire = l.try_lock_async();
+                let _: Acquire = l.try_lock_shared_async();
                 let _: Result<LockGuard, Error> = l.lock_blocking();
                 let _: Result<LockGuard, Error> = l.lock_shared_blocking();
                 let _: Result<LockGuard, Error> = l.lock_blocking_timeout(d);

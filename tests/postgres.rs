@@ -45,6 +45,10 @@ fn main() {
         ),
         case!(holder_and_list_say_who_holds_what, [POSTGRES]),
         case!(
+            a_future_never_waits_on_the_server_on_its_executor_thread,
+            [POSTGRES]
+        ),
+        case!(
             bad_input_gets_typed_errors_naming_server_and_lock,
             [POSTGRES]
         ),
@@ -759,6 +763,103 @@ fn holder_and_list_say_who_holds_what() {
         .unwrap();
     // Same process: the engine answers from its queue.
     assert_eq!(e.unwrap_err().kind(), ErrorKind::WouldBlock);
+}
+
+/// Runs `work` on a single-threaded executor beside a task that counts
+/// 10 ms timer ticks; gives its output, how long it took and the ticks
+/// counted meanwhile. A `work` that blocks the thread stops the ticks.
+fn ticks_beside<T>(work: impl std::future::Future<Output = T>) -> (T, Duration, u32) {
+    use futures_lite::future;
+    let ticks = std::cell::Cell::new(0);
+    let started = Instant::now();
+    let out = future::block_on(future::or(work, async {
+        loop {
+            async_io::Timer::after(Duration::from_millis(10)).await;
+            ticks.set(ticks.get() + 1);
+        }
+    }));
+    (out, started.elapsed(), ticks.get())
+}
+
+/// Whether an executor thread ran timers through `took`: at least half the
+/// 10 ms ticks it could have.
+fn kept_ticking(took: Duration, ticks: u32) -> bool {
+    u128::from(ticks) * 10 * 2 >= took.as_millis()
+}
+
+/// A try as a future, and the holder question asked when a wait times
+/// out, make their round trips on the pool: while the server does not
+/// answer (a proxy holds what the client sends), a single-threaded
+/// executor keeps running its timers.
+fn a_future_never_waits_on_the_server_on_its_executor_thread() {
+    let url = server();
+    let proxy = Arc::new(pg::Proxy::start(&url));
+    let table = fresh_table("slowtry");
+    let pg = locks(&proxy.url, &table);
+    let stall = Duration::from_millis(600);
+    let limit = Duration::from_secs(20);
+    let let_through_after = |after: Duration| {
+        let proxy = Arc::clone(&proxy);
+        std::thread::spawn(move || {
+            std::thread::sleep(after);
+            proxy.hold(false);
+        })
+    };
+    for mode in [LockMode::Exclusive, LockMode::Shared] {
+        let lock = pg.lock_named("t").unwrap();
+        drop(lock.try_lock().unwrap()); // the session, through the proxy
+        proxy.hold(true);
+        let release = let_through_after(stall);
+        let (result, took, ticks) = pg::within(limit, move || {
+            ticks_beside(async move {
+                match mode {
+                    LockMode::Exclusive => lock.try_lock_async().await,
+                    LockMode::Shared => lock.try_lock_shared_async().await,
+                }
+            })
+        });
+        release.join().unwrap();
+        let guard = result.unwrap();
+        assert!(took >= stall, "{mode:?}: answered in {took:?} while held");
+        assert!(
+            kept_ticking(took, ticks),
+            "{mode:?}: {ticks} ticks in {took:?}"
+        );
+        eprintln!("{mode:?} try: {ticks} ticks in {took:?}");
+        drop(guard);
+    }
+    // A wait that times out asks who holds the lock.
+    let lock = pg.lock_named("held").unwrap();
+    drop(lock.try_lock().unwrap());
+    let holder = Raw::connect(&url);
+    let (key, _, _) = holder.key_of(&table, "held");
+    let _: i32 = holder.one("SELECT 1 FROM (SELECT pg_advisory_lock($1)) x", &[&key]);
+    let deadline = Duration::from_millis(300);
+    // Held from before the deadline until well after it.
+    let hold = {
+        let proxy = Arc::clone(&proxy);
+        std::thread::spawn(move || {
+            std::thread::sleep(deadline / 2);
+            proxy.hold(true);
+        })
+    };
+    let release = let_through_after(deadline + stall);
+    let (result, took, ticks) =
+        pg::within(limit, move || ticks_beside(lock.lock_timeout(deadline)));
+    hold.join().unwrap();
+    release.join().unwrap();
+    let e = result.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::TimedOut, "{e}");
+    assert!(
+        took >= deadline + stall / 2,
+        "timed out in {took:?} while held"
+    );
+    assert!(
+        kept_ticking(took, ticks),
+        "timed out: {ticks} ticks in {took:?}"
+    );
+    eprintln!("timed-out wait: {ticks} ticks in {took:?}");
+    let _: bool = holder.one("SELECT pg_advisory_unlock($1)", &[&key]);
 }
 
 fn bad_input_gets_typed_errors_naming_server_and_lock() {

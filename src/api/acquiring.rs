@@ -249,6 +249,71 @@ impl FileLock {
         self.acquire_blocking(LockMode::Shared, Wait::TryOnce)
     }
 
+    /// [`try_lock`](Self::try_lock) as a future: one attempt, which never
+    /// blocks the executor's thread. For a lock file it completes at its
+    /// first poll (the attempt is a few system calls, as
+    /// [`try_lock`](Self::try_lock)'s); it is there so that code written for
+    /// any backend reads the same, and for a lock whose attempt is a network
+    /// round trip ([`PgLock`](crate::postgres::PgLock)) it is what async
+    /// code calls. The same as `acquire(LockMode::Exclusive, Wait::TryOnce)`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lockyard::{ErrorKind, FileLock};
+    ///
+    /// # futures_lite::future::block_on(async {
+    /// let dir = tempfile::tempdir()?;
+    /// let lock = FileLock::new(dir.path().join("job.lock"));
+    /// let guard = lock.try_lock_async().await?;
+    /// assert_eq!(lock.try_lock_async().await.unwrap_err().kind(), ErrorKind::WouldBlock);
+    /// # drop(guard);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropped before it completes, it leaves nothing held
+    /// (an attempt already under way on another thread gives back what it
+    /// takes).
+    ///
+    /// # Errors
+    ///
+    /// As for [`try_lock`](Self::try_lock).
+    pub fn try_lock_async(&self) -> Acquire {
+        self.acquire(LockMode::Exclusive, Wait::TryOnce)
+    }
+
+    /// [`try_lock_shared`](Self::try_lock_shared) as a future; see
+    /// [`try_lock_async`](Self::try_lock_async).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # futures_lite::future::block_on(async {
+    /// let dir = tempfile::tempdir()?;
+    /// let lock = lockyard::FileLock::new(dir.path().join("cache.lock"));
+    /// let a = lock.try_lock_shared_async().await?;
+    /// let b = lock.try_lock_shared_async().await?;
+    /// # drop((a, b));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// As for [`try_lock_async`](Self::try_lock_async).
+    ///
+    /// # Errors
+    ///
+    /// As for [`try_lock_shared`](Self::try_lock_shared).
+    pub fn try_lock_shared_async(&self) -> Acquire {
+        self.acquire(LockMode::Shared, Wait::TryOnce)
+    }
+
     /// Acquires the lock exclusively, blocking the calling thread.
     ///
     /// While another process holds a strict lock, the thread waits in the

@@ -91,6 +91,7 @@ impl Future for Acquire {
             clock: this.clock,
             offload_open,
             inline_blocking_wait: false,
+            caller_blocks: false,
         };
         core.poll(&mut driver).map(|granted| {
             let (entry, record) = granted.map_err(Error::resume_panic)?;

@@ -657,9 +657,61 @@ impl PgLock {
     /// # Blocking
     ///
     /// One or two round trips to the server on this thread (a connection
-    /// first, if no session is idle).
+    /// first, if no session is idle): in async code, call
+    /// [`try_lock_async`](Self::try_lock_async).
     pub fn try_lock(&self) -> Result<LockGuard, Error> {
         self.inner.try_lock()
+    }
+
+    /// One attempt at the exclusive lock, as a future: its round trips are
+    /// made on the blocking pool, so the executor's thread keeps running
+    /// other tasks and timers while the server answers.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lockyard::postgres::PgLocks;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let Ok(url) = std::env::var("LOCKYARD_TEST_POSTGRES") else {
+    /// #     eprintln!("skipped: LOCKYARD_TEST_POSTGRES names no server");
+    /// #     return Ok(());
+    /// # };
+    /// # futures_lite::future::block_on(async {
+    /// let lock = PgLocks::from_url(&url)?.lock_named("doc/try_async")?;
+    /// let guard = lock.try_lock_async().await?;
+    /// let e = lock.try_lock_shared_async().await.unwrap_err();
+    /// assert!(e.is_contended());
+    /// # drop(guard);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # })
+    /// # }
+    /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropped while its attempt is under way, the attempt's
+    /// thread releases the lock if it took it.
+    ///
+    /// # Errors
+    ///
+    /// As for [`try_lock`](Self::try_lock).
+    pub fn try_lock_async(&self) -> Acquire {
+        self.inner.try_lock_async()
+    }
+
+    /// One attempt at the shared lock, as a future; see
+    /// [`try_lock_async`](Self::try_lock_async).
+    ///
+    /// # Cancel safety
+    ///
+    /// As for [`try_lock_async`](Self::try_lock_async).
+    ///
+    /// # Errors
+    ///
+    /// As for [`try_lock`](Self::try_lock).
+    pub fn try_lock_shared_async(&self) -> Acquire {
+        self.inner.try_lock_shared_async()
     }
 
     /// One attempt at the shared lock.

@@ -42,6 +42,9 @@ pub(crate) trait Driver {
     /// Whether a blocking wait may block the caller's own thread (a
     /// blocking caller with no deadline to honour).
     fn may_block(&self) -> bool;
+    /// Whether the caller is a thread that blocks until the acquisition
+    /// ends (not a future): a single attempt may then be made on it.
+    fn caller_blocks(&self) -> bool;
 }
 
 /// The kinds of blocking work the state machine hands out.
@@ -52,6 +55,10 @@ pub(crate) enum Work {
     Open,
     /// A blocking wait for the lock: as long as the other holder keeps it.
     BlockingWait,
+    /// Work that is one or two network round trips (a try-once attempt on
+    /// a remote resource, the holder asked about when a wait for it timed
+    /// out): a future has it done on the pool.
+    RoundTrip,
 }
 
 /// Drives the core with a task's context; timers are the runtime facade's.
@@ -64,6 +71,8 @@ pub(crate) struct AsyncDriver<'a, 'b> {
     /// A blocking wait runs right here (a blocking caller with no deadline to
     /// honour) instead of on the pool.
     pub(crate) inline_blocking_wait: bool,
+    /// The caller is a blocked thread, not a future.
+    pub(crate) caller_blocks: bool,
 }
 
 impl AsyncDriver<'_, '_> {
@@ -99,6 +108,7 @@ impl Driver for AsyncDriver<'_, '_> {
         let inline = match work {
             Work::Open => !self.offload_open,
             Work::BlockingWait => self.inline_blocking_wait,
+            Work::RoundTrip => self.caller_blocks,
         };
         if inline {
             Task::inline(f)
@@ -114,6 +124,10 @@ impl Driver for AsyncDriver<'_, '_> {
 
     fn may_block(&self) -> bool {
         self.inline_blocking_wait
+    }
+
+    fn caller_blocks(&self) -> bool {
+        self.caller_blocks
     }
 }
 
@@ -141,6 +155,7 @@ pub(crate) fn block_on(mut core: Core) -> Granted {
             clock: &mut clock,
             offload_open,
             inline_blocking_wait,
+            caller_blocks: true,
         })
     };
     let mut noop = Context::from_waker(Waker::noop());

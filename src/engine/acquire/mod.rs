@@ -28,7 +28,7 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 pub(crate) use driver::{block_on, AsyncDriver, Driver, Work};
-use state::{Phase, Queued, Retry, Strategy, Waiting};
+use state::{Phase, Queued, Retry, Strategy, Trying, Waiting};
 
 use super::abandon::FireOnDrop;
 use super::Abandon;
@@ -171,8 +171,33 @@ impl Core {
 
     /// Steps 1 and 2 (see [`first_attempt`]), moving on to the phase they
     /// lead to.
-    fn first_attempt(&mut self, entry: Arc<Entry>, inline: bool) -> Option<Poll<Granted>> {
-        match first_attempt(&self.handle, entry, self.mode, self.wait, inline) {
+    fn first_attempt<D: Driver>(
+        &mut self,
+        d: &mut D,
+        entry: Arc<Entry>,
+        inline: bool,
+    ) -> Option<Poll<Granted>> {
+        if self.wait == Wait::TryOnce && !inline && entry.is_remote() {
+            // A future's try on a remote resource: its round trips are
+            // made on the pool, never on the executor's thread.
+            let (handle, mode) = (Arc::clone(&self.handle), self.mode);
+            let attempt = move || first_attempt(&handle, entry, mode, Wait::TryOnce, true);
+            let run = |f| d.run(Work::RoundTrip, f);
+            self.phase = Phase::Trying(Trying::start(&self.handle, mode, attempt, run));
+            return None;
+        }
+        self.settle(first_attempt(
+            &self.handle,
+            entry,
+            self.mode,
+            self.wait,
+            inline,
+        ))
+    }
+
+    /// Moves on to the phase a first attempt leads to.
+    fn settle(&mut self, first: First) -> Option<Poll<Granted>> {
+        match first {
             First::Done(result) => Some(self.finish(result)),
             First::Queued(q) => {
                 self.phase = Phase::Queued(q);
@@ -196,8 +221,9 @@ impl Core {
             self.deadline = self.wait.deadline(now);
         }
         // A remote resource's round trip is made on this thread only by a
-        // caller that blocks anyway, or tries once.
-        let inline = d.may_block() || self.wait == Wait::TryOnce;
+        // caller that blocks anyway: a blocking caller that tries once, or
+        // waits with no deadline.
+        let inline = d.may_block() || (self.wait == Wait::TryOnce && d.caller_blocks());
         loop {
             match &mut self.phase {
                 Phase::Done => {
@@ -206,7 +232,7 @@ impl Core {
                 }
                 Phase::Start => match self.handle.cached() {
                     Some(entry) => {
-                        if let Some(done) = self.first_attempt(entry, inline) {
+                        if let Some(done) = self.first_attempt(d, entry, inline) {
                             return done;
                         }
                     }
@@ -231,7 +257,7 @@ impl Core {
                         Err(listener) => match self.handle.cached() {
                             // Opened between the check and the claim.
                             Some(entry) => {
-                                if let Some(done) = self.first_attempt(entry, inline) {
+                                if let Some(done) = self.first_attempt(d, entry, inline) {
                                     return done;
                                 }
                             }
@@ -251,7 +277,7 @@ impl Core {
                         let entry = self.handle.adopt(key, resource);
                         self.phase = Phase::Start;
                         self.handle.end_opening();
-                        if let Some(done) = self.first_attempt(entry, inline) {
+                        if let Some(done) = self.first_attempt(d, entry, inline) {
                             return done;
                         }
                     }
@@ -271,6 +297,23 @@ impl Core {
                     Step::Again => {}
                     Step::Ready(r) => return r,
                 },
+                Phase::Trying(trying) => match d.poll_task(&mut trying.task) {
+                    Poll::Ready(Ok(())) => match trying.take() {
+                        Some(first) => {
+                            self.phase = Phase::Start;
+                            if let Some(done) = self.settle(first) {
+                                return done;
+                            }
+                        }
+                        None => {
+                            let e = io::Error::other("a try ended without an outcome");
+                            return self.error(Op::Lock, e);
+                        }
+                    },
+                    Poll::Ready(Err(e)) => return self.error(Op::Lock, e),
+                    Poll::Pending => return Poll::Pending,
+                },
+                Phase::Finishing(_) => return self.poll_finishing(d),
             }
         }
     }
@@ -447,18 +490,39 @@ impl Core {
     }
 
     fn timed_out<D: Driver>(&mut self, d: &mut D) -> Poll<Granted> {
-        let mut holders = Holders::default();
-        if let Phase::Queued(q) = &self.phase {
-            q.entry.cancel(&q.slot, &self.handle);
-            holders = q.entry.holders(&self.handle);
-        }
         let waited = self
             .started
             .map(|s| d.now().saturating_duration_since(s))
             .unwrap_or_default();
         crate::trace::timed_out(&self.handle.path, waited);
+        let mut holders = Holders::default();
+        if let Phase::Queued(q) = &self.phase {
+            q.entry.cancel(&q.slot, &self.handle);
+            if q.entry.is_remote() && !d.caller_blocks() {
+                // Who holds it is a round trip: a future asks on the pool.
+                let (entry, handle) = (Arc::clone(&q.entry), Arc::clone(&self.handle));
+                let task = d.run(Work::RoundTrip, move || {
+                    let err = Error::timed_out(handle.subject(), waited);
+                    Err(with_holders(err, entry.holders(&handle)))
+                });
+                self.phase = Phase::Finishing(task);
+                return self.poll_finishing(d);
+            }
+            holders = q.entry.holders(&self.handle);
+        }
         let err = with_holders(Error::timed_out(self.handle.subject(), waited), holders);
         self.finish(Err(err))
+    }
+
+    fn poll_finishing<D: Driver>(&mut self, d: &mut D) -> Poll<Granted> {
+        let Phase::Finishing(task) = &mut self.phase else {
+            return Poll::Pending;
+        };
+        match d.poll_task(task) {
+            Poll::Ready(Ok(granted)) => self.finish(granted),
+            Poll::Ready(Err(e)) => self.error(Op::Wait, e),
+            Poll::Pending => Poll::Pending,
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::any::Any;
 use std::io;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
@@ -18,7 +18,10 @@ use crate::engine::queue::Slot;
 use crate::engine::resource::{Key, Resource, Waited};
 use crate::engine::BackoffState;
 use crate::error::Error;
+use crate::mode::LockMode;
 use crate::rt::Task;
+
+use super::{First, Granted};
 
 /// What an open comes back with.
 pub(super) type Opened = Result<(Key, Box<dyn Resource>), Error>;
@@ -36,6 +39,11 @@ pub(super) enum Phase {
     /// Another acquisition of this handle is opening the resource.
     AwaitingOpen(EventListener),
     Queued(Queued),
+    /// A future's try-once attempt on a remote resource, made on the pool.
+    Trying(Trying),
+    /// A future's wait on a remote resource timed out; asking who holds it
+    /// (for the error) is a round trip, made on the pool.
+    Finishing(Task<Granted>),
     Done,
 }
 
@@ -49,8 +57,95 @@ impl Phase {
                 Waiting::Retrying(_) => "contending",
                 Waiting::Blocked(..) => "waiting in a blocking call",
             },
+            Phase::Trying(_) => "trying",
+            Phase::Finishing(_) => "timing out",
             Phase::Done => "done",
         }
+    }
+}
+
+/// A try-once attempt running on a blocking thread, and where it leaves
+/// its outcome. The outcome is handed over under a lock, so that it has
+/// exactly one owner: the acquisition if it is still there to take it,
+/// else the attempt's own thread, which gives back a lock it took.
+pub(super) struct Trying {
+    pub(super) task: Task<()>,
+    outcome: Arc<Mutex<Outcome>>,
+    handle: Arc<Handle>,
+    mode: LockMode,
+}
+
+enum Outcome {
+    Running,
+    Done(First),
+    /// Taken by the acquisition, or abandoned with it.
+    Gone,
+}
+
+impl Trying {
+    /// Starts `attempt` through `run` (which puts it on the pool).
+    pub(super) fn start(
+        handle: &Arc<Handle>,
+        mode: LockMode,
+        attempt: impl FnOnce() -> First + Send + 'static,
+        run: impl FnOnce(Box<dyn FnOnce() + Send>) -> Task<()>,
+    ) -> Trying {
+        let outcome = Arc::new(Mutex::new(Outcome::Running));
+        let (slot, h) = (Arc::clone(&outcome), Arc::clone(handle));
+        let task = run(Box::new(move || {
+            let first = attempt();
+            let mut slot = slot.lock().unwrap_or_else(PoisonError::into_inner);
+            match *slot {
+                Outcome::Running => *slot = Outcome::Done(first),
+                // The acquisition is gone: nobody will take this lock.
+                _ => {
+                    drop(slot);
+                    give_back(first, mode, &h);
+                }
+            }
+        }));
+        Trying {
+            task,
+            outcome,
+            handle: Arc::clone(handle),
+            mode,
+        }
+    }
+
+    /// The attempt's outcome, once its task has ended.
+    pub(super) fn take(&mut self) -> Option<First> {
+        let mut slot = self.outcome.lock().unwrap_or_else(PoisonError::into_inner);
+        match std::mem::replace(&mut *slot, Outcome::Gone) {
+            Outcome::Done(first) => Some(first),
+            other => {
+                *slot = other;
+                None
+            }
+        }
+    }
+}
+
+impl Drop for Trying {
+    /// Abandoned mid-attempt: the attempt's thread gives back what it
+    /// takes. Abandoned after it ended: the lock it took is released here,
+    /// as a guard's drop would.
+    fn drop(&mut self) {
+        let mut slot = self.outcome.lock().unwrap_or_else(PoisonError::into_inner);
+        let left = std::mem::replace(&mut *slot, Outcome::Gone);
+        drop(slot);
+        if let Outcome::Done(first) = left {
+            give_back(first, self.mode, &self.handle);
+        }
+    }
+}
+
+/// Releases a lock an attempt took for an acquisition that is gone.
+fn give_back(first: First, mode: LockMode, handle: &Handle) {
+    if let First::Done(Ok((entry, record))) = first {
+        // Nobody to tell of a failure: the entry retires on one, which
+        // closes what holds the lock.
+        let _ = entry.release(mode, record, handle);
+        handle.let_go_if_retired();
     }
 }
 

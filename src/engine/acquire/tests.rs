@@ -33,6 +33,10 @@ struct TestDriver {
     /// Opens run on the real blocking pool (so they can be in progress),
     /// not inline.
     pool_opens: bool,
+    /// The kinds of work handed out, in order.
+    ran: Vec<Work>,
+    /// Round trips run on the real blocking pool, not inline.
+    pool_round_trips: bool,
 }
 
 impl TestDriver {
@@ -42,6 +46,8 @@ impl TestDriver {
             may_block,
             wake_at: None,
             pool_opens: false,
+            ran: Vec::new(),
+            pool_round_trips: false,
         }
     }
 
@@ -100,7 +106,10 @@ impl Driver for TestDriver {
         work: Work,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Task<T> {
-        if work == Work::Open && self.pool_opens {
+        self.ran.push(work);
+        if (work == Work::Open && self.pool_opens)
+            || (work == Work::RoundTrip && self.pool_round_trips)
+        {
             Task::spawn(Clock::Std, f)
         } else {
             Task::inline(f)
@@ -112,6 +121,10 @@ impl Driver for TestDriver {
     }
 
     fn may_block(&self) -> bool {
+        self.may_block
+    }
+
+    fn caller_blocks(&self) -> bool {
         self.may_block
     }
 }
@@ -139,6 +152,9 @@ struct Script {
     open_gate: Mutex<Option<std::sync::mpsc::Receiver<()>>>,
     /// Attempts are network round trips.
     remote: bool,
+    /// Attempts wait for a message on this (at most 20 s).
+    attempt_gate: Mutex<Option<std::sync::mpsc::Receiver<()>>>,
+    releases: AtomicUsize,
 }
 
 #[derive(Debug)]
@@ -195,6 +211,10 @@ impl Resource for Scripted {
     }
 
     fn try_acquire(&self, _mode: LockMode, _p: Params<'_>) -> io::Result<Attempted> {
+        let gate = self.0.attempt_gate.lock().unwrap().take();
+        if let Some(gate) = gate {
+            let _ = gate.recv_timeout(Duration::from_secs(20));
+        }
         self.0.attempts.fetch_add(1, Ordering::SeqCst);
         if self.0.signal_during_attempt.swap(false, Ordering::SeqCst) {
             self.0.generation.fetch_add(1, Ordering::SeqCst);
@@ -228,6 +248,7 @@ impl Resource for Scripted {
         _record: Option<Arc<HolderRecord>>,
         _p: Params<'_>,
     ) -> io::Result<bool> {
+        self.0.releases.fetch_add(1, Ordering::SeqCst);
         Ok(false)
     }
 
@@ -479,11 +500,77 @@ fn a_future_never_attempts_a_remote_resource_inline() {
     assert_eq!(script.attempts.load(Ordering::SeqCst), 0);
     assert_eq!(script.commits.load(Ordering::SeqCst), 1);
     entry.release(LockMode::Exclusive, record, &h).unwrap();
-    // A try-once acquisition and a blocking caller do attempt on their
-    // own thread.
+    // A future that tries once hands the attempt out as a round trip...
     let mut once = Core::new(Arc::clone(&h), LockMode::Exclusive, Wait::TryOnce);
-    assert!(matches!(d.poll(&mut once), Poll::Ready(_)));
+    let Poll::Ready(Ok((entry, record))) = d.poll(&mut once) else {
+        panic!("not acquired");
+    };
     assert_eq!(script.attempts.load(Ordering::SeqCst), 1);
+    assert_eq!(d.ran, [Work::Open, Work::BlockingWait, Work::RoundTrip]);
+    entry.release(LockMode::Exclusive, record, &h).unwrap();
+    // ... and a blocking caller makes it on its own thread.
+    let mut blocking = TestDriver::new(true);
+    let mut once = Core::new(Arc::clone(&h), LockMode::Exclusive, Wait::TryOnce);
+    assert!(matches!(blocking.poll(&mut once), Poll::Ready(Ok(_))));
+    assert_eq!(script.attempts.load(Ordering::SeqCst), 2);
+    assert!(blocking.ran.is_empty(), "{:?}", blocking.ran);
+}
+
+/// A future dropped while its try on a remote resource is on the pool
+/// leaves nothing held: the attempt's thread releases what it took, or
+/// the drop does if the attempt had ended.
+#[test]
+fn a_try_abandoned_on_the_pool_gives_back_what_it_took() {
+    for ended_first in [false, true] {
+        let (go, gate) = std::sync::mpsc::channel();
+        let script = Arc::new(Script {
+            remote: true,
+            attempt_gate: Mutex::new(Some(gate)),
+            ..Script::default()
+        });
+        let h = handle(&script, WaitStrategy::Backoff);
+        let mut d = TestDriver::new(false);
+        d.pool_round_trips = true;
+        let mut core = Core::new(Arc::clone(&h), LockMode::Exclusive, Wait::TryOnce);
+        assert!(d.poll(&mut core).is_pending());
+        assert_eq!(core.phase.name(), "trying");
+        // The attempt is running (a task dropped before it starts is
+        // cancelled, and takes nothing).
+        let patience = Instant::now() + Duration::from_secs(20);
+        while script.attempt_gate.lock().unwrap().is_some() {
+            assert!(Instant::now() < patience, "the attempt never started");
+            std::thread::sleep(MS);
+        }
+        if ended_first {
+            go.send(()).unwrap();
+            while script.attempts.load(Ordering::SeqCst) == 0 {
+                assert!(Instant::now() < patience, "the attempt never ended");
+                std::thread::sleep(MS);
+            }
+            // Its outcome is handed over under the lock the drop takes.
+            std::thread::sleep(10 * MS);
+            drop(core);
+        } else {
+            drop(core);
+            go.send(()).unwrap();
+        }
+        let patience = Instant::now() + Duration::from_secs(20);
+        while script.releases.load(Ordering::SeqCst) == 0 {
+            assert!(
+                Instant::now() < patience,
+                "ended first: {ended_first}: never released"
+            );
+            std::thread::sleep(MS);
+        }
+        assert_eq!(script.attempts.load(Ordering::SeqCst), 1);
+        // Free again for this process.
+        let mut blocking = TestDriver::new(true);
+        let mut again = Core::new(Arc::clone(&h), LockMode::Exclusive, Wait::TryOnce);
+        assert!(
+            matches!(blocking.poll(&mut again), Poll::Ready(Ok(_))),
+            "{ended_first}"
+        );
+    }
 }
 
 #[test]
