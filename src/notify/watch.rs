@@ -330,7 +330,6 @@ fn report_unwatched(path: &Path, e: Errno) {
 /// run in another runtime). `None` if that fails: async-io's reactor then
 /// serves the waiter.
 #[cfg(feature = "tokio")]
-#[allow(unsafe_code)]
 fn tokio_registration(notifier: &Notifier) -> Option<Box<tokio::io::unix::AsyncFd<OwnedFd>>> {
     // A future started in a runtime may be polled outside one later, and a
     // runtime may have no reactor: registering would panic in either.
@@ -338,12 +337,12 @@ fn tokio_registration(notifier: &Notifier) -> Option<Box<tokio::io::unix::AsyncF
         return None;
     }
     let dup = rustix::io::fcntl_dupfd_cloexec(notifier.fd.get_ref(), 0).ok()?;
-    // SAFETY: `dup` is an open descriptor that the `AsyncFd` owns from here
-    // until it is dropped; `OwnedFd::as_raw_fd` always returns that same
-    // descriptor, and nothing else closes it.
-    unsafe {
-        tokio::io::unix::AsyncFd::register_with_interest(dup, tokio::io::Interest::READABLE)
-            .ok()
-            .map(Box::new)
-    }
+    // tokio 1.54 deprecates this safe constructor for an `unsafe` one that
+    // older releases lack; an `OwnedFd` meets the new one's contract (it
+    // owns its descriptor and always returns it), and this one works on
+    // every tokio from the oldest maintained LTS line on.
+    #[allow(deprecated)]
+    tokio::io::unix::AsyncFd::with_interest(dup, tokio::io::Interest::READABLE)
+        .ok()
+        .map(Box::new)
 }
