@@ -367,7 +367,7 @@ fn timed_out_waits_leave_nothing_behind() {
         let e = lock
             .acquire_blocking(LockMode::Exclusive, Wait::For(Duration::from_millis(20)))
             .unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::TimedOut);
+        assert_eq!(e.kind(), ErrorKind::TimedOut, "{e:#?}");
     }
     assert_eq!(
         holder.settle(oid, id, Duration::from_secs(5)).1,
@@ -1067,9 +1067,9 @@ fn once_async_runs_once_among_tasks() {
     assert_eq!(runs.load(Ordering::SeqCst), 1);
 }
 
-/// A rustls connector trusting `ca` (a PEM file), or nothing.
+/// A rustls configuration trusting `ca` (a PEM file), or nothing.
 #[cfg(not(target_os = "macos"))]
-fn rustls_connector(ca: Option<&str>) -> tokio_postgres_rustls::MakeRustlsConnect {
+fn rustls_config(ca: Option<&str>) -> rustls::ClientConfig {
     use rustls::pki_types::{pem::PemObject, CertificateDer};
     let mut roots = rustls::RootCertStore::empty();
     if let Some(ca) = ca {
@@ -1078,16 +1078,55 @@ fn rustls_connector(ca: Option<&str>) -> tokio_postgres_rustls::MakeRustlsConnec
             .unwrap();
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
+    rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_root_certificates(roots)
-        .with_no_client_auth();
-    tokio_postgres_rustls::MakeRustlsConnect::new(config)
+        .with_no_client_auth()
 }
 
-/// TLS through the user's connector: the holding session is encrypted (as
-/// the server sees it), waits and hand-offs work as in the clear, a server
+/// A [`PgTls`](lockyard::postgres::PgTls) connector on futures-rustls:
+/// what a user writes.
+#[cfg(not(target_os = "macos"))]
+struct FuturesRustls(futures_rustls::TlsConnector);
+
+#[cfg(not(target_os = "macos"))]
+impl lockyard::postgres::PgTls for FuturesRustls {
+    fn connect(
+        &self,
+        host: &str,
+        socket: lockyard::postgres::PgSocket,
+    ) -> lockyard::postgres::PgTlsConnect {
+        let (tls, host) = (self.0.clone(), host.to_owned());
+        Box::pin(async move {
+            let name =
+                rustls::pki_types::ServerName::try_from(host).map_err(std::io::Error::other)?;
+            let stream = tls.connect(name, socket).await?;
+            Ok(lockyard::postgres::PgTlsStream::new(stream))
+        })
+    }
+}
+
+/// Locks over TLS through a connector of `kind`, trusting `ca`.
+#[cfg(not(target_os = "macos"))]
+fn locks_over_tls(kind: &str, url: &str, ca: Option<&str>) -> PgLocks {
+    let config = rustls_config(ca);
+    match kind {
+        "PgTls" => {
+            let tls = futures_rustls::TlsConnector::from(Arc::new(config));
+            PgLocks::from_url_tls(url, FuturesRustls(tls))
+        }
+        _ => {
+            let tls = tokio_postgres_rustls::MakeRustlsConnect::new(config);
+            PgLocks::from_url_tls(url, lockyard::postgres::TokioPostgresTls(tls))
+        }
+    }
+    .unwrap()
+}
+
+/// TLS through the user's connector, written against lockyard's `PgTls`
+/// or tokio-postgres's traits: the holding session is encrypted (as the
+/// server sees it), waits and hand-offs work as in the clear, a server
 /// whose certificate the connector does not trust is refused with an
 /// error naming the lock, and `sslmode=require` without a connector is
 /// refused up front.
@@ -1097,43 +1136,43 @@ fn tls_through_the_users_connector() {
     let ca = std::env::var("LOCKYARD_TEST_POSTGRES_CA").expect("the harness checked it");
     let table = fresh_table("tls");
     let required = format!("{url}?sslmode=require");
-    let locks = PgLocks::from_url_tls(&required, rustls_connector(Some(&ca)))
-        .unwrap()
-        .table(&table)
-        .unwrap();
-    let lock = locks.lock_named("t").unwrap();
-    let guard = lock.try_lock().unwrap();
-    let probe = Raw::connect(&url);
-    let (_, oid, id) = probe.key_of(&table, "t");
-    let encrypted: bool = probe.one(
-        "SELECT bool_and(s.ssl) FROM pg_stat_ssl s JOIN pg_locks l ON l.pid = s.pid
-         WHERE l.locktype = 'advisory' AND l.granted AND l.classid::bigint = $1
-           AND l.objid::bigint = $2",
-        &[&oid, &id],
-    );
-    assert!(encrypted, "the holding session is not encrypted");
-    // A waiter (another session, also over TLS) gets it when it is let go.
-    let first = guard.token().unwrap();
-    let waiter = std::thread::spawn({
-        let lock = lock.clone();
-        move || {
-            lock.acquire_blocking(LockMode::Exclusive, Wait::For(Duration::from_secs(10)))
-                .map(|g| g.token())
-        }
-    });
-    std::thread::sleep(Duration::from_millis(100));
-    drop(guard);
-    let next = waiter.join().unwrap().unwrap().unwrap();
-    assert!(next > first);
+    for kind in ["PgTls", "TokioPostgresTls"] {
+        let locks = locks_over_tls(kind, &required, Some(&ca))
+            .table(&table)
+            .unwrap();
+        let lock = locks.lock_named(kind).unwrap();
+        let guard = lock.try_lock().unwrap();
+        let probe = Raw::connect(&url);
+        let (_, oid, id) = probe.key_of(&table, kind);
+        let encrypted: bool = probe.one(
+            "SELECT bool_and(s.ssl) FROM pg_stat_ssl s JOIN pg_locks l ON l.pid = s.pid
+             WHERE l.locktype = 'advisory' AND l.granted AND l.classid::bigint = $1
+               AND l.objid::bigint = $2",
+            &[&oid, &id],
+        );
+        assert!(encrypted, "{kind}: the holding session is not encrypted");
+        // A waiter (another session, also over TLS) gets it when it is let
+        // go.
+        let first = guard.token().unwrap();
+        let waiter = std::thread::spawn({
+            let lock = lock.clone();
+            move || {
+                lock.acquire_blocking(LockMode::Exclusive, Wait::For(Duration::from_secs(10)))
+                    .map(|g| g.token())
+            }
+        });
+        std::thread::sleep(Duration::from_millis(100));
+        drop(guard);
+        let next = waiter.join().unwrap().unwrap().unwrap();
+        assert!(next > first, "{kind}");
 
-    // An untrusted certificate: refused, the error names server and lock.
-    let distrust = PgLocks::from_url_tls(&required, rustls_connector(None))
-        .unwrap()
-        .table(&table)
-        .unwrap();
-    let e = distrust.lock_named("t").unwrap().try_lock().unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::Io, "{e}");
-    assert!(e.to_string().contains("#t"), "{e}");
+        // An untrusted certificate: refused, the error names server and
+        // lock.
+        let distrust = locks_over_tls(kind, &required, None).table(&table).unwrap();
+        let e = distrust.lock_named(kind).unwrap().try_lock().unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Io, "{kind}: {e}");
+        assert!(e.to_string().contains(&format!("#{kind}")), "{e}");
+    }
     // sslmode=require with no connector: refused before any connection.
     let e = PgLocks::from_url(&required).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidConfig, "{e}");

@@ -122,7 +122,10 @@ fn open_pg(address: &PgAddress<'_>, _pg: &PgSettings) -> Result<Target, String> 
 /// `sslrootcert`), else the system's. Unlike libpq's `require`, the
 /// server's certificate and name are always checked.
 #[cfg(feature = "postgres")]
-fn tls_connector(url: &str) -> Result<tokio_postgres_rustls::MakeRustlsConnect, String> {
+fn tls_connector(
+    url: &str,
+) -> Result<lockyard::postgres::TokioPostgresTls<tokio_postgres_rustls::MakeRustlsConnect>, String>
+{
     use rustls::pki_types::{pem::PemObject, CertificateDer};
 
     let shown = without_credentials(url);
@@ -163,7 +166,9 @@ fn tls_connector(url: &str) -> Result<tokio_postgres_rustls::MakeRustlsConnect, 
         .map_err(|e| format!("{shown}: TLS: {e}"))?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
+    Ok(lockyard::postgres::TokioPostgresTls(
+        tokio_postgres_rustls::MakeRustlsConnect::new(config),
+    ))
 }
 
 /// `url` for messages: the user and password (before `@` in the

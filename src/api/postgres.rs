@@ -17,16 +17,9 @@ use crate::mode::{LockMode, Wait};
 use crate::options::LockOptions;
 use crate::record::HolderRecord;
 
-/// The client configuration a [`PgLocks`] connects with (tokio-postgres's,
-/// re-exported): host(s), port, user, password, database,
-/// `connect_timeout`, `application_name`, `options`.
-pub use tokio_postgres::Config as PgConfig;
-
-/// Whether a session must, may or must not use TLS (tokio-postgres's,
-/// re-exported; [`PgConfig::ssl_mode`] sets it, `sslmode=` in a URL).
-pub use tokio_postgres::config::SslMode as PgSslMode;
-
-pub use crate::backend::postgres::{PgSocket, PgTlsConnector};
+pub use crate::backend::postgres::{
+    PgConfig, PgSocket, PgSslMode, PgTls, PgTlsConnect, PgTlsStream, TokioPostgresTls,
+};
 
 /// The table that keeps names, ids and tokens unless told otherwise.
 pub const DEFAULT_TABLE: &str = "lockyard_locks";
@@ -151,11 +144,12 @@ impl PgLocks {
         Ok(PgLocks::new(config, Arc::new(Clear)))
     }
 
-    /// [`from_url`](Self::from_url), with TLS through `tls`: any
-    /// tokio-postgres connector for [`PgSocket`] ([`PgTlsConnector`]:
-    /// tokio-postgres-rustls's `MakeRustlsConnect`, postgres-native-tls's
-    /// `MakeTlsConnector`, ...),
-    /// which checks the server's certificate as it is configured to. With
+    /// [`from_url`](Self::from_url), with TLS through `tls`: a [`PgTls`]
+    /// connector (a few lines over futures-rustls or async-native-tls), or
+    /// a tokio-postgres connector wrapped in [`TokioPostgresTls`]
+    /// (tokio-postgres-rustls's `MakeRustlsConnect`, postgres-native-tls's
+    /// `MakeTlsConnector`), which checks the server's certificate as it is
+    /// configured to. With
     /// the default `sslmode=prefer`, a server that offers no TLS is spoken
     /// to in the clear; `sslmode=require` refuses it.
     ///
@@ -173,7 +167,7 @@ impl PgLocks {
     ///
     /// ```
     /// use std::sync::Arc;
-    /// use lockyard::postgres::PgLocks;
+    /// use lockyard::postgres::{PgLocks, TokioPostgresTls};
     ///
     /// # #[cfg(not(target_os = "macos"))] // (rustls's ring, in this example)
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -190,7 +184,7 @@ impl PgLocks {
     ///     .with_safe_default_protocol_versions()?
     ///     .with_root_certificates(roots)
     ///     .with_no_client_auth();
-    /// let tls = tokio_postgres_rustls::MakeRustlsConnect::new(config);
+    /// let tls = TokioPostgresTls(tokio_postgres_rustls::MakeRustlsConnect::new(config));
     ///
     /// let locks = PgLocks::from_url_tls(&format!("{url}?sslmode=require"), tls)?;
     /// let guard = locks.lock_named("doc/tls")?.lock_blocking()?;
@@ -200,7 +194,7 @@ impl PgLocks {
     /// # #[cfg(target_os = "macos")]
     /// # fn main() {}
     /// ```
-    pub fn from_url_tls(url: &str, tls: impl PgTlsConnector) -> Result<PgLocks, Error> {
+    pub fn from_url_tls(url: &str, tls: impl PgTls) -> Result<PgLocks, Error> {
         Ok(PgLocks::with_config_tls(parse(url)?, tls))
     }
 
@@ -214,7 +208,7 @@ impl PgLocks {
         since = "0.1.0",
         note = "renamed `from_url_tls`: nothing is connected until a lock is taken"
     )]
-    pub fn connect_tls(url: &str, tls: impl PgTlsConnector) -> Result<PgLocks, Error> {
+    pub fn connect_tls(url: &str, tls: impl PgTls) -> Result<PgLocks, Error> {
         PgLocks::from_url_tls(url, tls)
     }
 
@@ -226,15 +220,15 @@ impl PgLocks {
     /// ```
     /// # #[cfg(not(target_os = "macos"))] // (rustls's ring, in this example)
     /// # fn main() {
-    /// use lockyard::postgres::{PgConfig, PgLocks};
+    /// use lockyard::postgres::{PgConfig, PgLocks, TokioPostgresTls};
     ///
-    /// # fn connector() -> tokio_postgres_rustls::MakeRustlsConnect {
+    /// # fn connector() -> TokioPostgresTls<tokio_postgres_rustls::MakeRustlsConnect> {
     /// #     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
     /// #     let config = rustls::ClientConfig::builder_with_provider(provider)
     /// #         .with_safe_default_protocol_versions().unwrap()
     /// #         .with_root_certificates(rustls::RootCertStore::empty())
     /// #         .with_no_client_auth();
-    /// #     tokio_postgres_rustls::MakeRustlsConnect::new(config)
+    /// #     TokioPostgresTls(tokio_postgres_rustls::MakeRustlsConnect::new(config))
     /// # }
     /// use lockyard::postgres::PgSslMode;
     ///
@@ -245,13 +239,13 @@ impl PgLocks {
     /// # #[cfg(target_os = "macos")]
     /// # fn main() {}
     /// ```
-    pub fn with_config_tls(config: PgConfig, tls: impl PgTlsConnector) -> PgLocks {
-        PgLocks::new(config, Arc::new(Connector(tls)))
+    pub fn with_config_tls(config: PgConfig, tls: impl PgTls) -> PgLocks {
+        PgLocks::new(config, Arc::new(Connector(Arc::new(tls))))
     }
 
     fn new(config: PgConfig, tls: Arc<dyn Tls>) -> PgLocks {
         let server = PgServer::new(
-            config,
+            config.client().clone(),
             tls,
             DEFAULT_TABLE.to_owned(),
             SessionSettings::default(),
@@ -457,9 +451,7 @@ impl PgLocks {
 
 /// A connection string's configuration.
 fn parse(url: &str) -> Result<PgConfig, Error> {
-    url.parse().map_err(|e: tokio_postgres::Error| {
-        Error::invalid_config(&PathBuf::from("postgres"), e.to_string())
-    })
+    url.parse()
 }
 
 /// One [`LockInfo`] per name from the sessions holding it.

@@ -26,6 +26,7 @@
 //!   false. With a lease, the session has `idle_session_timeout`: a holder
 //!   that stops renewing is cut off by the server.
 
+mod config;
 mod conn;
 mod sql;
 mod tls;
@@ -50,9 +51,10 @@ use crate::mode::LockMode;
 use crate::options::LockOptions;
 use crate::record::{HolderRecord, LockKind, RecordState};
 
+pub use config::{PgConfig, PgSslMode};
 pub(crate) use sql::check_table;
 pub(crate) use tls::{Clear, Connector, Tls};
-pub use tls::{PgSocket, PgTlsConnector};
+pub use tls::{PgSocket, PgTls, PgTlsConnect, PgTlsStream, TokioPostgresTls};
 
 /// How many idle sessions a server keeps for later acquisitions.
 const IDLE_SESSIONS: usize = 8;
