@@ -120,6 +120,7 @@ mod api;
 mod backend;
 mod engine;
 mod error;
+pub mod guide;
 mod mode;
 mod notify;
 mod options;

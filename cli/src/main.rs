@@ -1,6 +1,6 @@
 //! `lockyard`: run commands under file locks, wait for locks, and see who
-//! holds them. See `lockyard --help` and the README's "On the command
-//! line" section.
+//! holds them. See `lockyard --help` and this crate's README (its "guide"
+//! section).
 
 #![deny(unsafe_code)]
 
@@ -44,7 +44,13 @@ Exit codes:
   74                    the output could not be written (status, clean)
   126 / 127             the command cannot be run / was not found
   128+N                 interrupted by signal N while waiting (130 for Ctrl-C)
-  141                   stdout was closed early (status | head): quiet, as ls and cat";
+  141                   stdout was closed early (status | head): quiet, as ls and cat
+
+flock(1)'s own form works too, so scripts written for it need only the name
+changed (exit codes are flock's in this form: 1 busy or timed out, or -E N):
+  lockyard [-s|-x] [-n|-w SECS] [-E N] FILE COMMAND [ARGS...]
+  lockyard [-s|-x] [-n|-w SECS] [-E N] FILE -c 'COMMAND'
+  lockyard [-s|-x|-u] [-n|-w SECS] [-E N] FD       (a descriptor the shell opened)";
 
 /// Run commands under file locks, wait for locks, and see who holds them.
 #[derive(Debug, Parser)]
@@ -118,7 +124,7 @@ enum Cmd {
         /// For PostgreSQL: the table that keeps names and tokens.
         #[arg(long, value_name = "TABLE")]
         table: Option<String>,
-        /// Print JSON (documented in the README; `version` field).
+        /// Print JSON (documented in the command's README; `version` field).
         #[arg(long)]
         json: bool,
     },

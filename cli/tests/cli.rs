@@ -71,6 +71,37 @@ fn two_runs_exclude_each_other() {
     }
 }
 
+/// `--help` names flock(1)'s form, and each form it names works as shown.
+#[test]
+fn help_names_the_flock_form_and_it_works() {
+    let help = run(&["--help"]);
+    let text = String::from_utf8_lossy(&help.stdout);
+    for form in [
+        "lockyard [-s|-x] [-n|-w SECS] [-E N] FILE COMMAND [ARGS...]",
+        "lockyard [-s|-x] [-n|-w SECS] [-E N] FILE -c 'COMMAND'",
+        "lockyard [-s|-x|-u] [-n|-w SECS] [-E N] FD",
+    ] {
+        assert!(text.contains(form), "{form} not in:\n{text}");
+    }
+    let dir = tmp();
+    let lock = p(&dir, "f.lock");
+    let l = lock.to_str().unwrap();
+    assert_eq!(code(&run(&["-w", "5", l, "sh", "-c", "exit 3"])), 3);
+    assert_eq!(code(&run(&["-s", "-n", l, "-c", "exit 4"])), 4);
+    let bin = env!("CARGO_BIN_EXE_lockyard");
+    let fd = format!("exec 9>>{l}; {bin} -x -n 9 && echo locked");
+    let out = Command::new("sh").args(["-c", &fd]).output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "locked",
+        "{out:?}"
+    );
+    // Busy: flock's exit code, or -E's.
+    let _held = Holder::start(&[], &lock);
+    assert_eq!(code(&run(&["-n", l, "true"])), 1);
+    assert_eq!(code(&run(&["-n", "-E", "75", l, "true"])), 75);
+}
+
 #[test]
 fn exit_codes() {
     let dir = tmp();

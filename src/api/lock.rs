@@ -103,8 +103,9 @@ impl FileLock {
     /// `None`, and [`state`](Self::state) reports what the kernel says.
     /// Such a file is opened read-only (a locked script can still be
     /// executed), and [`remove_on_release`](LockOptions::remove_on_release)
-    /// leaves it in place. The README's "Locking a file that holds data"
-    /// has the details, NFSv4 included.
+    /// leaves it in place. The guide's [Locking a file that holds
+    /// data](crate::guide::semantics#locking-a-file-that-holds-data) has
+    /// the details, NFSv4 included.
     ///
     /// # Examples
     ///

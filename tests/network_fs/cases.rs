@@ -575,7 +575,7 @@ pub(crate) fn strict_locks_are_refused_where_os_locks_stay_on_each_machine() {
 
 /// With sshfs's default caches, exclusion still holds; a release is seen
 /// from the other mount once its caches let it (figures printed for the
-/// README's advice on mount options).
+/// guide's advice on mount options, `guide::holders`).
 pub(crate) fn cached_mounts_still_exclude() {
     let (a, b) = mounts("LOCKYARD_TEST_SSHFS_CACHED");
     release_seen_from_the_other_mount(&a, &b, "default caches");
