@@ -199,49 +199,54 @@ impl fmt::Debug for PgTlsStream {
     }
 }
 
-impl tokio::io::AsyncRead for PgTlsStream {
+/// A [`PgTlsStream`] as tokio-postgres sees it: the impls of its traits
+/// live on this private type, so that lockyard's public types implement
+/// none of tokio-postgres's.
+struct Session(PgTlsStream);
+
+impl tokio::io::AsyncRead for Session {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut tokio::io::ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        match &mut self.0 {
+        match &mut self.0 .0 {
             Stream::Futures(s) => Pin::new(s).poll_read(cx, buf),
             Stream::Client(s) => s.as_mut().poll_read(cx, buf),
         }
     }
 }
 
-impl tokio::io::AsyncWrite for PgTlsStream {
+impl tokio::io::AsyncWrite for Session {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match &mut self.0 {
+        match &mut self.0 .0 {
             Stream::Futures(s) => Pin::new(s).poll_write(cx, buf),
             Stream::Client(s) => s.as_mut().poll_write(cx, buf),
         }
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match &mut self.0 {
+        match &mut self.0 .0 {
             Stream::Futures(s) => Pin::new(s).poll_flush(cx),
             Stream::Client(s) => s.as_mut().poll_flush(cx),
         }
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match &mut self.0 {
+        match &mut self.0 .0 {
             Stream::Futures(s) => Pin::new(s).poll_shutdown(cx),
             Stream::Client(s) => s.as_mut().poll_shutdown(cx),
         }
     }
 }
 
-impl tokio_postgres::tls::TlsStream for PgTlsStream {
+impl tokio_postgres::tls::TlsStream for Session {
     fn channel_binding(&self) -> ChannelBinding {
-        match &self.0 {
+        match &self.0 .0 {
             Stream::Futures(_) => ChannelBinding::none(),
             Stream::Client(s) => s.channel_binding(),
         }
@@ -358,11 +363,12 @@ struct Handshake {
 }
 
 impl TlsConnect<PgSocket> for Handshake {
-    type Stream = PgTlsStream;
+    type Stream = Session;
     type Error = io::Error;
-    type Future = PgTlsConnect;
+    type Future = Pin<Box<dyn Future<Output = io::Result<Session>> + Send>>;
 
-    fn connect(self, socket: PgSocket) -> PgTlsConnect {
-        self.tls.connect(&self.host, socket)
+    fn connect(self, socket: PgSocket) -> Self::Future {
+        let handshake = self.tls.connect(&self.host, socket);
+        Box::pin(async move { handshake.await.map(Session) })
     }
 }
