@@ -24,6 +24,10 @@ pub use crate::backend::postgres::{
 /// The table that keeps names, ids and tokens unless told otherwise.
 pub const DEFAULT_TABLE: &str = "lockyard_locks";
 
+/// How many sessions carry a process's holds unless
+/// [`PgLocks::sessions`] says otherwise.
+pub const DEFAULT_SESSIONS: usize = crate::backend::postgres::DEFAULT_SESSIONS;
+
 /// Named locks in one PostgreSQL database: the `LockDir` of a lock server.
 ///
 /// Each name is a session-level advisory lock. Its row in a lock table
@@ -327,6 +331,46 @@ impl PgLocks {
     pub fn check_client_every(self, every: Duration) -> PgLocks {
         let mut settings = self.settings();
         settings.check_interval = Some(every);
+        self.rebuild(self.server.table.clone(), settings)
+    }
+
+    /// At most `n` sessions (connections) carry this process's holds of
+    /// these locks, however many names it holds: session-level advisory
+    /// locks of different names share a session ([`DEFAULT_SESSIONS`]
+    /// unless set). A wait in the server blocks its session, so each lock
+    /// this process is waiting for takes one more for the wait's length (a
+    /// thousand tasks waiting for one name share it); a hold granted that
+    /// way stays on that session. With `0`, or with a
+    /// [`lease`](Self::lease) (the server's idle timeout is the session's,
+    /// and any hold's statement would renew the others'), every hold keeps
+    /// a session of its own.
+    ///
+    /// Losing a session (terminated, server restart, network) loses every
+    /// hold on it: each guard's [`still_held`](LockGuard::still_held) says
+    /// false and its [`lost`](LockGuard::lost) fires.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lockyard::postgres::PgLocks;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let Ok(url) = std::env::var("LOCKYARD_TEST_POSTGRES") else {
+    /// #     eprintln!("skipped: LOCKYARD_TEST_POSTGRES names no server");
+    /// #     return Ok(());
+    /// # };
+    /// let locks = PgLocks::from_url(&url)?.sessions(1);
+    /// let guards = (0..100)
+    ///     .map(|i| locks.lock_named(&format!("doc/sessions/{i}"))?.try_lock())
+    ///     .collect::<Result<Vec<_>, _>>()?;   // 100 holds, one connection
+    /// # drop(guards);
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn sessions(self, n: usize) -> PgLocks {
+        let mut settings = self.settings();
+        settings.sessions = Some(n);
         self.rebuild(self.server.table.clone(), settings)
     }
 

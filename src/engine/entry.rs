@@ -242,6 +242,12 @@ impl Entry {
         self.resource.remote()
     }
 
+    /// Whether an acquisition that may wait attempts first (remote
+    /// resources only).
+    pub(crate) fn attempts_before_waiting(&self) -> bool {
+        self.resource.attempts_before_waiting()
+    }
+
     /// A queued waiter checks where it stands, and attempts if it is its
     /// turn (for a remote resource, only if `inline` allows it: otherwise
     /// it is told to contend, and its blocking wait attempts). An error

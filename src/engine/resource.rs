@@ -213,11 +213,20 @@ pub(crate) trait Resource: Send + Sync + fmt::Debug {
     fn supports_shared(&self) -> bool;
 
     /// Whether an attempt is a network round trip. The engine then never
-    /// makes one inline in an async poll: a waiter's every attempt goes
-    /// through the [`blocking_wait`](Self::blocking_wait) task, and only
-    /// blocking callers and try-once acquisitions call
-    /// [`try_acquire`](Self::try_acquire) on their own thread.
+    /// makes one inline in an async poll or under a deadline: a future's
+    /// attempt runs on the pool, a waiter's through the
+    /// [`blocking_wait`](Self::blocking_wait) task, and only blocking
+    /// callers with no deadline call [`try_acquire`](Self::try_acquire) on
+    /// their own thread.
     fn remote(&self) -> bool {
+        false
+    }
+
+    /// For a [`remote`](Self::remote) resource: whether an acquisition that
+    /// may wait attempts (on the pool) before it waits. Worth it when an
+    /// attempt holds the lock somewhere cheaper than a wait would (a
+    /// session shared with other holds, rather than the wait's own).
+    fn attempts_before_waiting(&self) -> bool {
         false
     }
 

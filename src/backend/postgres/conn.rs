@@ -63,6 +63,10 @@ pub(super) struct Conn {
     /// Set when the protocol ends (closed socket, terminated backend,
     /// server shut down).
     closed: AtomicBool,
+    /// Replies of statements sent and forgotten ([`Conn::send_and_forget`]),
+    /// read by one drainer at a time.
+    forgotten: Mutex<Vec<Reply>>,
+    draining: AtomicBool,
 }
 
 impl std::fmt::Debug for Conn {
@@ -102,6 +106,8 @@ impl Conn {
                 statements: Mutex::new(HashMap::new()),
                 config: Arc::clone(config),
                 closed: AtomicBool::new(false),
+                forgotten: Mutex::new(Vec::new()),
+                draining: AtomicBool::new(false),
             })
         }))
         .and_then(|conn| {
@@ -209,6 +215,48 @@ impl Conn {
         }
         self.drive(&mut cx);
         Some(reply)
+    }
+
+    /// Runs `sql` (with the one parameter `key`) without waiting for its
+    /// reply when it can be put on the wire at once ([`send_now`]); its
+    /// reply is then read on the blocking pool by one drainer per session,
+    /// so that the statement is surely delivered and the session's replies
+    /// never pile up. Otherwise (the session busy, the statement not yet
+    /// prepared) it runs here. Its outcome is not reported: for an unlock
+    /// on a session other holds share, there is nobody to report it to.
+    ///
+    /// [`send_now`]: Self::send_now
+    pub(super) fn send_and_forget(self: &Arc<Self>, sql: &str, key: i64) {
+        let Some(reply) = self.send_now(sql, key) else {
+            let _ = self.run(self.query_one(sql, &[&key]));
+            return;
+        };
+        lock(&self.forgotten).push(reply);
+        if !self.draining.swap(true, Ordering::AcqRel) {
+            let conn = Arc::clone(self);
+            blocking::unblock(move || conn.drain()).detach();
+        }
+    }
+
+    /// Reads the replies of forgotten statements until there are none.
+    fn drain(&self) {
+        loop {
+            let batch = std::mem::take(&mut *lock(&self.forgotten));
+            if batch.is_empty() {
+                self.draining.store(false, Ordering::Release);
+                // One pushed after the take and before the store started
+                // no drainer: take it on, unless another drainer did.
+                if lock(&self.forgotten).is_empty() || self.draining.swap(true, Ordering::AcqRel) {
+                    return;
+                }
+                continue;
+            }
+            self.run(async {
+                for reply in batch {
+                    let _ = reply.await;
+                }
+            });
+        }
     }
 
     /// Runs `sql` (several statements, no parameters) unprepared.

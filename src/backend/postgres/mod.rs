@@ -28,19 +28,21 @@
 
 mod config;
 mod conn;
+mod pool;
 mod sql;
 mod tls;
 
 use std::any::Any;
 use std::fmt;
 use std::io;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_lite::FutureExt;
 use tokio_postgres::Config;
 
 use self::conn::{session_gone, to_io, Conn, Param, Reply};
+use self::pool::{Pool, Session};
 use self::sql::TableSql;
 use crate::engine::{
     Abandon, Attempted, BlockingWait, FireOnDrop, Hint, Holders, Key, Opener, Params, Resource,
@@ -56,8 +58,9 @@ pub(crate) use sql::check_table;
 pub(crate) use tls::{Clear, Connector, Tls};
 pub use tls::{PgSocket, PgTls, PgTlsConnect, PgTlsStream, TokioPostgresTls};
 
-/// How many idle sessions a server keeps for later acquisitions.
-const IDLE_SESSIONS: usize = 8;
+/// How many sessions carry a process's holds on one server and table,
+/// unless [`SessionSettings::sessions`] says otherwise.
+pub(crate) const DEFAULT_SESSIONS: usize = 4;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -72,6 +75,20 @@ pub(crate) struct SessionSettings {
     /// `client_connection_check_interval`: how soon the server notices a
     /// waiting client that went away.
     pub(crate) check_interval: Option<Duration>,
+    /// How many sessions carry holds together ([`DEFAULT_SESSIONS`] if
+    /// unset); leased locks keep a session each whatever this says.
+    pub(crate) sessions: Option<usize>,
+}
+
+impl SessionSettings {
+    /// How many sessions the holds share; 0: each hold has its own.
+    fn shared_sessions(&self) -> usize {
+        if self.lease.is_some() {
+            0
+        } else {
+            self.sessions.unwrap_or(DEFAULT_SESSIONS)
+        }
+    }
 }
 
 /// One server and lock table, shared by every lock of a `PgLocks`.
@@ -84,7 +101,7 @@ pub(crate) struct PgServer {
     pub(crate) table: String,
     sql: TableSql,
     settings: SessionSettings,
-    idle: Mutex<Vec<Conn>>,
+    pool: Pool,
     /// The lock table's OID, once it is known to exist.
     oid: Mutex<Option<u32>>,
 }
@@ -113,8 +130,8 @@ impl PgServer {
             label,
             sql: TableSql::new(&table),
             table,
+            pool: Pool::new(settings.shared_sessions()),
             settings,
-            idle: Mutex::new(Vec::new()),
             oid: Mutex::new(None),
         }
     }
@@ -128,8 +145,8 @@ impl PgServer {
             label: self.label.clone(),
             sql: TableSql::new(&table),
             table,
+            pool: Pool::new(settings.shared_sessions()),
             settings,
-            idle: Mutex::new(Vec::new()),
             oid: Mutex::new(None),
         }
     }
@@ -138,34 +155,31 @@ impl PgServer {
         &self.settings
     }
 
-    /// An open session: an idle one, or a new one.
-    fn session(&self) -> io::Result<Conn> {
+    /// A session for a hold or a few statements: one the holds share (see
+    /// `pool`), or where nothing is shared, an idle or new one.
+    fn session(&self) -> io::Result<Session> {
         self.session_unless(&Abandon::never())
     }
 
     /// [`session`](Self::session), given up (an error) once `abandon`
     /// fires.
-    fn session_unless(&self, abandon: &Abandon) -> io::Result<Conn> {
-        loop {
-            let Some(conn) = lock(&self.idle).pop() else {
-                break;
-            };
-            if !conn.is_closed() {
-                return Ok(conn);
-            }
-        }
+    fn session_unless(&self, abandon: &Abandon) -> io::Result<Session> {
+        self.pool.shared(|| self.open(abandon))
+    }
+
+    /// A session of the caller's own (for a wait in the server, which
+    /// blocks it): an idle one, or a new one.
+    fn own_session(&self) -> io::Result<Conn> {
+        self.pool.own(|| self.open(&Abandon::never()))
+    }
+
+    fn open(&self, abandon: &Abandon) -> io::Result<Conn> {
         Conn::open(&self.config, &*self.tls, &self.setup(), abandon)
     }
 
-    /// Takes back a session that holds no lock.
+    /// Takes back a session of the caller's own that holds no lock.
     fn give_back(&self, conn: Conn) {
-        if conn.is_closed() {
-            return;
-        }
-        let mut idle = lock(&self.idle);
-        if idle.len() < IDLE_SESSIONS {
-            idle.push(conn);
-        }
+        self.pool.give_back(conn);
     }
 
     fn setup(&self) -> String {
@@ -222,7 +236,7 @@ impl PgServer {
         let conn = self.session()?;
         self.table_oid(&conn)?;
         let row = conn.run(conn.query_opt(&self.sql.done_key, &[&name]))?;
-        self.give_back(conn);
+        self.pool.done(conn);
         let done: Option<String> = match row {
             Some(row) => row.try_get(0).map_err(to_io)?,
             None => None,
@@ -236,7 +250,7 @@ impl PgServer {
         let token = i64::try_from(token).map_err(|_| io::Error::other("a token past i64::MAX"))?;
         let conn = self.session()?;
         let changed = conn.run(conn.execute(&self.sql.mark_done, &[&name, &key, &token]))?;
-        self.give_back(conn);
+        self.pool.done(conn);
         Ok(changed == 1)
     }
 
@@ -245,7 +259,7 @@ impl PgServer {
         let conn = self.session()?;
         let oid = self.table_oid(&conn)?;
         let rows = conn.run(conn.query(&self.sql.holders, &[&i64::from(oid), &id]))?;
-        self.give_back(conn);
+        self.pool.done(conn);
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
             out.push(Holding::from_row(&row).map_err(to_io)?);
@@ -341,7 +355,7 @@ impl Opener for PgOpener {
                 Ok((oid, id))
             }))
             .map_err(fail)?;
-        self.server.give_back(conn);
+        self.server.pool.done(conn);
         let key = sql::lock_key(oid, id).map_err(fail)?;
         let mut identity = self.server.label.clone().into_bytes();
         identity.extend_from_slice(&key.to_le_bytes());
@@ -352,6 +366,7 @@ impl Opener for PgOpener {
             id,
             held: Mutex::new(None),
             releasing: Mutex::new(None),
+            last: Mutex::new(Weak::new()),
         };
         Ok((
             Key {
@@ -366,6 +381,7 @@ impl Opener for PgOpener {
 /// A session holding the lock, in flight between a blocking wait and its
 /// commit: dropped uncommitted, it releases in the background.
 struct Hold {
+    server: Arc<PgServer>,
     conn: Option<Conn>,
     mode: LockMode,
     key: i64,
@@ -375,7 +391,7 @@ struct Hold {
 impl Drop for Hold {
     fn drop(&mut self) {
         if let Some(conn) = self.conn.take() {
-            release_later(conn, self.mode, self.key).detach();
+            release_later(&self.server, Arc::new(conn), self.mode, self.key).detach();
         }
     }
 }
@@ -386,12 +402,13 @@ impl Drop for Hold {
 /// a background task, so a session is never left with its reply unread.
 struct Release {
     unlocking: Arc<Mutex<Option<Unlocking>>>,
-    task: blocking::Task<Option<Conn>>,
+    task: blocking::Task<Option<Arc<Conn>>>,
 }
 
 impl Release {
-    /// The session, once its unlock is done (`None`: it was closed).
-    fn session(self) -> Option<Conn> {
+    /// The session, once its unlock is done (`None`: it was closed, or
+    /// went back to the pool).
+    fn session(self) -> Option<Arc<Conn>> {
         let mine = lock(&self.unlocking).take();
         match mine {
             Some(unlocking) => {
@@ -414,7 +431,7 @@ impl Release {
 
 /// A session whose unlock is in flight.
 struct Unlocking {
-    conn: Conn,
+    conn: Arc<Conn>,
     reply: Option<Reply>,
     unlock: &'static str,
     key: i64,
@@ -423,8 +440,9 @@ struct Unlocking {
 impl Unlocking {
     /// Reads the unlock's reply (or runs the unlock, if it could not be sent
     /// at once): the session if it is clean. A session whose unlock failed
-    /// is closed, which releases whatever it held.
-    fn finish(self) -> Option<Conn> {
+    /// is let go (closed, which releases whatever it held, once no other
+    /// hold shares it).
+    fn finish(self) -> Option<Arc<Conn>> {
         let Unlocking {
             conn,
             reply,
@@ -446,11 +464,8 @@ impl Unlocking {
 /// Unlocks: the statement leaves at once from the caller's thread (so the
 /// next holder's wait ends without a wake-up of another thread first), and
 /// its reply is read by the next acquisition or in the background.
-fn release_later(conn: Conn, mode: LockMode, key: i64) -> Release {
-    let unlock = match mode {
-        LockMode::Exclusive => sql::UNLOCK_EXCLUSIVE,
-        LockMode::Shared => sql::UNLOCK_SHARED,
-    };
+fn release_later(server: &Arc<PgServer>, conn: Arc<Conn>, mode: LockMode, key: i64) -> Release {
+    let unlock = unlock_statement(mode);
     let reply = conn.send_now(unlock, key);
     let unlocking = Arc::new(Mutex::new(Some(Unlocking {
         conn,
@@ -459,11 +474,29 @@ fn release_later(conn: Conn, mode: LockMode, key: i64) -> Release {
         key,
     })));
     let left = Arc::clone(&unlocking);
+    let server = Arc::clone(server);
     let task = blocking::unblock(move || {
         let mine = lock(&left).take();
-        mine.and_then(Unlocking::finish)
+        let conn = mine.and_then(Unlocking::finish)?;
+        // A session nobody else uses goes back to the idle pool, rather
+        // than stay open for this lock's next acquisition.
+        match Arc::try_unwrap(conn) {
+            Ok(own) => {
+                server.give_back(own);
+                None
+            }
+            Err(shared) => Some(shared),
+        }
     });
     Release { unlocking, task }
+}
+
+/// The statement that releases a hold in `mode`.
+fn unlock_statement(mode: LockMode) -> &'static str {
+    match mode {
+        LockMode::Exclusive => sql::UNLOCK_EXCLUSIVE,
+        LockMode::Shared => sql::UNLOCK_SHARED,
+    }
 }
 
 /// The lock of one name, as this process holds it.
@@ -474,9 +507,12 @@ struct PgLock {
     id: i32,
     /// The session holding the lock for this process.
     held: Mutex<Option<Arc<Conn>>>,
-    /// The last release, in flight: the next acquisition waits for it (and
-    /// reuses its session).
+    /// The last release of a session of its own, in flight: the next
+    /// acquisition waits for it (and reuses its session).
     releasing: Mutex<Option<Release>>,
+    /// The shared session of the last hold, whose unlock went out on it:
+    /// the next attempt goes there too, after it.
+    last: Mutex<Weak<Conn>>,
 }
 
 impl fmt::Debug for PgLock {
@@ -495,12 +531,31 @@ fn options_of(p: Params<'_>) -> LockOptions {
         .unwrap_or_default()
 }
 
-/// A session for an attempt: the one the last release freed, once its
-/// unlock is done, or any other.
-fn session_after(server: &PgServer, releasing: Option<Release>) -> io::Result<Conn> {
-    match releasing.and_then(Release::session) {
-        Some(conn) => Ok(conn),
-        None => server.session(),
+/// A session for an attempt: the one the last release used, after its
+/// unlock (statements on one session run in order, so the attempt never
+/// overtakes its own process's release), or any other.
+fn session_after(
+    server: &PgServer,
+    releasing: Option<Release>,
+    last: &Mutex<Weak<Conn>>,
+) -> io::Result<Session> {
+    if let Some(conn) = releasing.and_then(Release::session) {
+        return Ok(Session::Shared(conn));
+    }
+    let last = std::mem::take(&mut *lock(last)).upgrade();
+    match last {
+        Some(conn) if !conn.is_closed() => Ok(Session::Shared(conn)),
+        _ => server.session(),
+    }
+}
+
+/// A session of the caller's own for a wait in the server: the one the
+/// last release used if nothing else uses it (its unlock done), else an
+/// idle or new one.
+fn own_session_after(server: &PgServer, releasing: Option<Release>) -> io::Result<Conn> {
+    match releasing.and_then(Release::session).map(Arc::try_unwrap) {
+        Some(Ok(conn)) => Ok(conn),
+        _ => server.own_session(),
     }
 }
 
@@ -571,7 +626,7 @@ fn wait_in_server(
     options: LockOptions,
     abandon: Abandon,
 ) -> io::Result<Waited> {
-    let conn = session_after(&server, releasing)?;
+    let conn = own_session_after(&server, releasing)?;
     let holder = Holder::of(&options);
     let end = conn.run(async {
         let statement = async {
@@ -636,13 +691,14 @@ fn wait_in_server(
                 LockMode::Exclusive => match record_of(token, &options) {
                     Ok(rec) => Some(rec),
                     Err(e) => {
-                        release_later(conn, mode, key).detach();
+                        release_later(&server, Arc::new(conn), mode, key).detach();
                         return Err(e);
                     }
                 },
                 LockMode::Shared => None,
             };
             Ok(Waited::Locked(Box::new(Hold {
+                server: Arc::clone(&server),
                 conn: Some(conn),
                 mode,
                 key,
@@ -682,7 +738,7 @@ fn clean_up(server: &PgServer, conn: Conn) {
 impl Resource for PgLock {
     fn try_acquire(&self, mode: LockMode, p: Params<'_>) -> io::Result<Attempted> {
         let releasing = lock(&self.releasing).take();
-        let conn = session_after(&self.server, releasing)?;
+        let conn = session_after(&self.server, releasing, &self.last)?;
         let options = options_of(p);
         let holder = Holder::of(&options);
         let attempt = conn.run(async {
@@ -704,26 +760,39 @@ impl Resource for PgLock {
         let token = match attempt {
             Ok((true, token)) => token,
             Ok((false, _)) => {
-                self.server.give_back(conn);
+                self.server.pool.done(conn);
                 return Ok(Attempted::Busy);
             }
             Err(e) => {
-                clean_up(&self.server, conn);
+                match conn {
+                    Session::Own(conn) => clean_up(&self.server, conn),
+                    // Other holds live on it: give back only this key, in
+                    // case the statement took it before it failed.
+                    Session::Shared(conn) => {
+                        let unlock = unlock_statement(mode);
+                        let _ = conn.run(ask(&conn, unlock, self.key));
+                        self.server.pool.done(Session::Shared(conn));
+                    }
+                }
                 return Err(e);
             }
+        };
+        let conn = match conn {
+            Session::Shared(conn) => conn,
+            Session::Own(conn) => Arc::new(conn),
         };
         let record = match mode {
             LockMode::Exclusive => match record_of(token, &options) {
                 Ok(rec) => Some(rec),
                 Err(e) => {
-                    let task = release_later(conn, mode, self.key);
+                    let task = release_later(&self.server, conn, mode, self.key);
                     *lock(&self.releasing) = Some(task);
                     return Err(e);
                 }
             },
             LockMode::Shared => None,
         };
-        *lock(&self.held) = Some(Arc::new(conn));
+        *lock(&self.held) = Some(conn);
         Ok(Attempted::Locked(record))
     }
 
@@ -751,7 +820,7 @@ impl Resource for PgLock {
         let Some(conn) = hold.conn.take() else {
             return Err(io::Error::other("a blocking wait returned an empty hold"));
         };
-        *lock(&self.held) = Some(Arc::new(conn));
+        *lock(&self.held) = Some(self.server.pool.adopt(conn));
         Ok(Attempted::Locked(hold.record.take()))
     }
 
@@ -765,17 +834,20 @@ impl Resource for PgLock {
         let Some(conn) = lock(&self.held).take() else {
             return Ok(false);
         };
-        match Arc::try_unwrap(conn) {
-            Ok(conn) => {
-                let task = release_later(conn, mode, self.key);
-                // An older release still in flight finishes on its own.
-                if let Some(older) = lock(&self.releasing).replace(task) {
-                    older.detach();
-                }
-            }
-            // A `still_held` check is using the session right now: it is
-            // closed when that check drops it, which releases the lock.
-            Err(_shared) => {}
+        if Arc::strong_count(&conn) > 1 {
+            // Shared with other holds (or a `still_held` check in flight):
+            // the unlock goes out now, or once the session is free, and
+            // the next attempt of this lock follows it on the session.
+            *lock(&self.last) = Arc::downgrade(&conn);
+            conn.send_and_forget(unlock_statement(mode), self.key);
+            return Ok(false);
+        }
+        // A session of its own: the unlock leaves from this thread, its
+        // reply is read by the next acquisition or in the background.
+        let task = release_later(&self.server, conn, mode, self.key);
+        // An older release still in flight finishes on its own.
+        if let Some(older) = lock(&self.releasing).replace(task) {
+            older.detach();
         }
         Ok(false)
     }
@@ -836,6 +908,12 @@ impl Resource for PgLock {
 
     fn remote(&self) -> bool {
         true
+    }
+
+    fn attempts_before_waiting(&self) -> bool {
+        // Taken by an attempt, a lock lives on a session shared with other
+        // holds; taken by a wait, on the wait's own session.
+        self.server.pool.shares()
     }
 
     fn wake_hint(&self, _p: Params<'_>) -> Option<Box<dyn Hint>> {

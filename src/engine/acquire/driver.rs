@@ -55,9 +55,9 @@ pub(crate) enum Work {
     Open,
     /// A blocking wait for the lock: as long as the other holder keeps it.
     BlockingWait,
-    /// Work that is one or two network round trips (a try-once attempt on
-    /// a remote resource, the holder asked about when a wait for it timed
-    /// out): a future has it done on the pool.
+    /// One or two network round trips (an attempt on a remote resource,
+    /// who holds it): always on the pool, so that the caller (a future, or
+    /// a blocked thread with a deadline) can stop waiting for them.
     RoundTrip,
 }
 
@@ -108,7 +108,7 @@ impl Driver for AsyncDriver<'_, '_> {
         let inline = match work {
             Work::Open => !self.offload_open,
             Work::BlockingWait => self.inline_blocking_wait,
-            Work::RoundTrip => self.caller_blocks,
+            Work::RoundTrip => false,
         };
         if inline {
             Task::inline(f)

@@ -40,6 +40,10 @@ use super::BackoffState;
 use crate::error::{Error, Op};
 use crate::mode::{LockMode, Wait, WaitStrategy};
 
+/// How long a wait on a remote resource that timed out asks who holds the
+/// lock before it reports the timeout without naming the holder.
+const LOOKUP_GRACE: Duration = Duration::from_millis(250);
+
 /// How soon to look again after a hint-triggered attempt failed.
 const SETTLE: Duration = Duration::from_micros(100);
 
@@ -177,11 +181,14 @@ impl Core {
         entry: Arc<Entry>,
         inline: bool,
     ) -> Option<Poll<Granted>> {
-        if self.wait == Wait::TryOnce && !inline && entry.is_remote() {
-            // A future's try on a remote resource: its round trips are
-            // made on the pool, never on the executor's thread.
-            let (handle, mode) = (Arc::clone(&self.handle), self.mode);
-            let attempt = move || first_attempt(&handle, entry, mode, Wait::TryOnce, true);
+        let attempts = self.wait == Wait::TryOnce || entry.attempts_before_waiting();
+        if !inline && entry.is_remote() && attempts {
+            // A first attempt on a remote resource by a future or under a
+            // deadline: its round trips are made on the pool, never on the
+            // executor's thread, and the deadline bounds them. Busy, it
+            // queues there (and then waits in the server).
+            let (handle, mode, wait) = (Arc::clone(&self.handle), self.mode, self.wait);
+            let attempt = move || first_attempt(&handle, entry, mode, wait, true);
             let run = |f| d.run(Work::RoundTrip, f);
             self.phase = Phase::Trying(Trying::start(&self.handle, mode, attempt, run));
             return None;
@@ -311,9 +318,11 @@ impl Core {
                         }
                     },
                     Poll::Ready(Err(e)) => return self.error(Op::Lock, e),
-                    Poll::Pending => return Poll::Pending,
+                    // Given up at the deadline: the attempt's thread gives
+                    // back what it gets.
+                    Poll::Pending => return self.pending_until_deadline(d),
                 },
-                Phase::Finishing(_) => return self.poll_finishing(d),
+                Phase::Finishing(..) => return self.poll_finishing(d),
             }
         }
     }
@@ -498,14 +507,16 @@ impl Core {
         let mut holders = Holders::default();
         if let Phase::Queued(q) = &self.phase {
             q.entry.cancel(&q.slot, &self.handle);
-            if q.entry.is_remote() && !d.caller_blocks() {
-                // Who holds it is a round trip: a future asks on the pool.
+            if q.entry.is_remote() {
+                // Who holds it is a round trip, which may stall as the wait
+                // did: asked on the pool, and given up after a grace.
                 let (entry, handle) = (Arc::clone(&q.entry), Arc::clone(&self.handle));
                 let task = d.run(Work::RoundTrip, move || {
                     let err = Error::timed_out(handle.subject(), waited);
                     Err(with_holders(err, entry.holders(&handle)))
                 });
-                self.phase = Phase::Finishing(task);
+                let give_up = d.now() + LOOKUP_GRACE;
+                self.phase = Phase::Finishing(task, give_up, waited);
                 return self.poll_finishing(d);
             }
             holders = q.entry.holders(&self.handle);
@@ -515,12 +526,16 @@ impl Core {
     }
 
     fn poll_finishing<D: Driver>(&mut self, d: &mut D) -> Poll<Granted> {
-        let Phase::Finishing(task) = &mut self.phase else {
+        let Phase::Finishing(task, give_up, waited) = &mut self.phase else {
             return Poll::Pending;
         };
         match d.poll_task(task) {
             Poll::Ready(Ok(granted)) => self.finish(granted),
             Poll::Ready(Err(e)) => self.error(Op::Wait, e),
+            Poll::Pending if d.poll_until(*give_up).is_ready() => {
+                let e = Error::timed_out(self.handle.subject(), *waited);
+                self.finish(Err(e))
+            }
             Poll::Pending => Poll::Pending,
         }
     }

@@ -41,9 +41,10 @@ pub(super) enum Phase {
     Queued(Queued),
     /// A future's try-once attempt on a remote resource, made on the pool.
     Trying(Trying),
-    /// A future's wait on a remote resource timed out; asking who holds it
-    /// (for the error) is a round trip, made on the pool.
-    Finishing(Task<Granted>),
+    /// A wait on a remote resource timed out; asking who holds it (for the
+    /// error) is a round trip, made on the pool and given up at the
+    /// instant (the error then names no holder); the time waited.
+    Finishing(Task<Granted>, Instant, Duration),
     Done,
 }
 
@@ -58,7 +59,7 @@ impl Phase {
                 Waiting::Blocked(..) => "waiting in a blocking call",
             },
             Phase::Trying(_) => "trying",
-            Phase::Finishing(_) => "timing out",
+            Phase::Finishing(..) => "timing out",
             Phase::Done => "done",
         }
     }
@@ -139,13 +140,18 @@ impl Drop for Trying {
     }
 }
 
-/// Releases a lock an attempt took for an acquisition that is gone.
+/// Gives back what an attempt got for an acquisition that is gone: the
+/// lock it took, or the place in the queue it took when the lock was busy.
 fn give_back(first: First, mode: LockMode, handle: &Handle) {
-    if let First::Done(Ok((entry, record))) = first {
-        // Nobody to tell of a failure: the entry retires on one, which
-        // closes what holds the lock.
-        let _ = entry.release(mode, record, handle);
-        handle.let_go_if_retired();
+    match first {
+        First::Done(Ok((entry, record))) => {
+            // Nobody to tell of a failure: the entry retires on one, which
+            // closes what holds the lock.
+            let _ = entry.release(mode, record, handle);
+            handle.let_go_if_retired();
+        }
+        First::Queued(q) => q.entry.cancel(&q.slot, handle),
+        First::Done(Err(_)) | First::Retired => {}
     }
 }
 

@@ -152,6 +152,8 @@ struct Script {
     open_gate: Mutex<Option<std::sync::mpsc::Receiver<()>>>,
     /// Attempts are network round trips.
     remote: bool,
+    /// Acquisitions that may wait attempt first (remote only).
+    attempts_first: bool,
     /// Attempts wait for a message on this (at most 20 s).
     attempt_gate: Mutex<Option<std::sync::mpsc::Receiver<()>>>,
     releases: AtomicUsize,
@@ -208,6 +210,10 @@ impl Hint for ScriptHint {
 impl Resource for Scripted {
     fn remote(&self) -> bool {
         self.0.remote
+    }
+
+    fn attempts_before_waiting(&self) -> bool {
+        self.0.attempts_first
     }
 
     fn try_acquire(&self, _mode: LockMode, _p: Params<'_>) -> io::Result<Attempted> {
@@ -485,35 +491,94 @@ fn a_blocking_caller_waits_in_the_backend_and_commits_its_lock() {
 
 #[test]
 fn a_future_never_attempts_a_remote_resource_inline() {
+    // A resource that does not attempt before waiting: the future queues
+    // and lets its blocking wait attempt.
     let script = Arc::new(Script {
         remote: true,
         blocking: Mutex::new(Some(Waited::Locked(Box::new(())))),
         ..Script::default()
     });
     let h = handle(&script, WaitStrategy::Backoff);
-    // Free, yet the future queues and lets its blocking wait attempt.
+    let mut d = TestDriver::new(false);
+    let mut core = Core::new(Arc::clone(&h), LockMode::Exclusive, Wait::Forever);
+    assert!(acquired(d.poll(&mut core)));
+    assert_eq!(script.attempts.load(Ordering::SeqCst), 0);
+    assert_eq!(d.ran, [Work::Open, Work::BlockingWait]);
+
+    // One that does.
+    let script = Arc::new(Script {
+        remote: true,
+        attempts_first: true,
+        blocking: Mutex::new(Some(Waited::Locked(Box::new(())))),
+        ..Script::default()
+    });
+    let h = handle(&script, WaitStrategy::Backoff);
+    // Free: the future's attempt is handed out as a round trip, and takes
+    // it there.
     let mut d = TestDriver::new(false);
     let mut core = Core::new(Arc::clone(&h), LockMode::Exclusive, Wait::Forever);
     let Poll::Ready(Ok((entry, record))) = d.poll(&mut core) else {
         panic!("not acquired");
     };
-    assert_eq!(script.attempts.load(Ordering::SeqCst), 0);
-    assert_eq!(script.commits.load(Ordering::SeqCst), 1);
+    assert_eq!(script.attempts.load(Ordering::SeqCst), 1);
+    assert_eq!(script.commits.load(Ordering::SeqCst), 0);
+    assert_eq!(d.ran, [Work::Open, Work::RoundTrip]);
     entry.release(LockMode::Exclusive, record, &h).unwrap();
-    // A future that tries once hands the attempt out as a round trip...
+    // Held elsewhere: the round trip finds it busy and queues; the blocking
+    // wait (on the pool too) gets it.
+    script.held_elsewhere.store(true, Ordering::SeqCst);
+    let mut d = TestDriver::new(false);
+    let mut core = Core::new(Arc::clone(&h), LockMode::Exclusive, Wait::Forever);
+    let Poll::Ready(Ok((entry, record))) = d.poll(&mut core) else {
+        panic!("not acquired");
+    };
+    assert_eq!(script.attempts.load(Ordering::SeqCst), 2);
+    assert_eq!(script.commits.load(Ordering::SeqCst), 1);
+    assert_eq!(d.ran, [Work::RoundTrip, Work::BlockingWait]);
+    entry.release(LockMode::Exclusive, record, &h).unwrap();
+    script.held_elsewhere.store(false, Ordering::SeqCst);
+    // A future that tries once hands its attempt out the same way...
+    let mut d = TestDriver::new(false);
     let mut once = Core::new(Arc::clone(&h), LockMode::Exclusive, Wait::TryOnce);
     let Poll::Ready(Ok((entry, record))) = d.poll(&mut once) else {
         panic!("not acquired");
     };
-    assert_eq!(script.attempts.load(Ordering::SeqCst), 1);
-    assert_eq!(d.ran, [Work::Open, Work::BlockingWait, Work::RoundTrip]);
+    assert_eq!(script.attempts.load(Ordering::SeqCst), 3);
+    assert_eq!(d.ran, [Work::RoundTrip]);
     entry.release(LockMode::Exclusive, record, &h).unwrap();
     // ... and a blocking caller makes it on its own thread.
     let mut blocking = TestDriver::new(true);
     let mut once = Core::new(Arc::clone(&h), LockMode::Exclusive, Wait::TryOnce);
     assert!(matches!(blocking.poll(&mut once), Poll::Ready(Ok(_))));
-    assert_eq!(script.attempts.load(Ordering::SeqCst), 2);
+    assert_eq!(script.attempts.load(Ordering::SeqCst), 4);
     assert!(blocking.ran.is_empty(), "{:?}", blocking.ran);
+}
+
+/// A future dropped after its round trip found the lock busy and queued it
+/// leaves no place in the queue behind: the next caller is not held up.
+#[test]
+fn a_wait_abandoned_after_its_round_trip_queued_it_leaves_the_queue() {
+    let script = Arc::new(Script {
+        remote: true,
+        attempts_first: true,
+        ..held_elsewhere()
+    });
+    let h = handle(&script, WaitStrategy::Backoff);
+    let mut d = TestDriver::new(false);
+    d.pool_round_trips = true;
+    let mut core = Core::new(Arc::clone(&h), LockMode::Exclusive, Wait::Forever);
+    assert!(d.poll(&mut core).is_pending());
+    let patience = Instant::now() + Duration::from_secs(20);
+    while script.attempts.load(Ordering::SeqCst) == 0 {
+        assert!(Instant::now() < patience, "the attempt never ran");
+        std::thread::sleep(MS);
+    }
+    std::thread::sleep(10 * MS);
+    drop(core);
+    script.held_elsewhere.store(false, Ordering::SeqCst);
+    let mut blocking = TestDriver::new(true);
+    let mut again = Core::new(Arc::clone(&h), LockMode::Exclusive, Wait::TryOnce);
+    assert!(matches!(blocking.poll(&mut again), Poll::Ready(Ok(_))));
 }
 
 /// A future dropped while its try on a remote resource is on the pool

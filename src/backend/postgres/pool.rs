@@ -1,0 +1,172 @@
+//! Where sessions come from. Holds of different names share a few sessions
+//! (a session can hold any number of advisory locks), so a process holding
+//! thousands of locks uses a handful of connections; a wait in the server
+//! blocks its session, so it takes one of its own from the idle pool.
+//!
+//! Sharing stops where a session's state is a lock's: a lease is the
+//! session's idle timeout, which any statement on it resets, so leased locks
+//! keep a session each (`max_shared` is 0 then).
+
+use std::io;
+use std::ops::Deref;
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+
+use super::conn::Conn;
+use super::lock;
+
+/// How many idle sessions a server keeps for later waits and holds.
+const IDLE_SESSIONS: usize = 8;
+
+/// A session for some statements: shared with the holds it carries, or
+/// this caller's alone.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one lives on the stack for the length of a call"
+)]
+pub(super) enum Session {
+    Shared(Arc<Conn>),
+    Own(Conn),
+}
+
+impl Deref for Session {
+    type Target = Conn;
+
+    fn deref(&self) -> &Conn {
+        match self {
+            Session::Shared(conn) => conn,
+            Session::Own(conn) => conn,
+        }
+    }
+}
+
+/// The sessions of one server and table.
+pub(super) struct Pool {
+    idle: Mutex<Vec<Conn>>,
+    shared: Mutex<Shared>,
+    /// Signalled when an opening for the shared set ends.
+    opened: Condvar,
+    /// At most this many sessions carry holds together; 0: none do.
+    max_shared: usize,
+}
+
+#[derive(Default)]
+struct Shared {
+    sessions: Vec<Arc<Conn>>,
+    /// Sessions being opened for the shared set.
+    opening: usize,
+}
+
+impl Pool {
+    pub(super) fn new(max_shared: usize) -> Pool {
+        Pool {
+            idle: Mutex::new(Vec::new()),
+            shared: Mutex::new(Shared::default()),
+            opened: Condvar::new(),
+            max_shared,
+        }
+    }
+
+    /// Whether holds share sessions.
+    pub(super) fn shares(&self) -> bool {
+        self.max_shared > 0
+    }
+
+    /// A session of the caller's own: an idle one, or one `open` makes.
+    pub(super) fn own(&self, open: impl FnOnce() -> io::Result<Conn>) -> io::Result<Conn> {
+        loop {
+            let Some(conn) = lock(&self.idle).pop() else {
+                break;
+            };
+            if !conn.is_closed() {
+                return Ok(conn);
+            }
+        }
+        open()
+    }
+
+    /// Takes back a session of the caller's own that holds no lock.
+    pub(super) fn give_back(&self, conn: Conn) {
+        if conn.is_closed() {
+            return;
+        }
+        let mut idle = lock(&self.idle);
+        if idle.len() < IDLE_SESSIONS {
+            idle.push(conn);
+        }
+    }
+
+    /// A session for a hold or a short statement: the least busy of the
+    /// shared set, which grows (through `open`) up to its bound while every
+    /// session in it carries holds. A session of its own where nothing is
+    /// shared.
+    pub(super) fn shared(&self, open: impl FnOnce() -> io::Result<Conn>) -> io::Result<Session> {
+        if self.max_shared == 0 {
+            return self.own(open).map(Session::Own);
+        }
+        let mut shared = lock(&self.shared);
+        loop {
+            shared.sessions.retain(|conn| !conn.is_closed());
+            // How many others use each: its holds, and calls in flight.
+            let least = shared
+                .sessions
+                .iter()
+                .min_by_key(|conn| Arc::strong_count(conn))
+                .cloned();
+            let room = shared.sessions.len() + shared.opening < self.max_shared;
+            match least {
+                Some(conn) if Arc::strong_count(&conn) <= 2 || !room => {
+                    return Ok(Session::Shared(conn));
+                }
+                // Every slot is being opened: wait for one (each open is
+                // bounded by the connect timeout).
+                None if !room => {
+                    shared = self
+                        .opened
+                        .wait(shared)
+                        .unwrap_or_else(PoisonError::into_inner);
+                }
+                _ => break,
+            }
+        }
+        shared.opening += 1;
+        drop(shared);
+        let opened = self.own(open);
+        let mut shared = lock(&self.shared);
+        shared.opening -= 1;
+        self.opened.notify_all();
+        let conn = Arc::new(opened?);
+        shared.sessions.push(Arc::clone(&conn));
+        Ok(Session::Shared(conn))
+    }
+
+    /// Gives back a session used for short statements.
+    pub(super) fn done(&self, session: Session) {
+        match session {
+            Session::Own(conn) => self.give_back(conn),
+            Session::Shared(conn) => self.released(conn),
+        }
+    }
+
+    /// A session of the caller's own that now holds a lock (a wait was
+    /// granted on it): it joins the shared set if there is room, so that
+    /// later holds can share it too.
+    pub(super) fn adopt(&self, conn: Conn) -> Arc<Conn> {
+        let conn = Arc::new(conn);
+        if self.max_shared > 0 {
+            let mut shared = lock(&self.shared);
+            shared.sessions.retain(|c| !c.is_closed());
+            if shared.sessions.len() + shared.opening < self.max_shared {
+                shared.sessions.push(Arc::clone(&conn));
+            }
+        }
+        conn
+    }
+
+    /// A session whose last hold was released: back to the idle pool if it
+    /// was nobody else's.
+    pub(super) fn released(&self, conn: Arc<Conn>) {
+        if let Ok(conn) = Arc::try_unwrap(conn) {
+            self.give_back(conn);
+        }
+    }
+}
