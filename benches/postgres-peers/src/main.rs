@@ -8,7 +8,9 @@
 //!   lockyard uses for its tokens, alone;
 //! - `lockyard` (`lock().await` under `block_on`, no tokio runtime) and
 //!   `lockyard-blocking` (`lock_blocking`): lockyard's `PgLock`, which also
-//!   bumps a durable fencing token on every exclusive hold;
+//!   bumps a durable fencing token on every exclusive hold; its holds share
+//!   a few sessions, and `lockyard sessions(0)` is the same with a session
+//!   per hold;
 //! - `sqlx`: sqlx's `PgAdvisoryLock` on one connection;
 //! - `distributed-lock`: distributed-lock-postgres 0.2's lock from a pool.
 //!
@@ -41,16 +43,18 @@ enum Lib {
     Raw,
     RawToken,
     Lockyard,
+    LockyardOwnSessions,
     LockyardBlocking,
     Sqlx,
     DistributedLock,
 }
 
 impl Lib {
-    const ALL: [Lib; 6] = [
+    const ALL: [Lib; 7] = [
         Lib::Raw,
         Lib::RawToken,
         Lib::Lockyard,
+        Lib::LockyardOwnSessions,
         Lib::LockyardBlocking,
         Lib::Sqlx,
         Lib::DistributedLock,
@@ -61,6 +65,7 @@ impl Lib {
             Lib::Raw => "raw pg_advisory_lock (floor)",
             Lib::RawToken => "raw, + token UPDATE in the lock statement",
             Lib::Lockyard => "lockyard lock().await",
+            Lib::LockyardOwnSessions => "lockyard lock().await, sessions(0): a session per hold",
             Lib::LockyardBlocking => "lockyard lock_blocking()",
             Lib::Sqlx => "sqlx PgAdvisoryLock",
             Lib::DistributedLock => "distributed-lock 0.2",
@@ -153,11 +158,16 @@ impl Locker {
                     conn,
                 }
             }
-            Lib::Lockyard | Lib::LockyardBlocking => {
+            Lib::Lockyard | Lib::LockyardOwnSessions | Lib::LockyardBlocking => {
                 let locks = lockyard::postgres::PgLocks::from_url(url)
                     .expect("url")
                     .table(TABLE)
                     .expect("table");
+                let locks = if lib == Lib::LockyardOwnSessions {
+                    locks.sessions(0)
+                } else {
+                    locks
+                };
                 let lock = locks.lock_named(&name).expect("name");
                 // Open the sessions and register the name outside the timing.
                 drop(lock.try_lock().expect("free at start"));

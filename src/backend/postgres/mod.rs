@@ -1,16 +1,16 @@
-//! Locks in PostgreSQL: session-level advisory locks, one session per
-//! held lock, tokens in a table.
+//! Locks in PostgreSQL: session-level advisory locks whose holds share a
+//! few sessions, tokens in a table.
 //!
 //! - **Names.** Each name gets a row in the lock table (created if
 //!   missing), found by the SHA-256 of the name and checked against the
 //!   stored name; its lock key is the table's OID (high 32 bits) and the
 //!   row's id (low 32 bits), so two names never share a lock.
-//! - **Holding.** A lock is held by a session (a connection) of its own,
-//!   taken from the server's idle pool or opened. Releasing hands the
-//!   session to a background task that unlocks it and returns it to the
-//!   pool; the next acquisition of the same lock in this process waits for
-//!   that unlock first, so a release is never overtaken by its own
-//!   process.
+//! - **Holding.** A hold lives on one of a few sessions shared by the
+//!   holds of different names (`pool`); a lease keeps a session per hold,
+//!   its idle timeout being the session's. Releasing sends the unlock on
+//!   the hold's session without waiting for its reply (read by one drainer
+//!   per session); the next attempt of the same lock goes to that session,
+//!   after the unlock, so a release is never overtaken by its own process.
 //! - **Waiting.** Only the head of the engine's queue waits in the server
 //!   (`pg_advisory_lock`, which hands the lock over as soon as it is
 //!   free), on a blocking-pool thread: a thousand waiting tasks use one
