@@ -46,6 +46,10 @@ fn main() {
         case!(holder_and_list_say_who_holds_what, [POSTGRES]),
         case!(ten_thousand_holds_share_the_pools_sessions, [POSTGRES]),
         case!(
+            a_hundred_processes_hold_a_hundred_names_each_on_a_session_each,
+            [POSTGRES]
+        ),
+        case!(
             a_terminated_shared_session_loses_every_hold_on_it,
             [POSTGRES]
         ),
@@ -112,6 +116,30 @@ fn child_main() {
                 guard.unlock().unwrap();
             }
             say("done");
+        }
+        // Hold COUNT names (NAME/0, NAME/1, ...) at once over SESSIONS
+        // sessions, alternating exclusive and shared; say so; hold them
+        // for a minute (the parent kills it sooner).
+        "hold_many" => {
+            let sessions: usize = env("SESSIONS").parse().unwrap();
+            let pg = pg.sessions(sessions);
+            let count: usize = env("COUNT").parse().unwrap();
+            let name = env("NAME");
+            let guards: Vec<_> = (0..count)
+                .map(|i| {
+                    let lock = pg.lock_named(&format!("{name}/{i}")).unwrap();
+                    let mode = if i % 2 == 0 {
+                        LockMode::Exclusive
+                    } else {
+                        LockMode::Shared
+                    };
+                    lock.acquire_blocking(mode, Wait::For(Duration::from_secs(30)))
+                        .unwrap()
+                })
+                .collect();
+            say(&format!("held {}", guards.len()));
+            std::thread::sleep(Duration::from_secs(60));
+            drop(guards);
         }
         // Take the lock in MODE, say so, hold it until stdin closes.
         "hold" => {
@@ -568,6 +596,53 @@ fn ten_thousand_holds_share_the_pools_sessions() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(sessions_of(&probe, &app) <= 2);
+}
+
+/// A fleet on one server: 100 processes hold 100 names each (exclusive and
+/// shared), all at once, with `sessions(1)`: 10,000 holds over 100
+/// sessions, what a server with the default `max_connections = 100` has.
+fn a_hundred_processes_hold_a_hundred_names_each_on_a_session_each() {
+    let url = server();
+    let table = fresh_table("fleet");
+    let app = format!("lockyard-fleet-{}", std::process::id());
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let tagged = format!("{url}{sep}application_name={app}");
+    let probe = Raw::connect(&url);
+    // (LOCKYARD_FLEET_PROCESSES runs another number, for measuring against
+    // a server of another size.)
+    let processes: i64 = std::env::var("LOCKYARD_FLEET_PROCESSES")
+        .map(|n| n.parse().unwrap())
+        .unwrap_or(100);
+    let started = Instant::now();
+    let mut kids = Children(Vec::new());
+    for p in 0..processes {
+        kids.0.push(child(
+            "hold_many",
+            &tagged,
+            &table,
+            &format!("p{p}"),
+            &[("COUNT", "100"), ("SESSIONS", "1")],
+        ));
+    }
+    for kid in kids.0.iter_mut() {
+        assert_eq!(
+            common::next_message(&mut kid.0).as_deref(),
+            Some("held 100")
+        );
+    }
+    let took = started.elapsed();
+    let oid: i64 = probe.one("SELECT to_regclass($1)::oid::bigint", &[&table]);
+    let held: i64 = probe.one(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted
+           AND classid::bigint = $1 AND objsubid = 1",
+        &[&oid],
+    );
+    let sessions = sessions_of(&probe, &app);
+    eprintln!(
+        "{processes} processes x 100 names: {held} holds over {sessions} sessions, all held after {took:?}"
+    );
+    assert_eq!(held, processes * 100);
+    assert_eq!(sessions, processes);
 }
 
 /// Ending a session that carries the holds of several tasks loses every
