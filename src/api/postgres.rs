@@ -38,8 +38,12 @@ pub const DEFAULT_SESSIONS: usize = crate::backend::postgres::DEFAULT_SESSIONS;
 /// machines and server restarts, and [`list`](Self::list) says who holds
 /// what. Names are passed as parameters, never spliced into SQL.
 ///
-/// Creating a `PgLocks` connects to nothing; each lock opens its sessions
-/// when first taken, and released sessions are kept for reuse.
+/// Creating a `PgLocks` connects to nothing; sessions are opened when
+/// locks are first taken. The holds of different names share at most
+/// [`sessions`](Self::sessions) of them (4 by default), and each name this
+/// process is waiting for takes one more while it waits; the guide's
+/// [PostgreSQL page](crate::guide::postgres#sessions) says how to size a
+/// server for a fleet.
 ///
 /// Connections are TCP or Unix-domain sockets driven by async-io on the
 /// thread that makes each call, under any executor or none; TLS goes
@@ -290,7 +294,8 @@ impl PgLocks {
     /// [`keep_alive`](LockGuard::keep_alive) beside the work), so a
     /// holder that hangs or is stopped loses it after `ttl`. Without a
     /// lease, a hung holder keeps its lock for as long as its connection
-    /// stays open.
+    /// stays open. A leased hold keeps a session of its own (the timeout
+    /// is the session's): [`sessions`](Self::sessions) does not apply.
     ///
     /// # Examples
     ///
