@@ -1110,6 +1110,14 @@ fn bad_input_gets_typed_errors_naming_server_and_lock() {
         pg.lock_named("").unwrap_err().kind(),
         ErrorKind::InvalidPath
     );
+    // A table that cannot be made (no such schema): the same error every
+    // time, never a session left in a failed transaction for the next call.
+    let broken = locks(&url, "no_such_schema.locks").lock_named("x").unwrap();
+    for _ in 0..3 {
+        let e = broken.try_lock().unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Io, "{e}");
+        assert!(format!("{e:?}").contains("no_such_schema"), "{e:?}");
+    }
     // Unreachable server: a closed port.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = closed.local_addr().unwrap().port();

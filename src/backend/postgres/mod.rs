@@ -104,6 +104,9 @@ pub(crate) struct PgServer {
     pool: Pool,
     /// The lock table's OID, once it is known to exist.
     oid: Mutex<Option<u32>>,
+    /// Held by the one caller finding (or creating) the table: the others
+    /// wait for its answer rather than each open a session for it.
+    finding: Mutex<()>,
 }
 
 impl fmt::Debug for PgServer {
@@ -133,6 +136,7 @@ impl PgServer {
             pool: Pool::new(settings.shared_sessions()),
             settings,
             oid: Mutex::new(None),
+            finding: Mutex::new(()),
         }
     }
 
@@ -148,6 +152,7 @@ impl PgServer {
             pool: Pool::new(settings.shared_sessions()),
             settings,
             oid: Mutex::new(None),
+            finding: Mutex::new(()),
         }
     }
 
@@ -195,9 +200,23 @@ impl PgServer {
         setup
     }
 
-    /// The lock table's OID, creating the table if missing.
-    fn table_oid(&self, conn: &Conn) -> io::Result<u32> {
-        conn.run(self.find_table(conn))
+    /// The lock table's OID, creating the table if missing, on a session
+    /// of its own: the creation is a transaction, and one that fails half
+    /// way (no privilege, say) leaves its session in an aborted
+    /// transaction, which must not be a session other holds share. Such a
+    /// session is closed, not given back.
+    fn table_oid(&self, abandon: &Abandon) -> io::Result<u32> {
+        if let Some(oid) = *lock(&self.oid) {
+            return Ok(oid);
+        }
+        let _finding = lock(&self.finding);
+        if let Some(oid) = *lock(&self.oid) {
+            return Ok(oid);
+        }
+        let conn = self.pool.own(|| self.open(abandon))?;
+        let oid = conn.run(conn::unless(abandon, self.find_table(&conn)))?;
+        self.pool.offer(conn);
+        Ok(oid)
     }
 
     /// [`table_oid`](Self::table_oid), as queries for a caller driving
@@ -233,8 +252,8 @@ impl PgServer {
 
     /// Whether a run-once call recorded `key` as done for `name`.
     pub(crate) fn is_done(&self, name: &str, key: &str) -> io::Result<bool> {
+        self.table_oid(&Abandon::never())?;
         let conn = self.session()?;
-        self.table_oid(&conn)?;
         let row = conn.run(conn.query_opt(&self.sql.done_key, &[&name]))?;
         self.pool.done(conn);
         let done: Option<String> = match row {
@@ -256,8 +275,8 @@ impl PgServer {
 
     /// Who holds the lock `id` (every lock of the table if `None`).
     pub(crate) fn holders(&self, id: Option<i32>) -> io::Result<Vec<Holding>> {
+        let oid = self.table_oid(&Abandon::never())?;
         let conn = self.session()?;
-        let oid = self.table_oid(&conn)?;
         let rows = conn.run(conn.query(&self.sql.holders, &[&i64::from(oid), &id]))?;
         self.pool.done(conn);
         let mut out = Vec::with_capacity(rows.len());
@@ -345,15 +364,15 @@ pub(crate) struct PgOpener {
 impl Opener for PgOpener {
     fn open(&self, abandon: &Abandon) -> Result<(Key, Box<dyn Resource>), Error> {
         let fail = |e| Error::io(Subject::remote(&self.label), Op::Open, e);
+        let oid = self.server.table_oid(abandon).map_err(fail)?;
         let conn = self.server.session_unless(abandon).map_err(fail)?;
         // The first queries on a fresh session can wait too (a server that
         // accepted and stalls): given up with the acquisition as well.
-        let (oid, id) = conn
-            .run(conn::unless(abandon, async {
-                let oid = self.server.find_table(&conn).await?;
-                let id = self.server.register_in(&conn, &self.name).await?;
-                Ok((oid, id))
-            }))
+        let id = conn
+            .run(conn::unless(
+                abandon,
+                self.server.register_in(&conn, &self.name),
+            ))
             .map_err(fail)?;
         self.server.pool.done(conn);
         let key = sql::lock_key(oid, id).map_err(fail)?;

@@ -162,6 +162,13 @@ impl Pool {
         conn
     }
 
+    /// A clean session of the caller's own that it is done with: into the
+    /// shared set if there is room (so that it is the one later holds use,
+    /// not one more), else back to the idle pool.
+    pub(super) fn offer(&self, conn: Conn) {
+        self.released(self.adopt(conn));
+    }
+
     /// A session whose last hold was released: back to the idle pool if it
     /// was nobody else's.
     pub(super) fn released(&self, conn: Arc<Conn>) {
