@@ -78,7 +78,7 @@ fn main() {
         tls_through_the_users_connector,
         [POSTGRES, POSTGRES_TLS]
     ));
-    harness::main(cases);
+    harness::main_one_at_a_time(cases);
 }
 
 fn env(name: &str) -> String {

@@ -140,6 +140,17 @@ pub fn main(cases: Vec<Case>) -> ! {
     libtest_mimic::run(&args, trials).exit()
 }
 
+/// [`main`], running one test at a time unless `--test-threads` says
+/// otherwise: for suites whose tests share one server and measure time (a
+/// hand-off, a stalled proxy), which a heavy neighbour (a hundred
+/// processes) would skew.
+pub fn main_one_at_a_time(cases: Vec<Case>) -> ! {
+    let mut args = Arguments::from_args();
+    args.test_threads.get_or_insert(1);
+    let trials = cases.into_iter().map(trial).collect();
+    libtest_mimic::run(&args, trials).exit()
+}
+
 fn trial(case: Case) -> Trial {
     let Case {
         name,
