@@ -505,17 +505,7 @@ fn a_terminated_session_is_a_lost_lock() {
         &[&oid, &id],
     );
     assert!(killed);
-    let e = futures_lite::future::block_on(async {
-        futures_lite::future::or(
-            async { Some(guard.lost(Duration::from_millis(10)).await) },
-            async {
-                async_io::Timer::after(Duration::from_secs(5)).await;
-                None
-            },
-        )
-        .await
-    })
-    .expect("lost() did not fire within 5 s");
+    let e = futures_lite::future::block_on(lost_within(&guard, Duration::from_secs(5)));
     assert_eq!(e.kind(), ErrorKind::Lost);
     assert!(!guard.still_held().unwrap());
     drop(guard);
@@ -524,6 +514,20 @@ fn a_terminated_session_is_a_lost_lock() {
         .acquire_blocking(LockMode::Exclusive, Wait::For(Duration::from_secs(5)))
         .unwrap();
     assert!(next.token().unwrap() > first);
+}
+
+/// What `guard.lost` says, failing the test if it says nothing within
+/// `limit`.
+async fn lost_within(guard: &lockyard::LockGuard, limit: Duration) -> lockyard::Error {
+    futures_lite::future::or(
+        async { Some(guard.lost(Duration::from_millis(10)).await) },
+        async {
+            async_io::Timer::after(limit).await;
+            None
+        },
+    )
+    .await
+    .unwrap_or_else(|| panic!("lost() did not fire within {limit:?}"))
 }
 
 /// Locks on `url` in `table` whose sessions carry `app` as their
@@ -681,15 +685,7 @@ fn a_terminated_shared_session_loses_every_hold_on_it() {
     let since = Instant::now();
     futures_lite::future::block_on(async {
         for guard in &guards {
-            let e = futures_lite::future::or(
-                async { Some(guard.lost(Duration::from_millis(10)).await) },
-                async {
-                    async_io::Timer::after(Duration::from_secs(5)).await;
-                    None
-                },
-            )
-            .await
-            .expect("lost() did not fire within 5 s");
+            let e = lost_within(guard, Duration::from_secs(5)).await;
             assert_eq!(e.kind(), ErrorKind::Lost);
         }
     });
