@@ -89,7 +89,12 @@ enum Locker {
         unlock: tokio_postgres::Statement,
         conn: Protocol,
     },
-    Lockyard(lockyard::postgres::PgLock),
+    /// The lock, and the other names this process holds meanwhile (kept
+    /// for their drop).
+    Lockyard(
+        lockyard::postgres::PgLock,
+        #[allow(dead_code)] Vec<lockyard::LockGuard>,
+    ),
     Sqlx {
         rt: tokio::runtime::Runtime,
         conn: sqlx::PgConnection,
@@ -123,7 +128,9 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 impl Locker {
-    fn new(lib: Lib, url: &str) -> Locker {
+    /// `lib`'s lock on `url`, with `held` other names (raw: advisory keys)
+    /// held on the same connections first (raw and lockyard rows only).
+    fn new(lib: Lib, url: &str, held: usize) -> Locker {
         let name = format!("bench/{lib:?}");
         match lib {
             Lib::Raw | Lib::RawToken => {
@@ -148,6 +155,13 @@ impl Locker {
                     };
                     let lock = driven(&mut conn, client.prepare(lock_sql)).await;
                     let unlock = driven(&mut conn, client.prepare("SELECT pg_advisory_unlock($1)")).await;
+                    // The other keys this connection holds meanwhile.
+                    let hold = driven(&mut conn, client.prepare("SELECT pg_advisory_lock($1)")).await;
+                    let hold = hold.expect("prepare");
+                    for k in 0..held as i64 {
+                        let key = RAW_KEY + 1_000 + k;
+                        driven(&mut conn, client.execute(&hold, &[&key])).await.expect("hold");
+                    }
                     (client, lock.expect("prepare"), unlock.expect("prepare"), conn)
                 });
                 Locker::Raw {
@@ -171,7 +185,14 @@ impl Locker {
                 let lock = locks.lock_named(&name).expect("name");
                 // Open the sessions and register the name outside the timing.
                 drop(lock.try_lock().expect("free at start"));
-                Locker::Lockyard(lock)
+                let pid = std::process::id();
+                let others = (0..held)
+                    .map(|i| {
+                        let other = locks.lock_named(&format!("held/{pid}/{i}")).expect("name");
+                        other.try_lock().expect("free")
+                    })
+                    .collect();
+                Locker::Lockyard(lock, others)
             }
             Lib::Sqlx => {
                 let rt = runtime();
@@ -216,7 +237,7 @@ impl Locker {
                     .expect("unlock");
                 r
             }),
-            Locker::Lockyard(lock) => {
+            Locker::Lockyard(lock, _) => {
                 let guard = if blocking {
                     lock.lock_blocking().expect("lock")
                 } else {
@@ -260,7 +281,7 @@ fn env(name: &str) -> String {
 /// the lock and reports how long after the parent's release it got it.
 fn child() {
     let lib = Lib::parse(&env("LIB"));
-    let mut locker = Locker::new(lib, &env("URL"));
+    let mut locker = Locker::new(lib, &env("URL"), 0);
     let side = std::fs::File::open(env("SIDE")).expect("side");
     let mut out = std::io::stdout().lock();
     writeln!(out, "ready")
@@ -285,13 +306,17 @@ fn child() {
     }
 }
 
-fn uncontended(lib: Lib, url: &str, cycles: usize) -> f64 {
-    let mut locker = Locker::new(lib, url);
+/// The median µs per acquire + release cycle over five batches, and the
+/// server's processor time per cycle over all of them (`None` when the
+/// server's processes cannot be seen: not on this machine).
+fn uncontended(lib: Lib, url: &str, cycles: usize, held: usize) -> (f64, Option<f64>) {
+    let mut locker = Locker::new(lib, url, held);
     let blocking = lib == Lib::LockyardBlocking;
     for _ in 0..cycles / 10 {
         locker.with(blocking, || ());
     }
     let mut batches = Vec::new();
+    let cpu_before = server_cpu();
     for _ in 0..5 {
         let start = Instant::now();
         for _ in 0..cycles {
@@ -299,8 +324,40 @@ fn uncontended(lib: Lib, url: &str, cycles: usize) -> f64 {
         }
         batches.push(start.elapsed().as_secs_f64() * 1e6 / cycles as f64);
     }
+    let cpu = match (cpu_before, server_cpu()) {
+        (Some(a), Some(b)) => Some((b - a).as_secs_f64() * 1e6 / (5 * cycles) as f64),
+        _ => None,
+    };
     batches.sort_by(f64::total_cmp);
-    batches[2]
+    (batches[2], cpu)
+}
+
+/// The processor time (user + system) of every PostgreSQL server process
+/// on this machine, from `/proc`; `None` without `/proc` or a server here.
+fn server_cpu() -> Option<Duration> {
+    let ticks_per_s = rustix::param::clock_ticks_per_second();
+    let mut ticks = 0u64;
+    let mut seen = false;
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid ...`: utime and stime are the 12th and
+        // 13th fields after the command's closing parenthesis.
+        let Some((head, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        if !head.ends_with("(postgres") {
+            continue;
+        }
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let (Some(u), Some(s)) = (fields.get(11), fields.get(12)) else {
+            continue;
+        };
+        ticks += u.parse::<u64>().unwrap_or(0) + s.parse::<u64>().unwrap_or(0);
+        seen = true;
+    }
+    seen.then(|| Duration::from_secs_f64(ticks as f64 / ticks_per_s as f64))
 }
 
 /// A child process killed and reaped when dropped, whatever happened.
@@ -313,12 +370,12 @@ impl Drop for Reaped {
     }
 }
 
-fn handoff(lib: Lib, url: &str, rounds: usize) -> Vec<f64> {
+fn handoff(lib: Lib, url: &str, rounds: usize, held: usize) -> Vec<f64> {
     let dir = std::env::temp_dir().join(format!("pg-peers-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
     let side_path = dir.join(format!("{lib:?}.side"));
     let side = std::fs::File::create(&side_path).expect("side");
-    let mut locker = Locker::new(lib, url);
+    let mut locker = Locker::new(lib, url, held);
     let mut child = Reaped(
         Command::new(std::env::current_exe().expect("exe"))
             .env(CHILD, "1")
@@ -365,24 +422,30 @@ fn main() {
         .or_else(|| std::env::var("LOCKYARD_TEST_POSTGRES").ok())
         .expect("usage: postgres-peers URL [ROUNDS] (or LOCKYARD_TEST_POSTGRES)");
     let rounds: usize = args.next().map_or(300, |r| r.parse().expect("ROUNDS"));
+    // How many other names (raw: keys) the measured process holds on the
+    // same connections meanwhile (raw and lockyard rows).
+    let held: usize = std::env::var("HELD").map_or(0, |h| h.parse().expect("HELD"));
     // The libraries take turns, pass after pass, so a drift of the machine
     // (another load, the server's caches) touches every row alike.
     const PASSES: usize = 3;
     let per_pass = rounds.div_ceil(PASSES);
     let mut cycle = vec![Vec::new(); Lib::ALL.len()];
+    let mut cpu = vec![Vec::new(); Lib::ALL.len()];
     let mut waits = vec![Vec::new(); Lib::ALL.len()];
     for _ in 0..PASSES {
         for (i, lib) in Lib::ALL.into_iter().enumerate() {
-            cycle[i].push(uncontended(lib, &url, 1_000));
-            waits[i].extend(handoff(lib, &url, per_pass));
+            let (us, server) = uncontended(lib, &url, 1_000, held);
+            cycle[i].push(us);
+            cpu[i].extend(server);
+            waits[i].extend(handoff(lib, &url, per_pass, held));
         }
     }
     println!(
-        "# PostgreSQL locks side by side ({} hand-offs and 3 x 5 batches of 1,000 uncontended cycles per row, {PASSES} interleaved passes)\n",
+        "# PostgreSQL locks side by side ({} hand-offs and 3 x 5 batches of 1,000 uncontended cycles per row, {PASSES} interleaved passes; {held} other names held by the raw and lockyard rows)\n",
         per_pass * PASSES
     );
-    println!("| library | uncontended µs/cycle | hand-off p50 µs | p90 | p99 | p50 / floor |");
-    println!("|---|---:|---:|---:|---:|---:|");
+    println!("| library | uncontended µs/cycle | server CPU µs/cycle | hand-off p50 µs | p90 | p99 | p50 / floor |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
     let mut floor = None;
     for (i, lib) in Lib::ALL.into_iter().enumerate() {
         cycle[i].sort_by(f64::total_cmp);
@@ -391,8 +454,12 @@ fn main() {
         h.sort_by(f64::total_cmp);
         let p50 = pct(h, 50.0);
         let base = *floor.get_or_insert(p50);
+        cpu[i].sort_by(f64::total_cmp);
+        let server = cpu[i]
+            .get(cpu[i].len() / 2)
+            .map_or("n/a".to_owned(), |c| format!("{c:.1}"));
         println!(
-            "| {} | {u:.1} | {p50:.1} | {:.1} | {:.1} | {:.2}x |",
+            "| {} | {u:.1} | {server} | {p50:.1} | {:.1} | {:.1} | {:.2}x |",
             lib.id(),
             pct(h, 90.0),
             pct(h, 99.0),
