@@ -186,12 +186,19 @@ impl Locker {
                 // Open the sessions and register the name outside the timing.
                 drop(lock.try_lock().expect("free at start"));
                 let pid = std::process::id();
-                let others = (0..held)
-                    .map(|i| {
-                        let other = locks.lock_named(&format!("held/{pid}/{i}")).expect("name");
-                        other.try_lock().expect("free")
-                    })
-                    .collect();
+                // As many as the server lets this row hold: with a session
+                // per hold, `max_connections` ends it.
+                let mut others = Vec::with_capacity(held);
+                for i in 0..held {
+                    let other = locks.lock_named(&format!("held/{pid}/{i}")).expect("name");
+                    match other.try_lock() {
+                        Ok(guard) => others.push(guard),
+                        Err(e) => {
+                            eprintln!("{lib:?}: holds {i} other names, not {held}: {e}");
+                            break;
+                        }
+                    }
+                }
                 Locker::Lockyard(lock, others)
             }
             Lib::Sqlx => {
@@ -215,6 +222,15 @@ impl Locker {
                 });
                 Locker::Dist { rt, lock }
             }
+        }
+    }
+
+    /// How many other names (raw: keys) it holds meanwhile.
+    fn others(&self, raw_held: usize) -> usize {
+        match self {
+            Locker::Raw { .. } => raw_held,
+            Locker::Lockyard(_, others) => others.len(),
+            Locker::Sqlx { .. } | Locker::Dist { .. } => 0,
         }
     }
 
@@ -306,11 +322,13 @@ fn child() {
     }
 }
 
-/// The median µs per acquire + release cycle over five batches, and the
+/// The median µs per acquire + release cycle over five batches, the
 /// server's processor time per cycle over all of them (`None` when the
-/// server's processes cannot be seen: not on this machine).
-fn uncontended(lib: Lib, url: &str, cycles: usize, held: usize) -> (f64, Option<f64>) {
+/// server's processes cannot be seen: not on this machine), and how many
+/// other names were held meanwhile.
+fn uncontended(lib: Lib, url: &str, cycles: usize, held: usize) -> (f64, Option<f64>, usize) {
     let mut locker = Locker::new(lib, url, held);
+    let others = locker.others(held);
     let blocking = lib == Lib::LockyardBlocking;
     for _ in 0..cycles / 10 {
         locker.with(blocking, || ());
@@ -329,7 +347,7 @@ fn uncontended(lib: Lib, url: &str, cycles: usize, held: usize) -> (f64, Option<
         _ => None,
     };
     batches.sort_by(f64::total_cmp);
-    (batches[2], cpu)
+    (batches[2], cpu, others)
 }
 
 /// The processor time (user + system) of every PostgreSQL server process
@@ -432,11 +450,13 @@ fn main() {
     let mut cycle = vec![Vec::new(); Lib::ALL.len()];
     let mut cpu = vec![Vec::new(); Lib::ALL.len()];
     let mut waits = vec![Vec::new(); Lib::ALL.len()];
+    let mut others = vec![usize::MAX; Lib::ALL.len()];
     for _ in 0..PASSES {
         for (i, lib) in Lib::ALL.into_iter().enumerate() {
-            let (us, server) = uncontended(lib, &url, 1_000, held);
+            let (us, server, held_here) = uncontended(lib, &url, 1_000, held);
             cycle[i].push(us);
             cpu[i].extend(server);
+            others[i] = others[i].min(held_here);
             waits[i].extend(handoff(lib, &url, per_pass, held));
         }
     }
@@ -444,8 +464,8 @@ fn main() {
         "# PostgreSQL locks side by side ({} hand-offs and 3 x 5 batches of 1,000 uncontended cycles per row, {PASSES} interleaved passes; {held} other names held by the raw and lockyard rows)\n",
         per_pass * PASSES
     );
-    println!("| library | uncontended µs/cycle | server CPU µs/cycle | hand-off p50 µs | p90 | p99 | p50 / floor |");
-    println!("|---|---:|---:|---:|---:|---:|---:|");
+    println!("| library | other names held | uncontended µs/cycle | server CPU µs/cycle | hand-off p50 µs | p90 | p99 | p50 / floor |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     let mut floor = None;
     for (i, lib) in Lib::ALL.into_iter().enumerate() {
         cycle[i].sort_by(f64::total_cmp);
@@ -459,8 +479,9 @@ fn main() {
             .get(cpu[i].len() / 2)
             .map_or("n/a".to_owned(), |c| format!("{c:.1}"));
         println!(
-            "| {} | {u:.1} | {server} | {p50:.1} | {:.1} | {:.1} | {:.2}x |",
+            "| {} | {} | {u:.1} | {server} | {p50:.1} | {:.1} | {:.1} | {:.2}x |",
             lib.id(),
+            others[i],
             pct(h, 90.0),
             pct(h, 99.0),
             p50 / base
