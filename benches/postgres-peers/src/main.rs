@@ -194,7 +194,13 @@ impl Locker {
                     match other.try_lock() {
                         Ok(guard) => others.push(guard),
                         Err(e) => {
-                            eprintln!("{lib:?}: holds {i} other names, not {held}: {e}");
+                            // Let a few go: the measured lock (and the other
+                            // process of a hand-off) need connections too.
+                            others.truncate(i.saturating_sub(16));
+                            eprintln!(
+                                "{lib:?}: holds {} other names, not {held}: {e}",
+                                others.len()
+                            );
                             break;
                         }
                     }
