@@ -570,12 +570,7 @@ fn ten_thousand_holds_share_the_pools_sessions() {
         })
         .collect();
     let took = started.elapsed();
-    let oid: i64 = probe.one("SELECT to_regclass($1)::oid::bigint", &[&table]);
-    let held: i64 = probe.one(
-        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted
-           AND classid::bigint = $1 AND objsubid = 1",
-        &[&oid],
-    );
+    let held = probe.granted_in(&table);
     let sessions = sessions_of(&probe, &app);
     eprintln!("{names} holds in {took:?} over {sessions} sessions");
     assert_eq!(held, names);
@@ -585,11 +580,7 @@ fn ten_thousand_holds_share_the_pools_sessions() {
     drop(guards);
     let patience = Instant::now() + Duration::from_secs(20);
     loop {
-        let left: i64 = probe.one(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted
-               AND classid::bigint = $1 AND objsubid = 1",
-            &[&oid],
-        );
+        let left = probe.granted_in(&table);
         if left == 0 {
             break;
         }
@@ -635,12 +626,7 @@ fn a_hundred_processes_hold_a_hundred_names_each_on_a_session_each() {
         );
     }
     let took = started.elapsed();
-    let oid: i64 = probe.one("SELECT to_regclass($1)::oid::bigint", &[&table]);
-    let held: i64 = probe.one(
-        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted
-           AND classid::bigint = $1 AND objsubid = 1",
-        &[&oid],
-    );
+    let held = probe.granted_in(&table);
     let sessions = sessions_of(&probe, &app);
     eprintln!(
         "{processes} processes x 100 names: {held} holds over {sessions} sessions, all held after {took:?}"

@@ -64,6 +64,16 @@ impl Raw {
         (key, oid, i64::from(id))
     }
 
+    /// How many locks of `table` the server has granted, to any session.
+    pub fn granted_in(&self, table: &str) -> i64 {
+        let oid: i64 = self.one("SELECT to_regclass($1)::oid::bigint", &[&table]);
+        self.one(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted
+               AND classid::bigint = $1 AND objsubid = 1",
+            &[&oid],
+        )
+    }
+
     /// Sessions holding (granted) or waiting for the lock with these key
     /// halves.
     pub fn sessions_on(&self, oid: i64, id: i64) -> (i64, i64) {
