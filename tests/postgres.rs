@@ -30,6 +30,14 @@ fn main() {
             [POSTGRES]
         ),
         case!(dropped_waits_never_leave_a_ghost_lock, [POSTGRES]),
+        case!(
+            dropped_waits_without_a_waiting_session_leave_no_lock,
+            [POSTGRES]
+        ),
+        case!(
+            waits_beyond_the_waiting_sessions_share_the_holds_sessions,
+            [POSTGRES]
+        ),
         case!(timed_out_waits_leave_nothing_behind, [POSTGRES]),
         case!(a_thousand_waiters_use_one_waiting_session, [POSTGRES]),
         case!(a_terminated_session_is_a_lost_lock, [POSTGRES]),
@@ -279,13 +287,27 @@ fn shared_holders_coexist_and_exclude_writers_across_processes() {
 /// waiting future at random moments around a foreign holder's release; no
 /// round may leave a lock held or a session waiting.
 fn dropped_waits_never_leave_a_ghost_lock() {
-    let url = server();
     let rounds: usize = std::env::var("LOCKYARD_PG_ROUNDS")
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(1000);
+    drop_waits_around_releases(rounds, |pg| pg);
+}
+
+/// The same with no waiting session: each wait tries on the shared
+/// session until it gets the lock, and an attempt that lands after the
+/// drop gives its lock back.
+fn dropped_waits_without_a_waiting_session_leave_no_lock() {
+    drop_waits_around_releases(300, |pg| pg.waiting_sessions(0));
+}
+
+/// `rounds` times: a foreign session holds the lock, a task waits for it,
+/// and the task is dropped while the holder releases, at random times
+/// around each other. Nothing may be left holding or waiting.
+fn drop_waits_around_releases(rounds: usize, configure: impl Fn(PgLocks) -> PgLocks) {
+    let url = server();
     let table = fresh_table("cancel");
-    let lock = locks(&url, &table).lock_named("ghost").unwrap();
+    let lock = configure(locks(&url, &table)).lock_named("ghost").unwrap();
     drop(lock.try_lock().unwrap()); // registers the name
     let holder = Raw::connect(&url);
     let probe = Raw::connect(&url);
@@ -414,6 +436,103 @@ fn timed_out_waits_leave_nothing_behind() {
     let _: bool = holder.one("SELECT pg_advisory_unlock($1)", &[&key]);
     assert_eq!(holder.settle(oid, id, Duration::from_secs(5)), (0, 0));
     drop(lock.try_lock().unwrap());
+}
+
+/// Ten tasks wait for ten busy names with room for two waiting sessions:
+/// two wait in the server, eight try on the one shared session, the
+/// process never has more than three sessions, and every task gets its
+/// lock soon after the release, its hold too within the three. Waits
+/// abandoned at their deadline leave nothing held.
+fn waits_beyond_the_waiting_sessions_share_the_holds_sessions() {
+    const NAMES: usize = 10;
+    let url = server();
+    let table = fresh_table("waitcap");
+    let app = format!("lockyard-waitcap-{}", std::process::id());
+    let pg = tagged_locks(&url, &table, &app)
+        .sessions(1)
+        .waiting_sessions(2);
+    let lock_of = |i: usize| pg.lock_named(&format!("n{i}")).unwrap();
+    for i in 0..NAMES {
+        drop(lock_of(i).try_lock().unwrap()); // registers the name
+    }
+    let holder = Raw::connect(&url);
+    let probe = Raw::connect(&url);
+    let keys: Vec<i64> = (0..NAMES)
+        .map(|i| holder.key_of(&table, &format!("n{i}")).0)
+        .collect();
+    for key in &keys {
+        let _: i32 = holder.one("SELECT 1 FROM (SELECT pg_advisory_lock($1)) x", &[key]);
+    }
+    let in_server = |probe: &Raw| -> i64 {
+        probe.one(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1
+               AND wait_event_type = 'Lock'",
+            &[&app],
+        )
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+
+    // Given up at their deadline, with the names still held.
+    let timed_out: Vec<_> = (0..NAMES)
+        .map(|i| rt.spawn(lock_of(i).lock_timeout(Duration::from_millis(400))))
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(in_server(&probe), 2, "sessions waiting in the server");
+    assert!(sessions_of(&probe, &app) <= 3, "sessions while waiting");
+    for t in timed_out {
+        let e = rt.block_on(t).unwrap().unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::TimedOut, "{e}");
+    }
+    let patience = Instant::now() + Duration::from_secs(5);
+    while (in_server(&probe), probe.granted_in(&table)) != (0, NAMES as i64) {
+        assert!(Instant::now() < patience, "a wait left something behind");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+
+    // Granted: each task keeps its guard until all have theirs.
+    let all = Arc::new(tokio::sync::Barrier::new(NAMES + 1));
+    let waits: Vec<_> = (0..NAMES)
+        .map(|i| {
+            let (lock, all) = (lock_of(i), Arc::clone(&all));
+            rt.spawn(async move {
+                let guard = lock.lock_timeout(Duration::from_secs(20)).await.unwrap();
+                let got = Instant::now();
+                all.wait().await;
+                all.wait().await;
+                (guard.token().unwrap(), got)
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(in_server(&probe), 2, "sessions waiting in the server");
+    let released = Instant::now();
+    for key in &keys {
+        let _: bool = holder.one("SELECT pg_advisory_unlock($1)", &[key]);
+    }
+    rt.block_on(async {
+        tokio::time::timeout(Duration::from_secs(20), all.wait())
+            .await
+            .expect("a wait never got its lock")
+    });
+    let sessions = sessions_of(&probe, &app);
+    assert_eq!(probe.granted_in(&table), NAMES as i64);
+    assert!(sessions <= 3, "{sessions} sessions for {NAMES} holds");
+    rt.block_on(all.wait());
+    let mut slowest = Duration::ZERO;
+    for w in waits {
+        let (token, got) = rt.block_on(w).unwrap();
+        assert!(token > 1, "a token that did not go up: {token}");
+        slowest = slowest.max(got - released);
+    }
+    // Two pauses past the longest (200 ms), whatever the machine's load.
+    assert!(slowest < Duration::from_millis(600), "took {slowest:?}");
+    eprintln!(
+        "{NAMES} waits, 2 waiting sessions: all granted within {slowest:?}, {sessions} sessions"
+    );
 }
 
 /// A thousand tasks of one process wait for one name: the server sees one

@@ -28,6 +28,10 @@ pub const DEFAULT_TABLE: &str = "lockyard_locks";
 /// [`PgLocks::sessions`] says otherwise.
 pub const DEFAULT_SESSIONS: usize = crate::backend::postgres::DEFAULT_SESSIONS;
 
+/// How many sessions a process's waits use at once unless
+/// [`PgLocks::waiting_sessions`] says otherwise.
+pub const DEFAULT_WAITING_SESSIONS: usize = crate::backend::postgres::DEFAULT_WAITING_SESSIONS;
+
 /// Named locks in one PostgreSQL database: the `LockDir` of a lock server.
 ///
 /// Each name is a session-level advisory lock. Its row in a lock table
@@ -40,10 +44,10 @@ pub const DEFAULT_SESSIONS: usize = crate::backend::postgres::DEFAULT_SESSIONS;
 ///
 /// Creating a `PgLocks` connects to nothing; sessions are opened when
 /// locks are first taken. The holds of different names share at most
-/// [`sessions`](Self::sessions) of them (4 by default), and each name this
-/// process is waiting for takes one more while it waits; the guide's
-/// [PostgreSQL page](crate::guide::postgres#sessions) says how to size a
-/// server for a fleet.
+/// [`sessions`](Self::sessions) of them (4 by default), and waits use at
+/// most [`waiting_sessions`](Self::waiting_sessions) more (4 by default);
+/// the guide's [PostgreSQL page](crate::guide::postgres#sessions) says how
+/// to size a server for a fleet.
 ///
 /// Connections are TCP or Unix-domain sockets driven by async-io on the
 /// thread that makes each call, under any executor or none; TLS goes
@@ -342,10 +346,8 @@ impl PgLocks {
     /// At most `n` sessions (connections) carry this process's holds of
     /// these locks, however many names it holds: session-level advisory
     /// locks of different names share a session ([`DEFAULT_SESSIONS`]
-    /// unless set). A wait in the server blocks its session, so each lock
-    /// this process is waiting for takes one more for the wait's length (a
-    /// thousand tasks waiting for one name share it); a hold granted that
-    /// way stays on that session. With `0`, or with a
+    /// unless set). Waits take sessions of their own, bounded apart (see
+    /// [`waiting_sessions`](Self::waiting_sessions)). With `0`, or with a
     /// [`lease`](Self::lease) (the server's idle timeout is the session's,
     /// and any hold's statement would renew the others'), every hold keeps
     /// a session of its own.
@@ -376,6 +378,40 @@ impl PgLocks {
     pub fn sessions(self, n: usize) -> PgLocks {
         let mut settings = self.settings();
         settings.sessions = Some(n);
+        self.rebuild(self.server.table.clone(), settings)
+    }
+
+    /// At most `n` sessions of this process wait in the server at once
+    /// ([`DEFAULT_WAITING_SESSIONS`] unless set), besides the
+    /// [`sessions`](Self::sessions) that carry holds.
+    ///
+    /// A wait in the server (`pg_advisory_lock`) blocks its session until
+    /// the lock is granted, so it cannot share one; the server then hands
+    /// the lock over the moment it is free, in the order the waits came
+    /// (this process's tasks waiting for one name queue in lockyard and
+    /// share one such wait). A wait that finds all `n` in use waits
+    /// without a session instead: it tries on a shared session, again
+    /// after 2 ms, then each pause twice as long up to 200 ms, and moves
+    /// into the server as soon as one of the `n` frees up. Such a wait
+    /// learns of a release only at its next try and has no place in the
+    /// server's queue. A hold granted to a wait stays on the wait's
+    /// session, which keeps its place among the `n` until the hold is
+    /// released unless the holds' sessions have room for it. With `0`,
+    /// every wait tries on the shared sessions.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lockyard::postgres::PgLocks;
+    ///
+    /// // Two connections for holds and one for waits, whatever the load.
+    /// let locks = PgLocks::from_url("host=127.0.0.1")?.sessions(2).waiting_sessions(1);
+    /// # Ok::<(), lockyard::Error>(())
+    /// ```
+    #[must_use]
+    pub fn waiting_sessions(self, n: usize) -> PgLocks {
+        let mut settings = self.settings();
+        settings.waiting = Some(n);
         self.rebuild(self.server.table.clone(), settings)
     }
 

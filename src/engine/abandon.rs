@@ -47,6 +47,13 @@ impl Abandon {
         }
     }
 
+    /// Whether it has fired.
+    pub(crate) fn is_fired(&self) -> bool {
+        self.0
+            .as_ref()
+            .is_some_and(|s| s.fired.load(Ordering::Acquire))
+    }
+
     /// Resolves once fired; never for [`never`](Self::never).
     pub(crate) async fn fired(&self) {
         let Some(s) = &self.0 else {

@@ -30,6 +30,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{CancelToken, Client, Config, NoTls, Row, Statement};
 
 use super::lock;
+use super::pool::WaitPlace;
 use super::tls::{PgSocket, Protocol, Tls};
 use crate::engine::Abandon;
 use tokio_util::compat::FuturesAsyncReadCompatExt;
@@ -67,6 +68,9 @@ pub(super) struct Conn {
     /// read by one drainer at a time.
     forgotten: Mutex<Vec<Reply>>,
     draining: AtomicBool,
+    /// The place this session takes among a process's waiting sessions
+    /// (see `pool`), given back when it is dropped or stops counting.
+    place: Mutex<Option<WaitPlace>>,
 }
 
 impl std::fmt::Debug for Conn {
@@ -108,6 +112,7 @@ impl Conn {
                 closed: AtomicBool::new(false),
                 forgotten: Mutex::new(Vec::new()),
                 draining: AtomicBool::new(false),
+                place: Mutex::new(None),
             })
         }))
         .and_then(|conn| {
@@ -118,6 +123,17 @@ impl Conn {
             }
             Ok(conn)
         })
+    }
+
+    /// This session now takes `place` among the waiting sessions.
+    pub(super) fn take_place(&self, place: WaitPlace) {
+        *lock(&self.place) = Some(place);
+    }
+
+    /// This session no longer counts among the waiting sessions (it went
+    /// idle, or joined the shared set).
+    pub(super) fn leave_place(&self) {
+        drop(lock(&self.place).take());
     }
 
     fn client(&self) -> io::Result<&Arc<Client>> {

@@ -62,6 +62,15 @@ pub use tls::{PgSocket, PgTls, PgTlsConnect, PgTlsStream, TokioPostgresTls};
 /// unless [`SessionSettings::sessions`] says otherwise.
 pub(crate) const DEFAULT_SESSIONS: usize = 4;
 
+/// How many sessions a process's waits on one server and table may use at
+/// once, unless [`SessionSettings::waiting`] says otherwise.
+pub(crate) const DEFAULT_WAITING_SESSIONS: usize = 4;
+
+/// How soon a wait with no waiting session of its own tries again, first
+/// and at most (doubling in between).
+const RETRY_FIRST: Duration = Duration::from_millis(2);
+const RETRY_LAST: Duration = Duration::from_millis(200);
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -78,6 +87,9 @@ pub(crate) struct SessionSettings {
     /// How many sessions carry holds together ([`DEFAULT_SESSIONS`] if
     /// unset); leased locks keep a session each whatever this says.
     pub(crate) sessions: Option<usize>,
+    /// How many sessions waits may use at once
+    /// ([`DEFAULT_WAITING_SESSIONS`] if unset).
+    pub(crate) waiting: Option<usize>,
 }
 
 impl SessionSettings {
@@ -88,6 +100,10 @@ impl SessionSettings {
         } else {
             self.sessions.unwrap_or(DEFAULT_SESSIONS)
         }
+    }
+
+    fn waiting_sessions(&self) -> usize {
+        self.waiting.unwrap_or(DEFAULT_WAITING_SESSIONS)
     }
 }
 
@@ -133,7 +149,7 @@ impl PgServer {
             label,
             sql: TableSql::new(&table),
             table,
-            pool: Pool::new(settings.shared_sessions()),
+            pool: Pool::new(settings.shared_sessions(), settings.waiting_sessions()),
             settings,
             oid: Mutex::new(None),
             finding: Mutex::new(()),
@@ -149,7 +165,7 @@ impl PgServer {
             label: self.label.clone(),
             sql: TableSql::new(&table),
             table,
-            pool: Pool::new(settings.shared_sessions()),
+            pool: Pool::new(settings.shared_sessions(), settings.waiting_sessions()),
             settings,
             oid: Mutex::new(None),
             finding: Mutex::new(()),
@@ -172,10 +188,11 @@ impl PgServer {
         self.pool.shared(|| self.open(abandon))
     }
 
-    /// A session of the caller's own (for a wait in the server, which
-    /// blocks it): an idle one, or a new one.
-    fn own_session(&self) -> io::Result<Conn> {
-        self.pool.own(|| self.open(&Abandon::never()))
+    /// A session of the caller's own for a wait in the server, which
+    /// blocks it (`reuse`, an idle one or a new one), if the waits have a
+    /// place left (see `pool`).
+    fn waiting_session(&self, reuse: Option<Conn>) -> Option<io::Result<Conn>> {
+        self.pool.waiting(reuse, || self.open(&Abandon::never()))
     }
 
     fn open(&self, abandon: &Abandon) -> io::Result<Conn> {
@@ -401,7 +418,7 @@ impl Opener for PgOpener {
 /// commit: dropped uncommitted, it releases in the background.
 struct Hold {
     server: Arc<PgServer>,
-    conn: Option<Conn>,
+    session: Option<Session>,
     mode: LockMode,
     key: i64,
     record: Option<Arc<HolderRecord>>,
@@ -409,8 +426,14 @@ struct Hold {
 
 impl Drop for Hold {
     fn drop(&mut self) {
-        if let Some(conn) = self.conn.take() {
-            release_later(&self.server, Arc::new(conn), self.mode, self.key).detach();
+        match self.session.take() {
+            Some(Session::Own(conn)) => {
+                release_later(&self.server, Arc::new(conn), self.mode, self.key).detach();
+            }
+            Some(Session::Shared(conn)) => {
+                conn.send_and_forget(unlock_statement(self.mode), self.key);
+            }
+            None => {}
         }
     }
 }
@@ -568,16 +591,6 @@ fn session_after(
     }
 }
 
-/// A session of the caller's own for a wait in the server: the one the
-/// last release used if nothing else uses it (its unlock done), else an
-/// idle or new one.
-fn own_session_after(server: &PgServer, releasing: Option<Release>) -> io::Result<Conn> {
-    match releasing.and_then(Release::session).map(Arc::try_unwrap) {
-        Some(Ok(conn)) => Ok(conn),
-        _ => server.own_session(),
-    }
-}
-
 /// Who this process is, for the row of an exclusive hold: PID, host and
 /// owner, as statement parameters.
 struct Holder {
@@ -615,6 +628,105 @@ fn record_of(token: Option<i64>, options: &LockOptions) -> io::Result<Arc<Holder
     Ok(Arc::new(rec))
 }
 
+/// One attempt that does not wait: whether it took the lock, and an
+/// exclusive hold's new token.
+async fn attempt(
+    server: &PgServer,
+    conn: &Conn,
+    mode: LockMode,
+    key: i64,
+    id: i32,
+    holder: &Holder,
+) -> io::Result<(bool, Option<i64>)> {
+    match mode {
+        LockMode::Exclusive => {
+            let row = conn
+                .query_one(&server.sql.try_exclusive, &holder.params(&key, &id))
+                .await?;
+            let got: bool = row.try_get(0).map_err(to_io)?;
+            let token: Option<i64> = row.try_get(1).map_err(to_io)?;
+            Ok((got, token))
+        }
+        LockMode::Shared => Ok((ask(conn, sql::TRY_SHARED, key).await?, None)),
+    }
+}
+
+/// Lets go of a session an attempt failed on, which may have taken the
+/// lock before it failed.
+fn discard(server: &PgServer, session: Session, mode: LockMode, key: i64) {
+    match session {
+        Session::Own(conn) => clean_up(server, conn),
+        // Other holds live on it: give back only this key.
+        Session::Shared(conn) => {
+            let _ = conn.run(ask(&conn, unlock_statement(mode), key));
+            server.pool.done(Session::Shared(conn));
+        }
+    }
+}
+
+/// How a wait that found no place among the waiting sessions ended.
+enum Retried {
+    /// An attempt took the lock.
+    Locked(Hold),
+    /// A place freed up: the wait goes on in the server, on this session.
+    Place(Conn),
+}
+
+/// A wait with no place among the waiting sessions (see `pool`): attempts
+/// on a shared session, pausing longer each time (up to [`RETRY_LAST`]),
+/// until one takes the lock, a place frees up, or the wait is abandoned.
+fn retry_on_shared(
+    server: &Arc<PgServer>,
+    mode: LockMode,
+    key: i64,
+    id: i32,
+    options: &LockOptions,
+    abandon: &Abandon,
+) -> io::Result<Retried> {
+    let holder = Holder::of(options);
+    let mut pause = RETRY_FIRST;
+    loop {
+        if abandon.is_fired() {
+            return Err(abandoned());
+        }
+        // Listen before asking, so a place freed in between is not missed.
+        let freed = server.pool.place_freed();
+        if let Some(conn) = server.waiting_session(None) {
+            return conn.map(Retried::Place);
+        }
+        let session = server.session_unless(abandon)?;
+        match session.run(attempt(server, &session, mode, key, id, &holder)) {
+            Ok((true, token)) => {
+                let mut hold = Hold {
+                    server: Arc::clone(server),
+                    session: Some(session),
+                    mode,
+                    key,
+                    record: None,
+                };
+                if mode == LockMode::Exclusive {
+                    // An error drops the hold, which releases.
+                    hold.record = Some(record_of(token, options)?);
+                }
+                return Ok(Retried::Locked(hold));
+            }
+            Ok((false, _)) => server.pool.done(session),
+            Err(e) => {
+                discard(server, session, mode, key);
+                return Err(e);
+            }
+        }
+        async_io::block_on(abandon.fired().or(freed).or(async {
+            async_io::Timer::after(pause).await;
+        }));
+        pause = (pause * 2).min(RETRY_LAST);
+    }
+}
+
+fn abandoned() -> io::Error {
+    io::Error::other("the wait was abandoned")
+}
+
 /// Runs one statement that takes the key and returns a boolean.
 async fn ask(conn: &Conn, statement: &str, key: i64) -> io::Result<bool> {
     let row = conn.query_one(statement, &[&key]).await?;
@@ -645,7 +757,18 @@ fn wait_in_server(
     options: LockOptions,
     abandon: Abandon,
 ) -> io::Result<Waited> {
-    let conn = own_session_after(&server, releasing)?;
+    // The last release's session (its unlock done), if nothing else uses
+    // it; else an idle or a new one, if the waits have a place left.
+    let reuse = releasing
+        .and_then(Release::session)
+        .and_then(|conn| Arc::try_unwrap(conn).ok());
+    let conn = match server.waiting_session(reuse) {
+        Some(conn) => conn?,
+        None => match retry_on_shared(&server, mode, key, id, &options, &abandon)? {
+            Retried::Locked(hold) => return Ok(Waited::Locked(Box::new(hold))),
+            Retried::Place(conn) => conn,
+        },
+    };
     let holder = Holder::of(&options);
     let end = conn.run(async {
         let statement = async {
@@ -718,7 +841,7 @@ fn wait_in_server(
             };
             Ok(Waited::Locked(Box::new(Hold {
                 server: Arc::clone(&server),
-                conn: Some(conn),
+                session: Some(Session::Own(conn)),
                 mode,
                 key,
                 record,
@@ -732,7 +855,7 @@ fn wait_in_server(
         WaitEnd::Abandoned(cancelled) => {
             clean_up(&server, conn);
             cancelled?;
-            Err(io::Error::other("the wait was abandoned"))
+            Err(abandoned())
         }
     }
 }
@@ -760,39 +883,22 @@ impl Resource for PgLock {
         let conn = session_after(&self.server, releasing, &self.last)?;
         let options = options_of(p);
         let holder = Holder::of(&options);
-        let attempt = conn.run(async {
-            match mode {
-                LockMode::Exclusive => {
-                    let row = conn
-                        .query_one(
-                            &self.server.sql.try_exclusive,
-                            &holder.params(&self.key, &self.id),
-                        )
-                        .await?;
-                    let got: bool = row.try_get(0).map_err(to_io)?;
-                    let token: Option<i64> = row.try_get(1).map_err(to_io)?;
-                    Ok((got, token))
-                }
-                LockMode::Shared => Ok((ask(&conn, sql::TRY_SHARED, self.key).await?, None)),
-            }
-        });
-        let token = match attempt {
+        let attempted = conn.run(attempt(
+            &self.server,
+            &conn,
+            mode,
+            self.key,
+            self.id,
+            &holder,
+        ));
+        let token = match attempted {
             Ok((true, token)) => token,
             Ok((false, _)) => {
                 self.server.pool.done(conn);
                 return Ok(Attempted::Busy);
             }
             Err(e) => {
-                match conn {
-                    Session::Own(conn) => clean_up(&self.server, conn),
-                    // Other holds live on it: give back only this key, in
-                    // case the statement took it before it failed.
-                    Session::Shared(conn) => {
-                        let unlock = unlock_statement(mode);
-                        let _ = conn.run(ask(&conn, unlock, self.key));
-                        self.server.pool.done(Session::Shared(conn));
-                    }
-                }
+                discard(&self.server, conn, mode, self.key);
                 return Err(e);
             }
         };
@@ -836,10 +942,12 @@ impl Resource for PgLock {
         let Ok(mut hold) = lock_held.downcast::<Hold>() else {
             return Err(io::Error::other("a blocking wait returned a foreign lock"));
         };
-        let Some(conn) = hold.conn.take() else {
-            return Err(io::Error::other("a blocking wait returned an empty hold"));
+        let conn = match hold.session.take() {
+            Some(Session::Own(conn)) => self.server.pool.adopt(conn),
+            Some(Session::Shared(conn)) => conn,
+            None => return Err(io::Error::other("a blocking wait returned an empty hold")),
         };
-        *lock(&self.held) = Some(self.server.pool.adopt(conn));
+        *lock(&self.held) = Some(conn);
         Ok(Attempted::Locked(hold.record.take()))
     }
 

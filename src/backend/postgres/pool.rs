@@ -6,10 +6,19 @@
 //! Sharing stops where a session's state is a lock's: a lease is the
 //! session's idle timeout, which any statement on it resets, so leased locks
 //! keep a session each (`max_shared` is 0 then).
+//!
+//! Waits are bounded too: at most `max_waiting` sessions of a process's own
+//! are in a wait, or carry the hold a wait was granted while the shared set
+//! had no room for its session. A wait that finds no place left tries on a
+//! shared session instead, again and again, until it gets the lock or a
+//! place frees up (see `WaitPlace`).
 
+use std::fmt;
 use std::io;
 use std::ops::Deref;
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
+
+use event_listener::{Event, EventListener};
 
 use super::conn::Conn;
 use super::lock;
@@ -47,6 +56,33 @@ pub(super) struct Pool {
     opened: Condvar,
     /// At most this many sessions carry holds together; 0: none do.
     max_shared: usize,
+    places: Arc<Places>,
+}
+
+/// The places of the sessions a process's waits may use.
+struct Places {
+    taken: Mutex<usize>,
+    max: usize,
+    /// Notified when a place is given back.
+    freed: Event,
+}
+
+/// A session's place among the waiting sessions: given back when dropped
+/// (with the session, or when the session goes idle or joins the shared
+/// set).
+pub(super) struct WaitPlace(Arc<Places>);
+
+impl Drop for WaitPlace {
+    fn drop(&mut self) {
+        *lock(&self.0.taken) -= 1;
+        self.0.freed.notify(1);
+    }
+}
+
+impl fmt::Debug for WaitPlace {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("WaitPlace")
+    }
 }
 
 #[derive(Default)]
@@ -57,13 +93,52 @@ struct Shared {
 }
 
 impl Pool {
-    pub(super) fn new(max_shared: usize) -> Pool {
+    pub(super) fn new(max_shared: usize, max_waiting: usize) -> Pool {
         Pool {
             idle: Mutex::new(Vec::new()),
             shared: Mutex::new(Shared::default()),
             opened: Condvar::new(),
             max_shared,
+            places: Arc::new(Places {
+                taken: Mutex::new(0),
+                max: max_waiting,
+                freed: Event::new(),
+            }),
         }
+    }
+
+    /// A session of the caller's own for a wait in the server (`reuse`, or
+    /// an idle or new one), if a place among the waiting sessions is free;
+    /// `None` (and `reuse` back to the idle pool) if not.
+    pub(super) fn waiting(
+        &self,
+        reuse: Option<Conn>,
+        open: impl FnOnce() -> io::Result<Conn>,
+    ) -> Option<io::Result<Conn>> {
+        let place = {
+            let mut taken = lock(&self.places.taken);
+            if *taken >= self.places.max {
+                drop(taken);
+                if let Some(conn) = reuse {
+                    self.give_back(conn);
+                }
+                return None;
+            }
+            *taken += 1;
+            WaitPlace(Arc::clone(&self.places))
+        };
+        // An open that fails drops the place, which frees it.
+        let conn = match reuse {
+            Some(conn) => Ok(conn),
+            None => self.own(open),
+        };
+        Some(conn.inspect(|conn| conn.take_place(place)))
+    }
+
+    /// Fires when a place among the waiting sessions may have been freed.
+    /// Listen before asking for one, so a place freed in between is seen.
+    pub(super) fn place_freed(&self) -> EventListener {
+        self.places.freed.listen()
     }
 
     /// Whether holds share sessions.
@@ -86,6 +161,7 @@ impl Pool {
 
     /// Takes back a session of the caller's own that holds no lock.
     pub(super) fn give_back(&self, conn: Conn) {
+        conn.leave_place();
         if conn.is_closed() {
             return;
         }
@@ -149,15 +225,21 @@ impl Pool {
 
     /// A session of the caller's own that now holds a lock (a wait was
     /// granted on it): it joins the shared set if there is room, so that
-    /// later holds can share it too.
+    /// later holds can share it too. Otherwise it keeps its place among
+    /// the waiting sessions until it is released, so that waits bound the
+    /// sessions a process uses however many of their holds it keeps; but
+    /// where every hold has a session of its own, holds are not waits.
     pub(super) fn adopt(&self, conn: Conn) -> Arc<Conn> {
         let conn = Arc::new(conn);
-        if self.max_shared > 0 {
-            let mut shared = lock(&self.shared);
-            shared.sessions.retain(|c| !c.is_closed());
-            if shared.sessions.len() + shared.opening < self.max_shared {
-                shared.sessions.push(Arc::clone(&conn));
-            }
+        if self.max_shared == 0 {
+            conn.leave_place();
+            return conn;
+        }
+        let mut shared = lock(&self.shared);
+        shared.sessions.retain(|c| !c.is_closed());
+        if shared.sessions.len() + shared.opening < self.max_shared {
+            conn.leave_place();
+            shared.sessions.push(Arc::clone(&conn));
         }
         conn
     }
