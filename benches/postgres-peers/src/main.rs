@@ -10,7 +10,8 @@
 //!   `lockyard-blocking` (`lock_blocking`): lockyard's `PgLock`, which also
 //!   bumps a durable fencing token on every exclusive hold; its holds share
 //!   a few sessions, and `lockyard sessions(0)` is the same with a session
-//!   per hold;
+//!   per hold; `lockyard waiting_sessions(0)` waits with no session of its
+//!   own (it tries on a shared one, backing off from 2 to 200 ms);
 //! - `sqlx`: sqlx's `PgAdvisoryLock` on one connection;
 //! - `distributed-lock`: distributed-lock-postgres 0.2's lock from a pool.
 //!
@@ -18,7 +19,16 @@
 //! the median of the batches) and `handoff` (two processes: the parent
 //! holds, the child waits in the server; the latency from the parent's
 //! release call to the child holding the lock, p50/p90/p99 over ROUNDS
-//! hand-offs). The libraries take turns in three passes.
+//! hand-offs; and in the first pass, one long wait: the parent holds for
+//! 2 s while the child waits, and the server's processor time over it says
+//! what a wait costs the server). The libraries take turns in three passes.
+//!
+//! `WAIT_LOAD=N` measures something else instead: N tasks of one process
+//! wait for N different names held elsewhere, with the default waiting
+//! sessions and with `waiting_sessions(0)`; for each, the sessions the
+//! process used, the server's processor time per second of waiting, and
+//! how long after the release the last wait got its lock (see
+//! `wait_load.rs`).
 //!
 //! Run: `cargo run --release -- postgres://user@host:port/db [ROUNDS]`
 //! (from `benches/postgres-peers`; `.ci/postgres-bed start DIR` makes a
@@ -32,6 +42,8 @@ use std::time::{Duration, Instant};
 
 use distributed_lock_core::traits::{DistributedLock, LockHandle, LockProvider};
 
+mod wait_load;
+
 const CHILD: &str = "PG_PEERS_CHILD";
 const TABLE: &str = "lockyard_bench";
 /// The raw rows' advisory key (lockyard's keys carry the table's OID in
@@ -44,17 +56,19 @@ enum Lib {
     RawToken,
     Lockyard,
     LockyardOwnSessions,
+    LockyardTrying,
     LockyardBlocking,
     Sqlx,
     DistributedLock,
 }
 
 impl Lib {
-    const ALL: [Lib; 7] = [
+    const ALL: [Lib; 8] = [
         Lib::Raw,
         Lib::RawToken,
         Lib::Lockyard,
         Lib::LockyardOwnSessions,
+        Lib::LockyardTrying,
         Lib::LockyardBlocking,
         Lib::Sqlx,
         Lib::DistributedLock,
@@ -66,6 +80,7 @@ impl Lib {
             Lib::RawToken => "raw, + token UPDATE in the lock statement",
             Lib::Lockyard => "lockyard lock().await",
             Lib::LockyardOwnSessions => "lockyard lock().await, sessions(0): a session per hold",
+            Lib::LockyardTrying => "lockyard lock().await, waiting_sessions(0): waits try",
             Lib::LockyardBlocking => "lockyard lock_blocking()",
             Lib::Sqlx => "sqlx PgAdvisoryLock",
             Lib::DistributedLock => "distributed-lock 0.2",
@@ -172,15 +187,18 @@ impl Locker {
                     conn,
                 }
             }
-            Lib::Lockyard | Lib::LockyardOwnSessions | Lib::LockyardBlocking => {
+            Lib::Lockyard
+            | Lib::LockyardOwnSessions
+            | Lib::LockyardTrying
+            | Lib::LockyardBlocking => {
                 let locks = lockyard::postgres::PgLocks::from_url(url)
                     .expect("url")
                     .table(TABLE)
                     .expect("table");
-                let locks = if lib == Lib::LockyardOwnSessions {
-                    locks.sessions(0)
-                } else {
-                    locks
+                let locks = match lib {
+                    Lib::LockyardOwnSessions => locks.sessions(0),
+                    Lib::LockyardTrying => locks.waiting_sessions(0),
+                    _ => locks,
                 };
                 let lock = locks.lock_named(&name).expect("name");
                 // Open the sessions and register the name outside the timing.
@@ -358,7 +376,7 @@ fn uncontended(lib: Lib, url: &str, cycles: usize, held: usize) -> (f64, Option<
 
 /// The processor time (user + system) of every PostgreSQL server process
 /// on this machine, from `/proc`; `None` without `/proc` or a server here.
-fn server_cpu() -> Option<Duration> {
+pub(crate) fn server_cpu() -> Option<Duration> {
     let ticks_per_s = rustix::param::clock_ticks_per_second();
     let mut ticks = 0u64;
     let mut seen = false;
@@ -394,7 +412,19 @@ impl Drop for Reaped {
     }
 }
 
-fn handoff(lib: Lib, url: &str, rounds: usize, held: usize) -> Vec<f64> {
+/// How long the long wait waits.
+const LONG_WAIT: Duration = Duration::from_secs(2);
+
+/// Hand-offs, timed; with `long`, one more whose holder keeps the lock for
+/// [`LONG_WAIT`], and the server's processor time over that wait in ms
+/// (`None` if the server's processes cannot be seen).
+fn handoff(
+    lib: Lib,
+    url: &str,
+    rounds: usize,
+    held: usize,
+    long: bool,
+) -> (Vec<f64>, Option<Option<f64>>) {
     let dir = std::env::temp_dir().join(format!("pg-peers-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
     let side_path = dir.join(format!("{lib:?}.side"));
@@ -430,10 +460,25 @@ fn handoff(lib: Lib, url: &str, rounds: usize, held: usize) -> Vec<f64> {
         let ns: f64 = next().parse().expect("ns");
         lat.push(ns / 1_000.0);
     }
+    let mut load = None;
+    if long {
+        let mut cpu = None;
+        locker.with(blocking, || {
+            writeln!(to, "go").expect("pipe");
+            assert_eq!(next(), "calling");
+            let before = server_cpu();
+            std::thread::sleep(LONG_WAIT);
+            cpu = before
+                .zip(server_cpu())
+                .map(|(a, b)| (b - a).as_secs_f64() * 1e3);
+        });
+        let _: String = next();
+        load = Some(cpu);
+    }
     drop(to);
     drop(child);
     let _ = std::fs::remove_dir_all(&dir);
-    lat
+    (lat, load)
 }
 
 fn main() {
@@ -446,6 +491,9 @@ fn main() {
         .or_else(|| std::env::var("LOCKYARD_TEST_POSTGRES").ok())
         .expect("usage: postgres-peers URL [ROUNDS] (or LOCKYARD_TEST_POSTGRES)");
     let rounds: usize = args.next().map_or(300, |r| r.parse().expect("ROUNDS"));
+    if let Ok(n) = std::env::var("WAIT_LOAD") {
+        return wait_load::run(&url, n.parse().expect("WAIT_LOAD"));
+    }
     // How many other names (raw: keys) the measured process holds on the
     // same connections meanwhile (raw and lockyard rows).
     let held: usize = std::env::var("HELD").map_or(0, |h| h.parse().expect("HELD"));
@@ -457,21 +505,24 @@ fn main() {
     let mut cpu = vec![Vec::new(); Lib::ALL.len()];
     let mut waits = vec![Vec::new(); Lib::ALL.len()];
     let mut others = vec![usize::MAX; Lib::ALL.len()];
-    for _ in 0..PASSES {
+    let mut loads = vec![None; Lib::ALL.len()];
+    for pass in 0..PASSES {
         for (i, lib) in Lib::ALL.into_iter().enumerate() {
             let (us, server, held_here) = uncontended(lib, &url, 1_000, held);
             cycle[i].push(us);
             cpu[i].extend(server);
             others[i] = others[i].min(held_here);
-            waits[i].extend(handoff(lib, &url, per_pass, held));
+            let (lat, load) = handoff(lib, &url, per_pass, held, pass == 0);
+            waits[i].extend(lat);
+            loads[i] = loads[i].or(load);
         }
     }
     println!(
         "# PostgreSQL locks side by side ({} hand-offs and 3 x 5 batches of 1,000 uncontended cycles per row, {PASSES} interleaved passes; {held} other names held by the raw and lockyard rows)\n",
         per_pass * PASSES
     );
-    println!("| library | other names held | uncontended µs/cycle | server CPU µs/cycle | hand-off p50 µs | p90 | p99 | p50 / floor |");
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| library | other names held | uncontended µs/cycle | server CPU µs/cycle | hand-off p50 µs | p90 | p99 | p50 / floor | server CPU ms over a {}-s wait |", LONG_WAIT.as_secs());
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut floor = None;
     for (i, lib) in Lib::ALL.into_iter().enumerate() {
         cycle[i].sort_by(f64::total_cmp);
@@ -484,8 +535,11 @@ fn main() {
         let server = cpu[i]
             .get(cpu[i].len() / 2)
             .map_or("n/a".to_owned(), |c| format!("{c:.1}"));
+        let load = loads[i]
+            .flatten()
+            .map_or("n/a".to_owned(), |c| format!("{c:.0}"));
         println!(
-            "| {} | {} | {u:.1} | {server} | {p50:.1} | {:.1} | {:.1} | {:.2}x |",
+            "| {} | {} | {u:.1} | {server} | {p50:.1} | {:.1} | {:.1} | {:.2}x | {load} |",
             lib.id(),
             others[i],
             pct(h, 90.0),
