@@ -11,6 +11,8 @@
 //!   closure helpers, reentrant locks.
 //! - [`postgres`]: the same locks in PostgreSQL, how they work and how they
 //!   compare with files.
+//! - [`object_storage`]: the same locks in S3 (feature `s3`): the
+//!   protocol, leases, and what object storage cannot do.
 //! - [`platforms`]: what each operating system and filesystem gives.
 //!
 //! The command-line tool has its own guide (the `lockyard-cli` crate's
@@ -28,6 +30,9 @@ pub mod patterns {}
 
 #[doc = include_str!("../docs/guide/postgres.md")]
 pub mod postgres {}
+
+#[doc = include_str!("../docs/guide/object-storage.md")]
+pub mod object_storage {}
 
 #[doc = include_str!("../docs/guide/platforms.md")]
 pub mod platforms {}

@@ -130,6 +130,8 @@ mod rt;
 mod sys;
 mod trace;
 
+#[cfg(feature = "s3")]
+pub use crate::api::object;
 #[cfg(feature = "postgres")]
 pub use crate::api::postgres;
 pub use crate::api::{Acquire, ConvertError, FileLock, LockGuard, LockInfo, LockState};

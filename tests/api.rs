@@ -551,6 +551,8 @@ macro_rules! same_acquisition_methods {
 
 #[cfg(feature = "postgres")]
 same_acquisition_methods!(FileLock, lockyard::postgres::PgLock);
+#[cfg(feature = "s3")]
+same_acquisition_methods!(lockyard::object::ObjectLock);
 #[cfg(not(feature = "postgres"))]
 same_acquisition_methods!(FileLock);
 

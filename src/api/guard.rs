@@ -248,12 +248,17 @@ impl LockGuard {
     /// [`ErrorKind::Io`](crate::ErrorKind::Io) if the OS refused to unlock or
     /// a requested removal of the lock file failed. The lock is released
     /// either way: on an unlock failure the descriptor is closed, which
-    /// releases it.
+    /// releases it. For an object-storage lock,
+    /// [`ErrorKind::Lost`](crate::ErrorKind::Lost) if its lease had lapsed
+    /// and another process took it over.
     ///
     /// # Blocking
     ///
     /// A few system calls (for a soft lock whose break lock another process
-    /// holds, the removal finishes on the blocking pool).
+    /// holds, the removal finishes on the blocking pool). For an
+    /// object-storage lock, the write that frees it: a guard that is only
+    /// dropped frees it in the background, so a process about to exit
+    /// should unlock.
     pub fn unlock(mut self) -> Result<(), Error> {
         self.held = false;
         let op = if self.traits.removes {
@@ -263,7 +268,8 @@ impl LockGuard {
         };
         let released = self
             .entry
-            .release(self.mode, self.record.take(), &self.handle);
+            .release(self.mode, self.record.take(), &self.handle)
+            .and_then(|()| self.entry.finish_release());
         self.let_go_if_retired();
         released.map_err(|e| Error::io(self.handle.subject(), op, e))
     }

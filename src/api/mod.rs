@@ -8,6 +8,8 @@ mod guard;
 mod inspect;
 mod lease;
 mod lock;
+#[cfg(feature = "s3")]
+pub mod object;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 #[cfg(feature = "serde")]

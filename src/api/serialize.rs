@@ -43,6 +43,7 @@ fn kind_name(kind: LockKind) -> &'static str {
         LockKind::Soft => "soft",
         LockKind::Lease => "lease",
         LockKind::Postgres => "postgres",
+        LockKind::ObjectStore => "object",
     }
 }
 

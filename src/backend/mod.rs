@@ -14,6 +14,8 @@
 pub(crate) mod clean;
 pub(crate) mod host;
 pub(crate) mod memory;
+#[cfg(feature = "s3")]
+pub(crate) mod object;
 pub(crate) mod open;
 #[cfg(feature = "postgres")]
 pub(crate) mod postgres;

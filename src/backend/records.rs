@@ -27,7 +27,10 @@ pub(crate) fn new_record(
         acquired: now,
         renewed: now,
         // A lease's TTL, or a PostgreSQL session's idle limit.
-        ttl: if matches!(kind, LockKind::Lease | LockKind::Postgres) {
+        ttl: if matches!(
+            kind,
+            LockKind::Lease | LockKind::Postgres | LockKind::ObjectStore
+        ) {
             opts.lease_ttl
         } else {
             None

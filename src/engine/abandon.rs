@@ -26,7 +26,7 @@ struct Signal {
 }
 
 // Only a backend whose work can wait on a network (PostgreSQL) listens.
-#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+#[cfg_attr(not(any(feature = "postgres", feature = "s3")), allow(dead_code))]
 impl Abandon {
     /// A signal an acquisition fires when it leaves the opening phase.
     pub(crate) fn new() -> Self {
@@ -34,6 +34,7 @@ impl Abandon {
     }
 
     /// A signal that never fires: for opens nobody can abandon.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     pub(crate) fn never() -> Self {
         Abandon(None)
     }

@@ -360,6 +360,12 @@ impl Entry {
         }
     }
 
+    /// Waits for the backend's deferred release, if any, and says how it
+    /// went (see [`Resource::finish_release`]).
+    pub(crate) fn finish_release(&self) -> io::Result<()> {
+        self.resource.finish_release()
+    }
+
     /// Converts this process's single shared hold into an exclusive one,
     /// without waiting.
     pub(crate) fn try_upgrade(&self, h: &Handle) -> io::Result<Upgrade> {

@@ -109,7 +109,7 @@ impl BlockingWait {
 
     /// A wait told to give up when `guard` is dropped unfinished.
     // Only remote backends (and the engine's tests) have waits to abandon.
-    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    #[cfg_attr(not(any(feature = "postgres", feature = "s3")), allow(dead_code))]
     pub(crate) fn abandoned_by(mut self, guard: impl Any + Send) -> Self {
         self.abandon = Some(Box::new(guard));
         self
@@ -194,6 +194,14 @@ pub(crate) trait Resource: Send + Sync + fmt::Debug {
         record: Option<Arc<HolderRecord>>,
         p: Params<'_>,
     ) -> io::Result<bool>;
+
+    /// Waits for this process's last release (see
+    /// [`release`](Self::release)) to be done, where a backend defers it,
+    /// and says how it went: an explicit unlock reports it. Nothing by
+    /// default.
+    fn finish_release(&self) -> io::Result<()> {
+        Ok(())
+    }
 
     /// Converts a shared hold into an exclusive one without waiting (only
     /// called where [`supports_shared`](Self::supports_shared)).

@@ -332,6 +332,7 @@ impl Fields {
                     "soft" => LockKind::Soft,
                     "lease" => LockKind::Lease,
                     "postgres" => LockKind::Postgres,
+                    "object" => LockKind::ObjectStore,
                     _ => return Err(RecordError::Malformed("unknown kind")),
                 }
             ),

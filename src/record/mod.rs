@@ -67,6 +67,9 @@ pub enum LockKind {
     /// A PostgreSQL advisory lock, held by a database session (feature
     /// `postgres`): its token is kept in a table of the database.
     Postgres,
+    /// A lock object in an object store (feature `s3`): a lease whose
+    /// record is the object itself, changed only by conditional writes.
+    ObjectStore,
 }
 
 impl fmt::Display for LockKind {
@@ -87,6 +90,7 @@ impl LockKind {
             LockKind::Soft => "soft",
             LockKind::Lease => "lease",
             LockKind::Postgres => "postgres",
+            LockKind::ObjectStore => "object",
         }
     }
 }

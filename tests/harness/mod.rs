@@ -3,7 +3,8 @@
 //! not run, so a test whose bed is missing would report `ok` having done
 //! nothing. Here it is reported as ignored, with the reason on its line and
 //! counted in the summary (`12 ignored`), unless the bed is required
-//! (`LOCKYARD_REQUIRE_POSTGRES`, `LOCKYARD_REQUIRE_SSHFS`, both set by CI):
+//! (`LOCKYARD_REQUIRE_POSTGRES`, `LOCKYARD_REQUIRE_SSHFS`,
+//! `LOCKYARD_REQUIRE_S3`, all set by CI):
 //! then its absence fails the test.
 //!
 //! Each suite's `main` lists its tests with [`case!`] and hands them to
@@ -58,6 +59,13 @@ pub const POSTGRES_CLUSTER: Bed = Bed {
         )
     },
     required_by: Some("LOCKYARD_REQUIRE_POSTGRES"),
+};
+
+/// An S3 bucket that honours conditional writes (`.ci/s3-bed start DIR`
+/// starts LocalStack and prints its URL and the AWS variables).
+pub const S3: Bed = Bed {
+    check: || env_set("LOCKYARD_TEST_S3", "`.ci/s3-bed start DIR` starts a server"),
+    required_by: Some("LOCKYARD_REQUIRE_S3"),
 };
 
 /// Two sshfs mounts of one directory, without attribute caches.

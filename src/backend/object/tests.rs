@@ -1,0 +1,200 @@
+//! The protocol against the memory store: two `Inner`s on one store play
+//! two processes.
+
+use super::store::{MemoryStore, Object};
+use super::*;
+
+fn space(store: Arc<dyn Store>, ttl: Duration) -> Arc<Space> {
+    Arc::new(Space {
+        store,
+        label: "mem://test".to_owned(),
+        prefix: "locks/".to_owned(),
+        ttl,
+    })
+}
+
+fn inner(space: &Arc<Space>) -> Inner {
+    Inner {
+        space: Arc::clone(space),
+        key: space.key_of("job"),
+        state: Mutex::new(State::default()),
+        writing: Mutex::new(()),
+    }
+}
+
+fn take(it: &Inner) -> Option<HolderRecord> {
+    match it.attempt(&LockOptions::new()).unwrap() {
+        Outcome::Locked(held) => {
+            let rec = held.record.clone();
+            lock(&it.state).held = Some(held);
+            Some(rec)
+        }
+        Outcome::Busy => None,
+    }
+}
+
+fn release(it: &Inner) {
+    let held = lock(&it.state).held.take().unwrap();
+    it.release_now(held).unwrap();
+}
+
+#[test]
+fn one_holder_at_a_time_and_tokens_go_up() {
+    let space = space(Arc::new(MemoryStore::default()), DEFAULT_TTL);
+    let (a, b) = (inner(&space), inner(&space));
+    let first = take(&a).expect("free");
+    assert!(take(&b).is_none());
+    assert!(take(&a).is_none(), "not reentrant: the object is held");
+    release(&a);
+    let second = take(&b).expect("free again");
+    assert!(second.token > first.token);
+    assert!(b.still_mine().unwrap());
+    assert!(!a.still_mine().unwrap());
+}
+
+#[test]
+fn a_lapsed_hold_is_taken_over_only_after_its_ttl_and_its_holder_learns_it() {
+    let ttl = Duration::from_millis(80);
+    let space = space(Arc::new(MemoryStore::default()), ttl);
+    let (a, b) = (inner(&space), inner(&space));
+    let first = take(&a).unwrap();
+    let started = Instant::now();
+    assert!(take(&b).is_none(), "the first look starts the count");
+    while take(&b).is_none() {
+        assert!(started.elapsed() < ttl * 10, "never taken over");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(
+        started.elapsed() >= ttl,
+        "taken over after {:?}",
+        started.elapsed()
+    );
+    assert!(!a.still_mine().unwrap());
+    assert_eq!(a.renew().unwrap_err().kind(), crate::error::lost().kind());
+    assert!(b.still_mine().unwrap());
+    let now = lock(&b.state).held.clone().unwrap().record;
+    assert!(now.token > first.token);
+}
+
+#[test]
+fn renewal_keeps_a_hold_and_resets_the_waiters_count() {
+    let ttl = Duration::from_millis(100);
+    let space = space(Arc::new(MemoryStore::default()), ttl);
+    let (a, b) = (inner(&space), inner(&space));
+    take(&a).unwrap();
+    let started = Instant::now();
+    while started.elapsed() < ttl * 3 {
+        assert!(take(&b).is_none(), "taken from a holder that renews");
+        a.renew().unwrap();
+        std::thread::sleep(ttl / 4);
+    }
+    assert!(a.still_mine().unwrap());
+}
+
+/// Remembers every body written, and can fail writes after (or instead
+/// of) applying them.
+#[derive(Debug, Default)]
+struct Flaky {
+    inner: MemoryStore,
+    bodies: Mutex<Vec<Vec<u8>>>,
+    /// Fail the next write: after applying it (`Some(true)`) or without
+    /// (`Some(false)`).
+    fail_next: Mutex<Option<bool>>,
+}
+
+impl Store for Flaky {
+    fn get(&self, key: &str) -> io::Result<Option<Object>> {
+        self.inner.get(key)
+    }
+
+    fn put(&self, key: &str, body: &[u8], condition: Condition<'_>) -> io::Result<Put> {
+        let fail = lock(&self.fail_next).take();
+        if fail == Some(false) {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "lost on the way"));
+        }
+        let put = self.inner.put(key, body, condition)?;
+        if matches!(put, Put::Written(_)) {
+            lock(&self.bodies).push(body.to_vec());
+        }
+        if fail == Some(true) {
+            return Err(io::Error::new(
+                io::ErrorKind::ConnectionReset,
+                "answer lost",
+            ));
+        }
+        Ok(put)
+    }
+
+    fn list(&self, prefix: &str) -> io::Result<Vec<String>> {
+        self.inner.list(prefix)
+    }
+}
+
+#[test]
+fn an_unanswered_write_is_decided_by_reading_again() {
+    let store = Arc::new(Flaky::default());
+    let space = space(store.clone(), DEFAULT_TTL);
+    let (a, b) = (inner(&space), inner(&space));
+    // Landed, answer lost: held.
+    *lock(&store.fail_next) = Some(true);
+    assert!(take(&a).is_some());
+    assert!(a.still_mine().unwrap());
+    // A renewal whose answer is lost is kept too.
+    *lock(&store.fail_next) = Some(true);
+    a.renew().unwrap();
+    assert!(a.still_mine().unwrap());
+    release(&a);
+    // Never landed: not held, and nothing changed.
+    *lock(&store.fail_next) = Some(false);
+    assert!(take(&b).is_none());
+    assert!(!b.still_mine().unwrap());
+    assert!(take(&b).is_some());
+}
+
+#[test]
+fn every_body_written_differs_from_every_earlier_one() {
+    let store = Arc::new(Flaky::default());
+    let space = space(store.clone(), DEFAULT_TTL);
+    let (a, b) = (inner(&space), inner(&space));
+    for _ in 0..50 {
+        take(&a).unwrap();
+        a.renew().unwrap();
+        a.renew().unwrap();
+        release(&a);
+        take(&b).unwrap();
+        release(&b);
+    }
+    let bodies = lock(&store.bodies).clone();
+    let unique: std::collections::HashSet<_> = bodies.iter().collect();
+    assert_eq!(unique.len(), bodies.len());
+    assert_eq!(bodies.len(), 50 * 6);
+}
+
+#[test]
+fn a_foreign_object_is_an_error_and_left_alone() {
+    let store = Arc::new(MemoryStore::default());
+    let space = space(store.clone(), DEFAULT_TTL);
+    let key = space.key_of("job");
+    store
+        .put(&key, b"somebody's data", Condition::Absent)
+        .unwrap();
+    let a = inner(&space);
+    let e = a.attempt(&LockOptions::new()).err().expect("refused");
+    assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+    assert_eq!(store.get(&key).unwrap().unwrap().body, b"somebody's data");
+}
+
+#[test]
+fn keys_keep_names_apart_and_list_back() {
+    let space = space(Arc::new(MemoryStore::default()), DEFAULT_TTL);
+    let names = ["a", "a.lock", "a/b", "..", "x y", "%41"];
+    let keys: Vec<String> = names.iter().map(|n| space.key_of(n)).collect();
+    let unique: std::collections::HashSet<_> = keys.iter().collect();
+    assert_eq!(unique.len(), names.len());
+    for (name, key) in names.iter().zip(&keys) {
+        assert!(key.starts_with("locks/") && key.ends_with(".lock"));
+        assert_eq!(space.name_of(key).as_deref(), Some(*name));
+    }
+    assert_eq!(space.name_of("locks/other.txt"), None);
+    assert_eq!(space.name_of("elsewhere/a.lock"), None);
+}

@@ -1,0 +1,649 @@
+//! Object-storage locks against a real S3 server (`.ci/s3-bed`: LocalStack),
+//! with real processes: the server's own conditional writes first (so a
+//! server that lies is caught before lockyard is blamed), then a 16-process
+//! race, an exact counter under SIGKILL with increasing tokens, lease
+//! expiry and renewal, and bad input.
+
+mod common;
+mod harness;
+
+use std::io::Write;
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use lockyard::object::ObjectLocks;
+use lockyard::{ErrorKind, LockMode, Wait};
+
+use common::{env_path, next_message, say, spawn_child, tempdir, Children, ROLE_VAR};
+use harness::{case, S3};
+
+const ENTRY: &str = "child_main";
+
+fn main() {
+    let mut cases = vec![case!(entry child_main)];
+    cases.extend([
+        case!(the_server_honours_conditional_writes, [S3]),
+        case!(sixteen_processes_race_with_one_winner_per_round, [S3]),
+        case!(a_counter_stays_exact_under_sigkill_of_holders, [S3]),
+        case!(
+            a_lapsed_lease_is_taken_over_after_its_ttl_and_its_holder_told,
+            [S3]
+        ),
+        case!(keep_alive_keeps_a_lease_past_its_ttl, [S3]),
+        case!(a_deadline_bounds_every_wait, [S3]),
+        case!(dropped_waits_leave_no_lock_behind, [S3]),
+        case!(bad_input_gets_typed_errors_naming_the_lock, [S3]),
+        case!(list_says_who_holds_what, [S3]),
+    ]);
+    harness::main_one_at_a_time(cases);
+}
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| panic!("{name} not set"))
+}
+
+/// The bucket URL with a prefix no other test (or run) uses.
+fn fresh(test: &str) -> String {
+    format!(
+        "{}/{test}-{}-{}",
+        env("LOCKYARD_TEST_S3"),
+        std::process::id(),
+        fastrand::u32(..)
+    )
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// The entry point of child processes; does nothing unless started as one.
+fn child_main() {
+    let Ok(role) = std::env::var(ROLE_VAR) else {
+        return;
+    };
+    let mut locks = ObjectLocks::from_url(&env("URL")).unwrap();
+    if let Ok(ms) = std::env::var("LEASE_MS") {
+        locks = locks.lease(Duration::from_millis(ms.parse().unwrap()));
+    }
+    match role.as_str() {
+        // ROUNDS rounds: at START_MS + round × 40 ms (wall clock, the same
+        // for every child), one try at the lock "round/<round>"; say who
+        // won. Winners keep their guards to the end.
+        "race" => {
+            let rounds: u64 = env("ROUNDS").parse().unwrap();
+            let start: u64 = env("START_MS").parse().unwrap();
+            let mut kept = Vec::new();
+            let mut won = Vec::new();
+            for round in 0..rounds {
+                let at = start + round * 40;
+                let now = now_ms();
+                if at > now {
+                    std::thread::sleep(Duration::from_millis(at - now));
+                }
+                let lock = locks.lock_named(&format!("round/{round}")).unwrap();
+                match lock.try_lock() {
+                    Ok(guard) => {
+                        won.push(round.to_string());
+                        kept.push(guard);
+                    }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                    Err(e) => panic!("round {round}: {e}"),
+                }
+            }
+            say(&format!("won {}", won.join(",")));
+            drop(kept);
+        }
+        // Append the next number and the token to LOG under the lock,
+        // ROUNDS times.
+        "count" => {
+            let lock = locks.lock_named(&env("NAME")).unwrap();
+            let log = env_path("LOG");
+            let rounds: usize = env("ROUNDS").parse().unwrap();
+            for _ in 0..rounds {
+                let guard = lock.lock_blocking_timeout(Duration::from_secs(60)).unwrap();
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                let next = text.lines().count() + 1;
+                std::thread::sleep(Duration::from_micros(fastrand::u64(0..2000)));
+                let mut f = std::fs::OpenOptions::new()
+                    .append(true)
+                    .create(true)
+                    .open(&log)
+                    .unwrap();
+                f.write_all(format!("{next} {}\n", guard.token().unwrap()).as_bytes())
+                    .unwrap();
+                drop(f);
+                guard.unlock().unwrap();
+            }
+            say("done");
+        }
+        // Take the lock, say its token, then neither renew nor release:
+        // after SLEEP_MS, say whether the guard knows it lost the lock.
+        "stall" => {
+            let lock = locks.lock_named(&env("NAME")).unwrap();
+            let guard = lock.try_lock().unwrap();
+            say(&format!("locked {}", guard.token().unwrap()));
+            let sleep: u64 = env("SLEEP_MS").parse().unwrap();
+            std::thread::sleep(Duration::from_millis(sleep));
+            let still = guard.still_held().unwrap();
+            let renewed = guard.refresh().map_err(|e| e.kind());
+            let lost = futures_lite::future::block_on(futures_lite::future::or(
+                async { Some(guard.lost(Duration::from_millis(10)).await.kind()) },
+                async {
+                    async_io::Timer::after(Duration::from_secs(5)).await;
+                    None
+                },
+            ));
+            let unlocked = guard.unlock().map_err(|e| e.kind());
+            say(&format!(
+                "still_held {still} refresh {renewed:?} lost {lost:?} unlock {unlocked:?}"
+            ));
+        }
+        // Take the lock and keep it alive for HOLD_MS, then release.
+        "keep" => {
+            let lock = locks.lock_named(&env("NAME")).unwrap();
+            let guard = lock.try_lock().unwrap();
+            say("locked");
+            let hold: u64 = env("HOLD_MS").parse().unwrap();
+            let kept = futures_lite::future::block_on(futures_lite::future::or(
+                async { guard.keep_alive().await.map(|_| "ended") },
+                async {
+                    async_io::Timer::after(Duration::from_millis(hold)).await;
+                    Ok("kept")
+                },
+            ));
+            say(&format!(
+                "{:?} {}",
+                kept.map_err(|e| e.kind()),
+                guard.still_held().unwrap()
+            ));
+            guard.unlock().unwrap();
+        }
+        // Take and release the lock again and again for RUN_MS: held 20 to
+        // 120 ms, then free 0 to 60 ms.
+        "cycle" => {
+            let lock = locks.lock_named(&env("NAME")).unwrap();
+            let run: u64 = env("RUN_MS").parse().unwrap();
+            let since = Instant::now();
+            say("started");
+            while since.elapsed() < Duration::from_millis(run) {
+                let guard = lock.lock_blocking_timeout(Duration::from_secs(30)).unwrap();
+                std::thread::sleep(Duration::from_millis(fastrand::u64(20..120)));
+                guard.unlock().unwrap();
+                std::thread::sleep(Duration::from_millis(fastrand::u64(0..60)));
+            }
+            say("done");
+        }
+        other => panic!("unknown role {other}"),
+    }
+}
+
+fn child(role: &str, url: &str, extra: &[(&str, &str)]) -> common::Kid {
+    let mut args = vec![("URL", url)];
+    args.extend_from_slice(extra);
+    spawn_child(ENTRY, role, &args)
+}
+
+/// A raw S3 client for the conformance test: signed conditional PUTs and
+/// GETs, nothing of lockyard's.
+struct Raw {
+    bucket: rusty_s3::Bucket,
+    creds: rusty_s3::Credentials,
+    agent: ureq::Agent,
+}
+
+impl Raw {
+    fn new() -> Raw {
+        use rusty_s3::{Bucket, Credentials, UrlStyle};
+        let url = env("LOCKYARD_TEST_S3");
+        let bucket = url
+            .strip_prefix("s3://")
+            .unwrap()
+            .split('/')
+            .next()
+            .unwrap();
+        let endpoint = env("AWS_ENDPOINT_URL").parse().unwrap();
+        let region = std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into());
+        Raw {
+            bucket: Bucket::new(endpoint, UrlStyle::Path, bucket.to_owned(), region).unwrap(),
+            creds: Credentials::new(env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY")),
+            agent: ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .build()
+                .new_agent(),
+        }
+    }
+
+    /// A conditional PUT: its status.
+    fn put(&self, key: &str, body: &[u8], header: &str, value: &str) -> u16 {
+        use rusty_s3::S3Action;
+        let mut action = self.bucket.put_object(Some(&self.creds), key);
+        action
+            .headers_mut()
+            .insert(header.to_owned(), value.to_owned());
+        let url = action.sign(Duration::from_secs(60));
+        let resp = self
+            .agent
+            .put(url.as_str())
+            .header(header, value)
+            .send(body)
+            .unwrap();
+        resp.status().as_u16()
+    }
+
+    /// The body and ETag at `key`.
+    fn get(&self, key: &str) -> (Vec<u8>, String) {
+        use rusty_s3::S3Action;
+        let url = self
+            .bucket
+            .get_object(Some(&self.creds), key)
+            .sign(Duration::from_secs(60));
+        let mut resp = self.agent.get(url.as_str()).call().unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+        let etag = resp.headers()["etag"].to_str().unwrap().to_owned();
+        (resp.body_mut().read_to_vec().unwrap(), etag)
+    }
+}
+
+/// The mechanism alone, before lockyard is trusted with it: 16 threads
+/// race `If-None-Match: *` creates and `If-Match` swaps, 50 rounds each;
+/// exactly one write may succeed per round, and the object must hold the
+/// winner's body.
+fn the_server_honours_conditional_writes() {
+    const WRITERS: usize = 16;
+    const ROUNDS: usize = 50;
+    let raw = Arc::new(Raw::new());
+    let prefix = format!("conformance-{}-{}", std::process::id(), fastrand::u32(..));
+    for op in ["create", "swap"] {
+        for round in 0..ROUNDS {
+            let key = format!("{prefix}/{op}/{round}");
+            let etag = if op == "swap" {
+                assert_eq!(raw.put(&key, b"start", "if-none-match", "*"), 200);
+                raw.get(&key).1
+            } else {
+                String::new()
+            };
+            let barrier = Arc::new(Barrier::new(WRITERS));
+            let threads: Vec<_> = (0..WRITERS)
+                .map(|w| {
+                    let (raw, barrier, key, etag) = (
+                        Arc::clone(&raw),
+                        Arc::clone(&barrier),
+                        key.clone(),
+                        etag.clone(),
+                    );
+                    std::thread::spawn(move || {
+                        let body = format!("writer {w}");
+                        barrier.wait();
+                        let status = if etag.is_empty() {
+                            raw.put(&key, body.as_bytes(), "if-none-match", "*")
+                        } else {
+                            raw.put(&key, body.as_bytes(), "if-match", &etag)
+                        };
+                        (w, status)
+                    })
+                })
+                .collect();
+            let results: Vec<(usize, u16)> =
+                threads.into_iter().map(|t| t.join().unwrap()).collect();
+            let winners: Vec<usize> = results
+                .iter()
+                .filter(|(_, s)| *s == 200)
+                .map(|(w, _)| *w)
+                .collect();
+            assert_eq!(winners.len(), 1, "{op} round {round}: {results:?}");
+            for (_, s) in &results {
+                assert!(
+                    matches!(s, 200 | 409 | 412),
+                    "{op} round {round}: {results:?}"
+                );
+            }
+            let (body, _) = raw.get(&key);
+            assert_eq!(body, format!("writer {}", winners[0]).into_bytes());
+        }
+    }
+    eprintln!("{ROUNDS} create and {ROUNDS} swap rounds of {WRITERS} writers: one winner each");
+}
+
+/// 16 processes try the same lock at the same instant, round after round
+/// (a fresh lock object each time: the create race): exactly one wins
+/// each round. Then the same on objects that exist, free (the swap race).
+fn sixteen_processes_race_with_one_winner_per_round() {
+    const PROCESSES: usize = 16;
+    const ROUNDS: u64 = 50;
+    for phase in ["created", "existing"] {
+        let url = fresh("race");
+        if phase == "existing" {
+            let locks = ObjectLocks::from_url(&url).unwrap();
+            for round in 0..ROUNDS {
+                let lock = locks.lock_named(&format!("round/{round}")).unwrap();
+                lock.try_lock().unwrap().unlock().unwrap();
+            }
+        }
+        // Late enough for every child to be up.
+        let start = (now_ms() + 3000).to_string();
+        let rounds = ROUNDS.to_string();
+        let mut kids = Children(
+            (0..PROCESSES)
+                .map(|_| child("race", &url, &[("ROUNDS", &rounds), ("START_MS", &start)]))
+                .collect(),
+        );
+        let mut wins = vec![0; ROUNDS as usize];
+        for k in kids.0.iter_mut() {
+            let said = next_message(k).expect("a child's result");
+            let won = said.strip_prefix("won ").expect("won ...");
+            for round in won.split(',').filter(|r| !r.is_empty()) {
+                wins[round.parse::<usize>().unwrap()] += 1;
+            }
+            assert!(k.wait().unwrap().success());
+        }
+        assert!(
+            wins.iter().all(|&w| w == 1),
+            "{phase}: winners per round {wins:?}"
+        );
+        eprintln!("{phase}: {ROUNDS} rounds of {PROCESSES} processes, one winner each");
+    }
+}
+
+/// Four processes append to one log under the lock while the parent
+/// SIGKILLs two others mid-run (their locks wait out a 1 s lease): the log
+/// counts 1, 2, 3, ... with no gap or repeat, and tokens increase line by
+/// line.
+fn a_counter_stays_exact_under_sigkill_of_holders() {
+    let url = fresh("counter");
+    let dir = tempdir();
+    let log = dir.path().join("log");
+    let log_s = log.to_str().unwrap().to_owned();
+    let mut kids = Children(Vec::new());
+    for i in 0..6 {
+        let rounds = if i < 4 { "25" } else { "400" };
+        kids.0.push(child(
+            "count",
+            &url,
+            &[
+                ("NAME", "counter"),
+                ("LOG", &log_s),
+                ("ROUNDS", rounds),
+                ("LEASE_MS", "1000"),
+            ],
+        ));
+    }
+    let started = Instant::now();
+    std::thread::sleep(Duration::from_millis(1500));
+    for k in kids.0.iter_mut().skip(4) {
+        k.kill().unwrap();
+        k.wait().unwrap();
+    }
+    for k in kids.0.iter_mut().take(4) {
+        assert_eq!(next_message(k).as_deref(), Some("done"));
+        assert!(k.wait().unwrap().success());
+    }
+    let text = std::fs::read_to_string(&log).unwrap();
+    let mut last_token = 0;
+    let mut n = 0;
+    for line in text.lines() {
+        n += 1;
+        let (count, token) = line.split_once(' ').expect("a whole line");
+        assert_eq!(count.parse::<usize>().unwrap(), n, "log:\n{text}");
+        let token: u64 = token.parse().unwrap();
+        assert!(token > last_token, "token {token} after {last_token}");
+        last_token = token;
+    }
+    assert!(n >= 100, "only {n} lines");
+    eprintln!(
+        "{n} increments in {:?}, 2 holders killed",
+        started.elapsed()
+    );
+}
+
+/// A holder that stops renewing is taken over only after its TTL, the new
+/// token is higher, and the old guard learns it lost the lock.
+fn a_lapsed_lease_is_taken_over_after_its_ttl_and_its_holder_told() {
+    let url = fresh("lapse");
+    let mut holder = child(
+        "stall",
+        &url,
+        &[("NAME", "l"), ("LEASE_MS", "1500"), ("SLEEP_MS", "4000")],
+    );
+    let said = next_message(&mut holder).unwrap();
+    let old: u64 = said.strip_prefix("locked ").unwrap().parse().unwrap();
+    let since = Instant::now();
+    let locks = ObjectLocks::from_url(&url).unwrap();
+    let lock = locks.lock_named("l").unwrap();
+    let e = lock.try_lock().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::WouldBlock, "{e}");
+    let guard = lock.lock_blocking_timeout(Duration::from_secs(10)).unwrap();
+    let took = since.elapsed();
+    assert!(
+        took >= Duration::from_millis(1500),
+        "taken over after {took:?}"
+    );
+    assert!(guard.token().unwrap() > old);
+    assert_eq!(
+        next_message(&mut holder).as_deref(),
+        Some("still_held false refresh Err(Lost) lost Some(Lost) unlock Err(Lost)")
+    );
+    assert!(holder.wait().unwrap().success());
+    assert!(guard.still_held().unwrap());
+    eprintln!("a 1.5 s lease taken over after {took:?}");
+}
+
+/// A holder that keeps its lease alive keeps the lock for three TTLs.
+fn keep_alive_keeps_a_lease_past_its_ttl() {
+    let url = fresh("keep");
+    let mut holder = child(
+        "keep",
+        &url,
+        &[("NAME", "k"), ("LEASE_MS", "600"), ("HOLD_MS", "2000")],
+    );
+    assert_eq!(next_message(&mut holder).as_deref(), Some("locked"));
+    let lock = ObjectLocks::from_url(&url)
+        .unwrap()
+        .lock_named("k")
+        .unwrap();
+    let since = Instant::now();
+    while since.elapsed() < Duration::from_millis(1800) {
+        let e = lock.try_lock().unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::WouldBlock, "{e}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        next_message(&mut holder).as_deref(),
+        Some("Ok(\"kept\") true")
+    );
+    assert!(holder.wait().unwrap().success());
+    let guard = lock.lock_blocking_timeout(Duration::from_secs(5)).unwrap();
+    drop(guard);
+}
+
+/// Waits end at their deadline, async and blocking, and leave the lock
+/// to its holder.
+fn a_deadline_bounds_every_wait() {
+    let url = fresh("deadline");
+    let locks = ObjectLocks::from_url(&url).unwrap();
+    let mut holder = child("keep", &url, &[("NAME", "d"), ("HOLD_MS", "4000")]);
+    assert_eq!(next_message(&mut holder).as_deref(), Some("locked"));
+    let lock = locks.lock_named("d").unwrap();
+    for _ in 0..3 {
+        let since = Instant::now();
+        let e = futures_lite::future::block_on(lock.lock_timeout(Duration::from_millis(300)))
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::TimedOut, "{e}");
+        assert!(
+            since.elapsed() < Duration::from_millis(1500),
+            "{:?}",
+            since.elapsed()
+        );
+        let e = lock
+            .acquire_blocking(LockMode::Exclusive, Wait::For(Duration::from_millis(300)))
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::TimedOut, "{e}");
+        assert!(e.holder().is_some(), "the error names the holder: {e:?}");
+    }
+    assert_eq!(
+        next_message(&mut holder).as_deref(),
+        Some("Ok(\"kept\") true")
+    );
+    assert!(holder.wait().unwrap().success());
+}
+
+/// Waits dropped at random times while another process takes and
+/// releases the lock: a wait whose last request took the lock after the
+/// drop gives it back, so this process never holds it afterwards.
+fn dropped_waits_leave_no_lock_behind() {
+    let url = fresh("drop");
+    let mut cycler = child("cycle", &url, &[("NAME", "c"), ("RUN_MS", "12000")]);
+    assert_eq!(next_message(&mut cycler).as_deref(), Some("started"));
+    let lock = ObjectLocks::from_url(&url)
+        .unwrap()
+        .lock_named("c")
+        .unwrap();
+    let me = std::process::id();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (mut granted, mut dropped) = (0, 0);
+    for round in 0..40 {
+        let wait = rt.spawn(lock.lock());
+        std::thread::sleep(Duration::from_millis(fastrand::u64(0..150)));
+        wait.abort();
+        match rt.block_on(wait) {
+            Ok(Ok(guard)) => {
+                granted += 1;
+                guard.unlock().unwrap();
+            }
+            Ok(Err(e)) => panic!("round {round}: {e}"),
+            Err(_) => dropped += 1,
+        }
+        // Whatever a dropped wait took is given back once its request ends.
+        let patience = Instant::now() + Duration::from_secs(3);
+        while lock.holder().unwrap().is_some_and(|h| h.pid() == me) {
+            assert!(
+                Instant::now() < patience,
+                "round {round}: this process still holds it"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(lock.waiters(), 0, "round {round}");
+    }
+    assert_eq!(next_message(&mut cycler).as_deref(), Some("done"));
+    assert!(cycler.wait().unwrap().success());
+    assert!(
+        dropped > 5,
+        "the drops never hit a wait ({granted} granted)"
+    );
+    eprintln!("40 rounds: {granted} granted before the drop, {dropped} dropped");
+}
+
+/// Bad configuration and names are typed errors; a missing bucket and an
+/// unreachable endpoint are errors naming the lock, within the deadline.
+fn bad_input_gets_typed_errors_naming_the_lock() {
+    for url in ["s3://", "gs://bucket/x", "az://a/b", "bucket/x"] {
+        let e = ObjectLocks::from_url(url).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidConfig, "{url}: {e}");
+    }
+    let locks = ObjectLocks::from_url(&fresh("bad")).unwrap();
+    assert_eq!(
+        locks.lock_named("").unwrap_err().kind(),
+        ErrorKind::InvalidPath
+    );
+    let e = locks.lock_named(&"x".repeat(2000)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidPath);
+    assert_eq!(e.path(), None);
+    // Hostile names are names like any other.
+    for name in [
+        "..",
+        "../../etc/passwd",
+        "a?b#c",
+        "x\ny",
+        "%2E%2E",
+        "ünï/cödé",
+    ] {
+        let lock = locks.lock_named(name).unwrap();
+        let guard = lock.try_lock().unwrap();
+        assert_eq!(
+            lock.holder().unwrap().unwrap().token(),
+            guard.token().unwrap()
+        );
+        guard.unlock().unwrap();
+    }
+    // A bucket that does not exist.
+    let missing = format!("s3://no-such-bucket-{}", fastrand::u32(..));
+    let lock = ObjectLocks::from_url(&missing)
+        .unwrap()
+        .lock_named("x")
+        .unwrap();
+    let e = lock.try_lock().unwrap_err();
+    assert_eq!(e.name(), format!("{missing}#x").as_str(), "{e}");
+    let cause = std::error::Error::source(&e)
+        .map(|c| c.to_string())
+        .unwrap_or_default();
+    assert!(cause.contains("NoSuchBucket"), "{e}: {cause}");
+    assert!(!cause.contains("X-Amz-Signature"), "{cause}");
+    // A foreign object where a lock object would be: refused, unchanged.
+    let raw = Raw::new();
+    let url = fresh("foreign");
+    let prefix = url
+        .split_once("s3://")
+        .unwrap()
+        .1
+        .split_once('/')
+        .unwrap()
+        .1
+        .to_owned();
+    assert_eq!(
+        raw.put(
+            &format!("{prefix}/data.lock"),
+            b"precious",
+            "if-none-match",
+            "*"
+        ),
+        200
+    );
+    let lock = ObjectLocks::from_url(&url)
+        .unwrap()
+        .lock_named("data")
+        .unwrap();
+    for e in [
+        lock.try_lock().unwrap_err(),
+        lock.lock_blocking_timeout(Duration::from_millis(500))
+            .unwrap_err(),
+    ] {
+        let cause = std::error::Error::source(&e)
+            .map(|c| c.to_string())
+            .unwrap_or_default();
+        assert!(cause.contains("not a lockyard lock object"), "{e}: {cause}");
+    }
+    assert_eq!(raw.get(&format!("{prefix}/data.lock")).0, b"precious");
+    // Shared holds are not offered.
+    let e = lock.try_lock_shared().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::ExclusiveOnly, "{e}");
+}
+
+/// `list` names every held lock under the prefix with its holder, and not
+/// the free ones.
+fn list_says_who_holds_what() {
+    let url = fresh("list");
+    let locks = ObjectLocks::from_url(&url).unwrap().owner("lister");
+    let a = locks.lock_named("jobs/a").unwrap().try_lock().unwrap();
+    let b = locks.lock_named("jobs/b c").unwrap().try_lock().unwrap();
+    locks
+        .lock_named("free")
+        .unwrap()
+        .try_lock()
+        .unwrap()
+        .unlock()
+        .unwrap();
+    let listed = locks.list().unwrap();
+    let mut names: Vec<&str> = listed.iter().map(|i| i.name()).collect();
+    names.sort();
+    assert_eq!(names, ["jobs/a", "jobs/b c"]);
+    for info in &listed {
+        assert_eq!(info.holder().and_then(|h| h.owner()), Some("lister"));
+    }
+    drop((a, b));
+}
