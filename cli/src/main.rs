@@ -118,7 +118,8 @@ enum Cmd {
     Status {
         /// A lock file, a directory of lock files, a PostgreSQL lock
         /// (`postgres://user@host/db#name`) or a PostgreSQL database
-        /// (`postgres://user@host/db`: every lock held there).
+        /// (`postgres://user@host/db`: every lock held there), an S3 lock
+        /// (`s3://bucket/prefix#name`) or prefix (every lock held there).
         #[arg(required = true)]
         paths: Vec<PathBuf>,
         /// For PostgreSQL: the table that keeps names and tokens.
@@ -155,7 +156,9 @@ struct LockArgs {
     ///
     /// Or a lock in PostgreSQL: `postgres://user@host:port/db#name` (the
     /// name after the first `#`; the password from PGPASSWORD, the user
-    /// from PGUSER when the URL has none).
+    /// from PGUSER when the URL has none). Or a lock in S3:
+    /// `s3://bucket/prefix#name` (endpoint and credentials from the AWS_*
+    /// variables; always a lease, renewed while `run`'s command runs).
     path: PathBuf,
     /// Take a shared lock instead of an exclusive one.
     #[arg(short, long)]
@@ -288,6 +291,7 @@ fn dispatch(command: Cmd) -> u8 {
                 Err(code) => return code,
             };
             let signals = signals::Signals::install();
+            let lease = target.lease(lease);
             let args = RunArgs {
                 lock: target,
                 mode: lock.mode(),
@@ -398,12 +402,17 @@ fn open_target(
     })
 }
 
-/// `--soft` for a PostgreSQL lock: soft locks are files beside a lock
-/// file; PostgreSQL has its own.
+/// `--soft` for a PostgreSQL or object-storage lock: soft locks are files
+/// beside a lock file; the others are held in their server.
 fn refuse_soft_postgres(lock: &LockArgs, soft: bool) -> Option<u8> {
     if soft && target::pg_address(&lock.path).is_some() {
         lock.ui()
             .say("--soft is for lock files; a PostgreSQL lock is held by the server");
+        return Some(exit::USAGE);
+    }
+    if soft && target::object_address(&lock.path).is_some() {
+        lock.ui()
+            .say("--soft is for lock files; an object-storage lock is a lock object");
         return Some(exit::USAGE);
     }
     None

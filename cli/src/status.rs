@@ -31,6 +31,8 @@ enum Kind {
     Soft,
     #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     Postgres,
+    #[cfg_attr(not(feature = "s3"), allow(dead_code))]
+    Object,
 }
 
 impl Kind {
@@ -39,6 +41,7 @@ impl Kind {
             Kind::Strict => "strict",
             Kind::Soft => "soft",
             Kind::Postgres => "postgres",
+            Kind::Object => "object",
         }
     }
 }
@@ -49,6 +52,9 @@ impl Kind {
 /// table (`postgres://...`). `table` is the PostgreSQL table, if not the
 /// default.
 pub fn collect(target: &Path, table: Option<&str>) -> Result<Vec<Report>, String> {
+    if let Some((url, name)) = crate::target::object_address(target) {
+        return collect_object(url, name);
+    }
     if let Some(address) = crate::target::pg_address(target) {
         return collect_pg(&address, table);
     }
@@ -126,6 +132,43 @@ fn collect_pg(
                 .collect())
         }
     }
+}
+
+/// An object-storage lock, or every lock held under the prefix.
+#[cfg(feature = "s3")]
+fn collect_object(url: &str, name: Option<&str>) -> Result<Vec<Report>, String> {
+    let locks = crate::target::object_locks(url, &crate::target::PgSettings::default())?;
+    let report = |path: PathBuf, name: String, found| Report {
+        path,
+        name: Some(name),
+        kind: Kind::Object,
+        found,
+        os: Vec::new(),
+    };
+    match name {
+        Some(name) => {
+            let lock = locks.lock_named(name).map_err(|e| chain(&e))?;
+            let path = PathBuf::from(lock.address());
+            Ok(vec![report(path, name.to_owned(), lock.inspect())])
+        }
+        None => {
+            let held = locks.list().map_err(|e| chain(&e))?;
+            Ok(held
+                .into_iter()
+                .map(|info| {
+                    let path = info.path().to_path_buf();
+                    report(path, info.name().to_owned(), Ok(info))
+                })
+                .collect())
+        }
+    }
+}
+
+#[cfg(not(feature = "s3"))]
+fn collect_object(url: &str, _name: Option<&str>) -> Result<Vec<Report>, String> {
+    Err(format!(
+        "{url}: this lockyard was built without object storage support (feature `s3`)"
+    ))
 }
 
 #[cfg(not(feature = "postgres"))]

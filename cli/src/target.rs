@@ -1,6 +1,7 @@
-//! What a lock argument names: a lock file, or a lock in PostgreSQL
-//! written as a connection URL with the lock's name after `#`
-//! (`postgres://app@db.internal/app#jobs/nightly`), the form lockyard's own
+//! What a lock argument names: a lock file, a lock in PostgreSQL written
+//! as a connection URL with the lock's name after `#`
+//! (`postgres://app@db.internal/app#jobs/nightly`), or a lock in object
+//! storage (`s3://bucket/prefix#jobs/nightly`): the forms lockyard's own
 //! errors use.
 
 use std::path::Path;
@@ -9,7 +10,7 @@ use std::time::Duration;
 use lockyard::{Acquire, FileLock, LockMode, LockOptions, Wait};
 
 use crate::holder;
-#[cfg(feature = "postgres")]
+#[cfg(any(feature = "postgres", feature = "s3"))]
 use crate::report::chain;
 
 /// A lock the command takes.
@@ -18,6 +19,8 @@ pub enum Target {
     File(FileLock),
     #[cfg(feature = "postgres")]
     Postgres(lockyard::postgres::PgLock),
+    #[cfg(feature = "s3")]
+    Object(lockyard::object::ObjectLock),
 }
 
 impl Target {
@@ -27,6 +30,8 @@ impl Target {
             Target::File(f) => f.acquire(mode, wait),
             #[cfg(feature = "postgres")]
             Target::Postgres(p) => p.acquire(mode, wait),
+            #[cfg(feature = "s3")]
+            Target::Object(o) => o.acquire(mode, wait),
         }
     }
 
@@ -36,6 +41,8 @@ impl Target {
             Target::File(f) => f.path(),
             #[cfg(feature = "postgres")]
             Target::Postgres(p) => Path::new(p.address()),
+            #[cfg(feature = "s3")]
+            Target::Object(o) => Path::new(o.address()),
         }
     }
 
@@ -45,8 +52,37 @@ impl Target {
             Target::File(f) => holder::now(f),
             #[cfg(feature = "postgres")]
             Target::Postgres(p) => p.holder().ok().flatten().map(|r| holder::describe(&r)),
+            #[cfg(feature = "s3")]
+            Target::Object(o) => o.holder().ok().flatten().map(|r| holder::describe(&r)),
         }
     }
+
+    /// The lease a `run` renews while its command runs: the one asked
+    /// for, and for an object-storage lock (always a lease) its default.
+    pub fn lease(&self, asked: Option<Duration>) -> Option<Duration> {
+        match self {
+            #[cfg(feature = "s3")]
+            Target::Object(_) => asked.or(Some(lockyard::object::DEFAULT_LEASE)),
+            _ => asked,
+        }
+    }
+}
+
+/// A lock argument that is an object-storage URL (`s3://`, `gs://`,
+/// `az://`): the namespace part and the lock name (after the first `#`;
+/// absent for `status` of a whole prefix).
+pub fn object_address(arg: &Path) -> Option<(&str, Option<&str>)> {
+    let text = arg.to_str()?;
+    if !["s3://", "gs://", "az://"]
+        .iter()
+        .any(|s| text.starts_with(s))
+    {
+        return None;
+    }
+    Some(match text.split_once('#') {
+        Some((url, name)) => (url, Some(name)),
+        None => (text, None),
+    })
 }
 
 /// A lock argument that is a PostgreSQL URL: the connection part and the
@@ -76,9 +112,10 @@ pub fn pg_address(arg: &Path) -> Option<PgAddress<'_>> {
     })
 }
 
-/// How a PostgreSQL lock is to be taken, from the command line.
+/// How a PostgreSQL or object-storage lock is to be taken, from the
+/// command line.
 #[derive(Debug, Default)]
-#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+#[cfg_attr(not(any(feature = "postgres", feature = "s3")), allow(dead_code))]
 pub struct PgSettings {
     pub table: Option<String>,
     pub lease: Option<Duration>,
@@ -88,10 +125,50 @@ pub struct PgSettings {
 /// Opens the lock `arg` names: a PostgreSQL lock for a `postgres://` URL,
 /// else a file lock with `options`. Errors are messages for people.
 pub fn open(arg: &Path, options: LockOptions, pg: &PgSettings) -> Result<Target, String> {
+    if let Some((url, name)) = object_address(arg) {
+        return open_object(url, name, pg);
+    }
     match pg_address(arg) {
         None => Ok(Target::File(FileLock::with_options(arg, options))),
         Some(address) => open_pg(&address, pg),
     }
+}
+
+/// The locks under an object-storage URL, with the lease and owner asked
+/// for.
+#[cfg(feature = "s3")]
+pub fn object_locks(
+    url: &str,
+    settings: &PgSettings,
+) -> Result<lockyard::object::ObjectLocks, String> {
+    let mut locks = lockyard::object::ObjectLocks::from_url(url).map_err(|e| chain(&e))?;
+    if let Some(ttl) = settings.lease {
+        locks = locks.lease(ttl);
+    }
+    if let Some(owner) = &settings.owner {
+        locks = locks.owner(owner.clone());
+    }
+    Ok(locks)
+}
+
+#[cfg(feature = "s3")]
+fn open_object(url: &str, name: Option<&str>, settings: &PgSettings) -> Result<Target, String> {
+    let Some(name) = name else {
+        return Err(format!(
+            "{url}: name the lock after `#` (s3://bucket/prefix#name)"
+        ));
+    };
+    object_locks(url, settings)?
+        .lock_named(name)
+        .map(Target::Object)
+        .map_err(|e| chain(&e))
+}
+
+#[cfg(not(feature = "s3"))]
+fn open_object(url: &str, _name: Option<&str>, _settings: &PgSettings) -> Result<Target, String> {
+    Err(format!(
+        "{url}: this lockyard was built without object storage support (feature `s3`)"
+    ))
 }
 
 #[cfg(feature = "postgres")]
