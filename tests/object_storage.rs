@@ -15,7 +15,7 @@ use lockyard::object::ObjectLocks;
 use lockyard::{ErrorKind, LockMode, Wait};
 
 use common::{env_path, next_message, say, spawn_child, tempdir, Children, ROLE_VAR};
-use harness::{case, S3};
+use harness::{case, S3, S3_BED};
 
 const ENTRY: &str = "child_main";
 
@@ -34,6 +34,9 @@ fn main() {
         case!(dropped_waits_leave_no_lock_behind, [S3]),
         case!(bad_input_gets_typed_errors_naming_the_lock, [S3]),
         case!(list_says_who_holds_what, [S3]),
+        case!(wrong_credentials_are_refused_by_name, [S3]),
+        // Last: it restarts the server.
+        case!(tokens_go_up_across_a_server_restart, [S3, S3_BED]),
     ]);
     harness::main_one_at_a_time(cases);
 }
@@ -154,12 +157,12 @@ fn child_main() {
                     Ok("kept")
                 },
             ));
-            say(&format!(
-                "{:?} {}",
-                kept.map_err(|e| e.kind()),
-                guard.still_held().unwrap()
-            ));
-            guard.unlock().unwrap();
+            let kept = kept.map_err(|e| e.kind());
+            say(&format!("{kept:?} {}", guard.still_held().unwrap()));
+            let unlocked = guard.unlock();
+            if kept.is_ok() {
+                unlocked.unwrap();
+            }
         }
         // Take and release the lock again and again for RUN_MS: held 20 to
         // 120 ms, then free 0 to 60 ms.
@@ -175,6 +178,22 @@ fn child_main() {
                 std::thread::sleep(Duration::from_millis(fastrand::u64(0..60)));
             }
             say("done");
+        }
+        // One try at the lock NAME: say how it went.
+        "try" => {
+            let lock = locks.lock_named(&env("NAME")).unwrap();
+            match lock.try_lock() {
+                Ok(guard) => {
+                    guard.unlock().unwrap();
+                    say("ok");
+                }
+                Err(e) => {
+                    let cause = std::error::Error::source(&e)
+                        .map(|c| c.to_string())
+                        .unwrap_or_default();
+                    say(&format!("{:?} {e}: {cause}", e.kind()));
+                }
+            }
         }
         other => panic!("unknown role {other}"),
     }
@@ -622,6 +641,74 @@ fn bad_input_gets_typed_errors_naming_the_lock() {
     // Shared holds are not offered.
     let e = lock.try_lock_shared().unwrap_err();
     assert_eq!(e.kind(), ErrorKind::ExclusiveOnly, "{e}");
+}
+
+/// A wrong secret key is refused by the server (which checks signatures
+/// here, as AWS does): an error naming the lock and the server's reason,
+/// and never the secret.
+fn wrong_credentials_are_refused_by_name() {
+    let url = fresh("creds");
+    let mut kid = spawn_child(
+        ENTRY,
+        "try",
+        &[
+            ("URL", &url),
+            ("NAME", "n"),
+            ("AWS_SECRET_ACCESS_KEY", "not-the-s3cret"),
+        ],
+    );
+    let said = next_message(&mut kid).unwrap();
+    assert!(kid.wait().unwrap().success());
+    assert!(said.starts_with("Io "), "{said}");
+    assert!(said.contains(&format!("{url}#n")), "{said}");
+    assert!(
+        said.contains("403") && said.contains("SignatureDoesNotMatch"),
+        "{said}"
+    );
+    assert!(!said.contains("not-the-s3cret"), "{said}");
+    // The right credentials work.
+    let mut kid = spawn_child(ENTRY, "try", &[("URL", &url), ("NAME", "n")]);
+    assert_eq!(next_message(&mut kid).as_deref(), Some("ok"));
+}
+
+/// The server restarts and forgets every object (LocalStack keeps them in
+/// memory): a holder learns it lost its lock, and the next holder's token
+/// is still above every earlier one.
+fn tokens_go_up_across_a_server_restart() {
+    let url = fresh("restart");
+    let locks = ObjectLocks::from_url(&url).unwrap();
+    let lock = locks.lock_named("r").unwrap();
+    let first = lock.try_lock().unwrap();
+    let before = first.token().unwrap();
+    first.unlock().unwrap();
+    let mut holder = child(
+        "keep",
+        &url,
+        &[("NAME", "r"), ("HOLD_MS", "60000"), ("LEASE_MS", "3000")],
+    );
+    assert_eq!(next_message(&mut holder).as_deref(), Some("locked"));
+    let held = lock.holder().unwrap().expect("held");
+    assert!(held.token() > before);
+    let bed = env("LOCKYARD_TEST_S3_BED");
+    let restarted = std::process::Command::new(".ci/s3-bed")
+        .args(["restart", &bed])
+        .status()
+        .unwrap();
+    assert!(restarted.success());
+    // The holder's keep_alive finds its lock object gone: lost.
+    assert_eq!(
+        next_message(&mut holder).as_deref(),
+        Some("Err(Lost) false")
+    );
+    assert!(holder.wait().is_ok());
+    let after = lock.try_lock().unwrap();
+    assert!(
+        after.token().unwrap() > held.token(),
+        "{:?} after {}",
+        after.token(),
+        held.token()
+    );
+    after.unlock().unwrap();
 }
 
 /// `list` names every held lock under the prefix with its holder, and not

@@ -68,6 +68,12 @@ pub const S3: Bed = Bed {
     required_by: Some("LOCKYARD_REQUIRE_S3"),
 };
 
+/// The S3 bed's directory, to restart its server.
+pub const S3_BED: Bed = Bed {
+    check: || env_set("LOCKYARD_TEST_S3_BED", "`.ci/s3-bed start DIR` sets it"),
+    required_by: Some("LOCKYARD_REQUIRE_S3"),
+};
+
 /// Two sshfs mounts of one directory, without attribute caches.
 pub const SSHFS: Bed = Bed {
     check: || env_set("LOCKYARD_TEST_SSHFS", SSHFS_SETUP),

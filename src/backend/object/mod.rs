@@ -62,6 +62,9 @@ pub(crate) const DEFAULT_TTL: Duration = Duration::from_secs(30);
 const POLL_FIRST: Duration = Duration::from_millis(10);
 const POLL_LAST: Duration = Duration::from_millis(500);
 
+/// How soon a renewal the store did not answer is tried again.
+const RENEW_PAUSE: Duration = Duration::from_millis(200);
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -300,25 +303,67 @@ impl Inner {
         }
     }
 
-    /// Renews this process's hold.
+    /// Renews this process's hold. A store that does not answer is asked
+    /// again (after [`RENEW_PAUSE`]) until the lease lapses: each attempt
+    /// is a conditional write at the held version, and a refusal is
+    /// checked against the earlier attempts, one of which may have landed
+    /// unseen.
     fn renew(&self) -> io::Result<HolderRecord> {
         let _writing = lock(&self.writing);
         let Some(held) = lock(&self.state).held.clone() else {
             return Err(crate::error::lost());
         };
-        if held.lapsed() {
-            return self.lose();
-        }
-        let mut record = held.record.clone();
-        record.renewed = later_than(record.renewed);
-        match self.rewrite(&held, record)? {
-            Some(renewed) => {
-                let record = renewed.record.clone();
-                lock(&self.state).held = Some(renewed);
-                Ok(record)
+        // Attempts whose outcome is unknown, and when each was sent.
+        let mut unknown: Vec<(HolderRecord, Instant)> = Vec::new();
+        loop {
+            if held.lapsed() {
+                return self.lose();
             }
-            None => self.lose(),
+            let mut record = held.record.clone();
+            let last = unknown.last().map_or(record.renewed, |(r, _)| r.renewed);
+            record.renewed = later_than(last);
+            let sent = Instant::now();
+            match self.rewrite(&held, record.clone()) {
+                Ok(Some(renewed)) => {
+                    let record = renewed.record.clone();
+                    lock(&self.state).held = Some(renewed);
+                    return Ok(record);
+                }
+                Ok(None) => {
+                    // Refused: someone else wrote, or an earlier attempt did.
+                    if let Some(renewed) = self.landed_earlier(&unknown) {
+                        let record = renewed.record.clone();
+                        lock(&self.state).held = Some(renewed);
+                        return Ok(record);
+                    }
+                    return self.lose();
+                }
+                Err(e) => {
+                    log::debug!(
+                        "lockyard: renewing {}/{}: {e}; again",
+                        self.space.label,
+                        self.key
+                    );
+                    unknown.push((record, sent));
+                    std::thread::sleep(RENEW_PAUSE);
+                }
+            }
         }
+    }
+
+    /// The hold as one of `attempts` left it, if the object shows that
+    /// attempt's write.
+    fn landed_earlier(&self, attempts: &[(HolderRecord, Instant)]) -> Option<Held> {
+        let object = self.space.store.get(&self.key).ok()??;
+        let now = codec::parse(&object.body).ok()?;
+        attempts
+            .iter()
+            .find(|(record, _)| same_write(&now, record))
+            .map(|(record, sent)| Held {
+                version: object.version,
+                record: record.clone(),
+                sent: *sent,
+            })
     }
 
     fn lose<T>(&self) -> io::Result<T> {

@@ -100,10 +100,18 @@ struct Flaky {
     /// Fail the next write: after applying it (`Some(true)`) or without
     /// (`Some(false)`).
     fail_next: Mutex<Option<bool>>,
+    /// Fail this many reads.
+    fail_gets: Mutex<usize>,
 }
 
 impl Store for Flaky {
     fn get(&self, key: &str) -> io::Result<Option<Object>> {
+        let mut failing = lock(&self.fail_gets);
+        if *failing > 0 {
+            *failing -= 1;
+            return Err(io::Error::new(io::ErrorKind::ConnectionRefused, "down"));
+        }
+        drop(failing);
         self.inner.get(key)
     }
 
@@ -149,6 +157,25 @@ fn an_unanswered_write_is_decided_by_reading_again() {
     assert!(take(&b).is_none());
     assert!(!b.still_mine().unwrap());
     assert!(take(&b).is_some());
+}
+
+#[test]
+fn a_renewal_that_landed_unseen_is_recognised_when_asked_again() {
+    let store = Arc::new(Flaky::default());
+    let space = space(store.clone(), DEFAULT_TTL);
+    let a = inner(&space);
+    take(&a).unwrap();
+    // The write lands, its answer is lost, and so is the read that follows:
+    // the second attempt is refused by the first one's version.
+    *lock(&store.fail_next) = Some(true);
+    *lock(&store.fail_gets) = 1;
+    let renewed = a.renew().unwrap();
+    assert!(a.still_mine().unwrap());
+    let current = super::codec::parse(&store.get(&a.key).unwrap().unwrap().body).unwrap();
+    assert!(same_write(&current, &renewed));
+    // And the hold goes on from that version.
+    a.renew().unwrap();
+    release(&a);
 }
 
 #[test]
