@@ -130,7 +130,7 @@ mod rt;
 mod sys;
 mod trace;
 
-#[cfg(feature = "s3")]
+#[cfg(any(feature = "s3", feature = "gcs"))]
 pub use crate::api::object;
 #[cfg(feature = "postgres")]
 pub use crate::api::postgres;

@@ -1,8 +1,10 @@
-//! Object-storage locks against a real S3 server (`.ci/s3-bed`: LocalStack),
-//! with real processes: the server's own conditional writes first (so a
-//! server that lies is caught before lockyard is blamed), then a 16-process
-//! race, an exact counter under SIGKILL with increasing tokens, lease
-//! expiry and renewal, and bad input.
+//! Object-storage locks against real servers, each test on every store
+//! whose bed is up: S3 (`.ci/s3-bed`: LocalStack) and GCS (`.ci/gcs-bed`:
+//! fake-gcs-server), with real processes. The server's own conditional
+//! writes first (so a server that lies is caught before lockyard is
+//! blamed), then a 16-process race, an exact counter under SIGKILL with
+//! increasing tokens, lease expiry and renewal, deadlines, dropped waits,
+//! bad input and a server restart.
 
 mod common;
 mod harness;
@@ -15,29 +17,68 @@ use lockyard::object::ObjectLocks;
 use lockyard::{ErrorKind, LockMode, Wait};
 
 use common::{env_path, next_message, say, spawn_child, tempdir, Children, ROLE_VAR};
-use harness::{case, S3, S3_BED};
+use harness::{case, Case, GCS, GCS_BED, S3, S3_BED};
 
 const ENTRY: &str = "child_main";
 
+/// One kind of store under test: the variable naming its test bucket,
+/// and its bed's script and directory (for a restart).
+struct Store {
+    url_var: &'static str,
+    bed_script: &'static str,
+    bed_var: &'static str,
+}
+
+const S3_STORE: Store = Store {
+    url_var: "LOCKYARD_TEST_S3",
+    bed_script: ".ci/s3-bed",
+    bed_var: "LOCKYARD_TEST_S3_BED",
+};
+
+const GCS_STORE: Store = Store {
+    url_var: "LOCKYARD_TEST_GCS",
+    bed_script: ".ci/gcs-bed",
+    bed_var: "LOCKYARD_TEST_GCS_BED",
+};
+
+/// Each test once per store: `<test>_on_s3`, `<test>_on_gcs`.
+macro_rules! on_each_store {
+    ($($test:ident $(+ $extra:ident)?),* $(,)?) => {
+        vec![$(
+            Case {
+                name: concat!(stringify!($test), "_on_s3"),
+                run: || $test(&S3_STORE),
+                needs: &[S3 $(, on_each_store!(@s3 $extra))?],
+                entry: false,
+            },
+            Case {
+                name: concat!(stringify!($test), "_on_gcs"),
+                run: || $test(&GCS_STORE),
+                needs: &[GCS $(, on_each_store!(@gcs $extra))?],
+                entry: false,
+            },
+        )*]
+    };
+    (@s3 bed) => { S3_BED };
+    (@gcs bed) => { GCS_BED };
+}
+
 fn main() {
-    let mut cases = vec![case!(entry child_main)];
-    cases.extend([
-        case!(the_server_honours_conditional_writes, [S3]),
-        case!(sixteen_processes_race_with_one_winner_per_round, [S3]),
-        case!(a_counter_stays_exact_under_sigkill_of_holders, [S3]),
-        case!(
-            a_lapsed_lease_is_taken_over_after_its_ttl_and_its_holder_told,
-            [S3]
-        ),
-        case!(keep_alive_keeps_a_lease_past_its_ttl, [S3]),
-        case!(a_deadline_bounds_every_wait, [S3]),
-        case!(dropped_waits_leave_no_lock_behind, [S3]),
-        case!(bad_input_gets_typed_errors_naming_the_lock, [S3]),
-        case!(list_says_who_holds_what, [S3]),
-        case!(wrong_credentials_are_refused_by_name, [S3]),
-        // Last: it restarts the server.
-        case!(tokens_go_up_across_a_server_restart, [S3, S3_BED]),
-    ]);
+    let mut cases: Vec<Case> = vec![case!(entry child_main)];
+    cases.extend(on_each_store!(
+        the_server_honours_conditional_writes,
+        sixteen_processes_race_with_one_winner_per_round,
+        a_counter_stays_exact_under_sigkill_of_holders,
+        a_lapsed_lease_is_taken_over_after_its_ttl_and_its_holder_told,
+        keep_alive_keeps_a_lease_past_its_ttl,
+        a_deadline_bounds_every_wait,
+        dropped_waits_leave_no_lock_behind,
+        bad_input_gets_typed_errors_naming_the_lock,
+        list_says_who_holds_what,
+    ));
+    cases.push(case!(wrong_s3_credentials_are_refused_by_name, [S3]));
+    // Last: they restart the servers.
+    cases.extend(on_each_store!(tokens_go_up_across_a_server_restart + bed));
     harness::main_one_at_a_time(cases);
 }
 
@@ -45,14 +86,20 @@ fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| panic!("{name} not set"))
 }
 
-/// The bucket URL with a prefix no other test (or run) uses.
-fn fresh(test: &str) -> String {
+/// The store's bucket URL with a prefix no other test (or run) uses.
+fn fresh(store: &Store, test: &str) -> String {
     format!(
         "{}/{test}-{}-{}",
-        env("LOCKYARD_TEST_S3"),
+        env(store.url_var),
         std::process::id(),
         fastrand::u32(..)
     )
+}
+
+/// The object key prefix of a `fresh` URL.
+fn key_prefix(url: &str) -> String {
+    let rest = url.split_once("://").unwrap().1;
+    rest.split_once('/').unwrap().1.to_owned()
 }
 
 fn now_ms() -> u64 {
@@ -164,8 +211,8 @@ fn child_main() {
                 unlocked.unwrap();
             }
         }
-        // Take and release the lock again and again for RUN_MS: held 20 to
-        // 120 ms, then free 0 to 60 ms.
+        // Take and release the lock again and again for RUN_MS: held 100 to
+        // 300 ms, then free 0 to 60 ms.
         "cycle" => {
             let lock = locks.lock_named(&env("NAME")).unwrap();
             let run: u64 = env("RUN_MS").parse().unwrap();
@@ -173,7 +220,7 @@ fn child_main() {
             say("started");
             while since.elapsed() < Duration::from_millis(run) {
                 let guard = lock.lock_blocking_timeout(Duration::from_secs(30)).unwrap();
-                std::thread::sleep(Duration::from_millis(fastrand::u64(20..120)));
+                std::thread::sleep(Duration::from_millis(fastrand::u64(100..300)));
                 guard.unlock().unwrap();
                 std::thread::sleep(Duration::from_millis(fastrand::u64(0..60)));
             }
@@ -205,16 +252,40 @@ fn child(role: &str, url: &str, extra: &[(&str, &str)]) -> common::Kid {
     spawn_child(ENTRY, role, &args)
 }
 
-/// A raw S3 client for the conformance test: signed conditional PUTs and
-/// GETs, nothing of lockyard's.
-struct Raw {
+/// A raw client for the conformance test: conditional writes and reads
+/// on the store's own API, nothing of lockyard's.
+trait Raw: Send + Sync {
+    /// Writes `body` at `key` if absent (`None`) or still at `version`:
+    /// whether it was written (`Err`: a status that is neither yes nor no).
+    fn put(&self, key: &str, body: &[u8], version: Option<&str>) -> Result<bool, u16>;
+    /// The body and version at `key`.
+    fn get(&self, key: &str) -> (Vec<u8>, String);
+}
+
+fn raw(store: &Store) -> Arc<dyn Raw> {
+    if store.url_var == S3_STORE.url_var {
+        Arc::new(RawS3::new())
+    } else {
+        Arc::new(RawGcs::new())
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .new_agent()
+}
+
+/// Signed S3 requests (`If-None-Match: *`, `If-Match`).
+struct RawS3 {
     bucket: rusty_s3::Bucket,
     creds: rusty_s3::Credentials,
     agent: ureq::Agent,
 }
 
-impl Raw {
-    fn new() -> Raw {
+impl RawS3 {
+    fn new() -> RawS3 {
         use rusty_s3::{Bucket, Credentials, UrlStyle};
         let url = env("LOCKYARD_TEST_S3");
         let bucket = url
@@ -225,19 +296,21 @@ impl Raw {
             .unwrap();
         let endpoint = env("AWS_ENDPOINT_URL").parse().unwrap();
         let region = std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into());
-        Raw {
+        RawS3 {
             bucket: Bucket::new(endpoint, UrlStyle::Path, bucket.to_owned(), region).unwrap(),
             creds: Credentials::new(env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY")),
-            agent: ureq::Agent::config_builder()
-                .http_status_as_error(false)
-                .build()
-                .new_agent(),
+            agent: agent(),
         }
     }
+}
 
-    /// A conditional PUT: its status.
-    fn put(&self, key: &str, body: &[u8], header: &str, value: &str) -> u16 {
+impl Raw for RawS3 {
+    fn put(&self, key: &str, body: &[u8], version: Option<&str>) -> Result<bool, u16> {
         use rusty_s3::S3Action;
+        let (header, value) = match version {
+            None => ("if-none-match", "*"),
+            Some(v) => ("if-match", v),
+        };
         let mut action = self.bucket.put_object(Some(&self.creds), key);
         action
             .headers_mut()
@@ -249,10 +322,13 @@ impl Raw {
             .header(header, value)
             .send(body)
             .unwrap();
-        resp.status().as_u16()
+        match resp.status().as_u16() {
+            200 => Ok(true),
+            409 | 412 => Ok(false),
+            other => Err(other),
+        }
     }
 
-    /// The body and ETag at `key`.
     fn get(&self, key: &str) -> (Vec<u8>, String) {
         use rusty_s3::S3Action;
         let url = self
@@ -266,20 +342,98 @@ impl Raw {
     }
 }
 
+/// GCS JSON API multipart uploads with `ifGenerationMatch`.
+struct RawGcs {
+    base: String,
+    bucket: String,
+    agent: ureq::Agent,
+}
+
+impl RawGcs {
+    fn new() -> RawGcs {
+        let url = env("LOCKYARD_TEST_GCS");
+        let bucket = url
+            .strip_prefix("gs://")
+            .unwrap()
+            .split('/')
+            .next()
+            .unwrap();
+        RawGcs {
+            base: env("STORAGE_EMULATOR_HOST"),
+            bucket: bucket.to_owned(),
+            agent: agent(),
+        }
+    }
+}
+
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+impl Raw for RawGcs {
+    fn put(&self, key: &str, body: &[u8], version: Option<&str>) -> Result<bool, u16> {
+        let url = format!(
+            "{}/upload/storage/v1/b/{}/o?uploadType=multipart&ifGenerationMatch={}",
+            self.base,
+            self.bucket,
+            version.unwrap_or("0")
+        );
+        let mut payload = Vec::new();
+        payload.extend_from_slice(b"--b0undary\r\ncontent-type: application/json\r\n\r\n");
+        payload.extend_from_slice(serde_json::json!({ "name": key }).to_string().as_bytes());
+        payload
+            .extend_from_slice(b"\r\n--b0undary\r\ncontent-type: application/octet-stream\r\n\r\n");
+        payload.extend_from_slice(body);
+        payload.extend_from_slice(b"\r\n--b0undary--\r\n");
+        let resp = self
+            .agent
+            .post(&url)
+            .header("content-type", "multipart/related; boundary=b0undary")
+            .send(&payload[..])
+            .unwrap();
+        match resp.status().as_u16() {
+            200 => Ok(true),
+            409 | 412 => Ok(false),
+            other => Err(other),
+        }
+    }
+
+    fn get(&self, key: &str) -> (Vec<u8>, String) {
+        let url = format!(
+            "{}/storage/v1/b/{}/o/{}?alt=media",
+            self.base,
+            self.bucket,
+            encode(key)
+        );
+        let mut resp = self.agent.get(&url).call().unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+        let generation = resp.headers()["x-goog-generation"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        (resp.body_mut().read_to_vec().unwrap(), generation)
+    }
+}
+
 /// The mechanism alone, before lockyard is trusted with it: 16 threads
-/// race `If-None-Match: *` creates and `If-Match` swaps, 50 rounds each;
-/// exactly one write may succeed per round, and the object must hold the
-/// winner's body.
-fn the_server_honours_conditional_writes() {
+/// race conditional creates and swaps (S3: `If-None-Match: *`, `If-Match`;
+/// GCS: `ifGenerationMatch`), 50 rounds each; exactly one write may
+/// succeed per round, and the object must hold the winner's body.
+fn the_server_honours_conditional_writes(store: &Store) {
     const WRITERS: usize = 16;
     const ROUNDS: usize = 50;
-    let raw = Arc::new(Raw::new());
+    let raw = raw(store);
     let prefix = format!("conformance-{}-{}", std::process::id(), fastrand::u32(..));
     for op in ["create", "swap"] {
         for round in 0..ROUNDS {
             let key = format!("{prefix}/{op}/{round}");
             let etag = if op == "swap" {
-                assert_eq!(raw.put(&key, b"start", "if-none-match", "*"), 200);
+                assert_eq!(raw.put(&key, b"start", None), Ok(true));
                 raw.get(&key).1
             } else {
                 String::new()
@@ -296,28 +450,21 @@ fn the_server_honours_conditional_writes() {
                     std::thread::spawn(move || {
                         let body = format!("writer {w}");
                         barrier.wait();
-                        let status = if etag.is_empty() {
-                            raw.put(&key, body.as_bytes(), "if-none-match", "*")
-                        } else {
-                            raw.put(&key, body.as_bytes(), "if-match", &etag)
-                        };
-                        (w, status)
+                        let version = (!etag.is_empty()).then_some(etag.as_str());
+                        (w, raw.put(&key, body.as_bytes(), version))
                     })
                 })
                 .collect();
-            let results: Vec<(usize, u16)> =
+            let results: Vec<(usize, Result<bool, u16>)> =
                 threads.into_iter().map(|t| t.join().unwrap()).collect();
             let winners: Vec<usize> = results
                 .iter()
-                .filter(|(_, s)| *s == 200)
+                .filter(|(_, s)| *s == Ok(true))
                 .map(|(w, _)| *w)
                 .collect();
             assert_eq!(winners.len(), 1, "{op} round {round}: {results:?}");
             for (_, s) in &results {
-                assert!(
-                    matches!(s, 200 | 409 | 412),
-                    "{op} round {round}: {results:?}"
-                );
+                assert!(s.is_ok(), "{op} round {round}: {results:?}");
             }
             let (body, _) = raw.get(&key);
             assert_eq!(body, format!("writer {}", winners[0]).into_bytes());
@@ -329,11 +476,11 @@ fn the_server_honours_conditional_writes() {
 /// 16 processes try the same lock at the same instant, round after round
 /// (a fresh lock object each time: the create race): exactly one wins
 /// each round. Then the same on objects that exist, free (the swap race).
-fn sixteen_processes_race_with_one_winner_per_round() {
+fn sixteen_processes_race_with_one_winner_per_round(store: &Store) {
     const PROCESSES: usize = 16;
     const ROUNDS: u64 = 50;
     for phase in ["created", "existing"] {
-        let url = fresh("race");
+        let url = fresh(store, "race");
         if phase == "existing" {
             let locks = ObjectLocks::from_url(&url).unwrap();
             for round in 0..ROUNDS {
@@ -370,8 +517,8 @@ fn sixteen_processes_race_with_one_winner_per_round() {
 /// SIGKILLs two others mid-run (their locks wait out a 1 s lease): the log
 /// counts 1, 2, 3, ... with no gap or repeat, and tokens increase line by
 /// line.
-fn a_counter_stays_exact_under_sigkill_of_holders() {
-    let url = fresh("counter");
+fn a_counter_stays_exact_under_sigkill_of_holders(store: &Store) {
+    let url = fresh(store, "counter");
     let dir = tempdir();
     let log = dir.path().join("log");
     let log_s = log.to_str().unwrap().to_owned();
@@ -419,8 +566,8 @@ fn a_counter_stays_exact_under_sigkill_of_holders() {
 
 /// A holder that stops renewing is taken over only after its TTL, the new
 /// token is higher, and the old guard learns it lost the lock.
-fn a_lapsed_lease_is_taken_over_after_its_ttl_and_its_holder_told() {
-    let url = fresh("lapse");
+fn a_lapsed_lease_is_taken_over_after_its_ttl_and_its_holder_told(store: &Store) {
+    let url = fresh(store, "lapse");
     let mut holder = child(
         "stall",
         &url,
@@ -450,8 +597,8 @@ fn a_lapsed_lease_is_taken_over_after_its_ttl_and_its_holder_told() {
 }
 
 /// A holder that keeps its lease alive keeps the lock for three TTLs.
-fn keep_alive_keeps_a_lease_past_its_ttl() {
-    let url = fresh("keep");
+fn keep_alive_keeps_a_lease_past_its_ttl(store: &Store) {
+    let url = fresh(store, "keep");
     let mut holder = child(
         "keep",
         &url,
@@ -479,8 +626,8 @@ fn keep_alive_keeps_a_lease_past_its_ttl() {
 
 /// Waits end at their deadline, async and blocking, and leave the lock
 /// to its holder.
-fn a_deadline_bounds_every_wait() {
-    let url = fresh("deadline");
+fn a_deadline_bounds_every_wait(store: &Store) {
+    let url = fresh(store, "deadline");
     let locks = ObjectLocks::from_url(&url).unwrap();
     let mut holder = child("keep", &url, &[("NAME", "d"), ("HOLD_MS", "4000")]);
     assert_eq!(next_message(&mut holder).as_deref(), Some("locked"));
@@ -511,8 +658,8 @@ fn a_deadline_bounds_every_wait() {
 /// Waits dropped at random times while another process takes and
 /// releases the lock: a wait whose last request took the lock after the
 /// drop gives it back, so this process never holds it afterwards.
-fn dropped_waits_leave_no_lock_behind() {
-    let url = fresh("drop");
+fn dropped_waits_leave_no_lock_behind(store: &Store) {
+    let url = fresh(store, "drop");
     let mut cycler = child("cycle", &url, &[("NAME", "c"), ("RUN_MS", "12000")]);
     assert_eq!(next_message(&mut cycler).as_deref(), Some("started"));
     let lock = ObjectLocks::from_url(&url)
@@ -560,12 +707,12 @@ fn dropped_waits_leave_no_lock_behind() {
 
 /// Bad configuration and names are typed errors; a missing bucket and an
 /// unreachable endpoint are errors naming the lock, within the deadline.
-fn bad_input_gets_typed_errors_naming_the_lock() {
-    for url in ["s3://", "gs://bucket/x", "az://a/b", "bucket/x"] {
+fn bad_input_gets_typed_errors_naming_the_lock(store: &Store) {
+    for url in ["s3://", "gs://", "az://a/b", "bucket/x", "http://host/x"] {
         let e = ObjectLocks::from_url(url).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidConfig, "{url}: {e}");
     }
-    let locks = ObjectLocks::from_url(&fresh("bad")).unwrap();
+    let locks = ObjectLocks::from_url(&fresh(store, "bad")).unwrap();
     assert_eq!(
         locks.lock_named("").unwrap_err().kind(),
         ErrorKind::InvalidPath
@@ -591,7 +738,8 @@ fn bad_input_gets_typed_errors_naming_the_lock() {
         guard.unlock().unwrap();
     }
     // A bucket that does not exist.
-    let missing = format!("s3://no-such-bucket-{}", fastrand::u32(..));
+    let scheme = env(store.url_var).split_once("://").unwrap().0.to_owned();
+    let missing = format!("{scheme}://no-such-bucket-{}", fastrand::u32(..));
     let lock = ObjectLocks::from_url(&missing)
         .unwrap()
         .lock_named("x")
@@ -604,24 +752,12 @@ fn bad_input_gets_typed_errors_naming_the_lock() {
     assert!(cause.contains("NoSuchBucket"), "{e}: {cause}");
     assert!(!cause.contains("X-Amz-Signature"), "{cause}");
     // A foreign object where a lock object would be: refused, unchanged.
-    let raw = Raw::new();
-    let url = fresh("foreign");
-    let prefix = url
-        .split_once("s3://")
-        .unwrap()
-        .1
-        .split_once('/')
-        .unwrap()
-        .1
-        .to_owned();
+    let raw = raw(store);
+    let url = fresh(store, "foreign");
+    let prefix = key_prefix(&url);
     assert_eq!(
-        raw.put(
-            &format!("{prefix}/data.lock"),
-            b"precious",
-            "if-none-match",
-            "*"
-        ),
-        200
+        raw.put(&format!("{prefix}/data.lock"), b"precious", None),
+        Ok(true)
     );
     let lock = ObjectLocks::from_url(&url)
         .unwrap()
@@ -646,8 +782,8 @@ fn bad_input_gets_typed_errors_naming_the_lock() {
 /// A wrong secret key is refused by the server (which checks signatures
 /// here, as AWS does): an error naming the lock and the server's reason,
 /// and never the secret.
-fn wrong_credentials_are_refused_by_name() {
-    let url = fresh("creds");
+fn wrong_s3_credentials_are_refused_by_name() {
+    let url = fresh(&S3_STORE, "creds");
     let mut kid = spawn_child(
         ENTRY,
         "try",
@@ -671,11 +807,11 @@ fn wrong_credentials_are_refused_by_name() {
     assert_eq!(next_message(&mut kid).as_deref(), Some("ok"));
 }
 
-/// The server restarts and forgets every object (LocalStack keeps them in
-/// memory): a holder learns it lost its lock, and the next holder's token
+/// The server restarts and forgets every object (both test servers keep
+/// them in memory): a holder learns it lost its lock, and the next holder's token
 /// is still above every earlier one.
-fn tokens_go_up_across_a_server_restart() {
-    let url = fresh("restart");
+fn tokens_go_up_across_a_server_restart(store: &Store) {
+    let url = fresh(store, "restart");
     let locks = ObjectLocks::from_url(&url).unwrap();
     let lock = locks.lock_named("r").unwrap();
     let first = lock.try_lock().unwrap();
@@ -689,8 +825,8 @@ fn tokens_go_up_across_a_server_restart() {
     assert_eq!(next_message(&mut holder).as_deref(), Some("locked"));
     let held = lock.holder().unwrap().expect("held");
     assert!(held.token() > before);
-    let bed = env("LOCKYARD_TEST_S3_BED");
-    let restarted = std::process::Command::new(".ci/s3-bed")
+    let bed = env(store.bed_var);
+    let restarted = std::process::Command::new(store.bed_script)
         .args(["restart", &bed])
         .status()
         .unwrap();
@@ -713,8 +849,8 @@ fn tokens_go_up_across_a_server_restart() {
 
 /// `list` names every held lock under the prefix with its holder, and not
 /// the free ones.
-fn list_says_who_holds_what() {
-    let url = fresh("list");
+fn list_says_who_holds_what(store: &Store) {
+    let url = fresh(store, "list");
     let locks = ObjectLocks::from_url(&url).unwrap().owner("lister");
     let a = locks.lock_named("jobs/a").unwrap().try_lock().unwrap();
     let b = locks.lock_named("jobs/b c").unwrap().try_lock().unwrap();

@@ -31,7 +31,7 @@ enum Kind {
     Soft,
     #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     Postgres,
-    #[cfg_attr(not(feature = "s3"), allow(dead_code))]
+    #[cfg_attr(not(any(feature = "s3", feature = "gcs")), allow(dead_code))]
     Object,
 }
 
@@ -135,7 +135,7 @@ fn collect_pg(
 }
 
 /// An object-storage lock, or every lock held under the prefix.
-#[cfg(feature = "s3")]
+#[cfg(any(feature = "s3", feature = "gcs"))]
 fn collect_object(url: &str, name: Option<&str>) -> Result<Vec<Report>, String> {
     let locks = crate::target::object_locks(url, &crate::target::PgSettings::default())?;
     let report = |path: PathBuf, name: String, found| Report {
@@ -164,7 +164,7 @@ fn collect_object(url: &str, name: Option<&str>) -> Result<Vec<Report>, String> 
     }
 }
 
-#[cfg(not(feature = "s3"))]
+#[cfg(not(any(feature = "s3", feature = "gcs")))]
 fn collect_object(url: &str, _name: Option<&str>) -> Result<Vec<Report>, String> {
     Err(format!(
         "{url}: this lockyard was built without object storage support (feature `s3`)"

@@ -10,7 +10,7 @@ use std::time::Duration;
 use lockyard::{Acquire, FileLock, LockMode, LockOptions, Wait};
 
 use crate::holder;
-#[cfg(any(feature = "postgres", feature = "s3"))]
+#[cfg(any(feature = "postgres", feature = "s3", feature = "gcs"))]
 use crate::report::chain;
 
 /// A lock the command takes.
@@ -19,7 +19,7 @@ pub enum Target {
     File(FileLock),
     #[cfg(feature = "postgres")]
     Postgres(lockyard::postgres::PgLock),
-    #[cfg(feature = "s3")]
+    #[cfg(any(feature = "s3", feature = "gcs"))]
     Object(lockyard::object::ObjectLock),
 }
 
@@ -30,7 +30,7 @@ impl Target {
             Target::File(f) => f.acquire(mode, wait),
             #[cfg(feature = "postgres")]
             Target::Postgres(p) => p.acquire(mode, wait),
-            #[cfg(feature = "s3")]
+            #[cfg(any(feature = "s3", feature = "gcs"))]
             Target::Object(o) => o.acquire(mode, wait),
         }
     }
@@ -41,7 +41,7 @@ impl Target {
             Target::File(f) => f.path(),
             #[cfg(feature = "postgres")]
             Target::Postgres(p) => Path::new(p.address()),
-            #[cfg(feature = "s3")]
+            #[cfg(any(feature = "s3", feature = "gcs"))]
             Target::Object(o) => Path::new(o.address()),
         }
     }
@@ -52,7 +52,7 @@ impl Target {
             Target::File(f) => holder::now(f),
             #[cfg(feature = "postgres")]
             Target::Postgres(p) => p.holder().ok().flatten().map(|r| holder::describe(&r)),
-            #[cfg(feature = "s3")]
+            #[cfg(any(feature = "s3", feature = "gcs"))]
             Target::Object(o) => o.holder().ok().flatten().map(|r| holder::describe(&r)),
         }
     }
@@ -61,7 +61,7 @@ impl Target {
     /// for, and for an object-storage lock (always a lease) its default.
     pub fn lease(&self, asked: Option<Duration>) -> Option<Duration> {
         match self {
-            #[cfg(feature = "s3")]
+            #[cfg(any(feature = "s3", feature = "gcs"))]
             Target::Object(_) => asked.or(Some(lockyard::object::DEFAULT_LEASE)),
             _ => asked,
         }
@@ -115,7 +115,10 @@ pub fn pg_address(arg: &Path) -> Option<PgAddress<'_>> {
 /// How a PostgreSQL or object-storage lock is to be taken, from the
 /// command line.
 #[derive(Debug, Default)]
-#[cfg_attr(not(any(feature = "postgres", feature = "s3")), allow(dead_code))]
+#[cfg_attr(
+    not(any(feature = "postgres", feature = "s3", feature = "gcs")),
+    allow(dead_code)
+)]
 pub struct PgSettings {
     pub table: Option<String>,
     pub lease: Option<Duration>,
@@ -136,7 +139,7 @@ pub fn open(arg: &Path, options: LockOptions, pg: &PgSettings) -> Result<Target,
 
 /// The locks under an object-storage URL, with the lease and owner asked
 /// for.
-#[cfg(feature = "s3")]
+#[cfg(any(feature = "s3", feature = "gcs"))]
 pub fn object_locks(
     url: &str,
     settings: &PgSettings,
@@ -151,7 +154,7 @@ pub fn object_locks(
     Ok(locks)
 }
 
-#[cfg(feature = "s3")]
+#[cfg(any(feature = "s3", feature = "gcs"))]
 fn open_object(url: &str, name: Option<&str>, settings: &PgSettings) -> Result<Target, String> {
     let Some(name) = name else {
         return Err(format!(
@@ -164,7 +167,7 @@ fn open_object(url: &str, name: Option<&str>, settings: &PgSettings) -> Result<T
         .map_err(|e| chain(&e))
 }
 
-#[cfg(not(feature = "s3"))]
+#[cfg(not(any(feature = "s3", feature = "gcs")))]
 fn open_object(url: &str, _name: Option<&str>, _settings: &PgSettings) -> Result<Target, String> {
     Err(format!(
         "{url}: this lockyard was built without object storage support (feature `s3`)"

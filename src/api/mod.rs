@@ -8,7 +8,7 @@ mod guard;
 mod inspect;
 mod lease;
 mod lock;
-#[cfg(feature = "s3")]
+#[cfg(any(feature = "s3", feature = "gcs"))]
 pub mod object;
 #[cfg(feature = "postgres")]
 pub mod postgres;

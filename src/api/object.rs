@@ -1,7 +1,8 @@
 //! Locks in object storage: [`ObjectLocks`], a namespace of named locks
 //! under a bucket prefix, and [`ObjectLock`], one of them, with the same
-//! acquisition API as [`FileLock`]. S3 and S3-compatible servers today
-//! (feature `s3`).
+//! acquisition API as [`FileLock`]: in Amazon S3 and S3-compatible servers
+//! (feature `s3`, `s3://` URLs) and Google Cloud Storage (feature `gcs`,
+//! `gs://` URLs).
 //!
 //! Each name is one lock object, `<prefix>/<name>.lock`, never deleted and
 //! changed only by conditional writes, so two processes (on any machines)
@@ -42,7 +43,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{Acquire, FileLock, LockGuard, LockInfo, LockState};
-use crate::backend::object::s3::{S3Config, S3Store};
+use crate::backend::object::store::Store;
 use crate::backend::object::{ObjectOpener, Space, DEFAULT_TTL};
 use crate::engine::{Config as EngineConfig, Handle};
 use crate::error::{Error, Op, Subject};
@@ -54,7 +55,7 @@ use crate::record::{HolderRecord, RecordState};
 /// [`ObjectLocks::lease`] says otherwise.
 pub const DEFAULT_LEASE: Duration = DEFAULT_TTL;
 
-/// The longest key S3 takes, in bytes.
+/// The longest key S3 and GCS take, in bytes.
 const MAX_KEY: usize = 1024;
 
 /// Named locks under one bucket prefix.
@@ -92,20 +93,29 @@ impl std::fmt::Debug for ObjectLocks {
 }
 
 impl ObjectLocks {
-    /// Locks under `url`: `s3://bucket` or `s3://bucket/prefix`. The
-    /// endpoint, region and credentials come from the environment, as the
-    /// AWS tools read them: `AWS_ENDPOINT_URL_S3` or `AWS_ENDPOINT_URL`
-    /// (an S3-compatible server, addressed path style), `AWS_REGION` or
-    /// `AWS_DEFAULT_REGION` (`us-east-1` if neither), `AWS_ACCESS_KEY_ID`,
-    /// `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN`, else the
-    /// `AWS_PROFILE` (or `default`) profile of the shared credentials file.
+    /// Locks under `url`: `s3://bucket[/prefix]` (feature `s3`) or
+    /// `gs://bucket[/prefix]` (feature `gcs`). Where the store is and the
+    /// credentials come from the environment, as each provider's own tools
+    /// read them:
+    ///
+    /// - S3: `AWS_ENDPOINT_URL_S3` or `AWS_ENDPOINT_URL` (an
+    ///   S3-compatible server, addressed path style), `AWS_REGION` or
+    ///   `AWS_DEFAULT_REGION` (`us-east-1` if neither), `AWS_ACCESS_KEY_ID`,
+    ///   `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN`, else the
+    ///   `AWS_PROFILE` (or `default`) profile of the shared credentials
+    ///   file.
+    /// - GCS: `STORAGE_EMULATOR_HOST` (an emulator, no credentials), else
+    ///   the service account key file `GOOGLE_APPLICATION_CREDENTIALS`
+    ///   names, else the machine's metadata server.
+    ///
     /// No secret ever appears in an error or `Debug` output.
     ///
     /// # Errors
     ///
     /// [`ErrorKind::InvalidConfig`](crate::ErrorKind::InvalidConfig) for a
-    /// URL that names no bucket, a scheme other than `s3://` (`gs://` and
-    /// `az://` are not supported yet), or an endpoint that is no URL.
+    /// URL that names no bucket, a scheme this build does not support
+    /// (`az://` is not supported yet), an endpoint that is no URL, or a
+    /// key file that cannot be used.
     ///
     /// # Examples
     ///
@@ -120,10 +130,9 @@ impl ObjectLocks {
     /// ```
     pub fn from_url(url: &str) -> Result<ObjectLocks, Error> {
         let invalid = |why: String| Error::invalid_config(&PathBuf::from(url), why);
-        let Some(rest) = url.strip_prefix("s3://") else {
+        let Some((scheme, rest)) = url.split_once("://") else {
             return Err(invalid(
-                "object storage URLs start with s3:// (gs:// and az:// are not supported yet)"
-                    .to_owned(),
+                "object storage URLs are s3://bucket/prefix or gs://bucket/prefix".to_owned(),
             ));
         };
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
@@ -131,9 +140,8 @@ impl ObjectLocks {
             return Err(invalid("the URL names no bucket".to_owned()));
         }
         let prefix = prefix.trim_matches('/');
-        let config = S3Config::from_env();
-        let store = S3Store::new(bucket, &config).map_err(invalid)?;
-        let mut label = format!("s3://{bucket}");
+        let store = open_store(scheme, bucket).map_err(invalid)?;
+        let mut label = format!("{scheme}://{bucket}");
         let mut key_prefix = String::new();
         if !prefix.is_empty() {
             label.push('/');
@@ -141,7 +149,7 @@ impl ObjectLocks {
             key_prefix = format!("{prefix}/");
         }
         let space = Space {
-            store: Arc::new(store),
+            store,
             label,
             prefix: key_prefix,
             ttl: DEFAULT_TTL,
@@ -307,6 +315,31 @@ impl ObjectLocks {
             }
         }
         Ok(out)
+    }
+}
+
+/// The store of `bucket` for the URL scheme `scheme`, as the environment
+/// configures it; `Err` says why not.
+fn open_store(scheme: &str, bucket: &str) -> Result<Arc<dyn Store>, String> {
+    match scheme {
+        #[cfg(feature = "s3")]
+        "s3" => {
+            use crate::backend::object::s3::{S3Config, S3Store};
+            Ok(Arc::new(S3Store::new(bucket, &S3Config::from_env())?))
+        }
+        #[cfg(feature = "gcs")]
+        "gs" => {
+            use crate::backend::object::gcs::{GcsConfig, GcsStore};
+            Ok(Arc::new(GcsStore::new(bucket, GcsConfig::from_env()?)?))
+        }
+        #[cfg(not(feature = "s3"))]
+        "s3" => Err("this build of lockyard has no s3:// support (feature `s3`)".to_owned()),
+        #[cfg(not(feature = "gcs"))]
+        "gs" => Err("this build of lockyard has no gs:// support (feature `gcs`)".to_owned()),
+        "az" => Err("az:// (Azure Blob Storage) is not supported yet".to_owned()),
+        _ => Err(format!(
+            "{scheme}:// is no object store: the URLs are s3://bucket/prefix or gs://bucket/prefix"
+        )),
     }
 }
 

@@ -26,7 +26,10 @@ struct Signal {
 }
 
 // Only a backend whose work can wait on a network (PostgreSQL) listens.
-#[cfg_attr(not(any(feature = "postgres", feature = "s3")), allow(dead_code))]
+#[cfg_attr(
+    not(any(feature = "postgres", feature = "s3", feature = "gcs")),
+    allow(dead_code)
+)]
 impl Abandon {
     /// A signal an acquisition fires when it leaves the opening phase.
     pub(crate) fn new() -> Self {

@@ -23,7 +23,7 @@ mod registry;
 pub(crate) mod resource;
 
 pub(crate) use abandon::Abandon;
-#[cfg(any(feature = "postgres", feature = "s3"))]
+#[cfg(any(feature = "postgres", feature = "s3", feature = "gcs"))]
 pub(crate) use abandon::FireOnDrop;
 pub use backoff::Backoff;
 pub(crate) use backoff::BackoffState;

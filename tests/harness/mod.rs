@@ -74,6 +74,24 @@ pub const S3_BED: Bed = Bed {
     required_by: Some("LOCKYARD_REQUIRE_S3"),
 };
 
+/// A GCS bucket that honours preconditions (`.ci/gcs-bed start DIR` starts
+/// fake-gcs-server and prints its URL and `STORAGE_EMULATOR_HOST`).
+pub const GCS: Bed = Bed {
+    check: || {
+        env_set(
+            "LOCKYARD_TEST_GCS",
+            "`.ci/gcs-bed start DIR` starts a server",
+        )
+    },
+    required_by: Some("LOCKYARD_REQUIRE_GCS"),
+};
+
+/// The GCS bed's directory, to restart its server.
+pub const GCS_BED: Bed = Bed {
+    check: || env_set("LOCKYARD_TEST_GCS_BED", "`.ci/gcs-bed start DIR` sets it"),
+    required_by: Some("LOCKYARD_REQUIRE_GCS"),
+};
+
 /// Two sshfs mounts of one directory, without attribute caches.
 pub const SSHFS: Bed = Bed {
     check: || env_set("LOCKYARD_TEST_SSHFS", SSHFS_SETUP),

@@ -33,6 +33,9 @@
 //!   the write landed, so it cannot take over before then.
 
 mod codec;
+#[cfg(feature = "gcs")]
+pub(crate) mod gcs;
+#[cfg(feature = "s3")]
 pub(crate) mod s3;
 pub(crate) mod store;
 
