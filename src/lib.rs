@@ -130,7 +130,7 @@ mod rt;
 mod sys;
 mod trace;
 
-#[cfg(any(feature = "s3", feature = "gcs"))]
+#[cfg(any(feature = "s3", feature = "gcs", feature = "azure"))]
 pub use crate::api::object;
 #[cfg(feature = "postgres")]
 pub use crate::api::postgres;

@@ -31,7 +31,10 @@ enum Kind {
     Soft,
     #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     Postgres,
-    #[cfg_attr(not(any(feature = "s3", feature = "gcs")), allow(dead_code))]
+    #[cfg_attr(
+        not(any(feature = "s3", feature = "gcs", feature = "azure")),
+        allow(dead_code)
+    )]
     Object,
 }
 
@@ -135,7 +138,7 @@ fn collect_pg(
 }
 
 /// An object-storage lock, or every lock held under the prefix.
-#[cfg(any(feature = "s3", feature = "gcs"))]
+#[cfg(any(feature = "s3", feature = "gcs", feature = "azure"))]
 fn collect_object(url: &str, name: Option<&str>) -> Result<Vec<Report>, String> {
     let locks = crate::target::object_locks(url, &crate::target::PgSettings::default())?;
     let report = |path: PathBuf, name: String, found| Report {
@@ -164,7 +167,7 @@ fn collect_object(url: &str, name: Option<&str>) -> Result<Vec<Report>, String> 
     }
 }
 
-#[cfg(not(any(feature = "s3", feature = "gcs")))]
+#[cfg(not(any(feature = "s3", feature = "gcs", feature = "azure")))]
 fn collect_object(url: &str, _name: Option<&str>) -> Result<Vec<Report>, String> {
     Err(format!(
         "{url}: this lockyard was built without object storage support (feature `s3`)"

@@ -10,7 +10,12 @@ use std::time::Duration;
 use lockyard::{Acquire, FileLock, LockMode, LockOptions, Wait};
 
 use crate::holder;
-#[cfg(any(feature = "postgres", feature = "s3", feature = "gcs"))]
+#[cfg(any(
+    feature = "postgres",
+    feature = "s3",
+    feature = "gcs",
+    feature = "azure"
+))]
 use crate::report::chain;
 
 /// A lock the command takes.
@@ -19,7 +24,7 @@ pub enum Target {
     File(FileLock),
     #[cfg(feature = "postgres")]
     Postgres(lockyard::postgres::PgLock),
-    #[cfg(any(feature = "s3", feature = "gcs"))]
+    #[cfg(any(feature = "s3", feature = "gcs", feature = "azure"))]
     Object(lockyard::object::ObjectLock),
 }
 
@@ -30,7 +35,7 @@ impl Target {
             Target::File(f) => f.acquire(mode, wait),
             #[cfg(feature = "postgres")]
             Target::Postgres(p) => p.acquire(mode, wait),
-            #[cfg(any(feature = "s3", feature = "gcs"))]
+            #[cfg(any(feature = "s3", feature = "gcs", feature = "azure"))]
             Target::Object(o) => o.acquire(mode, wait),
         }
     }
@@ -41,7 +46,7 @@ impl Target {
             Target::File(f) => f.path(),
             #[cfg(feature = "postgres")]
             Target::Postgres(p) => Path::new(p.address()),
-            #[cfg(any(feature = "s3", feature = "gcs"))]
+            #[cfg(any(feature = "s3", feature = "gcs", feature = "azure"))]
             Target::Object(o) => Path::new(o.address()),
         }
     }
@@ -52,7 +57,7 @@ impl Target {
             Target::File(f) => holder::now(f),
             #[cfg(feature = "postgres")]
             Target::Postgres(p) => p.holder().ok().flatten().map(|r| holder::describe(&r)),
-            #[cfg(any(feature = "s3", feature = "gcs"))]
+            #[cfg(any(feature = "s3", feature = "gcs", feature = "azure"))]
             Target::Object(o) => o.holder().ok().flatten().map(|r| holder::describe(&r)),
         }
     }
@@ -61,7 +66,7 @@ impl Target {
     /// for, and for an object-storage lock (always a lease) its default.
     pub fn lease(&self, asked: Option<Duration>) -> Option<Duration> {
         match self {
-            #[cfg(any(feature = "s3", feature = "gcs"))]
+            #[cfg(any(feature = "s3", feature = "gcs", feature = "azure"))]
             Target::Object(_) => asked.or(Some(lockyard::object::DEFAULT_LEASE)),
             _ => asked,
         }
@@ -116,7 +121,12 @@ pub fn pg_address(arg: &Path) -> Option<PgAddress<'_>> {
 /// command line.
 #[derive(Debug, Default)]
 #[cfg_attr(
-    not(any(feature = "postgres", feature = "s3", feature = "gcs")),
+    not(any(
+        feature = "postgres",
+        feature = "s3",
+        feature = "gcs",
+        feature = "azure"
+    )),
     allow(dead_code)
 )]
 pub struct PgSettings {
@@ -139,7 +149,7 @@ pub fn open(arg: &Path, options: LockOptions, pg: &PgSettings) -> Result<Target,
 
 /// The locks under an object-storage URL, with the lease and owner asked
 /// for.
-#[cfg(any(feature = "s3", feature = "gcs"))]
+#[cfg(any(feature = "s3", feature = "gcs", feature = "azure"))]
 pub fn object_locks(
     url: &str,
     settings: &PgSettings,
@@ -154,7 +164,7 @@ pub fn object_locks(
     Ok(locks)
 }
 
-#[cfg(any(feature = "s3", feature = "gcs"))]
+#[cfg(any(feature = "s3", feature = "gcs", feature = "azure"))]
 fn open_object(url: &str, name: Option<&str>, settings: &PgSettings) -> Result<Target, String> {
     let Some(name) = name else {
         return Err(format!(
@@ -167,7 +177,7 @@ fn open_object(url: &str, name: Option<&str>, settings: &PgSettings) -> Result<T
         .map_err(|e| chain(&e))
 }
 
-#[cfg(not(any(feature = "s3", feature = "gcs")))]
+#[cfg(not(any(feature = "s3", feature = "gcs", feature = "azure")))]
 fn open_object(url: &str, _name: Option<&str>, _settings: &PgSettings) -> Result<Target, String> {
     Err(format!(
         "{url}: this lockyard was built without object storage support (feature `s3`)"

@@ -14,10 +14,11 @@ mod harness;
 
 #[cfg(all(unix, feature = "s3"))]
 fn main() {
-    use harness::{case, GCS, S3};
+    use harness::{case, AZURE, GCS, S3};
     harness::main(vec![
         case!(cases::run_wait_and_status_on_an_s3_lock, [S3]),
         case!(cases::run_wait_and_status_on_a_gcs_lock, [GCS]),
+        case!(cases::run_wait_and_status_on_an_azure_lock, [AZURE]),
         case!(cases::run_renews_the_lease_while_its_command_runs, [S3]),
         case!(cases::bad_object_arguments_get_clear_errors, [S3]),
     ]);

@@ -8,7 +8,7 @@ mod guard;
 mod inspect;
 mod lease;
 mod lock;
-#[cfg(any(feature = "s3", feature = "gcs"))]
+#[cfg(any(feature = "s3", feature = "gcs", feature = "azure"))]
 pub mod object;
 #[cfg(feature = "postgres")]
 pub mod postgres;

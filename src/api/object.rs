@@ -1,8 +1,9 @@
 //! Locks in object storage: [`ObjectLocks`], a namespace of named locks
 //! under a bucket prefix, and [`ObjectLock`], one of them, with the same
 //! acquisition API as [`FileLock`]: in Amazon S3 and S3-compatible servers
-//! (feature `s3`, `s3://` URLs) and Google Cloud Storage (feature `gcs`,
-//! `gs://` URLs).
+//! (feature `s3`, `s3://` URLs), Google Cloud Storage (feature `gcs`,
+//! `gs://` URLs) and Azure Blob Storage (feature `azure`,
+//! `az://account/container` URLs).
 //!
 //! Each name is one lock object, `<prefix>/<name>.lock`, never deleted and
 //! changed only by conditional writes, so two processes (on any machines)
@@ -93,8 +94,9 @@ impl std::fmt::Debug for ObjectLocks {
 }
 
 impl ObjectLocks {
-    /// Locks under `url`: `s3://bucket[/prefix]` (feature `s3`) or
-    /// `gs://bucket[/prefix]` (feature `gcs`). Where the store is and the
+    /// Locks under `url`: `s3://bucket[/prefix]` (feature `s3`),
+    /// `gs://bucket[/prefix]` (feature `gcs`) or
+    /// `az://account/container[/prefix]` (feature `azure`). Where the store is and the
     /// credentials come from the environment, as each provider's own tools
     /// read them:
     ///
@@ -107,15 +109,17 @@ impl ObjectLocks {
     /// - GCS: `STORAGE_EMULATOR_HOST` (an emulator, no credentials), else
     ///   the service account key file `GOOGLE_APPLICATION_CREDENTIALS`
     ///   names, else the machine's metadata server.
+    /// - Azure: `AZURE_STORAGE_CONNECTION_STRING`, else
+    ///   `AZURE_STORAGE_ACCOUNT` and `AZURE_STORAGE_KEY` (the account must
+    ///   be the URL's).
     ///
     /// No secret ever appears in an error or `Debug` output.
     ///
     /// # Errors
     ///
     /// [`ErrorKind::InvalidConfig`](crate::ErrorKind::InvalidConfig) for a
-    /// URL that names no bucket, a scheme this build does not support
-    /// (`az://` is not supported yet), an endpoint that is no URL, or a
-    /// key file that cannot be used.
+    /// URL that names no bucket, a scheme this build does not support, an
+    /// endpoint that is no URL, or credentials that cannot be used.
     ///
     /// # Examples
     ///
@@ -132,12 +136,27 @@ impl ObjectLocks {
         let invalid = |why: String| Error::invalid_config(&PathBuf::from(url), why);
         let Some((scheme, rest)) = url.split_once("://") else {
             return Err(invalid(
-                "object storage URLs are s3://bucket/prefix or gs://bucket/prefix".to_owned(),
+                "object storage URLs are s3://bucket/prefix, gs://bucket/prefix or az://account/container/prefix".to_owned(),
             ));
         };
-        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-        if bucket.is_empty() {
+        // Azure's URLs name the account, then the container.
+        let at = if scheme == "az" {
+            rest.find('/').map_or(rest.len(), |i| i + 1)
+        } else {
+            0
+        };
+        let (bucket, prefix) = match rest[at..].split_once('/') {
+            Some((b, p)) => (&rest[..at + b.len()], p),
+            None => (rest, ""),
+        };
+        if bucket.is_empty() || bucket.ends_with('/') || bucket.starts_with('/') {
             return Err(invalid("the URL names no bucket".to_owned()));
+        }
+        if scheme == "az" && !bucket.contains('/') {
+            return Err(invalid(
+                "an az:// URL names the account, then the container: az://account/container/prefix"
+                    .to_owned(),
+            ));
         }
         let prefix = prefix.trim_matches('/');
         let store = open_store(scheme, bucket).map_err(invalid)?;
@@ -336,9 +355,17 @@ fn open_store(scheme: &str, bucket: &str) -> Result<Arc<dyn Store>, String> {
         "s3" => Err("this build of lockyard has no s3:// support (feature `s3`)".to_owned()),
         #[cfg(not(feature = "gcs"))]
         "gs" => Err("this build of lockyard has no gs:// support (feature `gcs`)".to_owned()),
-        "az" => Err("az:// (Azure Blob Storage) is not supported yet".to_owned()),
+        #[cfg(feature = "azure")]
+        "az" => {
+            use crate::backend::object::azure::{AzureConfig, AzureStore};
+            let (account, container) = bucket.split_once('/').unwrap_or((bucket, ""));
+            let config = AzureConfig::from_env(account)?;
+            Ok(Arc::new(AzureStore::new(container, config)?))
+        }
+        #[cfg(not(feature = "azure"))]
+        "az" => Err("this build of lockyard has no az:// support (feature `azure`)".to_owned()),
         _ => Err(format!(
-            "{scheme}:// is no object store: the URLs are s3://bucket/prefix or gs://bucket/prefix"
+            "{scheme}:// is no object store: the URLs are s3://, gs:// and az://"
         )),
     }
 }

@@ -14,7 +14,7 @@
 pub(crate) mod clean;
 pub(crate) mod host;
 pub(crate) mod memory;
-#[cfg(any(feature = "s3", feature = "gcs"))]
+#[cfg(any(feature = "s3", feature = "gcs", feature = "azure"))]
 pub(crate) mod object;
 pub(crate) mod open;
 #[cfg(feature = "postgres")]

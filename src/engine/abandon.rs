@@ -27,7 +27,12 @@ struct Signal {
 
 // Only a backend whose work can wait on a network (PostgreSQL) listens.
 #[cfg_attr(
-    not(any(feature = "postgres", feature = "s3", feature = "gcs")),
+    not(any(
+        feature = "postgres",
+        feature = "s3",
+        feature = "gcs",
+        feature = "azure"
+    )),
     allow(dead_code)
 )]
 impl Abandon {

@@ -23,7 +23,12 @@ mod registry;
 pub(crate) mod resource;
 
 pub(crate) use abandon::Abandon;
-#[cfg(any(feature = "postgres", feature = "s3", feature = "gcs"))]
+#[cfg(any(
+    feature = "postgres",
+    feature = "s3",
+    feature = "gcs",
+    feature = "azure"
+))]
 pub(crate) use abandon::FireOnDrop;
 pub use backoff::Backoff;
 pub(crate) use backoff::BackoffState;

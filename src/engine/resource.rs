@@ -110,7 +110,12 @@ impl BlockingWait {
     /// A wait told to give up when `guard` is dropped unfinished.
     // Only remote backends (and the engine's tests) have waits to abandon.
     #[cfg_attr(
-        not(any(feature = "postgres", feature = "s3", feature = "gcs")),
+        not(any(
+            feature = "postgres",
+            feature = "s3",
+            feature = "gcs",
+            feature = "azure"
+        )),
         allow(dead_code)
     )]
     pub(crate) fn abandoned_by(mut self, guard: impl Any + Send) -> Self {

@@ -92,6 +92,29 @@ pub const GCS_BED: Bed = Bed {
     required_by: Some("LOCKYARD_REQUIRE_GCS"),
 };
 
+/// An Azure Blob container (`.ci/azure-bed start DIR` starts Azurite and
+/// prints the URL and the connection string).
+pub const AZURE: Bed = Bed {
+    check: || {
+        env_set(
+            "LOCKYARD_TEST_AZURE",
+            "`.ci/azure-bed start DIR` starts a server",
+        )
+    },
+    required_by: Some("LOCKYARD_REQUIRE_AZURE"),
+};
+
+/// The Azure bed's directory, to restart its server.
+pub const AZURE_BED: Bed = Bed {
+    check: || {
+        env_set(
+            "LOCKYARD_TEST_AZURE_BED",
+            "`.ci/azure-bed start DIR` sets it",
+        )
+    },
+    required_by: Some("LOCKYARD_REQUIRE_AZURE"),
+};
+
 /// Two sshfs mounts of one directory, without attribute caches.
 pub const SSHFS: Bed = Bed {
     check: || env_set("LOCKYARD_TEST_SSHFS", SSHFS_SETUP),

@@ -8,6 +8,7 @@ use crate::common::{code, lockyard, run, Holder, Kid};
 
 const S3: &str = "LOCKYARD_TEST_S3";
 const GCS: &str = "LOCKYARD_TEST_GCS";
+const AZURE: &str = "LOCKYARD_TEST_AZURE";
 
 /// A prefix of this test's own in the bucket `var` names, so runs never
 /// see each other's locks.
@@ -32,6 +33,10 @@ pub(crate) fn run_wait_and_status_on_an_s3_lock() {
 
 pub(crate) fn run_wait_and_status_on_a_gcs_lock() {
     run_wait_and_status(GCS);
+}
+
+pub(crate) fn run_wait_and_status_on_an_azure_lock() {
+    run_wait_and_status(AZURE);
 }
 
 fn run_wait_and_status(var: &str) {
@@ -103,7 +108,7 @@ fn run_wait_and_status(var: &str) {
 
 /// A command that runs for three leases keeps the lock: `run` renews it.
 pub(crate) fn run_renews_the_lease_while_its_command_runs() {
-    for var in [S3, GCS] {
+    for var in [S3, GCS, AZURE] {
         if std::env::var_os(var).is_some() {
             run_renews(var);
         }
@@ -136,8 +141,8 @@ pub(crate) fn bad_object_arguments_get_clear_errors() {
             "name the lock after `#`",
         ),
         (
-            vec!["run", "az://account/c#n", "--", "true"],
-            "not supported yet",
+            vec!["run", "az://account-only#n", "--", "true"],
+            "names the account, then the container",
         ),
         (
             vec!["run", "--soft", "s3://b/x#n", "--", "true"],

@@ -32,6 +32,8 @@
 //!   process's clock. A waiter elsewhere starts counting no earlier than
 //!   the write landed, so it cannot take over before then.
 
+#[cfg(feature = "azure")]
+pub(crate) mod azure;
 mod codec;
 #[cfg(feature = "gcs")]
 pub(crate) mod gcs;
