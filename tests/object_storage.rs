@@ -91,6 +91,10 @@ fn main() {
         list_says_who_holds_what,
     ));
     cases.push(case!(wrong_s3_credentials_are_refused_by_name, [S3]));
+    cases.push(case!(a_wrong_azure_key_is_refused_by_name, [AZURE]));
+    cases.extend(on_each_store!(
+        a_silent_or_closed_endpoint_fails_within_the_deadline
+    ));
     // Last: they restart the servers.
     cases.extend(on_each_store!(tokens_go_up_across_a_server_restart + bed));
     harness::main_one_at_a_time(cases);
@@ -244,6 +248,17 @@ fn child_main() {
                 std::thread::sleep(Duration::from_millis(fastrand::u64(0..60)));
             }
             say("done");
+        }
+        // A wait of DEADLINE_MS for the lock NAME: say how it ended and
+        // after how long.
+        "deadline" => {
+            let lock = locks.lock_named(&env("NAME")).unwrap();
+            let deadline: u64 = env("DEADLINE_MS").parse().unwrap();
+            let since = Instant::now();
+            let e = lock
+                .lock_blocking_timeout(Duration::from_millis(deadline))
+                .unwrap_err();
+            say(&format!("{:?} {}", e.kind(), since.elapsed().as_millis()));
         }
         // One try at the lock NAME: say how it went.
         "try" => {
@@ -952,6 +967,103 @@ fn wrong_s3_credentials_are_refused_by_name() {
     // The right credentials work.
     let mut kid = spawn_child(ENTRY, "try", &[("URL", &url), ("NAME", "n")]);
     assert_eq!(next_message(&mut kid).as_deref(), Some("ok"));
+}
+
+/// A wrong account key is refused by Azurite (which checks SharedKey
+/// signatures): an error naming the lock and the reason, and no key.
+fn a_wrong_azure_key_is_refused_by_name() {
+    let url = fresh(&AZURE_STORE, "creds");
+    let good = env("AZURE_STORAGE_CONNECTION_STRING");
+    // Another key, well-formed (base64), of the same length.
+    let wrong_key =
+        "d3Jvbmcta2V5LXdyb25nLWtleS13cm9uZy1rZXktd3Jvbmcta2V5LXdyb25nLWtleS13cm9uZy1rZXk=";
+    let wrong: String = good
+        .split(';')
+        .map(|p| match p.strip_prefix("AccountKey=") {
+            Some(_) => format!("AccountKey={wrong_key}"),
+            None => p.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(";");
+    let mut kid = spawn_child(
+        ENTRY,
+        "try",
+        &[
+            ("URL", &url),
+            ("NAME", "n"),
+            ("AZURE_STORAGE_CONNECTION_STRING", &wrong),
+        ],
+    );
+    let said = next_message(&mut kid).unwrap();
+    assert!(kid.wait().unwrap().success());
+    assert!(said.starts_with("Io "), "{said}");
+    assert!(said.contains(&format!("{url}#n")), "{said}");
+    assert!(said.contains("403"), "{said}");
+    assert!(!said.contains(wrong_key), "{said}");
+    let mut kid = spawn_child(ENTRY, "try", &[("URL", &url), ("NAME", "n")]);
+    assert_eq!(next_message(&mut kid).as_deref(), Some("ok"));
+}
+
+/// The environment that points `store`'s clients at `endpoint` instead.
+fn pointed_at(store: &Store, endpoint: &str) -> Vec<(&'static str, String)> {
+    match store.url_var {
+        "LOCKYARD_TEST_S3" => vec![("AWS_ENDPOINT_URL", endpoint.to_owned())],
+        "LOCKYARD_TEST_GCS" => vec![("STORAGE_EMULATOR_HOST", endpoint.to_owned())],
+        _ => {
+            let good = env("AZURE_STORAGE_CONNECTION_STRING");
+            let moved: Vec<String> = good
+                .split(';')
+                .map(|p| match p.strip_prefix("BlobEndpoint=") {
+                    Some(_) => format!("BlobEndpoint={endpoint}/devstoreaccount1"),
+                    None => p.to_owned(),
+                })
+                .collect();
+            vec![("AZURE_STORAGE_CONNECTION_STRING", moved.join(";"))]
+        }
+    }
+}
+
+/// A store that accepts connections and never answers, and one whose port
+/// refuses them: a wait with a deadline ends at its deadline (TimedOut),
+/// not at the client's 20 s request limit.
+fn a_silent_or_closed_endpoint_fails_within_the_deadline(store: &Store) {
+    let url = fresh(store, "silent");
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_at = format!("http://{}", silent.local_addr().unwrap());
+    // Accepted connections are kept open, unanswered, until the test ends.
+    let kept = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keeper = Arc::clone(&kept);
+    std::thread::spawn(move || {
+        for conn in silent.incoming().flatten() {
+            keeper.lock().unwrap().push(conn);
+        }
+    });
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    for endpoint in [&silent_at, &closed] {
+        let env_vars = pointed_at(store, endpoint);
+        let mut args: Vec<(&str, &str)> =
+            vec![("URL", &url), ("NAME", "n"), ("DEADLINE_MS", "700")];
+        args.extend(env_vars.iter().map(|(k, v)| (*k, v.as_str())));
+        let mut kid = spawn_child(ENTRY, "deadline", &args);
+        let said = next_message(&mut kid).unwrap();
+        assert!(kid.wait().unwrap().success());
+        let (kind, ms) = said.split_once(' ').unwrap();
+        let ms: u64 = ms.parse().unwrap();
+        let what = if endpoint == &silent_at { "silent" } else { "closed" };
+        eprintln!("a {what} endpoint: {kind} after {ms} ms (deadline 700 ms)");
+        if endpoint == &silent_at {
+            assert_eq!(kind, "TimedOut", "{endpoint}: {said}");
+            assert!((700..2500).contains(&ms), "{endpoint}: after {ms} ms");
+        } else {
+            // Refused at once: an error, or the deadline if the client
+            // retried until then; never later.
+            assert!(ms < 2500, "{endpoint}: after {ms} ms ({kind})");
+        }
+    }
+    drop(kept);
 }
 
 /// The server restarts and forgets every object (both test servers keep
