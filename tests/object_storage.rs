@@ -89,6 +89,8 @@ fn main() {
         dropped_waits_leave_no_lock_behind,
         bad_input_gets_typed_errors_naming_the_lock,
         list_says_who_holds_what,
+        once_runs_the_work_once_across_processes,
+        once_records_nothing_for_a_holder_that_lost_the_lock,
     ));
     cases.push(case!(wrong_s3_credentials_are_refused_by_name, [S3]));
     cases.push(case!(a_wrong_azure_key_is_refused_by_name, [AZURE]));
@@ -259,6 +261,34 @@ fn child_main() {
                 .lock_blocking_timeout(Duration::from_millis(deadline))
                 .unwrap_err();
             say(&format!("{:?} {}", e.kind(), since.elapsed().as_millis()));
+        }
+        // Run-once with KEY on NAME: the work appends this PID to LOG,
+        // says "running", sleeps SLEEP_MS; say how it ended.
+        "once" => {
+            let lock = locks.lock_named(&env("NAME")).unwrap();
+            let log = env_path("LOG");
+            let sleep: u64 = std::env::var("SLEEP_MS").map_or(0, |v| v.parse().unwrap());
+            let outcome = lock.once_keyed(&env("KEY"), || {
+                let mut f = std::fs::OpenOptions::new()
+                    .append(true)
+                    .create(true)
+                    .open(&log)?;
+                f.write_all(format!("{}\n", std::process::id()).as_bytes())?;
+                say("running");
+                std::thread::sleep(Duration::from_millis(sleep));
+                Ok::<_, std::io::Error>(())
+            });
+            match outcome {
+                Ok(o) if o.ran() => say("ran"),
+                Ok(_) => say("already"),
+                Err(e) => match e
+                    .get_ref()
+                    .and_then(|i| i.downcast_ref::<lockyard::Error>())
+                {
+                    Some(l) => say(&format!("{:?}", l.kind())),
+                    None => say(&format!("failed {e}")),
+                },
+            }
         }
         // One try at the lock NAME: say how it went.
         "try" => {
@@ -1052,7 +1082,11 @@ fn a_silent_or_closed_endpoint_fails_within_the_deadline(store: &Store) {
         assert!(kid.wait().unwrap().success());
         let (kind, ms) = said.split_once(' ').unwrap();
         let ms: u64 = ms.parse().unwrap();
-        let what = if endpoint == &silent_at { "silent" } else { "closed" };
+        let what = if endpoint == &silent_at {
+            "silent"
+        } else {
+            "closed"
+        };
         eprintln!("a {what} endpoint: {kind} after {ms} ms (deadline 700 ms)");
         if endpoint == &silent_at {
             assert_eq!(kind, "TimedOut", "{endpoint}: {said}");
@@ -1104,6 +1138,87 @@ fn tokens_go_up_across_a_server_restart(store: &Store) {
         held.token()
     );
     after.unlock().unwrap();
+}
+
+/// Six processes call run-once at the same time: the work runs once, the
+/// others wait and find it done; a new key runs it again.
+fn once_runs_the_work_once_across_processes(store: &Store) {
+    let url = fresh(store, "once");
+    let dir = tempdir();
+    let log = dir.path().join("log");
+    let log_s = log.to_str().unwrap().to_owned();
+    let args = [
+        ("NAME", "migrate"),
+        ("KEY", "v1"),
+        ("LOG", log_s.as_str()),
+        ("SLEEP_MS", "300"),
+    ];
+    let mut kids = Children((0..6).map(|_| child("once", &url, &args)).collect());
+    let mut said = Vec::new();
+    for k in kids.0.iter_mut() {
+        let mut last = next_message(k).unwrap();
+        if last == "running" {
+            last = next_message(k).unwrap();
+        }
+        said.push(last);
+        assert!(k.wait().unwrap().success());
+    }
+    said.sort();
+    assert_eq!(
+        said,
+        ["already", "already", "already", "already", "already", "ran"]
+    );
+    assert_eq!(std::fs::read_to_string(&log).unwrap().lines().count(), 1);
+    let mut again = child(
+        "once",
+        &url,
+        &[("NAME", "migrate"), ("KEY", "v2"), ("LOG", &log_s)],
+    );
+    assert_eq!(next_message(&mut again).as_deref(), Some("running"));
+    assert_eq!(next_message(&mut again).as_deref(), Some("ran"));
+}
+
+/// A holder whose lease lapses while its work runs is overtaken: it
+/// records nothing (`Lost`), and the next holder runs the work and
+/// records it.
+fn once_records_nothing_for_a_holder_that_lost_the_lock(store: &Store) {
+    let url = fresh(store, "once-lost");
+    let dir = tempdir();
+    let log = dir.path().join("log");
+    let log_s = log.to_str().unwrap().to_owned();
+    let mut slow = child(
+        "once",
+        &url,
+        &[
+            ("NAME", "job"),
+            ("KEY", "k"),
+            ("LOG", &log_s),
+            ("SLEEP_MS", "3000"),
+            ("LEASE_MS", "800"),
+        ],
+    );
+    assert_eq!(next_message(&mut slow).as_deref(), Some("running"));
+    let mut next = child(
+        "once",
+        &url,
+        &[
+            ("NAME", "job"),
+            ("KEY", "k"),
+            ("LOG", &log_s),
+            ("LEASE_MS", "800"),
+        ],
+    );
+    assert_eq!(next_message(&mut next).as_deref(), Some("running"));
+    assert_eq!(next_message(&mut next).as_deref(), Some("ran"));
+    assert_eq!(next_message(&mut slow).as_deref(), Some("Lost"));
+    assert!(slow.wait().unwrap().success() && next.wait().unwrap().success());
+    let mut late = child(
+        "once",
+        &url,
+        &[("NAME", "job"), ("KEY", "k"), ("LOG", &log_s)],
+    );
+    assert_eq!(next_message(&mut late).as_deref(), Some("already"));
+    assert_eq!(std::fs::read_to_string(&log).unwrap().lines().count(), 2);
 }
 
 /// `list` names every held lock under the prefix with its holder, and not

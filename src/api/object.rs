@@ -652,7 +652,12 @@ impl ObjectLock {
     ///
     /// Until the lock is granted, then for as long as `f` runs.
     pub fn with_lock<R>(&self, f: impl FnOnce() -> R) -> Result<R, Error> {
-        self.inner.with_lock(f)
+        let guard = self.lock_blocking()?;
+        let value = f();
+        // Unlocked, not dropped: a dropped guard is freed in the
+        // background, which a process about to exit may never see.
+        guard.unlock()?;
+        Ok(value)
     }
 
     /// Runs the future `f` makes with the lock held.
@@ -668,7 +673,11 @@ impl ObjectLock {
         &self,
         f: impl FnOnce() -> F,
     ) -> Result<F::Output, Error> {
-        self.inner.with_lock_async(f).await
+        let guard = self.lock().await?;
+        let value = f().await;
+        // As in `with_lock`; the request runs on the blocking pool.
+        blocking::unblock(move || guard.unlock()).await?;
+        Ok(value)
     }
 
     /// Exclusive only: see [`lock_shared`](Self::lock_shared).
@@ -694,6 +703,11 @@ impl ObjectLock {
         f: impl FnOnce() -> F,
     ) -> Result<F::Output, Error> {
         self.inner.with_lock_shared_async(f).await
+    }
+
+    /// The store and prefix this lock lives in.
+    pub(crate) fn space(&self) -> &Space {
+        &self.space
     }
 
     /// How many tasks or threads of this process wait for this lock.
