@@ -20,16 +20,11 @@ use base64::Engine as _;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
+use super::http;
 use super::store::{Condition, Object, Put, Store, Version};
 
 /// The REST API version lockyard speaks.
 const API_VERSION: &str = "2021-10-04";
-
-/// The longest answer read.
-const MAX_ANSWER: u64 = 8 << 20;
-
-/// The most of a server's error message an error repeats.
-const MAX_MESSAGE: usize = 200;
 
 /// Azurite's well-known development account and key (published by
 /// Microsoft for the emulator; it opens nothing else).
@@ -213,12 +208,7 @@ impl AzureStore {
             .parse()
             .map_err(|e| format!("the blob endpoint {:?} is not a URL: {e}", config.endpoint))?;
         let path = format!("{}/{container}", url.path().trim_end_matches('/'));
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(config.timeout))
-            .max_redirects(0)
-            .build()
-            .new_agent();
+        let agent = http::agent(config.timeout);
         let label = format!("{}/{container}", config.endpoint);
         Ok(AzureStore {
             config,
@@ -339,26 +329,12 @@ impl AzureStore {
                 .map(str::to_owned)
         };
         let (etag, code) = (header("etag"), header("x-ms-error-code"));
-        let body = response
-            .body_mut()
-            .with_config()
-            .limit(MAX_ANSWER)
-            .read_to_vec()
-            .map_err(|e| self.transport(what, key, e))?;
+        let body = http::body(&mut response).map_err(|e| self.transport(what, key, e))?;
         Ok((status, etag, code, body))
     }
 
     fn transport(&self, what: &str, key: &str, e: ureq::Error) -> io::Error {
-        let kind = match &e {
-            ureq::Error::Timeout(_) => io::ErrorKind::TimedOut,
-            ureq::Error::Io(io) => io.kind(),
-            ureq::Error::HostNotFound => io::ErrorKind::NotFound,
-            ureq::Error::ConnectionFailed => io::ErrorKind::ConnectionRefused,
-            _ => io::ErrorKind::Other,
-        };
-        let said = e.to_string();
-        let said = said.split("http").next().unwrap_or_default().trim_end();
-        io::Error::new(kind, format!("{what} {}/{key}: {said}", self.label))
+        http::unanswered(&format!("{what} {}/{key}", self.label), &e)
     }
 
     fn refused(
@@ -369,68 +345,18 @@ impl AzureStore {
         code: Option<&str>,
         body: &[u8],
     ) -> io::Error {
-        let kind = match status {
-            401 | 403 => io::ErrorKind::PermissionDenied,
-            404 => io::ErrorKind::NotFound,
-            400 => io::ErrorKind::InvalidInput,
-            _ => io::ErrorKind::Other,
-        };
-        let message: String = xml_field(body, "Message")
-            .unwrap_or_default()
-            .lines()
-            .next()
-            .unwrap_or_default()
-            .to_owned();
-        io::Error::new(
-            kind,
-            format!(
-                "{what} {}/{key}: the server answered {status} {} {message}",
-                self.label,
-                code.unwrap_or_default()
-            )
-            .trim_end()
-            .to_owned(),
+        let message = http::xml_field(body, "Message").unwrap_or_default();
+        let doing = format!("{what} {}/{key}", self.label);
+        http::refused(
+            &doing,
+            status,
+            &format!("{} {message}", code.unwrap_or_default()),
         )
     }
 
     fn blob_path(&self, key: &str) -> String {
         format!("{}/{}", self.path, encode_path(key))
     }
-}
-
-/// The text of the first `<name>` element, unescaped, cut to
-/// [`MAX_MESSAGE`] characters, controls dropped but for line breaks.
-fn xml_field(body: &[u8], name: &str) -> Option<String> {
-    let text = std::str::from_utf8(body).ok()?;
-    xml_fields(text, name).into_iter().next().map(|v| {
-        v.chars()
-            .filter(|c| !c.is_control() || *c == '\n')
-            .take(MAX_MESSAGE)
-            .collect()
-    })
-}
-
-/// Every `<name>` element's text, unescaped.
-fn xml_fields(text: &str, name: &str) -> Vec<String> {
-    let (open, close) = (format!("<{name}>"), format!("</{name}>"));
-    let mut out = Vec::new();
-    let mut rest = text;
-    while let Some(at) = rest.find(&open) {
-        let after = &rest[at + open.len()..];
-        let Some(end) = after.find(&close) else {
-            break;
-        };
-        out.push(
-            after[..end]
-                .replace("&lt;", "<")
-                .replace("&gt;", ">")
-                .replace("&quot;", "\"")
-                .replace("&apos;", "'")
-                .replace("&amp;", "&"),
-        );
-        rest = &after[end + close.len()..];
-    }
-    out
 }
 
 impl Store for AzureStore {
@@ -521,8 +447,8 @@ impl Store for AzureStore {
                 return Err(self.refused("listing", prefix, status, code.as_deref(), &body));
             }
             let text = String::from_utf8_lossy(&body);
-            keys.extend(xml_fields(&text, "Name"));
-            marker = xml_fields(&text, "NextMarker")
+            keys.extend(http::xml_fields(&text, "Name"));
+            marker = http::xml_fields(&text, "NextMarker")
                 .into_iter()
                 .next()
                 .filter(|m| !m.is_empty());
@@ -597,8 +523,6 @@ mod tests {
     fn names_and_answers_are_checked() {
         assert!(AzureStore::new("Bad_Name", dev()).is_err());
         assert!(AzureStore::new("ab", dev()).is_err());
-        let doc = b"<Error><Code>X</Code><Message>no\r\nway &amp; \x07more</Message></Error>";
-        assert_eq!(xml_field(doc, "Message").as_deref(), Some("no\nway & more"));
         assert_eq!(encode_path("a/b c%"), "a/b%20c%25");
     }
 }

@@ -26,14 +26,8 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use serde_json::Value;
 
+use super::http::{self, MAX_MESSAGE};
 use super::store::{Condition, Object, Put, Store, Version};
-
-/// The longest answer read (lock objects, error documents and token
-/// answers are small; a list page is up to 1,000 objects).
-const MAX_ANSWER: u64 = 8 << 20;
-
-/// The most of a server's error message an error repeats.
-const MAX_MESSAGE: usize = 200;
 
 /// The OAuth scope lockyard asks for: objects, read and write.
 const SCOPE: &str = "https://www.googleapis.com/auth/devstorage.read_write";
@@ -211,12 +205,7 @@ impl GcsStore {
         {
             return Err(format!("{bucket:?} is not a bucket name"));
         }
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(config.timeout))
-            .max_redirects(0)
-            .build()
-            .new_agent();
+        let agent = http::agent(config.timeout);
         let label = format!("{}/{bucket}", config.base);
         Ok(GcsStore {
             config,
@@ -274,9 +263,9 @@ impl GcsStore {
                 .header("metadata-flavor", "Google")
                 .call(),
         }
-        .map_err(|e| auth_error(transport_words(&e)))?;
+        .map_err(|e| auth_error(http::words(&e)))?;
         let status = response.status().as_u16();
-        let body = read(&mut response).map_err(|e| auth_error(transport_words(&e)))?;
+        let body = http::body(&mut response).map_err(|e| auth_error(http::words(&e)))?;
         if status != 200 {
             return Err(auth_error(format!(
                 "the token server answered {status} {}",
@@ -311,36 +300,12 @@ impl GcsStore {
     }
 
     fn transport(&self, what: &str, key: &str, e: ureq::Error) -> io::Error {
-        let kind = match &e {
-            ureq::Error::Timeout(_) => io::ErrorKind::TimedOut,
-            ureq::Error::Io(io) => io.kind(),
-            ureq::Error::HostNotFound => io::ErrorKind::NotFound,
-            ureq::Error::ConnectionFailed => io::ErrorKind::ConnectionRefused,
-            _ => io::ErrorKind::Other,
-        };
-        io::Error::new(
-            kind,
-            format!("{what} {}/{key}: {}", self.label, transport_words(&e)),
-        )
+        http::unanswered(&format!("{what} {}/{key}", self.label), &e)
     }
 
     fn refused(&self, what: &str, key: &str, status: u16, body: &[u8]) -> io::Error {
-        let kind = match status {
-            401 | 403 => io::ErrorKind::PermissionDenied,
-            404 => io::ErrorKind::NotFound,
-            400 => io::ErrorKind::InvalidInput,
-            _ => io::ErrorKind::Other,
-        };
-        let said = message_of(body);
-        io::Error::new(
-            kind,
-            format!(
-                "{what} {}/{key}: the server answered {status} {said}",
-                self.label
-            )
-            .trim_end()
-            .to_owned(),
-        )
+        let doing = format!("{what} {}/{key}", self.label);
+        http::refused(&doing, status, &message_of(body))
     }
 
     /// Whether the bucket exists (asked after a 404, which does not say
@@ -355,7 +320,7 @@ impl GcsStore {
             .call()
             .map_err(|e| self.transport("reading", key, e))?;
         let status = response.status().as_u16();
-        let _ = read(&mut response);
+        let _ = http::body(&mut response);
         Ok(status != 404)
     }
 
@@ -368,25 +333,6 @@ impl GcsStore {
             ),
         )
     }
-}
-
-/// A transport error in words, without any URL (a token could ride in
-/// one).
-fn transport_words(e: &ureq::Error) -> String {
-    let said = e.to_string();
-    said.split("http")
-        .next()
-        .unwrap_or_default()
-        .trim_end()
-        .to_owned()
-}
-
-fn read(response: &mut ureq::http::Response<ureq::Body>) -> Result<Vec<u8>, ureq::Error> {
-    response
-        .body_mut()
-        .with_config()
-        .limit(MAX_ANSWER)
-        .read_to_vec()
 }
 
 /// A server's error message: the JSON API's `error.message`, else the
@@ -476,7 +422,7 @@ impl Store for GcsStore {
             .and_then(|v| v.to_str().ok())
             .filter(|g| !g.is_empty() && g.bytes().all(|b| b.is_ascii_digit()))
             .map(|g| Version(g.to_owned()));
-        let body = read(&mut response).map_err(|e| self.transport("reading", key, e))?;
+        let body = http::body(&mut response).map_err(|e| self.transport("reading", key, e))?;
         match status {
             200 => {
                 let version = generation.ok_or_else(|| {
@@ -513,7 +459,7 @@ impl Store for GcsStore {
             .send(&payload[..])
             .map_err(|e| self.transport("writing", key, e))?;
         let status = response.status().as_u16();
-        let answer = read(&mut response).map_err(|e| self.transport("writing", key, e))?;
+        let answer = http::body(&mut response).map_err(|e| self.transport("writing", key, e))?;
         match status {
             200 | 201 => {
                 let json: Value = serde_json::from_slice(&answer).map_err(|_| {
@@ -564,7 +510,8 @@ impl Store for GcsStore {
                 .call()
                 .map_err(|e| self.transport("listing", prefix, e))?;
             let status = response.status().as_u16();
-            let body = read(&mut response).map_err(|e| self.transport("listing", prefix, e))?;
+            let body =
+                http::body(&mut response).map_err(|e| self.transport("listing", prefix, e))?;
             if status == 404 {
                 return Err(self.no_bucket("listing", prefix));
             }

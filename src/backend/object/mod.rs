@@ -37,6 +37,7 @@ pub(crate) mod azure;
 mod codec;
 #[cfg(feature = "gcs")]
 pub(crate) mod gcs;
+mod http;
 #[cfg(feature = "s3")]
 pub(crate) mod s3;
 pub(crate) mod store;

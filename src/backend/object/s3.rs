@@ -23,18 +23,12 @@ use std::time::Duration;
 use rusty_s3::actions::S3Action;
 use rusty_s3::{Bucket, Credentials, UrlStyle};
 
+use super::http;
 use super::store::{Condition, Object, Put, Store, Version};
 
 /// How long a signed request stays valid: long enough for a slow network,
 /// short enough that a leaked URL is soon worthless.
 const SIGNED_FOR: Duration = Duration::from_secs(300);
-
-/// The longest answer read (lock objects and error documents are small;
-/// a list page is up to 1,000 keys).
-const MAX_ANSWER: u64 = 4 << 20;
-
-/// The most of a server's error message an error repeats.
-const MAX_MESSAGE: usize = 200;
 
 /// Where the store is, and how to sign for it.
 #[derive(Clone)]
@@ -155,12 +149,7 @@ impl S3Store {
                 Some(token) => Credentials::new_with_token(key, secret, token),
                 None => Credentials::new(key, secret),
             });
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(config.timeout))
-            .max_redirects(0)
-            .build()
-            .new_agent();
+        let agent = http::agent(config.timeout);
         let label = format!(
             "{}/{}",
             config.endpoint.trim_end_matches('/'),
@@ -176,81 +165,15 @@ impl S3Store {
 
     /// An error for an answer that is none of the expected ones.
     fn refused(&self, what: &str, key: &str, status: u16, body: &[u8]) -> io::Error {
-        let code = xml_field(body, "Code").unwrap_or_default();
-        let message = xml_field(body, "Message").unwrap_or_default();
-        let kind = match status {
-            401 | 403 => io::ErrorKind::PermissionDenied,
-            404 => io::ErrorKind::NotFound,
-            400 => io::ErrorKind::InvalidInput,
-            _ => io::ErrorKind::Other,
-        };
-        io::Error::new(
-            kind,
-            format!(
-                "{what} {}/{key}: the server answered {status} {code} {message}",
-                self.label
-            )
-            .trim_end()
-            .to_owned(),
-        )
+        let code = http::xml_field(body, "Code").unwrap_or_default();
+        let message = http::xml_field(body, "Message").unwrap_or_default();
+        let doing = format!("{what} {}/{key}", self.label);
+        http::refused(&doing, status, &format!("{code} {message}"))
     }
 
     fn transport(&self, what: &str, key: &str, e: ureq::Error) -> io::Error {
-        let kind = match &e {
-            ureq::Error::Timeout(_) => io::ErrorKind::TimedOut,
-            ureq::Error::Io(io) => io.kind(),
-            ureq::Error::HostNotFound => io::ErrorKind::NotFound,
-            ureq::Error::ConnectionFailed => io::ErrorKind::ConnectionRefused,
-            _ => io::ErrorKind::Other,
-        };
-        // ureq's messages name no URL; cut anything that looks like one
-        // all the same (a signed URL carries the signature).
-        let said = e.to_string();
-        let said = said.split("http").next().unwrap_or_default().trim_end();
-        io::Error::new(kind, format!("{what} {}/{key}: {said}", self.label))
+        http::unanswered(&format!("{what} {}/{key}", self.label), &e)
     }
-}
-
-/// The text of the first `<name>` element of an XML answer, unescaped,
-/// cut to [`MAX_MESSAGE`] characters, controls dropped.
-fn xml_field(body: &[u8], name: &str) -> Option<String> {
-    let text = std::str::from_utf8(body).ok()?;
-    let open = format!("<{name}>");
-    let close = format!("</{name}>");
-    let start = text.find(&open)? + open.len();
-    let end = start + text[start..].find(&close)?;
-    Some(
-        unescape(&text[start..end])
-            .chars()
-            .filter(|c| !c.is_control())
-            .take(MAX_MESSAGE)
-            .collect(),
-    )
-}
-
-/// Every `<name>` element's text, unescaped.
-fn xml_fields(text: &str, name: &str) -> Vec<String> {
-    let open = format!("<{name}>");
-    let close = format!("</{name}>");
-    let mut out = Vec::new();
-    let mut rest = text;
-    while let Some(at) = rest.find(&open) {
-        let after = &rest[at + open.len()..];
-        let Some(end) = after.find(&close) else {
-            break;
-        };
-        out.push(unescape(&after[..end]));
-        rest = &after[end + close.len()..];
-    }
-    out
-}
-
-fn unescape(s: &str) -> String {
-    s.replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&quot;", "\"")
-        .replace("&apos;", "'")
-        .replace("&amp;", "&")
 }
 
 fn etag(response: &ureq::http::Response<ureq::Body>) -> Option<Version> {
@@ -271,12 +194,7 @@ impl Store for S3Store {
             .map_err(|e| self.transport("reading", key, e))?;
         let status = response.status().as_u16();
         let version = etag(&response);
-        let body = response
-            .body_mut()
-            .with_config()
-            .limit(MAX_ANSWER)
-            .read_to_vec()
-            .map_err(|e| self.transport("reading", key, e))?;
+        let body = http::body(&mut response).map_err(|e| self.transport("reading", key, e))?;
         match status {
             200 => {
                 let version = version.ok_or_else(|| {
@@ -287,7 +205,7 @@ impl Store for S3Store {
                 })?;
                 Ok(Some(Object { body, version }))
             }
-            404 if xml_field(&body, "Code").as_deref() != Some("NoSuchBucket") => Ok(None),
+            404 if http::xml_field(&body, "Code").as_deref() != Some("NoSuchBucket") => Ok(None),
             _ => Err(self.refused("reading", key, status, &body)),
         }
     }
@@ -308,13 +226,8 @@ impl Store for S3Store {
             .map_err(|e| self.transport("writing", key, e))?;
         let status = response.status().as_u16();
         let version = etag(&response);
-        let answer = response
-            .body_mut()
-            .with_config()
-            .limit(MAX_ANSWER)
-            .read_to_vec()
-            .map_err(|e| self.transport("writing", key, e))?;
-        let code = xml_field(&answer, "Code");
+        let answer = http::body(&mut response).map_err(|e| self.transport("writing", key, e))?;
+        let code = http::xml_field(&answer, "Code");
         match status {
             200 | 201 => version.map(Put::Written).ok_or_else(|| {
                 io::Error::new(
@@ -354,19 +267,15 @@ impl Store for S3Store {
                 .call()
                 .map_err(|e| self.transport("listing", prefix, e))?;
             let status = response.status().as_u16();
-            let body = response
-                .body_mut()
-                .with_config()
-                .limit(MAX_ANSWER)
-                .read_to_vec()
-                .map_err(|e| self.transport("listing", prefix, e))?;
+            let body =
+                http::body(&mut response).map_err(|e| self.transport("listing", prefix, e))?;
             if status != 200 {
                 return Err(self.refused("listing", prefix, status, &body));
             }
             let text = String::from_utf8_lossy(&body);
-            keys.extend(xml_fields(&text, "Key"));
-            let truncated = xml_field(&body, "IsTruncated").as_deref() == Some("true");
-            token = xml_field(&body, "NextContinuationToken");
+            keys.extend(http::xml_fields(&text, "Key"));
+            let truncated = http::xml_field(&body, "IsTruncated").as_deref() == Some("true");
+            token = http::xml_field(&body, "NextContinuationToken");
             if !truncated || token.is_none() {
                 return Ok(keys);
             }
@@ -377,22 +286,6 @@ impl Store for S3Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn error_documents_are_read_as_untrusted() {
-        let doc = b"<Error><Code>NoSuchBucket</Code><Message>a &amp; b\x07</Message></Error>";
-        assert_eq!(xml_field(doc, "Code").as_deref(), Some("NoSuchBucket"));
-        assert_eq!(xml_field(doc, "Message").as_deref(), Some("a & b"));
-        assert_eq!(xml_field(b"<Code>unclosed", "Code"), None);
-        assert_eq!(xml_field(&[0xff, 0xfe], "Code"), None);
-        let long = format!("<Message>{}</Message>", "x".repeat(10_000));
-        assert_eq!(
-            xml_field(long.as_bytes(), "Message").unwrap().len(),
-            MAX_MESSAGE
-        );
-        let list = "<Key>a</Key><Key>b&amp;c</Key><Key>open";
-        assert_eq!(xml_fields(list, "Key"), ["a", "b&c"]);
-    }
 
     #[test]
     fn debug_shows_no_secret() {

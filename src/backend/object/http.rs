@@ -1,0 +1,147 @@
+//! What the stores' HTTP clients share: one `ureq` agent setup, answers
+//! read with a size limit, errors that name the object and never a URL
+//! (a signed URL carries its signature), and the small XML answers of S3
+//! and Azure read as untrusted input.
+
+use std::io;
+use std::time::Duration;
+
+/// The longest answer read (lock objects and error documents are small;
+/// a list page is up to 1,000 keys).
+const MAX_ANSWER: u64 = 8 << 20;
+
+/// The most of a server's message an error repeats.
+pub(super) const MAX_MESSAGE: usize = 200;
+
+/// An agent that leaves statuses to the caller, follows no redirect and
+/// bounds each request, connecting included, by `timeout`.
+pub(super) fn agent(timeout: Duration) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(timeout))
+        .max_redirects(0)
+        .build()
+        .new_agent()
+}
+
+/// An answer's body, up to [`MAX_ANSWER`] bytes.
+pub(super) fn body(
+    response: &mut ureq::http::Response<ureq::Body>,
+) -> Result<Vec<u8>, ureq::Error> {
+    response
+        .body_mut()
+        .with_config()
+        .limit(MAX_ANSWER)
+        .read_to_vec()
+}
+
+/// A request that got no answer, as an error saying `doing` (e.g.
+/// `reading s3://bucket/key`) and the cause, never a URL.
+pub(super) fn unanswered(doing: &str, e: &ureq::Error) -> io::Error {
+    let kind = match e {
+        ureq::Error::Timeout(_) => io::ErrorKind::TimedOut,
+        ureq::Error::Io(io) => io.kind(),
+        ureq::Error::HostNotFound => io::ErrorKind::NotFound,
+        ureq::Error::ConnectionFailed => io::ErrorKind::ConnectionRefused,
+        _ => io::ErrorKind::Other,
+    };
+    io::Error::new(kind, format!("{doing}: {}", words(e)))
+}
+
+/// A transport error in words, cut before anything that looks like a URL
+/// (ureq's messages name none; this holds if one ever does).
+pub(super) fn words(e: &ureq::Error) -> String {
+    let said = e.to_string();
+    said.split("http")
+        .next()
+        .unwrap_or_default()
+        .trim_end()
+        .to_owned()
+}
+
+/// An answer that is none of the expected ones, as an error saying
+/// `doing`, the status and what the server said of it.
+pub(super) fn refused(doing: &str, status: u16, said: &str) -> io::Error {
+    let kind = match status {
+        401 | 403 => io::ErrorKind::PermissionDenied,
+        404 => io::ErrorKind::NotFound,
+        400 => io::ErrorKind::InvalidInput,
+        _ => io::ErrorKind::Other,
+    };
+    let message = format!("{doing}: the server answered {status} {said}");
+    io::Error::new(kind, message.trim_end().to_owned())
+}
+
+/// The first line of the first `<name>` element of an XML answer,
+/// unescaped, controls dropped, cut to [`MAX_MESSAGE`] characters.
+#[cfg(any(feature = "s3", feature = "azure"))]
+pub(super) fn xml_field(body: &[u8], name: &str) -> Option<String> {
+    let text = std::str::from_utf8(body).ok()?;
+    let first = xml_fields(text, name).into_iter().next()?;
+    let line = first.lines().next().unwrap_or_default();
+    Some(
+        line.chars()
+            .filter(|c| !c.is_control())
+            .take(MAX_MESSAGE)
+            .collect(),
+    )
+}
+
+/// Every `<name>` element's text, unescaped.
+#[cfg(any(feature = "s3", feature = "azure"))]
+pub(super) fn xml_fields(text: &str, name: &str) -> Vec<String> {
+    let (open, close) = (format!("<{name}>"), format!("</{name}>"));
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(at) = rest.find(&open) {
+        let after = &rest[at + open.len()..];
+        let Some(end) = after.find(&close) else {
+            break;
+        };
+        out.push(
+            after[..end]
+                .replace("&lt;", "<")
+                .replace("&gt;", ">")
+                .replace("&quot;", "\"")
+                .replace("&apos;", "'")
+                .replace("&amp;", "&"),
+        );
+        rest = &after[end + close.len()..];
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(any(feature = "s3", feature = "azure"))]
+    #[test]
+    fn xml_answers_are_read_as_untrusted() {
+        let doc = b"<Error><Code>NoSuchBucket</Code><Message>a &amp; b\x07\nRequestId: 1</Message></Error>";
+        assert_eq!(xml_field(doc, "Code").as_deref(), Some("NoSuchBucket"));
+        assert_eq!(xml_field(doc, "Message").as_deref(), Some("a & b"));
+        assert_eq!(xml_field(b"<Code>unclosed", "Code"), None);
+        assert_eq!(xml_field(&[0xff, 0xfe], "Code"), None);
+        let long = format!("<Message>{}</Message>", "x".repeat(10_000));
+        assert_eq!(
+            xml_field(long.as_bytes(), "Message").unwrap().len(),
+            MAX_MESSAGE
+        );
+        let list = "<Key>a</Key><Key>b&amp;c</Key><Key>open";
+        assert_eq!(xml_fields(list, "Key"), ["a", "b&c"]);
+    }
+
+    #[test]
+    fn statuses_have_kinds() {
+        assert_eq!(
+            refused("x", 403, "").kind(),
+            io::ErrorKind::PermissionDenied
+        );
+        assert_eq!(refused("x", 404, "").kind(), io::ErrorKind::NotFound);
+        assert_eq!(
+            refused("x", 503, "slow").to_string(),
+            "x: the server answered 503 slow"
+        );
+    }
+}
