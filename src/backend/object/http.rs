@@ -60,7 +60,8 @@ pub(super) fn words(e: &ureq::Error) -> String {
 }
 
 /// An answer that is none of the expected ones, as an error saying
-/// `doing`, the status and what the server said of it.
+/// `doing`, the status and what the server said of it. A server error
+/// (5xx: overloaded, throttling, failing over) is [`Transient`].
 pub(super) fn refused(doing: &str, status: u16, said: &str) -> io::Error {
     let kind = match status {
         401 | 403 => io::ErrorKind::PermissionDenied,
@@ -68,8 +69,31 @@ pub(super) fn refused(doing: &str, status: u16, said: &str) -> io::Error {
         400 => io::ErrorKind::InvalidInput,
         _ => io::ErrorKind::Other,
     };
-    let message = format!("{doing}: the server answered {status} {said}");
-    io::Error::new(kind, message.trim_end().to_owned())
+    let message = format!("{doing}: the server answered {status} {said}")
+        .trim_end()
+        .to_owned();
+    if (500..600).contains(&status) {
+        return io::Error::new(kind, Transient(message));
+    }
+    io::Error::new(kind, message)
+}
+
+/// An error the server said is its own and passing: worth asking again
+/// later, where a caller is waiting anyway.
+#[derive(Debug)]
+pub(super) struct Transient(String);
+
+impl std::fmt::Display for Transient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Transient {}
+
+/// Whether `e` is [`Transient`].
+pub(super) fn is_transient(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<Transient>())
 }
 
 /// The first line of the first `<name>` element of an XML answer,
@@ -143,5 +167,7 @@ mod tests {
             refused("x", 503, "slow").to_string(),
             "x: the server answered 503 slow"
         );
+        assert!(is_transient(&refused("x", 503, "slow")));
+        assert!(!is_transient(&refused("x", 403, "no")));
     }
 }

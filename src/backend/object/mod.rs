@@ -27,6 +27,8 @@
 //!   again, and the write counts as landed only if it shows this
 //!   acquisition's own nonce, token and renewal time. Nothing retries a
 //!   write on its own.
+//! - **Server errors** (5xx) end an attempt, and a try, with an error;
+//!   a wait tries again on its usual schedule until its deadline.
 //! - **This process's own view of its lease**: a hold counts as still held
 //!   only until its last successful write was sent plus the TTL, by this
 //!   process's clock. A waiter elsewhere starts counting no earlier than
@@ -511,12 +513,21 @@ impl Resource for ObjectLock {
                 if signal.is_fired() {
                     return Err(abandoned());
                 }
-                if let Outcome::Locked(held) = inner.attempt(&options)? {
-                    let hold = Hold {
-                        inner,
-                        held: Some(held),
-                    };
-                    return Ok(Waited::Locked(Box::new(hold)));
+                match inner.attempt(&options) {
+                    Ok(Outcome::Locked(held)) => {
+                        let hold = Hold {
+                            inner,
+                            held: Some(held),
+                        };
+                        return Ok(Waited::Locked(Box::new(hold)));
+                    }
+                    Ok(Outcome::Busy) => {}
+                    // The server's own passing trouble (a 5xx): a wait
+                    // rides it out, to its deadline if need be.
+                    Err(e) if http::is_transient(&e) => {
+                        log::debug!("lockyard: waiting for {}: {e}; again", inner.key);
+                    }
+                    Err(e) => return Err(e),
                 }
                 async_io::block_on(signal.fired().or(async {
                     async_io::Timer::after(jittered(pause)).await;

@@ -102,10 +102,18 @@ struct Flaky {
     fail_next: Mutex<Option<bool>>,
     /// Fail this many reads.
     fail_gets: Mutex<usize>,
+    /// Answer this many reads with a server error (503).
+    busy_gets: Mutex<usize>,
 }
 
 impl Store for Flaky {
     fn get(&self, key: &str) -> io::Result<Option<Object>> {
+        let mut busy = lock(&self.busy_gets);
+        if *busy > 0 {
+            *busy -= 1;
+            return Err(super::http::refused("reading", 503, "SlowDown"));
+        }
+        drop(busy);
         let mut failing = lock(&self.fail_gets);
         if *failing > 0 {
             *failing -= 1;
@@ -176,6 +184,37 @@ fn a_renewal_that_landed_unseen_is_recognised_when_asked_again() {
     // And the hold goes on from that version.
     a.renew().unwrap();
     release(&a);
+}
+
+#[test]
+fn a_wait_rides_out_server_errors_but_not_others() {
+    let store = Arc::new(Flaky::default());
+    let space = space(store.clone(), DEFAULT_TTL);
+    let resource = ObjectLock {
+        inner: Arc::new(inner(&space)),
+    };
+    let no_options: &(dyn Any + Send + Sync) = &();
+    *lock(&store.busy_gets) = 3;
+    let wait = resource
+        .blocking_wait(LockMode::Exclusive, no_options)
+        .unwrap();
+    let Ok(Waited::Locked(hold)) = (wait.run)() else {
+        panic!("the wait did not ride out three 503s");
+    };
+    assert_eq!(*lock(&store.busy_gets), 0);
+    resource
+        .commit_wait(LockMode::Exclusive, hold, no_options)
+        .unwrap();
+    resource
+        .release(LockMode::Exclusive, true, None, no_options)
+        .unwrap();
+    resource.finish_release().unwrap();
+    // Any other error ends the wait.
+    *lock(&store.fail_gets) = 1;
+    let wait = resource
+        .blocking_wait(LockMode::Exclusive, no_options)
+        .unwrap();
+    assert!((wait.run)().is_err());
 }
 
 #[test]
