@@ -393,6 +393,34 @@ impl Inner {
     /// knows whether it was freed (then its lease frees it).
     fn release_now(&self, held: Held) -> io::Result<()> {
         let _writing = lock(&self.writing);
+        self.free(held)
+    }
+
+    /// Releases this process's hold whose record is `released`, as it is
+    /// by the time no other write is in flight: a renewal that was under
+    /// way when the release was asked for has moved the hold to a newer
+    /// version, which is the one to free.
+    fn release_latest(&self, released: &HolderRecord) -> io::Result<()> {
+        let _writing = lock(&self.writing);
+        let held = {
+            let mut state = lock(&self.state);
+            match state.held.take() {
+                Some(held) if same_hold(&held.record, released) => held,
+                // Another hold since (never while this one was held).
+                Some(other) => {
+                    state.held = Some(other);
+                    return Ok(());
+                }
+                // Found lost by a renewal meanwhile.
+                None if std::mem::take(&mut state.lost) => return Err(crate::error::lost()),
+                None => return Ok(()),
+            }
+        };
+        self.free(held)
+    }
+
+    /// Writes `state free` over `held`; the caller holds `writing`.
+    fn free(&self, held: Held) -> io::Result<()> {
         let mut record = held.record.clone();
         record.state = RecordState::Released;
         record.renewed = later_than(record.renewed);
@@ -563,15 +591,18 @@ impl Resource for ObjectLock {
         _p: Params<'_>,
     ) -> io::Result<bool> {
         let mut state = lock(&self.inner.state);
-        let Some(held) = state.held.take() else {
+        let Some(held) = &state.held else {
             // Known lost already: say so (to an explicit unlock).
             return match std::mem::take(&mut state.lost) {
                 true => Err(crate::error::lost()),
                 false => Ok(false),
             };
         };
+        // The hold stays in the state until the release task takes it
+        // there: a renewal in flight may still move it to a newer version.
+        let released = held.record.clone();
         let inner = Arc::clone(&self.inner);
-        let task = blocking::unblock(move || inner.release_now(held));
+        let task = blocking::unblock(move || inner.release_latest(&released));
         // An older release still in flight finishes on its own.
         if let Some(older) = state.releasing.replace(task) {
             older.detach();

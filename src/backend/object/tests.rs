@@ -104,6 +104,8 @@ struct Flaky {
     fail_gets: Mutex<usize>,
     /// Answer this many reads with a server error (503).
     busy_gets: Mutex<usize>,
+    /// Hold the next write this long before it is applied.
+    slow_put: Mutex<Option<Duration>>,
 }
 
 impl Store for Flaky {
@@ -124,6 +126,10 @@ impl Store for Flaky {
     }
 
     fn put(&self, key: &str, body: &[u8], condition: Condition<'_>) -> io::Result<Put> {
+        let slow = lock(&self.slow_put).take();
+        if let Some(pause) = slow {
+            std::thread::sleep(pause);
+        }
         let fail = lock(&self.fail_next).take();
         if fail == Some(false) {
             return Err(io::Error::new(io::ErrorKind::TimedOut, "lost on the way"));
@@ -215,6 +221,38 @@ fn a_wait_rides_out_server_errors_but_not_others() {
         .blocking_wait(LockMode::Exclusive, no_options)
         .unwrap();
     assert!((wait.run)().is_err());
+}
+
+/// A guard released while its renewal is still on its way: the release
+/// frees the version the renewal made, not the one it replaced (which
+/// would be refused, and leave the lock to its lease).
+#[test]
+fn a_release_during_a_renewal_frees_the_renewed_hold() {
+    let store = Arc::new(Flaky::default());
+    let space = space(store.clone(), DEFAULT_TTL);
+    let resource = ObjectLock {
+        inner: Arc::new(inner(&space)),
+    };
+    let no_options: &(dyn Any + Send + Sync) = &();
+    assert!(matches!(
+        resource
+            .try_acquire(LockMode::Exclusive, no_options)
+            .unwrap(),
+        Attempted::Locked(_)
+    ));
+    *lock(&store.slow_put) = Some(Duration::from_millis(300));
+    let renewing = {
+        let inner = Arc::clone(&resource.inner);
+        std::thread::spawn(move || inner.renew().map(drop))
+    };
+    std::thread::sleep(Duration::from_millis(50));
+    resource
+        .release(LockMode::Exclusive, true, None, no_options)
+        .unwrap();
+    resource.finish_release().unwrap();
+    renewing.join().unwrap().unwrap();
+    let now = super::codec::parse(&store.get(&resource.inner.key).unwrap().unwrap().body).unwrap();
+    assert_eq!(now.state, RecordState::Released);
 }
 
 #[test]
