@@ -862,6 +862,17 @@ fn dropped_waits_leave_no_lock_behind(store: &Store) {
         .unwrap();
     let (mut granted, mut dropped) = (0, 0);
     for round in 0..40 {
+        // Start each round while the other process holds it (a round that
+        // got the lock and let it go could otherwise take it again at once,
+        // before the other process's next poll, and never wait).
+        let patience = Instant::now() + Duration::from_secs(5);
+        while lock.holder().unwrap().is_none() {
+            assert!(
+                Instant::now() < patience,
+                "round {round}: the cycler never took it"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
         let wait = rt.spawn(lock.lock());
         std::thread::sleep(Duration::from_millis(fastrand::u64(0..150)));
         wait.abort();
