@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use super::once::OnceOutcome;
 use crate::api::object::ObjectLock;
 use crate::api::LockGuard;
-use crate::backend::object::store::{Condition, Put, Version};
+use crate::backend::object::store::{Condition, Put};
 use crate::error::{Error, Op, Subject};
 
 /// The first line of a mark.
@@ -52,6 +52,18 @@ fn decode(body: &[u8]) -> Option<Mark> {
     (key.len() == len.parse::<usize>().ok()?).then(|| Mark::Done {
         key: key.to_owned(),
     })
+}
+
+/// `Ok` when `body` is a mark lockyard wrote; an error of kind
+/// `InvalidData` for anything else, which is never overwritten.
+fn ours(body: &[u8]) -> std::io::Result<()> {
+    match decode(body) {
+        Some(_) => Ok(()),
+        None => Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "the run-once mark is not lockyard's; it is left as it is",
+        )),
+    }
 }
 
 impl ObjectLock {
@@ -285,7 +297,15 @@ impl ObjectLock {
         // `start`: nobody can take it over before `start + ttl`.
         let start = Instant::now();
         guard.refresh()?;
-        let previous: Option<Version> = store.get(&mark_key).map_err(io)?.map(|o| o.version);
+        let previous = match store.get(&mark_key).map_err(io)? {
+            // Only ever overwrite a mark of ours: an object someone else
+            // put at this key meanwhile is left as it is.
+            Some(object) => {
+                ours(&object.body).map_err(io)?;
+                Some(object.version)
+            }
+            None => None,
+        };
         let condition = match &previous {
             Some(v) => Condition::At(v),
             None => Condition::Absent,
@@ -314,6 +334,13 @@ impl ObjectLock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_our_marks_are_overwritten() {
+        assert!(ours(&encode(&Mark::Undone, 1)).is_ok());
+        let e = ours(b"somebody's data").unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidData);
+    }
 
     #[test]
     fn marks_round_trip_and_foreign_bodies_are_refused() {
