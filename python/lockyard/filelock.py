@@ -1,0 +1,253 @@
+"""filelock's API on lockyard: change ``from filelock import FileLock`` to
+``from lockyard.filelock import FileLock``.
+
+Differences from filelock, on purpose: a wait is woken by the release (no
+``poll_interval``: it is accepted and ignored), and the lock file holds a
+holder record (who holds it, a fencing token) instead of staying empty.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from contextlib import ContextDecorator
+from types import TracebackType
+from typing import Any
+
+from lockyard._lockyard import RawLock
+
+__all__ = ["BaseFileLock", "FileLock", "SoftFileLock", "Timeout", "AcquireReturnProxy"]
+
+
+class Timeout(TimeoutError):  # noqa: N818 (filelock's name)
+    """Raised when the lock could not be acquired in ``timeout`` seconds."""
+
+    def __init__(self, lock_file: str) -> None:
+        super().__init__()
+        self._lock_file = lock_file
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return self.__class__, (self._lock_file,)
+
+    def __str__(self) -> str:
+        return f"The file lock '{self._lock_file}' could not be acquired."
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}({self.lock_file!r})"
+
+    @property
+    def lock_file(self) -> str:
+        """The path of the file lock."""
+        return self._lock_file
+
+
+class AcquireReturnProxy:
+    """What ``acquire`` returns: a context manager that releases on exit."""
+
+    def __init__(self, lock: BaseFileLock) -> None:
+        self.lock = lock
+
+    def __enter__(self) -> BaseFileLock:
+        return self.lock
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.lock.release()
+
+
+class _State(threading.local):
+    def __init__(self) -> None:
+        self.raw: RawLock | None = None
+        self.counter = 0
+
+
+class _Shared:
+    def __init__(self) -> None:
+        self.raw: RawLock | None = None
+        self.counter = 0
+
+
+class BaseFileLock(ContextDecorator):
+    """A lock on ``lock_file``, reentrant per object (and per thread when
+    ``thread_local``)."""
+
+    _SOFT = False
+    _instances: dict[str, BaseFileLock]
+    _instances_guard = threading.Lock()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._instances = {}
+
+    def __new__(
+        cls,
+        lock_file: str | os.PathLike[str],
+        timeout: float = -1,
+        mode: int = 0o644,
+        thread_local: bool = True,  # noqa: FBT001, FBT002
+        *,
+        blocking: bool = True,
+        is_singleton: bool = False,
+        **kwargs: Any,
+    ) -> BaseFileLock:
+        if not is_singleton:
+            return super().__new__(cls)
+        key = os.fspath(lock_file)
+        with cls._instances_guard:
+            instance = cls._instances.get(key)
+            if instance is None:
+                instance = super().__new__(cls)
+                cls._instances[key] = instance
+                instance._initialized = False
+            return instance
+
+    def __init__(
+        self,
+        lock_file: str | os.PathLike[str],
+        timeout: float = -1,
+        mode: int = 0o644,
+        thread_local: bool = True,  # noqa: FBT001, FBT002
+        *,
+        blocking: bool = True,
+        is_singleton: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        if is_singleton and getattr(self, "_initialized", False):
+            if os.fspath(lock_file) != self._lock_file or timeout != self._timeout:
+                msg = "a singleton lock cannot be re-created with other arguments"
+                raise ValueError(msg)
+            return
+        self._initialized = True
+        self._lock_file = os.fspath(lock_file)
+        self._timeout = timeout
+        self._mode = mode
+        self._blocking = blocking
+        self._is_thread_local = thread_local
+        self._state: _State | _Shared = _State() if thread_local else _Shared()
+
+    @property
+    def lock_file(self) -> str:
+        """The path of the lock file."""
+        return self._lock_file
+
+    @property
+    def timeout(self) -> float:
+        """The default timeout, in seconds (negative: wait for ever)."""
+        return self._timeout
+
+    @timeout.setter
+    def timeout(self, value: float | str) -> None:
+        self._timeout = float(value)
+
+    @property
+    def blocking(self) -> bool:
+        """Whether ``acquire`` waits by default."""
+        return self._blocking
+
+    @blocking.setter
+    def blocking(self, value: bool) -> None:
+        self._blocking = value
+
+    @property
+    def mode(self) -> int:
+        """The lock file's permission bits when it is created."""
+        return self._mode
+
+    @property
+    def is_thread_local(self) -> bool:
+        """Whether each thread has its own reentrancy count."""
+        return self._is_thread_local
+
+    @property
+    def is_locked(self) -> bool:
+        """Whether this object (this thread, when thread-local) holds it."""
+        return self._state.counter > 0
+
+    @property
+    def lock_counter(self) -> int:
+        """How many times it was acquired and not yet released."""
+        return self._state.counter
+
+    def _raw(self) -> RawLock:
+        if self._state.raw is None:
+            self._state.raw = RawLock(self._lock_file, soft=self._SOFT, mode=self._mode)
+        return self._state.raw
+
+    def acquire(
+        self,
+        timeout: float | None = None,
+        poll_interval: float = 0.05,  # noqa: ARG002 (waits are woken, not polled)
+        *,
+        poll_intervall: float | None = None,  # noqa: ARG002
+        blocking: bool | None = None,
+    ) -> AcquireReturnProxy:
+        """Acquires the lock (reentrant: a holder's acquire only counts).
+
+        Raises ``Timeout`` when it cannot be had within ``timeout`` seconds
+        (``self.timeout`` if None; negative waits for ever, 0 tries once),
+        or at once with ``blocking=False``.
+        """
+        if timeout is None:
+            timeout = self._timeout
+        if blocking is None:
+            blocking = self._blocking
+        state = self._state
+        if state.counter > 0:
+            state.counter += 1
+            return AcquireReturnProxy(lock=self)
+        wait: float | None
+        if not blocking:
+            wait = 0.0
+        elif timeout < 0:
+            wait = None
+        else:
+            wait = float(timeout)
+        if not self._raw().acquire(wait):
+            raise Timeout(self._lock_file)
+        state.counter = 1
+        return AcquireReturnProxy(lock=self)
+
+    def release(self, force: bool = False) -> None:  # noqa: FBT001, FBT002
+        """Releases one acquisition (all of them with ``force``)."""
+        state = self._state
+        if state.counter == 0:
+            return
+        state.counter = 0 if force else state.counter - 1
+        if state.counter == 0 and state.raw is not None:
+            state.raw.release()
+
+    def __enter__(self) -> BaseFileLock:
+        self.acquire()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.release()
+
+    def __del__(self) -> None:
+        try:
+            self.release(force=True)
+        except Exception:  # noqa: BLE001 (interpreter shutting down)
+            pass
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}(lock_file={self._lock_file!r})"
+
+
+class FileLock(BaseFileLock):
+    """An OS lock (``flock`` / ``LockFileEx``) on the lock file."""
+
+
+class SoftFileLock(BaseFileLock):
+    """A sidecar lock file for filesystems whose OS locks are missing or
+    unreliable (network and FUSE filesystems)."""
+
+    _SOFT = True
