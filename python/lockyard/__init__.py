@@ -5,6 +5,6 @@
 holder's release, not by a poll.
 """
 
-from lockyard.filelock import FileLock, SoftFileLock, Timeout
+from lockyard.filelock import AsyncFileLock, AsyncSoftFileLock, FileLock, SoftFileLock, Timeout
 
-__all__ = ["FileLock", "SoftFileLock", "Timeout"]
+__all__ = ["AsyncFileLock", "AsyncSoftFileLock", "FileLock", "SoftFileLock", "Timeout"]

@@ -16,7 +16,17 @@ from typing import Any
 
 from lockyard._lockyard import RawLock
 
-__all__ = ["BaseFileLock", "FileLock", "SoftFileLock", "Timeout", "AcquireReturnProxy"]
+__all__ = [
+    "AcquireReturnProxy",
+    "AsyncAcquireReturnProxy",
+    "AsyncFileLock",
+    "AsyncSoftFileLock",
+    "BaseAsyncFileLock",
+    "BaseFileLock",
+    "FileLock",
+    "SoftFileLock",
+    "Timeout",
+]
 
 
 class Timeout(TimeoutError):  # noqa: N818 (filelock's name)
@@ -234,7 +244,8 @@ class BaseFileLock(ContextDecorator):
 
     def __del__(self) -> None:
         try:
-            self.release(force=True)
+            # The synchronous release, for async locks too.
+            BaseFileLock.release(self, force=True)
         except Exception:  # noqa: BLE001 (interpreter shutting down)
             pass
 
@@ -249,5 +260,114 @@ class FileLock(BaseFileLock):
 class SoftFileLock(BaseFileLock):
     """A sidecar lock file for filesystems whose OS locks are missing or
     unreliable (network and FUSE filesystems)."""
+
+    _SOFT = True
+
+
+class AsyncAcquireReturnProxy:
+    """What ``AsyncFileLock.acquire`` returns: an async context manager
+    that releases on exit."""
+
+    def __init__(self, lock: BaseAsyncFileLock) -> None:
+        self.lock = lock
+
+    async def __aenter__(self) -> BaseAsyncFileLock:
+        return self.lock
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.lock.release()
+
+
+class BaseAsyncFileLock(BaseFileLock):
+    """filelock's async lock: ``await lock.acquire()``, ``async with lock``.
+
+    A wait suspends the coroutine and leaves the event loop running; it
+    is woken by the holder's release (lockyard's own thread drives the
+    wait and hands the outcome to the loop), never by a poll. Cancelling
+    the task leaves nothing held.
+    """
+
+    async def acquire(  # type: ignore[override]
+        self,
+        timeout: float | None = None,
+        poll_interval: float = 0.05,  # noqa: ARG002 (waits are woken, not polled)
+        *,
+        blocking: bool | None = None,
+        **kwargs: Any,
+    ) -> AsyncAcquireReturnProxy:
+        """Acquires the lock (reentrant); raises ``Timeout`` as
+        ``FileLock.acquire`` does."""
+        import asyncio
+
+        if timeout is None:
+            timeout = self._timeout
+        if blocking is None:
+            blocking = self._blocking
+        state = self._state
+        if state.counter > 0:
+            state.counter += 1
+            return AsyncAcquireReturnProxy(lock=self)
+        wait: float | None
+        if not blocking:
+            wait = 0.0
+        elif timeout < 0:
+            wait = None
+        else:
+            wait = float(timeout)
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[Any] = loop.create_future()
+
+        def settle(result: Any) -> None:
+            if not done.done():
+                done.set_result(result)
+
+        raw = self._raw()
+        pending = raw.acquire_async(wait, lambda result: loop.call_soon_threadsafe(settle, result))
+        try:
+            result = await done
+        except BaseException:
+            # Cancelled (or the loop is closing): the acquisition is
+            # dropped, and a lock it got meanwhile is released.
+            pending.cancel()
+            raise
+        if result is True and raw.adopt(pending):
+            state.counter = 1
+            return AsyncAcquireReturnProxy(lock=self)
+        if result is False or result is True:
+            raise Timeout(self._lock_file)
+        raise OSError(result)
+
+    async def release(self, force: bool = False) -> None:  # type: ignore[override]  # noqa: FBT001, FBT002
+        """Releases one acquisition (all of them with ``force``)."""
+        BaseFileLock.release(self, force)
+
+    async def __aenter__(self) -> BaseAsyncFileLock:
+        await self.acquire()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.release()
+
+    def __enter__(self) -> BaseFileLock:
+        msg = "use `async with` with an async lock"
+        raise NotImplementedError(msg)
+
+
+class AsyncFileLock(BaseAsyncFileLock):
+    """An OS lock, for asyncio."""
+
+
+class AsyncSoftFileLock(BaseAsyncFileLock):
+    """A sidecar lock file, for asyncio."""
 
     _SOFT = True

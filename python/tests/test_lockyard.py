@@ -122,3 +122,60 @@ def test_a_keyboard_interrupt_ends_a_wait_with_nothing_held(tmp_path: Path) -> N
     child.communicate("\n")
     with FileLock(path).acquire(timeout=5):
         pass
+
+
+def test_an_async_wait_leaves_the_loop_running_and_is_woken_by_the_release(tmp_path: Path) -> None:
+    import asyncio
+
+    from lockyard.filelock import AsyncFileLock
+
+    path = tmp_path / "f.lock"
+    child = holder(path)
+
+    async def main() -> tuple[int, float]:
+        ticks = 0
+
+        async def tick() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0.01)
+
+        ticker = asyncio.create_task(tick())
+        lock = AsyncFileLock(path)
+        loop = asyncio.get_running_loop()
+        loop.call_later(0.5, lambda: child.communicate("\n"))
+        started = time.monotonic()
+        async with await lock.acquire(timeout=10):
+            took = time.monotonic() - started
+            assert lock.is_locked
+        ticker.cancel()
+        return ticks, took
+
+    ticks, took = asyncio.run(main())
+    assert ticks > 20, f"the loop stalled while waiting ({ticks} ticks)"
+    assert 0.4 < took < 5, took
+
+
+def test_a_cancelled_async_wait_leaves_nothing_held(tmp_path: Path) -> None:
+    import asyncio
+
+    from lockyard.filelock import AsyncFileLock
+
+    path = tmp_path / "g.lock"
+    child = holder(path)
+
+    async def main() -> None:
+        lock = AsyncFileLock(path)
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(lock.acquire(), timeout=0.3)
+        assert not lock.is_locked
+        with pytest.raises(Timeout):
+            await lock.acquire(timeout=0.2)
+
+    asyncio.run(main())
+    child.communicate("\n")
+    child.wait(timeout=10)
+    # Nothing of the cancelled waits holds it.
+    with FileLock(path).acquire(timeout=5):
+        pass
