@@ -8,6 +8,7 @@ holder record (who holds it, a fencing token) instead of staying empty.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from contextlib import ContextDecorator
@@ -15,6 +16,8 @@ from types import TracebackType
 from typing import Any
 
 from lockyard._lockyard import RawLock
+
+_LOGGER = logging.getLogger("filelock")
 
 __all__ = [
     "AcquireReturnProxy",
@@ -209,15 +212,19 @@ class BaseFileLock(ContextDecorator):
         if state.counter > 0:
             state.counter += 1
             return AcquireReturnProxy(lock=self)
-        wait: float | None
-        if not blocking:
-            wait = 0.0
-        elif timeout < 0:
-            wait = None
-        else:
-            wait = float(timeout)
-        if not self._raw().acquire(wait):
-            raise Timeout(self._lock_file)
+        raw = self._raw()
+        lock_id, name = id(self), self._lock_file
+        _LOGGER.debug("Attempting to acquire lock %s on %s", lock_id, name)
+        if not raw.acquire(0.0):
+            _LOGGER.debug("Failed to immediately acquire lock %s on %s", lock_id, name)
+            if not blocking or timeout == 0:
+                _LOGGER.debug("Timeout on acquiring lock %s on %s", lock_id, name)
+                raise Timeout(name)
+            _LOGGER.debug("Lock %s not acquired on %s, waiting for its release", lock_id, name)
+            if not raw.acquire(None if timeout < 0 else float(timeout)):
+                _LOGGER.debug("Timeout on acquiring lock %s on %s", lock_id, name)
+                raise Timeout(name)
+        _LOGGER.debug("Lock %s acquired on %s", lock_id, name)
         state.counter = 1
         return AcquireReturnProxy(lock=self)
 
@@ -228,7 +235,10 @@ class BaseFileLock(ContextDecorator):
             return
         state.counter = 0 if force else state.counter - 1
         if state.counter == 0 and state.raw is not None:
+            lock_id, name = id(self), self._lock_file
+            _LOGGER.debug("Attempting to release lock %s on %s", lock_id, name)
             state.raw.release()
+            _LOGGER.debug("Lock %s released on %s", lock_id, name)
 
     def __enter__(self) -> BaseFileLock:
         self.acquire()
@@ -312,13 +322,19 @@ class BaseAsyncFileLock(BaseFileLock):
         if state.counter > 0:
             state.counter += 1
             return AsyncAcquireReturnProxy(lock=self)
-        wait: float | None
-        if not blocking:
-            wait = 0.0
-        elif timeout < 0:
-            wait = None
-        else:
-            wait = float(timeout)
+        raw = self._raw()
+        lock_id, name = id(self), self._lock_file
+        _LOGGER.debug("Attempting to acquire lock %s on %s", lock_id, name)
+        if raw.acquire(0.0):
+            _LOGGER.debug("Lock %s acquired on %s", lock_id, name)
+            state.counter = 1
+            return AsyncAcquireReturnProxy(lock=self)
+        _LOGGER.debug("Failed to immediately acquire lock %s on %s", lock_id, name)
+        if not blocking or timeout == 0:
+            _LOGGER.debug("Timeout on acquiring lock %s on %s", lock_id, name)
+            raise Timeout(name)
+        _LOGGER.debug("Lock %s not acquired on %s, waiting for its release", lock_id, name)
+        wait = None if timeout < 0 else float(timeout)
         loop = asyncio.get_running_loop()
         done: asyncio.Future[Any] = loop.create_future()
 
@@ -326,7 +342,6 @@ class BaseAsyncFileLock(BaseFileLock):
             if not done.done():
                 done.set_result(result)
 
-        raw = self._raw()
         pending = raw.acquire_async(wait, lambda result: loop.call_soon_threadsafe(settle, result))
         try:
             result = await done
@@ -336,10 +351,12 @@ class BaseAsyncFileLock(BaseFileLock):
             pending.cancel()
             raise
         if result is True and raw.adopt(pending):
+            _LOGGER.debug("Lock %s acquired on %s", lock_id, name)
             state.counter = 1
             return AsyncAcquireReturnProxy(lock=self)
         if result is False or result is True:
-            raise Timeout(self._lock_file)
+            _LOGGER.debug("Timeout on acquiring lock %s on %s", lock_id, name)
+            raise Timeout(name)
         raise OSError(result)
 
     async def release(self, force: bool = False) -> None:  # type: ignore[override]  # noqa: FBT001, FBT002

@@ -79,7 +79,8 @@ impl RawLock {
     #[new]
     #[pyo3(signature = (path, soft = false, mode = None))]
     fn new(path: PathBuf, soft: bool, mode: Option<u32>) -> Self {
-        let mut options = LockOptions::new();
+        // As filelock: missing parent directories are created.
+        let mut options = LockOptions::new().create_parent(true);
         if soft {
             options = options.soft();
         }
