@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import warnings
+from weakref import WeakValueDictionary
 from contextlib import ContextDecorator
 from types import TracebackType
 from typing import Any
@@ -89,12 +91,12 @@ class BaseFileLock(ContextDecorator):
     ``thread_local``)."""
 
     _SOFT = False
-    _instances: dict[str, BaseFileLock]
+    _instances: WeakValueDictionary[str, BaseFileLock]
     _instances_guard = threading.Lock()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        cls._instances = {}
+        cls._instances = WeakValueDictionary()
 
     def __new__(
         cls,
@@ -130,8 +132,16 @@ class BaseFileLock(ContextDecorator):
         **kwargs: Any,
     ) -> None:
         if is_singleton and getattr(self, "_initialized", False):
-            if os.fspath(lock_file) != self._lock_file or timeout != self._timeout:
-                msg = "a singleton lock cannot be re-created with other arguments"
+            given = {"timeout": timeout, "mode": mode, "thread_local": thread_local, "blocking": blocking}
+            kept = {
+                "timeout": self._timeout,
+                "mode": self._mode,
+                "thread_local": self._is_thread_local,
+                "blocking": self._blocking,
+            }
+            differing = {k: (kept[k], v) for k, v in given.items() if kept[k] != v}
+            if differing:
+                msg = f"Singleton lock instances cannot be initialized with differing arguments\nNon-matching arguments: {differing}"
                 raise ValueError(msg)
             return
         self._initialized = True
@@ -195,7 +205,7 @@ class BaseFileLock(ContextDecorator):
         timeout: float | None = None,
         poll_interval: float = 0.05,  # noqa: ARG002 (waits are woken, not polled)
         *,
-        poll_intervall: float | None = None,  # noqa: ARG002
+        poll_intervall: float | None = None,
         blocking: bool | None = None,
     ) -> AcquireReturnProxy:
         """Acquires the lock (reentrant: a holder's acquire only counts).
@@ -204,6 +214,9 @@ class BaseFileLock(ContextDecorator):
         (``self.timeout`` if None; negative waits for ever, 0 tries once),
         or at once with ``blocking=False``.
         """
+        if poll_intervall is not None:
+            msg = "use poll_interval instead of poll_intervall"
+            warnings.warn(msg, DeprecationWarning, stacklevel=2)
         if timeout is None:
             timeout = self._timeout
         if blocking is None:
