@@ -2,12 +2,15 @@
 ``from lockyard.filelock import FileLock``.
 
 Differences from filelock, on purpose: a wait is woken by the release (no
-``poll_interval``: it is accepted and ignored), and the lock file holds a
-holder record (who holds it, a fencing token) instead of staying empty.
+``poll_interval``: it is accepted and ignored), the lock file holds a holder
+record (who holds it, a fencing token) instead of staying empty, and a
+process forked while a lock is held does not hold it (see the README).
 """
 
 from __future__ import annotations
 
+import errno
+import inspect
 import logging
 import os
 import threading
@@ -17,7 +20,8 @@ from contextlib import ContextDecorator
 from types import TracebackType
 from typing import Any
 
-from lockyard._lockyard import RawLock
+from lockyard.errors import LockTimeout, LockyardError, WouldBlock
+from lockyard._lockyard import Guard, Lock
 
 _LOGGER = logging.getLogger("filelock")
 
@@ -76,17 +80,93 @@ class AcquireReturnProxy:
 
 class _State(threading.local):
     def __init__(self) -> None:
-        self.raw: RawLock | None = None
+        self.guard: Guard | None = None
         self.counter = 0
+        self.pid = os.getpid()
 
 
 class _Shared:
     def __init__(self) -> None:
-        self.raw: RawLock | None = None
+        self.guard: Guard | None = None
         self.counter = 0
+        self.pid = os.getpid()
 
 
-class BaseFileLock(ContextDecorator):
+def _as_os_error(error: LockyardError, path: str) -> OSError:
+    """lockyard's error as the built-in ``OSError`` subclass filelock's
+    users catch (``FileNotFoundError``, ``PermissionError``,
+    ``IsADirectoryError``...), with lockyard's message kept as the cause."""
+    code = error.errno
+    if code is None and path == "":
+        code = errno.ENOENT
+    if code is None and os.path.isdir(path):
+        code = errno.EISDIR
+    if code is None:
+        return error
+    return OSError(code, os.strerror(code), path)
+
+
+def _take(lock: Lock, timeout: float | None, path: str) -> Guard | None:
+    try:
+        return lock._take(timeout)
+    except LockyardError as e:
+        raise _as_os_error(e, path) from e
+
+
+def _arguments(init: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any] | None:
+    """The arguments ``init`` would see by name, defaults and ``**kwargs``
+    included; None when they do not fit it (Python then says why)."""
+    signature = inspect.signature(init)
+    try:
+        bound = signature.bind(None, *args, **kwargs)
+    except TypeError:
+        return None
+    bound.apply_defaults()
+    named: dict[str, Any] = {}
+    for index, (name, value) in enumerate(bound.arguments.items()):
+        kind = signature.parameters[name].kind
+        if kind is inspect.Parameter.VAR_KEYWORD:
+            named.update(value)
+        elif kind is not inspect.Parameter.VAR_POSITIONAL and index > 0:
+            named[name] = value
+    return named
+
+
+class _Singletons(type):
+    """Makes ``is_singleton=True`` give the one live instance per path and
+    class: built and ``__init__``-ed once, later calls with the same
+    arguments return it, differing ones raise ``ValueError``."""
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        given = _arguments(cls.__init__, args, kwargs)
+        if given is None or not given.get("is_singleton", False):
+            return super().__call__(*args, **kwargs)
+        key = str(given.get("lock_file", args[0] if args else None))
+        with cls._instances_guard:  # type: ignore[attr-defined]
+            instance = cls._instances.get(key)  # type: ignore[attr-defined]
+            if instance is None:
+                instance = super().__call__(*args, **kwargs)
+                cls._instances[key] = instance  # type: ignore[attr-defined]
+                return instance
+        kept = {
+            "thread_local": instance.is_thread_local(),
+            "timeout": instance.timeout,
+            "mode": instance.mode,
+            "blocking": instance.blocking,
+        }
+        differing = [
+            f"{k} (existing lock has {kept[k]} but {given[k]} was passed)"
+            for k in kept
+            if k in given and kept[k] != given[k]
+        ]
+        if differing:
+            msg = "Singleton lock instances cannot be initialized with differing arguments"
+            msg += "\nNon-matching arguments: " + "".join(f"\n\t{d}" for d in differing)
+            raise ValueError(msg)
+        return instance
+
+
+class BaseFileLock(ContextDecorator, metaclass=_Singletons):
     """A lock on ``lock_file``, reentrant per object (and per thread when
     ``thread_local``)."""
 
@@ -98,29 +178,7 @@ class BaseFileLock(ContextDecorator):
         super().__init_subclass__(**kwargs)
         cls._instances = WeakValueDictionary()
 
-    def __new__(
-        cls,
-        lock_file: str | os.PathLike[str],
-        timeout: float = -1,
-        mode: int = 0o644,
-        thread_local: bool = True,  # noqa: FBT001, FBT002
-        *,
-        blocking: bool = True,
-        is_singleton: bool = False,
-        **kwargs: Any,
-    ) -> BaseFileLock:
-        if not is_singleton:
-            return super().__new__(cls)
-        key = os.fspath(lock_file)
-        with cls._instances_guard:
-            instance = cls._instances.get(key)
-            if instance is None:
-                instance = super().__new__(cls)
-                cls._instances[key] = instance
-                instance._initialized = False
-            return instance
-
-    def __init__(
+    def __init__(  # noqa: PLR0913
         self,
         lock_file: str | os.PathLike[str],
         timeout: float = -1,
@@ -129,28 +187,25 @@ class BaseFileLock(ContextDecorator):
         *,
         blocking: bool = True,
         is_singleton: bool = False,
-        **kwargs: Any,
+        **kwargs: Any,  # noqa: ARG002 (filelock's subclasses pass their own)
     ) -> None:
-        if is_singleton and getattr(self, "_initialized", False):
-            given = {"timeout": timeout, "mode": mode, "thread_local": thread_local, "blocking": blocking}
-            kept = {
-                "timeout": self._timeout,
-                "mode": self._mode,
-                "thread_local": self._is_thread_local,
-                "blocking": self._blocking,
-            }
-            differing = {k: (kept[k], v) for k, v in given.items() if kept[k] != v}
-            if differing:
-                msg = f"Singleton lock instances cannot be initialized with differing arguments\nNon-matching arguments: {differing}"
-                raise ValueError(msg)
-            return
-        self._initialized = True
         self._lock_file = os.fspath(lock_file)
         self._timeout = timeout
         self._mode = mode
         self._blocking = blocking
         self._is_thread_local = thread_local
-        self._state: _State | _Shared = _State() if thread_local else _Shared()
+        self._is_singleton = is_singleton
+        self._states: _State | _Shared = _State() if thread_local else _Shared()
+        self._native: Lock | None = None
+
+    @property
+    def _state(self) -> _State | _Shared:
+        state = self._states
+        if state.pid != os.getpid():
+            # Forked while held: the hold is the parent's, not this
+            # process's (the guard's copy releases nothing).
+            state.guard, state.counter, state.pid = None, 0, os.getpid()
+        return state
 
     @property
     def lock_file(self) -> str:
@@ -180,10 +235,14 @@ class BaseFileLock(ContextDecorator):
         """The lock file's permission bits when it is created."""
         return self._mode
 
-    @property
     def is_thread_local(self) -> bool:
         """Whether each thread has its own reentrancy count."""
         return self._is_thread_local
+
+    @property
+    def is_singleton(self) -> bool:
+        """Whether this is the one instance for its path (``is_singleton``)."""
+        return self._is_singleton
 
     @property
     def is_locked(self) -> bool:
@@ -195,10 +254,14 @@ class BaseFileLock(ContextDecorator):
         """How many times it was acquired and not yet released."""
         return self._state.counter
 
-    def _raw(self) -> RawLock:
-        if self._state.raw is None:
-            self._state.raw = RawLock(self._lock_file, soft=self._SOFT, mode=self._mode)
-        return self._state.raw
+    def _lock(self) -> Lock:
+        if self._native is None:
+            if "\0" in self._lock_file:
+                # What os.open says of such a path.
+                msg = "embedded null byte"
+                raise ValueError(msg)
+            self._native = Lock(self._lock_file, soft=self._SOFT, mode=self._mode)
+        return self._native
 
     def acquire(
         self,
@@ -225,20 +288,22 @@ class BaseFileLock(ContextDecorator):
         if state.counter > 0:
             state.counter += 1
             return AcquireReturnProxy(lock=self)
-        raw = self._raw()
+        lock = self._lock()
         lock_id, name = id(self), self._lock_file
         _LOGGER.debug("Attempting to acquire lock %s on %s", lock_id, name)
-        if not raw.acquire(0.0):
+        guard = _take(lock, 0.0, name)
+        if guard is None:
             _LOGGER.debug("Failed to immediately acquire lock %s on %s", lock_id, name)
             if not blocking or timeout == 0:
                 _LOGGER.debug("Timeout on acquiring lock %s on %s", lock_id, name)
                 raise Timeout(name)
             _LOGGER.debug("Lock %s not acquired on %s, waiting for its release", lock_id, name)
-            if not raw.acquire(None if timeout < 0 else float(timeout)):
+            guard = _take(lock, None if timeout < 0 else float(timeout), name)
+            if guard is None:
                 _LOGGER.debug("Timeout on acquiring lock %s on %s", lock_id, name)
                 raise Timeout(name)
         _LOGGER.debug("Lock %s acquired on %s", lock_id, name)
-        state.counter = 1
+        state.guard, state.counter = guard, 1
         return AcquireReturnProxy(lock=self)
 
     def release(self, force: bool = False) -> None:  # noqa: FBT001, FBT002
@@ -247,10 +312,11 @@ class BaseFileLock(ContextDecorator):
         if state.counter == 0:
             return
         state.counter = 0 if force else state.counter - 1
-        if state.counter == 0 and state.raw is not None:
+        if state.counter == 0 and state.guard is not None:
             lock_id, name = id(self), self._lock_file
             _LOGGER.debug("Attempting to release lock %s on %s", lock_id, name)
-            state.raw.release()
+            guard, state.guard = state.guard, None
+            guard.release()
             _LOGGER.debug("Lock %s released on %s", lock_id, name)
 
     def __enter__(self) -> BaseFileLock:
@@ -313,7 +379,48 @@ class BaseAsyncFileLock(BaseFileLock):
     is woken by the holder's release (lockyard's own thread drives the
     wait and hands the outcome to the loop), never by a poll. Cancelling
     the task leaves nothing held.
+
+    ``run_in_executor``, ``executor`` and ``loop`` are accepted as filelock
+    has them and change nothing: no wait runs in an executor.
     """
+
+    def __init__(  # noqa: PLR0913
+        self,
+        lock_file: str | os.PathLike[str],
+        timeout: float = -1,
+        mode: int = 0o644,
+        thread_local: bool = False,  # noqa: FBT001, FBT002
+        *,
+        blocking: bool = True,
+        is_singleton: bool = False,
+        loop: Any = None,
+        run_in_executor: bool = True,
+        executor: Any = None,
+    ) -> None:
+        if thread_local and run_in_executor:
+            msg = "run_in_executor is not supported when thread_local is True"
+            raise ValueError(msg)
+        super().__init__(
+            lock_file, timeout, mode, thread_local, blocking=blocking, is_singleton=is_singleton
+        )
+        self._loop = loop
+        self._run_in_executor = run_in_executor
+        self._executor = executor
+
+    @property
+    def run_in_executor(self) -> bool:
+        """As given (waits never run in an executor here)."""
+        return self._run_in_executor
+
+    @property
+    def executor(self) -> Any:
+        """As given (waits never run in an executor here)."""
+        return self._executor
+
+    @property
+    def loop(self) -> Any:
+        """As given."""
+        return self._loop
 
     async def acquire(  # type: ignore[override]
         self,
@@ -325,8 +432,6 @@ class BaseAsyncFileLock(BaseFileLock):
     ) -> AsyncAcquireReturnProxy:
         """Acquires the lock (reentrant); raises ``Timeout`` as
         ``FileLock.acquire`` does."""
-        import asyncio
-
         if timeout is None:
             timeout = self._timeout
         if blocking is None:
@@ -335,42 +440,26 @@ class BaseAsyncFileLock(BaseFileLock):
         if state.counter > 0:
             state.counter += 1
             return AsyncAcquireReturnProxy(lock=self)
-        raw = self._raw()
+        lock = self._lock()
         lock_id, name = id(self), self._lock_file
         _LOGGER.debug("Attempting to acquire lock %s on %s", lock_id, name)
-        if raw.acquire(0.0):
-            _LOGGER.debug("Lock %s acquired on %s", lock_id, name)
-            state.counter = 1
-            return AsyncAcquireReturnProxy(lock=self)
-        _LOGGER.debug("Failed to immediately acquire lock %s on %s", lock_id, name)
-        if not blocking or timeout == 0:
-            _LOGGER.debug("Timeout on acquiring lock %s on %s", lock_id, name)
-            raise Timeout(name)
-        _LOGGER.debug("Lock %s not acquired on %s, waiting for its release", lock_id, name)
-        wait = None if timeout < 0 else float(timeout)
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[Any] = loop.create_future()
-
-        def settle(result: Any) -> None:
-            if not done.done():
-                done.set_result(result)
-
-        pending = raw.acquire_async(wait, lambda result: loop.call_soon_threadsafe(settle, result))
-        try:
-            result = await done
-        except BaseException:
-            # Cancelled (or the loop is closing): the acquisition is
-            # dropped, and a lock it got meanwhile is released.
-            pending.cancel()
-            raise
-        if result is True and raw.adopt(pending):
-            _LOGGER.debug("Lock %s acquired on %s", lock_id, name)
-            state.counter = 1
-            return AsyncAcquireReturnProxy(lock=self)
-        if result is False or result is True:
-            _LOGGER.debug("Timeout on acquiring lock %s on %s", lock_id, name)
-            raise Timeout(name)
-        raise OSError(result)
+        guard = _take(lock, 0.0, name)
+        if guard is None:
+            _LOGGER.debug("Failed to immediately acquire lock %s on %s", lock_id, name)
+            if not blocking or timeout == 0:
+                _LOGGER.debug("Timeout on acquiring lock %s on %s", lock_id, name)
+                raise Timeout(name)
+            _LOGGER.debug("Lock %s not acquired on %s, waiting for its release", lock_id, name)
+            try:
+                guard = await lock.acquire_async(None if timeout < 0 else float(timeout))
+            except (WouldBlock, LockTimeout):
+                _LOGGER.debug("Timeout on acquiring lock %s on %s", lock_id, name)
+                raise Timeout(name) from None
+            except LockyardError as e:
+                raise _as_os_error(e, name) from e
+        _LOGGER.debug("Lock %s acquired on %s", lock_id, name)
+        state.guard, state.counter = guard, 1
+        return AsyncAcquireReturnProxy(lock=self)
 
     async def release(self, force: bool = False) -> None:  # type: ignore[override]  # noqa: FBT001, FBT002
         """Releases one acquisition (all of them with ``force``)."""

@@ -1,0 +1,63 @@
+"""asyncio glue: an acquisition runs on lockyard's own thread, which waits
+in an event reactor (no polling) and hands the outcome to the loop with
+``call_soon_threadsafe``. The loop never blocks."""
+
+from __future__ import annotations
+
+import asyncio
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Generator
+
+if TYPE_CHECKING:
+    from lockyard._lockyard import Guard, Lock
+
+
+async def _acquire(lock: Lock, timeout: float | None, shared: bool) -> Guard:  # noqa: FBT001
+    loop = asyncio.get_running_loop()
+    ended: asyncio.Future[None] = loop.create_future()
+
+    def settle() -> None:
+        if not ended.done():
+            ended.set_result(None)
+
+    pending = lock._start(timeout, shared, lambda: loop.call_soon_threadsafe(settle))
+    try:
+        await ended
+    except BaseException:
+        # Cancelled (or the loop is closing): the acquisition is dropped,
+        # and a lock it got meanwhile is released.
+        pending.cancel()
+        raise
+    return pending.result()
+
+
+class Acquiring:
+    """``await lock.acquire_async()`` gives a ``Guard``; ``async with
+    lock.acquire_async() as guard:`` also releases it on exit."""
+
+    def __init__(self, lock: Lock, timeout: float | None, shared: bool) -> None:  # noqa: FBT001
+        self._lock = lock
+        self._timeout = timeout
+        self._shared = shared
+        self._guard: Guard | None = None
+
+    def __await__(self) -> Generator[Any, None, Guard]:
+        return _acquire(self._lock, self._timeout, self._shared).__await__()
+
+    async def __aenter__(self) -> Guard:
+        self._guard = await _acquire(self._lock, self._timeout, self._shared)
+        return self._guard
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if self._guard is not None:
+            self._guard.release()
+
+
+def acquire(lock: Lock, timeout: float | None, shared: bool) -> Acquiring:  # noqa: FBT001
+    """What ``Lock.acquire_async`` returns."""
+    return Acquiring(lock, timeout, shared)
