@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import asyncio
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generator
+from collections.abc import Coroutine, Generator
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from lockyard._lockyard import Guard, Lock
@@ -31,21 +32,38 @@ async def _acquire(lock: Lock, timeout: float | None, shared: bool) -> Guard:  #
     return pending.result()
 
 
-class Acquiring:
+class Acquiring(Coroutine[Any, Any, "Guard"]):
     """``await lock.acquire_async()`` gives a ``Guard``; ``async with
-    lock.acquire_async() as guard:`` also releases it on exit."""
+    lock.acquire_async() as guard:`` also releases it on exit. A coroutine,
+    so ``asyncio.create_task`` and ``TaskGroup`` take it too."""
 
     def __init__(self, lock: Lock, timeout: float | None, shared: bool) -> None:  # noqa: FBT001
         self._lock = lock
         self._timeout = timeout
         self._shared = shared
+        self._running: Coroutine[Any, Any, Guard] | None = None
         self._guard: Guard | None = None
 
+    def _coroutine(self) -> Coroutine[Any, Any, Guard]:
+        if self._running is None:
+            self._running = _acquire(self._lock, self._timeout, self._shared)
+        return self._running
+
+    def send(self, value: Any) -> Any:
+        return self._coroutine().send(value)
+
+    def throw(self, *args: Any) -> Any:
+        return self._coroutine().throw(*args)
+
+    def close(self) -> None:
+        if self._running is not None:
+            self._running.close()
+
     def __await__(self) -> Generator[Any, None, Guard]:
-        return _acquire(self._lock, self._timeout, self._shared).__await__()
+        return self._coroutine().__await__()
 
     async def __aenter__(self) -> Guard:
-        self._guard = await _acquire(self._lock, self._timeout, self._shared)
+        self._guard = await self._coroutine()
         return self._guard
 
     async def __aexit__(

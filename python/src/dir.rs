@@ -8,6 +8,7 @@ use pyo3::prelude::*;
 use crate::errors::to_py;
 use crate::holder::Holder;
 use crate::lock::{file_options, Lock, Target};
+use crate::runtime::usable;
 
 /// A lock as `list()` saw it: its name, where it is, its state and holder.
 #[pyclass(module = "lockyard._lockyard", frozen, name = "LockInfo")]
@@ -104,6 +105,7 @@ impl Dir {
 
     /// Every lock in the directory, with its state and holder.
     fn list(&self, py: Python<'_>) -> PyResult<Vec<Info>> {
+        usable(py)?;
         let dir = self.dir.clone();
         match py.detach(move || dir.list()) {
             Ok(infos) => Ok(infos.into_iter().map(Info::new).collect()),
@@ -114,9 +116,14 @@ impl Dir {
     /// Removes lock files whose holder is provably gone (never a live
     /// holder's, never a file lockyard did not make); returns their paths.
     fn clean_stale(&self, py: Python<'_>) -> PyResult<Vec<PathBuf>> {
+        usable(py)?;
         let dir = self.dir.clone();
         match py.detach(move || dir.clean_stale()) {
-            Ok(report) => Ok(report.removed().iter().map(|s| s.path().to_path_buf()).collect()),
+            Ok(report) => Ok(report
+                .removed()
+                .iter()
+                .map(|s| s.path().to_path_buf())
+                .collect()),
             Err(e) => Err(to_py(py, &e)),
         }
     }

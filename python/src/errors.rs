@@ -52,12 +52,24 @@ fn build(py: Python<'_>, error: &lockyard::Error) -> PyResult<PyErr> {
     };
     exception.setattr("holder", holder)?;
     exception.setattr("waited", error.waited().map(|w| w.as_secs_f64()))?;
-    // The OS error under it, as OSError spells it (errno, strerror).
-    if let Some(io) = error.io_error() {
-        if let Some(code) = io.raw_os_error() {
-            exception.setattr("errno", code)?;
-            exception.setattr("strerror", io.to_string())?;
-        }
+    // The OS error under it, as OSError has it. Only `errno`: with
+    // `strerror` set too, OSError's message would drop lockyard's (which
+    // names the lock).
+    if let Some(code) = error.io_error().and_then(std::io::Error::raw_os_error) {
+        exception.setattr("errno", code)?;
     }
     Ok(PyErr::from_value(exception))
+}
+
+/// A `LockyardError` of kind `"unsupported"` with `message`.
+pub(crate) fn unsupported(py: Python<'_>, message: &str) -> PyErr {
+    let built = (|| -> PyResult<PyErr> {
+        let exception = py
+            .import("lockyard.errors")?
+            .getattr("LockyardError")?
+            .call1((message,))?;
+        exception.setattr("kind", "unsupported")?;
+        Ok(PyErr::from_value(exception))
+    })();
+    built.unwrap_or_else(|_| PyOSError::new_err(message.to_owned()))
 }

@@ -5,13 +5,15 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use lockyard::{Acquire, Error, ErrorKind, FileLock, HolderRecord, LockGuard, LockMode, LockOptions, Wait};
+use lockyard::{
+    Acquire, Error, ErrorKind, FileLock, HolderRecord, LockGuard, LockMode, LockOptions, Wait,
+};
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 
 use crate::errors::to_py;
 use crate::holder::{mode_name, Holder};
-use crate::runtime::{executor, wait_blocking};
+use crate::runtime::{executor, usable, wait_blocking};
 
 /// What a `Lock` locks.
 #[derive(Clone)]
@@ -144,7 +146,9 @@ impl Lock {
         mode: Option<u32>,
     ) -> PyResult<Self> {
         let options = file_options(soft, lease, owner, mode)?;
-        Ok(Lock::new_of(Target::File(FileLock::with_options(path, options))))
+        Ok(Lock::new_of(Target::File(FileLock::with_options(
+            path, options,
+        ))))
     }
 
     /// Takes the lock, waiting up to `timeout` seconds (None: for ever; 0:
@@ -201,7 +205,14 @@ impl Lock {
     /// Starts an acquisition on lockyard's async thread; `done()` is called
     /// from that thread when it ends. Used by `acquire_async`.
     #[pyo3(signature = (timeout, shared, done))]
-    fn _start(&self, timeout: Option<f64>, shared: bool, done: Py<PyAny>) -> PyResult<Pending> {
+    fn _start(
+        &self,
+        py: Python<'_>,
+        timeout: Option<f64>,
+        shared: bool,
+        done: Py<PyAny>,
+    ) -> PyResult<Pending> {
+        usable(py)?;
         let acquiring = self.target.acquire(mode_of(shared), wait_of(timeout)?);
         let slot: Slot = Arc::default();
         let filled = Arc::clone(&slot);
@@ -224,6 +235,7 @@ impl Lock {
     /// The current holder's record (who, since when, token, lease), or None
     /// when it is free or its holder wrote none (shared holds).
     fn holder(&self, py: Python<'_>) -> PyResult<Option<Holder>> {
+        usable(py)?;
         let target = self.target.clone();
         match py.detach(move || target.holder()) {
             Ok(record) => Ok(record.map(Holder::new)),
@@ -383,21 +395,26 @@ impl Guard {
     /// Renews the lease now. Raises `LockLost` if it lapsed and another
     /// process took over.
     fn refresh(&self, py: Python<'_>) -> PyResult<()> {
+        usable(py)?;
         let guard = self.current().ok_or_else(|| self.not_held())?;
-        py.detach(move || guard.refresh()).map_err(|e| to_py(py, &e))
+        py.detach(move || guard.refresh())
+            .map_err(|e| to_py(py, &e))
     }
 
     /// Whether the lock is still this guard's: always true for OS locks;
     /// for soft locks and leases, false once another process took over.
     fn still_held(&self, py: Python<'_>) -> PyResult<bool> {
+        usable(py)?;
         let guard = self.current().ok_or_else(|| self.not_held())?;
-        py.detach(move || guard.still_held()).map_err(|e| to_py(py, &e))
+        py.detach(move || guard.still_held())
+            .map_err(|e| to_py(py, &e))
     }
 
     /// Renews the lease in the background (every third of its length, on
     /// lockyard's thread) until the guard is released. `check()` raises
     /// `LockLost` once a renewal failed. Nothing to do without a lease.
-    fn keep_alive(&self) -> PyResult<()> {
+    fn keep_alive(&self, py: Python<'_>) -> PyResult<()> {
+        usable(py)?;
         let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
         if held.pid != std::process::id() {
             return Err(self.not_held());

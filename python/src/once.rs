@@ -37,6 +37,18 @@ pub(crate) fn once(
     work: Py<PyAny>,
     key: &str,
 ) -> PyResult<(bool, Py<PyAny>)> {
+    // As for lock files: missing parent directories are created.
+    if let Some(parent) = marker.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| {
+            let message = format!(
+                "cannot create the directory {} of the run-once marker {}: {e}",
+                parent.display(),
+                marker.display()
+            );
+            // OSError(errno, message) is the errno's own subclass.
+            pyo3::exceptions::PyOSError::new_err((e.raw_os_error().unwrap_or(0), message))
+        })?;
+    }
     let key = key.to_owned();
     let running = async move {
         lockyard::once_keyed_async(&marker, &key, || async move {

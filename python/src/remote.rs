@@ -1,10 +1,20 @@
 //! Locks on a server: PostgreSQL (feature `postgres`) and object storage
 //! (features `s3`, `gcs`, `azure`), with the same `Lock` and `Guard`.
 
-#[cfg(any(feature = "postgres", feature = "s3", feature = "gcs", feature = "azure"))]
+#[cfg(any(
+    feature = "postgres",
+    feature = "s3",
+    feature = "gcs",
+    feature = "azure"
+))]
 use pyo3::prelude::*;
 
-#[cfg(any(feature = "postgres", feature = "s3", feature = "gcs", feature = "azure"))]
+#[cfg(any(
+    feature = "postgres",
+    feature = "s3",
+    feature = "gcs",
+    feature = "azure"
+))]
 use crate::{
     dir::Info,
     errors::to_py,
@@ -67,6 +77,7 @@ impl PgLocks {
 
     /// Every lock in the table, with its state and holder.
     fn list(&self, py: Python<'_>) -> PyResult<Vec<Info>> {
+        crate::runtime::usable(py)?;
         let locks = self.locks.clone();
         match py.detach(move || locks.list()) {
             Ok(infos) => Ok(infos.into_iter().map(Info::new).collect()),
@@ -112,6 +123,7 @@ impl ObjectLocks {
 
     /// Every lock under the prefix, with its state and holder.
     fn list(&self, py: Python<'_>) -> PyResult<Vec<Info>> {
+        crate::runtime::usable(py)?;
         let locks = self.locks.clone();
         match py.detach(move || locks.list()) {
             Ok(infos) => Ok(infos.into_iter().map(Info::new).collect()),

@@ -2,6 +2,7 @@
 //! interpreter detached, and async waits on one lockyard thread.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -12,6 +13,36 @@ use pyo3::prelude::*;
 /// itself is woken by the lock's release, not by this.
 const SIGNAL_CHECK: Duration = Duration::from_millis(50);
 
+/// The process that first used lockyard's threads (0: none yet).
+static USED_BY: AtomicU32 = AtomicU32::new(0);
+
+/// Refuses use in a process forked from one that had used lockyard: only
+/// the forking thread survives `fork`, so lockyard's threads (the event
+/// reactor, the blocking pool, file watches) are missing in the child
+/// while their state says they run, and a wait would hang. A clear error
+/// instead; a child forked before any use, or started with `spawn` /
+/// `forkserver`, is unaffected.
+///
+/// # Errors
+///
+/// `LockyardError` (kind `"unsupported"`) in such a child.
+pub(crate) fn usable(py: Python<'_>) -> PyResult<()> {
+    let me = std::process::id();
+    match USED_BY.compare_exchange(0, me, Ordering::AcqRel, Ordering::Acquire) {
+        Ok(_) => Ok(()),
+        Err(first) if first == me => Ok(()),
+        Err(first) => Err(crate::errors::unsupported(
+            py,
+            &format!(
+                "lockyard cannot be used in process {me}, forked from process {first} after \
+                 that process used lockyard (its threads do not survive fork): use \
+                 multiprocessing's \"spawn\" or \"forkserver\" start method, or fork before \
+                 taking locks"
+            ),
+        )),
+    }
+}
+
 /// Runs `work` to its end on this thread with the interpreter free for
 /// other threads. A pending signal (KeyboardInterrupt) drops `work` and is
 /// raised instead.
@@ -19,6 +50,7 @@ pub(crate) fn wait_blocking<T: Send>(
     py: Python<'_>,
     work: impl Future<Output = T> + Send,
 ) -> PyResult<T> {
+    usable(py)?;
     py.detach(move || {
         let done = async { Ok(work.await) };
         let signals = async {
