@@ -1,6 +1,7 @@
 """asyncio glue: an acquisition runs on lockyard's own thread, which waits
-in an event reactor (no polling) and hands the outcome to the loop with
-``call_soon_threadsafe``. The loop never blocks."""
+in an event reactor (no polling) and, when it ends, writes a byte to a
+socket the loop watches (``add_reader``). The loop never blocks, and
+lockyard's thread never runs Python code."""
 
 from __future__ import annotations
 
@@ -21,7 +22,9 @@ async def _acquire(lock: Lock, timeout: float | None, shared: bool) -> Guard:  #
         if not ended.done():
             ended.set_result(None)
 
-    pending = lock._start(timeout, shared, lambda: loop.call_soon_threadsafe(settle))
+    pending = lock._start(timeout, shared)
+    fd = pending.fileno()
+    loop.add_reader(fd, settle)
     try:
         await ended
     except BaseException:
@@ -29,6 +32,8 @@ async def _acquire(lock: Lock, timeout: float | None, shared: bool) -> Guard:  #
         # and a lock it got meanwhile is released.
         pending.cancel()
         raise
+    finally:
+        loop.remove_reader(fd)
     return pending.result()
 
 

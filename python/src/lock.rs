@@ -202,32 +202,29 @@ impl Lock {
             .call1((slf, timeout, shared))
     }
 
-    /// Starts an acquisition on lockyard's async thread; `done()` is called
-    /// from that thread when it ends. Used by `acquire_async`.
-    #[pyo3(signature = (timeout, shared, done))]
-    fn _start(
-        &self,
-        py: Python<'_>,
-        timeout: Option<f64>,
-        shared: bool,
-        done: Py<PyAny>,
-    ) -> PyResult<Pending> {
+    /// Starts an acquisition on lockyard's async thread. When it ends, a
+    /// byte arrives on `Pending.fileno()`, which the event loop watches:
+    /// lockyard's thread never calls into Python, so it can never be
+    /// caught holding the interpreter while it shuts down. Used by
+    /// `acquire_async`.
+    #[pyo3(signature = (timeout, shared))]
+    fn _start(&self, py: Python<'_>, timeout: Option<f64>, shared: bool) -> PyResult<Pending> {
         usable(py)?;
         let acquiring = self.target.acquire(mode_of(shared), wait_of(timeout)?);
+        let (ended, mut tell) = std::os::unix::net::UnixStream::pair()?;
         let slot: Slot = Arc::default();
         let filled = Arc::clone(&slot);
         let task = executor()?.spawn(async move {
             let outcome = acquiring.await;
             *filled.lock().unwrap_or_else(|e| e.into_inner()) = Some(outcome);
-            Python::attach(|py| {
-                if let Err(e) = done.call0(py) {
-                    e.write_unraisable(py, None);
-                }
-            });
+            // Fails only when Python gave up and closed its end: then
+            // nobody is waiting for the byte.
+            let _ = std::io::Write::write_all(&mut tell, &[1]);
         });
         Ok(Pending {
             task: Mutex::new(Some(task)),
             slot,
+            ended,
             label: self.target.describe(),
         })
     }
@@ -266,11 +263,18 @@ type Slot = Arc<Mutex<Option<Result<LockGuard, Error>>>>;
 pub(crate) struct Pending {
     task: Mutex<Option<async_executor::Task<()>>>,
     slot: Slot,
+    /// Readable once the acquisition ended.
+    ended: std::os::unix::net::UnixStream,
     label: String,
 }
 
 #[pymethods]
 impl Pending {
+    /// The descriptor that becomes readable when the acquisition ends.
+    fn fileno(&self) -> i32 {
+        std::os::fd::AsRawFd::as_raw_fd(&self.ended)
+    }
+
     /// The guard the acquisition got, or its error raised.
     fn result(&self, py: Python<'_>) -> PyResult<Guard> {
         let outcome = self.slot.lock().unwrap_or_else(|e| e.into_inner()).take();

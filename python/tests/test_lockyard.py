@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import textwrap
@@ -106,22 +107,38 @@ def test_a_keyboard_interrupt_ends_a_wait_with_nothing_held(tmp_path: Path) -> N
     child = holder(path)
     script = textwrap.dedent(
         """
-        import signal, sys, threading, os
+        import sys
         from lockyard.filelock import FileLock
-        threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+        print("waiting", flush=True)
         try:
             FileLock(sys.argv[1]).acquire()
         except KeyboardInterrupt:
             print("interrupted", flush=True)
+        sys.stdin.readline()  # alive while the parent checks
         """
     )
-    out = subprocess.run(
-        [sys.executable, "-c", script, str(path)], capture_output=True, text=True, timeout=20
+    waiter = subprocess.Popen(
+        [sys.executable, "-c", script, str(path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
-    assert out.stdout.strip() == "interrupted", out.stderr
-    child.communicate("\n")
-    with FileLock(path).acquire(timeout=5):
-        pass
+    try:
+        assert waiter.stdout is not None
+        assert waiter.stdout.readline().strip() == "waiting"
+        time.sleep(0.3)  # inside the wait
+        waiter.send_signal(signal.SIGINT)
+        assert waiter.stdout.readline().strip() == "interrupted"
+        # The holder lets go while the interrupted process lives on: the
+        # abandoned wait took nothing.
+        child.communicate("\n")
+        with FileLock(path).acquire(timeout=5):
+            pass
+        waiter.communicate("\n", timeout=20)
+    finally:
+        if waiter.poll() is None:
+            waiter.kill()
+            waiter.wait(timeout=20)
 
 
 def test_an_async_wait_leaves_the_loop_running_and_is_woken_by_the_release(tmp_path: Path) -> None:
