@@ -263,6 +263,41 @@ class BaseFileLock(ContextDecorator, metaclass=_Singletons):
             self._native = Lock(self._lock_file, soft=self._SOFT, mode=self._mode)
         return self._native
 
+    def _begin(
+        self, timeout: float | None, blocking: bool | None
+    ) -> tuple[Lock, Guard | None, float | None] | None:
+        """An acquisition up to its wait: None when this holder has it
+        already (counted); else the lock, the guard if the first attempt
+        won it, and how long to wait if not (None: for ever). Raises
+        ``Timeout`` when it is busy and not to be waited for."""
+        if timeout is None:
+            timeout = self._timeout
+        if blocking is None:
+            blocking = self._blocking
+        state = self._state
+        if state.counter > 0:
+            state.counter += 1
+            return None
+        lock = self._lock()
+        lock_id, name = id(self), self._lock_file
+        _LOGGER.debug("Attempting to acquire lock %s on %s", lock_id, name)
+        guard = _take(lock, 0.0, name)
+        if guard is None:
+            _LOGGER.debug("Failed to immediately acquire lock %s on %s", lock_id, name)
+            if not blocking or timeout == 0:
+                raise self._timed_out()
+            _LOGGER.debug("Lock %s not acquired on %s, waiting for its release", lock_id, name)
+        return lock, guard, None if timeout < 0 else float(timeout)
+
+    def _timed_out(self) -> Timeout:
+        _LOGGER.debug("Timeout on acquiring lock %s on %s", id(self), self._lock_file)
+        return Timeout(self._lock_file)
+
+    def _acquired(self, guard: Guard) -> None:
+        _LOGGER.debug("Lock %s acquired on %s", id(self), self._lock_file)
+        state = self._state
+        state.guard, state.counter = guard, 1
+
     def acquire(
         self,
         timeout: float | None = None,
@@ -280,14 +315,15 @@ class BaseFileLock(ContextDecorator, metaclass=_Singletons):
         if poll_intervall is not None:
             msg = "use poll_interval instead of poll_intervall"
             warnings.warn(msg, DeprecationWarning, stacklevel=2)
-        if timeout is None:
-            timeout = self._timeout
-        if blocking is None:
-            blocking = self._blocking
-        state = self._state
-        if state.counter > 0:
-            state.counter += 1
-            return AcquireReturnProxy(lock=self)
+        begun = self._begin(timeout, blocking)
+        if begun is not None:
+            lock, guard, wait = begun
+            if guard is None:
+                guard = _take(lock, wait, self._lock_file)
+                if guard is None:
+                    raise self._timed_out()
+            self._acquired(guard)
+        return AcquireReturnProxy(lock=self)
         lock = self._lock()
         lock_id, name = id(self), self._lock_file
         _LOGGER.debug("Attempting to acquire lock %s on %s", lock_id, name)
@@ -432,14 +468,18 @@ class BaseAsyncFileLock(BaseFileLock):
     ) -> AsyncAcquireReturnProxy:
         """Acquires the lock (reentrant); raises ``Timeout`` as
         ``FileLock.acquire`` does."""
-        if timeout is None:
-            timeout = self._timeout
-        if blocking is None:
-            blocking = self._blocking
-        state = self._state
-        if state.counter > 0:
-            state.counter += 1
-            return AsyncAcquireReturnProxy(lock=self)
+        begun = self._begin(timeout, blocking)
+        if begun is not None:
+            lock, guard, wait = begun
+            if guard is None:
+                try:
+                    guard = await lock.acquire_async(wait)
+                except (WouldBlock, LockTimeout):
+                    raise self._timed_out() from None
+                except LockyardError as e:
+                    raise _as_os_error(e, self._lock_file) from e
+            self._acquired(guard)
+        return AsyncAcquireReturnProxy(lock=self)
         lock = self._lock()
         lock_id, name = id(self), self._lock_file
         _LOGGER.debug("Attempting to acquire lock %s on %s", lock_id, name)

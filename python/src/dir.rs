@@ -67,6 +67,17 @@ impl Info {
     }
 }
 
+/// `list()`'s answer, as Python sees it.
+pub(crate) fn listed(
+    py: Python<'_>,
+    infos: Result<Vec<LockInfo>, lockyard::Error>,
+) -> PyResult<Vec<Info>> {
+    match infos {
+        Ok(infos) => Ok(infos.into_iter().map(Info::new).collect()),
+        Err(e) => Err(to_py(py, &e)),
+    }
+}
+
 /// A directory of named locks: `LockDir(dir).lock("deploy")` is the lock
 /// file `dir/deploy.lock`, whatever characters the name holds (they are
 /// encoded into a safe file name).
@@ -107,10 +118,7 @@ impl Dir {
     fn list(&self, py: Python<'_>) -> PyResult<Vec<Info>> {
         usable(py)?;
         let dir = self.dir.clone();
-        match py.detach(move || dir.list()) {
-            Ok(infos) => Ok(infos.into_iter().map(Info::new).collect()),
-            Err(e) => Err(to_py(py, &e)),
-        }
+        listed(py, py.detach(move || dir.list()))
     }
 
     /// Removes lock files whose holder is provably gone (never a live

@@ -16,7 +16,7 @@ use pyo3::prelude::*;
     feature = "azure"
 ))]
 use crate::{
-    dir::Info,
+    dir::{listed, Info},
     errors::to_py,
     lock::{seconds, Lock, Target},
 };
@@ -79,10 +79,7 @@ impl PgLocks {
     fn list(&self, py: Python<'_>) -> PyResult<Vec<Info>> {
         crate::runtime::usable(py)?;
         let locks = self.locks.clone();
-        match py.detach(move || locks.list()) {
-            Ok(infos) => Ok(infos.into_iter().map(Info::new).collect()),
-            Err(e) => Err(to_py(py, &e)),
-        }
+        listed(py, py.detach(move || locks.list()))
     }
 }
 
@@ -125,9 +122,6 @@ impl ObjectLocks {
     fn list(&self, py: Python<'_>) -> PyResult<Vec<Info>> {
         crate::runtime::usable(py)?;
         let locks = self.locks.clone();
-        match py.detach(move || locks.list()) {
-            Ok(infos) => Ok(infos.into_iter().map(Info::new).collect()),
-            Err(e) => Err(to_py(py, &e)),
-        }
+        listed(py, py.detach(move || locks.list()))
     }
 }
