@@ -457,3 +457,58 @@ def test_bad_arguments_are_refused_with_the_reason(tmp: Path) -> None:
     guard.release()  # twice is fine
     with pytest.raises(RuntimeError, match="was released"):
         guard.refresh()
+
+
+STORES = [
+    pytest.param("LOCKYARD_TEST_S3", "LOCKYARD_REQUIRE_S3", "s3", id="s3"),
+    pytest.param("LOCKYARD_TEST_GCS", "LOCKYARD_REQUIRE_GCS", "gcs", id="gcs"),
+    pytest.param("LOCKYARD_TEST_AZURE", "LOCKYARD_REQUIRE_AZURE", "azure", id="azure"),
+]
+
+OBJECT_HOLD = """
+    import sys, lockyard
+    lock = lockyard.ObjectLocks(sys.argv[1], owner="worker", lease=float(sys.argv[3])).lock(sys.argv[2])
+    guard = lock.acquire(timeout=30)
+    print("held", guard.token, flush=True)
+    sys.stdin.readline()
+    guard.release()
+    print("released", flush=True)
+"""
+
+
+@pytest.mark.parametrize(("url_var", "require_var", "feature"), STORES)
+def test_object_storage_locks_name_holders_raise_tokens_and_lose_leases(
+    child, url_var: str, require_var: str, feature: str
+) -> None:
+    url = os.environ.get(url_var)
+    if not url:
+        if os.environ.get(require_var):
+            pytest.fail(f"{require_var} is set but {url_var} is not")
+        pytest.skip(f"{url_var} is not set (the URL of a test bucket, see .ci/{feature}-bed)")
+    assert feature in lockyard.FEATURES, f"built without the {feature} feature"
+    prefix = f"{url.rstrip('/')}/py-{os.getpid()}-{time.monotonic_ns()}"
+    name = "deploy"
+    holder = child(OBJECT_HOLD, prefix, name, 30)
+    token = int(holder.expect("held").split()[1])
+    lock = lockyard.ObjectLocks(prefix, owner="me", lease=1.0).lock(name)
+    with pytest.raises(WouldBlock) as busy:
+        lock.try_acquire()
+    assert busy.value.holder.owner == "worker" and busy.value.holder.kind == "object"
+    assert name in str(busy.value)
+    holder.say()
+    holder.expect("released")
+    assert holder.finish() == 0
+
+    # A 1 s lease, not renewed: another process takes it over once it lapses.
+    guard = lock.acquire(timeout=30)
+    assert guard.token > token
+    started = time.monotonic()
+    taker = child(OBJECT_HOLD, prefix, name, 30)
+    taken = int(taker.expect("held", timeout=60).split()[1])
+    assert time.monotonic() - started >= 0.9
+    assert taken > guard.token
+    assert not guard.still_held()
+    with pytest.raises(LockLost):
+        guard.release()
+    taker.say()
+    assert taker.finish() == 0

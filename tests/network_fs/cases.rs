@@ -80,7 +80,17 @@ pub(crate) fn child_main() {
                         guard.unlock().unwrap();
                     }
                     Err(e) if e.kind() == ErrorKind::WouldBlock => say("busy"),
-                    Err(e) => say(&format!("error {e}")),
+                    // With its causes: a rare I/O error here (seen once in
+                    // CI) must say which system call failed and why.
+                    Err(e) => {
+                        let mut said = format!("error {e} [{:?}]", e.kind());
+                        let mut cause = std::error::Error::source(&e);
+                        while let Some(c) = cause {
+                            said.push_str(&format!(": {c}"));
+                            cause = c.source();
+                        }
+                        say(&said)
+                    }
                 }
             }
         }
