@@ -7,8 +7,15 @@
  * pread(2). "flock + record" is a waiter blocked in flock(2) that then
  * reads the last holder's record and writes its own (one pread, one
  * pwrite, as lockyard's default does) before it counts as holding: what a
- * freshly woken thread pays for that I/O. The variants take turns, so all
- * see the same machine state.
+ * freshly woken thread pays for that I/O. "flock + read" does the pread
+ * alone; "flock + rec noatime" the pread and pwrite through a descriptor
+ * opened O_NOATIME (the read then leaves the access time alone, which
+ * relatime would otherwise update after every write, dirtying the inode);
+ * "flock + mapped rec" reads and writes the record through a
+ * shared mapping of the lock file instead (memcpy: the page is already in
+ * the page cache, and a mapped write updates the file's times only when the
+ * page is first dirtied after writeback, not on every write). The variants
+ * take turns, so all see the same machine state.
  *
  *   cc -O2 -o /tmp/wake_probe benches/wake_probe.c && /tmp/wake_probe 150
  *
@@ -31,10 +38,14 @@
 #include <time.h>
 #include <unistd.h>
 
-enum { FLOCK, FLOCK_RECORD, READ, POLL, EPOLL, ACCESS, VARIANTS };
+enum {
+    FLOCK, FLOCK_RECORD, FLOCK_READ, FLOCK_NOATIME, FLOCK_MAPPED,
+    READ, POLL, EPOLL, ACCESS, VARIANTS
+};
 static const char *NAMES[VARIANTS] = {
-    "blocked in flock", "flock + record", "inotify read", "inotify poll",
-    "inotify epoll", "IN_ACCESS epoll"};
+    "blocked in flock", "flock + record", "flock + read", "flock + rec noatime",
+    "flock + mapped rec", "inotify read", "inotify poll", "inotify epoll",
+    "IN_ACCESS epoll"};
 
 struct shared {
     _Atomic int phase; /* 1: holder holds, 2: waiter waits, 3: waiter done, 9: exit */
@@ -70,6 +81,8 @@ static void waiter(const char *path, struct shared *s) {
     epoll_ctl(ep_access, EPOLL_CTL_ADD, access, &in);
     char buf[4096], record[245];
     memset(record, 'r', sizeof record);
+    char *mapped = mmap(0, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    int quiet = open(path, O_RDWR | O_NOATIME);
     for (;;) {
         while (s->phase != 1) {
             if (s->phase == 9) _exit(0);
@@ -80,11 +93,20 @@ static void waiter(const char *path, struct shared *s) {
         while (read(access, buf, sizeof buf) > 0) {}
         s->phase = 2;
         for (;;) {
-            if (v == FLOCK || v == FLOCK_RECORD) {
+            if (v == FLOCK || v == FLOCK_RECORD || v == FLOCK_READ || v == FLOCK_NOATIME ||
+                v == FLOCK_MAPPED) {
                 flock(fd, LOCK_EX);
                 if (v == FLOCK_RECORD) {
                     pread(fd, buf, 512, 0);
                     pwrite(fd, record, sizeof record, 0);
+                } else if (v == FLOCK_NOATIME) {
+                    pread(quiet, buf, 512, 0);
+                    pwrite(quiet, record, sizeof record, 0);
+                } else if (v == FLOCK_READ) {
+                    pread(fd, buf, 512, 0);
+                } else if (v == FLOCK_MAPPED) {
+                    memcpy(buf, mapped, 512);
+                    memcpy(mapped, record, sizeof record);
                 }
                 break;
             }
@@ -110,7 +132,8 @@ int main(int argc, char **argv) {
     const char *path = "/tmp/wake_probe.lock";
     int n = argc > 1 ? atoi(argv[1]) : 150;
     int fd = open(path, O_CREAT | O_RDWR, 0644);
-    write(fd, "x", 1); /* IN_ACCESS needs a byte to read */
+    /* IN_ACCESS needs a byte to read; the mapped record a page to land in. */
+    ftruncate(fd, 4096);
     struct shared *s = mmap(0, sizeof *s, PROT_READ | PROT_WRITE,
                             MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (fork() == 0) waiter(path, s);
@@ -134,7 +157,7 @@ int main(int argc, char **argv) {
         if (v == ACCESS) {
             char b;
             pread(fd, &b, 1, 0);
-        } else if (v != FLOCK && v != FLOCK_RECORD) {
+        } else if (v >= READ) {
             futimens(fd, NULL);
         }
         s->announced = now();
