@@ -169,6 +169,11 @@ fn child_main() {
                 }
             }
             say(&format!("won {}", won.join(",")));
+            // Held until every process has raced every round: a process
+            // that starts late (16 starting at once under wine can take
+            // longer than the 3 s head start) must find each round's lock
+            // still held, not freed by a winner that already finished.
+            common::wait_for_file(&env_path("RELEASE"));
             drop(kept);
         }
         // Append the next number and the token to LOG under the lock,
@@ -676,12 +681,22 @@ fn sixteen_processes_race_with_one_winner_per_round(store: &Store) {
                 lock.try_lock().unwrap().unlock().unwrap();
             }
         }
-        // Late enough for every child to be up.
+        // Late enough for every child to be up, usually.
         let start = (now_ms() + 3000).to_string();
         let rounds = ROUNDS.to_string();
+        let signals = tempdir();
+        let release = signals.path().join("release");
+        let release_s = release.to_str().unwrap();
         let mut kids = Children(
             (0..PROCESSES)
-                .map(|_| child("race", &url, &[("ROUNDS", &rounds), ("START_MS", &start)]))
+                .map(|_| {
+                    let env = [
+                        ("ROUNDS", rounds.as_str()),
+                        ("START_MS", start.as_str()),
+                        ("RELEASE", release_s),
+                    ];
+                    child("race", &url, &env)
+                })
                 .collect(),
         );
         let mut wins = vec![0; ROUNDS as usize];
@@ -691,6 +706,9 @@ fn sixteen_processes_race_with_one_winner_per_round(store: &Store) {
             for round in won.split(',').filter(|r| !r.is_empty()) {
                 wins[round.parse::<usize>().unwrap()] += 1;
             }
+        }
+        std::fs::write(&release, "").unwrap();
+        for k in kids.0.iter_mut() {
             assert!(k.wait().unwrap().success());
         }
         assert!(
