@@ -324,23 +324,6 @@ class BaseFileLock(ContextDecorator, metaclass=_Singletons):
                     raise self._timed_out()
             self._acquired(guard)
         return AcquireReturnProxy(lock=self)
-        lock = self._lock()
-        lock_id, name = id(self), self._lock_file
-        _LOGGER.debug("Attempting to acquire lock %s on %s", lock_id, name)
-        guard = _take(lock, 0.0, name)
-        if guard is None:
-            _LOGGER.debug("Failed to immediately acquire lock %s on %s", lock_id, name)
-            if not blocking or timeout == 0:
-                _LOGGER.debug("Timeout on acquiring lock %s on %s", lock_id, name)
-                raise Timeout(name)
-            _LOGGER.debug("Lock %s not acquired on %s, waiting for its release", lock_id, name)
-            guard = _take(lock, None if timeout < 0 else float(timeout), name)
-            if guard is None:
-                _LOGGER.debug("Timeout on acquiring lock %s on %s", lock_id, name)
-                raise Timeout(name)
-        _LOGGER.debug("Lock %s acquired on %s", lock_id, name)
-        state.guard, state.counter = guard, 1
-        return AcquireReturnProxy(lock=self)
 
     def release(self, force: bool = False) -> None:  # noqa: FBT001, FBT002
         """Releases one acquisition (all of them with ``force``)."""
@@ -479,26 +462,6 @@ class BaseAsyncFileLock(BaseFileLock):
                 except LockyardError as e:
                     raise _as_os_error(e, self._lock_file) from e
             self._acquired(guard)
-        return AsyncAcquireReturnProxy(lock=self)
-        lock = self._lock()
-        lock_id, name = id(self), self._lock_file
-        _LOGGER.debug("Attempting to acquire lock %s on %s", lock_id, name)
-        guard = _take(lock, 0.0, name)
-        if guard is None:
-            _LOGGER.debug("Failed to immediately acquire lock %s on %s", lock_id, name)
-            if not blocking or timeout == 0:
-                _LOGGER.debug("Timeout on acquiring lock %s on %s", lock_id, name)
-                raise Timeout(name)
-            _LOGGER.debug("Lock %s not acquired on %s, waiting for its release", lock_id, name)
-            try:
-                guard = await lock.acquire_async(None if timeout < 0 else float(timeout))
-            except (WouldBlock, LockTimeout):
-                _LOGGER.debug("Timeout on acquiring lock %s on %s", lock_id, name)
-                raise Timeout(name) from None
-            except LockyardError as e:
-                raise _as_os_error(e, name) from e
-        _LOGGER.debug("Lock %s acquired on %s", lock_id, name)
-        state.guard, state.counter = guard, 1
         return AsyncAcquireReturnProxy(lock=self)
 
     async def release(self, force: bool = False) -> None:  # type: ignore[override]  # noqa: FBT001, FBT002
