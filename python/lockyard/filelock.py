@@ -78,18 +78,32 @@ class AcquireReturnProxy:
         self.lock.release()
 
 
+# How many forks separate this process from the one that imported the
+# module: bumped in each child, so a state can tell it was copied by a
+# fork without a getpid() system call on every acquire and release.
+_forks = 0
+
+
+def _forked() -> None:
+    global _forks  # noqa: PLW0603 (one counter per process)
+    _forks += 1
+
+
+os.register_at_fork(after_in_child=_forked)
+
+
 class _State(threading.local):
     def __init__(self) -> None:
         self.guard: Guard | None = None
         self.counter = 0
-        self.pid = os.getpid()
+        self.forks = _forks
 
 
 class _Shared:
     def __init__(self) -> None:
         self.guard: Guard | None = None
         self.counter = 0
-        self.pid = os.getpid()
+        self.forks = _forks
 
 
 def _as_os_error(error: LockyardError, path: str) -> OSError:
@@ -201,10 +215,10 @@ class BaseFileLock(ContextDecorator, metaclass=_Singletons):
     @property
     def _state(self) -> _State | _Shared:
         state = self._states
-        if state.pid != os.getpid():
+        if state.forks != _forks:
             # Forked while held: the hold is the parent's, not this
             # process's (the guard's copy releases nothing).
-            state.guard, state.counter, state.pid = None, 0, os.getpid()
+            state.guard, state.counter, state.forks = None, 0, _forks
         return state
 
     @property
