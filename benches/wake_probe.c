@@ -17,7 +17,7 @@
  * page is first dirtied after writeback, not on every write). The variants
  * take turns, so all see the same machine state.
  *
- *   cc -O2 -o /tmp/wake_probe benches/wake_probe.c && /tmp/wake_probe 150
+ *   cc -O2 -pthread -o /tmp/wake_probe benches/wake_probe.c && /tmp/wake_probe 150
  *
  * Prints, per variant, the p50 and p90 of release -> waiter holds the lock,
  * and how long the holder's unlock and announcement calls took. Linux only.
@@ -34,18 +34,23 @@
 #include <sys/inotify.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 enum {
-    FLOCK, FLOCK_RECORD, FLOCK_READ, FLOCK_NOATIME, FLOCK_MAPPED,
-    READ, POLL, EPOLL, ACCESS, VARIANTS
+    FLOCK, FLOCK_RECORD, FLOCK_READ, FLOCK_NOATIME, FLOCK_MAPPED, FLOCK_VM,
+    READ, POLL, EPOLL, EPOLL_RECORD, EPOLL_VM, ACCESS, EPOLL_HOP, FLOCK_HOP, VARIANTS
 };
 static const char *NAMES[VARIANTS] = {
     "blocked in flock", "flock + record", "flock + read", "flock + rec noatime",
-    "flock + mapped rec", "inotify read", "inotify poll", "inotify epoll",
-    "IN_ACCESS epoll"};
+    "flock + mapped rec", "flock + vm rec", "inotify read", "inotify poll",
+    "inotify epoll", "epoll + record", "epoll + vm rec", "IN_ACCESS epoll",
+    "epoll thread hop", "flock thread hop"};
 
 struct shared {
     _Atomic int phase; /* 1: holder holds, 2: waiter waits, 3: waiter done, 9: exit */
@@ -70,6 +75,51 @@ static int watched(const char *path, unsigned mask, int flags) {
     return fd;
 }
 
+/* The record through the shared mapping, copied by the kernel: a page
+ * that is gone (the file truncated) is an error, not SIGBUS. */
+static void vm_record(char *mapped, char *buf, char *record, size_t len) {
+    pid_t me = getpid();
+    struct iovec local = {buf, 512}, remote = {mapped, 512};
+    process_vm_readv(me, &local, 1, &remote, 1, 0);
+    struct iovec from = {record, len}, to = {mapped, len};
+    process_vm_writev(me, &from, 1, &to, 1, 0);
+}
+
+/* The "hop" variants: the waiting task's thread sleeps on a futex, as an
+ * executor's parked thread does, while another thread of the process
+ * hears of the release (a reactor thread in epoll_wait, or a pool thread
+ * blocked in flock) and wakes it: two wake-ups per hand-off. */
+static _Atomic int hop_go, hop_done;
+static int hop_fd, hop_ep;
+
+static void futex_wait(_Atomic int *word, int seen) {
+    syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, seen, 0, 0, 0);
+}
+
+static void futex_wake(_Atomic int *word) {
+    syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, 1, 0, 0, 0);
+}
+
+static void *hop_thread(void *arg) {
+    (void)arg;
+    char buf[4096];
+    for (;;) {
+        int go;
+        while ((go = hop_go) == 0) futex_wait(&hop_go, 0);
+        hop_go = 0;
+        if (go == FLOCK_HOP) {
+            flock(hop_fd, LOCK_EX);
+        } else {
+            struct epoll_event e;
+            epoll_wait(hop_ep, &e, 1, -1);
+            read(e.data.fd, buf, sizeof buf);
+        }
+        hop_done = 1;
+        futex_wake(&hop_done);
+    }
+    return 0;
+}
+
 static void waiter(const char *path, struct shared *s) {
     int fd = open(path, O_RDWR);
     int blocking = watched(path, IN_ATTRIB | IN_CLOSE, 0);
@@ -83,6 +133,12 @@ static void waiter(const char *path, struct shared *s) {
     memset(record, 'r', sizeof record);
     char *mapped = mmap(0, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     int quiet = open(path, O_RDWR | O_NOATIME);
+    hop_fd = fd;
+    hop_ep = epoll_create1(0);
+    struct epoll_event hop_in = {.events = EPOLLIN, .data.fd = events};
+    epoll_ctl(hop_ep, EPOLL_CTL_ADD, events, &hop_in);
+    pthread_t hop;
+    pthread_create(&hop, 0, hop_thread, 0);
     for (;;) {
         while (s->phase != 1) {
             if (s->phase == 9) _exit(0);
@@ -94,7 +150,7 @@ static void waiter(const char *path, struct shared *s) {
         s->phase = 2;
         for (;;) {
             if (v == FLOCK || v == FLOCK_RECORD || v == FLOCK_READ || v == FLOCK_NOATIME ||
-                v == FLOCK_MAPPED) {
+                v == FLOCK_MAPPED || v == FLOCK_VM) {
                 flock(fd, LOCK_EX);
                 if (v == FLOCK_RECORD) {
                     pread(fd, buf, 512, 0);
@@ -107,16 +163,37 @@ static void waiter(const char *path, struct shared *s) {
                 } else if (v == FLOCK_MAPPED) {
                     memcpy(buf, mapped, 512);
                     memcpy(mapped, record, sizeof record);
+                } else if (v == FLOCK_VM) {
+                    vm_record(mapped, buf, record, sizeof record);
                 }
                 break;
             }
-            if (flock(fd, LOCK_EX | LOCK_NB) == 0) break;
+            if (v == EPOLL_HOP || v == FLOCK_HOP) {
+                /* Hand the wait to the other thread, sleep until it is
+                 * over, then (epoll) try the lock again. */
+                if (v == EPOLL_HOP && flock(fd, LOCK_EX | LOCK_NB) == 0) break;
+                hop_done = 0;
+                hop_go = v;
+                futex_wake(&hop_go);
+                while (hop_done == 0) futex_wait(&hop_done, 0);
+                if (v == FLOCK_HOP) break;
+                continue;
+            }
+            if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
+                if (v == EPOLL_RECORD) {
+                    pread(fd, buf, 512, 0);
+                    pwrite(fd, record, sizeof record, 0);
+                } else if (v == EPOLL_VM) {
+                    vm_record(mapped, buf, record, sizeof record);
+                }
+                break;
+            }
             struct epoll_event e;
             struct pollfd p = {events, POLLIN, 0};
             switch (v) {
             case READ: read(blocking, buf, sizeof buf); break;
             case POLL: poll(&p, 1, -1); read(events, buf, sizeof buf); break;
-            case EPOLL: epoll_wait(ep, &e, 1, -1); read(events, buf, sizeof buf); break;
+            case EPOLL: case EPOLL_RECORD: case EPOLL_VM: epoll_wait(ep, &e, 1, -1); read(events, buf, sizeof buf); break;
             default: epoll_wait(ep_access, &e, 1, -1); read(access, buf, sizeof buf); break;
             }
         }
@@ -157,7 +234,7 @@ int main(int argc, char **argv) {
         if (v == ACCESS) {
             char b;
             pread(fd, &b, 1, 0);
-        } else if (v >= READ) {
+        } else if (v >= READ && v != FLOCK_HOP) {
             futimens(fd, NULL);
         }
         s->announced = now();

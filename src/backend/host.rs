@@ -1,7 +1,7 @@
 //! This process's identity (for the records it writes) and the liveness of
 //! the processes named in records it reads.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use crate::record::HolderRecord;
 use crate::sys::process::{boot_id, hostname, pid_alive, start_time};
@@ -10,8 +10,8 @@ use crate::sys::process::{boot_id, hostname, pid_alive, start_time};
 #[derive(Debug)]
 pub(crate) struct Me {
     pub(crate) pid: u32,
-    pub(crate) host: String,
-    pub(crate) boot_id: Option<String>,
+    pub(crate) host: Arc<str>,
+    pub(crate) boot_id: Option<Arc<str>>,
     pub(crate) start_time: Option<u64>,
 }
 
@@ -21,8 +21,8 @@ pub(crate) fn me() -> &'static Me {
         let pid = std::process::id();
         Me {
             pid,
-            host: hostname(),
-            boot_id: boot_id(),
+            host: hostname().into(),
+            boot_id: boot_id().map(Into::into),
             start_time: start_time(pid),
         }
     })

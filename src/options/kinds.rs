@@ -120,7 +120,7 @@ impl LockOptions {
     /// ```
     #[must_use = "a builder method returns the changed value; the original is unchanged"]
     pub fn owner(mut self, owner: impl Into<String>) -> Self {
-        self.owner = Some(owner.into());
+        self.owner = Some(owner.into().into());
         self
     }
 

@@ -65,7 +65,7 @@ pub struct LockOptions {
     pub(crate) file_mode: u32,
     pub(crate) kind: LockKind,
     pub(crate) metadata: bool,
-    pub(crate) owner: Option<String>,
+    pub(crate) owner: Option<Arc<str>>,
     pub(crate) stale_after: Option<Duration>,
     pub(crate) on_stale: Option<StaleHook>,
     pub(crate) trust_os_lock: bool,

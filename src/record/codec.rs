@@ -383,13 +383,13 @@ impl Fields {
             kind: self.kind.ok_or(missing.clone())?,
             state: self.state.ok_or(missing.clone())?,
             mode: self.mode.ok_or(missing.clone())?,
-            host: self.host.ok_or(missing.clone())?,
-            boot_id: self.boot.unwrap_or(None),
+            host: self.host.ok_or(missing.clone())?.into(),
+            boot_id: self.boot.unwrap_or(None).map(Into::into),
             start_time: self.start.unwrap_or(None),
             acquired,
             renewed: self.renewed.unwrap_or(acquired),
             ttl: self.ttl.unwrap_or(None),
-            owner: self.owner.unwrap_or(None),
+            owner: self.owner.unwrap_or(None).map(Into::into),
             token: self.token.ok_or(missing)?,
             nonce: self.nonce,
         })
@@ -594,7 +594,7 @@ pub(crate) mod tests {
             r.token = token;
             r.kind = [LockKind::Strict, LockKind::Soft, LockKind::Lease, LockKind::Postgres][kind as usize];
             r.state = [RecordState::Held, RecordState::Released, RecordState::Removed][state as usize];
-            r.owner = owner;
+            r.owner = owner.map(Into::into);
             let mut bytes = r.to_bytes();
             let whole = Peek { kind: r.kind, state: r.state, token };
             proptest::prop_assert_eq!(peek(&bytes), Some(whole));
@@ -637,13 +637,13 @@ pub(crate) mod tests {
                 kind: [LockKind::Strict, LockKind::Soft, LockKind::Lease][kind as usize],
                 state: [RecordState::Held, RecordState::Released, RecordState::Removed][state as usize],
                 mode: if shared { LockMode::Shared } else { LockMode::Exclusive },
-                host,
-                boot_id: boot,
+                host: host.into(),
+                boot_id: boot.map(Into::into),
                 start_time: start,
                 acquired: UNIX_EPOCH + Duration::new(acquired, nanos),
                 renewed: UNIX_EPOCH + Duration::new(acquired + renew_delta, nanos),
                 ttl: ttl.map(|(s, n)| Duration::new(s, n)),
-                owner,
+                owner: owner.map(Into::into),
                 token,
                 nonce,
             };

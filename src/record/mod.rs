@@ -29,6 +29,7 @@
 //! [`MAX_RECORD`] bytes and reports every defect as a [`RecordError`].
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::mode::LockMode;
@@ -124,13 +125,13 @@ pub struct HolderRecord {
     pub(crate) kind: LockKind,
     pub(crate) state: RecordState,
     pub(crate) mode: LockMode,
-    pub(crate) host: String,
-    pub(crate) boot_id: Option<String>,
+    pub(crate) host: Arc<str>,
+    pub(crate) boot_id: Option<Arc<str>>,
     pub(crate) start_time: Option<u64>,
     pub(crate) acquired: SystemTime,
     pub(crate) renewed: SystemTime,
     pub(crate) ttl: Option<Duration>,
-    pub(crate) owner: Option<String>,
+    pub(crate) owner: Option<Arc<str>>,
     pub(crate) token: u64,
     /// A random number a soft lock or lease's record carries: what tells
     /// one publication of the sidecar from every other, where inode numbers

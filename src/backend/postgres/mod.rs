@@ -334,13 +334,13 @@ impl Holding {
                     kind: LockKind::Postgres,
                     state: RecordState::Held,
                     mode: LockMode::Exclusive,
-                    host: host.unwrap_or_default(),
+                    host: host.unwrap_or_default().into(),
                     boot_id: None,
                     start_time: None,
                     acquired: at,
                     renewed: at,
                     ttl: None,
-                    owner,
+                    owner: owner.map(Into::into),
                     token: u64::try_from(token).unwrap_or(0),
                     nonce: None,
                 })
@@ -604,8 +604,8 @@ impl Holder {
         let me = crate::backend::host::me();
         Holder {
             pid: i64::from(me.pid),
-            host: me.host.clone(),
-            owner: options.owner.clone(),
+            host: me.host.to_string(),
+            owner: options.owner.as_deref().map(str::to_owned),
         }
     }
 
