@@ -44,13 +44,14 @@
 
 enum {
     FLOCK, FLOCK_RECORD, FLOCK_READ, FLOCK_NOATIME, FLOCK_MAPPED, FLOCK_VM,
-    READ, POLL, EPOLL, EPOLL_RECORD, EPOLL_VM, ACCESS, EPOLL_HOP, FLOCK_HOP, VARIANTS
+    READ, POLL, EPOLL, EPOLL_RECORD, EPOLL_VM, ACCESS, EPOLL_HOP, FLOCK_HOP, CLOSE_EPOLL, PROCFD_EPOLL, CLOSE_RECORD, VARIANTS
 };
 static const char *NAMES[VARIANTS] = {
     "blocked in flock", "flock + record", "flock + read", "flock + rec noatime",
     "flock + mapped rec", "flock + vm rec", "inotify read", "inotify poll",
     "inotify epoll", "epoll + record", "epoll + vm rec", "IN_ACCESS epoll",
-    "epoll thread hop", "flock thread hop"};
+    "epoll thread hop", "flock thread hop", "close epoll", "procfd close epoll",
+    "close epoll + rec"};
 
 struct shared {
     _Atomic int phase; /* 1: holder holds, 2: waiter waits, 3: waiter done, 9: exit */
@@ -180,7 +181,7 @@ static void waiter(const char *path, struct shared *s) {
                 continue;
             }
             if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
-                if (v == EPOLL_RECORD) {
+                if (v == EPOLL_RECORD || v == CLOSE_RECORD) {
                     pread(fd, buf, 512, 0);
                     pwrite(fd, record, sizeof record, 0);
                 } else if (v == EPOLL_VM) {
@@ -193,7 +194,8 @@ static void waiter(const char *path, struct shared *s) {
             switch (v) {
             case READ: read(blocking, buf, sizeof buf); break;
             case POLL: poll(&p, 1, -1); read(events, buf, sizeof buf); break;
-            case EPOLL: case EPOLL_RECORD: case EPOLL_VM: epoll_wait(ep, &e, 1, -1); read(events, buf, sizeof buf); break;
+            case EPOLL: case EPOLL_RECORD: case EPOLL_VM: case CLOSE_EPOLL: case PROCFD_EPOLL:
+            case CLOSE_RECORD: epoll_wait(ep, &e, 1, -1); read(events, buf, sizeof buf); break;
             default: epoll_wait(ep_access, &e, 1, -1); read(access, buf, sizeof buf); break;
             }
         }
@@ -234,6 +236,12 @@ int main(int argc, char **argv) {
         if (v == ACCESS) {
             char b;
             pread(fd, &b, 1, 0);
+        } else if (v == CLOSE_EPOLL || v == CLOSE_RECORD) {
+            close(open(path, O_RDONLY | O_CLOEXEC));
+        } else if (v == PROCFD_EPOLL) {
+            char self[64];
+            snprintf(self, sizeof self, "/proc/self/fd/%d", fd);
+            close(open(self, O_RDONLY | O_CLOEXEC));
         } else if (v >= READ && v != FLOCK_HOP) {
             futimens(fd, NULL);
         }
