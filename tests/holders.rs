@@ -589,3 +589,46 @@ fn a_release_nobody_waits_for_announces_nothing() {
         "a release was announced to nobody"
     );
 }
+
+/// Reading the last holder's record leaves a lock file's access time
+/// alone: under `relatime` the first read after a write updates it, which
+/// dirties the inode, and every acquisition reads the record the last
+/// holder wrote (the cost showed on every hand-off between processes).
+#[cfg(target_os = "linux")]
+#[test]
+fn reading_the_record_leaves_the_access_time_alone() {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let dir = tempdir();
+    let path = dir.path().join("atime.lock");
+    let lock = FileLock::new(&path);
+    drop(lock.try_lock().unwrap());
+    let old = UNIX_EPOCH + Duration::from_secs(946_684_800);
+    let age = |path: &Path| {
+        let file = std::fs::File::options().write(true).open(path).unwrap();
+        file.set_times(
+            std::fs::FileTimes::new()
+                .set_accessed(old)
+                .set_modified(SystemTime::now()),
+        )
+        .unwrap();
+    };
+    let accessed = |path: &Path| std::fs::metadata(path).unwrap().accessed().unwrap();
+    // What this filesystem does for a reader that is not lockyard.
+    age(&path);
+    std::fs::read(&path).unwrap();
+    if accessed(&path) == old {
+        eprintln!("skipped: reads here never update the access time (noatime mount)");
+        return;
+    }
+    age(&path);
+    for _ in 0..3 {
+        let guard = lock.try_lock().unwrap();
+        assert!(guard.token().is_some(), "the record was read and written");
+        drop(guard);
+    }
+    assert_eq!(
+        accessed(&path),
+        old,
+        "an acquisition updated the access time"
+    );
+}

@@ -134,10 +134,12 @@ fn open_anchor(path: &Path, options: &LockOptions, format: Format) -> Result<Ope
 /// another file or nothing.
 pub(crate) fn reopen(path: &Path, id: FileId, ours: bool) -> io::Result<Option<File>> {
     let file = if ours {
-        match sys::open_existing_rw(path) {
+        let file = match sys::open_existing_rw(path) {
             Err(e) if is_write_refused(&e) => sys::open_existing(path)?,
             other => other?,
-        }
+        };
+        // The record is read through it once the wait has the lock.
+        file.inspect(sys::quiet_reads)
     } else {
         sys::open_existing(path)?
     };

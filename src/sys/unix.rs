@@ -287,6 +287,28 @@ pub(crate) fn open_existing_rw(path: &Path) -> io::Result<Option<File>> {
     }
 }
 
+/// Asks that reads through `file` leave its access time alone
+/// (`O_NOATIME`), where the kernel allows it: for the file's owner, on
+/// Linux. Best effort, and only for lockyard's own lock files, whose
+/// access time means nothing.
+///
+/// Under `relatime` the first read after a write updates the access time,
+/// which dirties the inode: each acquisition reads the record the last
+/// holder wrote, so every hand-off between processes paid for it
+/// (`benches/wake_probe.c`, "flock + rec noatime").
+pub(crate) fn quiet_reads(file: &File) {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    if let Ok(flags) = rfs::fcntl_getfl(file) {
+        if !flags.contains(OFlags::NOATIME) {
+            // EPERM for a file someone else owns: reads then touch the
+            // access time as before.
+            let _ = rfs::fcntl_setfl(file, flags | OFlags::NOATIME);
+        }
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let _ = file;
+}
+
 /// Removes the file at `path`. Unix frees the name at once, open or not.
 pub(crate) fn remove_file(path: &Path) -> io::Result<()> {
     std::fs::remove_file(path)

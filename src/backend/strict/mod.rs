@@ -124,6 +124,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl StrictLock {
     pub(crate) fn new(file: File, id: FileId, ours: bool) -> Self {
+        if ours {
+            sys::quiet_reads(&file);
+        }
         let primary = Arc::new(file);
         // A plain file is never announced, so never marked either.
         let marks = if ours { Marks::new(&primary) } else { None };
