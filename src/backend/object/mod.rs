@@ -174,6 +174,11 @@ struct State {
     releasing: Option<blocking::Task<io::Result<()>>>,
     /// The hold was found lost (a refused renewal) before its release.
     lost: bool,
+    /// This process's last release as it landed: the version its write
+    /// made and the token it carried. The next acquisition here writes at
+    /// that version without reading the object first (one round trip
+    /// instead of two); refused, the object changed since, and it reads.
+    freed: Option<(Version, u64)>,
 }
 
 struct Inner {
@@ -192,6 +197,19 @@ impl fmt::Debug for Inner {
             .field("key", &self.key)
             .finish_non_exhaustive()
     }
+}
+
+/// How one conditional write of a held body went.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one lives on the stack for the length of an attempt"
+)]
+enum Claim {
+    Held(Held),
+    /// The object was not as the condition said.
+    Refused,
+    /// Failed without an answer, and a read did not show it landed.
+    Unknown,
 }
 
 /// How one attempt went.
@@ -217,6 +235,17 @@ impl Inner {
     /// One attempt that does not wait (see the module docs).
     fn attempt(&self, options: &LockOptions) -> io::Result<Outcome> {
         self.settle_release();
+        let freed = lock(&self.state).freed.take();
+        if let Some((version, token)) = freed {
+            // If-Match on this process's own release: nobody has written
+            // since, so its token is the last one.
+            match self.claim(options, token, Condition::At(&version))? {
+                Claim::Held(held) => return Ok(Outcome::Locked(held)),
+                // An unanswered write that did not land is not sent again.
+                Claim::Unknown => return Ok(Outcome::Busy),
+                Claim::Refused => {}
+            }
+        }
         let current = self.space.store.get(&self.key)?;
         let (condition, last) = match &current {
             None => (Condition::Absent, 0),
@@ -228,6 +257,20 @@ impl Inner {
                 (Condition::At(&object.version), rec.token)
             }
         };
+        Ok(match self.claim(options, last, condition)? {
+            Claim::Held(held) => Outcome::Locked(held),
+            Claim::Refused | Claim::Unknown => Outcome::Busy,
+        })
+    }
+
+    /// Writes a held body with the token after `last`, if the object is as
+    /// `condition` says; an unanswered write counts if a read shows it.
+    fn claim(
+        &self,
+        options: &LockOptions,
+        last: u64,
+        condition: Condition<'_>,
+    ) -> io::Result<Claim> {
         let mut record = crate::backend::new_record(
             LockKind::ObjectStore,
             LockMode::Exclusive,
@@ -236,26 +279,23 @@ impl Inner {
         );
         record.ttl = Some(options.lease_ttl.unwrap_or(self.space.ttl));
         let sent = Instant::now();
-        match self
+        let version = match self
             .space
             .store
             .put(&self.key, &record.to_bytes(), condition)
         {
-            Ok(Put::Written(version)) => Ok(Outcome::Locked(Held {
-                version,
-                record,
-                sent,
-            })),
-            Ok(Put::Conflict) => Ok(Outcome::Busy),
+            Ok(Put::Written(version)) => version,
+            Ok(Put::Conflict) => return Ok(Claim::Refused),
             Err(e) => match self.landed(&record, e)? {
-                Some(version) => Ok(Outcome::Locked(Held {
-                    version,
-                    record,
-                    sent,
-                })),
-                None => Ok(Outcome::Busy),
+                Some(version) => version,
+                None => return Ok(Claim::Unknown),
             },
-        }
+        };
+        Ok(Claim::Held(Held {
+            version,
+            record,
+            sent,
+        }))
     }
 
     /// Whether another process's hold at `version` has been seen unchanged
@@ -424,8 +464,12 @@ impl Inner {
         let mut record = held.record.clone();
         record.state = RecordState::Released;
         record.renewed = later_than(record.renewed);
+        let token = record.token;
         match self.rewrite(&held, record) {
-            Ok(Some(_)) => Ok(()),
+            Ok(Some(freed)) => {
+                lock(&self.state).freed = Some((freed.version, token));
+                Ok(())
+            }
             Ok(None) => Err(crate::error::lost()),
             Err(e) => {
                 log::warn!(

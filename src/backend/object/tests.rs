@@ -106,10 +106,13 @@ struct Flaky {
     busy_gets: Mutex<usize>,
     /// Hold the next write this long before it is applied.
     slow_put: Mutex<Option<Duration>>,
+    /// Reads asked for so far.
+    reads: Mutex<usize>,
 }
 
 impl Store for Flaky {
     fn get(&self, key: &str) -> io::Result<Option<Object>> {
+        *lock(&self.reads) += 1;
         let mut busy = lock(&self.busy_gets);
         if *busy > 0 {
             *busy -= 1;
@@ -215,9 +218,13 @@ fn a_wait_rides_out_server_errors_but_not_others() {
         .release(LockMode::Exclusive, true, None, no_options)
         .unwrap();
     resource.finish_release().unwrap();
-    // Any other error ends the wait.
+    // Any other error ends the wait (of another process, which must read
+    // the object: this one would write at its own release's version).
+    let other = ObjectLock {
+        inner: Arc::new(inner(&space)),
+    };
     *lock(&store.fail_gets) = 1;
-    let wait = resource
+    let wait = other
         .blocking_wait(LockMode::Exclusive, no_options)
         .unwrap();
     assert!((wait.run)().is_err());
@@ -301,4 +308,57 @@ fn keys_keep_names_apart_and_list_back() {
     }
     assert_eq!(space.name_of("locks/other.txt"), None);
     assert_eq!(space.name_of("elsewhere/a.lock"), None);
+}
+
+/// An acquisition right after this process's own release writes at the
+/// version that release made, without reading first: one round trip. The
+/// token still goes up, and a change by anyone else in between is read.
+#[test]
+fn an_acquisition_after_its_own_release_skips_the_read() {
+    let store = Arc::new(Flaky::default());
+    let space = space(store.clone(), DEFAULT_TTL);
+    let (a, b) = (inner(&space), inner(&space));
+    let first = take(&a).unwrap();
+    release(&a);
+    let reads = *lock(&store.reads);
+    let second = take(&a).unwrap();
+    assert_eq!(*lock(&store.reads), reads, "no read before the write");
+    assert!(second.token > first.token);
+    assert!(a.still_mine().unwrap());
+    release(&a);
+    // Another process takes and releases it in between: a's write at its
+    // own release's version is refused, and a reads the object as usual.
+    let other = take(&b).unwrap();
+    assert!(other.token > second.token);
+    release(&b);
+    let reads = *lock(&store.reads);
+    let third = take(&a).unwrap();
+    assert_eq!(*lock(&store.reads), reads + 1, "refused, then read");
+    assert!(third.token > other.token);
+    assert!(a.still_mine().unwrap());
+    assert!(!b.still_mine().unwrap());
+    // Held by another process: the same write is refused, and the read
+    // finds it busy.
+    release(&a);
+    take(&b).unwrap();
+    assert!(take(&a).is_none());
+}
+
+/// The write that skips the read is no exception to "nothing retries a
+/// write on its own": unanswered and not landed, the attempt is busy.
+#[test]
+fn an_unanswered_write_after_its_own_release_is_not_sent_again() {
+    let store = Arc::new(Flaky::default());
+    let space = space(store.clone(), DEFAULT_TTL);
+    let a = inner(&space);
+    take(&a).unwrap();
+    release(&a);
+    let written = lock(&store.bodies).len();
+    *lock(&store.fail_next) = Some(false);
+    assert!(take(&a).is_none());
+    assert_eq!(lock(&store.bodies).len(), written, "nothing landed");
+    // Landed, answer lost: held, as any other write.
+    *lock(&store.fail_next) = Some(true);
+    assert!(take(&a).is_some());
+    assert!(a.still_mine().unwrap());
 }
