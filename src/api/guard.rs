@@ -268,7 +268,7 @@ impl LockGuard {
         };
         let released = self
             .entry
-            .release(self.mode, self.record.take(), &self.handle)
+            .release_waited(self.mode, self.record.take(), &self.handle)
             .and_then(|()| self.entry.finish_release());
         self.let_go_if_retired();
         released.map_err(|e| Error::io(self.handle.subject(), op, e))

@@ -338,10 +338,36 @@ impl Entry {
     /// the last holder goes, the backend releases the resource and the
     /// next waiter is woken.
     pub(crate) fn release(&self, mode: LockMode, record: Record, h: &Handle) -> io::Result<()> {
+        self.release_by(mode, record, h, false)
+    }
+
+    /// [`release`](Self::release), for a caller that then waits for it to
+    /// be done ([`finish_release`](Self::finish_release)): see
+    /// [`Resource::release_waited`].
+    pub(crate) fn release_waited(
+        &self,
+        mode: LockMode,
+        record: Record,
+        h: &Handle,
+    ) -> io::Result<()> {
+        self.release_by(mode, record, h, true)
+    }
+
+    fn release_by(
+        &self,
+        mode: LockMode,
+        record: Record,
+        h: &Handle,
+        waited: bool,
+    ) -> io::Result<()> {
         let Some(last) = self.queue.begin_release(mode) else {
             return Ok(());
         };
-        let outcome = self.resource.release(mode, last, record, h.params());
+        let outcome = if waited {
+            self.resource.release_waited(mode, last, record, h.params())
+        } else {
+            self.resource.release(mode, last, record, h.params())
+        };
         let wakes = self.queue.end_release();
         wakes.deliver();
         match outcome {

@@ -203,6 +203,21 @@ pub(crate) trait Resource: Send + Sync + fmt::Debug {
         p: Params<'_>,
     ) -> io::Result<bool>;
 
+    /// [`release`](Self::release), for a caller that waits for the release
+    /// to be done ([`finish_release`](Self::finish_release) follows at
+    /// once: an explicit unlock). A backend that defers its release to the
+    /// pool may make it on the caller's thread here instead, sparing two
+    /// thread wake-ups; how it went is still told by `finish_release`.
+    fn release_waited(
+        &self,
+        mode: LockMode,
+        last: bool,
+        record: Option<Arc<HolderRecord>>,
+        p: Params<'_>,
+    ) -> io::Result<bool> {
+        self.release(mode, last, record, p)
+    }
+
     /// Waits for this process's last release (see
     /// [`release`](Self::release)) to be done, where a backend defers it,
     /// and says how it went: an explicit unlock reports it. Nothing by

@@ -208,7 +208,7 @@ impl AzureStore {
             .parse()
             .map_err(|e| format!("the blob endpoint {:?} is not a URL: {e}", config.endpoint))?;
         let path = format!("{}/{container}", url.path().trim_end_matches('/'));
-        let agent = http::agent(config.timeout);
+        let agent = http::agent(config.timeout, &config.endpoint);
         let label = format!("{}/{container}", config.endpoint);
         Ok(AzureStore {
             config,

@@ -205,7 +205,7 @@ impl GcsStore {
         {
             return Err(format!("{bucket:?} is not a bucket name"));
         }
-        let agent = http::agent(config.timeout);
+        let agent = http::agent(config.timeout, &config.base);
         let label = format!("{}/{bucket}", config.base);
         Ok(GcsStore {
             config,

@@ -170,8 +170,8 @@ struct State {
     /// Another process's hold as last read: its version, and since when
     /// (this process's clock) it has been seen unchanged.
     seen: Option<(Version, Instant)>,
-    /// A release in flight.
-    releasing: Option<blocking::Task<io::Result<()>>>,
+    /// The last release, in flight or made.
+    releasing: Option<Releasing>,
     /// The hold was found lost (a refused renewal) before its release.
     lost: bool,
     /// This process's last release as it landed: the version its write
@@ -196,6 +196,25 @@ impl fmt::Debug for Inner {
             .field("space", &self.space.label)
             .field("key", &self.key)
             .finish_non_exhaustive()
+    }
+}
+
+/// This process's last release of the lock.
+enum Releasing {
+    /// Being written on the pool (a guard dropped).
+    Task(blocking::Task<io::Result<()>>),
+    /// Written on the caller's thread (an explicit unlock), and how it
+    /// went, for `finish_release` to tell.
+    Made(io::Result<()>),
+}
+
+impl Releasing {
+    /// Waits for it to be written, and says how it went.
+    fn finish(self) -> io::Result<()> {
+        match self {
+            Releasing::Task(task) => async_io::block_on(task),
+            Releasing::Made(outcome) => outcome,
+        }
     }
 }
 
@@ -225,10 +244,10 @@ enum Outcome {
 impl Inner {
     /// Waits for this process's last release of the lock to be written.
     fn settle_release(&self) {
-        let task = lock(&self.state).releasing.take();
-        if let Some(task) = task {
+        let releasing = lock(&self.state).releasing.take();
+        if let Some(releasing) = releasing {
             // How it went matters to an explicit unlock only.
-            let _ = async_io::block_on(task);
+            let _ = releasing.finish();
         }
     }
 
@@ -556,6 +575,39 @@ fn jittered(base: Duration) -> Duration {
     base.mul_f64(0.75 + fastrand::f64() / 4.0)
 }
 
+impl ObjectLock {
+    /// Writes `state free` over this process's hold: on this thread for a
+    /// caller that waits for it (`here`), else on the pool, since a guard
+    /// dropped must not block on a round trip.
+    fn release_here_or_on_pool(&self, here: bool) -> io::Result<bool> {
+        let mut state = lock(&self.inner.state);
+        let Some(held) = &state.held else {
+            // Known lost already: say so (to an explicit unlock).
+            return match std::mem::take(&mut state.lost) {
+                true => Err(crate::error::lost()),
+                false => Ok(false),
+            };
+        };
+        // The hold stays in the state until the release takes it there: a
+        // renewal in flight may still move it to a newer version.
+        let released = held.record.clone();
+        let releasing = if here {
+            drop(state);
+            let made = Releasing::Made(self.inner.release_latest(&released));
+            state = lock(&self.inner.state);
+            made
+        } else {
+            let inner = Arc::clone(&self.inner);
+            Releasing::Task(blocking::unblock(move || inner.release_latest(&released)))
+        };
+        // An older release still in flight finishes on its own.
+        if let Some(Releasing::Task(older)) = state.releasing.replace(releasing) {
+            older.detach();
+        }
+        Ok(false)
+    }
+}
+
 impl Resource for ObjectLock {
     fn try_acquire(&self, mode: LockMode, p: Params<'_>) -> io::Result<Attempted> {
         if mode == LockMode::Shared {
@@ -634,29 +686,22 @@ impl Resource for ObjectLock {
         _record: Option<Arc<HolderRecord>>,
         _p: Params<'_>,
     ) -> io::Result<bool> {
-        let mut state = lock(&self.inner.state);
-        let Some(held) = &state.held else {
-            // Known lost already: say so (to an explicit unlock).
-            return match std::mem::take(&mut state.lost) {
-                true => Err(crate::error::lost()),
-                false => Ok(false),
-            };
-        };
-        // The hold stays in the state until the release task takes it
-        // there: a renewal in flight may still move it to a newer version.
-        let released = held.record.clone();
-        let inner = Arc::clone(&self.inner);
-        let task = blocking::unblock(move || inner.release_latest(&released));
-        // An older release still in flight finishes on its own.
-        if let Some(older) = state.releasing.replace(task) {
-            older.detach();
-        }
-        Ok(false)
+        self.release_here_or_on_pool(false)
+    }
+
+    fn release_waited(
+        &self,
+        _mode: LockMode,
+        _last: bool,
+        _record: Option<Arc<HolderRecord>>,
+        _p: Params<'_>,
+    ) -> io::Result<bool> {
+        self.release_here_or_on_pool(true)
     }
 
     fn finish_release(&self) -> io::Result<()> {
-        let task = lock(&self.inner.state).releasing.take();
-        task.map_or(Ok(()), async_io::block_on)
+        let releasing = lock(&self.inner.state).releasing.take();
+        releasing.map_or(Ok(()), Releasing::finish)
     }
 
     fn supports_shared(&self) -> bool {

@@ -149,7 +149,7 @@ impl S3Store {
                 Some(token) => Credentials::new_with_token(key, secret, token),
                 None => Credentials::new(key, secret),
             });
-        let agent = http::agent(config.timeout);
+        let agent = http::agent(config.timeout, &config.endpoint);
         let label = format!(
             "{}/{}",
             config.endpoint.trim_end_matches('/'),

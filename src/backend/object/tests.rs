@@ -362,3 +362,57 @@ fn an_unanswered_write_after_its_own_release_is_not_sent_again() {
     assert!(take(&a).is_some());
     assert!(a.still_mine().unwrap());
 }
+
+/// An explicit unlock, which waits for the release anyway, writes it on
+/// its own thread (no pool thread to wake, and none to wait for): the
+/// object is free when `release_waited` returns. A dropped guard's release
+/// is still written on the pool, where a slow write cannot block the drop.
+#[test]
+fn an_explicit_unlock_writes_its_release_itself() {
+    let store = Arc::new(Flaky::default());
+    let space = space(store.clone(), DEFAULT_TTL);
+    let resource = ObjectLock {
+        inner: Arc::new(inner(&space)),
+    };
+    let no_options: &(dyn Any + Send + Sync) = &();
+    let state_now = || {
+        let body = store.get(&resource.inner.key).unwrap().unwrap().body;
+        super::codec::parse(&body).unwrap().state
+    };
+    let acquired = |resource: &ObjectLock| {
+        matches!(
+            resource.try_acquire(LockMode::Exclusive, no_options),
+            Ok(Attempted::Locked(_))
+        )
+    };
+    assert!(acquired(&resource));
+    *lock(&store.slow_put) = Some(Duration::from_millis(200));
+    resource
+        .release_waited(LockMode::Exclusive, true, None, no_options)
+        .unwrap();
+    assert_eq!(
+        state_now(),
+        RecordState::Released,
+        "written before returning"
+    );
+    resource.finish_release().unwrap();
+    assert!(acquired(&resource));
+    *lock(&store.slow_put) = Some(Duration::from_millis(200));
+    let started = Instant::now();
+    resource
+        .release(LockMode::Exclusive, true, None, no_options)
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_millis(150),
+        "a drop waits"
+    );
+    assert_eq!(state_now(), RecordState::Held, "not written yet");
+    resource.finish_release().unwrap();
+    assert_eq!(state_now(), RecordState::Released);
+    // A hold found lost: the explicit unlock says so.
+    assert!(acquired(&resource));
+    lock(&resource.inner.state).held = None;
+    lock(&resource.inner.state).lost = true;
+    let lost = resource.release_waited(LockMode::Exclusive, true, None, no_options);
+    assert_eq!(lost.unwrap_err().kind(), crate::error::lost().kind());
+}
