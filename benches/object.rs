@@ -100,6 +100,14 @@ fn measure(store: &Store, url: &str, cycles: u32) {
         .put_versioned(&key, &body("free"), None)
         .expect("status")
         .expect("created");
+    // Writes a held body at `from`, then a free one at the version that
+    // made: the version the free body made.
+    let mut hold_and_free = |from: &str| {
+        let held = raw.put_versioned(&key, &body("held"), Some(from));
+        let held = held.expect("status").expect("held");
+        let freed = raw.put_versioned(&key, &body("free"), Some(&held));
+        freed.expect("status").expect("freed")
+    };
     let mut times: [Vec<f64>; 3] = Default::default();
     for pass in 0..PASSES {
         for k in 0..3 {
@@ -107,23 +115,8 @@ fn measure(store: &Store, url: &str, cycles: u32) {
             let start = Instant::now();
             for _ in 0..cycles {
                 match row {
-                    0 => {
-                        let (_, read) = raw.get(&key);
-                        let held = raw.put_versioned(&key, &body("held"), Some(&read));
-                        let held = held.expect("status").expect("held");
-                        version = raw
-                            .put_versioned(&key, &body("free"), Some(&held))
-                            .expect("status")
-                            .expect("freed");
-                    }
-                    1 => {
-                        let held = raw.put_versioned(&key, &body("held"), Some(&version));
-                        let held = held.expect("status").expect("held");
-                        version = raw
-                            .put_versioned(&key, &body("free"), Some(&held))
-                            .expect("status")
-                            .expect("freed");
-                    }
+                    0 => version = hold_and_free(&raw.get(&key).1),
+                    1 => version = hold_and_free(&version),
                     _ => {
                         let guard = lock.try_lock().expect("uncontended");
                         guard.unlock().expect("released");

@@ -11,6 +11,13 @@ fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| panic!("{name} not set"))
 }
 
+/// The bucket of the store URL in `var` (`s3://bucket/...`).
+fn bucket_of(var: &str, scheme: &str) -> String {
+    let url = env(var);
+    let rest = url.strip_prefix(scheme).unwrap();
+    rest.split('/').next().unwrap().to_owned()
+}
+
 /// A raw client: conditional writes and reads on the store's own API,
 /// nothing of lockyard's.
 pub trait Raw: Send + Sync {
@@ -52,17 +59,11 @@ pub struct RawS3 {
 impl RawS3 {
     pub fn new() -> RawS3 {
         use rusty_s3::{Bucket, Credentials, UrlStyle};
-        let url = env("LOCKYARD_TEST_S3");
-        let bucket = url
-            .strip_prefix("s3://")
-            .unwrap()
-            .split('/')
-            .next()
-            .unwrap();
+        let bucket = bucket_of("LOCKYARD_TEST_S3", "s3://");
         let endpoint = env("AWS_ENDPOINT_URL").parse().unwrap();
         let region = std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into());
         RawS3 {
-            bucket: Bucket::new(endpoint, UrlStyle::Path, bucket.to_owned(), region).unwrap(),
+            bucket: Bucket::new(endpoint, UrlStyle::Path, bucket, region).unwrap(),
             creds: Credentials::new(env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY")),
             agent: agent(),
         }
@@ -121,16 +122,10 @@ pub struct RawGcs {
 
 impl RawGcs {
     pub fn new() -> RawGcs {
-        let url = env("LOCKYARD_TEST_GCS");
-        let bucket = url
-            .strip_prefix("gs://")
-            .unwrap()
-            .split('/')
-            .next()
-            .unwrap();
+        let bucket = bucket_of("LOCKYARD_TEST_GCS", "gs://");
         RawGcs {
             base: env("STORAGE_EMULATOR_HOST"),
-            bucket: bucket.to_owned(),
+            bucket,
             agent: agent(),
         }
     }
