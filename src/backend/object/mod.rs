@@ -16,12 +16,18 @@
 //!   monotonic clock (no clocks compared across machines); then it takes
 //!   over the same way. Tokens only go up: each is the last one plus at
 //!   least one, written by a write that only lands on the version it read.
+//!   Right after this process's own release, the version and token that
+//!   release wrote are known: the held body is written at that version
+//!   with no read first, and only if that write is refused (someone wrote
+//!   since) is the object read as above.
 //! - **Renew** (`refresh`): write the held body again with a later renewal
 //!   time, at the version this process wrote last. Refused: another process
 //!   took over; the hold is lost.
 //! - **Release**: write `state free` at the version this process wrote
-//!   last, in the background (it is a round trip, and `release` runs in
-//!   `Drop`); the next acquisition in this process waits for it first.
+//!   last: on the caller's thread for an explicit unlock, which waits for
+//!   it anyway; in the background for a dropped guard (a round trip must
+//!   not block `Drop`), and the next acquisition in this process waits
+//!   for it first.
 //! - **Ambiguous outcomes**: a write that failed without an answer (a
 //!   timeout, a reset, a server error) may have landed. The object is read
 //!   again, and the write counts as landed only if it shows this
