@@ -14,8 +14,16 @@
  * "flock + mapped rec" reads and writes the record through a
  * shared mapping of the lock file instead (memcpy: the page is already in
  * the page cache, and a mapped write updates the file's times only when the
- * page is first dirtied after writeback, not on every write). The variants
- * take turns, so all see the same machine state.
+ * page is first dirtied after writeback, not on every write); "flock + vm
+ * rec" copies through that mapping with process_vm_readv/writev, which
+ * fail instead of raising SIGBUS if the file was truncated. "epoll +
+ * record" and "epoll + vm rec" are the inotify waiter with the record.
+ * "epoll thread hop" and "flock thread hop" put the wait on a second
+ * thread of the waiter, which wakes the first (asleep on a futex, as an
+ * executor's parked thread is): two wake-ups per hand-off. "close epoll"
+ * (and its /proc/self/fd form, and "+ rec") announce the release by
+ * opening and closing the file (IN_CLOSE_NOWRITE) instead of futimens.
+ * The variants take turns, so all see the same machine state.
  *
  *   cc -O2 -pthread -o /tmp/wake_probe benches/wake_probe.c && /tmp/wake_probe 150
  *

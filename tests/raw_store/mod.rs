@@ -42,6 +42,14 @@ fn header_of<B>(resp: &ureq::http::Response<B>, name: &str) -> String {
     resp.headers()[name].to_str().unwrap().to_owned()
 }
 
+/// A read's answer, which must be 200: the body and the version the
+/// header `version` gives.
+fn read_answer(mut resp: ureq::http::Response<ureq::Body>, version: &str) -> (Vec<u8>, String) {
+    assert_eq!(resp.status().as_u16(), 200);
+    let version = header_of(&resp, version);
+    (resp.body_mut().read_to_vec().unwrap(), version)
+}
+
 fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
@@ -106,10 +114,7 @@ impl Raw for RawS3 {
             .bucket
             .get_object(Some(&self.creds), key)
             .sign(Duration::from_secs(60));
-        let mut resp = self.agent.get(url.as_str()).call().unwrap();
-        assert_eq!(resp.status().as_u16(), 200);
-        let etag = header_of(&resp, "etag");
-        (resp.body_mut().read_to_vec().unwrap(), etag)
+        read_answer(self.agent.get(url.as_str()).call().unwrap(), "etag")
     }
 }
 
@@ -184,10 +189,7 @@ impl Raw for RawGcs {
             self.bucket,
             encode(key)
         );
-        let mut resp = self.agent.get(&url).call().unwrap();
-        assert_eq!(resp.status().as_u16(), 200);
-        let generation = header_of(&resp, "x-goog-generation");
-        (resp.body_mut().read_to_vec().unwrap(), generation)
+        read_answer(self.agent.get(&url).call().unwrap(), "x-goog-generation")
     }
 }
 
@@ -313,9 +315,6 @@ impl Raw for RawAzure {
         for (n, v) in ms {
             request = request.header(n, v);
         }
-        let mut resp = request.call().unwrap();
-        assert_eq!(resp.status().as_u16(), 200);
-        let etag = header_of(&resp, "etag");
-        (resp.body_mut().read_to_vec().unwrap(), etag)
+        read_answer(request.call().unwrap(), "etag")
     }
 }
