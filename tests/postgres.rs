@@ -39,6 +39,7 @@ fn main() {
             [POSTGRES]
         ),
         case!(timed_out_waits_leave_nothing_behind, [POSTGRES]),
+        case!(abandoned_attempts_leave_no_lock_behind, [POSTGRES]),
         case!(a_thousand_waiters_use_one_waiting_session, [POSTGRES]),
         case!(a_terminated_session_is_a_lost_lock, [POSTGRES]),
         case!(a_termination_during_a_query_is_lost_not_io, [POSTGRES]),
@@ -436,6 +437,66 @@ fn timed_out_waits_leave_nothing_behind() {
     let _: bool = holder.one("SELECT pg_advisory_unlock($1)", &[&key]);
     assert_eq!(holder.settle(oid, id, Duration::from_secs(5)), (0, 0));
     drop(lock.try_lock().unwrap());
+}
+
+/// A future's first attempt is made on its own task; dropped (or timed
+/// out) while the server is still answering it, the attempt is seen to
+/// its end elsewhere and a lock it took is released. A foreign
+/// transaction holding the name's row stalls the attempt's token update
+/// after its `pg_try_advisory_lock` has succeeded, so each abandoned
+/// attempt holds the lock when it is given up.
+fn abandoned_attempts_leave_no_lock_behind() {
+    use futures_lite::future;
+    let url = server();
+    let table = fresh_table("abandon_try");
+    let pg = locks(&url, &table);
+    let lock = pg.lock_named("t").unwrap();
+    let mut last = lock.try_lock().unwrap().token().expect("a token");
+    let probe = Raw::connect(&url);
+    let (_, oid, id) = probe.key_of(&table, "t");
+    let blocker = Raw::connect(&url);
+    let stall = Duration::from_millis(150);
+    let attempts: [(&str, fn(&lockyard::postgres::PgLock) -> lockyard::Acquire); 3] = [
+        ("try_lock_async", |l| l.try_lock_async()),
+        ("lock().await", |l| l.lock()),
+        ("lock_timeout", |l| {
+            l.lock_timeout(Duration::from_millis(150))
+        }),
+    ];
+    for (what, start) in attempts {
+        blocker
+            .rt
+            .block_on(blocker.client.batch_execute(&format!(
+                "BEGIN; SELECT 1 FROM {table} WHERE id = {id} FOR UPDATE"
+            )))
+            .unwrap();
+        let outcome = future::block_on(future::or(async { Some(start(&lock).await) }, async {
+            async_io::Timer::after(stall * 2).await;
+            None
+        }));
+        match outcome {
+            None => {}
+            Some(Err(e)) if e.kind() == ErrorKind::TimedOut => {}
+            Some(other) => panic!("{what}: ended while its statement was stalled: {other:?}"),
+        }
+        // Given up with the lock taken in the server: the test means
+        // something only then.
+        assert_eq!(probe.sessions_on(oid, id).0, 1, "{what}: no lock taken");
+        blocker
+            .rt
+            .block_on(blocker.client.batch_execute("COMMIT"))
+            .unwrap();
+        assert_eq!(
+            probe.settle(oid, id, Duration::from_secs(10)),
+            (0, 0),
+            "{what}: the abandoned attempt's lock stayed"
+        );
+        let guard = lock.try_lock().unwrap();
+        let token = guard.token().expect("a token");
+        // The abandoned attempt's own bump counts too.
+        assert!(token > last + 1, "{what}: token {token} after {last}");
+        last = token;
+    }
 }
 
 /// Ten tasks wait for ten busy names with room for two waiting sessions:

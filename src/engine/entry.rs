@@ -27,7 +27,9 @@ use super::handle::Handle;
 use super::hint::Hint;
 use super::queue::{Arrival, Cancelled, Held, Queue, Slot, SlotState, Turn};
 use super::registry;
-use super::resource::{Attempted, BlockingWait, Holders, Key, Resource, Upgrade};
+use super::resource::{
+    Attempted, BlockingWait, Holders, Key, Polled, PolledAttempt, Resource, Upgrade,
+};
 use crate::mode::LockMode;
 use crate::record::HolderRecord;
 
@@ -49,6 +51,17 @@ pub(crate) enum Attempt {
     Queued(Arc<Slot>),
     /// The entry no longer stands for the resource: resolve again.
     Retired,
+}
+
+/// How a first attempt by polling began ([`Entry::begin_polled`]).
+pub(crate) enum Begun {
+    /// It came to this without an attempt to poll.
+    Settled(Attempt),
+    /// This caller's turn: poll the attempt, then settle it.
+    Running(PolledAttempt),
+    /// A try-once caller met another operation in flight: the attempt is
+    /// to be made on the pool, which may wait for it to end.
+    Pool,
 }
 
 /// Outcome of a waiter's check ([`Entry::advance`]).
@@ -169,39 +182,7 @@ impl Entry {
             }
             Arrival::Attempt => {
                 let outcome = self.resource.try_acquire(mode, h.params());
-                let turn = match &outcome {
-                    Ok(Attempted::Locked(_)) => Turn::Locked,
-                    _ => Turn::Failed,
-                };
-                if let (Ok(Attempted::Busy), true) = (&outcome, enqueue) {
-                    // It came before everyone who queued while it tried: it
-                    // goes first, and keeps the turn.
-                    let slot = Slot::new(mode);
-                    self.queue.push(&slot, true);
-                    let wakes = self.queue.end_attempt(Some(&slot), mode, Turn::Failed);
-                    wakes.deliver();
-                    return Ok(Attempt::Queued(slot));
-                }
-                let wakes = self.queue.end_attempt(None, mode, turn);
-                match outcome {
-                    Ok(Attempted::Locked(record)) => {
-                        wakes.deliver();
-                        return Ok(Attempt::Acquired(record));
-                    }
-                    Ok(Attempted::Replaced) => {
-                        wakes.deliver();
-                        self.retire();
-                        return Ok(Attempt::Retired);
-                    }
-                    Ok(Attempted::Busy) => {
-                        wakes.deliver();
-                        return Ok(Attempt::Busy);
-                    }
-                    Err(e) => {
-                        wakes.deliver();
-                        return Err(e);
-                    }
-                }
+                return self.settle_attempt(mode, enqueue, outcome);
             }
         }
         if !enqueue {
@@ -210,6 +191,97 @@ impl Entry {
         let slot = Slot::new(mode);
         self.queue.push(&slot, false);
         Ok(Attempt::Queued(slot))
+    }
+
+    /// Ends the turn of an attempt with its outcome: queued first in line
+    /// if it found the lock busy and may wait (it came before everyone who
+    /// queued while it tried, and keeps the turn), else settled.
+    fn settle_attempt(
+        &self,
+        mode: LockMode,
+        enqueue: bool,
+        outcome: io::Result<Attempted>,
+    ) -> io::Result<Attempt> {
+        let turn = match &outcome {
+            Ok(Attempted::Locked(_)) => Turn::Locked,
+            _ => Turn::Failed,
+        };
+        if let (Ok(Attempted::Busy), true) = (&outcome, enqueue) {
+            let slot = Slot::new(mode);
+            self.queue.push(&slot, true);
+            let wakes = self.queue.end_attempt(Some(&slot), mode, Turn::Failed);
+            wakes.deliver();
+            return Ok(Attempt::Queued(slot));
+        }
+        let wakes = self.queue.end_attempt(None, mode, turn);
+        wakes.deliver();
+        match outcome {
+            Ok(Attempted::Locked(record)) => Ok(Attempt::Acquired(record)),
+            Ok(Attempted::Replaced) => {
+                self.retire();
+                Ok(Attempt::Retired)
+            }
+            Ok(Attempted::Busy) => Ok(Attempt::Busy),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether the resource makes first attempts by polling
+    /// ([`Resource::attempt_polled`]).
+    pub(crate) fn polls_attempts(&self) -> bool {
+        self.resource.polls_attempts()
+    }
+
+    /// [`try_or_enqueue`](Self::try_or_enqueue) for a remote resource that
+    /// makes its attempts by polling: when it is this caller's turn to
+    /// attempt, the attempt is returned to be polled (the caller keeps the
+    /// turn until [`settle_polled`](Self::settle_polled)); otherwise the outcome,
+    /// as `try_or_enqueue` would give it.
+    pub(crate) fn begin_polled(
+        &self,
+        mode: LockMode,
+        enqueue: bool,
+        h: &Handle,
+    ) -> io::Result<Begun> {
+        if self.is_retired() {
+            return Ok(Begun::Settled(Attempt::Retired));
+        }
+        match self.queue.arrive(mode) {
+            Arrival::Joined => Ok(Begun::Settled(Attempt::Acquired(None))),
+            Arrival::Attempt => match self.resource.attempt_polled(mode, h.params()) {
+                Some(attempt) => Ok(Begun::Running(attempt)),
+                None => {
+                    let e = io::Error::other("the resource made no polled attempt");
+                    self.settle_attempt(mode, false, Err(e)).map(Begun::Settled)
+                }
+            },
+            Arrival::Wait | Arrival::Busy if enqueue => {
+                let slot = Slot::new(mode);
+                self.queue.push(&slot, false);
+                Ok(Begun::Settled(Attempt::Queued(slot)))
+            }
+            // A try-once caller lets an operation in flight end first (see
+            // `try_or_enqueue`), which it may only wait for on the pool.
+            Arrival::Busy => Ok(Begun::Pool),
+            Arrival::Wait => Ok(Begun::Settled(Attempt::Busy)),
+        }
+    }
+
+    /// Ends the turn of a polled attempt with what it came to: a lock it
+    /// took is committed first.
+    pub(crate) fn settle_polled(
+        &self,
+        mode: LockMode,
+        enqueue: bool,
+        polled: io::Result<Polled>,
+        h: &Handle,
+    ) -> io::Result<Attempt> {
+        let outcome = match polled {
+            Ok(Polled::Locked(lock)) => self.resource.commit_wait(mode, lock, h.params()),
+            Ok(Polled::Busy) => Ok(Attempted::Busy),
+            Err(e) => Err(e),
+        };
+        self.settle_attempt(mode, enqueue, outcome)
     }
 
     /// Notes that a wait lost races to other processes.

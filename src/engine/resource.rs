@@ -4,11 +4,12 @@
 //!
 //! # The engine's promises
 //! - At most one *turn* operation ([`try_acquire`](Resource::try_acquire),
+//!   [`attempt_polled`](Resource::attempt_polled) until its future ends,
 //!   [`commit_wait`](Resource::commit_wait), [`release`](Resource::release),
 //!   [`upgrade`](Resource::upgrade), [`downgrade`](Resource::downgrade))
 //!   runs at a time for one resource, and no engine lock is held while it
 //!   runs: a backend may do I/O or run user code in it.
-//! - `try_acquire` and `commit_wait` are called only when this process
+//! - `try_acquire`, `attempt_polled` and `commit_wait` are called only when this process
 //!   holds nothing; `release`, `upgrade` and `downgrade` only while it holds
 //!   the lock in the mode they name.
 //! - The other methods may be called at any time, from any thread.
@@ -30,7 +31,9 @@
 
 use std::any::Any;
 use std::fmt;
+use std::future::Future;
 use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use super::hint::Hint;
@@ -85,6 +88,29 @@ impl fmt::Debug for Waited {
         })
     }
 }
+
+/// What an attempt made by polling ([`Resource::attempt_polled`]) came to.
+pub(crate) enum Polled {
+    /// The lock, held through what the backend made for the attempt, to be
+    /// committed with [`Resource::commit_wait`]. Dropped uncommitted, it
+    /// releases.
+    Locked(Box<dyn Any + Send>),
+    /// Someone else holds it.
+    Busy,
+}
+
+impl fmt::Debug for Polled {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Polled::Locked(_) => "Polled::Locked",
+            Polled::Busy => "Polled::Busy",
+        })
+    }
+}
+
+/// An attempt on a remote resource made by polling on the caller's task
+/// (see [`Resource::attempt_polled`]).
+pub(crate) type PolledAttempt = Pin<Box<dyn Future<Output = io::Result<Polled>> + Send>>;
 
 /// A wait that blocks its thread until the lock is granted, and what tells
 /// it that nobody waits for its outcome any more.
@@ -177,6 +203,28 @@ pub(crate) trait Resource: Send + Sync + fmt::Debug {
     /// lock call), when the backend has one. None by default: the engine
     /// then retries on its backoff and wake hints.
     fn blocking_wait(&self, _mode: LockMode, _p: Params<'_>) -> Option<BlockingWait> {
+        None
+    }
+
+    /// Whether [`attempt_polled`](Self::attempt_polled) makes attempts
+    /// (asked before the engine takes the turn for one).
+    fn polls_attempts(&self) -> bool {
+        false
+    }
+
+    /// A first attempt on a [`remote`](Self::remote) resource made by
+    /// polling on the caller's task, sparing the two thread wake-ups of an
+    /// attempt on the pool: the future puts its request on the wire and
+    /// reads the answer as the caller's task is polled. Its `poll` never
+    /// blocks: what would (a connection to open, a session in use) it
+    /// hands to the pool itself. The engine polls it to its end even when
+    /// the acquisition is dropped (then on the pool), and keeps the turn
+    /// from the call until its [`Polled::Locked`] is committed with
+    /// [`commit_wait`](Self::commit_wait) or released.
+    /// `None` (the default, and wherever
+    /// [`polls_attempts`](Self::polls_attempts) is false): the engine makes
+    /// the attempt on the pool.
+    fn attempt_polled(&self, _mode: LockMode, _p: Params<'_>) -> Option<PolledAttempt> {
         None
     }
 

@@ -32,6 +32,7 @@ use tokio_postgres::{CancelToken, Client, Config, NoTls, Row, Statement};
 use super::lock;
 use super::pool::WaitPlace;
 use super::tls::{PgSocket, Protocol, Tls};
+use super::turn::Turn;
 use crate::engine::Abandon;
 use tokio_util::compat::FuturesAsyncReadCompatExt;
 
@@ -46,6 +47,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// A statement parameter.
 pub(super) type Param<'a> = &'a (dyn ToSql + Sync);
 
+/// A statement parameter a reply owns ([`Conn::send`]).
+pub(super) type Owned = Box<dyn ToSql + Send + Sync>;
+
 /// The reply to a statement sent by [`Conn::send_now`].
 pub(super) type Reply = Pin<Box<dyn Future<Output = io::Result<Row>> + Send>>;
 
@@ -57,7 +61,7 @@ pub(super) struct Conn {
     /// `None` once the protocol has ended.
     protocol: Mutex<Option<Protocol>>,
     /// Held by the one call using the session.
-    turn: Mutex<()>,
+    turn: Turn,
     statements: Mutex<HashMap<String, Statement>>,
     cancel: CancelToken,
     config: Arc<Config>,
@@ -106,7 +110,7 @@ impl Conn {
                 cancel: client.cancel_token(),
                 client: Some(Arc::new(client)),
                 protocol: Mutex::new(Some(connection)),
-                turn: Mutex::new(()),
+                turn: Turn::default(),
                 statements: Mutex::new(HashMap::new()),
                 config: Arc::clone(config),
                 closed: AtomicBool::new(false),
@@ -145,7 +149,7 @@ impl Conn {
     /// Runs `work` (calls on this session) to its end on this thread,
     /// driving the protocol beside it.
     pub(super) fn run<T>(&self, work: impl Future<Output = T>) -> T {
-        let _turn = lock(&self.turn);
+        let _turn = self.turn.take();
         let drive = future::poll_fn(|cx| {
             self.drive(cx);
             Poll::Pending
@@ -153,8 +157,9 @@ impl Conn {
         async_io::block_on(work.or(drive))
     }
 
-    /// Lets the protocol read and write what it can; notes its end.
-    fn drive(&self, cx: &mut Context<'_>) {
+    /// Lets the protocol read and write what it can; notes its end. Only
+    /// the caller that has the session's turn drives it.
+    pub(super) fn drive(&self, cx: &mut Context<'_>) {
         let mut protocol = lock(&self.protocol);
         if let Some(p) = protocol.as_mut() {
             if p.as_mut().poll(cx).is_ready() {
@@ -168,7 +173,7 @@ impl Conn {
     /// Whether the session has ended. A session nobody is using is read
     /// first (without waiting), so a socket the server closed is seen.
     pub(super) fn is_closed(&self) -> bool {
-        if let Ok(_turn) = self.turn.try_lock() {
+        if let Some(_turn) = self.turn.try_take() {
             self.drive(&mut Context::from_waker(Waker::noop()));
         }
         self.closed.load(Ordering::Acquire) || self.client.as_ref().is_none_or(|c| c.is_closed())
@@ -219,11 +224,28 @@ impl Conn {
     /// the statement is not prepared on this session yet or another call is
     /// using it. Never blocks.
     pub(super) fn send_now(&self, sql: &str, key: i64) -> Option<Reply> {
-        let _turn = self.turn.try_lock().ok()?;
+        let _turn = self.turn.try_take()?;
+        self.send(sql, vec![Box::new(key)])
+    }
+
+    /// The session's turn, for a caller that keeps it across polls
+    /// ([`Turn::try_keep`], [`Turn::give`]) to drive a statement from its
+    /// own task.
+    pub(super) fn turn(&self) -> &Turn {
+        &self.turn
+    }
+
+    /// Puts `sql` with `params` on the wire now, without waiting, for a
+    /// caller that has the session's turn; its reply is a future, driven
+    /// with [`drive`](Self::drive) under the same turn. `None` when the
+    /// statement is not prepared on this session yet. Never blocks.
+    pub(super) fn send(&self, sql: &str, params: Vec<Owned>) -> Option<Reply> {
         let statement = lock(&self.statements).get(sql)?.clone();
         let client = Arc::clone(self.client.as_ref()?);
-        let mut reply: Reply =
-            Box::pin(async move { client.query_one(&statement, &[&key]).await.map_err(to_io) });
+        let mut reply: Reply = Box::pin(async move {
+            let refs: Vec<Param<'_>> = params.iter().map(|p| &**p as Param<'_>).collect();
+            client.query_one(&statement, &refs).await.map_err(to_io)
+        });
         let mut cx = Context::from_waker(Waker::noop());
         // The first poll queues the request; driving the protocol writes it.
         if let Poll::Ready(done) = reply.as_mut().poll(&mut cx) {

@@ -28,9 +28,11 @@
 
 mod config;
 mod conn;
+mod polled;
 mod pool;
 mod sql;
 mod tls;
+mod turn;
 
 use std::any::Any;
 use std::fmt;
@@ -45,8 +47,8 @@ use self::conn::{session_gone, to_io, Conn, Param, Reply};
 use self::pool::{Pool, Session};
 use self::sql::TableSql;
 use crate::engine::{
-    Abandon, Attempted, BlockingWait, FireOnDrop, Hint, Holders, Key, Opener, Params, Resource,
-    Upgrade, Waited,
+    Abandon, Attempted, BlockingWait, FireOnDrop, Hint, Holders, Key, Opener, Params,
+    PolledAttempt, Resource, Upgrade, Waited,
 };
 use crate::error::{Error, Op, Subject};
 use crate::mode::LockMode;
@@ -465,6 +467,30 @@ impl Release {
         }
     }
 
+    /// The session and its unlock's reply, if the reply is still unread
+    /// and nobody is using the session: the caller keeps the session's
+    /// turn and reads the reply itself. Never blocks.
+    fn unlocking_now(self) -> Result<(Arc<Conn>, Reply), Release> {
+        let mut slot = lock(&self.unlocking);
+        let ready = slot
+            .as_ref()
+            .is_some_and(|u| u.reply.is_some() && u.conn.turn().try_keep());
+        let taken = if ready { slot.take() } else { None };
+        drop(slot);
+        match taken {
+            Some(Unlocking {
+                conn,
+                reply: Some(reply),
+                ..
+            }) => {
+                // The task finds nothing left to do.
+                self.task.detach();
+                Ok((conn, reply))
+            }
+            _ => Err(self),
+        }
+    }
+
     /// Lets the background task finish the release on its own.
     fn detach(self) {
         self.task.detach();
@@ -613,6 +639,17 @@ impl Holder {
     fn params<'a>(&'a self, key: &'a i64, id: &'a i32) -> [Param<'a>; 5] {
         [key, id, &self.pid, &self.host, &self.owner]
     }
+
+    /// [`params`](Self::params), owned by a statement sent ahead.
+    fn owned(self, key: i64, id: i32) -> Vec<conn::Owned> {
+        vec![
+            Box::new(key),
+            Box::new(id),
+            Box::new(self.pid),
+            Box::new(self.host),
+            Box::new(self.owner),
+        ]
+    }
 }
 
 /// The record of an exclusive hold with `token`, read from the statement
@@ -638,17 +675,25 @@ async fn attempt(
     id: i32,
     holder: &Holder,
 ) -> io::Result<(bool, Option<i64>)> {
-    match mode {
+    let row = match mode {
         LockMode::Exclusive => {
-            let row = conn
-                .query_one(&server.sql.try_exclusive, &holder.params(&key, &id))
-                .await?;
-            let got: bool = row.try_get(0).map_err(to_io)?;
-            let token: Option<i64> = row.try_get(1).map_err(to_io)?;
-            Ok((got, token))
+            conn.query_one(&server.sql.try_exclusive, &holder.params(&key, &id))
+                .await?
         }
-        LockMode::Shared => Ok((ask(conn, sql::TRY_SHARED, key).await?, None)),
-    }
+        LockMode::Shared => conn.query_one(sql::TRY_SHARED, &[&key]).await?,
+    };
+    outcome_of(mode, &row)
+}
+
+/// What an attempt's row says: whether it took the lock, and an exclusive
+/// hold's new token.
+fn outcome_of(mode: LockMode, row: &tokio_postgres::Row) -> io::Result<(bool, Option<i64>)> {
+    let got: bool = row.try_get(0).map_err(to_io)?;
+    let token: Option<i64> = match mode {
+        LockMode::Exclusive => row.try_get(1).map_err(to_io)?,
+        LockMode::Shared => None,
+    };
+    Ok((got, token))
 }
 
 /// Lets go of a session an attempt failed on, which may have taken the
@@ -919,6 +964,23 @@ impl Resource for PgLock {
         };
         *lock(&self.held) = Some(conn);
         Ok(Attempted::Locked(record))
+    }
+
+    fn polls_attempts(&self) -> bool {
+        true
+    }
+
+    fn attempt_polled(&self, mode: LockMode, p: Params<'_>) -> Option<PolledAttempt> {
+        let releasing = lock(&self.releasing).take();
+        let last = std::mem::take(&mut *lock(&self.last));
+        Some(Box::pin(polled::PolledTry::start(
+            Arc::clone(&self.server),
+            mode,
+            (self.key, self.id),
+            options_of(p),
+            releasing,
+            last,
+        )))
     }
 
     fn blocking_wait(&self, mode: LockMode, p: Params<'_>) -> Option<BlockingWait> {

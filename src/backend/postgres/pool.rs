@@ -148,15 +148,10 @@ impl Pool {
 
     /// A session of the caller's own: an idle one, or one `open` makes.
     pub(super) fn own(&self, open: impl FnOnce() -> io::Result<Conn>) -> io::Result<Conn> {
-        loop {
-            let Some(conn) = lock(&self.idle).pop() else {
-                break;
-            };
-            if !conn.is_closed() {
-                return Ok(conn);
-            }
+        match self.idle_now() {
+            Some(conn) => Ok(conn),
+            None => open(),
         }
-        open()
     }
 
     /// Takes back a session of the caller's own that holds no lock.
@@ -213,6 +208,34 @@ impl Pool {
         let conn = Arc::new(opened?);
         shared.sessions.push(Arc::clone(&conn));
         Ok(Session::Shared(conn))
+    }
+
+    /// [`shared`](Self::shared), if it can be had without waiting: never
+    /// opens a session, never waits for one being opened. `None` where it
+    /// would.
+    pub(super) fn shared_now(&self) -> Option<Session> {
+        if self.max_shared == 0 {
+            return self.idle_now().map(Session::Own);
+        }
+        let mut shared = lock(&self.shared);
+        shared.sessions.retain(|conn| !conn.is_closed());
+        let least = shared
+            .sessions
+            .iter()
+            .min_by_key(|conn| Arc::strong_count(conn))
+            .cloned()?;
+        let room = shared.sessions.len() + shared.opening < self.max_shared;
+        (Arc::strong_count(&least) <= 2 || !room).then_some(Session::Shared(least))
+    }
+
+    /// An idle session that is still open, if there is one.
+    fn idle_now(&self) -> Option<Conn> {
+        loop {
+            let conn = lock(&self.idle).pop()?;
+            if !conn.is_closed() {
+                return Some(conn);
+            }
+        }
     }
 
     /// Gives back a session used for short statements.

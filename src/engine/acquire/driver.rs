@@ -19,6 +19,7 @@ use futures_lite::FutureExt;
 
 use super::{Core, Granted};
 use crate::engine::hint::Hint;
+use crate::engine::resource::{Polled, PolledAttempt};
 use crate::rt::{Clock, Task, Timer};
 
 /// What a driver does for the state machine.
@@ -39,6 +40,8 @@ pub(crate) trait Driver {
     ) -> Task<T>;
     /// Polls a task started by `run`.
     fn poll_task<T: Send + 'static>(&mut self, task: &mut Task<T>) -> Poll<io::Result<T>>;
+    /// Polls an attempt a resource makes by being polled.
+    fn poll_attempt(&mut self, attempt: &mut PolledAttempt) -> Poll<io::Result<Polled>>;
     /// Whether a blocking wait may block the caller's own thread (a
     /// blocking caller with no deadline to honour).
     fn may_block(&self) -> bool;
@@ -120,6 +123,10 @@ impl Driver for AsyncDriver<'_, '_> {
 
     fn poll_task<T: Send + 'static>(&mut self, task: &mut Task<T>) -> Poll<io::Result<T>> {
         task.poll(self.cx)
+    }
+
+    fn poll_attempt(&mut self, attempt: &mut PolledAttempt) -> Poll<io::Result<Polled>> {
+        attempt.as_mut().poll(self.cx)
     }
 
     fn may_block(&self) -> bool {

@@ -28,12 +28,12 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 pub(crate) use driver::{block_on, AsyncDriver, Driver, Work};
-use state::{Phase, Queued, Retry, Strategy, Trying, Waiting};
+use state::{Attempting, Phase, Queued, Retry, Strategy, Trying, Waiting};
 
 use super::abandon::FireOnDrop;
 use super::Abandon;
 
-use super::entry::{Attempt, Entry, Progress, Record};
+use super::entry::{Attempt, Begun, Entry, Progress, Record};
 use super::handle::Handle;
 use super::resource::{Holders, Waited};
 use super::BackoffState;
@@ -184,9 +184,27 @@ impl Core {
         let attempts = self.wait == Wait::TryOnce || entry.attempts_before_waiting();
         if !inline && entry.is_remote() && attempts {
             // A first attempt on a remote resource by a future or under a
-            // deadline: its round trips are made on the pool, never on the
-            // executor's thread, and the deadline bounds them. Busy, it
-            // queues there (and then waits in the server).
+            // deadline: never a round trip that blocks the executor's
+            // thread, and the deadline bounds it. Busy, it queues (and then
+            // waits in the server).
+            let enqueue = self.wait != Wait::TryOnce;
+            if entry.polls_attempts() {
+                // Made by polling on this task, where the resource can.
+                match entry.begin_polled(self.mode, enqueue, &self.handle) {
+                    Ok(Begun::Running(attempt)) => {
+                        let attempting =
+                            Attempting::new(entry, attempt, &self.handle, self.mode, enqueue);
+                        self.phase = Phase::Attempting(attempting);
+                        return None;
+                    }
+                    Ok(Begun::Settled(attempt)) => {
+                        return self.settle(first_of(&self.handle, entry, Ok(attempt)));
+                    }
+                    Err(e) => return self.settle(first_of(&self.handle, entry, Err(e))),
+                    Ok(Begun::Pool) => {}
+                }
+            }
+            // Otherwise on the pool.
             let (handle, mode, wait) = (Arc::clone(&self.handle), self.mode, self.wait);
             let attempt = move || first_attempt(&handle, entry, mode, wait, true);
             let run = |f| d.run(Work::RoundTrip, f);
@@ -320,6 +338,18 @@ impl Core {
                     Poll::Ready(Err(e)) => return self.error(Op::Lock, e),
                     // Given up at the deadline: the attempt's thread gives
                     // back what it gets.
+                    Poll::Pending => return self.pending_until_deadline(d),
+                },
+                Phase::Attempting(attempting) => match attempting.poll(d) {
+                    Poll::Ready(attempt) => {
+                        let entry = Arc::clone(&attempting.entry);
+                        self.phase = Phase::Start;
+                        if let Some(done) = self.settle(first_of(&self.handle, entry, attempt)) {
+                            return done;
+                        }
+                    }
+                    // Given up at the deadline: the attempt is finished on
+                    // the pool, which gives back what it takes.
                     Poll::Pending => return self.pending_until_deadline(d),
                 },
                 Phase::Finishing(..) => return self.poll_finishing(d),
@@ -561,7 +591,13 @@ fn first_attempt(
     inline: bool,
 ) -> First {
     let enqueue = wait != Wait::TryOnce;
-    match entry.try_or_enqueue(mode, enqueue, inline, handle) {
+    let attempt = entry.try_or_enqueue(mode, enqueue, inline, handle);
+    first_of(handle, entry, attempt)
+}
+
+/// What an attempt's outcome means for the acquisition.
+fn first_of(handle: &Arc<Handle>, entry: Arc<Entry>, attempt: io::Result<Attempt>) -> First {
+    match attempt {
         Ok(Attempt::Acquired(record)) => First::Done(Ok((entry, record))),
         Ok(Attempt::Busy) => {
             let err = with_holders(Error::would_block(handle.subject()), entry.holders(handle));

@@ -11,17 +11,17 @@ use event_listener::EventListener;
 
 use super::driver::Driver;
 use crate::engine::abandon::FireOnDrop;
-use crate::engine::entry::Entry;
+use crate::engine::entry::{Attempt, Entry};
 use crate::engine::handle::Handle;
 use crate::engine::hint::Hint;
 use crate::engine::queue::Slot;
-use crate::engine::resource::{Key, Resource, Waited};
+use crate::engine::resource::{Key, PolledAttempt, Resource, Waited};
 use crate::engine::BackoffState;
 use crate::error::Error;
 use crate::mode::LockMode;
 use crate::rt::Task;
 
-use super::{First, Granted};
+use super::{first_of, First, Granted};
 
 /// What an open comes back with.
 pub(super) type Opened = Result<(Key, Box<dyn Resource>), Error>;
@@ -41,6 +41,9 @@ pub(super) enum Phase {
     Queued(Queued),
     /// A future's try-once attempt on a remote resource, made on the pool.
     Trying(Trying),
+    /// A first attempt on a remote resource, made by polling on the
+    /// caller's task.
+    Attempting(Attempting),
     /// A wait on a remote resource timed out; asking who holds it (for the
     /// error) is a round trip, made on the pool and given up at the
     /// instant (the error then names no holder); the time waited.
@@ -58,10 +61,77 @@ impl Phase {
                 Waiting::Retrying(_) => "contending",
                 Waiting::Blocked(..) => "waiting in a blocking call",
             },
-            Phase::Trying(_) => "trying",
+            Phase::Trying(_) | Phase::Attempting(_) => "trying",
             Phase::Finishing(..) => "timing out",
             Phase::Done => "done",
         }
+    }
+}
+
+/// A first attempt made by polling ([`Entry::begin_polled`]): the
+/// resource's turn is this acquisition's until the attempt is settled.
+pub(super) struct Attempting {
+    pub(super) entry: Arc<Entry>,
+    /// `None` once settled.
+    attempt: Option<PolledAttempt>,
+    handle: Arc<Handle>,
+    mode: LockMode,
+    enqueue: bool,
+}
+
+impl Attempting {
+    pub(super) fn new(
+        entry: Arc<Entry>,
+        attempt: PolledAttempt,
+        handle: &Arc<Handle>,
+        mode: LockMode,
+        enqueue: bool,
+    ) -> Attempting {
+        Attempting {
+            entry,
+            attempt: Some(attempt),
+            handle: Arc::clone(handle),
+            mode,
+            enqueue,
+        }
+    }
+
+    /// Polls the attempt; once it has ended, settles it (which ends the
+    /// turn) and says what it came to.
+    pub(super) fn poll<D: Driver>(&mut self, d: &mut D) -> Poll<io::Result<Attempt>> {
+        let Some(attempt) = &mut self.attempt else {
+            return Poll::Ready(Err(io::Error::other("a polled attempt was settled twice")));
+        };
+        let Poll::Ready(polled) = d.poll_attempt(attempt) else {
+            return Poll::Pending;
+        };
+        self.attempt = None;
+        Poll::Ready(
+            self.entry
+                .settle_polled(self.mode, self.enqueue, polled, &self.handle),
+        )
+    }
+}
+
+impl Drop for Attempting {
+    /// Abandoned mid-attempt (dropped, or past its deadline): a pool
+    /// thread polls the attempt to its end, settles it within the turn it
+    /// still holds, and gives back what it took. The turn must outlast the
+    /// request: a lock the request takes is this process's until it is
+    /// released, and another attempt of this process meanwhile would meet
+    /// it (or, sharing its session, be undone by its clean-up).
+    fn drop(&mut self) {
+        let Some(attempt) = self.attempt.take() else {
+            return;
+        };
+        let (entry, handle) = (Arc::clone(&self.entry), Arc::clone(&self.handle));
+        let (mode, enqueue) = (self.mode, self.enqueue);
+        blocking::unblock(move || {
+            let polled = async_io::block_on(attempt);
+            let attempt = entry.settle_polled(mode, enqueue, polled, &handle);
+            give_back(first_of(&handle, entry, attempt), mode, &handle);
+        })
+        .detach();
     }
 }
 

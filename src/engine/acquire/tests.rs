@@ -16,7 +16,9 @@ use futures_lite::FutureExt;
 
 use super::state::{Phase, Waiting};
 use super::{Core, Driver, Granted, Work};
-use crate::engine::resource::{Attempted, BlockingWait, Holders, Key, Params, Upgrade, Waited};
+use crate::engine::resource::{
+    Attempted, BlockingWait, Holders, Key, Params, Polled, PolledAttempt, Upgrade, Waited,
+};
 use crate::engine::{Abandon, Backoff, Config, Handle, Hint, Opener, Resource};
 use crate::error::{Error, ErrorKind};
 use crate::mode::{LockMode, Wait, WaitStrategy};
@@ -118,6 +120,10 @@ impl Driver for TestDriver {
 
     fn poll_task<T: Send + 'static>(&mut self, task: &mut Task<T>) -> Poll<io::Result<T>> {
         task.poll(&mut noop())
+    }
+
+    fn poll_attempt(&mut self, attempt: &mut PolledAttempt) -> Poll<io::Result<Polled>> {
+        attempt.as_mut().poll(&mut noop())
     }
 
     fn may_block(&self) -> bool {
