@@ -456,7 +456,8 @@ fn abandoned_attempts_leave_no_lock_behind() {
     let (_, oid, id) = probe.key_of(&table, "t");
     let blocker = Raw::connect(&url);
     let stall = Duration::from_millis(150);
-    let attempts: [(&str, fn(&lockyard::postgres::PgLock) -> lockyard::Acquire); 3] = [
+    type Start = fn(&lockyard::postgres::PgLock) -> lockyard::Acquire;
+    let attempts: [(&str, Start); 3] = [
         ("try_lock_async", |l| l.try_lock_async()),
         ("lock().await", |l| l.lock()),
         ("lock_timeout", |l| {

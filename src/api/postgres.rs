@@ -740,9 +740,13 @@ impl PgLock {
         self.inner.try_lock()
     }
 
-    /// One attempt at the exclusive lock, as a future: its round trips are
-    /// made on the blocking pool, so the executor's thread keeps running
-    /// other tasks and timers while the server answers.
+    /// One attempt at the exclusive lock, as a future: its statement is sent
+    /// and its reply read as the future is polled, never blocking the
+    /// executor's thread (a round trip that would, such as opening a
+    /// connection, is made on the blocking pool), so the thread keeps
+    /// running other tasks and timers while the server answers. Dropped
+    /// before the answer, the attempt is seen to its end in the background
+    /// and a lock it took is released.
     ///
     /// # Examples
     ///

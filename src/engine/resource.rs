@@ -18,6 +18,8 @@
 //! - `try_acquire` never waits for another holder, and returns quickly:
 //!   the engine calls it inline, inside a future's `poll` (one system call
 //!   for a file), unless the resource is [`remote`](Resource::remote).
+//!   A remote resource may instead offer an attempt to poll
+//!   ([`attempt_polled`](Resource::attempt_polled)), which never blocks.
 //!   Anything that may wait goes in the task from
 //!   [`blocking_wait`](Resource::blocking_wait),
 //!   which owns what it needs and must release whatever it took if its
@@ -292,8 +294,9 @@ pub(crate) trait Resource: Send + Sync + fmt::Debug {
     fn supports_shared(&self) -> bool;
 
     /// Whether an attempt is a network round trip. The engine then never
-    /// makes one inline in an async poll or under a deadline: a future's
-    /// attempt runs on the pool, a waiter's through the
+    /// makes one that blocks in an async poll or under a deadline: a
+    /// future's attempt is polled ([`attempt_polled`](Self::attempt_polled))
+    /// or runs on the pool, a waiter's through the
     /// [`blocking_wait`](Self::blocking_wait) task, and only blocking
     /// callers with no deadline call [`try_acquire`](Self::try_acquire) on
     /// their own thread.
@@ -302,7 +305,7 @@ pub(crate) trait Resource: Send + Sync + fmt::Debug {
     }
 
     /// For a [`remote`](Self::remote) resource: whether an acquisition that
-    /// may wait attempts (on the pool) before it waits. Worth it when an
+    /// may wait attempts (polled, or on the pool) before it waits. Worth it when an
     /// attempt holds the lock somewhere cheaper than a wait would (a
     /// session shared with other holds, rather than the wait's own).
     fn attempts_before_waiting(&self) -> bool {

@@ -9,8 +9,11 @@
 //! thread. The engine makes these calls only where blocking is allowed (a
 //! blocking wait's task, a blocking caller, a background release), never
 //! on the caller's executor, so a current-thread runtime blocked in a call
-//! cannot starve the connection it waits for. One call at a time uses a
-//! session (they take turns); a session nobody uses is not read until its
+//! cannot starve the connection it waits for. The one exception blocks
+//! nothing: a future's first attempt sends its statement ([`Conn::send`])
+//! and drives the protocol from its own polls ([`Conn::drive`]), keeping
+//! the session's turn in between. One call at a time uses a session (they
+//! take turns, see `turn`); a session nobody uses is not read until its
 //! next use, when a closed socket is found at once.
 
 use std::collections::HashMap;

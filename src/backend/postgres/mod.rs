@@ -11,6 +11,10 @@
 //!   the hold's session without waiting for its reply (read by one drainer
 //!   per session); the next attempt of the same lock goes to that session,
 //!   after the unlock, so a release is never overtaken by its own process.
+//! - **Attempting.** A future's first attempt is driven by its own task
+//!   (`polled`): the statement leaves from its thread and the reply is
+//!   read as it is polled, with no thread wake-up beyond the round trip.
+//!   What would block (opening a session, one in use) goes to the pool.
 //! - **Waiting.** Only the head of the engine's queue waits in the server
 //!   (`pg_advisory_lock`, which hands the lock over as soon as it is
 //!   free), on a blocking-pool thread: a thousand waiting tasks use one

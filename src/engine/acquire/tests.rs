@@ -163,6 +163,11 @@ struct Script {
     /// Attempts wait for a message on this (at most 20 s).
     attempt_gate: Mutex<Option<std::sync::mpsc::Receiver<()>>>,
     releases: AtomicUsize,
+    /// Attempts are made by polling ([`Resource::attempt_polled`]); each
+    /// answers once `answer` is set.
+    polled: bool,
+    answer: AtomicBool,
+    polled_attempts: AtomicUsize,
 }
 
 #[derive(Debug)]
@@ -220,6 +225,29 @@ impl Resource for Scripted {
 
     fn attempts_before_waiting(&self) -> bool {
         self.0.attempts_first
+    }
+
+    fn polls_attempts(&self) -> bool {
+        self.0.polled
+    }
+
+    fn attempt_polled(&self, _mode: LockMode, _p: Params<'_>) -> Option<PolledAttempt> {
+        let script = Arc::clone(&self.0);
+        script.polled_attempts.fetch_add(1, Ordering::SeqCst);
+        Some(Box::pin(futures_lite::future::poll_fn(move |cx| {
+            if !script.answer.load(Ordering::SeqCst) {
+                // Asked again soon: a pool thread's `block_on` polls only
+                // when woken.
+                cx.waker().wake_by_ref();
+                std::thread::sleep(Duration::from_micros(200));
+                return Poll::Pending;
+            }
+            Poll::Ready(Ok(if script.held_elsewhere.load(Ordering::SeqCst) {
+                Polled::Busy
+            } else {
+                Polled::Locked(Box::new(()))
+            }))
+        })))
     }
 
     fn try_acquire(&self, _mode: LockMode, _p: Params<'_>) -> io::Result<Attempted> {
@@ -585,6 +613,105 @@ fn a_wait_abandoned_after_its_round_trip_queued_it_leaves_the_queue() {
     let mut blocking = TestDriver::new(true);
     let mut again = Core::new(Arc::clone(&h), LockMode::Exclusive, Wait::TryOnce);
     assert!(matches!(blocking.poll(&mut again), Poll::Ready(Ok(_))));
+}
+
+/// A resource that makes its attempts by polling: a future's first attempt
+/// is polled with the acquisition (no round trip handed out), committed
+/// when it takes the lock, and queues the acquisition when it is busy; a
+/// try-once gets `WouldBlock`.
+#[test]
+fn a_polled_attempt_runs_on_the_acquisitions_task() {
+    let script = Arc::new(Script {
+        remote: true,
+        attempts_first: true,
+        polled: true,
+        blocking: Mutex::new(Some(Waited::Locked(Box::new(())))),
+        ..Script::default()
+    });
+    let h = handle(&script, WaitStrategy::Backoff);
+    let mut d = TestDriver::new(false);
+    let mut core = Core::new(Arc::clone(&h), LockMode::Exclusive, Wait::Forever);
+    assert!(d.poll(&mut core).is_pending());
+    assert_eq!(core.phase.name(), "trying");
+    assert!(d.poll(&mut core).is_pending());
+    script.answer.store(true, Ordering::SeqCst);
+    let Poll::Ready(Ok((entry, record))) = d.poll(&mut core) else {
+        panic!("not acquired");
+    };
+    assert_eq!(d.ran, [Work::Open]);
+    assert_eq!(script.polled_attempts.load(Ordering::SeqCst), 1);
+    assert_eq!(script.attempts.load(Ordering::SeqCst), 0);
+    assert_eq!(script.commits.load(Ordering::SeqCst), 1);
+    entry.release(LockMode::Exclusive, record, &h).unwrap();
+
+    // Busy: it queues, and its blocking wait gets the lock.
+    script.held_elsewhere.store(true, Ordering::SeqCst);
+    let mut d = TestDriver::new(false);
+    let mut core = Core::new(Arc::clone(&h), LockMode::Exclusive, Wait::Forever);
+    let Poll::Ready(Ok((entry, record))) = d.poll(&mut core) else {
+        panic!("not acquired");
+    };
+    assert_eq!(d.ran, [Work::BlockingWait]);
+    assert_eq!(script.polled_attempts.load(Ordering::SeqCst), 2);
+    assert_eq!(script.commits.load(Ordering::SeqCst), 2);
+    entry.release(LockMode::Exclusive, record, &h).unwrap();
+
+    // Busy for a try-once: WouldBlock, and the turn is over.
+    let mut d = TestDriver::new(false);
+    let mut once = Core::new(Arc::clone(&h), LockMode::Exclusive, Wait::TryOnce);
+    let Poll::Ready(Err(e)) = d.poll(&mut once) else {
+        panic!("not refused");
+    };
+    assert_eq!(e.kind(), ErrorKind::WouldBlock);
+    script.held_elsewhere.store(false, Ordering::SeqCst);
+    let mut once = Core::new(Arc::clone(&h), LockMode::Exclusive, Wait::TryOnce);
+    assert!(matches!(d.poll(&mut once), Poll::Ready(Ok(_))));
+    assert!(d.ran.is_empty(), "{:?}", d.ran);
+}
+
+/// An acquisition dropped while its polled attempt is unanswered: a pool
+/// thread polls the attempt to its end, commits the lock it took and
+/// releases it, and only then does the next attempt get its turn.
+#[test]
+fn a_dropped_polled_attempt_is_finished_and_given_back() {
+    let script = Arc::new(Script {
+        remote: true,
+        attempts_first: true,
+        polled: true,
+        ..Script::default()
+    });
+    let h = handle(&script, WaitStrategy::Backoff);
+    let mut d = TestDriver::new(false);
+    let mut core = Core::new(Arc::clone(&h), LockMode::Exclusive, Wait::Forever);
+    assert!(d.poll(&mut core).is_pending());
+    drop(core);
+    // The turn is still the abandoned attempt's: a try-once meanwhile
+    // finds an operation in flight, makes its attempt on the pool (inline
+    // here), which lets the operation go on a while and then refuses.
+    let mut once = Core::new(Arc::clone(&h), LockMode::Exclusive, Wait::TryOnce);
+    let Poll::Ready(Err(e)) = d.poll(&mut once) else {
+        panic!("the turn was not kept");
+    };
+    assert_eq!(e.kind(), ErrorKind::WouldBlock);
+    assert_eq!(d.ran, [Work::Open, Work::RoundTrip]);
+    assert_eq!(script.attempts.load(Ordering::SeqCst), 0);
+    assert_eq!(script.releases.load(Ordering::SeqCst), 0);
+    script.answer.store(true, Ordering::SeqCst);
+    let patience = Instant::now() + Duration::from_secs(20);
+    while script.releases.load(Ordering::SeqCst) == 0 {
+        assert!(
+            Instant::now() < patience,
+            "the abandoned lock was never released"
+        );
+        std::thread::sleep(MS);
+    }
+    assert_eq!(script.commits.load(Ordering::SeqCst), 1);
+    let mut again = Core::new(Arc::clone(&h), LockMode::Exclusive, Wait::Forever);
+    let Poll::Ready(Ok((entry, record))) = d.poll(&mut again) else {
+        panic!("not acquired after the abandoned attempt");
+    };
+    assert_eq!(script.polled_attempts.load(Ordering::SeqCst), 2);
+    entry.release(LockMode::Exclusive, record, &h).unwrap();
 }
 
 /// A future dropped while its try on a remote resource is on the pool
