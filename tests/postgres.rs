@@ -40,6 +40,7 @@ fn main() {
         ),
         case!(timed_out_waits_leave_nothing_behind, [POSTGRES]),
         case!(abandoned_attempts_leave_no_lock_behind, [POSTGRES]),
+        case!(a_release_reaches_the_server_on_its_own, [POSTGRES]),
         case!(a_thousand_waiters_use_one_waiting_session, [POSTGRES]),
         case!(a_terminated_session_is_a_lost_lock, [POSTGRES]),
         case!(a_termination_during_a_query_is_lost_not_io, [POSTGRES]),
@@ -437,6 +438,35 @@ fn timed_out_waits_leave_nothing_behind() {
     let _: bool = holder.one("SELECT pg_advisory_unlock($1)", &[&key]);
     assert_eq!(holder.settle(oid, id, Duration::from_secs(5)), (0, 0));
     drop(lock.try_lock().unwrap());
+}
+
+/// A release on a session other holds share leaves without waiting for
+/// its reply, which nobody may ever read: with nothing else done on the
+/// session afterwards (the other holds kept, no lockyard call made), the
+/// server still sees the unlock, for each of many releases in a row.
+fn a_release_reaches_the_server_on_its_own() {
+    let url = server();
+    let table = fresh_table("release_alone");
+    let pg = locks(&url, &table).sessions(1);
+    let keep = pg.lock_named("kept").unwrap();
+    let _kept = keep.try_lock().unwrap();
+    let probe = Raw::connect(&url);
+    for round in 0..50 {
+        let name = format!("n{round}");
+        let lock = pg.lock_named(&name).unwrap();
+        let guard = match round % 2 {
+            0 => lock.try_lock().unwrap(),
+            _ => futures_lite::future::block_on(lock.lock()).unwrap(),
+        };
+        let (_, oid, id) = probe.key_of(&table, &name);
+        assert_eq!(probe.sessions_on(oid, id), (1, 0));
+        drop(guard);
+        assert_eq!(
+            probe.settle(oid, id, Duration::from_secs(10)),
+            (0, 0),
+            "round {round}: the unlock never reached the server"
+        );
+    }
 }
 
 /// A future's first attempt is made on its own task; dropped (or timed

@@ -21,7 +21,7 @@ use std::future::Future;
 use std::io;
 use std::net::ToSocketAddrs;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -37,7 +37,6 @@ use super::pool::WaitPlace;
 use super::tls::{PgSocket, Protocol, Tls};
 use super::turn::Turn;
 use crate::engine::Abandon;
-use tokio_util::compat::FuturesAsyncReadCompatExt;
 
 /// A byte stream to the server: TCP or a Unix socket.
 pub(super) trait Duplex: AsyncRead + AsyncWrite + Send + Unpin {}
@@ -78,6 +77,9 @@ pub(super) struct Conn {
     /// The place this session takes among a process's waiting sessions
     /// (see `pool`), given back when it is dropped or stops counting.
     place: Mutex<Option<WaitPlace>>,
+    /// How many writes the socket refused for now, where the protocol
+    /// writes straight to it (no TLS): see [`Conn::send_and_forget`].
+    stalls: Option<Arc<AtomicU64>>,
 }
 
 impl std::fmt::Debug for Conn {
@@ -98,6 +100,7 @@ impl Conn {
     ) -> io::Result<Conn> {
         async_io::block_on(unless(abandon, async {
             let (socket, host) = dial(config).await?;
+            let stalls = tls.writes_through().then(|| socket.stalls());
             let limit = connect_timeout(config);
             let (client, connection) = tls
                 .start(socket, config, &host)
@@ -120,6 +123,7 @@ impl Conn {
                 forgotten: Mutex::new(Vec::new()),
                 draining: AtomicBool::new(false),
                 place: Mutex::new(None),
+                stalls,
             })
         }))
         .and_then(|conn| {
@@ -259,19 +263,31 @@ impl Conn {
     }
 
     /// Runs `sql` (with the one parameter `key`) without waiting for its
-    /// reply when it can be put on the wire at once ([`send_now`]); its
-    /// reply is then read on the blocking pool by one drainer per session,
-    /// so that the statement is surely delivered and the session's replies
-    /// never pile up. Otherwise (the session busy, the statement not yet
-    /// prepared) it runs here. Its outcome is not reported: for an unlock
-    /// on a session other holds share, there is nobody to report it to.
+    /// reply when it can be put on the wire at once ([`send_now`]).
+    /// Otherwise (the session busy, the statement not yet prepared) it
+    /// runs here. Its outcome is not reported: for an unlock on a session
+    /// other holds share, there is nobody to report it to.
+    ///
+    /// The statement must surely reach the server, and the session's
+    /// replies must not pile up. Where the protocol writes straight to the
+    /// socket and the socket refused no write while the statement was
+    /// sent, the statement is in the kernel's hands: it reaches the server
+    /// whatever this process does next, and its reply is read (and
+    /// dropped) by the session's next use. Otherwise its reply is read on
+    /// the blocking pool, by one drainer per session, which also finishes
+    /// the sending.
     ///
     /// [`send_now`]: Self::send_now
     pub(super) fn send_and_forget(self: &Arc<Self>, sql: &str, key: i64) {
+        let stalls = self.stalls.as_ref().map(|s| s.load(Ordering::Relaxed));
         let Some(reply) = self.send_now(sql, key) else {
             let _ = self.run(self.query_one(sql, &[&key]));
             return;
         };
+        let refused = self.stalls.as_ref().map(|s| s.load(Ordering::Relaxed));
+        if stalls.is_some() && stalls == refused {
+            return;
+        }
         lock(&self.forgotten).push(reply);
         if !self.draining.swap(true, Ordering::AcqRel) {
             let conn = Arc::clone(self);
@@ -319,7 +335,7 @@ impl Conn {
             .await
             .map_err(to_io)?;
         let mut rest = Vec::new();
-        let inner = socket.0.get_mut();
+        let inner = socket.get_mut();
         inner
             .read_to_end(&mut rest)
             .or(async {
@@ -410,7 +426,7 @@ async fn dial(config: &Config) -> io::Result<(PgSocket, String)> {
             ))
         });
         match timed.await {
-            Ok(stream) => return Ok((PgSocket(stream.compat()), host_name(host))),
+            Ok(stream) => return Ok((PgSocket::new(stream), host_name(host))),
             Err(e) => last = Some(e),
         }
     }

@@ -9,6 +9,7 @@ use std::fmt;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -35,7 +36,38 @@ use super::conn::{to_io, Duplex};
 /// futures_io::<PgSocket>();
 /// tokio_io::<PgSocket>();
 /// ```
-pub struct PgSocket(pub(super) Compat<Pin<Box<dyn Duplex>>>);
+pub struct PgSocket {
+    stream: Compat<Pin<Box<dyn Duplex>>>,
+    /// How many writes (and flushes) the socket refused for now, for
+    /// whoever needs to know whether bytes handed to it reached the kernel.
+    stalls: Arc<AtomicU64>,
+}
+
+impl PgSocket {
+    pub(super) fn new(stream: Pin<Box<dyn Duplex>>) -> PgSocket {
+        PgSocket {
+            stream: stream.compat(),
+            stalls: Arc::default(),
+        }
+    }
+
+    /// The count of writes and flushes this socket refused with `Pending`.
+    pub(super) fn stalls(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.stalls)
+    }
+
+    /// The socket itself.
+    pub(super) fn get_mut(&mut self) -> &mut Pin<Box<dyn Duplex>> {
+        self.stream.get_mut()
+    }
+
+    fn counted<T>(&self, done: Poll<T>) -> Poll<T> {
+        if done.is_pending() {
+            self.stalls.fetch_add(1, Ordering::Relaxed);
+        }
+        done
+    }
+}
 
 impl fmt::Debug for PgSocket {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -49,7 +81,7 @@ impl AsyncRead for PgSocket {
         cx: &mut Context<'_>,
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
-        self.0.get_mut().as_mut().poll_read(cx, buf)
+        self.stream.get_mut().as_mut().poll_read(cx, buf)
     }
 }
 
@@ -59,15 +91,17 @@ impl AsyncWrite for PgSocket {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        self.0.get_mut().as_mut().poll_write(cx, buf)
+        let done = self.stream.get_mut().as_mut().poll_write(cx, buf);
+        self.counted(done)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.0.get_mut().as_mut().poll_flush(cx)
+        let done = self.stream.get_mut().as_mut().poll_flush(cx);
+        self.counted(done)
     }
 
     fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.0.get_mut().as_mut().poll_close(cx)
+        self.stream.get_mut().as_mut().poll_close(cx)
     }
 }
 
@@ -77,7 +111,7 @@ impl tokio::io::AsyncRead for PgSocket {
         cx: &mut Context<'_>,
         buf: &mut tokio::io::ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_read(cx, buf)
+        Pin::new(&mut self.stream).poll_read(cx, buf)
     }
 }
 
@@ -87,15 +121,17 @@ impl tokio::io::AsyncWrite for PgSocket {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write(cx, buf)
+        let done = Pin::new(&mut self.stream).poll_write(cx, buf);
+        self.counted(done)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_flush(cx)
+        let done = Pin::new(&mut self.stream).poll_flush(cx);
+        self.counted(done)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_shutdown(cx)
+        Pin::new(&mut self.stream).poll_shutdown(cx)
     }
 }
 
@@ -324,6 +360,13 @@ pub(crate) trait Tls: Send + Sync {
     /// Starts a session on `socket`, to `host` (the name the certificate
     /// must carry).
     fn start<'a>(&'a self, socket: PgSocket, config: &'a Config, host: &'a str) -> Startup<'a>;
+
+    /// Whether the session's protocol writes straight to the socket, with
+    /// no layer of its own that could hold written bytes back: then a send
+    /// the socket never refused has reached the kernel.
+    fn writes_through(&self) -> bool {
+        false
+    }
 }
 
 /// No TLS: a configuration that asks for it (`sslmode=require`) fails at
@@ -332,6 +375,10 @@ pub(crate) trait Tls: Send + Sync {
 pub(crate) struct Clear;
 
 impl Tls for Clear {
+    fn writes_through(&self) -> bool {
+        true
+    }
+
     fn start<'a>(&'a self, socket: PgSocket, config: &'a Config, _host: &'a str) -> Startup<'a> {
         Box::pin(async move {
             let (client, protocol) = config.connect_raw(socket, NoTls).await.map_err(to_io)?;
