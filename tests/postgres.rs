@@ -1201,10 +1201,11 @@ fn kept_ticking(took: Duration, ticks: u32) -> bool {
     u128::from(ticks) * 10 * 2 >= took.as_millis()
 }
 
-/// A try as a future, and the holder question asked when a wait times
-/// out, make their round trips on the pool: while the server does not
-/// answer (a proxy holds what the client sends), a single-threaded
-/// executor keeps running its timers.
+/// A try as a future (its statement driven by its own polls), and the
+/// holder question asked when a wait times out (on the pool), never block
+/// the executor's thread: while the server does not answer (a proxy holds
+/// what the client sends), a single-threaded executor keeps running its
+/// timers.
 fn a_future_never_waits_on_the_server_on_its_executor_thread() {
     let url = server();
     let proxy = Arc::new(pg::Proxy::start(&url));

@@ -23,6 +23,9 @@
 //! 2 s while the child waits, and the server's processor time over it says
 //! what a wait costs the server). The libraries take turns in three passes.
 //!
+//! `ONLY=Raw,Lockyard` (row names as the `Lib` enum spells them) runs only
+//! those rows, for a quick comparison of two builds taking turns.
+//!
 //! `WAIT_LOAD=N` measures something else instead: N tasks of one process
 //! wait for N different names held elsewhere, with the default waiting
 //! sessions and with `waiting_sessions(0)`; for each, the sessions the
@@ -313,6 +316,15 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.min(sorted.len()) - 1]
 }
 
+/// Whether `lib` is measured: every library, unless `ONLY` (a comma-
+/// separated list of row names, as `{lib:?}` spells them, e.g.
+/// `Raw,Lockyard`) names a few.
+fn wanted(lib: Lib) -> bool {
+    std::env::var("ONLY").map_or(true, |only| {
+        only.split(',').any(|l| l == format!("{lib:?}"))
+    })
+}
+
 fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| panic!("{name} not set"))
 }
@@ -508,6 +520,9 @@ fn main() {
     let mut loads = vec![None; Lib::ALL.len()];
     for pass in 0..PASSES {
         for (i, lib) in Lib::ALL.into_iter().enumerate() {
+            if !wanted(lib) {
+                continue;
+            }
             let (us, server, held_here) = uncontended(lib, &url, 1_000, held);
             cycle[i].push(us);
             cpu[i].extend(server);
@@ -525,6 +540,9 @@ fn main() {
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut floor = None;
     for (i, lib) in Lib::ALL.into_iter().enumerate() {
+        if !wanted(lib) {
+            continue;
+        }
         cycle[i].sort_by(f64::total_cmp);
         let u = cycle[i][cycle[i].len() / 2];
         let h = &mut waits[i];
