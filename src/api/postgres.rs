@@ -771,8 +771,10 @@ impl PgLock {
     ///
     /// # Cancel safety
     ///
-    /// Cancel safe: dropped while its attempt is under way, the attempt's
-    /// thread releases the lock if it took it.
+    /// Cancel safe: dropped while its attempt is under way, the attempt is
+    /// finished on the blocking pool, which releases the lock if it took
+    /// it (tested against a server whose answer is held back:
+    /// `tests/postgres.rs`, `abandoned_attempts_leave_no_lock_behind`).
     ///
     /// # Errors
     ///
