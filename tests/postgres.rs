@@ -41,6 +41,10 @@ fn main() {
         case!(timed_out_waits_leave_nothing_behind, [POSTGRES]),
         case!(abandoned_attempts_leave_no_lock_behind, [POSTGRES]),
         case!(a_release_reaches_the_server_on_its_own, [POSTGRES]),
+        case!(
+            tasks_on_one_shared_session_take_turns_and_exclude,
+            [POSTGRES]
+        ),
         case!(a_thousand_waiters_use_one_waiting_session, [POSTGRES]),
         case!(a_terminated_session_is_a_lost_lock, [POSTGRES]),
         case!(a_termination_during_a_query_is_lost_not_io, [POSTGRES]),
@@ -110,8 +114,16 @@ fn child_main() {
         "count" => {
             let log = env_path("LOG");
             let rounds: usize = env("ROUNDS").parse().unwrap();
-            for _ in 0..rounds {
-                let guard = lock.lock_blocking().unwrap();
+            for round in 0..rounds {
+                // Every way in: a blocking wait, and a future's first
+                // attempt driven by its own polls, with and without a
+                // deadline.
+                let guard = match round % 3 {
+                    0 => lock.lock_blocking(),
+                    1 => futures_lite::future::block_on(lock.lock()),
+                    _ => futures_lite::future::block_on(lock.lock_timeout(Duration::from_secs(60))),
+                }
+                .unwrap();
                 let text = std::fs::read_to_string(&log).unwrap_or_default();
                 let next = text.lines().count() + 1;
                 std::thread::sleep(Duration::from_micros(fastrand::u64(0..300)));
@@ -438,6 +450,66 @@ fn timed_out_waits_leave_nothing_behind() {
     let _: bool = holder.one("SELECT pg_advisory_unlock($1)", &[&key]);
     assert_eq!(holder.settle(oid, id, Duration::from_secs(5)), (0, 0));
     drop(lock.try_lock().unwrap());
+}
+
+/// Eight threads, each running futures one after the other, take four
+/// names over and over through one shared session (`sessions(1)`), so
+/// that their attempts keep meeting a session another call is using:
+/// every hold is exclusive within its name, tokens rise per name, and no
+/// attempt is left waiting for a wake-up that never comes (each thread has
+/// a deadline).
+fn tasks_on_one_shared_session_take_turns_and_exclude() {
+    use std::sync::atomic::AtomicBool;
+    let url = server();
+    let table = fresh_table("turns");
+    let pg = locks(&url, &table).sessions(1);
+    let names: Arc<Vec<_>> = Arc::new(
+        (0..4)
+            .map(|i| {
+                let lock = pg.lock_named(&format!("n{i}")).unwrap();
+                (lock, AtomicBool::new(false), std::sync::Mutex::new(0u64))
+            })
+            .collect(),
+    );
+    let cycles = Arc::new(AtomicUsize::new(0));
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let (names, cycles) = (Arc::clone(&names), Arc::clone(&cycles));
+            std::thread::spawn(move || {
+                pg::within(Duration::from_secs(60), move || {
+                    for round in 0..40 {
+                        let (lock, busy, last) = &names[(t + round) % names.len()];
+                        let guard = futures_lite::future::block_on(async {
+                            match round % 2 {
+                                0 => lock.lock().await,
+                                _ => lock.lock_timeout(Duration::from_secs(30)).await,
+                            }
+                        })
+                        .unwrap();
+                        assert!(!busy.swap(true, Ordering::SeqCst), "two holders at once");
+                        let token = guard.token().expect("a token");
+                        let mut last = last.lock().unwrap();
+                        assert!(token > *last, "token {token} after {}", *last);
+                        *last = token;
+                        drop(last);
+                        std::thread::yield_now();
+                        busy.store(false, Ordering::SeqCst);
+                        drop(guard);
+                        cycles.fetch_add(1, Ordering::SeqCst);
+                    }
+                })
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("a thread failed");
+    }
+    assert_eq!(cycles.load(Ordering::SeqCst), 8 * 40);
+    let probe = Raw::connect(&url);
+    for i in 0..4 {
+        let (_, oid, id) = probe.key_of(&table, &format!("n{i}"));
+        assert_eq!(probe.settle(oid, id, Duration::from_secs(10)), (0, 0));
+    }
 }
 
 /// A release on a session other holds share leaves without waiting for
