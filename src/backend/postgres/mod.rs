@@ -430,6 +430,33 @@ struct Hold {
     record: Option<Arc<HolderRecord>>,
 }
 
+impl Hold {
+    /// The hold of an attempt that took the lock on `session`; an
+    /// exclusive one carries the record of its `token`. Without a token
+    /// (the name's row is gone) the hold is dropped, which releases, and
+    /// the error says why.
+    fn taken(
+        server: &Arc<PgServer>,
+        session: Session,
+        mode: LockMode,
+        key: i64,
+        token: Option<i64>,
+        options: &LockOptions,
+    ) -> io::Result<Hold> {
+        let mut hold = Hold {
+            server: Arc::clone(server),
+            session: Some(session),
+            mode,
+            key,
+            record: None,
+        };
+        if mode == LockMode::Exclusive {
+            hold.record = Some(record_of(token, options)?);
+        }
+        Ok(hold)
+    }
+}
+
 impl Drop for Hold {
     fn drop(&mut self) {
         match self.session.take() {
@@ -746,17 +773,7 @@ fn retry_on_shared(
         let session = server.session_unless(abandon)?;
         match session.run(attempt(server, &session, mode, key, id, &holder)) {
             Ok((true, token)) => {
-                let mut hold = Hold {
-                    server: Arc::clone(server),
-                    session: Some(session),
-                    mode,
-                    key,
-                    record: None,
-                };
-                if mode == LockMode::Exclusive {
-                    // An error drops the hold, which releases.
-                    hold.record = Some(record_of(token, options)?);
-                }
+                let hold = Hold::taken(server, session, mode, key, token, options)?;
                 return Ok(Retried::Locked(hold));
             }
             Ok((false, _)) => server.pool.done(session),

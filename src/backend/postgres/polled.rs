@@ -18,9 +18,7 @@ use std::task::{Context, Poll};
 
 use super::conn::{to_io, Conn, Owned, Reply};
 use super::pool::Session;
-use super::{
-    attempt, discard, outcome_of, record_of, session_after, sql, Hold, Holder, PgServer, Release,
-};
+use super::{attempt, discard, outcome_of, session_after, sql, Hold, Holder, PgServer, Release};
 use crate::engine::Polled;
 use crate::mode::LockMode;
 use crate::options::LockOptions;
@@ -295,23 +293,10 @@ fn conclude(
     result: io::Result<(bool, Option<i64>)>,
 ) -> Concluded {
     match result {
-        Ok((true, token)) => {
-            let mut hold = Hold {
-                server: Arc::clone(server),
-                session: Some(session),
-                mode,
-                key,
-                record: None,
-            };
-            if mode == LockMode::Exclusive {
-                // An error drops the hold, which releases.
-                match record_of(token, options) {
-                    Ok(record) => hold.record = Some(record),
-                    Err(e) => return Concluded::Done(Err(e)),
-                }
-            }
-            Concluded::Done(Ok(Polled::Locked(Box::new(hold))))
-        }
+        Ok((true, token)) => Concluded::Done(
+            Hold::taken(server, session, mode, key, token, options)
+                .map(|hold| Polled::Locked(Box::new(hold))),
+        ),
         Ok((false, _)) => {
             server.pool.done(session);
             Concluded::Done(Ok(Polled::Busy))
