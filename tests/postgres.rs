@@ -16,7 +16,9 @@ use lockyard::postgres::PgLocks;
 use lockyard::{ErrorKind, LockMode, Wait};
 
 use common::{env_path, next_message, say, spawn_child, tempdir, Children, ROLE_VAR};
-use harness::{case, POSTGRES, POSTGRES_TLS};
+#[cfg(not(target_os = "macos"))]
+use harness::POSTGRES_TLS;
+use harness::{case, POSTGRES};
 use pg::{fresh_table, locks, server, Raw};
 
 const ENTRY: &str = "child_main";

@@ -36,5 +36,8 @@ pub(crate) use entry::Entry;
 pub(crate) use handle::{Config, Handle, Opener};
 pub(crate) use hint::Hint;
 pub(crate) use resource::{
-    Attempted, BlockingWait, Holders, Key, Params, Polled, PolledAttempt, Resource, Upgrade, Waited,
+    Attempted, BlockingWait, Holders, Key, Params, Resource, Upgrade, Waited,
 };
+// Only the PostgreSQL backend makes attempts to be polled.
+#[cfg(feature = "postgres")]
+pub(crate) use resource::{Polled, PolledAttempt};

@@ -92,6 +92,10 @@ impl fmt::Debug for Waited {
 }
 
 /// What an attempt made by polling ([`Resource::attempt_polled`]) came to.
+#[cfg_attr(
+    not(any(feature = "postgres", test)),
+    allow(dead_code, reason = "only the PostgreSQL backend polls its attempts")
+)]
 pub(crate) enum Polled {
     /// The lock, held through what the backend made for the attempt, to be
     /// committed with [`Resource::commit_wait`]. Dropped uncommitted, it

@@ -6,6 +6,11 @@
 //! - `raw + token`: the same, with a committed row update (a durable
 //!   fencing token) in the lock statement: the cost of the mechanism
 //!   lockyard uses for its tokens, alone;
+//! - `raw + token, via a thread`: the same statements run by a thread of
+//!   their own (a tokio runtime there reads the replies), the caller
+//!   blocked until that thread hands each result over: the mechanism as
+//!   a future without a runtime of its own meets it when its wait in the
+//!   server runs elsewhere (one more thread wake-up per round trip);
 //! - `lockyard` (`lock().await` under `block_on`, no tokio runtime) and
 //!   `lockyard-blocking` (`lock_blocking`): lockyard's `PgLock`, which also
 //!   bumps a durable fencing token on every exclusive hold; its holds share
@@ -57,6 +62,7 @@ const RAW_KEY: i64 = 0x5eed_0001;
 enum Lib {
     Raw,
     RawToken,
+    RawTokenHop,
     Lockyard,
     LockyardOwnSessions,
     LockyardTrying,
@@ -66,9 +72,10 @@ enum Lib {
 }
 
 impl Lib {
-    const ALL: [Lib; 8] = [
+    const ALL: [Lib; 9] = [
         Lib::Raw,
         Lib::RawToken,
+        Lib::RawTokenHop,
         Lib::Lockyard,
         Lib::LockyardOwnSessions,
         Lib::LockyardTrying,
@@ -81,6 +88,7 @@ impl Lib {
         match self {
             Lib::Raw => "raw pg_advisory_lock (floor)",
             Lib::RawToken => "raw, + token UPDATE in the lock statement",
+            Lib::RawTokenHop => "raw + token UPDATE, via a thread (one more wake-up)",
             Lib::Lockyard => "lockyard lock().await",
             Lib::LockyardOwnSessions => "lockyard lock().await, sessions(0): a session per hold",
             Lib::LockyardTrying => "lockyard lock().await, waiting_sessions(0): waits try",
@@ -107,6 +115,9 @@ enum Locker {
         unlock: tokio_postgres::Statement,
         conn: Protocol,
     },
+    /// A `Raw` locker on a thread of its own: each lock or unlock is sent
+    /// there, and the caller sleeps until the thread hands the result back.
+    Hop(Hop),
     /// The lock, and the other names this process holds meanwhile (kept
     /// for their drop).
     Lockyard(
@@ -151,6 +162,33 @@ impl Locker {
     fn new(lib: Lib, url: &str, held: usize) -> Locker {
         let name = format!("bench/{lib:?}");
         match lib {
+            Lib::RawTokenHop => {
+                let url = url.to_owned();
+                let (ops, queue) =
+                    std::sync::mpsc::channel::<(bool, std::sync::mpsc::SyncSender<()>)>();
+                let thread = std::thread::spawn(move || {
+                    let Locker::Raw {
+                        rt,
+                        client,
+                        lock,
+                        unlock,
+                        mut conn,
+                    } = Locker::new(Lib::RawToken, &url, held)
+                    else {
+                        unreachable!("a raw locker")
+                    };
+                    for (take, done) in queue {
+                        let statement = if take { &lock } else { &unlock };
+                        rt.block_on(driven(&mut conn, client.execute(statement, &[&RAW_KEY])))
+                            .expect("lock or unlock");
+                        done.send(()).expect("the caller waits");
+                    }
+                });
+                Locker::Hop(Hop {
+                    ops: Some(ops),
+                    thread: Some(thread),
+                })
+            }
             Lib::Raw | Lib::RawToken => {
                 let rt = runtime();
                 let (client, lock, unlock, conn) = rt.block_on(async {
@@ -255,7 +293,7 @@ impl Locker {
     /// How many other names (raw: keys) it holds meanwhile.
     fn others(&self, raw_held: usize) -> usize {
         match self {
-            Locker::Raw { .. } => raw_held,
+            Locker::Raw { .. } | Locker::Hop(_) => raw_held,
             Locker::Lockyard(_, others) => others.len(),
             Locker::Sqlx { .. } | Locker::Dist { .. } => 0,
         }
@@ -280,6 +318,18 @@ impl Locker {
                     .expect("unlock");
                 r
             }),
+            Locker::Hop(hop) => {
+                let run = |take: bool| {
+                    let (done, result) = std::sync::mpsc::sync_channel(1);
+                    let ops = hop.ops.as_ref().expect("the queue is open");
+                    ops.send((take, done)).expect("the thread runs");
+                    result.recv().expect("the thread answers");
+                };
+                run(true);
+                let r = f();
+                run(false);
+                r
+            }
             Locker::Lockyard(lock, _) => {
                 let guard = if blocking {
                     lock.lock_blocking().expect("lock")
@@ -302,6 +352,23 @@ impl Locker {
                 handle.release().await.expect("unlock");
                 r
             }),
+        }
+    }
+}
+
+/// The thread of a `RawTokenHop` row and the queue of its operations: a
+/// lock (`true`) or an unlock, and where to say it is done.
+struct Hop {
+    ops: Option<std::sync::mpsc::Sender<(bool, std::sync::mpsc::SyncSender<()>)>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Hop {
+    fn drop(&mut self) {
+        // Ends the thread's queue, then waits for its connection to close.
+        drop(self.ops.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
         }
     }
 }
