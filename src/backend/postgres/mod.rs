@@ -895,23 +895,8 @@ fn wait_in_server(
     });
     match end {
         WaitEnd::Granted(token) => {
-            let record = match mode {
-                LockMode::Exclusive => match record_of(token, &options) {
-                    Ok(rec) => Some(rec),
-                    Err(e) => {
-                        release_later(&server, Arc::new(conn), mode, key).detach();
-                        return Err(e);
-                    }
-                },
-                LockMode::Shared => None,
-            };
-            Ok(Waited::Locked(Box::new(Hold {
-                server: Arc::clone(&server),
-                session: Some(Session::Own(conn)),
-                mode,
-                key,
-                record,
-            })))
+            let hold = Hold::taken(&server, Session::Own(conn), mode, key, token, &options)?;
+            Ok(Waited::Locked(Box::new(hold)))
         }
         WaitEnd::Failed(e) => {
             // Cancelled by someone, a deadlock report, the session ending.
