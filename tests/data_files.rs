@@ -49,7 +49,15 @@ fn child_main() {
             let guard = FileLock::new(&path)
                 .lock_blocking_timeout(Duration::from_secs(30))
                 .unwrap();
-            say(&format!("token {:?}", guard.token().is_some()));
+            if guard.token().is_some() {
+                say("token true");
+            } else {
+                // What the file held, for the failure message: a record
+                // this process could not read as one, or nothing at all.
+                let bytes = std::fs::read(&path).unwrap_or_default();
+                let shown = String::from_utf8_lossy(&bytes[..bytes.len().min(300)]);
+                say(&format!("token false: {} bytes {shown:?}", bytes.len()));
+            }
         }
         other => panic!("unknown role {other}"),
     }
