@@ -97,8 +97,8 @@ pub(crate) fn read_sized_or_known<T>(
 
 /// Whether a record that did not parse may be one read while its writer
 /// was rewriting it: cut short, its checksum not matching, or followed by
-/// the end of a longer record that a writer of an older release had not
-/// cut off yet.
+/// the tail of a longer record not cut off yet (as an older version of
+/// lockyard, and [`write()`], leave it for a moment).
 fn looks_torn(e: &RecordError) -> bool {
     matches!(
         e,
@@ -187,9 +187,10 @@ mod tests {
         assert_eq!(std::fs::read(dir.path().join("a.lock")).unwrap(), short);
     }
 
-    /// The same moment as written by a release that wrote the shorter
-    /// record alone: the old record's tail follows the checksum. It is not
-    /// a record, and it is read again, as a torn read is.
+    /// The same moment where the shorter record was written alone (an
+    /// older version of lockyard, [`write()`]): the old record's tail follows
+    /// the checksum. That is no record, and it is read again, as a torn
+    /// read is.
     #[test]
     fn the_old_tail_after_a_checksum_counts_as_torn() {
         let long = record_bytes("an owner with a long name, longer than the next one");
