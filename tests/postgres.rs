@@ -74,6 +74,10 @@ fn main() {
             [POSTGRES]
         ),
         case!(
+            a_future_hears_its_grant_without_a_pool_thread_once_a_session_is_idle,
+            [POSTGRES]
+        ),
+        case!(
             bad_input_gets_typed_errors_naming_server_and_lock,
             [POSTGRES]
         ),
@@ -1351,6 +1355,107 @@ fn a_future_never_waits_on_the_server_on_its_executor_thread() {
     );
     eprintln!("timed-out wait: {ticks} ticks in {took:?}");
     let _: bool = holder.one("SELECT pg_advisory_unlock($1)", &[&key]);
+}
+
+/// A future's wait in the server runs on its own task once a waiting
+/// session is idle: the grant reaches the task from the thread that reads
+/// the socket (async-io's reactor here), not from a blocking-pool thread
+/// that waited in the server and then wakes the task. The first wait has
+/// no idle session (it opens one on the pool), which shows what the test
+/// tells apart; the waits after it reuse that session, polled. With
+/// `sessions(1)`, a wait's session does not join the shared set, so it
+/// goes idle after its hold.
+fn a_future_hears_its_grant_without_a_pool_thread_once_a_session_is_idle() {
+    let url = server();
+    let table = fresh_table("polledwait");
+    let lock = locks(&url, &table).sessions(1).lock_named("w").unwrap();
+    drop(lock.try_lock().unwrap()); // the shared session, the name's row
+    let holder = Raw::connect(&url);
+    let (key, oid, id) = holder.key_of(&table, "w");
+    let mut woken_by = Vec::new();
+    let mut tokens = Vec::new();
+    for round in 0..4 {
+        let _: i32 = holder.one("SELECT 1 FROM (SELECT pg_advisory_lock($1)) x", &[&key]);
+        let released = std::sync::Mutex::new(None);
+        let (guard, wakes) = std::thread::scope(|s| {
+            s.spawn(|| {
+                // Long enough for the wait to be in the server.
+                std::thread::sleep(Duration::from_millis(300));
+                *released.lock().unwrap() = Some(Instant::now());
+                let ok: bool = holder.one("SELECT pg_advisory_unlock($1)", &[&key]);
+                assert!(ok);
+            });
+            pg::within(Duration::from_secs(20), {
+                let lock = lock.clone();
+                move || waking_threads(lock.lock())
+            })
+        });
+        let guard = guard.unwrap_or_else(|e| panic!("round {round}: {e}"));
+        tokens.push(guard.token().expect("an exclusive hold's token"));
+        drop(guard);
+        let released = released.lock().unwrap().expect("released");
+        // The wake-ups after the release: the grant's.
+        let after: Vec<String> = wakes
+            .into_iter()
+            .filter(|(at, _)| *at >= released)
+            .map(|(_, name)| name)
+            .collect();
+        assert!(
+            !after.is_empty(),
+            "round {round}: granted without a wake-up"
+        );
+        woken_by.push(after);
+    }
+    eprintln!("threads that woke the task after each release: {woken_by:?}");
+    let from_pool = |names: &Vec<String>| names.iter().any(|n| n.starts_with("blocking-"));
+    assert!(
+        from_pool(&woken_by[0]),
+        "the first wait (no idle session yet) was not on the pool: {woken_by:?}"
+    );
+    for (round, names) in woken_by.iter().enumerate().skip(1) {
+        assert!(
+            !from_pool(names),
+            "round {round}: the grant came through a pool thread: {woken_by:?}"
+        );
+    }
+    assert!(tokens.windows(2).all(|t| t[0] < t[1]), "{tokens:?}");
+    assert_eq!(holder.settle(oid, id, Duration::from_secs(5)), (0, 0));
+}
+
+/// Polls `work` to its end on this thread (which runs no reactor), noting
+/// which thread woke it, and when, at each wake-up.
+fn waking_threads<F: std::future::Future>(work: F) -> (F::Output, Vec<(Instant, String)>) {
+    struct Recorder {
+        thread: std::thread::Thread,
+        wakes: std::sync::Mutex<Vec<(Instant, String)>>,
+    }
+    impl std::task::Wake for Recorder {
+        fn wake(self: Arc<Self>) {
+            self.wake_by_ref();
+        }
+        fn wake_by_ref(self: &Arc<Self>) {
+            let name = std::thread::current()
+                .name()
+                .unwrap_or("unnamed")
+                .to_owned();
+            self.wakes.lock().unwrap().push((Instant::now(), name));
+            self.thread.unpark();
+        }
+    }
+    let recorder = Arc::new(Recorder {
+        thread: std::thread::current(),
+        wakes: std::sync::Mutex::new(Vec::new()),
+    });
+    let waker = std::task::Waker::from(Arc::clone(&recorder));
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut work = std::pin::pin!(work);
+    loop {
+        if let std::task::Poll::Ready(out) = work.as_mut().poll(&mut cx) {
+            let wakes = std::mem::take(&mut *recorder.wakes.lock().unwrap());
+            return (out, wakes);
+        }
+        std::thread::park_timeout(Duration::from_millis(100));
+    }
 }
 
 fn bad_input_gets_typed_errors_naming_server_and_lock() {

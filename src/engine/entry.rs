@@ -28,7 +28,7 @@ use super::hint::Hint;
 use super::queue::{Arrival, Cancelled, Held, Queue, Slot, SlotState, Turn};
 use super::registry;
 use super::resource::{
-    Attempted, BlockingWait, Holders, Key, Polled, PolledAttempt, Resource, Upgrade,
+    Attempted, BlockingWait, Holders, Key, Polled, PolledAttempt, PolledWait, Resource, Upgrade,
 };
 use crate::mode::LockMode;
 use crate::record::HolderRecord;
@@ -343,6 +343,12 @@ impl Entry {
         }
         let outcome = self.resource.try_acquire(slot.mode(), h.params());
         self.end_turn(slot, outcome)
+    }
+
+    /// A wait for `slot` made by polling on the caller's task, when the
+    /// backend can start one now.
+    pub(crate) fn polled_wait(&self, slot: &Slot, h: &Handle) -> Option<PolledWait> {
+        self.resource.wait_polled(slot.mode(), h.params())
     }
 
     /// A blocking wait for `slot`, when the backend has one.

@@ -40,4 +40,4 @@ pub(crate) use resource::{
 };
 // Only the PostgreSQL backend makes attempts to be polled.
 #[cfg(feature = "postgres")]
-pub(crate) use resource::{Polled, PolledAttempt};
+pub(crate) use resource::{Polled, PolledAttempt, PolledWait};

@@ -23,7 +23,9 @@
 //!   Anything that may wait goes in the task from
 //!   [`blocking_wait`](Resource::blocking_wait),
 //!   which owns what it needs and must release whatever it took if its
-//!   result is dropped.
+//!   result is dropped, or in the future from
+//!   [`wait_polled`](Resource::wait_polled), which never blocks when polled
+//!   and gives back whatever it took if it is dropped.
 //! - `release` never waits for another holder either: it runs in `Drop`.
 //!   Work that must wait (a network round trip) is deferred by the backend
 //!   itself, which keeps the resource held until it is done.
@@ -118,6 +120,10 @@ impl fmt::Debug for Polled {
 /// (see [`Resource::attempt_polled`]).
 pub(crate) type PolledAttempt = Pin<Box<dyn Future<Output = io::Result<Polled>> + Send>>;
 
+/// A wait for the lock made by polling on the caller's task (see
+/// [`Resource::wait_polled`]).
+pub(crate) type PolledWait = Pin<Box<dyn Future<Output = io::Result<Waited>> + Send>>;
+
 /// A wait that blocks its thread until the lock is granted, and what tells
 /// it that nobody waits for its outcome any more.
 pub(crate) struct BlockingWait {
@@ -209,6 +215,21 @@ pub(crate) trait Resource: Send + Sync + fmt::Debug {
     /// lock call), when the backend has one. None by default: the engine
     /// then retries on its backoff and wake hints.
     fn blocking_wait(&self, _mode: LockMode, _p: Params<'_>) -> Option<BlockingWait> {
+        None
+    }
+
+    /// A wait for the lock made by polling on the caller's task, sparing
+    /// the thread wake-up of a [`blocking_wait`](Self::blocking_wait) on
+    /// the pool (which hears the grant, then wakes the task): asked before
+    /// it, by a caller that would otherwise run that wait on the pool.
+    /// Its `poll` never blocks. Dropped before it ends (the acquisition
+    /// was dropped or timed out), it gives up the wait itself, on a
+    /// thread of its own where that takes blocking calls, and releases a
+    /// lock it was granted meanwhile. It ends as a blocking wait does
+    /// ([`Waited`], committed with [`commit_wait`](Self::commit_wait)).
+    /// `None` (the default, and whenever the resource cannot start one
+    /// without blocking): the engine uses the blocking wait.
+    fn wait_polled(&self, _mode: LockMode, _p: Params<'_>) -> Option<PolledWait> {
         None
     }
 

@@ -116,16 +116,21 @@ pub(crate) async fn unblock<T: Send + 'static>(
     std::future::poll_fn(|cx| task.poll(cx)).await
 }
 
-/// Work handed to a blocking thread, or already done inline.
+/// Work handed to a blocking thread, already done inline, or done by
+/// polling on the caller's task.
 ///
 /// Dropping it abandons the work: the closure still runs to its end on its
 /// thread, and its output is dropped there (closing any file it returns,
-/// which releases any lock that file holds).
+/// which releases any lock that file holds). A polled future is dropped,
+/// and hands what it still holds to a thread of its own (see
+/// `Resource::wait_polled`).
 pub(crate) enum Task<T> {
     Done(Option<T>),
     Pool(blocking::Task<T>),
     #[cfg(feature = "tokio")]
     Tokio(tokio::task::JoinHandle<T>),
+    /// Never blocks when polled: it runs on the task that polls it.
+    Polled(Pin<Box<dyn Future<Output = T> + Send>>),
 }
 
 impl<T> std::fmt::Debug for Task<T> {
@@ -135,6 +140,7 @@ impl<T> std::fmt::Debug for Task<T> {
             Task::Pool(_) => "Task::Pool",
             #[cfg(feature = "tokio")]
             Task::Tokio(_) => "Task::Tokio",
+            Task::Polled(_) => "Task::Polled",
         })
     }
 }
@@ -165,6 +171,7 @@ impl<T: Send + 'static> Task<T> {
             Task::Pool(task) => Pin::new(task).poll(cx).map(Ok),
             #[cfg(feature = "tokio")]
             Task::Tokio(handle) => Pin::new(handle).poll(cx).map(|r| r.map_err(|_| lost())),
+            Task::Polled(work) => work.as_mut().poll(cx).map(Ok),
         }
     }
 }

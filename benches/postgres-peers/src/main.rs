@@ -11,7 +11,10 @@
 //!   blocked until that thread hands each result over: the mechanism as
 //!   a future without a runtime of its own meets it when its wait in the
 //!   server runs elsewhere (one more thread wake-up per round trip);
-//! - `lockyard` (`lock().await` under `block_on`, no tokio runtime) and
+//! - `lockyard` (`lock().await` under `futures_lite::future::block_on`,
+//!   no tokio runtime; `lockyard async_io::block_on` the same under
+//!   async-io's own `block_on`, smol's executor, whose waiting thread runs
+//!   the reactor itself) and
 //!   `lockyard-blocking` (`lock_blocking`): lockyard's `PgLock`, which also
 //!   bumps a durable fencing token on every exclusive hold; its holds share
 //!   a few sessions, and `lockyard sessions(0)` is the same with a session
@@ -64,6 +67,7 @@ enum Lib {
     RawToken,
     RawTokenHop,
     Lockyard,
+    LockyardAsyncIo,
     LockyardOwnSessions,
     LockyardTrying,
     LockyardBlocking,
@@ -72,11 +76,12 @@ enum Lib {
 }
 
 impl Lib {
-    const ALL: [Lib; 9] = [
+    const ALL: [Lib; 10] = [
         Lib::Raw,
         Lib::RawToken,
         Lib::RawTokenHop,
         Lib::Lockyard,
+        Lib::LockyardAsyncIo,
         Lib::LockyardOwnSessions,
         Lib::LockyardTrying,
         Lib::LockyardBlocking,
@@ -90,6 +95,7 @@ impl Lib {
             Lib::RawToken => "raw, + token UPDATE in the lock statement",
             Lib::RawTokenHop => "raw + token UPDATE, via a thread (one more wake-up)",
             Lib::Lockyard => "lockyard lock().await",
+            Lib::LockyardAsyncIo => "lockyard lock().await, async_io::block_on",
             Lib::LockyardOwnSessions => "lockyard lock().await, sessions(0): a session per hold",
             Lib::LockyardTrying => "lockyard lock().await, waiting_sessions(0): waits try",
             Lib::LockyardBlocking => "lockyard lock_blocking()",
@@ -123,6 +129,7 @@ enum Locker {
     Lockyard(
         lockyard::postgres::PgLock,
         #[allow(dead_code)] Vec<lockyard::LockGuard>,
+        Executor,
     ),
     Sqlx {
         rt: tokio::runtime::Runtime,
@@ -229,6 +236,7 @@ impl Locker {
                 }
             }
             Lib::Lockyard
+            | Lib::LockyardAsyncIo
             | Lib::LockyardOwnSessions
             | Lib::LockyardTrying
             | Lib::LockyardBlocking => {
@@ -264,7 +272,12 @@ impl Locker {
                         }
                     }
                 }
-                Locker::Lockyard(lock, others)
+                let executor = if lib == Lib::LockyardAsyncIo {
+                    Executor::AsyncIo
+                } else {
+                    Executor::FuturesLite
+                };
+                Locker::Lockyard(lock, others, executor)
             }
             Lib::Sqlx => {
                 let rt = runtime();
@@ -294,7 +307,7 @@ impl Locker {
     fn others(&self, raw_held: usize) -> usize {
         match self {
             Locker::Raw { .. } | Locker::Hop(_) => raw_held,
-            Locker::Lockyard(_, others) => others.len(),
+            Locker::Lockyard(_, others, _) => others.len(),
             Locker::Sqlx { .. } | Locker::Dist { .. } => 0,
         }
     }
@@ -330,11 +343,13 @@ impl Locker {
                 run(false);
                 r
             }
-            Locker::Lockyard(lock, _) => {
-                let guard = if blocking {
-                    lock.lock_blocking().expect("lock")
-                } else {
-                    futures_lite::future::block_on(lock.lock()).expect("lock")
+            Locker::Lockyard(lock, _, executor) => {
+                let guard = match (blocking, *executor) {
+                    (true, _) => lock.lock_blocking().expect("lock"),
+                    (false, Executor::FuturesLite) => {
+                        futures_lite::future::block_on(lock.lock()).expect("lock")
+                    }
+                    (false, Executor::AsyncIo) => async_io::block_on(lock.lock()).expect("lock"),
                 };
                 let r = f();
                 drop(guard);
@@ -354,6 +369,17 @@ impl Locker {
             }),
         }
     }
+}
+
+/// The executor a `lock().await` row runs under.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Executor {
+    /// `futures_lite::future::block_on`: the thread parks, and async-io's
+    /// reactor (on a thread of its own) hears the server and wakes it.
+    FuturesLite,
+    /// `async_io::block_on` (smol's): the waiting thread runs the reactor
+    /// itself, so it hears the server without a wake-up of another thread.
+    AsyncIo,
 }
 
 /// The thread of a `RawTokenHop` row and the queue of its operations: a

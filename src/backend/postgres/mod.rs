@@ -17,8 +17,10 @@
 //!   What would block (opening a session, one in use) goes to the pool.
 //! - **Waiting.** Only the head of the engine's queue waits in the server
 //!   (`pg_advisory_lock`, which hands the lock over as soon as it is
-//!   free), on a blocking-pool thread: a thousand waiting tasks use one
-//!   session. A wait that is abandoned is cancelled on a socket of its own,
+//!   free): a thousand waiting tasks use one session. A future waits on
+//!   its own task where an idle session is at hand (`polled_wait`), so an
+//!   executor whose thread runs the reactor hears the grant itself;
+//!   otherwise, and for a blocking caller, the wait runs on a thread. A wait that is abandoned is cancelled on a socket of its own,
 //!   read to its end; the statement is then awaited and the session's
 //!   advisory locks all released, so a wait given up never leaves a lock
 //!   granted to nobody.
@@ -33,6 +35,7 @@
 mod config;
 mod conn;
 mod polled;
+mod polled_wait;
 mod pool;
 mod sql;
 mod tls;
@@ -52,7 +55,7 @@ use self::pool::{Pool, Session};
 use self::sql::TableSql;
 use crate::engine::{
     Abandon, Attempted, BlockingWait, FireOnDrop, Hint, Holders, Key, Opener, Params,
-    PolledAttempt, Resource, Upgrade, Waited,
+    PolledAttempt, PolledWait, Resource, Upgrade, Waited,
 };
 use crate::error::{Error, Op, Subject};
 use crate::mode::LockMode;
@@ -838,18 +841,14 @@ fn wait_in_server(
     let holder = Holder::of(&options);
     let end = conn.run(async {
         let statement = async {
-            match mode {
+            let row = match mode {
                 LockMode::Exclusive => {
-                    let row = conn
-                        .query_one(&server.sql.wait_exclusive, &holder.params(&key, &id))
-                        .await?;
-                    row.try_get::<_, Option<i64>>(0).map_err(to_io)
+                    conn.query_one(&server.sql.wait_exclusive, &holder.params(&key, &id))
+                        .await?
                 }
-                LockMode::Shared => {
-                    conn.query_one(sql::WAIT_SHARED, &[&key]).await?;
-                    Ok(None)
-                }
-            }
+                LockMode::Shared => conn.query_one(sql::WAIT_SHARED, &[&key]).await?,
+            };
+            granted_token(mode, &row)
         };
         futures_lite::pin!(statement);
         // The statement is polled first, so a grant that raced the abandon
@@ -863,34 +862,7 @@ fn wait_in_server(
         match first {
             Some(Ok(token)) => WaitEnd::Granted(token),
             Some(Err(e)) => WaitEnd::Failed(e),
-            None => {
-                // Abandoned: the statement must end before the session is
-                // clean. A cancel that the server takes before the
-                // statement has started finds an idle session, which
-                // ignores it, and the statement would then wait in the
-                // server's queue until granted (a ghost waiter): so the
-                // cancel is sent again until the statement ends. Each one
-                // is processed before the next step (see `cancel_running`),
-                // so none can hit a later statement of the session.
-                let mut pause = CANCEL_FIRST_PAUSE;
-                let cancelled = loop {
-                    if let Err(e) = conn.cancel_running().await {
-                        let _ = statement.as_mut().await;
-                        break Err(e);
-                    }
-                    let ended = async { Some(statement.as_mut().await) }
-                        .or(async {
-                            async_io::Timer::after(pause).await;
-                            None
-                        })
-                        .await;
-                    if ended.is_some() {
-                        break Ok(());
-                    }
-                    pause = (pause * 2).min(CANCEL_LAST_PAUSE);
-                };
-                WaitEnd::Abandoned(cancelled)
-            }
+            None => WaitEnd::Abandoned(cancel_until_ended(&conn, statement).await),
         }
     });
     match end {
@@ -908,6 +880,47 @@ fn wait_in_server(
             cancelled?;
             Err(abandoned())
         }
+    }
+}
+
+/// The lock a wait statement's row says was granted: an exclusive hold's
+/// new token (NULL: the name's row is gone), nothing for a shared one.
+fn granted_token(mode: LockMode, row: &tokio_postgres::Row) -> io::Result<Option<i64>> {
+    match mode {
+        LockMode::Exclusive => row.try_get::<_, Option<i64>>(0).map_err(to_io),
+        LockMode::Shared => Ok(None),
+    }
+}
+
+/// Cancels the wait `statement` runs on `conn`, an abandoned wait, and
+/// returns once it has ended (`Err` if a cancel could not be sent; the
+/// statement is then awaited as it is). Until then the session is not
+/// clean. A cancel that the server takes before the statement has started
+/// finds an idle session, which ignores it, and the statement would then
+/// wait in the server's queue until granted (a ghost waiter): so the
+/// cancel is sent again until the statement ends. Each one is processed
+/// before the next step (see `cancel_running`), so none can hit a later
+/// statement of the session. The caller drives the session.
+async fn cancel_until_ended<T>(
+    conn: &Conn,
+    mut statement: std::pin::Pin<&mut impl std::future::Future<Output = T>>,
+) -> io::Result<()> {
+    let mut pause = CANCEL_FIRST_PAUSE;
+    loop {
+        if let Err(e) = conn.cancel_running().await {
+            let _ = statement.as_mut().await;
+            return Err(e);
+        }
+        let ended = async { Some(statement.as_mut().await) }
+            .or(async {
+                async_io::Timer::after(pause).await;
+                None
+            })
+            .await;
+        if ended.is_some() {
+            return Ok(());
+        }
+        pause = (pause * 2).min(CANCEL_LAST_PAUSE);
     }
 }
 
@@ -987,6 +1000,19 @@ impl Resource for PgLock {
             releasing,
             last,
         )))
+    }
+
+    fn wait_polled(&self, mode: LockMode, p: Params<'_>) -> Option<PolledWait> {
+        // The last release's session comes back through its unlock's reply,
+        // which may have to be waited for: the pool's wait reuses it.
+        if lock(&self.releasing).is_some() {
+            return None;
+        }
+        let conn = self.server.pool.waiting_now()?;
+        let server = Arc::clone(&self.server);
+        let wait =
+            polled_wait::PolledWait::start(server, conn, mode, (self.key, self.id), options_of(p))?;
+        Some(Box::pin(wait))
     }
 
     fn blocking_wait(&self, mode: LockMode, p: Params<'_>) -> Option<BlockingWait> {

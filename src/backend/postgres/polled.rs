@@ -237,7 +237,7 @@ impl Drop for PolledTry {
 
 /// Polls a statement's reply, driving the session's protocol (whose turn
 /// the caller keeps) with the task's context.
-fn read(
+pub(super) fn read(
     conn: &Conn,
     reply: &mut Reply,
     cx: &mut Context<'_>,

@@ -135,6 +135,15 @@ impl Pool {
         Some(conn.inspect(|conn| conn.take_place(place)))
     }
 
+    /// [`waiting`](Self::waiting), if it can be had without waiting: an
+    /// idle session, if one is open and a place is free. Never opens one.
+    pub(super) fn waiting_now(&self) -> Option<Conn> {
+        let idle = self.idle_now()?;
+        // Given a session, `waiting` opens none.
+        let opened = || Err(io::Error::other("no session to open here"));
+        self.waiting(Some(idle), opened)?.ok()
+    }
+
     /// Fires when a place among the waiting sessions may have been freed.
     /// Listen before asking for one, so a place freed in between is seen.
     pub(super) fn place_freed(&self) -> EventListener {

@@ -35,10 +35,12 @@ use super::Abandon;
 
 use super::entry::{Attempt, Begun, Entry, Progress, Record};
 use super::handle::Handle;
+use super::queue::Slot;
 use super::resource::{Holders, Waited};
 use super::BackoffState;
 use crate::error::{Error, Op};
 use crate::mode::{LockMode, Wait, WaitStrategy};
+use crate::rt::Task;
 
 /// How long a wait on a remote resource that timed out asks who holds the
 /// lock before it reports the timeout without naming the holder.
@@ -455,9 +457,8 @@ impl Core {
                     let adaptive = self.handle.config.strategy == WaitStrategy::Adaptive
                         && q.entry.recently_contended();
                     if strategy == Strategy::Block || adaptive {
-                        if let Some(wait) = q.entry.blocking_wait(&q.slot, &self.handle) {
-                            let task = d.run(Work::BlockingWait, wait.run);
-                            q.waiting = Waiting::Blocked(task, wait.abandon);
+                        if let Some(waiting) = start_wait(d, &q.entry, &q.slot, &self.handle) {
+                            q.waiting = waiting;
                             // Poll it once: the blocking driver may have run
                             // it to completion already.
                             return Step::Again;
@@ -475,12 +476,11 @@ impl Core {
                     if retry.races_lost >= RACES_BEFORE_BLOCKING
                         && self.handle.config.strategy == WaitStrategy::Adaptive
                     {
-                        if let Some(wait) = q.entry.blocking_wait(&q.slot, &self.handle) {
+                        if let Some(waiting) = start_wait(d, &q.entry, &q.slot, &self.handle) {
                             q.entry.note_contended();
                             // Dropping the retry state drops its watch (and
                             // this process's waiter mark) with it.
-                            let task = d.run(Work::BlockingWait, wait.run);
-                            q.waiting = Waiting::Blocked(task, wait.abandon);
+                            q.waiting = waiting;
                             return Step::Again;
                         }
                     }
@@ -629,6 +629,29 @@ pub(crate) fn acquire_blocking(handle: &Arc<Handle>, mode: LockMode, wait: Wait)
         core.note_waiting();
     }
     block_on(core)
+}
+
+/// A wait for the lock for `slot` that blocks until it is granted, if the
+/// backend has one: polled on the caller's task where the backend can
+/// start it so and the caller would otherwise run it on the pool (the
+/// pool's thread would hear the grant, then wake the task), else the
+/// backend's blocking wait, run as the driver says.
+fn start_wait<D: Driver>(
+    d: &mut D,
+    entry: &Entry,
+    slot: &Slot,
+    handle: &Handle,
+) -> Option<Waiting> {
+    if !d.may_block() {
+        if let Some(wait) = entry.polled_wait(slot, handle) {
+            return Some(Waiting::Blocked(Task::Polled(wait), None));
+        }
+    }
+    let wait = entry.blocking_wait(slot, handle)?;
+    Some(Waiting::Blocked(
+        d.run(Work::BlockingWait, wait.run),
+        wait.abandon,
+    ))
 }
 
 /// `err` with who holds the lock, as far as the backend knows.

@@ -17,7 +17,8 @@ use futures_lite::FutureExt;
 use super::state::{Phase, Waiting};
 use super::{Core, Driver, Granted, Work};
 use crate::engine::resource::{
-    Attempted, BlockingWait, Holders, Key, Params, Polled, PolledAttempt, Upgrade, Waited,
+    Attempted, BlockingWait, Holders, Key, Params, Polled, PolledAttempt, PolledWait, Upgrade,
+    Waited,
 };
 use crate::engine::{Abandon, Backoff, Config, Handle, Hint, Opener, Resource};
 use crate::error::{Error, ErrorKind};
@@ -168,6 +169,40 @@ struct Script {
     polled: bool,
     answer: AtomicBool,
     polled_attempts: AtomicUsize,
+    /// Offer waits made by polling ([`Resource::wait_polled`]); each is
+    /// granted once `granted` is set.
+    polls_waits: bool,
+    granted: AtomicBool,
+    polled_waits: AtomicUsize,
+    /// Polled waits dropped before they ended.
+    waits_abandoned: AtomicUsize,
+}
+
+/// A scripted polled wait: pending until the script grants it; counts
+/// itself abandoned if dropped before it ended.
+struct ScriptedWait {
+    script: Arc<Script>,
+    ended: bool,
+}
+
+impl std::future::Future for ScriptedWait {
+    type Output = io::Result<Waited>;
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if !self.script.granted.load(Ordering::SeqCst) {
+            return Poll::Pending;
+        }
+        self.ended = true;
+        Poll::Ready(Ok(Waited::Locked(Box::new(()))))
+    }
+}
+
+impl Drop for ScriptedWait {
+    fn drop(&mut self) {
+        if !self.ended {
+            self.script.waits_abandoned.fetch_add(1, Ordering::SeqCst);
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -264,6 +299,17 @@ impl Resource for Scripted {
         } else {
             Attempted::Locked(None)
         })
+    }
+
+    fn wait_polled(&self, _mode: LockMode, _p: Params<'_>) -> Option<PolledWait> {
+        if !self.0.polls_waits {
+            return None;
+        }
+        self.0.polled_waits.fetch_add(1, Ordering::SeqCst);
+        Some(Box::pin(ScriptedWait {
+            script: Arc::clone(&self.0),
+            ended: false,
+        }))
     }
 
     fn blocking_wait(&self, _mode: LockMode, _p: Params<'_>) -> Option<BlockingWait> {
@@ -779,6 +825,79 @@ fn the_blocking_pool_strategy_waits_in_the_backend_for_futures_too() {
     let mut core = Core::new(h, LockMode::Exclusive, Wait::Forever);
     assert!(acquired(d.poll(&mut core)));
     assert_eq!(script.commits.load(Ordering::SeqCst), 1);
+}
+
+/// A remote resource that can wait by polling: a future's wait runs on its
+/// own task (nothing handed to the pool), ends with the grant, and is
+/// committed; dropped mid-wait, the wait is dropped unfinished (which is
+/// the backend's signal to give it up) and the queue is left.
+#[test]
+fn a_future_waits_by_polling_where_the_backend_can() {
+    let polled_waits = || {
+        Arc::new(Script {
+            remote: true,
+            polls_waits: true,
+            blocking: Mutex::new(Some(Waited::Locked(Box::new(())))),
+            ..held_elsewhere()
+        })
+    };
+    let script = polled_waits();
+    let h = handle(&script, WaitStrategy::Backoff);
+    let mut d = TestDriver::new(false);
+    let mut core = Core::new(Arc::clone(&h), LockMode::Exclusive, Wait::Forever);
+    assert!(d.poll(&mut core).is_pending());
+    assert_eq!(phase(&core), "waiting in a blocking call");
+    assert_eq!(d.ran, [Work::Open], "nothing went to the pool");
+    assert_eq!(script.polled_waits.load(Ordering::SeqCst), 1);
+    // Polled again, still waiting: the same wait, not a new one.
+    assert!(d.poll(&mut core).is_pending());
+    assert_eq!(script.polled_waits.load(Ordering::SeqCst), 1);
+    script.granted.store(true, Ordering::SeqCst);
+    assert!(acquired(d.poll(&mut core)));
+    assert_eq!(script.commits.load(Ordering::SeqCst), 1);
+    assert_eq!(script.waits_abandoned.load(Ordering::SeqCst), 0);
+    assert!(
+        script.blocking.lock().unwrap().is_some(),
+        "the blocking wait was not asked for"
+    );
+
+    // Dropped mid-wait.
+    let script = polled_waits();
+    let h = handle(&script, WaitStrategy::Backoff);
+    let mut d = TestDriver::new(false);
+    let mut core = Core::new(Arc::clone(&h), LockMode::Exclusive, Wait::Forever);
+    assert!(d.poll(&mut core).is_pending());
+    let Phase::Queued(q) = &core.phase else {
+        panic!("not queued");
+    };
+    let entry = Arc::clone(&q.entry);
+    drop(core);
+    assert_eq!(script.waits_abandoned.load(Ordering::SeqCst), 1);
+    assert_eq!(entry.queued(), 0);
+    assert_eq!(script.commits.load(Ordering::SeqCst), 0);
+
+    // Timed out mid-wait: the same.
+    let script = polled_waits();
+    let h = handle(&script, WaitStrategy::Backoff);
+    let mut d = TestDriver::new(false);
+    let mut core = Core::new(Arc::clone(&h), LockMode::Exclusive, Wait::For(5 * MS));
+    assert!(d.poll(&mut core).is_pending());
+    d.advance_to_wake();
+    let Poll::Ready(Err(e)) = d.poll(&mut core) else {
+        panic!("not timed out");
+    };
+    assert_eq!(e.kind(), ErrorKind::TimedOut);
+    assert_eq!(script.waits_abandoned.load(Ordering::SeqCst), 1);
+
+    // A blocking caller whose thread may block waits in the blocking wait
+    // on its own thread, as before.
+    let script = polled_waits();
+    let h = handle(&script, WaitStrategy::Backoff);
+    let mut d = TestDriver::new(true);
+    let mut core = Core::new(h, LockMode::Exclusive, Wait::Forever);
+    assert!(acquired(d.poll(&mut core)));
+    assert_eq!(script.polled_waits.load(Ordering::SeqCst), 0);
+    assert_eq!(d.ran, [Work::Open, Work::BlockingWait]);
 }
 
 #[test]
