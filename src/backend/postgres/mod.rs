@@ -18,9 +18,10 @@
 //! - **Waiting.** Only the head of the engine's queue waits in the server
 //!   (`pg_advisory_lock`, which hands the lock over as soon as it is
 //!   free): a thousand waiting tasks use one session. A future waits on
-//!   its own task where an idle session is at hand (`polled_wait`), so an
-//!   executor whose thread runs the reactor hears the grant itself;
-//!   otherwise, and for a blocking caller, the wait runs on a thread. A wait that is abandoned is cancelled on a socket of its own,
+//!   its own task where a session is at hand without waiting
+//!   (`polled_wait`), so an executor whose thread runs the reactor hears
+//!   the grant itself; otherwise, and for a blocking caller, the wait runs
+//!   on a thread. A wait that is abandoned is cancelled on a socket of its own,
 //!   read to its end; the statement is then awaited and the session's
 //!   advisory locks all released, so a wait given up never leaves a lock
 //!   granted to nobody.
@@ -525,6 +526,18 @@ impl Release {
         }
     }
 
+    /// Whether the release has ended in the background (its session back
+    /// in the pool, or closed): `Err` (the release back) while it runs.
+    /// Never blocks.
+    fn ended_now(self) -> Result<(), Release> {
+        if !self.task.is_finished() {
+            return Err(self);
+        }
+        // A session another hold shares stays with that hold.
+        drop(futures_lite::future::block_on(self.task));
+        Ok(())
+    }
+
     /// Lets the background task finish the release on its own.
     fn detach(self) {
         self.task.detach();
@@ -1003,15 +1016,31 @@ impl Resource for PgLock {
     }
 
     fn wait_polled(&self, mode: LockMode, p: Params<'_>) -> Option<PolledWait> {
-        // The last release's session comes back through its unlock's reply,
-        // which may have to be waited for: the pool's wait reuses it.
-        if lock(&self.releasing).is_some() {
-            return None;
-        }
-        let conn = self.server.pool.waiting_now()?;
+        // The last release's session, its unlock's reply read first, if
+        // nothing else is using it; else an idle session.
+        let releasing = lock(&self.releasing).take();
+        let start = match releasing.map(Release::unlocking_now) {
+            Some(Ok((conn, reply))) => polled_wait::Start::AfterRelease(conn, reply),
+            Some(Err(release)) => match release.ended_now() {
+                // Done in the background: its session went back to the pool.
+                Ok(()) => polled_wait::Start::Idle(self.server.pool.waiting_now()?),
+                // Its unlock is being read elsewhere: the pool's wait takes
+                // the session once it is done.
+                Err(release) => {
+                    *lock(&self.releasing) = Some(release);
+                    return None;
+                }
+            },
+            None => polled_wait::Start::Idle(self.server.pool.waiting_now()?),
+        };
         let server = Arc::clone(&self.server);
-        let wait =
-            polled_wait::PolledWait::start(server, conn, mode, (self.key, self.id), options_of(p))?;
+        let wait = polled_wait::PolledWait::start(
+            server,
+            start,
+            mode,
+            (self.key, self.id),
+            options_of(p),
+        )?;
         Some(Box::pin(wait))
     }
 

@@ -6,11 +6,15 @@
 //! that goes on with the lock, where a wait on the pool hears it on a pool
 //! thread, which must then wake the task.
 //!
-//! It starts only where nothing has to wait: an idle session, prepared
-//! already, and a free place among the waiting sessions. Otherwise the
-//! wait runs on the pool as before (`wait_in_server`), which opens
-//! sessions, prepares statements and tries on a shared session when the
-//! waits have no place left.
+//! It starts only where nothing has to wait: on the session of this
+//! lock's last release, whose unlock's reply it reads first (statements on
+//! one session run in order, so the wait never overtakes that release), or
+//! on an idle session, prepared already, with a place free among the
+//! waiting sessions. Otherwise the wait runs on the pool as before
+//! (`wait_in_server`), which opens sessions, prepares statements and tries
+//! on a shared session when the waits have no place left; a polled wait
+//! that finds it cannot go on (the last release's session lost, no place)
+//! hands over to it too.
 //!
 //! Dropped mid-wait, it hands the session and the statement's reply to a
 //! pool thread, which cancels the statement until it ends and releases
@@ -23,11 +27,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use super::conn::{Conn, Owned, Reply};
+use super::conn::{to_io, Conn, Owned, Reply};
 use super::polled::read;
 use super::pool::Session;
-use super::{cancel_until_ended, clean_up, granted_token, sql, Hold, Holder, PgServer};
-use crate::engine::Waited;
+use super::{
+    cancel_until_ended, clean_up, granted_token, sql, wait_in_server, Hold, Holder, PgServer,
+};
+use crate::engine::{Abandon, FireOnDrop, Waited};
 use crate::mode::LockMode;
 use crate::options::LockOptions;
 
@@ -36,6 +42,7 @@ pub(super) struct PolledWait {
     server: Arc<PgServer>,
     mode: LockMode,
     key: i64,
+    id: i32,
     options: LockOptions,
     step: Step,
 }
@@ -45,49 +52,126 @@ pub(super) struct PolledWait {
     reason = "one per wait, boxed with it; the session is moved on, not copied"
 )]
 enum Step {
+    /// The last release's unlock, whose reply is read first, on the
+    /// session the wait then uses. The session's turn is kept.
+    Unlocking(Arc<Conn>, Reply),
     /// The lock statement is on the wire. The session's turn is kept.
     Waiting(Conn, Reply),
-    /// The statement failed: the session is cleaned up on the pool before
-    /// the error is reported (it may have been granted the lock).
-    CleaningUp(blocking::Task<io::Result<Waited>>),
+    /// The wait on the pool (`wait_in_server`), told to give up when the
+    /// second part is dropped; or the clean-up of a session whose
+    /// statement failed (it may have been granted the lock), before the
+    /// error is reported.
+    Pool(blocking::Task<io::Result<Waited>>, Option<FireOnDrop>),
     Done,
 }
 
+/// Where a polled wait starts.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "built once per wait and moved straight into it"
+)]
+pub(super) enum Start {
+    /// An idle session that took a place among the waiting sessions.
+    Idle(Conn),
+    /// The last release's session, its unlock's reply unread; its turn is
+    /// kept.
+    AfterRelease(Arc<Conn>, Reply),
+}
+
 impl PolledWait {
-    /// Sends the wait's statement on `conn`, an idle session that took a
-    /// place among the waiting sessions. `None` (and the session back to
-    /// the pool) where that cannot be done without waiting: the statement
-    /// not prepared on it yet, or its turn taken.
+    /// Starts a wait from `start`. `None` (and an idle session back to the
+    /// pool) where the statement cannot be sent without waiting: not
+    /// prepared on the session yet, or the session's turn taken.
     pub(super) fn start(
         server: Arc<PgServer>,
-        conn: Conn,
+        start: Start,
         mode: LockMode,
         (key, id): (i64, i32),
         options: LockOptions,
     ) -> Option<PolledWait> {
-        if !conn.turn().try_keep() {
-            server.pool.give_back(conn);
-            return None;
-        }
-        let (statement, params): (&str, Vec<Owned>) = match mode {
-            LockMode::Exclusive => (
-                &server.sql.wait_exclusive,
-                Holder::of(&options).owned(key, id),
-            ),
-            LockMode::Shared => (sql::WAIT_SHARED, vec![Box::new(key)]),
-        };
-        let Some(reply) = conn.send(statement, params) else {
-            conn.turn().give();
-            server.pool.give_back(conn);
-            return None;
-        };
-        Some(PolledWait {
+        let mut wait = PolledWait {
             server,
             mode,
             key,
+            id,
             options,
-            step: Step::Waiting(conn, reply),
-        })
+            step: Step::Done,
+        };
+        wait.step = match start {
+            Start::AfterRelease(conn, reply) => Step::Unlocking(conn, reply),
+            Start::Idle(conn) => {
+                if !conn.turn().try_keep() {
+                    wait.server.pool.give_back(conn);
+                    return None;
+                }
+                match wait.ask(&conn) {
+                    Some(reply) => Step::Waiting(conn, reply),
+                    None => {
+                        conn.turn().give();
+                        wait.server.pool.give_back(conn);
+                        return None;
+                    }
+                }
+            }
+        };
+        Some(wait)
+    }
+
+    /// Sends the wait's statement on `conn`, whose turn is kept: its
+    /// reply, or `None` when the statement is not prepared on it yet.
+    fn ask(&self, conn: &Conn) -> Option<Reply> {
+        let (statement, params): (&str, Vec<Owned>) = match self.mode {
+            LockMode::Exclusive => (
+                &self.server.sql.wait_exclusive,
+                Holder::of(&self.options).owned(self.key, self.id),
+            ),
+            LockMode::Shared => (sql::WAIT_SHARED, vec![Box::new(self.key)]),
+        };
+        conn.send(statement, params)
+    }
+
+    /// The wait on the pool, from the start: for a wait that cannot go on
+    /// here.
+    fn on_pool(&self) -> Step {
+        let (server, options) = (Arc::clone(&self.server), self.options.clone());
+        let (mode, key, id) = (self.mode, self.key, self.id);
+        let abandon = Abandon::new();
+        let signal = abandon.clone();
+        let task =
+            blocking::unblock(move || wait_in_server(server, None, mode, key, id, options, signal));
+        Step::Pool(task, Some(FireOnDrop(abandon)))
+    }
+
+    /// The next step once the last release's unlock has answered on
+    /// `conn`, whose turn is kept.
+    fn after_unlock(&self, conn: Arc<Conn>, unlocked: io::Result<tokio_postgres::Row>) -> Step {
+        let clean = unlocked
+            .and_then(|row| row.try_get::<_, bool>(0).map_err(to_io))
+            .is_ok_and(|held| held);
+        conn.turn().give();
+        // A session that lost its hold or failed is let go (it closes once
+        // nothing else shares it); a clean one of this lock's alone waits.
+        let own = match Arc::try_unwrap(conn) {
+            Ok(own) if clean => own,
+            _ => return self.on_pool(),
+        };
+        let opened = || Err(io::Error::other("no session to open here"));
+        let Some(Ok(own)) = self.server.pool.waiting(Some(own), opened) else {
+            // No place left: the pool's wait tries on a shared session.
+            return self.on_pool();
+        };
+        if !own.turn().try_keep() {
+            self.server.pool.give_back(own);
+            return self.on_pool();
+        }
+        match self.ask(&own) {
+            Some(reply) => Step::Waiting(own, reply),
+            None => {
+                own.turn().give();
+                self.server.pool.give_back(own);
+                self.on_pool()
+            }
+        }
     }
 }
 
@@ -96,49 +180,57 @@ impl Future for PolledWait {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<Waited>> {
         let this = self.get_mut();
-        match std::mem::replace(&mut this.step, Step::Done) {
-            Step::Waiting(conn, mut reply) => {
-                let Poll::Ready(answer) = read(&conn, &mut reply, cx) else {
-                    this.step = Step::Waiting(conn, reply);
-                    return Poll::Pending;
-                };
-                conn.turn().give();
-                match answer.and_then(|row| granted_token(this.mode, &row)) {
-                    Ok(token) => {
-                        let session = Session::Own(conn);
-                        let (server, options) = (&this.server, &this.options);
-                        // A hold that cannot be reported (the name's row
-                        // gone) is released as it is dropped.
-                        let hold =
-                            Hold::taken(server, session, this.mode, this.key, token, options);
-                        Poll::Ready(hold.map(|hold| Waited::Locked(Box::new(hold))))
-                    }
-                    // Cancelled by someone, a deadlock report, the session
-                    // ending: it may have been granted all the same.
-                    Err(e) => {
-                        let server = Arc::clone(&this.server);
-                        let mut task = blocking::unblock(move || {
-                            clean_up(&server, conn);
-                            Err(e)
-                        });
-                        let polled = Pin::new(&mut task).poll(cx);
-                        if polled.is_pending() {
-                            this.step = Step::CleaningUp(task);
+        loop {
+            match std::mem::replace(&mut this.step, Step::Done) {
+                Step::Unlocking(conn, mut reply) => {
+                    let Poll::Ready(unlocked) = read(&conn, &mut reply, cx) else {
+                        this.step = Step::Unlocking(conn, reply);
+                        return Poll::Pending;
+                    };
+                    this.step = this.after_unlock(conn, unlocked);
+                }
+                Step::Waiting(conn, mut reply) => {
+                    let Poll::Ready(answer) = read(&conn, &mut reply, cx) else {
+                        this.step = Step::Waiting(conn, reply);
+                        return Poll::Pending;
+                    };
+                    conn.turn().give();
+                    match answer.and_then(|row| granted_token(this.mode, &row)) {
+                        Ok(token) => {
+                            let session = Session::Own(conn);
+                            let (server, options) = (&this.server, &this.options);
+                            // A hold that cannot be reported (the name's row
+                            // gone) is released as it is dropped.
+                            let hold =
+                                Hold::taken(server, session, this.mode, this.key, token, options);
+                            return Poll::Ready(hold.map(|hold| Waited::Locked(Box::new(hold))));
                         }
-                        polled
+                        // Cancelled by someone, a deadlock report, the
+                        // session ending: it may have been granted all the
+                        // same.
+                        Err(e) => {
+                            let server = Arc::clone(&this.server);
+                            let task = blocking::unblock(move || {
+                                clean_up(&server, conn);
+                                Err(e)
+                            });
+                            this.step = Step::Pool(task, None);
+                        }
                     }
                 }
-            }
-            Step::CleaningUp(mut task) => {
-                let polled = Pin::new(&mut task).poll(cx);
-                if polled.is_pending() {
-                    this.step = Step::CleaningUp(task);
+                Step::Pool(mut task, abandon) => {
+                    let polled = Pin::new(&mut task).poll(cx);
+                    if polled.is_pending() {
+                        this.step = Step::Pool(task, abandon);
+                    }
+                    return polled;
                 }
-                polled
+                Step::Done => {
+                    return Poll::Ready(Err(io::Error::other(
+                        "a polled wait was polled after it ended",
+                    )))
+                }
             }
-            Step::Done => Poll::Ready(Err(io::Error::other(
-                "a polled wait was polled after it ended",
-            ))),
         }
     }
 }
@@ -146,9 +238,24 @@ impl Future for PolledWait {
 impl Drop for PolledWait {
     /// Abandoned mid-wait (the acquisition was dropped or timed out): a
     /// pool thread cancels the statement until it ends, then releases
-    /// whatever the session holds and gives it back.
+    /// whatever the session holds and gives it back. A wait on the pool is
+    /// told to give up; an unlock's reply is read there.
     fn drop(&mut self) {
         match std::mem::replace(&mut self.step, Step::Done) {
+            Step::Unlocking(conn, reply) => {
+                conn.turn().give();
+                let server = Arc::clone(&self.server);
+                blocking::unblock(move || {
+                    let clean = conn
+                        .run(reply)
+                        .and_then(|row| row.try_get::<_, bool>(0).map_err(to_io))
+                        .is_ok_and(|held| held);
+                    if let (true, Ok(own)) = (clean, Arc::try_unwrap(conn)) {
+                        server.give_back(own);
+                    }
+                })
+                .detach();
+            }
             Step::Waiting(conn, mut reply) => {
                 conn.turn().give();
                 let server = Arc::clone(&self.server);
@@ -160,7 +267,11 @@ impl Drop for PolledWait {
                 })
                 .detach();
             }
-            Step::CleaningUp(task) => task.detach(),
+            // Dropping the signal tells the pool's wait to give up.
+            Step::Pool(task, abandon) => {
+                drop(abandon);
+                task.detach();
+            }
             Step::Done => {}
         }
     }
