@@ -1,5 +1,5 @@
 //! The backends: where a lock lives, behind the engine's
-//! [`Resource`](crate::engine::Resource) seam.
+//! [`Resource`] seam.
 //!
 //! - `strict/`: the OS lock on a lock file.
 //! - `soft/`: a sidecar file whose existence is the lock (soft locks and

@@ -15,7 +15,7 @@
 //!
 //! Since `%` is always escaped, decoding is unambiguous and two different
 //! names never map to the same file. An encoded name longer than
-//! [`MAX_ENCODED_NAME`] bytes is refused (file names are limited to 255
+//! [`MAX_ENCODED_NAME`](crate::patterns::names::MAX_ENCODED_NAME) bytes is refused (file names are limited to 255
 //! bytes on most filesystems).
 
 use std::collections::HashMap;

@@ -194,8 +194,8 @@ impl StrictLock {
 
     /// A descriptor for a blocking wait to lock through, never the one in
     /// use: the spare, else the primary if another one is in use, else
-    /// none (the wait opens one). With [`replace_current`] and
-    /// [`restore_primary`] keeping a spare only while the primary is in
+    /// none (the wait opens one). With [`replace_current`](Self::replace_current) and
+    /// [`restore_primary`](Self::restore_primary) keeping a spare only while the primary is in
     /// use, the handles of a lock file keep at most two descriptors of it
     /// however many waits they make (a wait abandoned on the pool holds its
     /// own until it ends).

@@ -19,7 +19,7 @@
 //! ([`begin_turn`](Queue::begin_turn)). Every change that could let a
 //! waiter proceed (an operation ending, a release) is a compare-and-swap
 //! that fails when `WAITERS` is set; it then wakes the head under the
-//! mutex ([`dispatch`]). So either the change came before `WAITERS` was
+//! mutex ([`Queue::dispatch`]). So either the change came before `WAITERS` was
 //! set, and the waiter's own look sees it, or it comes after and wakes the
 //! waiter. Wake-ups are delivered after the mutex is released.
 //!
