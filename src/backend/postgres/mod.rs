@@ -568,12 +568,18 @@ impl Unlocking {
             Some(reply) => conn.run(reply),
             None => conn.run(conn.query_one(unlock, &[&key])),
         };
-        match reply.and_then(|row| row.try_get::<_, bool>(0).map_err(to_io)) {
-            Ok(true) => Some(conn),
-            // Not held (the session lost it) or failed: close it.
-            Ok(false) | Err(_) => None,
-        }
+        // Not held (the session lost it) or failed: close it.
+        unlocked_cleanly(reply).then_some(conn)
     }
+}
+
+/// Whether an unlock's reply says the session held the lock and gave it
+/// back: its session is then clean. `false` for a session that had lost
+/// the lock, or an unlock that failed.
+fn unlocked_cleanly(reply: io::Result<tokio_postgres::Row>) -> bool {
+    reply
+        .and_then(|row| row.try_get::<_, bool>(0).map_err(to_io))
+        .is_ok_and(|held| held)
 }
 
 /// Unlocks: the statement leaves at once from the caller's thread (so the
@@ -696,6 +702,22 @@ impl Holder {
             Box::new(self.host),
             Box::new(self.owner),
         ]
+    }
+}
+
+/// A lock statement in `mode` with the parameters it owns, to be sent
+/// ahead ([`Conn::send`]): `exclusive` takes the key, the name's row and
+/// the holder (it records the holder and bumps the token), `shared` the
+/// key alone.
+fn lock_call<'a>(
+    mode: LockMode,
+    (exclusive, shared): (&'a str, &'a str),
+    (key, id): (i64, i32),
+    options: &LockOptions,
+) -> (&'a str, Vec<conn::Owned>) {
+    match mode {
+        LockMode::Exclusive => (exclusive, Holder::of(options).owned(key, id)),
+        LockMode::Shared => (shared, vec![Box::new(key)]),
     }
 }
 

@@ -16,9 +16,12 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 
-use super::conn::{to_io, Conn, Owned, Reply};
+use super::conn::{Conn, Reply};
 use super::pool::Session;
-use super::{attempt, discard, outcome_of, session_after, sql, Hold, Holder, PgServer, Release};
+use super::{
+    attempt, discard, lock_call, outcome_of, session_after, sql, unlocked_cleanly, Hold, Holder,
+    PgServer, Release,
+};
 use crate::engine::Polled;
 use crate::mode::LockMode;
 use crate::options::LockOptions;
@@ -100,14 +103,9 @@ impl PolledTry {
 
     /// Sends the attempt's statement on `session`, whose turn is kept.
     fn ask(&self, session: Session) -> Step {
-        let holder = Holder::of(&self.options);
-        let (statement, params): (&str, Vec<Owned>) = match self.mode {
-            LockMode::Exclusive => (
-                &self.server.sql.try_exclusive,
-                holder.owned(self.key, self.id),
-            ),
-            LockMode::Shared => (sql::TRY_SHARED, vec![Box::new(self.key)]),
-        };
+        let statements = (self.server.sql.try_exclusive.as_str(), sql::TRY_SHARED);
+        let (statement, params) =
+            lock_call(self.mode, statements, (self.key, self.id), &self.options);
         match session.send(statement, params) {
             Some(reply) => Step::Asking(session, reply),
             // Not prepared on this session yet: that is a round trip more.
@@ -146,10 +144,7 @@ impl Future for PolledTry {
                         this.step = Step::Unlocking(conn, reply);
                         return Poll::Pending;
                     };
-                    let clean = unlocked
-                        .and_then(|row| row.try_get::<_, bool>(0).map_err(to_io))
-                        .is_ok_and(|held| held);
-                    if clean {
+                    if unlocked_cleanly(unlocked) {
                         this.step = this.ask(Session::Shared(conn));
                     } else {
                         // The session lost its hold or failed: let it go (it

@@ -27,11 +27,12 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use super::conn::{to_io, Conn, Owned, Reply};
+use super::conn::{Conn, Reply};
 use super::polled::read;
 use super::pool::Session;
 use super::{
-    cancel_until_ended, clean_up, granted_token, sql, wait_in_server, Hold, Holder, PgServer,
+    cancel_until_ended, clean_up, granted_token, lock_call, sql, unlocked_cleanly, wait_in_server,
+    Hold, PgServer,
 };
 use crate::engine::{Abandon, FireOnDrop, Waited};
 use crate::mode::LockMode;
@@ -120,13 +121,9 @@ impl PolledWait {
     /// Sends the wait's statement on `conn`, whose turn is kept: its
     /// reply, or `None` when the statement is not prepared on it yet.
     fn ask(&self, conn: &Conn) -> Option<Reply> {
-        let (statement, params): (&str, Vec<Owned>) = match self.mode {
-            LockMode::Exclusive => (
-                &self.server.sql.wait_exclusive,
-                Holder::of(&self.options).owned(self.key, self.id),
-            ),
-            LockMode::Shared => (sql::WAIT_SHARED, vec![Box::new(self.key)]),
-        };
+        let statements = (self.server.sql.wait_exclusive.as_str(), sql::WAIT_SHARED);
+        let (statement, params) =
+            lock_call(self.mode, statements, (self.key, self.id), &self.options);
         conn.send(statement, params)
     }
 
@@ -145,9 +142,7 @@ impl PolledWait {
     /// The next step once the last release's unlock has answered on
     /// `conn`, whose turn is kept.
     fn after_unlock(&self, conn: Arc<Conn>, unlocked: io::Result<tokio_postgres::Row>) -> Step {
-        let clean = unlocked
-            .and_then(|row| row.try_get::<_, bool>(0).map_err(to_io))
-            .is_ok_and(|held| held);
+        let clean = unlocked_cleanly(unlocked);
         conn.turn().give();
         // A session that lost its hold or failed is let go (it closes once
         // nothing else shares it); a clean one of this lock's alone waits.
@@ -246,10 +241,7 @@ impl Drop for PolledWait {
                 conn.turn().give();
                 let server = Arc::clone(&self.server);
                 blocking::unblock(move || {
-                    let clean = conn
-                        .run(reply)
-                        .and_then(|row| row.try_get::<_, bool>(0).map_err(to_io))
-                        .is_ok_and(|held| held);
+                    let clean = unlocked_cleanly(conn.run(reply));
                     if let (true, Ok(own)) = (clean, Arc::try_unwrap(conn)) {
                         server.give_back(own);
                     }
