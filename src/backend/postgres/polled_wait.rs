@@ -1,10 +1,11 @@
 //! A wait in the server polled on the caller's task
 //! (`Resource::wait_polled`): the lock statement leaves from the caller's
 //! thread on a waiting session of its own, and the grant is read as the
-//! caller's task is polled. An executor whose thread runs the reactor
-//! itself (`async_io::block_on`, smol) then hears the grant on the thread
-//! that goes on with the lock, where a wait on the pool hears it on a pool
-//! thread, which must then wake the task.
+//! caller's task is polled. No pool thread waits for it, and where the
+//! task's thread is running the reactor when the grant arrives
+//! (`async_io::block_on`, smol), that thread goes on with the lock at
+//! once, where a wait on the pool hears the grant on a pool thread, which
+//! must then wake the task.
 //!
 //! It starts only where nothing has to wait: on the session of this
 //! lock's last release, whose unlock's reply it reads first (statements on
