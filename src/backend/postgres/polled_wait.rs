@@ -101,31 +101,29 @@ impl PolledWait {
         };
         wait.step = match start {
             Start::AfterRelease(conn, reply) => Step::Unlocking(conn, reply),
-            Start::Idle(conn) => {
-                if !conn.turn().try_keep() {
-                    wait.server.pool.give_back(conn);
-                    return None;
-                }
-                match wait.ask(&conn) {
-                    Some(reply) => Step::Waiting(conn, reply),
-                    None => {
-                        conn.turn().give();
-                        wait.server.pool.give_back(conn);
-                        return None;
-                    }
-                }
-            }
+            Start::Idle(conn) => wait.ask(conn)?,
         };
         Some(wait)
     }
 
-    /// Sends the wait's statement on `conn`, whose turn is kept: its
-    /// reply, or `None` when the statement is not prepared on it yet.
-    fn ask(&self, conn: &Conn) -> Option<Reply> {
+    /// Sends the wait's statement on `conn` (this wait's own, with a
+    /// place), keeping the session's turn. `None`, and the session back to
+    /// the idle pool, where that cannot be done at once: its turn taken, or
+    /// the statement not prepared on it yet.
+    fn ask(&self, conn: Conn) -> Option<Step> {
+        if !conn.turn().try_keep() {
+            self.server.pool.give_back(conn);
+            return None;
+        }
         let statements = (self.server.sql.wait_exclusive.as_str(), sql::WAIT_SHARED);
         let (statement, params) =
             lock_call(self.mode, statements, (self.key, self.id), &self.options);
-        conn.send(statement, params)
+        if let Some(reply) = conn.send(statement, params) {
+            return Some(Step::Waiting(conn, reply));
+        }
+        conn.turn().give();
+        self.server.pool.give_back(conn);
+        None
     }
 
     /// The wait on the pool, from the start: for a wait that cannot go on
@@ -151,23 +149,12 @@ impl PolledWait {
             Ok(own) if clean => own,
             _ => return self.on_pool(),
         };
-        let opened = || Err(io::Error::other("no session to open here"));
-        let Some(Ok(own)) = self.server.pool.waiting(Some(own), opened) else {
-            // No place left: the pool's wait tries on a shared session.
-            return self.on_pool();
-        };
-        if !own.turn().try_keep() {
-            self.server.pool.give_back(own);
-            return self.on_pool();
-        }
-        match self.ask(&own) {
-            Some(reply) => Step::Waiting(own, reply),
-            None => {
-                own.turn().give();
-                self.server.pool.give_back(own);
-                self.on_pool()
-            }
-        }
+        // No place left: the pool's wait tries on a shared session.
+        self.server
+            .pool
+            .place_for(own)
+            .and_then(|own| self.ask(own))
+            .unwrap_or_else(|| self.on_pool())
     }
 }
 

@@ -138,10 +138,15 @@ impl Pool {
     /// [`waiting`](Self::waiting), if it can be had without waiting: an
     /// idle session, if one is open and a place is free. Never opens one.
     pub(super) fn waiting_now(&self) -> Option<Conn> {
-        let idle = self.idle_now()?;
+        self.place_for(self.idle_now()?)
+    }
+
+    /// `conn` (the caller's own) with a place among the waiting sessions,
+    /// if one is free; `None` (and `conn` back to the idle pool) if not.
+    pub(super) fn place_for(&self, conn: Conn) -> Option<Conn> {
         // Given a session, `waiting` opens none.
         let opened = || Err(io::Error::other("no session to open here"));
-        self.waiting(Some(idle), opened)?.ok()
+        self.waiting(Some(conn), opened)?.ok()
     }
 
     /// Fires when a place among the waiting sessions may have been freed.
